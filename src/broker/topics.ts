@@ -1,0 +1,59 @@
+/**
+ * The topic grammar. This module owns every topic string the gateway reads or writes; nothing else
+ * builds or parses topics. Documented for vendors in docs/mqtt-contract.md.
+ *
+ *   ata/v1/<deviceId>/<channel>      device -> gateway (channel declared by the device's profile)
+ *   ata/v1/<deviceId>/status         device -> gateway, retained, also the last will ("online"/"offline")
+ *   ata/v1/<deviceId>/errors         gateway -> device: why a publish was rejected
+ *   ata/v1/<deviceId>/commands       gateway -> device
+ *   ata/v1/$alerts/<siteId>          gateway -> integrations: alert changes (fallback "MQTT out")
+ */
+
+export const ROOT = "ata/v1";
+export const STATUS = "status";
+export const ERRORS = "errors";
+export const COMMANDS = "commands";
+/** Reserved names a device id may not take, and channels a device may not publish on. */
+const GATEWAY_CHANNELS = new Set([ERRORS, COMMANDS]);
+
+const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function isValidDeviceId(id: string): boolean {
+  return DEVICE_ID.test(id) && !id.startsWith("$");
+}
+
+export function deviceTopic(deviceId: string, channel: string): string {
+  return `${ROOT}/${deviceId}/${channel}`;
+}
+export const errorTopic = (deviceId: string) => deviceTopic(deviceId, ERRORS);
+export const commandTopic = (deviceId: string) => deviceTopic(deviceId, COMMANDS);
+export const statusTopic = (deviceId: string) => deviceTopic(deviceId, STATUS);
+export const alertsTopic = (siteId: string) => `${ROOT}/$alerts/${siteId}`;
+
+export interface ParsedDeviceTopic {
+  deviceId: string;
+  channel: string;
+}
+
+/** Parse `ata/v1/<deviceId>/<channel>`; anything else (deeper, shallower, wildcards) is null. */
+export function parseDeviceTopic(topic: string): ParsedDeviceTopic | null {
+  if (!topic.startsWith(`${ROOT}/`)) return null;
+  const rest = topic.slice(ROOT.length + 1);
+  const slash = rest.indexOf("/");
+  if (slash <= 0) return null;
+  const deviceId = rest.slice(0, slash);
+  const channel = rest.slice(slash + 1);
+  if (!isValidDeviceId(deviceId) || !/^[a-z][a-z0-9_-]{0,31}$/.test(channel)) return null;
+  return { deviceId, channel };
+}
+
+/** A device may publish on its own topics only, and never on the channels the gateway writes. */
+export function mayPublish(deviceId: string, topic: string): boolean {
+  const parsed = parseDeviceTopic(topic);
+  return parsed !== null && parsed.deviceId === deviceId && !GATEWAY_CHANNELS.has(parsed.channel);
+}
+
+/** A device may subscribe to its own error and command topics only (no wildcards). */
+export function maySubscribe(deviceId: string, topic: string): boolean {
+  return topic === errorTopic(deviceId) || topic === commandTopic(deviceId);
+}

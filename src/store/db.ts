@@ -1,0 +1,152 @@
+/**
+ * The embedded operational database (SQLite via better-sqlite3): devices, credentials, the durable
+ * event log, dead letters, alerts, audit, timers, outbox cursors. Versioned migrations run at open;
+ * each migration is applied once, in order, in its own transaction.
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+
+export type Db = Database.Database;
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Append only: never edit a migration that has shipped; add a new one. Times are integer
+ * milliseconds since the epoch (UTC) unless a column name says otherwise.
+ */
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "registry, event log, dead letters",
+    sql: `
+      CREATE TABLE residents (
+        ref TEXT PRIMARY KEY,            -- pseudonymous reference, never a name
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        room_id TEXT,
+        flags TEXT NOT NULL DEFAULT '[]' -- JSON array, e.g. ["fall-risk"]
+      );
+      CREATE TABLE devices (
+        id TEXT PRIMARY KEY,
+        profile TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        room_id TEXT,
+        resident_ref TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        secret_hash TEXT NOT NULL,       -- scrypt$N$r$p$salt$hash
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+      CREATE TABLE device_state (
+        device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+        online INTEGER NOT NULL DEFAULT 0,
+        changed_at INTEGER,
+        last_seen_at INTEGER,
+        last_event_at INTEGER,
+        battery REAL,
+        rssi REAL,
+        firmware TEXT
+      );
+      -- The durable event log. seq is the outbox order for downstream sinks.
+      CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        priority TEXT,
+        occurred_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        device_seq INTEGER,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        room_id TEXT,
+        resident_ref TEXT,
+        profile TEXT NOT NULL,
+        data TEXT NOT NULL,              -- JSON of the canonical event's data
+        raw BLOB,                        -- the payload as received, for audit
+        topic TEXT
+      );
+      CREATE UNIQUE INDEX events_dedupe ON events(device_id, event_id);
+      CREATE INDEX events_site_time ON events(site_id, occurred_at);
+      CREATE INDEX events_device_type_time ON events(device_id, type, occurred_at);
+      CREATE TABLE dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at INTEGER NOT NULL,
+        device_id TEXT,
+        topic TEXT NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        payload BLOB NOT NULL,           -- the bytes, or the first max_dead_letter_bytes of them
+        truncated INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX dead_letters_device ON dead_letters(device_id, received_at);
+      -- Persisted positions of readers of append-only tables (time-series sink, exporters).
+      CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
+];
+
+export interface OpenOptions {
+  /** File path, or ":memory:". */
+  path: string;
+  migrations?: Migration[];
+}
+
+export function openDb({ path, migrations = MIGRATIONS }: OpenOptions): Db {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  // WAL with synchronous=NORMAL would lose the last commits on power loss; an acknowledged fall
+  // must survive that, so FULL. Group commit amortises the fsync.
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db, migrations);
+  return db;
+}
+
+export function migrate(db: Db, migrations: Migration[]): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)");
+  const applied = new Set(
+    db
+      .prepare("SELECT version FROM schema_migrations")
+      .all()
+      .map((r) => (r as { version: number }).version),
+  );
+  const sorted = [...migrations].sort((a, b) => a.version - b.version);
+  for (const m of sorted) {
+    if (applied.has(m.version)) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+        m.version,
+        m.name,
+        Date.now(),
+      );
+    })();
+  }
+}
+
+export function getCursor(db: Db, name: string): number {
+  const row = db.prepare("SELECT position FROM cursors WHERE name = ?").get(name) as { position: number } | undefined;
+  return row?.position ?? 0;
+}
+
+export function setCursor(db: Db, name: string, position: number): void {
+  db.prepare(
+    "INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+  ).run(name, position, Date.now());
+}
