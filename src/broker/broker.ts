@@ -1,0 +1,301 @@
+/**
+ * The embedded MQTT broker (aedes 1.x, MQTT 3.1.1) with its listeners. Security lives here, in the
+ * broker hooks: authenticate (device id + secret, throttled per address), authorizePublish (a device
+ * publishes only as itself; the PUBACK waits for the durable commit), authorizeSubscribe (a device
+ * reads only its own error and command topics).
+ */
+import { EventEmitter } from "node:events";
+import { readFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import { Aedes, type Client, type PublishPacket, type Subscription } from "aedes";
+import { WebSocketServer, createWebSocketStream } from "ws";
+import type { Config } from "../config/schema.js";
+import type { ErrorCode } from "../errors.js";
+import type { IngestResult } from "../ingest/pipeline.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { Registry } from "../registry/registry.js";
+import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
+
+export interface BrokerContext {
+  config: Config["mqtt"];
+  registry: Registry;
+  log: Logger;
+  metrics: Metrics;
+  /** Durable intake of a device publish; the PUBACK is sent when it resolves. */
+  submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult>;
+}
+
+export interface ListenerAddress {
+  name: "tcp" | "ws" | "tls";
+  host: string;
+  port: number;
+}
+
+/** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
+const CONNACK = { identifierRejected: 2, serverUnavailable: 3, badCredentials: 4, notAuthorized: 5 } as const;
+
+function refusal(code: number, message: string): Error & { returnCode: number } {
+  return Object.assign(new Error(message), { returnCode: code });
+}
+
+/**
+ * Emits "device.connected" (deviceId, address), "device.disconnected" (deviceId, reason) and
+ * "device.status" (deviceId, payload) for the presence tracker.
+ */
+export class Broker extends EventEmitter {
+  aedes!: Aedes;
+  private servers: { name: ListenerAddress["name"]; server: NetServer | TlsServer | HttpServer }[] = [];
+  private wss: WebSocketServer | null = null;
+  private readonly failures = new Map<string, number[]>();
+  private readonly sockets = new Set<Socket>();
+  readonly addresses: ListenerAddress[] = [];
+
+  constructor(private readonly ctx: BrokerContext) {
+    super();
+  }
+
+  async start(): Promise<void> {
+    const { config, log } = this.ctx;
+    this.aedes = await Aedes.createBroker({
+      // Device ids are up to 64 characters; MQTT 3.1's 23 is not ours.
+      maxClientsIdLength: 64,
+      heartbeatInterval: 60_000,
+      concurrency: 1000,
+      queueLimit: 200,
+      maxTopicLevels: 8,
+    });
+    this.aedes.authenticate = (client, username, password, cb) => {
+      this.authenticate(client, username, password).then(
+        () => cb(null, true),
+        (err: Error) => cb(err as Error & { returnCode: number }, false),
+      );
+    };
+    this.aedes.authorizePublish = (client, packet, cb) => this.authorizePublish(client, packet, cb);
+    this.aedes.authorizeSubscribe = (client, sub, cb) => this.authorizeSubscribe(client, sub, cb);
+    this.aedes.on("client", (client) => {
+      this.ctx.metrics.devicesConnected.inc();
+      this.emit("device.connected", client.id, remoteAddress(client));
+    });
+    this.aedes.on("clientDisconnect", (client) => {
+      this.ctx.metrics.devicesConnected.dec();
+      this.emit("device.disconnected", client.id, "disconnect");
+    });
+    this.aedes.on("keepaliveTimeout", (client) => {
+      log.info({ deviceId: client.id }, "keepalive timeout");
+    });
+    this.aedes.on("clientError", (client, err) => {
+      log.info({ deviceId: client.id, reason: err.message }, "client error; connection closed");
+    });
+    this.aedes.on("connectionError", (client, err) => {
+      log.debug({ deviceId: client?.id, reason: err.message }, "connection refused");
+    });
+
+    const handle = (stream: Parameters<Aedes["handle"]>[0]) => this.limitFrames(this.aedes.handle(stream));
+    const onSocket = (socket: Socket) => {
+      // mqtt.js does not disable Nagle; without this, small PUBACKs wait up to 40 ms.
+      socket.setNoDelay(true);
+      this.sockets.add(socket);
+      socket.once("close", () => this.sockets.delete(socket));
+      handle(socket);
+    };
+
+    if (config.tcp.enabled) {
+      const server = createNetServer(onSocket);
+      await this.listen("tcp", server, config.tcp.host, config.tcp.port);
+    }
+    if (config.tls.enabled) {
+      const server = createTlsServer(
+        {
+          cert: readFileSync(config.tls.certFile!),
+          key: readFileSync(config.tls.keyFile!),
+          ...(config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}),
+        },
+        (socket) => onSocket(socket as unknown as Socket),
+      );
+      await this.listen("tls", server, config.tls.host, config.tls.port);
+    }
+    if (config.ws.enabled) {
+      const server = createHttpServer((_req, res) => {
+        res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with ws://host:port/mqtt\n");
+      });
+      this.wss = new WebSocketServer({ server, maxPayload: config.maxFrameBytes });
+      this.wss.on("connection", (ws, req) => {
+        const stream = createWebSocketStream(ws);
+        (req.socket as Socket).setNoDelay(true);
+        stream.on("error", () => ws.terminate());
+        handle(stream as unknown as Socket);
+      });
+      await this.listen("ws", server, config.ws.host, config.ws.port);
+    }
+  }
+
+  private async listen(
+    name: ListenerAddress["name"],
+    server: NetServer | TlsServer | HttpServer,
+    host: string,
+    port: number,
+  ): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    const addr = server.address();
+    const bound = typeof addr === "object" && addr ? addr.port : port;
+    this.servers.push({ name, server });
+    this.addresses.push({ name, host, port: bound });
+    this.ctx.log.info({ listener: name, host, port: bound }, "MQTT listener ready");
+  }
+
+  /** Stop accepting, close every device connection (their wills fire), close the broker. */
+  async stop(): Promise<void> {
+    for (const { server } of this.servers) server.close();
+    this.wss?.close();
+    for (const s of this.sockets) s.destroy();
+    if (this.aedes) await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
+    this.servers = [];
+  }
+
+  /** Tell a device why its publish was rejected, on its own error topic. */
+  publishError(deviceId: string, body: { code: ErrorCode; message: string; topic: string; receivedAt: string }): void {
+    this.aedes.publish(
+      {
+        cmd: "publish",
+        topic: errorTopic(deviceId),
+        payload: Buffer.from(JSON.stringify(body)),
+        qos: 1,
+        retain: false,
+        dup: false,
+      } as PublishPacket,
+      (err) => {
+        if (err) this.ctx.log.warn({ deviceId, err }, "could not publish to error topic");
+      },
+    );
+  }
+
+  /**
+   * MQTT 3.1.1 has no way to refuse an oversized PUBLISH, and aedes buffers whole packets. A frame
+   * whose declared length exceeds maxFrameBytes closes the connection before it is buffered.
+   */
+  private limitFrames(client: Client): void {
+    const max = this.ctx.config.maxFrameBytes;
+    const parser = (client as unknown as { _parser: { _parseLength(): boolean; packet: { length: number; cmd: string } } })
+      ._parser;
+    const original = parser._parseLength.bind(parser);
+    const log = this.ctx.log;
+    parser._parseLength = function limitedParseLength(this: typeof parser) {
+      const done = original();
+      if (done && this.packet.length > max) {
+        log.warn(
+          { deviceId: client.id ?? null, declared: this.packet.length, limit: max, address: remoteAddress(client) },
+          "MQTT frame larger than the limit; connection closed",
+        );
+        client.conn.destroy();
+        return false;
+      }
+      return done;
+    };
+  }
+
+  private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
+    const address = remoteAddress(client);
+    const refuse = (code: number, reason: string, message: string) => {
+      this.ctx.metrics.connectsRefused.inc({ reason });
+      this.ctx.log.info({ deviceId: username ?? null, address, reason }, "CONNECT refused");
+      return refusal(code, message);
+    };
+    if (this.throttled(address)) throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
+    if (!username || !password) {
+      this.recordFailure(address);
+      throw refuse(CONNACK.badCredentials, "no_credentials", "username (device id) and password (secret) are required");
+    }
+    if (client.id !== username) {
+      throw refuse(CONNACK.identifierRejected, "client_id_mismatch", "client id must equal the device id");
+    }
+    const outcome = await this.ctx.registry.authenticate(username, password.toString("utf8"));
+    if (outcome === "ok") return;
+    if (outcome === "disabled") throw refuse(CONNACK.notAuthorized, "disabled", "device is disabled");
+    this.recordFailure(address);
+    throw refuse(CONNACK.badCredentials, outcome, "unknown device or wrong secret");
+  }
+
+  private throttled(address: string): boolean {
+    const { max, windowSec } = this.ctx.config.authFailures;
+    const list = this.failures.get(address);
+    if (!list) return false;
+    const since = Date.now() - windowSec * 1000;
+    while (list.length && list[0]! < since) list.shift();
+    if (!list.length) this.failures.delete(address);
+    return list.length >= max;
+  }
+
+  private recordFailure(address: string): void {
+    const list = this.failures.get(address) ?? [];
+    list.push(Date.now());
+    this.failures.set(address, list);
+    if (this.failures.size > 10_000) {
+      // Bound memory under a spray of addresses: forget the oldest entry.
+      const first = this.failures.keys().next().value;
+      if (first !== undefined) this.failures.delete(first);
+    }
+  }
+
+  private authorizePublish(client: Client | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
+    // client is null when aedes itself publishes a will after the device is gone.
+    if (!client) return cb(null);
+    const deviceId = client.id;
+    if (!mayPublish(deviceId, packet.topic)) {
+      this.ctx.metrics.publishesDenied.inc({ kind: "publish" });
+      this.ctx.log.warn({ deviceId, topic: packet.topic }, "publish outside the device's own topics; disconnected");
+      return cb(new Error(`not authorised to publish on ${packet.topic}`));
+    }
+    const { channel } = parseDeviceTopic(packet.topic)!;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (channel === STATUS) {
+      this.emit("device.status", deviceId, payload.toString("utf8").slice(0, 32));
+      return cb(null);
+    }
+    // Only status is kept retained; a retained event would replay to nobody and cost memory.
+    packet.retain = false;
+    this.ctx.submit(deviceId, packet.topic, channel, payload).then(
+      (result) => {
+        if (!result.ok) {
+          this.ctx.log.info(
+            { deviceId, topic: packet.topic, code: result.rejection.code, deadLetterId: result.rejection.deadLetterId },
+            "publish rejected and dead-lettered",
+          );
+          this.publishError(deviceId, {
+            code: result.rejection.code,
+            message: result.rejection.message,
+            topic: packet.topic,
+            receivedAt: new Date().toISOString(),
+          });
+        }
+        cb(null);
+      },
+      (err: Error) => {
+        // Not durable: no PUBACK. Closing the connection makes the device redeliver.
+        this.ctx.log.error({ deviceId, err: err.message }, "publish could not be committed; connection closed");
+        cb(err);
+      },
+    );
+  }
+
+  private authorizeSubscribe(client: Client, sub: Subscription, cb: (err: Error | null, sub: Subscription | null) => void): void {
+    if (maySubscribe(client.id, sub.topic)) return cb(null, sub);
+    this.ctx.metrics.publishesDenied.inc({ kind: "subscribe" });
+    this.ctx.log.warn({ deviceId: client.id, topic: sub.topic }, "subscription refused");
+    // SUBACK 0x80 (failure) for this topic; the connection stays up.
+    cb(null, null);
+  }
+}
+
+function remoteAddress(client: Client): string {
+  const conn = client.conn as unknown as { remoteAddress?: string; _socket?: { remoteAddress?: string } };
+  return conn.remoteAddress ?? conn._socket?.remoteAddress ?? "unknown";
+}

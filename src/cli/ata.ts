@@ -1,0 +1,195 @@
+/**
+ * `ata`: the operator's command line. It works on the gateway's database directly (the running
+ * gateway notices changes within two seconds), so it needs no token and works while the gateway is
+ * down.
+ *
+ *   ata devices list [--site S]
+ *   ata devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
+ *   ata devices disable ID | enable ID | rotate-secret ID
+ *   ata dead-letters [--device ID] [--limit N]
+ *   ata profiles
+ *   ata conform --profile P --file samples.jsonl
+ */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { PROFILES } from "../../devices/index.js";
+import { checkSamples } from "../../devices/conformance.js";
+import { ConfigError, loadConfig } from "../config/load.js";
+import type { Config } from "../config/schema.js";
+import { Registry, RegistryError } from "../registry/registry.js";
+import { openDb } from "../store/db.js";
+import { extraCommands } from "./commands.js";
+
+export interface CliContext {
+  config: Config;
+  args: string[];
+  out: (line: string) => void;
+  openRegistry(): { registry: Registry; close(): void };
+}
+
+const USAGE = `usage: ata [--config FILE] <command>
+  devices list [--site S]
+  devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
+  devices disable ID | enable ID | rotate-secret ID
+  dead-letters [--device ID] [--limit N]
+  profiles
+  conform --profile P --file samples.jsonl   (one {"topic": "...", "payload": <json> | "payloadHex": "..."} per line)
+${extraCommands.map((c) => `  ${c.usage}`).join("\n")}`;
+
+class UsageError extends Error {}
+
+function option(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  if (i === -1) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith("--")) throw new UsageError(`--${name} needs a value`);
+  return v;
+}
+
+function required(args: string[], name: string): string {
+  const v = option(args, name);
+  if (v === undefined) throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export async function runCli(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { config: { type: "string", short: "c" } },
+    strict: false,
+    allowPositionals: true,
+  });
+  const config = loadConfig({
+    path: values.config as string | undefined,
+    env: process.env,
+    knownProfiles: new Set(PROFILES.map((p) => p.id)),
+  });
+  const args = argv.filter((a, i) => a !== "--config" && argv[i - 1] !== "--config" && a !== "-c" && argv[i - 1] !== "-c");
+  const [cmd, sub, ...rest] = positionals as string[];
+  const openRegistry = () => {
+    const db = openDb({ path: join(config.dataDir, "ata.db") });
+    const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
+    const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), {
+      hasUnit: (site, unit) => units.has(`${site}/${unit}`),
+    });
+    registry.syncResidents(
+      config.residents.map((r) => ({ ref: r.ref, siteId: r.site, unitId: r.unit, roomId: r.room ?? null, flags: r.flags })),
+    );
+    return { registry, close: () => db.close() };
+  };
+
+  switch (cmd) {
+    case "devices": {
+      const { registry, close } = openRegistry();
+      try {
+        if (sub === "list") {
+          const site = option(args, "site");
+          for (const d of registry.list(site ? { siteIds: [site] } : {}))
+            out(
+              [d.id, d.profile, `${d.siteId}/${d.unitId}`, d.roomId ?? "-", d.residentRef ?? "-", d.enabled ? "enabled" : "DISABLED"].join("\t"),
+            );
+        } else if (sub === "add") {
+          const secret = option(args, "secret");
+          const { device, secret: generated } = registry.add({
+            id: required(args, "id"),
+            profile: required(args, "profile"),
+            siteId: required(args, "site"),
+            unitId: required(args, "unit"),
+            roomId: option(args, "room") ?? null,
+            residentRef: option(args, "resident") ?? null,
+            ...(secret ? { secret } : {}),
+          });
+          out(`added ${device.id} (${device.profile}) in ${device.siteId}/${device.unitId}`);
+          if (generated) out(`secret: ${generated}\n(shown once; the gateway keeps only a hash)`);
+        } else if (sub === "disable" || sub === "enable") {
+          const id = rest[0] ?? "";
+          registry.setEnabled(id, sub === "enable");
+          out(`${id} ${sub}d`);
+        } else if (sub === "rotate-secret") {
+          const id = rest[0] ?? "";
+          out(`secret: ${registry.rotateSecret(id)}\n(shown once; the old secret no longer works)`);
+        } else throw new UsageError(`unknown devices command "${sub ?? ""}"`);
+      } finally {
+        close();
+      }
+      return;
+    }
+    case "dead-letters": {
+      const db = openDb({ path: join(config.dataDir, "ata.db") });
+      try {
+        const device = option(args, "device");
+        const limit = Number(option(args, "limit") ?? 20);
+        const rows = db
+          .prepare(
+            `SELECT id, received_at, device_id, topic, code, reason, size FROM dead_letters ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
+          )
+          .all(...(device ? [device, limit] : [limit])) as {
+          id: number;
+          received_at: number;
+          device_id: string;
+          topic: string;
+          code: string;
+          reason: string;
+          size: number;
+        }[];
+        for (const r of rows)
+          out([r.id, new Date(r.received_at).toISOString(), r.device_id, r.topic, r.code, `${r.size} B`, r.reason].join("\t"));
+      } finally {
+        db.close();
+      }
+      return;
+    }
+    case "profiles":
+      for (const p of PROFILES) out([p.id, p.kind, p.topics.join(","), p.emits.join(",")].join("\t"));
+      return;
+    case "conform": {
+      const profile = PROFILES.find((p) => p.id === required(args, "profile"));
+      if (!profile) throw new UsageError(`unknown profile; known: ${PROFILES.map((p) => p.id).join(", ")}`);
+      const lines = readFileSync(required(args, "file"), "utf8").split("\n").filter((l) => l.trim());
+      const samples = lines.map((l, i) => {
+        let s: { topic?: string; payload?: unknown; payloadHex?: string };
+        try {
+          s = JSON.parse(l);
+        } catch {
+          throw new UsageError(`line ${i + 1} is not JSON`);
+        }
+        const payload =
+          s.payloadHex !== undefined ? Buffer.from(s.payloadHex, "hex") : Buffer.from(typeof s.payload === "string" ? s.payload : JSON.stringify(s.payload));
+        return { topic: s.topic ?? profile.topics[0] ?? "events", payload };
+      });
+      const report = checkSamples(profile, samples);
+      for (const line of formatConformance(report)) out(line);
+      if (!conforms(report)) process.exitCode = 1;
+      return;
+    }
+    default: {
+      const extra = extraCommands.find((c) => c.name === cmd);
+      if (extra) return extra.run({ config, args, out, openRegistry });
+      throw new UsageError(cmd ? `unknown command "${cmd}"` : "a command is required");
+    }
+  }
+}
+
+function formatConformance(report: unknown): string[] {
+  return JSON.stringify(report, null, 2).split("\n");
+}
+
+function conforms(report: unknown): boolean {
+  if (Array.isArray(report)) return report.every((r) => (r as { ok?: boolean }).ok !== false);
+  return (report as { ok?: boolean }).ok !== false;
+}
+
+/** Entry point with the exit codes operators script against: 0 ok, 1 check failed, 2 usage/config error. */
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await runCli(argv);
+  } catch (err) {
+    if (err instanceof UsageError) process.stderr.write(`${err.message}\n\n${USAGE}\n`);
+    else if (err instanceof ConfigError || err instanceof RegistryError) process.stderr.write(`${err.message}\n`);
+    else process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = 2;
+  }
+}
+
+if (process.argv[1]?.endsWith("src/cli/ata.ts")) await main(process.argv.slice(2));

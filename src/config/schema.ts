@@ -1,0 +1,158 @@
+/**
+ * The configuration file's schema. Every option has a default so that `npm start` runs on the
+ * demo site with nothing else; operators override by file (`--config`) and environment.
+ */
+import { z } from "zod";
+
+const Id = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "lowercase letters, digits, - and _ (max 64)");
+const Port = z.number().int().min(0).max(65535);
+const TimeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat("en", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, "unknown IANA time zone");
+
+export const UnitConfig = z.strictObject({
+  id: Id,
+  name: z.string().min(1),
+  rooms: z.array(z.string().min(1).max(64)).default([]),
+});
+
+export const SiteConfig = z.strictObject({
+  id: Id,
+  name: z.string().min(1),
+  timeZone: TimeZone.default("Europe/Copenhagen"),
+  units: z.array(UnitConfig).min(1),
+});
+
+export const ResidentConfig = z.strictObject({
+  /** Pseudonymous reference; never a name or a national id number. */
+  ref: z.string().regex(/^[A-Za-z0-9-]{2,32}$/, "a pseudonymous reference such as R-7F3A"),
+  site: Id,
+  unit: Id,
+  room: z.string().max(64).optional(),
+  flags: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/)).default([]),
+});
+
+/** Devices registered at boot when missing (demo and first-run seeding). */
+export const SeedDeviceConfig = z.strictObject({
+  id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
+  profile: z.string().min(3),
+  secret: z.string().min(8, "device secrets need at least 8 characters"),
+  site: Id,
+  unit: Id,
+  room: z.string().max(64).optional(),
+  resident: z.string().optional(),
+});
+
+const Listener = z.strictObject({ enabled: z.boolean().default(true), host: z.string().default("0.0.0.0"), port: Port });
+
+export const ConfigSchema = z.strictObject({
+  dataDir: z.string().default("data"),
+  log: z.strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") }).prefault({}),
+  mqtt: z
+    .strictObject({
+      tcp: Listener.prefault({ port: 1883 }),
+      ws: Listener.prefault({ port: 8083 }),
+      tls: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          host: z.string().default("0.0.0.0"),
+          port: Port.default(8883),
+          certFile: z.string().optional(),
+          keyFile: z.string().optional(),
+          caFile: z.string().optional(),
+        })
+        .prefault({})
+        .refine((t) => !t.enabled || (t.certFile && t.keyFile), {
+          message: "TLS needs certFile and keyFile",
+          path: ["certFile"],
+        }),
+      /** Payloads above this are dead-lettered and the device is told why. */
+      maxPayloadBytes: z.number().int().min(256).max(1_048_576).default(16_384),
+      /** MQTT frames above this are not even buffered: the connection is closed with a logged reason. */
+      maxFrameBytes: z.number().int().min(1024).max(16_777_216).default(262_144),
+      /** Failed CONNECTs allowed per remote address per window before refusing outright. */
+      authFailures: z
+        .strictObject({ max: z.number().int().min(1).default(10), windowSec: z.number().int().min(1).default(60) })
+        .prefault({}),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      host: z.string().default("0.0.0.0"),
+      port: Port.default(8080),
+      /** Operator token for device administration over HTTP; none disables the admin API. */
+      adminToken: z.string().min(16).optional(),
+      tls: z
+        .strictObject({ certFile: z.string(), keyFile: z.string() })
+        .optional(),
+    })
+    .prefault({}),
+  ingest: z
+    .strictObject({
+      /** Group commit: the longest a publish waits for companions before its batch commits. */
+      commitMaxDelayMs: z.number().min(0).max(100).default(2),
+      commitMaxEvents: z.number().int().min(1).max(100_000).default(2000),
+      keepRawPayload: z.boolean().default(true),
+      maxDeadLetterBytes: z.number().int().min(256).default(65_536),
+    })
+    .prefault({}),
+  influx: z
+    .strictObject({
+      url: z.url(),
+      database: z.string().default("ata"),
+      retentionPolicy: z.string().default("ata_default"),
+      retentionDuration: z.string().default("0s"),
+      username: z.string().optional(),
+      password: z.string().optional(),
+    })
+    .optional(),
+  sites: z.array(SiteConfig).min(1),
+  residents: z.array(ResidentConfig).default([]),
+  devices: z.array(SeedDeviceConfig).default([]),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type SiteConfig = z.infer<typeof SiteConfig>;
+
+/** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
+export function crossCheck(config: Config, knownProfiles: ReadonlySet<string>): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const units = new Map<string, Set<string>>();
+  const seenSites = new Set<string>();
+  config.sites.forEach((s, i) => {
+    if (seenSites.has(s.id)) problems.push({ path: ["sites", i, "id"], message: `duplicate site id "${s.id}"` });
+    seenSites.add(s.id);
+    const ids = new Set<string>();
+    s.units.forEach((u, j) => {
+      if (ids.has(u.id)) problems.push({ path: ["sites", i, "units", j, "id"], message: `duplicate unit id "${u.id}"` });
+      ids.add(u.id);
+    });
+    units.set(s.id, ids);
+  });
+  const placeOk = (site: string, unit: string, path: (string | number)[]) => {
+    const u = units.get(site);
+    if (!u) problems.push({ path: [...path, "site"], message: `unknown site "${site}"` });
+    else if (!u.has(unit)) problems.push({ path: [...path, "unit"], message: `unknown unit "${unit}" in site "${site}"` });
+  };
+  const refs = new Set<string>();
+  config.residents.forEach((r, i) => {
+    placeOk(r.site, r.unit, ["residents", i]);
+    if (refs.has(r.ref)) problems.push({ path: ["residents", i, "ref"], message: `duplicate resident "${r.ref}"` });
+    refs.add(r.ref);
+  });
+  const deviceIds = new Set<string>();
+  config.devices.forEach((d, i) => {
+    placeOk(d.site, d.unit, ["devices", i]);
+    if (!knownProfiles.has(d.profile)) problems.push({ path: ["devices", i, "profile"], message: `unknown profile "${d.profile}"` });
+    if (d.resident && !refs.has(d.resident))
+      problems.push({ path: ["devices", i, "resident"], message: `unknown resident "${d.resident}"` });
+    if (deviceIds.has(d.id)) problems.push({ path: ["devices", i, "id"], message: `duplicate device id "${d.id}"` });
+    deviceIds.add(d.id);
+  });
+  return problems;
+}

@@ -1,0 +1,164 @@
+/**
+ * A small router over node:http: path parameters, JSON bodies with a size limit, one reply
+ * envelope, errors only from the catalogue. Handlers return data or throw ApiError; nothing else
+ * reaches the client (no stack traces, no internals).
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { z } from "zod";
+import { ApiError, errorBody } from "../errors.js";
+import type { Logger } from "../log.js";
+
+export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+export interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  url: URL;
+  /** Parse and validate the JSON body with a zod schema (400 invalid_body with every problem). */
+  body<T>(schema: z.ZodType<T>): Promise<T>;
+  bearer: string | null;
+}
+
+/** A reply other than JSON (CSV, HTML, metrics text). */
+export class RawReply {
+  constructor(
+    readonly status: number,
+    readonly contentType: string,
+    readonly body: string | Buffer,
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
+export type Handler = (ctx: RequestContext) => Promise<unknown> | unknown;
+
+interface Route {
+  method: Method;
+  parts: string[];
+  handler: Handler;
+}
+
+const MAX_BODY = 256 * 1024;
+
+export class Router {
+  private readonly routes: Route[] = [];
+
+  constructor(private readonly log: Logger) {}
+
+  add(method: Method, path: string, handler: Handler): this {
+    this.routes.push({ method, parts: path.split("/").filter(Boolean), handler });
+    return this;
+  }
+
+  /** Returns false when no route matches the path, so the caller can try static files. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const parts = url.pathname.split("/").filter(Boolean).map(safeDecode);
+    let pathMatched = false;
+    for (const route of this.routes) {
+      const params = match(route.parts, parts);
+      if (!params) continue;
+      pathMatched = true;
+      if (route.method !== req.method && !(req.method === "HEAD" && route.method === "GET")) continue;
+      await this.run(route, params, url, req, res);
+      return true;
+    }
+    if (pathMatched) {
+      send(res, 405, errorBody("method_not_allowed"));
+      return true;
+    }
+    return false;
+  }
+
+  private async run(route: Route, params: Record<string, string>, url: URL, req: IncomingMessage, res: ServerResponse) {
+    const auth = req.headers.authorization;
+    const ctx: RequestContext = {
+      req,
+      res,
+      params,
+      url,
+      query: url.searchParams,
+      bearer: auth?.startsWith("Bearer ") ? auth.slice(7).trim() : (url.searchParams.get("token") ?? null),
+      body: async (schema) => {
+        const raw = await readBody(req);
+        let json: unknown;
+        try {
+          json = raw.length ? JSON.parse(raw.toString("utf8")) : {};
+        } catch {
+          throw new ApiError("bad_request", "the body is not valid JSON");
+        }
+        const parsed = schema.safeParse(json);
+        if (!parsed.success)
+          throw new ApiError(
+            "invalid_body",
+            undefined,
+            parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+          );
+        return parsed.data;
+      },
+    };
+    try {
+      const result = await route.handler(ctx);
+      if (res.headersSent) return;
+      if (result instanceof RawReply) {
+        res.writeHead(result.status, { "content-type": result.contentType, ...result.headers });
+        res.end(req.method === "HEAD" ? undefined : result.body);
+        return;
+      }
+      const status = req.method === "POST" && result && typeof result === "object" && "created" in result ? 201 : 200;
+      send(res, status, result === undefined ? { ok: true } : result);
+    } catch (err) {
+      if (err instanceof ApiError) {
+        send(res, err.status, errorBody(err.code, err.message, err.details));
+        return;
+      }
+      this.log.error({ err, method: req.method, path: url.pathname }, "request failed");
+      if (!res.headersSent) send(res, 500, errorBody("internal"));
+      else res.destroy();
+    }
+  }
+}
+
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function match(route: string[], parts: string[]): Record<string, string> | null {
+  if (route.length !== parts.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < route.length; i++) {
+    const r = route[i]!;
+    if (r.startsWith(":")) params[r.slice(1)] = parts[i]!;
+    else if (r !== parts[i]) return null;
+  }
+  return params;
+}
+
+export function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+  res.end(text);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on("data", (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_BODY) {
+        reject(new ApiError("body_too_large", `the body exceeds ${MAX_BODY} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("error", reject);
+  });
+}

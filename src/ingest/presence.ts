@@ -1,0 +1,195 @@
+/**
+ * Device presence: online/offline from MQTT connect and disconnect, keepalive timeouts and the
+ * profile's heartbeat supervision. Each change is a canonical `device.online` / `device.offline`
+ * event written through the event log like any other, and the current state per device is kept in
+ * `device_state`.
+ *
+ * A device is online while it is connected and has been heard within its supervision window
+ * (heartbeatSec x missedHeartbeats). A connection that stays open but goes silent is offline: a
+ * radar whose firmware hangs keeps its TCP session alive.
+ */
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { DecodedEvent } from "../model/event.js";
+import type { DeviceProfile } from "../model/profile.js";
+import type { Registry } from "../registry/registry.js";
+import type { Db } from "../store/db.js";
+import type { LoggedEvent } from "./pipeline.js";
+
+export interface PresenceContext {
+  db: Db;
+  registry: Registry;
+  profiles: ReadonlyMap<string, DeviceProfile>;
+  log: Logger;
+  metrics: Metrics;
+  /** Writes gateway-originated events through the durable log. */
+  record(deviceId: string, events: DecodedEvent[]): Promise<void>;
+  now?: () => number;
+  /** How often supervision runs; lower in tests. */
+  checkIntervalMs?: number;
+}
+
+interface State {
+  online: boolean;
+  /** Open sessions: a reconnecting device's new session can arrive before the old one is gone. */
+  connections: number;
+  lastSeen: number;
+  changedAt: number;
+  dirty: boolean;
+}
+
+export interface DeviceStatus {
+  deviceId: string;
+  online: boolean;
+  connected: boolean;
+  lastSeenAt: string | null;
+  changedAt: string | null;
+}
+
+export class Presence {
+  private readonly state = new Map<string, State>();
+  private timer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
+  private startedAt = 0;
+
+  constructor(private readonly ctx: PresenceContext) {
+    this.now = ctx.now ?? Date.now;
+  }
+
+  start(): void {
+    this.startedAt = this.now();
+    const rows = this.ctx.db
+      .prepare("SELECT device_id, online, changed_at, last_seen_at FROM device_state")
+      .all() as { device_id: string; online: number; changed_at: number | null; last_seen_at: number | null }[];
+    for (const r of rows) {
+      this.state.set(r.device_id, {
+        online: r.online === 1,
+        connections: 0,
+        // A gateway restart is not the device's silence: supervision starts afresh from now.
+        lastSeen: this.startedAt,
+        changedAt: r.changed_at ?? 0,
+        dirty: false,
+      });
+    }
+    this.updateGauge();
+    this.timer = setInterval(() => this.supervise(), this.ctx.checkIntervalMs ?? 5000);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.persist();
+  }
+
+  status(deviceId: string): DeviceStatus {
+    const s = this.state.get(deviceId);
+    return {
+      deviceId,
+      online: s?.online ?? false,
+      connected: (s?.connections ?? 0) > 0,
+      lastSeenAt: s && s.lastSeen ? new Date(s.lastSeen).toISOString() : null,
+      changedAt: s && s.changedAt ? new Date(s.changedAt).toISOString() : null,
+    };
+  }
+
+  onConnected(deviceId: string): void {
+    const s = this.get(deviceId);
+    s.connections++;
+    this.seen(deviceId, s, "connected");
+  }
+
+  onDisconnected(deviceId: string, reason: string): void {
+    const s = this.state.get(deviceId);
+    if (!s) return;
+    s.connections = Math.max(0, s.connections - 1);
+    if (s.connections === 0 && s.online) this.change(deviceId, s, false, reason);
+  }
+
+  /** Last will or the device's own status message. */
+  onStatus(deviceId: string, payload: string): void {
+    const s = this.get(deviceId);
+    if (payload.trim().toLowerCase() === "offline") {
+      if (s.online) this.change(deviceId, s, false, "last will");
+    } else this.seen(deviceId, s, "status");
+  }
+
+  /** Every committed event is proof of life. */
+  onEvents(events: readonly LoggedEvent[]): void {
+    for (const e of events) {
+      if (e.type === "device.online" || e.type === "device.offline") continue;
+      const s = this.get(e.deviceId);
+      this.seen(e.deviceId, s, "event");
+    }
+  }
+
+  private get(deviceId: string): State {
+    let s = this.state.get(deviceId);
+    if (!s) {
+      s = { online: false, connections: 0, lastSeen: 0, changedAt: 0, dirty: true };
+      this.state.set(deviceId, s);
+    }
+    return s;
+  }
+
+  private seen(deviceId: string, s: State, reason: string): void {
+    s.lastSeen = this.now();
+    s.dirty = true;
+    if (!s.online) this.change(deviceId, s, true, reason);
+  }
+
+  private change(deviceId: string, s: State, online: boolean, reason: string): void {
+    s.online = online;
+    s.changedAt = this.now();
+    s.dirty = true;
+    this.updateGauge();
+    const at = new Date(s.changedAt).toISOString();
+    this.ctx.db
+      .prepare(
+        `INSERT INTO device_state (device_id, online, changed_at, last_seen_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, last_seen_at = excluded.last_seen_at`,
+      )
+      .run(deviceId, online ? 1 : 0, s.changedAt, s.lastSeen || null);
+    s.dirty = false;
+    const type = online ? "device.online" : "device.offline";
+    this.ctx
+      .record(deviceId, [{ type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" }])
+      .catch((err: Error) => this.ctx.log.error({ deviceId, err: err.message }, "could not record presence change"));
+  }
+
+  /** Mark silent devices offline; persist last-seen times in one transaction. */
+  supervise(): void {
+    const now = this.now();
+    for (const [deviceId, s] of this.state) {
+      if (!s.online) continue;
+      const device = this.ctx.registry.get(deviceId);
+      const profile = device && this.ctx.profiles.get(device.profile);
+      if (!profile) continue;
+      const windowMs = profile.supervision.heartbeatSec * profile.supervision.missedHeartbeats * 1000;
+      if (now - s.lastSeen > windowMs) this.change(deviceId, s, false, `silent for ${Math.round((now - s.lastSeen) / 1000)} s`);
+    }
+    this.persist();
+  }
+
+  private persist(): void {
+    const dirty = [...this.state].filter(([, s]) => s.dirty);
+    if (!dirty.length) return;
+    const stmt = this.ctx.db.prepare(
+      `INSERT INTO device_state (device_id, online, changed_at, last_seen_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at`,
+    );
+    this.ctx.db.transaction(() => {
+      for (const [id, s] of dirty) {
+        if (!this.ctx.registry.get(id)) continue;
+        stmt.run(id, s.online ? 1 : 0, s.changedAt || null, s.lastSeen || null);
+        s.dirty = false;
+      }
+    })();
+  }
+
+  private updateGauge(): void {
+    let n = 0;
+    for (const s of this.state.values()) if (s.online) n++;
+    this.ctx.metrics.devicesOnline.set(n);
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * `npm start`: load configuration (every problem reported at once, exit 2), start the gateway,
+ * stop gracefully on SIGTERM/SIGINT.
+ */
+import { parseArgs } from "node:util";
+import { PROFILES } from "../devices/index.js";
+import { ConfigError, loadConfig } from "./config/load.js";
+import { Gateway } from "./gateway.js";
+import { createLogger } from "./log.js";
+
+const { values } = parseArgs({
+  options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
+  strict: true,
+});
+if (values.help) {
+  process.stdout.write("usage: ata-gateway [--config path/to/config.yaml]\n");
+  process.exit(0);
+}
+
+let config: ReturnType<typeof loadConfig>;
+try {
+  config = loadConfig({ path: values.config, env: process.env, knownProfiles: new Set(PROFILES.map((p) => p.id)) });
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  throw err;
+}
+
+const log = createLogger(config.log.level);
+const gateway = new Gateway({ config, log });
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "shutting down");
+  const force = setTimeout(() => {
+    log.error("shutdown took longer than 10 s; exiting");
+    process.exit(1);
+  }, 10_000);
+  force.unref();
+  try {
+    await gateway.stop();
+    process.exit(0);
+  } catch (err) {
+    log.error({ err }, "error during shutdown");
+    process.exit(1);
+  }
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("uncaughtException", (err) => {
+  log.fatal({ err }, "uncaught exception");
+  void shutdown("uncaughtException");
+});
+
+try {
+  await gateway.start();
+  const host = config.http.host === "0.0.0.0" ? "localhost" : config.http.host;
+  const scheme = config.http.tls ? "https" : "http";
+  log.info(`ATA Gateway is running: open ${scheme}://${host}:${gateway.http.port}/ (MQTT on port ${gateway.mqttPort()})`);
+  // For process supervisors and tests: one machine-readable line on stdout when ready.
+  if (process.env.ATA_READY_LINE) process.stdout.write(`${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: gateway.mqttPort() })}\n`);
+} catch (err) {
+  log.fatal({ err }, "gateway failed to start");
+  process.exit(1);
+}

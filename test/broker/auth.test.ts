@@ -1,0 +1,132 @@
+import type { MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { commandTopic, deviceTopic, errorTopic } from "../../src/broker/topics.js";
+import {
+  api,
+  connectDevice,
+  deviceIdFor,
+  eventually,
+  publish,
+  secretFor,
+  startGateway,
+  type TestGateway,
+} from "../helpers/gateway.js";
+
+const NATIVE = deviceIdFor("ata/native");
+const NATIVE_SECRET = secretFor("ata/native");
+const LIFT = deviceIdFor("generic/ceiling-lift");
+const LIFT_SECRET = secretFor("generic/ceiling-lift");
+
+function connackCode(err: unknown): number | undefined {
+  return (err as { code?: number }).code;
+}
+
+describe("device authentication and authorisation", () => {
+  let t: TestGateway;
+  const clients: MqttClient[] = [];
+
+  beforeAll(async () => {
+    t = await startGateway({ overrides: { mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 }, authFailures: { max: 5, windowSec: 60 } } } });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.end(true);
+    await t.stop();
+  });
+
+  it("accepts a registered device with its secret", async () => {
+    const c = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
+    clients.push(c);
+    expect(c.connected).toBe(true);
+  });
+
+  it("refuses a wrong secret and an unknown device with CONNACK 4 (bad username or password)", async () => {
+    await expect(connectDevice(t.mqttPort, NATIVE, "wrong-secret-xyz")).rejects.toSatisfy((e) => connackCode(e) === 4);
+    await expect(connectDevice(t.mqttPort, "no-such-device", "whatever-secret")).rejects.toSatisfy(
+      (e) => connackCode(e) === 4,
+    );
+  });
+
+  it("refuses a client id that is not the device id with CONNACK 2", async () => {
+    await expect(
+      connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET, { clientId: "someone-else" }),
+    ).rejects.toSatisfy((e) => connackCode(e) === 2);
+  });
+
+  it("refuses a disabled device with CONNACK 5 and drops its open session at once", async () => {
+    const c = await connectDevice(t.mqttPort, LIFT, LIFT_SECRET);
+    const closed = new Promise<void>((resolve) => c.once("close", () => resolve()));
+    const res = await api(t.httpUrl, "POST", `/api/v1/devices/${LIFT}/disable`);
+    expect(res.status).toBe(200);
+    await closed;
+    await expect(connectDevice(t.mqttPort, LIFT, LIFT_SECRET)).rejects.toSatisfy((e) => connackCode(e) === 5);
+    await api(t.httpUrl, "POST", `/api/v1/devices/${LIFT}/enable`);
+    const again = await connectDevice(t.mqttPort, LIFT, LIFT_SECRET);
+    clients.push(again);
+  });
+
+  it("refuses a subscription to # or to another device's topics (SUBACK 128) and keeps the connection", async () => {
+    const c = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
+    clients.push(c);
+    const granted = await c.subscribeAsync(["#", errorTopic(LIFT), "$SYS/#", errorTopic(NATIVE), commandTopic(NATIVE)], { qos: 1 });
+    expect(granted.map((g) => g.qos)).toEqual([128, 128, 128, 1, 1]);
+    expect(c.connected).toBe(true);
+  });
+
+  it("disconnects a device that publishes as another device; the other device sees nothing and nothing is logged", async () => {
+    const victim = await connectDevice(t.mqttPort, LIFT, LIFT_SECRET);
+    clients.push(victim);
+    const seen: string[] = [];
+    victim.on("message", (topic) => seen.push(topic));
+    await victim.subscribeAsync([errorTopic(LIFT), commandTopic(LIFT)], { qos: 1 });
+
+    const attacker = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
+    const closed = new Promise<void>((resolve) => attacker.once("close", () => resolve()));
+    attacker.publish(deviceTopic(LIFT, "cycle"), JSON.stringify({ forged: true }), { qos: 1 });
+    attacker.publish(commandTopic(LIFT), "reboot", { qos: 1 });
+    await closed;
+    attacker.end(true);
+
+    // A round trip on the victim's own connection: anything forged would have arrived before it.
+    await victim.subscribeAsync(commandTopic(LIFT), { qos: 1 });
+    expect(seen).toEqual([]);
+    const logged = t.gateway.db.prepare("SELECT count(*) AS n FROM events WHERE device_id = ?").get(LIFT) as { n: number };
+    expect(logged.n).toBe(0);
+  });
+
+  it("refuses publishing on the gateway's own channels and on $SYS", async () => {
+    for (const topic of [errorTopic(NATIVE), "$SYS/broker/x", "elsewhere/topic"]) {
+      const c = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
+      const closed = new Promise<void>((resolve) => c.once("close", () => resolve()));
+      c.publish(topic, "x", { qos: 1 });
+      await closed;
+      c.end(true);
+    }
+  });
+
+  it("throttles an address after repeated failures, even with the right secret afterwards", async () => {
+    const t2 = await startGateway({ overrides: { mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 }, authFailures: { max: 3, windowSec: 60 } } } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await expect(connectDevice(t2.mqttPort, NATIVE, "bad-secret-123")).rejects.toSatisfy((e) => connackCode(e) === 4);
+      }
+      await expect(connectDevice(t2.mqttPort, NATIVE, NATIVE_SECRET)).rejects.toSatisfy((e) => connackCode(e) === 3);
+      const metrics = await fetch(`${t2.httpUrl}/metrics`).then((r) => r.text());
+      expect(metrics).toMatch(/ata_mqtt_connects_refused_total\{reason="throttled"\} 1/);
+    } finally {
+      await t2.stop();
+    }
+  });
+
+  it("keeps device presence: online on connect, offline on disconnect, both in the event log", async () => {
+    const c = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
+    await eventually(() => t.gateway.presence.status(NATIVE).online);
+    c.end(true);
+    await eventually(() => !t.gateway.presence.status(NATIVE).connected);
+    await eventually(() => {
+      const rows = t.gateway.db
+        .prepare("SELECT type FROM events WHERE device_id = ? AND type LIKE 'device.o%' ORDER BY seq")
+        .all(NATIVE) as { type: string }[];
+      return rows.at(-1)?.type === "device.offline" && rows.some((r) => r.type === "device.online");
+    });
+  });
+});

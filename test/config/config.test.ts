@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { PROFILES } from "../../devices/index.js";
+import { applyEnv, ConfigError, loadConfig, validateConfig } from "../../src/config/load.js";
+import { runGatewayExpectingFailure, writeConfig } from "../helpers/process.js";
+
+const known = new Set(PROFILES.map((p) => p.id));
+const base = { sites: [{ id: "s1", name: "S1", units: [{ id: "u1", name: "U1" }] }] };
+
+describe("configuration", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ata-config-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("the shipped default configuration is valid", () => {
+    const config = loadConfig({ path: "config/default.yaml", env: {}, knownProfiles: known });
+    expect(config.sites[0]!.id).toBe("solhaven");
+    expect(config.devices.length).toBeGreaterThan(5);
+    // Every profile has a demo device, so a newcomer can try each one.
+    expect(new Set(config.devices.map((d) => d.profile))).toEqual(known);
+  });
+
+  it("a config with several errors stops the boot, exits non-zero and lists each error with its path", async () => {
+    const path = writeConfig(dir, {
+      mqtt: { tcp: { port: 99999 }, maxPayloadBytes: "big" },
+      http: { port: -1 },
+      sites: [{ id: "Bad Id", name: "", timeZone: "Mars/Olympus", units: [] }],
+      devices: [{ id: "d1", profile: "acme/unknown", secret: "short", site: "s1", unit: "u1" }],
+      surprise: true,
+    });
+    const { code, stderr } = await runGatewayExpectingFailure(path);
+    expect(code).toBe(2);
+    for (const p of [
+      "mqtt.tcp.port",
+      "mqtt.maxPayloadBytes",
+      "http.port",
+      "sites[0].id",
+      "sites[0].name",
+      "sites[0].timeZone",
+      "sites[0].units",
+      "devices[0].secret",
+      "(root)",
+    ]) {
+      expect(stderr).toContain(`- ${p}:`);
+    }
+    expect(stderr).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a config error
+  });
+
+  it("cross-references are checked after the schema: unknown profile, site, unit, resident, duplicates", () => {
+    const raw = {
+      ...base,
+      residents: [{ ref: "R-1", site: "s1", unit: "nope" }],
+      devices: [
+        { id: "d1", profile: "acme/unknown", secret: "long-enough", site: "s2", unit: "u1" },
+        { id: "d1", profile: "ata/native", secret: "long-enough", site: "s1", unit: "u1", resident: "R-404" },
+      ],
+    };
+    try {
+      validateConfig(raw, "t", known);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const paths = (err as ConfigError).problems.map((p) => p.path);
+      expect(paths).toEqual(
+        expect.arrayContaining(["residents[0].unit", "devices[0].profile", "devices[0].site", "devices[1].resident", "devices[1].id"]),
+      );
+    }
+  });
+
+  it("environment variables override the file: shortcuts and ATA__path__to__key", () => {
+    const out = applyEnv(base, { ATA_MQTT_PORT: "1999", ATA__mqtt__maxPayloadBytes: "32768", ATA__ingest__keepRawPayload: "false" });
+    const config = validateConfig(out, "env", known);
+    expect(config.mqtt.tcp.port).toBe(1999);
+    expect(config.mqtt.maxPayloadBytes).toBe(32768);
+    expect(config.ingest.keepRawPayload).toBe(false);
+  });
+
+  it("TLS enabled without a certificate is a config error with its path", () => {
+    expect(() => validateConfig({ ...base, mqtt: { tls: { enabled: true } } }, "t", known)).toThrow(/mqtt\.tls\.certFile/);
+  });
+});
