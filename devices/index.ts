@@ -1,0 +1,26 @@
+/**
+ * The device catalogue: every profile, imported explicitly (no directory scanning at run time).
+ * test/devices/catalogue.test.ts fails when a profile file in devices/ is missing here.
+ */
+import type { DeviceProfile } from "../src/model/profile.js";
+import { ceilingLift } from "./ceiling-lift.js";
+import { milesightVs373 } from "./milesight-vs373.js";
+import { nativeProfile } from "./native.js";
+import { scaipBedMat } from "./scaip-bedmat.js";
+import { scaipPendant } from "./scaip-pendant.js";
+import { vayyarCare } from "./vayyar-care.js";
+
+export const PROFILES: readonly DeviceProfile[] = [
+  nativeProfile,
+  vayyarCare,
+  milesightVs373,
+  scaipPendant,
+  scaipBedMat,
+  ceilingLift,
+];
+
+const BY_ID: ReadonlyMap<string, DeviceProfile> = new Map(PROFILES.map((p) => [p.id, p]));
+
+export function getProfile(id: string): DeviceProfile | undefined {
+  return BY_ID.get(id);
+}
