@@ -1,0 +1,244 @@
+/**
+ * The embedded time-series store: points in SQLite, for a site that runs without InfluxDB. It keeps
+ * InfluxDB's semantics (see timeseries.ts): identity measurement + tags + time with upsert and field
+ * merge, field types fixed per measurement, empty tags dropped, empty buckets omitted.
+ *
+ * Layout: one row per point, keyed (measurement, time_ns, tags) where `tags` is the canonical JSON of
+ * the tag set (keys sorted), so it is the series key and the stored tags at once. Time comes before the
+ * tag set in the key because every query is a time range: a range scan of the table itself, no
+ * secondary index. Buckets are computed in JS (calendar-correct in the zone) and handed to SQL as a
+ * JSON list; SQL aggregates each bucket over a key range.
+ */
+import Database from "better-sqlite3";
+import {
+  type AggregateQuery,
+  type AggregateRow,
+  assertPoints,
+  bucketStarts,
+  type FieldType,
+  fieldType,
+  normalizeQuery,
+  PartialWriteError,
+  type Point,
+  sortRows,
+  storedTags,
+  type TimeSeriesStore,
+} from "./timeseries.js";
+
+export interface EmbeddedSeriesOptions {
+  /** An open database to use (not closed by stop()), or a file path / ":memory:" to open and own. */
+  db?: Database.Database;
+  path?: string;
+}
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS series_points (
+    measurement TEXT NOT NULL,
+    time_ns INTEGER NOT NULL,
+    tags TEXT NOT NULL,     -- canonical JSON, keys sorted: the series key
+    fields TEXT NOT NULL,   -- JSON object
+    PRIMARY KEY (measurement, time_ns, tags)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS series_fields (
+    measurement TEXT NOT NULL,
+    field TEXT NOT NULL,
+    type TEXT NOT NULL,     -- float | integer | boolean | string
+    PRIMARY KEY (measurement, field)
+  ) WITHOUT ROWID;
+`;
+
+const AGG_SQL: Record<AggregateQuery["fn"], string> = {
+  count: "COUNT(v)",
+  sum: "SUM(v)",
+  mean: "AVG(v)",
+  min: "MIN(v)",
+  max: "MAX(v)",
+};
+
+/** Canonical tag JSON of frozen tag objects, which producers share between the points of a series. */
+const frozenCanonical = new WeakMap<object, string>();
+
+function canonicalTags(tags: Record<string, string>): string {
+  let out = frozenCanonical.get(tags);
+  if (out === undefined) {
+    out = buildCanonicalTags(storedTags(tags));
+    if (Object.isFrozen(tags)) frozenCanonical.set(tags, out);
+  }
+  return out;
+}
+
+function buildCanonicalTags(tags: Record<string, string>): string {
+  const keys = Object.keys(tags).sort();
+  let out = "{";
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    out += `${i === 0 ? "" : ","}${JSON.stringify(key)}:${JSON.stringify(tags[key])}`;
+  }
+  return `${out}}`;
+}
+
+export class EmbeddedSeriesStore implements TimeSeriesStore {
+  readonly kind = "embedded" as const;
+  private readonly options: EmbeddedSeriesOptions;
+  private db: Database.Database | undefined;
+  private owned = false;
+  private upsert: Database.Statement | undefined;
+  private insertField: Database.Statement | undefined;
+  /** `${measurement}\0${field}` -> type, mirroring series_fields. */
+  private readonly fieldTypes = new Map<string, FieldType>();
+
+  constructor(options: EmbeddedSeriesOptions) {
+    if (options.db === undefined && options.path === undefined) {
+      throw new Error("EmbeddedSeriesStore needs a db or a path");
+    }
+    this.options = options;
+  }
+
+  async start(): Promise<void> {
+    if (this.db !== undefined) return;
+    let db = this.options.db;
+    if (db === undefined) {
+      db = new Database(this.options.path!);
+      this.owned = true;
+      db.pragma("journal_mode = WAL");
+      // The sink advances its cursor after a write returns; a point lost on power failure after that
+      // would never be replayed, hence FULL, as for the event log.
+      db.pragma("synchronous = FULL");
+    }
+    db.exec(SCHEMA);
+    this.db = db;
+    this.upsert = db.prepare(
+      `INSERT INTO series_points (measurement, time_ns, tags, fields) VALUES (?, ?, ?, ?)
+       ON CONFLICT (measurement, time_ns, tags) DO UPDATE SET fields = json_patch(fields, excluded.fields)`,
+    );
+    this.insertField = db.prepare(
+      "INSERT OR IGNORE INTO series_fields (measurement, field, type) VALUES (?, ?, ?)",
+    );
+    this.fieldTypes.clear();
+    for (const row of db.prepare("SELECT measurement, field, type FROM series_fields").all() as {
+      measurement: string;
+      field: string;
+      type: FieldType;
+    }[]) {
+      this.fieldTypes.set(`${row.measurement}\u0000${row.field}`, row.type);
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.db !== undefined && this.owned && this.db.open) this.db.close();
+    this.db = undefined;
+    this.upsert = undefined;
+    this.insertField = undefined;
+  }
+
+  private open(): Database.Database {
+    if (this.db === undefined || !this.db.open) throw new Error("EmbeddedSeriesStore is not started");
+    return this.db;
+  }
+
+  async write(points: Point[]): Promise<void> {
+    assertPoints(points);
+    const db = this.open();
+    const upsert = this.upsert!;
+    const insertField = this.insertField!;
+    const added = new Map<string, FieldType>();
+    const conflicts: string[] = [];
+    db.transaction(() => {
+      for (const p of points) {
+        let conflict: string | undefined;
+        for (const key in p.fields) {
+          const type = fieldType(p, key, p.fields[key]!);
+          const id = `${p.measurement}\u0000${key}`;
+          const known = this.fieldTypes.get(id) ?? added.get(id);
+          if (known === undefined) {
+            added.set(id, type);
+            insertField.run(p.measurement, key, type);
+          } else if (known !== type) {
+            conflict = `field ${key} on ${p.measurement} is ${type}, already exists as ${known}`;
+            break;
+          }
+        }
+        if (conflict !== undefined) {
+          conflicts.push(conflict);
+          continue;
+        }
+        upsert.run(p.measurement, p.timeNs, canonicalTags(p.tags), JSON.stringify(p.fields));
+      }
+    })();
+    for (const [id, type] of added) this.fieldTypes.set(id, type);
+    if (conflicts.length > 0) {
+      throw new PartialWriteError(
+        `partial write: ${conflicts[0]} dropped=${conflicts.length}`,
+        conflicts.length,
+      );
+    }
+  }
+
+  async ping(): Promise<boolean> {
+    return this.db?.open === true;
+  }
+
+  async aggregate(query: AggregateQuery): Promise<AggregateRow[]> {
+    const q = normalizeQuery(query);
+    const db = this.open();
+    if (q.empty) return [];
+    // [reported start ms, lower ns (inclusive), upper ns (exclusive)] per bucket, clipped to the query.
+    const fromNs = BigInt(q.fromMs) * 1_000_000n;
+    const toNs = BigInt(q.toMs) * 1_000_000n;
+    let buckets: string;
+    if (q.interval === undefined) {
+      buckets = `[[0,${fromNs},${toNs}]]`;
+    } else {
+      const starts = bucketStarts(q.fromMs, q.toMs, q.interval, q.timeZone);
+      const parts = new Array<string>(starts.length);
+      for (let i = 0; i < starts.length; i++) {
+        const lo = BigInt(Math.max(starts[i]!, q.fromMs)) * 1_000_000n;
+        const hi = BigInt(Math.min(starts[i + 1] ?? q.toMs, q.toMs)) * 1_000_000n;
+        parts[i] = `[${starts[i]},${lo},${hi}]`;
+      }
+      buckets = `[${parts.join(",")}]`;
+    }
+    // Parameters in the order their placeholders appear in the text.
+    const params: unknown[] = [`$.${q.field}`];
+    const groupCols = q.groupBy
+      .map((key, i) => {
+        params.push(`$.${key}`);
+        return `, COALESCE(json_extract(p.tags, ?), '') AS g${i}`;
+      })
+      .join("");
+    params.push(buckets, q.measurement);
+    let where = "";
+    for (const [key, values] of q.where) {
+      params.push(`$.${key}`, ...values);
+      where += ` AND COALESCE(json_extract(p.tags, ?), '') IN (${values.map(() => "?").join(", ")})`;
+    }
+    const groupNames = q.groupBy.map((_, i) => `, g${i}`).join("");
+    // CROSS JOIN keeps the bucket list as the outer loop, so each bucket is one range seek on the key.
+    const sql = `
+      SELECT bucket, ${AGG_SQL[q.fn]} AS value${groupNames}
+      FROM (
+        SELECT json_extract(b.value, '$[0]') AS bucket, json_extract(p.fields, ?) AS v${groupCols}
+        FROM json_each(?) AS b CROSS JOIN series_points AS p
+        WHERE p.measurement = ?
+          AND p.time_ns >= json_extract(b.value, '$[1]') AND p.time_ns < json_extract(b.value, '$[2]')
+          ${where}
+      )
+      WHERE v IS NOT NULL
+      GROUP BY bucket${groupNames}`;
+    const rows = db
+      .prepare(sql)
+      .raw()
+      .all(...params) as unknown[][];
+    const out: AggregateRow[] = [];
+    for (const r of rows) {
+      const value = r[1];
+      if (typeof value !== "number" && typeof value !== "bigint") continue;
+      const tags: Record<string, string> = {};
+      for (let i = 0; i < q.groupBy.length; i++) tags[q.groupBy[i]!] = String(r[2 + i]);
+      const row: AggregateRow = { tags, value: Number(value) };
+      if (q.interval !== undefined) row.time = new Date(Number(r[0]));
+      out.push(row);
+    }
+    return sortRows(out, q.groupBy);
+  }
+}

@@ -1,0 +1,51 @@
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
+import { timeSeriesContract } from "./timeseries.contract.js";
+
+timeSeriesContract("embedded (SQLite)", async () => {
+  const db = new Database(":memory:");
+  const store = new EmbeddedSeriesStore({ db });
+  await store.start();
+  return {
+    store,
+    async cleanup() {
+      await store.stop();
+      db.close();
+    },
+  };
+});
+
+describe("EmbeddedSeriesStore", () => {
+  it("keeps field types across a restart on the same database", async () => {
+    const db = new Database(":memory:");
+    const first = new EmbeddedSeriesStore({ db });
+    await first.start();
+    await first.write([{ measurement: "m", tags: {}, fields: { v: 1 }, timeNs: 1n }]);
+    await first.stop();
+    const second = new EmbeddedSeriesStore({ db });
+    await second.start();
+    await expect(
+      second.write([{ measurement: "m", tags: {}, fields: { v: "x" }, timeNs: 2n }]),
+    ).rejects.toThrow(/already exists as float/);
+    await second.stop();
+    db.close();
+  });
+
+  it("aggregates each bucket over a range of the primary key, not a full scan", async () => {
+    const db = new Database(":memory:");
+    const store = new EmbeddedSeriesStore({ db });
+    await store.start();
+    const plan = db
+      .prepare(
+        `EXPLAIN QUERY PLAN SELECT json_extract(p.fields, '$.v') FROM json_each('[[0,1,2]]') AS b CROSS JOIN series_points AS p
+         WHERE p.measurement = 'm' AND p.time_ns >= json_extract(b.value, '$[1]') AND p.time_ns < json_extract(b.value, '$[2]')`,
+      )
+      .all() as { detail: string }[];
+    expect(plan.map((r) => r.detail).join("\n")).toMatch(
+      /SEARCH p USING PRIMARY KEY \(measurement=\? AND time_ns>\? AND time_ns<\?\)/,
+    );
+    await store.stop();
+    db.close();
+  });
+});
