@@ -53,5 +53,7 @@ export class ApiError extends Error {
 }
 
 export function errorBody(code: ErrorCode, message?: string, details?: unknown) {
-  return { error: { code, message: message ?? ERRORS[code].text, ...(details === undefined ? {} : { details }) } };
+  return {
+    error: { code, message: message ?? ERRORS[code].text, ...(details === undefined ? {} : { details }) },
+  };
 }

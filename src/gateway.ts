@@ -5,8 +5,11 @@
  */
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
+import { AlertManager } from "./alerts/manager.js";
+import { FallbackWebhook } from "./alerts/webhook.js";
 import { Broker } from "./broker/broker.js";
 import type { Config } from "./config/schema.js";
+import { alertRoutes } from "./http/alerts.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
@@ -16,6 +19,11 @@ import type { Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import type { DeviceProfile } from "./model/profile.js";
 import { Registry } from "./registry/registry.js";
+import { loadRuleFile, RuleEngine } from "./rules/engine.js";
+import type { RuleFile } from "./rules/schema.js";
+import { DurableTimers } from "./rules/timers.js";
+import { StaffServer } from "./staff/server.js";
+import { TokenStore } from "./staff/tokens.js";
 import { type Db, openDb } from "./store/db.js";
 
 export interface GatewayOptions {
@@ -24,6 +32,8 @@ export interface GatewayOptions {
   /** Override the database location (tests); default `<dataDir>/ata.db`. */
   dbPath?: string;
   profiles?: readonly DeviceProfile[];
+  /** Rules to run instead of the configured rule file (tests). */
+  rules?: RuleFile;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
 }
@@ -44,6 +54,12 @@ export class Gateway {
   broker!: Broker;
   router!: Router;
   http!: HttpServer;
+  timers!: DurableTimers;
+  alerts!: AlertManager;
+  rules!: RuleEngine;
+  tokens!: TokenStore;
+  staff!: StaffServer;
+  webhook!: FallbackWebhook;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -64,7 +80,13 @@ export class Gateway {
       hasUnit: (site, unit) => units.has(`${site}/${unit}`),
     });
     this.registry.syncResidents(
-      config.residents.map((r) => ({ ref: r.ref, siteId: r.site, unitId: r.unit, roomId: r.room ?? null, flags: r.flags })),
+      config.residents.map((r) => ({
+        ref: r.ref,
+        siteId: r.site,
+        unitId: r.unit,
+        roomId: r.room ?? null,
+        flags: r.flags,
+      })),
     );
     this.seedDevices();
 
@@ -91,6 +113,42 @@ export class Gateway {
     this.presence.start();
     this.ingest.on("events", (events) => this.presence.onEvents(events));
 
+    this.tokens = new TokenStore(this.db);
+    for (const t of config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
+    this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
+    let staff: StaffServer | null = null;
+    this.webhook = new FallbackWebhook({
+      db: this.db,
+      timers: this.timers,
+      log: log.child({ component: "webhook" }),
+      options: config.alarms.fallbackWebhook,
+      onResult: (id, ok, detail) => this.alerts.fallbackResult(id, ok, detail),
+    });
+    this.alerts = new AlertManager({
+      db: this.db,
+      timers: this.timers,
+      log: log.child({ component: "alerts" }),
+      staff: { connected: () => staff?.connected() ?? [] },
+      fallback: this.webhook,
+    });
+    this.staff = staff = new StaffServer(this.alerts, this.tokens, log.child({ component: "staff" }));
+    this.rules = new RuleEngine(
+      {
+        db: this.db,
+        registry: this.registry,
+        profiles: this.profiles,
+        alerts: this.alerts,
+        timers: this.timers,
+        log: log.child({ component: "rules" }),
+        timeZones: new Map(config.sites.map((s) => [s.id, s.timeZone])),
+      },
+      this.options.rules ?? loadRuleFile(config.rulesFile),
+    );
+    this.ingest.on("events", (events) => this.rules.onEvents(events));
+    // Armed after every handler is registered; due timers from before a restart fire now.
+    this.timers.start();
+    this.staff.start();
+
     this.broker = new Broker({
       config: config.mqtt,
       registry: this.registry,
@@ -99,7 +157,9 @@ export class Gateway {
       submit: (deviceId, topic, channel, payload) => this.ingest.submit(deviceId, topic, channel, payload),
     });
     this.broker.on("device.connected", (id: string) => this.presence.onConnected(id));
-    this.broker.on("device.disconnected", (id: string, reason: string) => this.presence.onDisconnected(id, reason));
+    this.broker.on("device.disconnected", (id: string, reason: string) =>
+      this.presence.onDisconnected(id, reason),
+    );
     this.broker.on("device.status", (id: string, payload: string) => this.presence.onStatus(id, payload));
     this.registry.on("device.changed", (d: { id: string; enabled: boolean }) => {
       // A disabled device loses its session at once, not at its next reconnect.
@@ -121,7 +181,15 @@ export class Gateway {
       adminToken: config.http.adminToken,
       readiness: this.readiness,
     });
+    alertRoutes(this.router, {
+      db: this.db,
+      alerts: this.alerts,
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      allSites: config.sites.map((s) => s.id),
+    });
     this.http = new HttpServer(this.router, log.child({ component: "http" }), config.http);
+    this.http.onUpgrade("/staff/ws", this.staff.handleUpgrade);
 
     await this.broker.start();
     await this.http.start();
@@ -138,11 +206,18 @@ export class Gateway {
     this.started = false;
     if (this.registryPoll) clearInterval(this.registryPoll);
     await this.http.stop();
+    this.staff.stop();
     await this.broker.stop();
     await this.ingest.stop();
+    this.timers.stop();
     this.presence.stop();
     this.db.close();
     this.log.info("gateway stopped");
+  }
+
+  /** SIGHUP: re-read the rule file; an invalid one keeps the running rules. */
+  reloadRules() {
+    return this.rules.reload(() => loadRuleFile(this.config.rulesFile));
   }
 
   mqttPort(name: "tcp" | "ws" | "tls" = "tcp"): number {
@@ -152,7 +227,10 @@ export class Gateway {
   }
 
   private disconnectDevice(id: string): void {
-    const client = this.broker.aedes?.clients[id];
+    const clients = (
+      this.broker.aedes as unknown as { clients: Record<string, { close(): void }> } | undefined
+    )?.clients;
+    const client = clients?.[id];
     if (client) client.close();
   }
 

@@ -10,7 +10,10 @@ export function createLogger(level: string = process.env.ATA_LOG_LEVEL ?? "info"
   return pino({
     level,
     base: { app: "ata-gateway" },
-    redact: { paths: ["password", "secret", "token", "*.password", "*.secret", "*.token", "payload"], censor: "[redacted]" },
+    redact: {
+      paths: ["password", "secret", "token", "*.password", "*.secret", "*.token", "payload"],
+      censor: "[redacted]",
+    },
   });
 }
 

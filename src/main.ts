@@ -19,7 +19,11 @@ if (values.help) {
 
 let config: ReturnType<typeof loadConfig>;
 try {
-  config = loadConfig({ path: values.config, env: process.env, knownProfiles: new Set(PROFILES.map((p) => p.id)) });
+  config = loadConfig({
+    path: values.config,
+    env: process.env,
+    knownProfiles: new Set(PROFILES.map((p) => p.id)),
+  });
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
@@ -51,6 +55,10 @@ async function shutdown(signal: string) {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGHUP", () => {
+  const result = gateway.reloadRules();
+  if (!result.ok) log.error(result.error.message);
+});
 process.on("uncaughtException", (err) => {
   log.fatal({ err }, "uncaught exception");
   void shutdown("uncaughtException");
@@ -60,9 +68,14 @@ try {
   await gateway.start();
   const host = config.http.host === "0.0.0.0" ? "localhost" : config.http.host;
   const scheme = config.http.tls ? "https" : "http";
-  log.info(`ATA Gateway is running: open ${scheme}://${host}:${gateway.http.port}/ (MQTT on port ${gateway.mqttPort()})`);
+  log.info(
+    `ATA Gateway is running: open ${scheme}://${host}:${gateway.http.port}/ (MQTT on port ${gateway.mqttPort()})`,
+  );
   // For process supervisors and tests: one machine-readable line on stdout when ready.
-  if (process.env.ATA_READY_LINE) process.stdout.write(`${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: gateway.mqttPort() })}\n`);
+  if (process.env.ATA_READY_LINE)
+    process.stdout.write(
+      `${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: gateway.mqttPort() })}\n`,
+    );
 } catch (err) {
   log.fatal({ err }, "gateway failed to start");
   process.exit(1);

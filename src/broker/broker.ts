@@ -10,7 +10,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import { Aedes, type Client, type PublishPacket, type Subscription } from "aedes";
-import { WebSocketServer, createWebSocketStream } from "ws";
+import { createWebSocketStream, WebSocketServer } from "ws";
 import type { Config } from "../config/schema.js";
 import type { ErrorCode } from "../errors.js";
 import type { IngestResult } from "../ingest/pipeline.js";
@@ -119,7 +119,9 @@ export class Broker extends EventEmitter {
     }
     if (config.ws.enabled) {
       const server = createHttpServer((_req, res) => {
-        res.writeHead(426, { "content-type": "text/plain" }).end("MQTT over WebSocket: connect with ws://host:port/mqtt\n");
+        res
+          .writeHead(426, { "content-type": "text/plain" })
+          .end("MQTT over WebSocket: connect with ws://host:port/mqtt\n");
       });
       this.wss = new WebSocketServer({ server, maxPayload: config.maxFrameBytes });
       this.wss.on("connection", (ws, req) => {
@@ -162,7 +164,10 @@ export class Broker extends EventEmitter {
   }
 
   /** Tell a device why its publish was rejected, on its own error topic. */
-  publishError(deviceId: string, body: { code: ErrorCode; message: string; topic: string; receivedAt: string }): void {
+  publishError(
+    deviceId: string,
+    body: { code: ErrorCode; message: string; topic: string; receivedAt: string },
+  ): void {
     this.aedes.publish(
       {
         cmd: "publish",
@@ -184,15 +189,21 @@ export class Broker extends EventEmitter {
    */
   private limitFrames(client: Client): void {
     const max = this.ctx.config.maxFrameBytes;
-    const parser = (client as unknown as { _parser: { _parseLength(): boolean; packet: { length: number; cmd: string } } })
-      ._parser;
+    const parser = (
+      client as unknown as { _parser: { _parseLength(): boolean; packet: { length: number; cmd: string } } }
+    )._parser;
     const original = parser._parseLength.bind(parser);
     const log = this.ctx.log;
     parser._parseLength = function limitedParseLength(this: typeof parser) {
       const done = original();
       if (done && this.packet.length > max) {
         log.warn(
-          { deviceId: client.id ?? null, declared: this.packet.length, limit: max, address: remoteAddress(client) },
+          {
+            deviceId: client.id ?? null,
+            declared: this.packet.length,
+            limit: max,
+            address: remoteAddress(client),
+          },
           "MQTT frame larger than the limit; connection closed",
         );
         client.conn.destroy();
@@ -209,10 +220,15 @@ export class Broker extends EventEmitter {
       this.ctx.log.info({ deviceId: username ?? null, address, reason }, "CONNECT refused");
       return refusal(code, message);
     };
-    if (this.throttled(address)) throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
+    if (this.throttled(address))
+      throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
     if (!username || !password) {
       this.recordFailure(address);
-      throw refuse(CONNACK.badCredentials, "no_credentials", "username (device id) and password (secret) are required");
+      throw refuse(
+        CONNACK.badCredentials,
+        "no_credentials",
+        "username (device id) and password (secret) are required",
+      );
     }
     if (client.id !== username) {
       throw refuse(CONNACK.identifierRejected, "client_id_mismatch", "client id must equal the device id");
@@ -245,13 +261,20 @@ export class Broker extends EventEmitter {
     }
   }
 
-  private authorizePublish(client: Client | null, packet: PublishPacket, cb: (err?: Error | null) => void): void {
+  private authorizePublish(
+    client: Client | null,
+    packet: PublishPacket,
+    cb: (err?: Error | null) => void,
+  ): void {
     // client is null when aedes itself publishes a will after the device is gone.
     if (!client) return cb(null);
     const deviceId = client.id;
     if (!mayPublish(deviceId, packet.topic)) {
       this.ctx.metrics.publishesDenied.inc({ kind: "publish" });
-      this.ctx.log.warn({ deviceId, topic: packet.topic }, "publish outside the device's own topics; disconnected");
+      this.ctx.log.warn(
+        { deviceId, topic: packet.topic },
+        "publish outside the device's own topics; disconnected",
+      );
       return cb(new Error(`not authorised to publish on ${packet.topic}`));
     }
     const { channel } = parseDeviceTopic(packet.topic)!;
@@ -266,7 +289,12 @@ export class Broker extends EventEmitter {
       (result) => {
         if (!result.ok) {
           this.ctx.log.info(
-            { deviceId, topic: packet.topic, code: result.rejection.code, deadLetterId: result.rejection.deadLetterId },
+            {
+              deviceId,
+              topic: packet.topic,
+              code: result.rejection.code,
+              deadLetterId: result.rejection.deadLetterId,
+            },
             "publish rejected and dead-lettered",
           );
           this.publishError(deviceId, {
@@ -280,13 +308,20 @@ export class Broker extends EventEmitter {
       },
       (err: Error) => {
         // Not durable: no PUBACK. Closing the connection makes the device redeliver.
-        this.ctx.log.error({ deviceId, err: err.message }, "publish could not be committed; connection closed");
+        this.ctx.log.error(
+          { deviceId, err: err.message },
+          "publish could not be committed; connection closed",
+        );
         cb(err);
       },
     );
   }
 
-  private authorizeSubscribe(client: Client, sub: Subscription, cb: (err: Error | null, sub: Subscription | null) => void): void {
+  private authorizeSubscribe(
+    client: Client,
+    sub: Subscription,
+    cb: (err: Error | null, sub: Subscription | null) => void,
+  ): void {
     if (maySubscribe(client.id, sub.topic)) return cb(null, sub);
     this.ctx.metrics.publishesDenied.inc({ kind: "subscribe" });
     this.ctx.log.warn({ deviceId: client.id, topic: sub.topic }, "subscription refused");

@@ -13,8 +13,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { checkSamples, formatSampleResults } from "../../devices/conformance.js";
 import { PROFILES } from "../../devices/index.js";
-import { checkSamples } from "../../devices/conformance.js";
 import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { Registry, RegistryError } from "../registry/registry.js";
@@ -53,7 +53,10 @@ function required(args: string[], name: string): string {
   return v;
 }
 
-export async function runCli(argv: string[], out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)) {
+export async function runCli(
+  argv: string[],
+  out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+) {
   const { values, positionals } = parseArgs({
     args: argv,
     options: { config: { type: "string", short: "c" } },
@@ -65,7 +68,9 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
     env: process.env,
     knownProfiles: new Set(PROFILES.map((p) => p.id)),
   });
-  const args = argv.filter((a, i) => a !== "--config" && argv[i - 1] !== "--config" && a !== "-c" && argv[i - 1] !== "-c");
+  const args = argv.filter(
+    (a, i) => a !== "--config" && argv[i - 1] !== "--config" && a !== "-c" && argv[i - 1] !== "-c",
+  );
   const [cmd, sub, ...rest] = positionals as string[];
   const openRegistry = () => {
     const db = openDb({ path: join(config.dataDir, "ata.db") });
@@ -74,7 +79,13 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
       hasUnit: (site, unit) => units.has(`${site}/${unit}`),
     });
     registry.syncResidents(
-      config.residents.map((r) => ({ ref: r.ref, siteId: r.site, unitId: r.unit, roomId: r.room ?? null, flags: r.flags })),
+      config.residents.map((r) => ({
+        ref: r.ref,
+        siteId: r.site,
+        unitId: r.unit,
+        roomId: r.room ?? null,
+        flags: r.flags,
+      })),
     );
     return { registry, close: () => db.close() };
   };
@@ -87,7 +98,14 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
           const site = option(args, "site");
           for (const d of registry.list(site ? { siteIds: [site] } : {}))
             out(
-              [d.id, d.profile, `${d.siteId}/${d.unitId}`, d.roomId ?? "-", d.residentRef ?? "-", d.enabled ? "enabled" : "DISABLED"].join("\t"),
+              [
+                d.id,
+                d.profile,
+                `${d.siteId}/${d.unitId}`,
+                d.roomId ?? "-",
+                d.residentRef ?? "-",
+                d.enabled ? "enabled" : "DISABLED",
+              ].join("\t"),
             );
         } else if (sub === "add") {
           const secret = option(args, "secret");
@@ -134,7 +152,17 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
           size: number;
         }[];
         for (const r of rows)
-          out([r.id, new Date(r.received_at).toISOString(), r.device_id, r.topic, r.code, `${r.size} B`, r.reason].join("\t"));
+          out(
+            [
+              r.id,
+              new Date(r.received_at).toISOString(),
+              r.device_id,
+              r.topic,
+              r.code,
+              `${r.size} B`,
+              r.reason,
+            ].join("\t"),
+          );
       } finally {
         db.close();
       }
@@ -146,7 +174,9 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
     case "conform": {
       const profile = PROFILES.find((p) => p.id === required(args, "profile"));
       if (!profile) throw new UsageError(`unknown profile; known: ${PROFILES.map((p) => p.id).join(", ")}`);
-      const lines = readFileSync(required(args, "file"), "utf8").split("\n").filter((l) => l.trim());
+      const lines = readFileSync(required(args, "file"), "utf8")
+        .split("\n")
+        .filter((l) => l.trim());
       const samples = lines.map((l, i) => {
         let s: { topic?: string; payload?: unknown; payloadHex?: string };
         try {
@@ -155,12 +185,16 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
           throw new UsageError(`line ${i + 1} is not JSON`);
         }
         const payload =
-          s.payloadHex !== undefined ? Buffer.from(s.payloadHex, "hex") : Buffer.from(typeof s.payload === "string" ? s.payload : JSON.stringify(s.payload));
+          s.payloadHex !== undefined
+            ? Buffer.from(s.payloadHex, "hex")
+            : Buffer.from(typeof s.payload === "string" ? s.payload : JSON.stringify(s.payload));
         return { topic: s.topic ?? profile.topics[0] ?? "events", payload };
       });
-      const report = checkSamples(profile, samples);
-      for (const line of formatConformance(report)) out(line);
-      if (!conforms(report)) process.exitCode = 1;
+      const results = checkSamples(profile, samples);
+      for (const line of formatSampleResults(results)) out(line);
+      const failed = results.filter((r) => !r.ok).length;
+      out(`${results.length - failed} of ${results.length} samples conform to ${profile.id}`);
+      if (failed) process.exitCode = 1;
       return;
     }
     default: {
@@ -171,22 +205,14 @@ export async function runCli(argv: string[], out: (line: string) => void = (l) =
   }
 }
 
-function formatConformance(report: unknown): string[] {
-  return JSON.stringify(report, null, 2).split("\n");
-}
-
-function conforms(report: unknown): boolean {
-  if (Array.isArray(report)) return report.every((r) => (r as { ok?: boolean }).ok !== false);
-  return (report as { ok?: boolean }).ok !== false;
-}
-
 /** Entry point with the exit codes operators script against: 0 ok, 1 check failed, 2 usage/config error. */
 export async function main(argv: string[]): Promise<void> {
   try {
     await runCli(argv);
   } catch (err) {
     if (err instanceof UsageError) process.stderr.write(`${err.message}\n\n${USAGE}\n`);
-    else if (err instanceof ConfigError || err instanceof RegistryError) process.stderr.write(`${err.message}\n`);
+    else if (err instanceof ConfigError || err instanceof RegistryError)
+      process.stderr.write(`${err.message}\n`);
     else process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 2;
   }

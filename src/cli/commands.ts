@@ -2,6 +2,9 @@
  * Commands beyond device administration, each contributed by its feature (tokens by the staff
  * channel, simulate by the simulator). Listed explicitly, not discovered from the filesystem.
  */
+import { join } from "node:path";
+import { Role, TokenStore } from "../staff/tokens.js";
+import { openDb } from "../store/db.js";
 import type { CliContext } from "./ata.js";
 
 export interface CliCommand {
@@ -10,4 +13,68 @@ export interface CliCommand {
   run(ctx: CliContext): Promise<void> | void;
 }
 
-export const extraCommands: CliCommand[] = [];
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i === -1 ? undefined : args[i + 1];
+}
+
+const tokens: CliCommand = {
+  name: "tokens",
+  usage:
+    "tokens create --name NAME --role staff|nurse|manager|admin --sites S1[,S2] [--units U1,U2] | list | revoke ID",
+  run({ config, args, out }) {
+    const db = openDb({ path: join(config.dataDir, "ata.db") });
+    try {
+      const store = new TokenStore(db);
+      const sub = args.find((a) => ["create", "list", "revoke"].includes(a));
+      if (sub === "list") {
+        for (const t of store.list())
+          out(
+            [
+              t.id,
+              t.name,
+              t.role,
+              t.sites.join(","),
+              t.units?.join(",") ?? "*",
+              t.revoked ? "REVOKED" : "active",
+            ].join("\t"),
+          );
+        return;
+      }
+      if (sub === "revoke") {
+        const id = args[args.indexOf("revoke") + 1] ?? "";
+        if (!store.revoke(id)) throw new Error(`no active token "${id}"`);
+        out(`revoked ${id}`);
+        return;
+      }
+      if (sub !== "create") throw new Error(`usage: ata ${tokens.usage}`);
+      const name = flag(args, "name");
+      const role = Role.safeParse(flag(args, "role"));
+      const sites = flag(args, "sites")?.split(",").filter(Boolean) ?? [];
+      const units = flag(args, "units")?.split(",").filter(Boolean);
+      const known = new Map(config.sites.map((s) => [s.id, new Set(s.units.map((u) => u.id))]));
+      const problems: string[] = [];
+      if (!name) problems.push("--name is required");
+      if (!role.success) problems.push("--role must be staff, nurse, manager or admin");
+      if (!sites.length) problems.push("--sites is required");
+      for (const s of sites) if (!known.has(s)) problems.push(`unknown site "${s}"`);
+      for (const u of units ?? [])
+        if (!sites.some((s) => known.get(s)?.has(u))) problems.push(`unit "${u}" is not in the given sites`);
+      if (problems.length) throw new Error(problems.join("\n"));
+      const { identity, token } = store.create({
+        name: name!,
+        role: role.data!,
+        sites,
+        units: units ?? null,
+      });
+      out(
+        `created ${identity.id} for ${identity.name} (${identity.role}) on ${sites.join(",")}${units ? ` units ${units.join(",")}` : ""}`,
+      );
+      out(`token: ${token}\n(shown once; the gateway keeps only a hash)`);
+    } finally {
+      db.close();
+    }
+  },
+};
+
+export const extraCommands: CliCommand[] = [tokens];

@@ -19,7 +19,9 @@ export class ConfigError extends Error {
     readonly source: string,
     readonly problems: ConfigProblem[],
   ) {
-    super(`${source}: ${problems.length} configuration problem(s)\n${problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n")}`);
+    super(
+      `${source}: ${problems.length} configuration problem(s)\n${problems.map((p) => `  - ${p.path}: ${p.message}`).join("\n")}`,
+    );
     this.name = "ConfigError";
   }
 }
@@ -84,7 +86,11 @@ export function validateConfig(raw: unknown, source: string, knownProfiles: Read
     );
   }
   const problems = crossCheck(parsed.data, knownProfiles);
-  if (problems.length) throw new ConfigError(source, problems.map((p) => ({ path: formatPath(p.path), message: p.message })));
+  if (problems.length)
+    throw new ConfigError(
+      source,
+      problems.map((p) => ({ path: formatPath(p.path), message: p.message })),
+    );
   return parsed.data;
 }
 

@@ -48,11 +48,19 @@ export const SeedDeviceConfig = z.strictObject({
   resident: z.string().optional(),
 });
 
-const Listener = z.strictObject({ enabled: z.boolean().default(true), host: z.string().default("0.0.0.0"), port: Port });
+const Listener = z.strictObject({
+  enabled: z.boolean().default(true),
+  host: z.string().default("0.0.0.0"),
+  port: Port,
+});
 
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().default("data"),
-  log: z.strictObject({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    })
+    .prefault({}),
   mqtt: z
     .strictObject({
       tcp: Listener.prefault({ port: 1883 }),
@@ -77,7 +85,10 @@ export const ConfigSchema = z.strictObject({
       maxFrameBytes: z.number().int().min(1024).max(16_777_216).default(262_144),
       /** Failed CONNECTs allowed per remote address per window before refusing outright. */
       authFailures: z
-        .strictObject({ max: z.number().int().min(1).default(10), windowSec: z.number().int().min(1).default(60) })
+        .strictObject({
+          max: z.number().int().min(1).default(10),
+          windowSec: z.number().int().min(1).default(60),
+        })
         .prefault({}),
     })
     .prefault({}),
@@ -87,15 +98,16 @@ export const ConfigSchema = z.strictObject({
       port: Port.default(8080),
       /** Operator token for device administration over HTTP; none disables the admin API. */
       adminToken: z.string().min(16).optional(),
-      tls: z
-        .strictObject({ certFile: z.string(), keyFile: z.string() })
-        .optional(),
+      tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).optional(),
     })
     .prefault({}),
   ingest: z
     .strictObject({
-      /** Group commit: the longest a publish waits for companions before its batch commits. */
-      commitMaxDelayMs: z.number().min(0).max(100).default(2),
+      /**
+       * Group commit: how long a publish waits for companions. 0 commits on the next turn of the
+       * event loop, which already gathers everything that arrived during the previous commit.
+       */
+      commitMaxDelayMs: z.number().min(0).max(100).default(0),
       commitMaxEvents: z.number().int().min(1).max(100_000).default(2000),
       keepRawPayload: z.boolean().default(true),
       maxDeadLetterBytes: z.number().int().min(256).default(65_536),
@@ -111,6 +123,36 @@ export const ConfigSchema = z.strictObject({
       password: z.string().optional(),
     })
     .optional(),
+  /** The rule file, relative to the working directory. */
+  rulesFile: z.string().default("config/rules.yaml"),
+  alarms: z
+    .strictObject({
+      /** The last rung of every escalation ladder: a signed POST to an alarm receiving centre or bridge. */
+      fallbackWebhook: z
+        .strictObject({
+          url: z.url(),
+          secret: z.string().min(16, "the signing secret needs at least 16 characters"),
+          timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+          maxAttempts: z.number().int().min(1).max(50).default(8),
+          backoffMs: z.number().int().min(10).default(2000),
+          maxBackoffMs: z.number().int().min(10).default(300_000),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  /** Staff tokens created at boot when missing (demo and first run); use `ata tokens create` otherwise. */
+  staff: z
+    .array(
+      z.strictObject({
+        id: z.string().regex(/^[a-z0-9-]{2,40}$/),
+        name: z.string().min(1),
+        role: z.enum(["staff", "nurse", "manager", "admin"]),
+        sites: z.array(Id).min(1),
+        units: z.array(Id).optional(),
+        token: z.string().min(16, "tokens need at least 16 characters"),
+      }),
+    )
+    .default([]),
   sites: z.array(SiteConfig).min(1),
   residents: z.array(ResidentConfig).default([]),
   devices: z.array(SeedDeviceConfig).default([]),
@@ -120,16 +162,21 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type SiteConfig = z.infer<typeof SiteConfig>;
 
 /** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
-export function crossCheck(config: Config, knownProfiles: ReadonlySet<string>): { path: (string | number)[]; message: string }[] {
+export function crossCheck(
+  config: Config,
+  knownProfiles: ReadonlySet<string>,
+): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];
   const units = new Map<string, Set<string>>();
   const seenSites = new Set<string>();
   config.sites.forEach((s, i) => {
-    if (seenSites.has(s.id)) problems.push({ path: ["sites", i, "id"], message: `duplicate site id "${s.id}"` });
+    if (seenSites.has(s.id))
+      problems.push({ path: ["sites", i, "id"], message: `duplicate site id "${s.id}"` });
     seenSites.add(s.id);
     const ids = new Set<string>();
     s.units.forEach((u, j) => {
-      if (ids.has(u.id)) problems.push({ path: ["sites", i, "units", j, "id"], message: `duplicate unit id "${u.id}"` });
+      if (ids.has(u.id))
+        problems.push({ path: ["sites", i, "units", j, "id"], message: `duplicate unit id "${u.id}"` });
       ids.add(u.id);
     });
     units.set(s.id, ids);
@@ -137,21 +184,38 @@ export function crossCheck(config: Config, knownProfiles: ReadonlySet<string>): 
   const placeOk = (site: string, unit: string, path: (string | number)[]) => {
     const u = units.get(site);
     if (!u) problems.push({ path: [...path, "site"], message: `unknown site "${site}"` });
-    else if (!u.has(unit)) problems.push({ path: [...path, "unit"], message: `unknown unit "${unit}" in site "${site}"` });
+    else if (!u.has(unit))
+      problems.push({ path: [...path, "unit"], message: `unknown unit "${unit}" in site "${site}"` });
   };
+  config.staff.forEach((t, i) => {
+    t.sites.forEach((site, j) => {
+      if (!units.has(site))
+        problems.push({ path: ["staff", i, "sites", j], message: `unknown site "${site}"` });
+    });
+    t.units?.forEach((unit, j) => {
+      if (!t.sites.some((site) => units.get(site)?.has(unit)))
+        problems.push({
+          path: ["staff", i, "units", j],
+          message: `unit "${unit}" is not in the token's sites`,
+        });
+    });
+  });
   const refs = new Set<string>();
   config.residents.forEach((r, i) => {
     placeOk(r.site, r.unit, ["residents", i]);
-    if (refs.has(r.ref)) problems.push({ path: ["residents", i, "ref"], message: `duplicate resident "${r.ref}"` });
+    if (refs.has(r.ref))
+      problems.push({ path: ["residents", i, "ref"], message: `duplicate resident "${r.ref}"` });
     refs.add(r.ref);
   });
   const deviceIds = new Set<string>();
   config.devices.forEach((d, i) => {
     placeOk(d.site, d.unit, ["devices", i]);
-    if (!knownProfiles.has(d.profile)) problems.push({ path: ["devices", i, "profile"], message: `unknown profile "${d.profile}"` });
+    if (!knownProfiles.has(d.profile))
+      problems.push({ path: ["devices", i, "profile"], message: `unknown profile "${d.profile}"` });
     if (d.resident && !refs.has(d.resident))
       problems.push({ path: ["devices", i, "resident"], message: `unknown resident "${d.resident}"` });
-    if (deviceIds.has(d.id)) problems.push({ path: ["devices", i, "id"], message: `duplicate device id "${d.id}"` });
+    if (deviceIds.has(d.id))
+      problems.push({ path: ["devices", i, "id"], message: `duplicate device id "${d.id}"` });
     deviceIds.add(d.id);
   });
   return problems;

@@ -25,7 +25,8 @@ export interface OperationsContext {
 }
 
 export function requireAdmin(ctx: RequestContext, adminToken: string | undefined): void {
-  if (!adminToken) throw new ApiError("forbidden", "the admin API is disabled: set http.adminToken (ATA_ADMIN_TOKEN)");
+  if (!adminToken)
+    throw new ApiError("forbidden", "the admin API is disabled: set http.adminToken (ATA_ADMIN_TOKEN)");
   if (!ctx.bearer) throw new ApiError("unauthenticated");
   const a = Buffer.from(ctx.bearer);
   const b = Buffer.from(adminToken);
@@ -67,9 +68,17 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
     );
     const ok = results.every((x) => x.ok);
     r.res.statusCode = ok ? 200 : 503;
-    return new RawReply(ok ? 200 : 503, "application/json", JSON.stringify({ status: ok ? "ready" : "not_ready", checks: results }));
+    return new RawReply(
+      ok ? 200 : 503,
+      "application/json",
+      JSON.stringify({ status: ok ? "ready" : "not_ready", checks: results }),
+    );
   });
-  router.add("GET", "/metrics", async () => new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics()));
+  router.add(
+    "GET",
+    "/metrics",
+    async () => new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics()),
+  );
 
   router.add("GET", "/api/v1/devices", (r) => {
     admin(r);

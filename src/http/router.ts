@@ -71,7 +71,13 @@ export class Router {
     return false;
   }
 
-  private async run(route: Route, params: Record<string, string>, url: URL, req: IncomingMessage, res: ServerResponse) {
+  private async run(
+    route: Route,
+    params: Record<string, string>,
+    url: URL,
+    req: IncomingMessage,
+    res: ServerResponse,
+  ) {
     const auth = req.headers.authorization;
     const ctx: RequestContext = {
       req,
@@ -106,7 +112,8 @@ export class Router {
         res.end(req.method === "HEAD" ? undefined : result.body);
         return;
       }
-      const status = req.method === "POST" && result && typeof result === "object" && "created" in result ? 201 : 200;
+      const status =
+        req.method === "POST" && result && typeof result === "object" && "created" in result ? 201 : 200;
       send(res, status, result === undefined ? { ok: true } : result);
     } catch (err) {
       if (err instanceof ApiError) {

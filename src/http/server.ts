@@ -3,7 +3,12 @@
  * the path (the staff channel).
  */
 import { readFileSync } from "node:fs";
-import { createServer as createHttp, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import {
+  createServer as createHttp,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Duplex } from "node:stream";
 import { errorBody } from "../errors.js";

@@ -54,7 +54,7 @@ export type IngestResult =
   | { ok: false; rejection: Rejection };
 
 /** An event committed to the log: the canonical event, its placement and its log position. */
-export type LoggedEvent = PlacedEvent & { seq: number; profile: string };
+export type LoggedEvent = PlacedEvent & { logSeq: number; profile: string };
 
 interface PendingEvents {
   kind: "events";
@@ -85,7 +85,7 @@ type Pending = PendingEvents | PendingDeadLetter;
  */
 export class Ingest extends EventEmitter {
   private queue: Pending[] = [];
-  private scheduled: NodeJS.Immediate | NodeJS.Timeout | null = null;
+  private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | null = null;
   private insertEvent!: Database.Statement;
   private insertDead!: Database.Statement;
   private commitGroup!: (batch: Pending[]) => { logged: LoggedEvent[]; dupes: number[]; deadIds: number[] };
@@ -154,7 +154,7 @@ export class Ingest extends EventEmitter {
             p.topic,
           );
           if (info.changes === 0) d++;
-          else logged.push({ ...e, seq: Number(info.lastInsertRowid), profile: p.profile });
+          else logged.push({ ...e, logSeq: Number(info.lastInsertRowid), profile: p.profile });
         });
         dupes.push(d);
         deadIds.push(0);
@@ -166,11 +166,7 @@ export class Ingest extends EventEmitter {
   /** Finish what is queued; later submissions are refused. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.scheduled) {
-      clearImmediate(this.scheduled as NodeJS.Immediate);
-      clearTimeout(this.scheduled as NodeJS.Timeout);
-      this.scheduled = null;
-    }
+    this.unschedule();
     while (this.queue.length) this.flush();
   }
 
@@ -186,7 +182,17 @@ export class Ingest extends EventEmitter {
     const profile = device ? this.ctx.profiles.get(device.profile) : undefined;
     return new Promise<IngestResult>((resolve, reject) => {
       const dead = (code: ErrorCode, message: string) =>
-        this.enqueue({ kind: "dead", deviceId, topic, code, message, payload, receivedAt: receivedAtMs, resolve, reject });
+        this.enqueue({
+          kind: "dead",
+          deviceId,
+          topic,
+          code,
+          message,
+          payload,
+          receivedAt: receivedAtMs,
+          resolve,
+          reject,
+        });
       if (!device || !profile) return dead("profile_missing", `no profile "${device?.profile}" for device`);
       if (payload.length > this.ctx.options.maxPayloadBytes)
         return dead(
@@ -194,7 +200,10 @@ export class Ingest extends EventEmitter {
           `payload is ${payload.length} bytes; the limit is ${this.ctx.options.maxPayloadBytes}`,
         );
       if (!profile.topics.includes(channel))
-        return dead("unknown_topic", `profile ${profile.id} publishes on ${profile.topics.join(", ")}, not "${channel}"`);
+        return dead(
+          "unknown_topic",
+          `profile ${profile.id} publishes on ${profile.topics.join(", ")}, not "${channel}"`,
+        );
       let decoded: DecodedEvent[];
       try {
         decoded = profile.decode({ topic: channel, payload, receivedAt });
@@ -228,7 +237,16 @@ export class Ingest extends EventEmitter {
     const built = canonicalise(device, "gateway", null, decoded, new Date(this.now()).toISOString());
     if (typeof built === "string") return Promise.reject(new Error(built));
     return new Promise((resolve, reject) =>
-      this.enqueue({ kind: "events", deviceId, profile: device.profile, topic: "gateway", events: built, raw: null, resolve, reject }),
+      this.enqueue({
+        kind: "events",
+        deviceId,
+        profile: device.profile,
+        topic: "gateway",
+        events: built,
+        raw: null,
+        resolve,
+        reject,
+      }),
     );
   }
 
@@ -240,15 +258,26 @@ export class Ingest extends EventEmitter {
     }
     if (this.scheduled) return;
     const delay = this.ctx.options.commitMaxDelayMs;
-    this.scheduled = delay > 0 ? setTimeout(() => this.flush(), delay) : setImmediate(() => this.flush());
+    this.scheduled =
+      delay > 0
+        ? { timeout: setTimeout(() => this.flush(), delay) }
+        : { immediate: setImmediate(() => this.flush()) };
+  }
+
+  /**
+   * Each handle goes to its own clear function: clearImmediate() on a Timeout corrupts Node's
+   * count of pending immediates, after which setImmediate callbacks stall until other I/O wakes
+   * the loop.
+   */
+  private unschedule(): void {
+    if (!this.scheduled) return;
+    if ("immediate" in this.scheduled) clearImmediate(this.scheduled.immediate);
+    else clearTimeout(this.scheduled.timeout);
+    this.scheduled = null;
   }
 
   private flush(): void {
-    if (this.scheduled) {
-      clearImmediate(this.scheduled as NodeJS.Immediate);
-      clearTimeout(this.scheduled as NodeJS.Timeout);
-      this.scheduled = null;
-    }
+    this.unschedule();
     const batch = this.queue;
     if (batch.length === 0) return;
     this.queue = [];
@@ -296,7 +325,10 @@ export class Ingest extends EventEmitter {
       try {
         (listener as (a: unknown) => void)(arg);
       } catch (err) {
-        this.ctx.log.error({ err, listener: listener.name || "anonymous", event: name }, "ingest listener failed");
+        this.ctx.log.error(
+          { err, listener: listener.name || "anonymous", event: name },
+          "ingest listener failed",
+        );
       }
     }
   }

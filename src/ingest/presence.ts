@@ -60,7 +60,12 @@ export class Presence {
     this.startedAt = this.now();
     const rows = this.ctx.db
       .prepare("SELECT device_id, online, changed_at, last_seen_at FROM device_state")
-      .all() as { device_id: string; online: number; changed_at: number | null; last_seen_at: number | null }[];
+      .all() as {
+      device_id: string;
+      online: number;
+      changed_at: number | null;
+      last_seen_at: number | null;
+    }[];
     for (const r of rows) {
       this.state.set(r.device_id, {
         online: r.online === 1,
@@ -88,8 +93,8 @@ export class Presence {
       deviceId,
       online: s?.online ?? false,
       connected: (s?.connections ?? 0) > 0,
-      lastSeenAt: s && s.lastSeen ? new Date(s.lastSeen).toISOString() : null,
-      changedAt: s && s.changedAt ? new Date(s.changedAt).toISOString() : null,
+      lastSeenAt: s?.lastSeen ? new Date(s.lastSeen).toISOString() : null,
+      changedAt: s?.changedAt ? new Date(s.changedAt).toISOString() : null,
     };
   }
 
@@ -153,8 +158,12 @@ export class Presence {
     s.dirty = false;
     const type = online ? "device.online" : "device.offline";
     this.ctx
-      .record(deviceId, [{ type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" }])
-      .catch((err: Error) => this.ctx.log.error({ deviceId, err: err.message }, "could not record presence change"));
+      .record(deviceId, [
+        { type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" },
+      ])
+      .catch((err: Error) =>
+        this.ctx.log.error({ deviceId, err: err.message }, "could not record presence change"),
+      );
   }
 
   /** Mark silent devices offline; persist last-seen times in one transaction. */
@@ -166,7 +175,8 @@ export class Presence {
       const profile = device && this.ctx.profiles.get(device.profile);
       if (!profile) continue;
       const windowMs = profile.supervision.heartbeatSec * profile.supervision.missedHeartbeats * 1000;
-      if (now - s.lastSeen > windowMs) this.change(deviceId, s, false, `silent for ${Math.round((now - s.lastSeen) / 1000)} s`);
+      if (now - s.lastSeen > windowMs)
+        this.change(deviceId, s, false, `silent for ${Math.round((now - s.lastSeen) / 1000)} s`);
     }
     this.persist();
   }

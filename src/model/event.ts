@@ -31,7 +31,15 @@ const PresenceData = z.strictObject({
 });
 const CallData = z.strictObject({ pressDurationSec: z.number().nonnegative().optional() });
 const StaffData = z.strictObject({ staffRef: z.string().max(64).optional() });
-export const TRANSFERS = ["bed-chair", "chair-bed", "bed-toilet", "toilet-bed", "bed-bath", "floor-bed", "other"] as const;
+export const TRANSFERS = [
+  "bed-chair",
+  "chair-bed",
+  "bed-toilet",
+  "toilet-bed",
+  "bed-bath",
+  "floor-bed",
+  "other",
+] as const;
 const LiftData = z.strictObject({
   startedAt: z.iso.datetime({ offset: true }),
   endedAt: z.iso.datetime({ offset: true }),
@@ -148,7 +156,12 @@ export type PlacedEvent = CanonicalEvent & { placement: Placement };
  * the same payload dedupes to the same event. `index` separates several events decoded from one
  * payload.
  */
-export function deriveEventId(deviceId: string, topicSuffix: string, payload: Uint8Array, index: number): string {
+export function deriveEventId(
+  deviceId: string,
+  topicSuffix: string,
+  payload: Uint8Array,
+  index: number,
+): string {
   const h = createHash("sha256");
   h.update(deviceId);
   h.update("\0");

@@ -5,9 +5,9 @@
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
+import { isValidDeviceId } from "../broker/topics.js";
 import type { Placement } from "../model/event.js";
 import type { Db } from "../store/db.js";
-import { isValidDeviceId } from "../broker/topics.js";
 import { hashGeneratedSecret, hashSecret, newSecret, verifySecret } from "./secrets.js";
 
 export interface Device {
@@ -43,7 +43,12 @@ export interface NewDevice {
 
 export class RegistryError extends Error {
   constructor(
-    readonly code: "device_exists" | "device_not_found" | "invalid_device" | "unknown_placement" | "unknown_profile",
+    readonly code:
+      | "device_exists"
+      | "device_not_found"
+      | "invalid_device"
+      | "unknown_placement"
+      | "unknown_profile",
     message: string,
   ) {
     super(message);
@@ -97,10 +102,13 @@ export class Registry extends EventEmitter {
   refreshIfChanged(): void {
     const v = this.db.pragma("data_version", { simple: true }) as number;
     if (v === this.dataVersion) return;
-    const before = new Map([...this.devices].map(([id, d]) => [id, `${d.enabled}|${d.secretHash}|${d.updatedAt}`]));
+    const before = new Map(
+      [...this.devices].map(([id, d]) => [id, `${d.enabled}|${d.secretHash}|${d.updatedAt}`]),
+    );
     this.reload();
     for (const [id, d] of this.devices) {
-      if (before.get(id) !== `${d.enabled}|${d.secretHash}|${d.updatedAt}`) this.emit("device.changed", publicDevice(d));
+      if (before.get(id) !== `${d.enabled}|${d.secretHash}|${d.updatedAt}`)
+        this.emit("device.changed", publicDevice(d));
     }
   }
 
@@ -163,7 +171,8 @@ export class Registry extends EventEmitter {
   /** Register a device. Returns the secret in clear exactly once when it was generated here. */
   add(input: NewDevice): { device: Device; secret?: string } {
     this.validate(input);
-    if (this.devices.has(input.id)) throw new RegistryError("device_exists", `device "${input.id}" is already registered`);
+    if (this.devices.has(input.id))
+      throw new RegistryError("device_exists", `device "${input.id}" is already registered`);
     const generated = input.secret === undefined ? newSecret() : undefined;
     const secretHash = generated ? hashGeneratedSecret(generated) : hashSecret(input.secret!);
     const now = Date.now();
@@ -200,7 +209,8 @@ export class Registry extends EventEmitter {
     const now = Date.now();
     const rows = inputs.map((input) => {
       this.validate(input);
-      if (this.devices.has(input.id)) throw new RegistryError("device_exists", `device "${input.id}" is already registered`);
+      if (this.devices.has(input.id))
+        throw new RegistryError("device_exists", `device "${input.id}" is already registered`);
       return {
         id: input.id,
         profile: input.profile,
@@ -226,7 +236,9 @@ export class Registry extends EventEmitter {
     const d = this.devices.get(id);
     if (!d) throw new RegistryError("device_not_found", `no device "${id}"`);
     const now = Date.now();
-    this.db.prepare("UPDATE devices SET enabled = ?, updated_at = ? WHERE id = ?").run(enabled ? 1 : 0, now, id);
+    this.db
+      .prepare("UPDATE devices SET enabled = ?, updated_at = ? WHERE id = ?")
+      .run(enabled ? 1 : 0, now, id);
     d.enabled = enabled;
     d.updatedAt = now;
     this.emit("device.changed", publicDevice(d));
@@ -240,7 +252,9 @@ export class Registry extends EventEmitter {
     const secret = newSecret();
     d.secretHash = hashGeneratedSecret(secret);
     d.updatedAt = Date.now();
-    this.db.prepare("UPDATE devices SET secret_hash = ?, updated_at = ? WHERE id = ?").run(d.secretHash, d.updatedAt, id);
+    this.db
+      .prepare("UPDATE devices SET secret_hash = ?, updated_at = ? WHERE id = ?")
+      .run(d.secretHash, d.updatedAt, id);
     this.proven.delete(id);
     return secret;
   }
@@ -277,8 +291,12 @@ export class Registry extends EventEmitter {
 
   private validate(input: NewDevice): void {
     if (!isValidDeviceId(input.id))
-      throw new RegistryError("invalid_device", `device id "${input.id}" must be 1-64 letters, digits, . _ -`);
-    if (!this.profiles.has(input.profile)) throw new RegistryError("unknown_profile", `unknown profile "${input.profile}"`);
+      throw new RegistryError(
+        "invalid_device",
+        `device id "${input.id}" must be 1-64 letters, digits, . _ -`,
+      );
+    if (!this.profiles.has(input.profile))
+      throw new RegistryError("unknown_profile", `unknown profile "${input.profile}"`);
     if (!this.places.hasUnit(input.siteId, input.unitId))
       throw new RegistryError("unknown_placement", `unknown site/unit "${input.siteId}/${input.unitId}"`);
     if (input.secret !== undefined && input.secret.length < 8)

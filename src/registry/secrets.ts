@@ -38,7 +38,13 @@ function verifySha(secret: string, stored: string): boolean | null {
 function parse(stored: string) {
   const [alg, n, r, p, salt, hash] = stored.split("$");
   if (alg !== "scrypt" || !n || !r || !p || !salt || !hash) return null;
-  return { N: Number(n), r: Number(r), p: Number(p), salt: Buffer.from(salt, "base64url"), hash: Buffer.from(hash, "base64url") };
+  return {
+    N: Number(n),
+    r: Number(r),
+    p: Number(p),
+    salt: Buffer.from(salt, "base64url"),
+    hash: Buffer.from(hash, "base64url"),
+  };
 }
 
 /** Asynchronous so that a burst of CONNECTs does not block the event loop (scrypt runs in the pool). */

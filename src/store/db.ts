@@ -97,6 +97,109 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: "staff tokens, alerts, audit, durable timers, maintenance, webhook deliveries",
+    sql: `
+      CREATE TABLE staff_tokens (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,              -- staff | nurse | manager | admin
+        sites TEXT NOT NULL,             -- JSON array of site ids
+        units TEXT,                      -- JSON array of unit ids, NULL = every unit of the sites
+        token_hash TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      );
+      CREATE TABLE alerts (
+        id TEXT PRIMARY KEY,
+        dedupe_key TEXT NOT NULL,
+        open INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        priority TEXT NOT NULL,
+        state TEXT NOT NULL,
+        message_da TEXT NOT NULL,
+        message_en TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        room_id TEXT,
+        resident_ref TEXT,
+        device_id TEXT NOT NULL,
+        count INTEGER NOT NULL DEFAULT 1,
+        first_event_seq INTEGER,
+        last_event_seq INTEGER,
+        last_event_type TEXT NOT NULL,
+        raised_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        accepted_by TEXT,
+        accepted_by_name TEXT,
+        accepted_at INTEGER,
+        attending_at INTEGER,
+        resolved_at INTEGER,
+        outcome TEXT,
+        level INTEGER NOT NULL DEFAULT 0,
+        undelivered INTEGER NOT NULL DEFAULT 1,
+        delivered_to TEXT NOT NULL DEFAULT '[]',
+        rejected_by TEXT NOT NULL DEFAULT '[]',
+        ladder TEXT NOT NULL              -- JSON: the escalation ladder fixed at raise time
+      );
+      -- One open alert per (type, device, resident): re-triggers update it.
+      CREATE UNIQUE INDEX alerts_open_key ON alerts(dedupe_key) WHERE open = 1;
+      CREATE INDEX alerts_site_time ON alerts(site_id, raised_at);
+      CREATE INDEX alerts_open ON alerts(open, site_id);
+      CREATE TABLE alert_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL REFERENCES alerts(id),
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        actor_name TEXT NOT NULL,
+        reason TEXT,
+        state_after TEXT NOT NULL,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        data TEXT
+      );
+      CREATE INDEX alert_audit_alert ON alert_audit(alert_id, id);
+      CREATE INDEX alert_audit_site ON alert_audit(site_id, id);
+      CREATE TRIGGER alert_audit_append_only_u BEFORE UPDATE ON alert_audit
+        BEGIN SELECT RAISE(ABORT, 'alert_audit is append-only'); END;
+      CREATE TRIGGER alert_audit_append_only_d BEFORE DELETE ON alert_audit
+        BEGIN SELECT RAISE(ABORT, 'alert_audit is append-only'); END;
+      -- Every pending duration: absence windows, escalation steps, re-notifications, webhook retries.
+      CREATE TABLE timers (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX timers_due ON timers(due_at);
+      CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        site_id TEXT NOT NULL,
+        device_id TEXT,
+        room_id TEXT,
+        starts_at INTEGER NOT NULL,
+        ends_at INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE webhook_deliveries (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alert_id TEXT NOT NULL,
+        audit_id INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        status INTEGER,
+        ok INTEGER NOT NULL,
+        error TEXT
+      );
+      CREATE INDEX events_resident_type_time ON events(resident_ref, type, occurred_at);
+    `,
+  },
 ];
 
 export interface OpenOptions {
@@ -119,7 +222,9 @@ export function openDb({ path, migrations = MIGRATIONS }: OpenOptions): Db {
 }
 
 export function migrate(db: Db, migrations: Migration[]): void {
-  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)");
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)",
+  );
   const applied = new Set(
     db
       .prepare("SELECT version FROM schema_migrations")
@@ -141,7 +246,9 @@ export function migrate(db: Db, migrations: Migration[]): void {
 }
 
 export function getCursor(db: Db, name: string): number {
-  const row = db.prepare("SELECT position FROM cursors WHERE name = ?").get(name) as { position: number } | undefined;
+  const row = db.prepare("SELECT position FROM cursors WHERE name = ?").get(name) as
+    | { position: number }
+    | undefined;
   return row?.position ?? 0;
 }
 

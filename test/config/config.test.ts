@@ -63,13 +63,23 @@ describe("configuration", () => {
       expect(err).toBeInstanceOf(ConfigError);
       const paths = (err as ConfigError).problems.map((p) => p.path);
       expect(paths).toEqual(
-        expect.arrayContaining(["residents[0].unit", "devices[0].profile", "devices[0].site", "devices[1].resident", "devices[1].id"]),
+        expect.arrayContaining([
+          "residents[0].unit",
+          "devices[0].profile",
+          "devices[0].site",
+          "devices[1].resident",
+          "devices[1].id",
+        ]),
       );
     }
   });
 
   it("environment variables override the file: shortcuts and ATA__path__to__key", () => {
-    const out = applyEnv(base, { ATA_MQTT_PORT: "1999", ATA__mqtt__maxPayloadBytes: "32768", ATA__ingest__keepRawPayload: "false" });
+    const out = applyEnv(base, {
+      ATA_MQTT_PORT: "1999",
+      ATA__mqtt__maxPayloadBytes: "32768",
+      ATA__ingest__keepRawPayload: "false",
+    });
     const config = validateConfig(out, "env", known);
     expect(config.mqtt.tcp.port).toBe(1999);
     expect(config.mqtt.maxPayloadBytes).toBe(32768);
@@ -77,6 +87,8 @@ describe("configuration", () => {
   });
 
   it("TLS enabled without a certificate is a config error with its path", () => {
-    expect(() => validateConfig({ ...base, mqtt: { tls: { enabled: true } } }, "t", known)).toThrow(/mqtt\.tls\.certFile/);
+    expect(() => validateConfig({ ...base, mqtt: { tls: { enabled: true } } }, "t", known)).toThrow(
+      /mqtt\.tls\.certFile/,
+    );
   });
 });

@@ -123,7 +123,12 @@ export function noDelay(client: MqttClient): void {
   client.on("connect", set);
 }
 
-export function publish(client: MqttClient, topic: string, payload: string | Buffer, qos: 0 | 1 = 1): Promise<void> {
+export function publish(
+  client: MqttClient,
+  topic: string,
+  payload: string | Buffer,
+  qos: 0 | 1 = 1,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     client.publish(topic, payload, { qos }, (err) => (err ? reject(err) : resolve()));
   });
@@ -135,6 +140,7 @@ export async function api(
   path: string,
   body?: unknown,
   token: string | null = ADMIN_TOKEN,
+  // biome-ignore lint/suspicious/noExplicitAny: tests read response bodies by path; the API's zod schemas are tested elsewhere
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`, {
     method,
@@ -164,7 +170,8 @@ export async function eventually<T>(fn: () => T | Promise<T>, timeoutMs = 5000, 
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms (last: ${String(last)})`);
+    if (Date.now() > deadline)
+      throw new Error(`condition not met within ${timeoutMs} ms (last: ${String(last)})`);
     await new Promise((r) => setTimeout(r, stepMs));
   }
 }

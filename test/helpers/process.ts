@@ -27,12 +27,20 @@ export function writeConfig(dir: string, config: unknown): string {
   return path;
 }
 
-export function spawnGateway(configPath: string, env: Record<string, string> = {}, timeoutMs = 20_000): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath], {
-    cwd: ROOT,
-    env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export function spawnGateway(
+  configPath: string,
+  env: Record<string, string> = {},
+  timeoutMs = 20_000,
+): Promise<GatewayProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   const stderr: string[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
@@ -41,15 +49,16 @@ export function spawnGateway(configPath: string, env: Record<string, string> = {
       child.kill("SIGKILL");
       reject(new Error(`gateway did not become ready in ${timeoutMs} ms: ${stderr.join("")}`));
     }, timeoutMs);
-    child.once("exit", (code) => {
+    const early = (code: number | null) => {
       clearTimeout(timer);
       reject(new Error(`gateway exited with ${code} before ready: ${stderr.join("")}`));
-    });
+    };
+    child.once("exit", early);
     createInterface({ input: child.stdout! }).on("line", (line) => {
       if (!line.includes('"ready":true')) return;
       const ready = JSON.parse(line) as { http: number; mqtt: number };
       clearTimeout(timer);
-      child.removeAllListeners("exit");
+      child.off("exit", early);
       resolve({
         child,
         http: ready.http,
@@ -69,12 +78,18 @@ export function spawnGateway(configPath: string, env: Record<string, string> = {
 }
 
 /** Run the gateway expecting it to fail at boot; returns exit code and stderr. */
-export function runGatewayExpectingFailure(configPath: string): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath], {
-    cwd: ROOT,
-    env: { ...process.env, ATA_LOG_LEVEL: "warn" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export function runGatewayExpectingFailure(
+  configPath: string,
+): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ATA_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => {
     stderr += d.toString();

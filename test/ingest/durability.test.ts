@@ -34,7 +34,9 @@ describe("a QoS 1 event that got its PUBACK survives kill -9", () => {
 
     const acked = new Map<string, Set<string>>();
     const sent = { n: 0 };
-    const clients: MqttClient[] = await Promise.all(devices.map((d) => connectDevice(gw.mqtt, d.id, d.secret)));
+    const clients: MqttClient[] = await Promise.all(
+      devices.map((d) => connectDevice(gw.mqtt, d.id, d.secret)),
+    );
     // Each client keeps a window of 50 QoS 1 publishes in flight until the gateway dies.
     const pumps = clients.map(
       (client, ci) =>
@@ -89,7 +91,9 @@ describe("a QoS 1 event that got its PUBACK survives kill -9", () => {
     try {
       const counts = new Map<string, number>();
       for (const r of db
-        .prepare("SELECT event_id, count(*) AS n FROM events WHERE type = 'device.heartbeat' GROUP BY device_id, event_id")
+        .prepare(
+          "SELECT event_id, count(*) AS n FROM events WHERE type = 'device.heartbeat' GROUP BY device_id, event_id",
+        )
         .iterate() as IterableIterator<{ event_id: string; n: number }>) {
         counts.set(r.event_id, r.n);
       }

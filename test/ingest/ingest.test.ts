@@ -5,7 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fixtureBytes } from "../../devices/conformance.js";
 import { PROFILES } from "../../devices/index.js";
 import { deviceTopic, errorTopic } from "../../src/broker/topics.js";
-import { connectDevice, deviceIdFor, eventually, publish, secretFor, startGateway, type TestGateway } from "../helpers/gateway.js";
+import {
+  connectDevice,
+  deviceIdFor,
+  eventually,
+  publish,
+  secretFor,
+  startGateway,
+  type TestGateway,
+} from "../helpers/gateway.js";
 
 const run = promisify(execFile);
 
@@ -35,7 +43,11 @@ describe("ingest over real MQTT", () => {
   });
 
   const rows = (deviceId: string) =>
-    t.gateway.db.prepare("SELECT * FROM events WHERE device_id = ? AND type NOT IN ('device.online', 'device.offline') ORDER BY seq").all(deviceId) as Row[];
+    t.gateway.db
+      .prepare(
+        "SELECT * FROM events WHERE device_id = ? AND type NOT IN ('device.online', 'device.offline') ORDER BY seq",
+      )
+      .all(deviceId) as Row[];
 
   for (const profile of PROFILES) {
     it(`logs every ${profile.id} fixture as its canonical events, placed from the registry`, async () => {
@@ -56,7 +68,12 @@ describe("ingest over real MQTT", () => {
         expected.map((e) => ({ type: e.type, data: e.data })),
       );
       for (const r of logged) {
-        expect(r).toMatchObject({ site_id: "home-a", unit_id: "unit-1", room_id: "r1", resident_ref: "R-0001" });
+        expect(r).toMatchObject({
+          site_id: "home-a",
+          unit_id: "unit-1",
+          room_id: "r1",
+          resident_ref: "R-0001",
+        });
       }
       const rejecting = profile.fixtures.filter((f) => f.rejects);
       await eventually(() => errors.length === rejecting.length);
@@ -68,8 +85,22 @@ describe("ingest over real MQTT", () => {
     const id = deviceIdFor("ata/native");
     const body = JSON.stringify({ eventId: "mosq-1", type: "call.manual", data: { pressDurationSec: 2 } });
     await run("mosquitto_pub", [
-      "-h", "127.0.0.1", "-p", String(t.mqttPort), "-i", id, "-u", id, "-P", secretFor("ata/native"),
-      "-q", "1", "-t", deviceTopic(id, "events"), "-m", body,
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(t.mqttPort),
+      "-i",
+      id,
+      "-u",
+      id,
+      "-P",
+      secretFor("ata/native"),
+      "-q",
+      "1",
+      "-t",
+      deviceTopic(id, "events"),
+      "-m",
+      body,
     ]);
     const r = rows(id).find((x) => x.event_id === "mosq-1");
     expect(r).toMatchObject({ type: "call.manual", site_id: "home-a" });
@@ -88,9 +119,21 @@ describe("ingest over real MQTT", () => {
   describe("malformed input is dead-lettered with a reason, the device is told, and the gateway keeps serving", () => {
     const cases: [string, Buffer, string][] = [
       ["malformed JSON", Buffer.from('{"type": "fall.detected", '), "bad_json"],
-      ["wrong schema", Buffer.from(JSON.stringify({ type: "fall.detected", data: { confidence: "very" } })), "bad_schema"],
-      ["unknown event type", Buffer.from(JSON.stringify({ type: "fall.imagined", data: {} })), "unknown_event"],
-      ["oversized payload", Buffer.from(JSON.stringify({ type: "call.manual", data: {}, pad: "x".repeat(5000) })), "payload_too_large"],
+      [
+        "wrong schema",
+        Buffer.from(JSON.stringify({ type: "fall.detected", data: { confidence: "very" } })),
+        "bad_schema",
+      ],
+      [
+        "unknown event type",
+        Buffer.from(JSON.stringify({ type: "fall.imagined", data: {} })),
+        "unknown_event",
+      ],
+      [
+        "oversized payload",
+        Buffer.from(JSON.stringify({ type: "call.manual", data: {}, pad: "x".repeat(5000) })),
+        "payload_too_large",
+      ],
       ["binary garbage", Buffer.from([0xff, 0xfe, 0x00, 0x81, 0x13, 0x37, 0xc3, 0x28]), "bad_encoding"],
     ];
     for (const [name, payload, code] of cases) {
@@ -101,7 +144,9 @@ describe("ingest over real MQTT", () => {
         const received: { code: string; message: string; topic: string }[] = [];
         client.on("message", (_t, p) => received.push(JSON.parse(p.toString())));
         await client.subscribeAsync(errorTopic(id), { qos: 1 });
-        const before = (t.gateway.db.prepare("SELECT max(id) AS m FROM dead_letters").get() as { m: number | null }).m ?? 0;
+        const before =
+          (t.gateway.db.prepare("SELECT max(id) AS m FROM dead_letters").get() as { m: number | null }).m ??
+          0;
         await publish(client, deviceTopic(id, "events"), payload);
         const dead = t.gateway.db.prepare("SELECT * FROM dead_letters WHERE id > ?").all(before) as {
           code: string;
@@ -134,7 +179,11 @@ describe("ingest over real MQTT", () => {
       client.end(true);
       const c2 = await connectDevice(t.mqttPort, id, secretFor("ata/native"));
       clients.push(c2);
-      await publish(c2, deviceTopic(id, "events"), JSON.stringify({ eventId: "after-big", type: "call.manual", data: {} }));
+      await publish(
+        c2,
+        deviceTopic(id, "events"),
+        JSON.stringify({ eventId: "after-big", type: "call.manual", data: {} }),
+      );
       expect(rows(id).some((r) => r.event_id === "after-big")).toBe(true);
     });
 
@@ -143,7 +192,9 @@ describe("ingest over real MQTT", () => {
       const client = await connectDevice(t.mqttPort, id, secretFor("ata/native"));
       clients.push(client);
       await publish(client, deviceTopic(id, "nonsense"), "{}");
-      const last = t.gateway.db.prepare("SELECT code FROM dead_letters ORDER BY id DESC LIMIT 1").get() as { code: string };
+      const last = t.gateway.db.prepare("SELECT code FROM dead_letters ORDER BY id DESC LIMIT 1").get() as {
+        code: string;
+      };
       expect(last.code).toBe("unknown_topic");
     });
   });

@@ -1,0 +1,206 @@
+/**
+ * Alerts over HTTP: list and filter, one alert with its history and response times, the same
+ * actions as the staff WebSocket, maintenance windows. Scoped by the caller's staff token.
+ */
+import { timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+import type { AlertManager } from "../alerts/manager.js";
+import { ALERT_STATES, type AuditEntry, Outcome } from "../alerts/model.js";
+import { ApiError } from "../errors.js";
+import { PRIORITIES } from "../model/event.js";
+import type { StaffIdentity } from "../staff/protocol.js";
+import type { TokenStore } from "../staff/tokens.js";
+import type { Db } from "../store/db.js";
+import type { RequestContext, Router } from "./router.js";
+
+export interface AlertRoutesContext {
+  db: Db;
+  alerts: AlertManager;
+  tokens: TokenStore;
+  adminToken: string | undefined;
+  allSites: readonly string[];
+}
+
+/** The caller: a staff token, or the operator's admin token (every site). */
+export function principal(
+  r: RequestContext,
+  ctx: Pick<AlertRoutesContext, "tokens" | "adminToken" | "allSites">,
+): StaffIdentity {
+  if (!r.bearer) throw new ApiError("unauthenticated");
+  if (
+    ctx.adminToken &&
+    r.bearer.length === ctx.adminToken.length &&
+    timingSafeEqual(Buffer.from(r.bearer), Buffer.from(ctx.adminToken))
+  )
+    return { id: "admin", name: "operator", role: "admin", sites: [...ctx.allSites], units: null };
+  const staff = ctx.tokens.verify(r.bearer);
+  if (!staff) throw new ApiError("unauthenticated");
+  return staff;
+}
+
+const ListQuery = z.strictObject({
+  state: z.union([z.enum(ALERT_STATES), z.literal("open"), z.literal("closed")]).optional(),
+  site: z.string().optional(),
+  unit: z.string().optional(),
+  priority: z.enum(PRIORITIES).optional(),
+  type: z.string().optional(),
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(200),
+});
+
+export function parseQuery<T>(schema: z.ZodType<T>, q: URLSearchParams): T {
+  const parsed = schema.safeParse(Object.fromEntries(q));
+  if (!parsed.success)
+    throw new ApiError(
+      "invalid_query",
+      undefined,
+      parsed.error.issues.map((i) => ({
+        param: i.path.join(".") || String((i as { keys?: string[] }).keys?.[0] ?? ""),
+        message: i.message,
+      })),
+    );
+  return parsed.data;
+}
+
+/** Seconds from raise to accept / attend / resolve, derived from the audit log. */
+export function responseTimes(history: AuditEntry[]): {
+  toAcceptSec: number | null;
+  toAttendSec: number | null;
+  toResolveSec: number | null;
+} {
+  const at = (action: string) => history.find((h) => h.action === action)?.at;
+  const raised = at("raised");
+  const since = (t: string | undefined) => (raised && t ? (Date.parse(t) - Date.parse(raised)) / 1000 : null);
+  return {
+    toAcceptSec: since(at("accepted")),
+    toAttendSec: since(at("attending")),
+    toResolveSec: since(at("resolved")),
+  };
+}
+
+const ResolveBody = z.strictObject({ outcome: Outcome, note: z.string().max(2000).optional() });
+const RejectBody = z.strictObject({ reason: z.string().max(500).optional() });
+const CommentBody = z.strictObject({ text: z.string().min(1).max(2000) });
+const MaintenanceBody = z
+  .strictObject({
+    site: z.string(),
+    device: z.string().optional(),
+    room: z.string().optional(),
+    minutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(60 * 24 * 30),
+    reason: z.string().min(3).max(500),
+  })
+  .refine((b) => Boolean(b.device) !== Boolean(b.room), { message: "give either device or room" });
+
+export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
+  const who = (r: RequestContext) => principal(r, ctx);
+
+  router.add("GET", "/api/v1/me", (r) => ({ staff: who(r) }));
+
+  router.add("GET", "/api/v1/alerts", (r) => {
+    const staff = who(r);
+    const q = parseQuery(ListQuery, r.query);
+    if (q.site && !staff.sites.includes(q.site))
+      throw new ApiError("forbidden", `no access to site "${q.site}"`);
+    const sites = q.site ? [q.site] : staff.sites;
+    const where = [`site_id IN (${sites.map(() => "?").join(",")})`];
+    const args: unknown[] = [...sites];
+    if (q.state === "open") where.push("open = 1");
+    else if (q.state === "closed") where.push("open = 0");
+    else if (q.state) where.push("state = ?") && args.push(q.state);
+    if (q.unit) where.push("unit_id = ?") && args.push(q.unit);
+    if (q.priority) where.push("priority = ?") && args.push(q.priority);
+    if (q.type) where.push("type = ?") && args.push(q.type);
+    if (q.from) where.push("raised_at >= ?") && args.push(Date.parse(q.from));
+    if (q.to) where.push("raised_at < ?") && args.push(Date.parse(q.to));
+    const ids = ctx.db
+      .prepare(`SELECT id FROM alerts WHERE ${where.join(" AND ")} ORDER BY raised_at DESC LIMIT ?`)
+      .all(...args, q.limit) as { id: string }[];
+    const alerts = ids.map((x) => ctx.alerts.get(x.id)!).filter((a) => ctx.alerts.visibleTo(a, staff));
+    return { alerts, seq: ctx.alerts.head() };
+  });
+
+  router.add("GET", "/api/v1/alerts/:id", (r) => {
+    const staff = who(r);
+    const alert = ctx.alerts.get(r.params.id!);
+    if (!alert || !ctx.alerts.visibleTo(alert, staff)) throw new ApiError("alert_not_found");
+    const history = ctx.alerts.history(alert.id);
+    return { alert, history, responseTimes: responseTimes(history) };
+  });
+
+  const action = (
+    name: string,
+    run: (id: string, staff: StaffIdentity, r: RequestContext) => Promise<unknown> | unknown,
+  ) =>
+    router.add("POST", `/api/v1/alerts/:id/${name}`, async (r) => ({
+      alert: await run(r.params.id!, who(r), r),
+    }));
+  action("accept", (id, s) => ctx.alerts.accept(id, s));
+  action("received", (id, s) => ctx.alerts.received(id, s));
+  action("attend", (id, s) => ctx.alerts.attend(id, s));
+  action("reject", async (id, s, r) => ctx.alerts.reject(id, s, (await r.body(RejectBody)).reason));
+  action("resolve", async (id, s, r) => {
+    const b = await r.body(ResolveBody);
+    return ctx.alerts.resolve(id, s, b.outcome, b.note);
+  });
+  action("comment", async (id, s, r) => ctx.alerts.comment(id, s, (await r.body(CommentBody)).text));
+
+  router.add("GET", "/api/v1/maintenance", (r) => {
+    const staff = who(r);
+    const rows = ctx.db
+      .prepare(
+        `SELECT * FROM maintenance WHERE ends_at > ? AND site_id IN (${staff.sites.map(() => "?").join(",")}) ORDER BY starts_at`,
+      )
+      .all(Date.now(), ...staff.sites) as { starts_at: number; ends_at: number; created_at: number }[];
+    return {
+      maintenance: rows.map((m) => ({
+        ...m,
+        starts_at: new Date(m.starts_at).toISOString(),
+        ends_at: new Date(m.ends_at).toISOString(),
+        created_at: new Date(m.created_at).toISOString(),
+      })),
+    };
+  });
+  router.add("POST", "/api/v1/maintenance", async (r) => {
+    const staff = who(r);
+    if (staff.role === "staff")
+      throw new ApiError("forbidden", "maintenance mode needs a nurse, manager or admin token");
+    const b = await r.body(MaintenanceBody);
+    if (!staff.sites.includes(b.site)) throw new ApiError("forbidden", `no access to site "${b.site}"`);
+    const now = Date.now();
+    const info = ctx.db
+      .prepare(
+        "INSERT INTO maintenance (site_id, device_id, room_id, starts_at, ends_at, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      )
+      .run(
+        b.site,
+        b.device ?? null,
+        b.room ?? null,
+        now,
+        now + b.minutes * 60_000,
+        b.reason,
+        staff.name,
+        now,
+      );
+    return {
+      created: true,
+      id: Number(info.lastInsertRowid),
+      endsAt: new Date(now + b.minutes * 60_000).toISOString(),
+    };
+  });
+  router.add("DELETE", "/api/v1/maintenance/:id", (r) => {
+    const staff = who(r);
+    if (staff.role === "staff") throw new ApiError("forbidden");
+    const changed = ctx.db
+      .prepare(
+        `UPDATE maintenance SET ends_at = ? WHERE id = ? AND ends_at > ? AND site_id IN (${staff.sites.map(() => "?").join(",")})`,
+      )
+      .run(Date.now(), Number(r.params.id), Date.now(), ...staff.sites).changes;
+    if (!changed) throw new ApiError("not_found", "no active maintenance window with that id in your sites");
+    return { ended: true };
+  });
+}

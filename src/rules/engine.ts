@@ -1,0 +1,264 @@
+/**
+ * The rule engine: every committed event is evaluated against the rules in file order; matching
+ * rules raise, cancel or resolve alerts. Absence conditions ("a bed exit not followed by a return
+ * within 10 minutes") are durable timers, so a restart inside the window still raises on time.
+ */
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import type { AlertManager, RaiseSpec } from "../alerts/manager.js";
+import { ConfigError } from "../config/load.js";
+import type { LoggedEvent } from "../ingest/pipeline.js";
+import type { Logger } from "../log.js";
+import { EVENT_TYPES } from "../model/event.js";
+import type { DeviceProfile } from "../model/profile.js";
+import type { Registry } from "../registry/registry.js";
+import type { Db } from "../store/db.js";
+import { evaluate, typeMatches } from "./conditions.js";
+import { type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
+import type { DurableTimers, Timer } from "./timers.js";
+
+export function parseRules(text: string, source: string): RuleFile {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(source, [{ path: "(file)", message: (err as Error).message }]);
+  }
+  const parsed = RuleFileSchema.safeParse(raw);
+  if (!parsed.success)
+    throw new ConfigError(
+      source,
+      parsed.error.issues.map((i) => ({
+        path:
+          i.path
+            .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+            .join("")
+            .replace(/^\./, "") || "(root)",
+        message: i.message,
+      })),
+    );
+  const problems = ruleProblems(parsed.data);
+  if (problems.length)
+    throw new ConfigError(
+      source,
+      problems.map((p) => ({
+        path: p.path
+          .map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`))
+          .join("")
+          .replace(/^\./, ""),
+        message: p.message,
+      })),
+    );
+  return parsed.data;
+}
+
+export function loadRuleFile(path: string): RuleFile {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(path, [{ path: "(file)", message: (err as Error).message }]);
+  }
+  return parseRules(text, path);
+}
+
+export interface RuleEngineContext {
+  db: Db;
+  registry: Registry;
+  profiles: ReadonlyMap<string, DeviceProfile>;
+  alerts: AlertManager;
+  timers: DurableTimers;
+  log: Logger;
+  timeZones: ReadonlyMap<string, string>;
+  now?: () => number;
+}
+
+interface AbsencePayload {
+  ruleId: string;
+  eventSeq: number;
+}
+
+/** Concrete types a list of patterns covers, for SQL. */
+function expand(patterns: readonly string[]): string[] {
+  return EVENT_TYPES.filter((t) => typeMatches(t, patterns));
+}
+
+export class RuleEngine {
+  private file: RuleFile;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly ctx: RuleEngineContext,
+    file: RuleFile,
+  ) {
+    this.file = file;
+    this.now = ctx.now ?? Date.now;
+    ctx.timers.on<AbsencePayload>("absence", (t) => this.onAbsenceElapsed(t));
+  }
+
+  get rules(): readonly Rule[] {
+    return this.file.rules;
+  }
+
+  /** Swap in a new rule file; an invalid one leaves the running rules in place. */
+  reload(load: () => RuleFile): { ok: true; rules: number } | { ok: false; error: ConfigError } {
+    try {
+      this.file = load();
+      this.ctx.log.info({ rules: this.file.rules.length }, "rules reloaded");
+      return { ok: true, rules: this.file.rules.length };
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      for (const p of err.problems)
+        this.ctx.log.error(
+          { path: p.path, problem: p.message },
+          "rule file invalid; keeping the running rules",
+        );
+      return { ok: false, error: err };
+    }
+  }
+
+  onEvents(events: readonly LoggedEvent[]): void {
+    for (const e of events) {
+      try {
+        this.onEvent(e);
+      } catch (err) {
+        this.ctx.log.error({ err, eventSeq: e.logSeq, type: e.type }, "rule evaluation failed for an event");
+      }
+    }
+  }
+
+  private onEvent(e: LoggedEvent): void {
+    // Whatever this event is, it may be the "return" an absence window was waiting for.
+    for (const rule of this.file.rules) {
+      const unless = rule.raise?.unless;
+      if (unless && typeMatches(e.type, Array.isArray(unless.event) ? unless.event : [unless.event]))
+        this.ctx.timers.cancel(absenceId(rule.id, e.deviceId));
+    }
+    if (e.type === "staff.presence") this.ctx.alerts.presenceInRoom(e);
+
+    const device = this.ctx.registry.get(e.deviceId);
+    const kind = device ? (this.ctx.profiles.get(device.profile)?.kind ?? "unknown") : "unknown";
+    const resident = e.placement.residentRef
+      ? this.ctx.registry.resident(e.placement.residentRef)
+      : undefined;
+    const evalCtx = {
+      event: e,
+      deviceKind: kind,
+      residentFlags: resident?.flags ?? [],
+      timeZone: this.ctx.timeZones.get(e.placement.siteId) ?? "UTC",
+      count: (per: "device" | "resident", types: readonly string[] | null, sinceMs: number) =>
+        this.count(e, per, types, sinceMs),
+    };
+    for (const rule of this.file.rules) {
+      if (!rule.enabled || !evaluate(rule.when, evalCtx)) continue;
+      if (rule.raise) {
+        if (rule.raise.unless) {
+          const id = absenceId(rule.id, e.deviceId);
+          // The window runs from the first exit; a second exit inside it does not restart it.
+          if (!this.ctx.timers.get(id))
+            this.ctx.timers.set<AbsencePayload>(id, "absence", this.now() + rule.raise.unless.within, {
+              ruleId: rule.id,
+              eventSeq: e.logSeq,
+            });
+        } else this.raise(rule, e);
+      } else if (rule.cancel)
+        this.ctx.alerts.close("cancelled", rule.cancel.alert, e, rule.id, { reason: rule.cancel.reason });
+      else if (rule.resolve)
+        this.ctx.alerts.close("resolved", rule.resolve.alert, e, rule.id, { outcome: rule.resolve.outcome });
+    }
+  }
+
+  private raise(rule: Rule, e: LoggedEvent): void {
+    const r = rule.raise!;
+    const spec: RaiseSpec = {
+      ruleId: rule.id,
+      alert: r.alert,
+      priority: r.priority,
+      message: r.message,
+      ladder: r.escalation ?? this.file.escalation[r.priority],
+      renotifyMs: r.renotify ?? this.file.renotify[r.priority],
+    };
+    this.ctx.alerts.raise(spec, e, this.maintenance(e));
+  }
+
+  private onAbsenceElapsed(t: Timer<AbsencePayload>): void {
+    const rule = this.file.rules.find((r) => r.id === t.payload.ruleId);
+    if (!rule?.raise) return;
+    const e = this.loadEvent(t.payload.eventSeq);
+    if (e) this.raise(rule, e);
+  }
+
+  /** An event back from the log (absence timers keep only its position). */
+  loadEvent(seq: number): LoggedEvent | undefined {
+    const r = this.ctx.db.prepare("SELECT * FROM events WHERE seq = ?").get(seq) as
+      | {
+          seq: number;
+          event_id: string;
+          device_id: string;
+          type: LoggedEvent["type"];
+          phase: LoggedEvent["phase"];
+          priority: LoggedEvent["priority"] | null;
+          occurred_at: number;
+          received_at: number;
+          device_seq: number | null;
+          site_id: string;
+          unit_id: string;
+          room_id: string | null;
+          resident_ref: string | null;
+          profile: string;
+          data: string;
+        }
+      | undefined;
+    if (!r) return undefined;
+    return {
+      logSeq: r.seq,
+      eventId: r.event_id,
+      schemaVersion: 1,
+      deviceId: r.device_id,
+      type: r.type,
+      phase: r.phase,
+      ...(r.priority ? { priority: r.priority } : {}),
+      ...(r.device_seq !== null ? { seq: r.device_seq } : {}),
+      occurredAt: new Date(r.occurred_at).toISOString(),
+      receivedAt: new Date(r.received_at).toISOString(),
+      data: JSON.parse(r.data),
+      profile: r.profile,
+      placement: { siteId: r.site_id, unitId: r.unit_id, roomId: r.room_id, residentRef: r.resident_ref },
+    } as LoggedEvent;
+  }
+
+  private count(
+    e: LoggedEvent,
+    per: "device" | "resident",
+    types: readonly string[] | null,
+    sinceMs: number,
+  ): number {
+    const concrete = types ? expand(types) : null;
+    const key = per === "device" ? "device_id" : "resident_ref";
+    const value = per === "device" ? e.deviceId : e.placement.residentRef;
+    const sql = `SELECT count(*) AS n FROM events WHERE ${key} = ? AND occurred_at >= ? AND occurred_at <= ?${
+      concrete ? ` AND type IN (${concrete.map(() => "?").join(",")})` : ""
+    }`;
+    const row = this.ctx.db
+      .prepare(sql)
+      .get(value, sinceMs, Date.parse(e.occurredAt), ...(concrete ?? [])) as { n: number };
+    return row.n;
+  }
+
+  private maintenance(e: LoggedEvent): { id: number; reason: string } | null {
+    const now = this.now();
+    const row = this.ctx.db
+      .prepare(
+        `SELECT id, reason FROM maintenance WHERE site_id = ? AND starts_at <= ? AND ends_at > ?
+         AND (device_id = ? OR (room_id IS NOT NULL AND room_id = ?)) ORDER BY id LIMIT 1`,
+      )
+      .get(e.placement.siteId, now, now, e.deviceId, e.placement.roomId) as
+      | { id: number; reason: string }
+      | undefined;
+    return row ?? null;
+  }
+}
+
+function absenceId(ruleId: string, deviceId: string): string {
+  return `absence:${ruleId}:${deviceId}`;
+}

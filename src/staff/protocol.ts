@@ -1,0 +1,79 @@
+/**
+ * The staff WebSocket protocol (documented in docs/staff-protocol.md). One zod schema per message;
+ * every client command gets exactly one `reply` with its request id.
+ *
+ * Ordering and resume: every alert change the server sends carries `seq`, the id of the audit entry
+ * that made it. Audit ids only grow, so `seq` is monotonic on every connection, and it survives a
+ * gateway restart. A client that reconnects sends the last `seq` it saw in `hello.resumeFrom` and
+ * receives every change in its scope after it, in order, then live changes; if it is too far behind
+ * it gets a fresh snapshot instead (`snapshot.reason = "resume_too_old"`).
+ */
+import { z } from "zod";
+import { type AlertView, Outcome } from "../alerts/model.js";
+import type { ErrorCode } from "../errors.js";
+
+export const PROTOCOL_VERSION = 1;
+export const MAX_CLIENT_MESSAGE_BYTES = 16 * 1024;
+
+const RequestId = z.string().min(1).max(64);
+const AlertId = z.string().min(1).max(64);
+
+export const ClientMessage = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("hello"),
+    id: RequestId,
+    token: z.string().min(1).max(256),
+    resumeFrom: z.number().int().nonnegative().optional(),
+    language: z.enum(["da", "en"]).optional(),
+  }),
+  z.strictObject({ type: z.literal("accept"), id: RequestId, alertId: AlertId }),
+  z.strictObject({
+    type: z.literal("reject"),
+    id: RequestId,
+    alertId: AlertId,
+    reason: z.string().max(500).optional(),
+  }),
+  z.strictObject({ type: z.literal("attend"), id: RequestId, alertId: AlertId }),
+  z.strictObject({
+    type: z.literal("resolve"),
+    id: RequestId,
+    alertId: AlertId,
+    outcome: Outcome,
+    note: z.string().max(2000).optional(),
+  }),
+  z.strictObject({
+    type: z.literal("comment"),
+    id: RequestId,
+    alertId: AlertId,
+    text: z.string().min(1).max(2000),
+  }),
+  /** Delivery receipt: the alert reached this person's screen. */
+  z.strictObject({ type: z.literal("received"), id: RequestId, alertId: AlertId }),
+  z.strictObject({ type: z.literal("ping"), id: RequestId }),
+]);
+export type ClientMessage = z.infer<typeof ClientMessage>;
+export type ClientCommand = Exclude<ClientMessage, { type: "hello" | "ping" }>;
+
+export interface StaffIdentity {
+  id: string;
+  name: string;
+  role: string;
+  sites: string[];
+  units: string[] | null;
+}
+
+export type ServerMessage =
+  | { type: "welcome"; protocol: number; staff: StaffIdentity; heartbeatSec: number }
+  | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: "initial" | "resume_too_old" }
+  | { type: "resumed"; from: number; replayed: number }
+  | { type: "alert"; seq: number; change: string; alert: AlertView; actor: string; reason: string | null }
+  /** Repeat the signal for an alert nobody has accepted (not part of the ordered stream). */
+  | { type: "renotify"; alertId: string; priority: string; level: number }
+  | { type: "reply"; id: string; ok: true; result?: unknown }
+  | {
+      type: "reply";
+      id: string | null;
+      ok: false;
+      error: { code: ErrorCode; message: string; details?: unknown };
+    }
+  | { type: "pong"; id: string; serverTime: string };

@@ -1,0 +1,289 @@
+/**
+ * The staff WebSocket channel (ws). A connection authenticates with `hello`, receives a snapshot
+ * (or a replay from where it left off), then every alert change in its scope, in audit order.
+ * Dead clients are found by ping/pong; a client that cannot keep up is cut off rather than
+ * allowed to stall the gateway.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import type { AlertChange, AlertManager, StaffDirectory } from "../alerts/manager.js";
+import type { AlertView } from "../alerts/model.js";
+import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
+import type { Logger } from "../log.js";
+import {
+  type ClientCommand,
+  ClientMessage,
+  MAX_CLIENT_MESSAGE_BYTES,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  type StaffIdentity,
+} from "./protocol.js";
+import type { TokenStore } from "./tokens.js";
+
+export interface StaffServerOptions {
+  heartbeatSec: number;
+  helloTimeoutMs: number;
+  /** A client with more than this many bytes queued is disconnected. */
+  maxBufferedBytes: number;
+  /** Replays longer than this get a fresh snapshot instead. */
+  maxReplay: number;
+  /** Bad messages per minute before the connection is closed as abusive. */
+  maxErrorsPerMinute: number;
+}
+
+export const DEFAULT_STAFF_OPTIONS: StaffServerOptions = {
+  heartbeatSec: 15,
+  helloTimeoutMs: 10_000,
+  maxBufferedBytes: 1 << 20,
+  maxReplay: 5000,
+  maxErrorsPerMinute: 30,
+};
+
+interface Session {
+  ws: WebSocket;
+  staff: StaffIdentity | null;
+  alive: boolean;
+  errors: number[];
+  helloTimer: NodeJS.Timeout | null;
+}
+
+export class StaffServer implements StaffDirectory {
+  private readonly wss: WebSocketServer;
+  private readonly sessions = new Set<Session>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private recheck: NodeJS.Immediate | null = null;
+  readonly stats = { connections: 0, slowDisconnects: 0 };
+
+  constructor(
+    private readonly alerts: AlertManager,
+    private readonly tokens: TokenStore,
+    private readonly log: Logger,
+    private readonly options: StaffServerOptions = DEFAULT_STAFF_OPTIONS,
+  ) {
+    // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
+    this.wss.on("connection", (ws) => this.onConnection(ws));
+  }
+
+  start(): void {
+    this.alerts.on("change", this.onChange);
+    this.alerts.on("renotify", this.onRenotify);
+    this.heartbeat = setInterval(() => this.sweep(), this.options.heartbeatSec * 1000);
+    this.heartbeat.unref();
+  }
+
+  stop(): void {
+    this.alerts.off("change", this.onChange);
+    this.alerts.off("renotify", this.onRenotify);
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const s of this.sessions) s.ws.close(1001, "gateway shutting down");
+    this.sessions.clear();
+    this.wss.close();
+  }
+
+  handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit("connection", ws, req));
+  };
+
+  connected(): StaffIdentity[] {
+    const seen = new Map<string, StaffIdentity>();
+    for (const s of this.sessions)
+      if (s.staff && s.ws.readyState === s.ws.OPEN) seen.set(s.staff.id, s.staff);
+    return [...seen.values()];
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  private onConnection(ws: WebSocket): void {
+    const session: Session = { ws, staff: null, alive: true, errors: [], helloTimer: null };
+    this.sessions.add(session);
+    this.stats.connections++;
+    session.helloTimer = setTimeout(() => ws.close(4001, "hello expected"), this.options.helloTimeoutMs);
+    ws.on("pong", () => {
+      session.alive = true;
+    });
+    ws.on("message", (data, isBinary) => this.onMessage(session, data as Buffer, isBinary));
+    ws.on("close", () => {
+      if (session.helloTimer) clearTimeout(session.helloTimer);
+      this.sessions.delete(session);
+      if (session.staff) this.scheduleRecheck();
+    });
+    ws.on("error", (err) => this.log.debug({ err: err.message }, "staff socket error"));
+  }
+
+  private onMessage(s: Session, data: Buffer, isBinary: boolean): void {
+    s.alive = true;
+    if (isBinary) return this.fail(s, null, "bad_request", "binary frames are not part of the protocol");
+    if (data.length > MAX_CLIENT_MESSAGE_BYTES)
+      return this.fail(
+        s,
+        null,
+        "body_too_large",
+        `messages are limited to ${MAX_CLIENT_MESSAGE_BYTES} bytes`,
+      );
+    let json: unknown;
+    try {
+      json = JSON.parse(data.toString("utf8"));
+    } catch {
+      return this.fail(s, null, "bad_request", "the message is not valid JSON");
+    }
+    const parsed = ClientMessage.safeParse(json);
+    const id =
+      typeof (json as { id?: unknown })?.id === "string" ? ((json as { id: string }).id as string) : null;
+    if (!parsed.success)
+      return this.fail(
+        s,
+        id,
+        "invalid_body",
+        undefined,
+        parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+      );
+    const msg = parsed.data;
+    if (msg.type === "hello") return this.hello(s, msg);
+    if (!s.staff) return this.fail(s, msg.id, "unauthenticated", "send hello with a token first");
+    if (msg.type === "ping")
+      return this.send(s, { type: "pong", id: msg.id, serverTime: new Date().toISOString() });
+    try {
+      const alert = this.command(s.staff, msg);
+      this.send(s, { type: "reply", id: msg.id, ok: true, result: { alert } });
+    } catch (err) {
+      if (err instanceof ApiError) return this.fail(s, msg.id, err.code, err.message, err.details, false);
+      this.log.error({ err, command: msg.type }, "staff command failed");
+      this.fail(s, msg.id, "internal", undefined, undefined, false);
+    }
+  }
+
+  private command(staff: StaffIdentity, msg: ClientCommand): AlertView {
+    switch (msg.type) {
+      case "accept":
+        return this.alerts.accept(msg.alertId, staff);
+      case "reject":
+        return this.alerts.reject(msg.alertId, staff, msg.reason);
+      case "attend":
+        return this.alerts.attend(msg.alertId, staff);
+      case "resolve":
+        return this.alerts.resolve(msg.alertId, staff, msg.outcome, msg.note);
+      case "comment":
+        return this.alerts.comment(msg.alertId, staff, msg.text);
+      case "received":
+        return this.alerts.received(msg.alertId, staff);
+    }
+  }
+
+  private hello(s: Session, msg: Extract<ClientMessage, { type: "hello" }>): void {
+    const staff = this.tokens.verify(msg.token);
+    if (!staff) {
+      this.fail(s, msg.id, "unauthenticated", "unknown or revoked token", undefined, false);
+      s.ws.close(4003, "unauthenticated");
+      return;
+    }
+    if (s.helloTimer) clearTimeout(s.helloTimer);
+    s.helloTimer = null;
+    s.staff = staff;
+    this.send(s, { type: "reply", id: msg.id, ok: true });
+    this.send(s, {
+      type: "welcome",
+      protocol: PROTOCOL_VERSION,
+      staff,
+      heartbeatSec: this.options.heartbeatSec,
+    });
+    // Replay and registration for live changes happen in this same synchronous turn, so no change
+    // can fall between them.
+    if (msg.resumeFrom !== undefined) {
+      const changes = this.alerts.changesSince(msg.resumeFrom, staff.sites, this.options.maxReplay);
+      if (changes) {
+        let n = 0;
+        for (const c of changes) {
+          if (!this.alerts.visibleTo(c.alert, staff)) continue;
+          this.send(s, { type: "alert", ...c });
+          n++;
+        }
+        this.send(s, { type: "resumed", from: msg.resumeFrom, replayed: n });
+        this.scheduleRecheck();
+        return;
+      }
+      this.snapshot(s, "resume_too_old");
+    } else this.snapshot(s, "initial");
+    this.scheduleRecheck();
+  }
+
+  private snapshot(s: Session, reason: "initial" | "resume_too_old"): void {
+    const staff = s.staff!;
+    const alerts = this.alerts.open({ siteIds: staff.sites }).filter((a) => this.alerts.visibleTo(a, staff));
+    this.send(s, { type: "snapshot", seq: this.alerts.head(), alerts, reason });
+  }
+
+  private onChange = (c: AlertChange): void => {
+    for (const s of this.sessions) {
+      if (s.staff && this.alerts.visibleTo(c.alert, s.staff)) this.send(s, { type: "alert", ...c });
+    }
+  };
+
+  private onRenotify = (a: AlertView): void => {
+    for (const s of this.sessions) {
+      if (s.staff && s.staff.role !== "manager" && this.alerts.visibleTo(a, s.staff))
+        this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level });
+    }
+  };
+
+  /** A staff member came or went: alerts that nobody can receive now move on. */
+  private scheduleRecheck(): void {
+    if (this.recheck) return;
+    this.recheck = setImmediate(() => {
+      this.recheck = null;
+      this.alerts.recheckUndelivered();
+    });
+  }
+
+  private send(s: Session, msg: ServerMessage): void {
+    if (s.ws.readyState !== s.ws.OPEN) return;
+    if (s.ws.bufferedAmount > this.options.maxBufferedBytes) {
+      this.stats.slowDisconnects++;
+      this.log.warn(
+        { staffId: s.staff?.id, buffered: s.ws.bufferedAmount },
+        "staff client too slow; disconnected",
+      );
+      s.ws.terminate();
+      return;
+    }
+    s.ws.send(JSON.stringify(msg));
+  }
+
+  private fail(
+    s: Session,
+    id: string | null,
+    code: ErrorCode,
+    message?: string,
+    details?: unknown,
+    countsAsAbuse = true,
+  ): void {
+    this.send(s, {
+      type: "reply",
+      id,
+      ok: false,
+      error: { code, message: message ?? ERRORS[code].text, ...(details === undefined ? {} : { details }) },
+    });
+    if (!countsAsAbuse) return;
+    const now = Date.now();
+    s.errors = s.errors.filter((t) => t > now - 60_000);
+    s.errors.push(now);
+    if (s.errors.length > this.options.maxErrorsPerMinute) {
+      this.log.warn({ staffId: s.staff?.id }, "staff client sent too many bad messages; closed");
+      s.ws.close(1008, "too many bad messages");
+    }
+  }
+
+  private sweep(): void {
+    for (const s of this.sessions) {
+      if (!s.alive) {
+        s.ws.terminate();
+        continue;
+      }
+      s.alive = false;
+      s.ws.ping();
+    }
+  }
+}
