@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import { AlertManager } from "./alerts/manager.js";
+import { alertAuditSource } from "./alerts/series.js";
 import { FallbackWebhook } from "./alerts/webhook.js";
 import { Broker } from "./broker/broker.js";
 import type { Config } from "./config/schema.js";
@@ -25,6 +26,10 @@ import { DurableTimers } from "./rules/timers.js";
 import { StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, openDb } from "./store/db.js";
+import { EmbeddedSeriesStore } from "./store/embedded-series.js";
+import { InfluxStore } from "./store/influx.js";
+import { TimeSeriesSink } from "./store/sink.js";
+import type { TimeSeriesStore } from "./store/timeseries.js";
 
 export interface GatewayOptions {
   config: Config;
@@ -60,6 +65,8 @@ export class Gateway {
   tokens!: TokenStore;
   staff!: StaffServer;
   webhook!: FallbackWebhook;
+  series!: TimeSeriesStore;
+  sink!: TimeSeriesSink;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -145,6 +152,27 @@ export class Gateway {
       this.options.rules ?? loadRuleFile(config.rulesFile),
     );
     this.ingest.on("events", (events) => this.rules.onEvents(events));
+
+    this.series = this.createSeriesStore();
+    try {
+      await this.series.start();
+    } catch (err) {
+      // Ingest never waits for the time-series store: the event log is the buffer, and the sink
+      // creates what is missing on its first successful write.
+      log.warn(
+        { err: (err as Error).message, store: this.series.kind },
+        "time-series store not reachable at start; will retry",
+      );
+    }
+    this.sink = new TimeSeriesSink({
+      db: this.db,
+      store: this.series,
+      logger: log.child({ component: "sink" }),
+    });
+    this.sink.addSource(alertAuditSource(this.db));
+    this.sink.start();
+    this.ingest.on("events", () => this.sink.notify());
+    this.alerts.on("change", () => this.sink.notify());
     // Armed after every handler is registered; due timers from before a restart fire now.
     this.timers.start();
     this.staff.start();
@@ -173,6 +201,28 @@ export class Gateway {
     this.router = new Router(log.child({ component: "http" }));
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
+    this.readiness.push({
+      name: "timeseries",
+      check: async () => {
+        const backlog = this.sink.backlog();
+        const reachable = await this.series.ping().catch(() => false);
+        // Ready while the store answers or the backlog is modest: the log buffers an outage, and
+        // an operator should see it here before it grows large.
+        return {
+          ok: reachable || backlog < 100_000,
+          detail: {
+            store: this.series.kind,
+            reachable,
+            backlog,
+            lastError: this.sink.lastError?.message ?? null,
+          },
+        };
+      },
+    });
+    this.metrics.timeseries = () => ({
+      backlog: this.sink.backlog(),
+      failures: this.sink.counters.writeFailures,
+    });
     operationsRoutes(this.router, {
       db: this.db,
       registry: this.registry,
@@ -209,6 +259,8 @@ export class Gateway {
     this.staff.stop();
     await this.broker.stop();
     await this.ingest.stop();
+    await this.sink.stop();
+    await this.series.stop();
     this.timers.stop();
     this.presence.stop();
     this.db.close();
@@ -224,6 +276,23 @@ export class Gateway {
     const a = this.broker.addresses.find((x) => x.name === name);
     if (!a) throw new Error(`no ${name} listener`);
     return a.port;
+  }
+
+  private createSeriesStore(): TimeSeriesStore {
+    const influx = this.config.influx;
+    if (!influx) return new EmbeddedSeriesStore({ path: join(this.config.dataDir, "series.db") });
+    const url = new URL(influx.url);
+    return new InfluxStore({
+      host: url.hostname,
+      port: Number(url.port || (url.protocol === "https:" ? 443 : 8086)),
+      protocol: url.protocol === "https:" ? "https" : "http",
+      database: influx.database,
+      retentionPolicy: influx.retentionPolicy,
+      retentionDuration: influx.retentionDuration,
+      manageDatabase: influx.manageDatabase,
+      ...(influx.username ? { username: influx.username } : {}),
+      ...(influx.password ? { password: influx.password } : {}),
+    });
   }
 
   private disconnectDevice(id: string): void {

@@ -58,6 +58,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set by the gateway once the sink exists; read at scrape time. */
+  timeseries: () => { backlog: number; failures: number } = () => ({ backlog: 0, failures: 0 });
+  readonly timeseriesBacklog: Gauge = new Gauge({
+    name: "ata_timeseries_backlog",
+    help: "Event-log and audit rows not yet written to the time-series store",
+    registers: [this.registry],
+    collect: (): void => this.timeseriesBacklog.set(this.timeseries().backlog),
+  });
+  readonly timeseriesWriteFailures: Gauge = new Gauge({
+    name: "ata_timeseries_write_failures",
+    help: "Failed writes to the time-series store since start (retried with backoff)",
+    registers: [this.registry],
+    collect: (): void => this.timeseriesWriteFailures.set(this.timeseries().failures),
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "ata_" });
   }

@@ -3,6 +3,7 @@
  * channel, simulate by the simulator). Listed explicitly, not discovered from the filesystem.
  */
 import { join } from "node:path";
+import { simulateCommand } from "../sim/cli.js";
 import { Role, TokenStore } from "../staff/tokens.js";
 import { openDb } from "../store/db.js";
 import type { CliContext } from "./ata.js";
@@ -77,4 +78,4 @@ const tokens: CliCommand = {
   },
 };
 
-export const extraCommands: CliCommand[] = [tokens];
+export const extraCommands: CliCommand[] = [tokens, simulateCommand];

@@ -119,6 +119,8 @@ export const ConfigSchema = z.strictObject({
       database: z.string().default("ata"),
       retentionPolicy: z.string().default("ata_default"),
       retentionDuration: z.string().default("0s"),
+      /** Create the database and retention policy at start (InfluxDB 1.x); false on 2.x and 3.x. */
+      manageDatabase: z.boolean().default(true),
       username: z.string().optional(),
       password: z.string().optional(),
     })

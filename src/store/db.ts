@@ -53,9 +53,10 @@ export const MIGRATIONS: Migration[] = [
         rssi REAL,
         firmware TEXT
       );
-      -- The durable event log. seq is the outbox order for downstream sinks.
+      -- The durable event log. seq is the outbox order for downstream sinks. No AUTOINCREMENT:
+      -- events are never deleted, so rowids only grow, without a sqlite_sequence write per insert.
       CREATE TABLE events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         event_id TEXT NOT NULL,
         device_id TEXT NOT NULL,
         type TEXT NOT NULL,

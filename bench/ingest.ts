@@ -1,0 +1,173 @@
+/**
+ * Durable ingest: 50 publishers, QoS 1, ~150-byte native events, through the whole pipeline (decode,
+ * validate, place, dedupe, group commit with fsync, rules) against bare aedes in the same run
+ * (PUBACK only). Both brokers run as child processes; the publishers share this process.
+ * Target (DESIGN.md): >= 40k events/s and >= 0.7x bare aedes.
+ * Then memory per connected device: 10k idle device connections to each.
+ *
+ *   npm run bench -- ingest [events=100000] [runs=3] [idle=10000]
+ */
+import type { MqttClient } from "mqtt";
+import {
+  type BenchDevice,
+  type Child,
+  connectMany,
+  median,
+  rssKiB,
+  scrape,
+  startBareAedes,
+  startGatewayProcess,
+  table,
+} from "./lib.js";
+
+const EVENTS = Number(process.argv[2] ?? 100_000);
+const RUNS = Number(process.argv[3] ?? 3);
+const IDLE = Number(process.argv[4] ?? 10_000);
+const PUBLISHERS = 50;
+const WINDOW = 100;
+
+function payload(deviceId: string, i: number): string {
+  // ~150 bytes, like a radar heartbeat with telemetry.
+  return JSON.stringify({
+    eventId: `${deviceId}-${i}`,
+    type: "device.heartbeat",
+    occurredAt: new Date(Date.UTC(2026, 10, 23, 12, 0, 0) + i).toISOString(),
+    data: { battery: 87, rssi: -61, firmware: "2.4.1" },
+  });
+}
+
+/** Publish EVENTS across the clients, each keeping WINDOW QoS 1 publishes in flight. */
+async function pump(clients: MqttClient[], ids: string[], offset: number): Promise<number> {
+  const per = Math.ceil(EVENTS / clients.length);
+  const t0 = performance.now();
+  await Promise.all(
+    clients.map(
+      (c, ci) =>
+        new Promise<void>((resolve, reject) => {
+          const id = ids[ci]!;
+          const topic = `ata/v1/${id}/events`;
+          let sent = 0;
+          let done = 0;
+          const next = () => {
+            while (sent < per && sent - done < WINDOW) {
+              const i = offset + sent++;
+              c.publish(topic, payload(id, i), { qos: 1 }, (err) => {
+                if (err) return reject(err);
+                if (++done === per) resolve();
+                else next();
+              });
+            }
+          };
+          next();
+        }),
+    ),
+  );
+  return (per * clients.length) / ((performance.now() - t0) / 1000);
+}
+
+async function run(
+  kind: "gateway" | "aedes",
+  run: number,
+  gw: Child & { devices: BenchDevice[] },
+  aedes: Child,
+) {
+  const port = kind === "gateway" ? gw.ports.mqtt! : aedes.ports.mqtt!;
+  const devices = gw.devices
+    .slice(0, PUBLISHERS)
+    .map((d) => (kind === "gateway" ? d : { id: `${d.id}-bare`, secret: d.secret }));
+  const clients = await connectMany(port, devices, PUBLISHERS);
+  const rate = await pump(
+    clients,
+    devices.map((d) => d.id),
+    run * 1_000_000,
+  );
+  await Promise.all(clients.map((c) => c.endAsync()));
+  return rate;
+}
+
+const gw = await startGatewayProcess(Math.max(PUBLISHERS, IDLE));
+const aedes = await startBareAedes();
+const rows: (string | number)[][] = [];
+const rates = { gateway: [] as number[], aedes: [] as number[] };
+try {
+  // Warm-up (JIT, SQLite page cache), not counted.
+  await run("gateway", 99, gw, aedes);
+  await run("aedes", 99, gw, aedes);
+  for (let r = 0; r < RUNS; r++) {
+    // Alternate the order so drift on a shared machine does not favour one side.
+    for (const kind of (r % 2 ? ["aedes", "gateway"] : ["gateway", "aedes"]) as ("gateway" | "aedes")[]) {
+      const rate = await run(kind, r, gw, aedes);
+      rates[kind].push(rate);
+      rows.push([`run ${r + 1}`, kind, rate]);
+    }
+  }
+  const m = await scrape(gw.ports.http!);
+  const batches = m.get("ata_commit_batch_size_count") ?? 0;
+  const batchSum = m.get("ata_commit_batch_size_sum") ?? 0;
+  const commitSecSum = m.get("ata_commit_seconds_sum") ?? 0;
+  const accepted = [...m]
+    .filter(([k]) => k.startsWith("ata_events_accepted_total"))
+    .reduce((a, [, v]) => a + v, 0);
+  const rssIngest = rssKiB(gw.pid);
+
+  // Memory per idle connection: RSS before and after IDLE device connections, both brokers.
+  const idleDevices = gw.devices.slice(0, IDLE);
+  const mem: Record<string, { before: number; after: number; perConnKiB: number }> = {};
+  for (const [kind, child] of [
+    ["gateway", gw],
+    ["aedes", aedes],
+  ] as const) {
+    const before = rssKiB(child.pid);
+    const clients = await connectMany(
+      child.ports.mqtt!,
+      kind === "gateway" ? idleDevices : idleDevices.map((d) => ({ id: `${d.id}-idle`, secret: d.secret })),
+      200,
+    );
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = rssKiB(child.pid);
+    mem[kind] = { before, after, perConnKiB: (after - before) / IDLE };
+    await Promise.all(clients.map((c) => c.endAsync()));
+  }
+
+  const g = median(rates.gateway);
+  const a = median(rates.aedes);
+  console.log(table(["run", "broker", "events/s"], rows));
+  console.log();
+  console.log(
+    table(
+      ["figure", "value"],
+      [
+        ["gateway median events/s", g],
+        ["bare aedes median events/s", a],
+        ["ratio gateway / aedes", g / a],
+        ["events committed", accepted],
+        ["group commits", batches],
+        ["mean commit batch (publishes)", batchSum / Math.max(1, batches)],
+        ["mean commit time ms", (commitSecSum / Math.max(1, batches)) * 1000],
+        ["gateway RSS after ingest MiB", rssIngest / 1024],
+        [`gateway KiB per idle connection (${IDLE})`, mem.gateway!.perConnKiB],
+        [`aedes KiB per idle connection (${IDLE})`, mem.aedes!.perConnKiB],
+      ],
+    ),
+  );
+  console.log(
+    JSON.stringify({
+      bench: "ingest",
+      events: EVENTS,
+      publishers: PUBLISHERS,
+      gatewayEventsPerSec: Math.round(g),
+      bareAedesEventsPerSec: Math.round(a),
+      ratio: Number((g / a).toFixed(3)),
+      runs: rates,
+      meanCommitBatch: Number((batchSum / Math.max(1, batches)).toFixed(1)),
+      meanCommitMs: Number(((commitSecSum / Math.max(1, batches)) * 1000).toFixed(3)),
+      gatewayRssMiB: Math.round(rssIngest / 1024),
+      idleConnections: IDLE,
+      gatewayKiBPerConnection: Number(mem.gateway!.perConnKiB.toFixed(2)),
+      aedesKiBPerConnection: Number(mem.aedes!.perConnKiB.toFixed(2)),
+    }),
+  );
+} finally {
+  await gw.stop();
+  await aedes.stop();
+}

@@ -1,0 +1,211 @@
+/**
+ * Shared pieces of the benchmarks: the gateway and the baselines run as child processes (so the
+ * load generator's CPU is not counted against them), real MQTT clients with TCP_NODELAY, and the
+ * statistics the tables print.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import mqtt, { type MqttClient } from "mqtt";
+import { PROFILES } from "../devices/index.js";
+import { Registry } from "../src/registry/registry.js";
+import { openDb } from "../src/store/db.js";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+export interface Child {
+  pid: number;
+  ports: Record<string, number>;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Spawn a node/tsx script that prints one JSON line with `ready: true` and its ports. */
+export function spawnReady(args: string[], env: Record<string, string> = {}): Promise<Child> {
+  // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each child, for finding where the time goes.
+  const prof = process.env.BENCH_CPU_PROF
+    ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+    : [];
+  const child = spawn(process.execPath, [...prof, "--import", "tsx", ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) =>
+      reject(new Error(`${args.join(" ")} exited with ${code} before ready`));
+    child.once("exit", onExit);
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      if (!line.includes('"ready":true')) return;
+      child.off("exit", onExit);
+      const ports = JSON.parse(line) as Record<string, number>;
+      resolve({
+        pid: child.pid!,
+        ports,
+        child,
+        stop: async () => {
+          child.kill("SIGTERM");
+          const t = setTimeout(() => child.kill("SIGKILL"), 10_000);
+          await exited;
+          clearTimeout(t);
+        },
+      });
+    });
+  });
+}
+
+export interface BenchDevice {
+  id: string;
+  secret: string;
+}
+
+/**
+ * A gateway child process on free ports with `n` registered native devices (generated-grade
+ * secrets, registered straight into its database before it starts).
+ */
+export async function startGatewayProcess(
+  n: number,
+  extra: Record<string, unknown> = {},
+): Promise<Child & { devices: BenchDevice[]; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "ata-bench-"));
+  const devices = Array.from({ length: n }, (_, i) => ({
+    id: `bench-${i}`,
+    secret: `bench-secret-${i}-${i * 7919}`,
+  }));
+  const db = openDb({ path: join(dir, "data", "ata.db") });
+  const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), { hasUnit: () => true });
+  registry.addMany(
+    devices.map((d, i) => ({
+      id: d.id,
+      profile: "ata/native",
+      siteId: "bench",
+      unitId: `unit-${i % 10}`,
+      roomId: `room-${i}`,
+      secret: d.secret,
+    })),
+    { generatedSecrets: true },
+  );
+  db.close();
+  const config = {
+    dataDir: join(dir, "data"),
+    mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 } },
+    http: { host: "127.0.0.1", port: 0, adminToken: "bench-admin-token-0123456789" },
+    sites: [
+      {
+        id: "bench",
+        name: "Bench",
+        units: Array.from({ length: 10 }, (_, i) => ({ id: `unit-${i}`, name: `Unit ${i}` })),
+      },
+    ],
+    ...extra,
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config));
+  const child = await spawnReady([join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")]);
+  return {
+    ...child,
+    devices,
+    dir,
+    stop: async () => {
+      await child.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function startBareAedes(): Promise<Child> {
+  return spawnReady([join(ROOT, "bench/_bare-aedes.ts")]);
+}
+
+/** Resident set size of a process, KiB (Linux). */
+export function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const m = /VmRSS:\s+(\d+) kB/.exec(status);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+export function connect(
+  port: number,
+  id: string,
+  secret: string,
+  extra: mqtt.IClientOptions = {},
+): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect({
+      host: "127.0.0.1",
+      port,
+      clientId: id,
+      username: id,
+      password: secret,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 30_000,
+      keepalive: 300,
+      ...extra,
+    });
+    const nodelay = () => (client.stream as unknown as Socket | undefined)?.setNoDelay?.(true);
+    nodelay();
+    client.once("connect", () => {
+      nodelay();
+      resolve(client);
+    });
+    client.once("error", reject);
+  });
+}
+
+/** Connect many clients with a bounded number of CONNECTs in flight. */
+export async function connectMany(
+  port: number,
+  devices: BenchDevice[],
+  parallel = 200,
+): Promise<MqttClient[]> {
+  const out: MqttClient[] = new Array(devices.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, devices.length) }, async () => {
+      while (next < devices.length) {
+        const i = next++;
+        out[i] = await connect(port, devices[i]!.id, devices[i]!.secret);
+      }
+    }),
+  );
+  return out;
+}
+
+export function median(xs: number[]): number {
+  return percentile(xs, 50);
+}
+
+export function percentile(xs: number[], p: number): number {
+  if (!xs.length) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i]!;
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : c)))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => String(r[i]).length)));
+  return cells.map((r) => r.map((c, i) => String(c).padEnd(widths[i]!)).join("  ")).join("\n");
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString("en-US");
+  return n.toFixed(2);
+}
+
+/** Prometheus text -> value of a metric line (exact name with labels, or bare name). */
+export async function scrape(httpPort: number): Promise<Map<string, number>> {
+  const text = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const i = line.lastIndexOf(" ");
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: provisions what the tests need, then types, lint, the compose
+# file and every test against real services (MQTT over TCP, influxd, HTTP, WebSocket, Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v influxd >/dev/null 2>&1 || need+=(influxdb)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+if ((${#need[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "The tests need these Debian packages: ${need[*]}"
+    echo "Install them with: sudo apt-get install --no-install-recommends ${need[*]}"
+    exit 1
+  fi
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+
+echo "== types"; npx tsc --noEmit
+echo "== lint"; npx biome check .
+echo "== docker-compose.yml"; ATA_ADMIN_TOKEN=validate-only-token docker-compose -f docker-compose.yml config -q
+echo "== tests"
+report=$(mktemp)
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile="$report" || status=$?
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const skipped = r.numPendingTests + r.numTodoTests;
+  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$report" || true
+rm -f "$report"
+exit $status
