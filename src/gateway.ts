@@ -23,6 +23,7 @@ import { Registry } from "./registry/registry.js";
 import { loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
+import { DemoMode } from "./sim/demo.js";
 import { StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, openDb } from "./store/db.js";
@@ -67,6 +68,7 @@ export class Gateway {
   webhook!: FallbackWebhook;
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
+  demo: DemoMode | null = null;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -244,6 +246,17 @@ export class Gateway {
     await this.broker.start();
     await this.http.start();
     this.started = true;
+    if (config.demo.enabled) {
+      this.demo = new DemoMode({
+        config,
+        mqttUrl: `mqtt://127.0.0.1:${this.mqttPort()}`,
+        alerts: this.alerts,
+        rules: this.rules,
+        log: log.child({ component: "demo" }),
+        options: config.demo,
+      });
+      this.demo.start();
+    }
     log.info(
       { devices: this.registry.size, ms: Math.round(performance.now() - t0), http: this.http.port },
       "gateway started",
@@ -255,6 +268,7 @@ export class Gateway {
     if (!this.started) return;
     this.started = false;
     if (this.registryPoll) clearInterval(this.registryPoll);
+    await this.demo?.stop();
     await this.http.stop();
     this.staff.stop();
     await this.broker.stop();

@@ -155,6 +155,20 @@ export const ConfigSchema = z.strictObject({
       }),
     )
     .default([]),
+  /**
+   * Demo mode: a simulated nursing home plays the configured devices against this gateway over MQTT
+   * (a week of history first, then live with boosted rates) and a simulated colleague answers
+   * alerts nobody takes. For trying the product; never on a real site.
+   */
+  demo: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      historyDays: z.number().min(0).max(60).default(7),
+      liveBoost: z.number().min(1).max(500).default(60),
+      staffBot: z.boolean().default(true),
+      botAcceptAfterSec: z.tuple([z.number().min(0), z.number().min(0)]).default([45, 90]),
+    })
+    .prefault({}),
   sites: z.array(SiteConfig).min(1),
   residents: z.array(ResidentConfig).default([]),
   devices: z.array(SeedDeviceConfig).default([]),

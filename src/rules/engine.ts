@@ -4,6 +4,7 @@
  * within 10 minutes") are durable timers, so a restart inside the window still raises on time.
  */
 import { readFileSync } from "node:fs";
+import type Database from "better-sqlite3";
 import { parse as parseYaml } from "yaml";
 import type { AlertManager, RaiseSpec } from "../alerts/manager.js";
 import { ConfigError } from "../config/load.js";
@@ -96,6 +97,10 @@ export class RuleEngine {
     ctx.timers.on<AbsencePayload>("absence", (t) => this.onAbsenceElapsed(t));
   }
 
+  /** Overrides the rule file's staleAfter (the demo's history backfill uses minutes). */
+  staleAfterMs: number | null = null;
+  readonly stats = { staleSkipped: 0 };
+
   get rules(): readonly Rule[] {
     return this.file.rules;
   }
@@ -141,15 +146,20 @@ export class RuleEngine {
     const resident = e.placement.residentRef
       ? this.ctx.registry.resident(e.placement.residentRef)
       : undefined;
+    // What a rule's count condition measured, for `{count}` in its message.
+    let measured: number | undefined;
     const evalCtx = {
       event: e,
       deviceKind: kind,
       residentFlags: resident?.flags ?? [],
       timeZone: this.ctx.timeZones.get(e.placement.siteId) ?? "UTC",
-      count: (per: "device" | "resident", types: readonly string[] | null, sinceMs: number) =>
-        this.count(e, per, types, sinceMs),
+      count: (per: "device" | "resident", types: readonly string[] | null, sinceMs: number) => {
+        measured = this.count(e, per, types, sinceMs);
+        return measured;
+      },
     };
     for (const rule of this.file.rules) {
+      measured = undefined;
       if (!rule.enabled || !evaluate(rule.when, evalCtx)) continue;
       if (rule.raise) {
         if (rule.raise.unless) {
@@ -160,7 +170,7 @@ export class RuleEngine {
               ruleId: rule.id,
               eventSeq: e.logSeq,
             });
-        } else this.raise(rule, e);
+        } else this.raise(rule, e, measured);
       } else if (rule.cancel)
         this.ctx.alerts.close("cancelled", rule.cancel.alert, e, rule.id, { reason: rule.cancel.reason });
       else if (rule.resolve)
@@ -168,9 +178,10 @@ export class RuleEngine {
     }
   }
 
-  private raise(rule: Rule, e: LoggedEvent): void {
+  private raise(rule: Rule, e: LoggedEvent, counted?: number): void {
     const r = rule.raise!;
     const spec: RaiseSpec = {
+      ...(counted === undefined ? {} : { count: counted }),
       ruleId: rule.id,
       alert: r.alert,
       priority: r.priority,
@@ -236,23 +247,35 @@ export class RuleEngine {
     const concrete = types ? expand(types) : null;
     const key = per === "device" ? "device_id" : "resident_ref";
     const value = per === "device" ? e.deviceId : e.placement.residentRef;
-    const sql = `SELECT count(*) AS n FROM events WHERE ${key} = ? AND occurred_at >= ? AND occurred_at <= ?${
-      concrete ? ` AND type IN (${concrete.map(() => "?").join(",")})` : ""
-    }`;
-    const row = this.ctx.db
-      .prepare(sql)
-      .get(value, sinceMs, Date.parse(e.occurredAt), ...(concrete ?? [])) as { n: number };
+    // Events logged while their device or room was under maintenance (a radar being recalibrated
+    // and tested) are not the resident's: they do not count, just as they raised nothing.
+    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ?${
+      concrete ? ` AND ev.type IN (${concrete.map(() => "?").join(",")})` : ""
+    } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
+        AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
+        AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;
+    const row = this.statement(sql).get(value, sinceMs, Date.parse(e.occurredAt), ...(concrete ?? [])) as {
+      n: number;
+    };
     return row.n;
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+  private statement(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.ctx.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
   }
 
   private maintenance(e: LoggedEvent): { id: number; reason: string } | null {
     const now = this.now();
-    const row = this.ctx.db
-      .prepare(
-        `SELECT id, reason FROM maintenance WHERE site_id = ? AND starts_at <= ? AND ends_at > ?
+    const row = this.statement(
+      `SELECT id, reason FROM maintenance WHERE site_id = ? AND starts_at <= ? AND ends_at > ?
          AND (device_id = ? OR (room_id IS NOT NULL AND room_id = ?)) ORDER BY id LIMIT 1`,
-      )
-      .get(e.placement.siteId, now, now, e.deviceId, e.placement.roomId) as
+    ).get(e.placement.siteId, now, now, e.deviceId, e.placement.roomId) as
       | { id: number; reason: string }
       | undefined;
     return row ?? null;

@@ -141,6 +141,12 @@ const DEFAULT_LADDERS: Record<
 };
 
 export const RuleFileSchema = z.strictObject({
+  /**
+   * An event that reaches the gateway longer than this after it happened (a device replaying a
+   * buffer after an outage) is logged, counted and may cancel or resolve, but raises no alert: the
+   * night shift is not paged for yesterday's bed exit. The event log and reports still have it.
+   */
+  staleAfter: Duration.prefault("6h"),
   /** Per priority (IEC 60601-1-8's idea: high repeats every few seconds, medium less, low once). */
   renotify: z
     .strictObject({
