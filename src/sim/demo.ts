@@ -170,7 +170,7 @@ export class DemoMode {
 
   private respond(id: string): void {
     const a = this.ctx.alerts.get(id);
-    if (!a || a.state !== "raised") return; // a person took it, or the device cancelled it
+    if (a?.state !== "raised") return; // a person took it, or the device cancelled it
     try {
       this.ctx.alerts.accept(id, this.bot);
       this.later(10_000 + Math.random() * 20_000, () => {
