@@ -178,7 +178,7 @@ export class Ingest extends EventEmitter {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const receivedAtMs = this.now();
     const receivedAt = new Date(receivedAtMs).toISOString();
-    const device = this.ctx.registry.get(deviceId);
+    const device = this.ctx.registry.peek(deviceId);
     const profile = device ? this.ctx.profiles.get(device.profile) : undefined;
     return new Promise<IngestResult>((resolve, reject) => {
       const dead = (code: ErrorCode, message: string) =>

@@ -51,6 +51,7 @@ export class Presence {
   private timer: NodeJS.Timeout | null = null;
   private readonly now: () => number;
   private startedAt = 0;
+  private onlineCount = 0;
 
   constructor(private readonly ctx: PresenceContext) {
     this.now = ctx.now ?? Date.now;
@@ -67,6 +68,7 @@ export class Presence {
       last_seen_at: number | null;
     }[];
     for (const r of rows) {
+      if (r.online === 1) this.onlineCount++;
       this.state.set(r.device_id, {
         online: r.online === 1,
         connections: 0,
@@ -144,6 +146,7 @@ export class Presence {
   }
 
   private change(deviceId: string, s: State, online: boolean, reason: string): void {
+    if (s.online !== online) this.onlineCount += online ? 1 : -1;
     s.online = online;
     s.changedAt = this.now();
     s.dirty = true;
@@ -198,8 +201,6 @@ export class Presence {
   }
 
   private updateGauge(): void {
-    let n = 0;
-    for (const s of this.state.values()) if (s.online) n++;
-    this.ctx.metrics.devicesOnline.set(n);
+    this.ctx.metrics.devicesOnline.set(this.onlineCount);
   }
 }

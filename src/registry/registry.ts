@@ -141,6 +141,14 @@ export class Registry extends EventEmitter {
     return d ? publicDevice(d) : undefined;
   }
 
+  /**
+   * The registry's own record, without a copy: for the ingest hot path. Callers must not modify
+   * it, and must not hand it to a client (it carries the secret hash).
+   */
+  peek(id: string): Readonly<Device> | undefined {
+    return this.devices.get(id);
+  }
+
   list(filter: { siteIds?: readonly string[] } = {}): Device[] {
     const out: Device[] = [];
     for (const d of this.devices.values()) {

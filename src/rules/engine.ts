@@ -141,7 +141,7 @@ export class RuleEngine {
     }
     if (e.type === "staff.presence") this.ctx.alerts.presenceInRoom(e);
 
-    const device = this.ctx.registry.get(e.deviceId);
+    const device = this.ctx.registry.peek(e.deviceId);
     const kind = device ? (this.ctx.profiles.get(device.profile)?.kind ?? "unknown") : "unknown";
     const resident = e.placement.residentRef
       ? this.ctx.registry.resident(e.placement.residentRef)
