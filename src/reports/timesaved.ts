@@ -1,0 +1,618 @@
+/**
+ * The time-saved (ATA) computation: per site, local day and unit, four categories of staff-minutes,
+ * computed from the event log and the alerts (never guessed per event) and stored as points of
+ * measurement `time_saved` through the TimeSeriesStore, so reports read the same numbers from
+ * InfluxDB or the embedded store. docs/time-model.md states the arithmetic with a worked example.
+ *
+ *   night_supervision   per resident whose room has a fall sensor online the whole night:
+ *                       max(0, baseline checks - physical visits) x minutes per check
+ *   lift_transfers      one-helper lift cycles without fault x staff-minutes saved per transfer
+ *   remote_resolution   care alerts resolved by staff without a visit x minutes per avoided visit
+ *   false_alarms        attended false alarms x -minutes per false alarm (a cost)
+ *
+ * A day is a local calendar day in the site's time zone; the night that starts on a date belongs to
+ * that date. A point's identity is (site, unit, category, model_version, day start), so computing a
+ * day again overwrites it: recomputing a past range after a parameter change is safe.
+ */
+import { EventEmitter } from "node:events";
+import type { Logger } from "../log.js";
+import type { Db } from "../store/db.js";
+import type { Point, TimeSeriesStore } from "../store/timeseries.js";
+import { addDays, DAY, datesBetween, dayWindow, isDate, localDate, MINUTE, nightWindow } from "./calendar.js";
+import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
+import { onlineThroughout } from "./uptime.js";
+
+export const TIME_SAVED_MEASUREMENT = "time_saved";
+
+export const CATEGORIES = [
+  "night_supervision",
+  "lift_transfers",
+  "remote_resolution",
+  "false_alarms",
+] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+/** Outcomes that mean somebody was in the room, whatever else was recorded. */
+const VISIT_OUTCOMES = new Set(["fall-with-injury", "fall-without-injury", "assistance-given"]);
+/** Outcomes a remote resolution can have: nothing needed doing in the room. */
+const REMOTE_OUTCOMES = new Set(["no-action", "false-alarm"]);
+/**
+ * Alerts that would have needed a visit without remote means: care alerts. Low and info priority
+ * (battery, offline, tamper) are technical; counting their remote handling as saved visits would
+ * flatter the figure.
+ */
+const CARE_PRIORITIES = new Set(["high", "medium"]);
+
+export interface SiteInfo {
+  id: string;
+  timeZone: string;
+  units: readonly { id: string }[];
+}
+
+/** Profile id -> its kind ("fall-sensor", ...): the gateway's profile map fits. */
+export type ProfileKinds = ReadonlyMap<string, { kind: string }>;
+
+export interface CategoryResult {
+  unit: string;
+  category: Category;
+  minutes: number;
+  count: number;
+  /** Integer detail fields stored beside minutes and count. */
+  ints: Record<string, number>;
+  /** Float detail fields. */
+  floats: Record<string, number>;
+}
+
+/** One resident-night, for tests, the worked example and debugging. */
+export interface ResidentNight {
+  resident: string;
+  unit: string;
+  sensors: string[];
+  qualified: boolean;
+  /** Visit instants after merging (ms). */
+  visits: number[];
+  checksSaved: number;
+  minutes: number;
+}
+
+export interface DayResult {
+  site: string;
+  date: string;
+  dayStart: number;
+  modelVersion: string;
+  /** False while the night that starts on this date has not ended: its saving is still 0. */
+  nightComplete: boolean;
+  results: CategoryResult[];
+  nights: ResidentNight[];
+}
+
+interface AlertRow {
+  id: string;
+  type: string;
+  priority: string;
+  state: string;
+  unit_id: string;
+  room_id: string | null;
+  resident_ref: string | null;
+  raised_at: number;
+  accepted_at: number | null;
+  attending_at: number | null;
+  resolved_at: number | null;
+  outcome: string | null;
+  resolved_by: string | null;
+}
+
+interface PresenceRow {
+  room_id: string | null;
+  resident_ref: string | null;
+  at: number;
+}
+
+interface Statements {
+  residents: import("better-sqlite3").Statement;
+  devices: import("better-sqlite3").Statement;
+  alerts: import("better-sqlite3").Statement;
+  eventsOfType: import("better-sqlite3").Statement;
+}
+
+const statements = new WeakMap<Db, Statements>();
+
+function prepared(db: Db): Statements {
+  let s = statements.get(db);
+  if (!s) {
+    s = {
+      residents: db.prepare("SELECT ref, unit_id, room_id FROM residents WHERE site_id = ? ORDER BY ref"),
+      devices: db.prepare(
+        "SELECT id, profile, unit_id, room_id, resident_ref FROM devices WHERE site_id = ?",
+      ),
+      alerts: db.prepare(
+        `SELECT id, type, priority, state, unit_id, room_id, resident_ref, raised_at, accepted_at, attending_at,
+           resolved_at, outcome,
+           (SELECT actor_id FROM alert_audit au WHERE au.alert_id = a.id AND au.action = 'resolved'
+            ORDER BY au.id DESC LIMIT 1) AS resolved_by
+         FROM alerts a WHERE site_id = ? AND raised_at >= ? AND raised_at < ? ORDER BY raised_at`,
+      ),
+      // Devices of the site as the outer loop, each one seek on events(device_id, type, occurred_at);
+      // the unary + keeps the planner off events(site_id, occurred_at), which would walk every
+      // heartbeat of the site in the range.
+      eventsOfType: db.prepare(
+        `SELECT e.unit_id, e.room_id, e.resident_ref, e.occurred_at AS at, e.data
+         FROM devices d CROSS JOIN events e ON e.device_id = d.id
+         WHERE d.site_id = ? AND e.type = ? AND +e.site_id = ? AND e.occurred_at >= ? AND e.occurred_at < ?
+         ORDER BY e.occurred_at`,
+      ),
+    };
+    statements.set(db, s);
+  }
+  return s;
+}
+
+export interface ComputeContext {
+  db: Db;
+  profiles: ProfileKinds;
+}
+
+/** Whether somebody was physically in the room for an alert. */
+function visited(a: AlertRow, presence: readonly PresenceRow[]): boolean {
+  if (a.attending_at !== null) return true;
+  if (a.outcome !== null && VISIT_OUTCOMES.has(a.outcome)) return true;
+  if (presenceDuring(a, presence) !== undefined) return true;
+  // Accepted and then cancelled, or accepted and still open: assume a carer went (the conservative
+  // reading; an open alert is computed again once it closes).
+  return a.accepted_at !== null && a.state !== "resolved";
+}
+
+function sameRoom(a: { room_id: string | null; resident_ref: string | null }, p: PresenceRow): boolean {
+  if (a.resident_ref !== null && p.resident_ref === a.resident_ref) return true;
+  return a.room_id !== null && p.room_id === a.room_id;
+}
+
+/** The first staff presence in the alert's room while it was open. */
+function presenceDuring(a: AlertRow, presence: readonly PresenceRow[]): number | undefined {
+  const end = a.resolved_at ?? Number.POSITIVE_INFINITY;
+  for (const p of presence) {
+    if (p.at < a.raised_at) continue;
+    if (p.at > end) break;
+    if (sameRoom(a, p)) return p.at;
+  }
+  return undefined;
+}
+
+function isRemoteResolution(a: AlertRow, presence: readonly PresenceRow[]): boolean {
+  return (
+    a.state === "resolved" &&
+    a.outcome !== null &&
+    REMOTE_OUTCOMES.has(a.outcome) &&
+    CARE_PRIORITIES.has(a.priority) &&
+    // Resolved by a person: an alert a rule closed (bed.return) saved nobody a decision.
+    (a.resolved_by?.startsWith("staff:") ?? false) &&
+    !visited(a, presence)
+  );
+}
+
+function isAttendedFalseAlarm(a: AlertRow, presence: readonly PresenceRow[]): boolean {
+  return a.state === "resolved" && a.outcome === "false-alarm" && visited(a, presence);
+}
+
+/** Merges instants closer than `windowMs` to the start of the current visit. */
+function mergeVisits(instants: number[], windowMs: number): number[] {
+  const sorted = [...instants].sort((x, y) => x - y);
+  const visits: number[] = [];
+  for (const t of sorted) {
+    const last = visits[visits.length - 1];
+    if (last === undefined || t - last > windowMs) visits.push(t);
+  }
+  return visits;
+}
+
+/** Computes one local day of one site. Pure over the database: writes nothing. */
+export function computeDay(
+  ctx: ComputeContext,
+  site: SiteInfo,
+  sm: SiteModel,
+  date: string,
+  now: number,
+): DayResult {
+  const { db, profiles } = ctx;
+  const p: Params = sm.params;
+  const s = prepared(db);
+  const tz = site.timeZone;
+  const [dayStart, dayEnd] = dayWindow(date, tz);
+  const [nightStart, nightEnd] = nightWindow(date, p.nightStart, p.nightEnd, tz);
+  const nightComplete = nightEnd <= now;
+
+  const results = new Map<string, CategoryResult>();
+  const bucket = (unit: string, category: Category): CategoryResult => {
+    const key = `${unit}\u0000${category}`;
+    let r = results.get(key);
+    if (!r) {
+      r = { unit, category, minutes: 0, count: 0, ints: {}, floats: {} };
+      results.set(key, r);
+    }
+    return r;
+  };
+  for (const u of site.units) {
+    bucket(u.id, "night_supervision").ints = { eligible: 0, visits: 0 };
+    bucket(u.id, "night_supervision").floats = { checks_saved: 0 };
+    bucket(u.id, "lift_transfers").ints = { two_helper: 0, faults: 0 };
+    bucket(u.id, "remote_resolution");
+    bucket(u.id, "false_alarms");
+  }
+
+  // Alerts raised up to two days before the night still matter for visits in it.
+  const alertFrom = Math.min(dayStart, nightStart) - 2 * DAY;
+  const alertTo = Math.max(dayEnd, nightEnd);
+  const alerts = s.alerts.all(site.id, alertFrom, alertTo) as AlertRow[];
+  let presenceTo = Math.max(dayEnd, nightEnd);
+  for (const a of alerts) presenceTo = Math.max(presenceTo, a.resolved_at ?? now);
+  const presence = (
+    s.eventsOfType.all(site.id, "staff.presence", site.id, alertFrom, presenceTo + 1) as PresenceRow[]
+  ).map((r) => ({ room_id: r.room_id, resident_ref: r.resident_ref, at: r.at }));
+
+  // Remote resolution and false alarms: alerts raised on this day.
+  for (const a of alerts) {
+    if (a.raised_at < dayStart || a.raised_at >= dayEnd) continue;
+    if (isRemoteResolution(a, presence)) {
+      const r = bucket(a.unit_id, "remote_resolution");
+      r.count++;
+      r.minutes += p.minutesPerAvoidedVisit;
+    } else if (isAttendedFalseAlarm(a, presence)) {
+      const r = bucket(a.unit_id, "false_alarms");
+      r.count++;
+      r.minutes -= p.minutesPerFalseAlarm;
+    }
+  }
+
+  // Lift transfers: cycles that ended on this day.
+  const cycles = s.eventsOfType.all(site.id, "lift.cycle", site.id, dayStart, dayEnd) as {
+    unit_id: string;
+    data: string;
+  }[];
+  for (const c of cycles) {
+    const data = JSON.parse(c.data) as { helpers?: number; fault?: string };
+    const r = bucket(c.unit_id, "lift_transfers");
+    r.ints.two_helper ??= 0;
+    r.ints.faults ??= 0;
+    if (data.fault) r.ints.faults++;
+    else if (data.helpers === 1) {
+      r.count++;
+      r.minutes += p.liftMinutesSavedPerTransfer;
+    } else if ((data.helpers ?? 0) >= 2) r.ints.two_helper++;
+  }
+
+  // Night supervision: residents whose room has a fall sensor.
+  const devices = s.devices.all(site.id) as {
+    id: string;
+    profile: string;
+    room_id: string | null;
+    resident_ref: string | null;
+  }[];
+  const fallSensors = devices.filter((d) => profiles.get(d.profile)?.kind === "fall-sensor");
+  const residents = s.residents.all(site.id) as { ref: string; unit_id: string; room_id: string | null }[];
+  const nights: ResidentNight[] = [];
+  const mergeMs = p.visitMergeMinutes * MINUTE;
+  // False alarms that were attended are costed in their own category: their visits are not subtracted
+  // from the night checks a second time.
+  const falseAlarmVisits = alerts.filter((a) => isAttendedFalseAlarm(a, presence));
+  for (const res of residents) {
+    const sensors = fallSensors.filter(
+      (d) => d.resident_ref === res.ref || (res.room_id !== null && d.room_id === res.room_id),
+    );
+    if (sensors.length === 0) continue;
+    const r = bucket(res.unit_id, "night_supervision");
+    r.ints.eligible = (r.ints.eligible ?? 0) + 1;
+    r.ints.visits ??= 0;
+    r.floats.checks_saved ??= 0;
+    if (!nightComplete) continue;
+    const qualified = sensors.some((d) => onlineThroughout(db, d.id, nightStart, nightEnd));
+    const night: ResidentNight = {
+      resident: res.ref,
+      unit: res.unit_id,
+      sensors: sensors.map((d) => d.id),
+      qualified,
+      visits: [],
+      checksSaved: 0,
+      minutes: 0,
+    };
+    nights.push(night);
+    if (!qualified) continue;
+    const who = { room_id: res.room_id, resident_ref: res.ref };
+    const ofResident = (a: AlertRow) =>
+      a.resident_ref === res.ref ||
+      (a.resident_ref === null && res.room_id !== null && a.room_id === res.room_id);
+    const excluded = falseAlarmVisits.filter(ofResident);
+    const instants: number[] = [];
+    for (const pr of presence) {
+      if (pr.at < nightStart || pr.at >= nightEnd || !sameRoom(who, pr)) continue;
+      if (excluded.some((a) => pr.at >= a.raised_at && pr.at <= (a.resolved_at ?? now))) continue;
+      instants.push(pr.at);
+    }
+    for (const a of alerts) {
+      if (!ofResident(a) || a.outcome === "false-alarm" || !visited(a, presence)) continue;
+      const at =
+        a.attending_at ?? presenceDuring(a, presence) ?? a.accepted_at ?? a.resolved_at ?? a.raised_at;
+      if (at >= nightStart && at < nightEnd) instants.push(at);
+    }
+    night.visits = mergeVisits(instants, mergeMs);
+    night.checksSaved = Math.max(0, p.nightChecksPerResident - night.visits.length);
+    night.minutes = night.checksSaved * p.minutesPerNightCheck;
+    r.count++;
+    r.ints.visits += night.visits.length;
+    r.floats.checks_saved! += night.checksSaved;
+    r.minutes += night.minutes;
+  }
+
+  return {
+    site: site.id,
+    date,
+    dayStart,
+    modelVersion: sm.modelVersion,
+    nightComplete,
+    results: [...results.values()].sort(
+      (a, b) =>
+        (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0) ||
+        CATEGORIES.indexOf(a.category) - CATEGORIES.indexOf(b.category),
+    ),
+    nights,
+  };
+}
+
+/** A computed day as points: one per unit x category, at the day's local midnight. */
+export function dayPoints(day: DayResult): Point[] {
+  const timeNs = BigInt(day.dayStart) * 1_000_000n;
+  return day.results.map((r) => ({
+    measurement: TIME_SAVED_MEASUREMENT,
+    tags: { site: day.site, unit: r.unit, category: r.category, model_version: day.modelVersion },
+    fields: { minutes: r.minutes, count: r.count, ...r.ints, ...r.floats },
+    ints: ["count", ...Object.keys(r.ints)],
+    timeNs,
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The periodic job
+
+export interface TimeSavedJobContext {
+  db: Db;
+  store: TimeSeriesStore;
+  model: TimeModel;
+  sites: readonly SiteInfo[];
+  /** Profile id -> kind; the gateway's `profiles` map. Fall sensors are kind "fall-sensor". */
+  profiles: ProfileKinds;
+  log?: Logger;
+  now?: () => number;
+  /** How often yesterday and today are recomputed; default 10 minutes. */
+  intervalMs?: number;
+  /**
+   * On start, days this far back that have no points of the current model version are computed
+   * (after a restart, an outage of the store, or a parameter change); default 62. Older ranges:
+   * recompute().
+   */
+  backfillDays?: number;
+}
+
+export interface RunSummary {
+  site: string;
+  from: string;
+  to: string;
+  days: number;
+  points: number;
+  ms: number;
+}
+
+/**
+ * Emits "computed" (RunSummary) after each site's range is written and "error" ({site, error})
+ * when one fails; a failed range is retried by the next run.
+ */
+export class TimeSavedJob extends EventEmitter {
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly now: () => number;
+  /** Site -> the earliest date a failed run did not write. */
+  private readonly retryFrom = new Map<string, string>();
+  private running = false;
+  lastError: Error | undefined;
+
+  constructor(private readonly ctx: TimeSavedJobContext) {
+    super();
+    this.now = ctx.now ?? Date.now;
+  }
+
+  /** Arms the timer and queues a backfill plus the first run; does not wait for them. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    this.enqueue(() => this.backfill());
+    this.enqueue(() => this.run());
+    this.timer = setInterval(
+      () => {
+        this.enqueue(() => this.run());
+      },
+      this.ctx.intervalMs ?? 10 * MINUTE,
+    );
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for the work in progress. */
+  async stop(): Promise<void> {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.idle();
+  }
+
+  /** Resolves when every queued run has finished. */
+  async idle(): Promise<void> {
+    for (;;) {
+      const current = this.chain;
+      await current.catch(() => undefined);
+      if (current === this.chain) return;
+    }
+  }
+
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.chain.catch(() => undefined).then(work);
+    this.chain = next;
+    return next;
+  }
+
+  /** Yesterday and today so far (plus anything a failed run left) for every site. */
+  runOnce(): Promise<RunSummary[]> {
+    return this.enqueue(() => this.run());
+  }
+
+  private async run(): Promise<RunSummary[]> {
+    const out: RunSummary[] = [];
+    for (const site of this.ctx.sites) {
+      const today = localDate(this.now(), site.timeZone);
+      let from = addDays(today, -1);
+      const retry = this.retryFrom.get(site.id);
+      if (retry !== undefined && retry < from) from = retry;
+      const summary = await this.computeRange(site, from, addDays(today, 1));
+      if (summary) out.push(summary);
+    }
+    return out;
+  }
+
+  /**
+   * Computes and stores local dates [from, to) of a site again: after a parameter change, a late
+   * correction of alerts, or to fill history. Dates are "YYYY-MM-DD" or instants (the local dates
+   * whose day starts in [from, to)).
+   */
+  recompute(siteId: string, from: string | Date, to: string | Date): Promise<RunSummary> {
+    return this.enqueue(async () => {
+      const site = this.ctx.sites.find((s) => s.id === siteId);
+      if (!site) throw new Error(`unknown site "${siteId}"`);
+      const [fromDate, toDate] = toDates(from, to, site.timeZone);
+      const summary = await this.computeRange(site, fromDate, toDate, true);
+      return summary ?? { site: siteId, from: fromDate, to: toDate, days: 0, points: 0, ms: 0 };
+    });
+  }
+
+  /** Days in the backfill window without points of the current model version. */
+  private async backfill(): Promise<void> {
+    const days = this.ctx.backfillDays ?? 62;
+    for (const site of this.ctx.sites) {
+      try {
+        const sm = siteModel(this.ctx.model, site.id);
+        const today = localDate(this.now(), site.timeZone);
+        const first = this.firstActivity(site.id);
+        if (first === undefined) continue;
+        let from = addDays(today, -days);
+        const firstDate = localDate(first, site.timeZone);
+        if (firstDate > from) from = firstDate;
+        const [fromMs] = dayWindow(from, site.timeZone);
+        const [toMs] = dayWindow(addDays(today, -1), site.timeZone);
+        if (fromMs >= toMs) continue;
+        const rows = await this.ctx.store.aggregate({
+          measurement: TIME_SAVED_MEASUREMENT,
+          field: "count",
+          fn: "count",
+          from: new Date(fromMs),
+          to: new Date(toMs),
+          where: { site: site.id, model_version: sm.modelVersion },
+          interval: "1d",
+          timeZone: site.timeZone,
+        });
+        const present = new Set(rows.map((r) => localDate(r.time!.getTime(), site.timeZone)));
+        const missing = datesBetween(fromMs, toMs, site.timeZone).filter((d) => !present.has(d));
+        // Contiguous runs, so a long gap is one range with one write per batch of days.
+        let start: string | undefined;
+        let prev: string | undefined;
+        for (const d of [...missing, undefined]) {
+          if (d !== undefined && prev !== undefined && addDays(prev, 1) === d) {
+            prev = d;
+            continue;
+          }
+          if (start !== undefined && prev !== undefined)
+            await this.computeRange(site, start, addDays(prev, 1));
+          start = d;
+          prev = d;
+        }
+      } catch (err) {
+        this.fail(site.id, undefined, err as Error);
+      }
+    }
+  }
+
+  /** The earliest event or alert of a site (index seeks), or undefined for a site with neither. */
+  private firstActivity(siteId: string): number | undefined {
+    const e = this.ctx.db
+      .prepare("SELECT MIN(occurred_at) AS t FROM events WHERE site_id = ?")
+      .get(siteId) as {
+      t: number | null;
+    };
+    const a = this.ctx.db.prepare("SELECT MIN(raised_at) AS t FROM alerts WHERE site_id = ?").get(siteId) as {
+      t: number | null;
+    };
+    const ts = [e.t, a.t].filter((t): t is number => t !== null);
+    return ts.length ? Math.min(...ts) : undefined;
+  }
+
+  private fail(siteId: string, from: string | undefined, error: Error): void {
+    this.lastError = error;
+    if (from !== undefined) {
+      const prev = this.retryFrom.get(siteId);
+      if (prev === undefined || from < prev) this.retryFrom.set(siteId, from);
+    }
+    this.ctx.log?.warn(
+      { site: siteId, from, err: error.message },
+      "time-saved computation failed; will retry",
+    );
+    if (this.listenerCount("error") > 0) this.emit("error", { site: siteId, error });
+  }
+
+  private async computeRange(
+    site: SiteInfo,
+    from: string,
+    to: string,
+    rethrow = false,
+  ): Promise<RunSummary | undefined> {
+    const t0 = performance.now();
+    const sm = siteModel(this.ctx.model, site.id);
+    let points: Point[] = [];
+    let written = 0;
+    let days = 0;
+    try {
+      for (let date = from; date < to; date = addDays(date, 1)) {
+        const day = computeDay(this.ctx, site, sm, date, this.now());
+        points.push(...dayPoints(day));
+        days++;
+        if (points.length >= 2000) {
+          await this.ctx.store.write(points);
+          written += points.length;
+          points = [];
+        }
+        // better-sqlite3 is synchronous: let ingest and HTTP in between days of a long range.
+        await new Promise((r) => setImmediate(r));
+      }
+      if (points.length > 0) await this.ctx.store.write(points);
+      written += points.length;
+    } catch (err) {
+      this.fail(site.id, from, err as Error);
+      if (rethrow) throw err;
+      return undefined;
+    }
+    const retry = this.retryFrom.get(site.id);
+    if (retry !== undefined && retry >= from) this.retryFrom.delete(site.id);
+    const summary = { site: site.id, from, to, days, points: written, ms: performance.now() - t0 };
+    this.ctx.log?.debug(summary, "time saved computed");
+    this.emit("computed", summary);
+    return summary;
+  }
+}
+
+function toDates(from: string | Date, to: string | Date, tz: string): [string, string] {
+  const one = (v: string | Date, name: string): string => {
+    if (typeof v === "string") {
+      if (isDate(v)) return v;
+      const ms = Date.parse(v);
+      if (Number.isNaN(ms)) throw new Error(`${name} is neither a date (YYYY-MM-DD) nor an instant`);
+      v = new Date(ms);
+    }
+    // An instant: the first local date whose day starts at or after it.
+    const date = localDate(v.getTime(), tz);
+    return dayWindow(date, tz)[0] < v.getTime() ? addDays(date, 1) : date;
+  };
+  return [one(from, "from"), one(to, "to")];
+}
