@@ -35,6 +35,8 @@ export interface RaiseSpec {
   message: { da: string; en: string };
   ladder: Level[];
   renotifyMs: number;
+  /** What the rule's count condition measured: `{count}` in the message (the alert's count otherwise). */
+  count?: number;
 }
 
 export interface AlertChange {
@@ -227,7 +229,11 @@ export class AlertManager extends EventEmitter {
     const actor: Actor = { id: `rule:${spec.ruleId}`, name: `rule ${spec.ruleId}` };
     if (existing) {
       const upgraded = PRIORITY_RANK[spec.priority] > PRIORITY_RANK[existing.priority];
+      // A lower-priority re-trigger (suspected after detected) must not soften the message.
+      const rerender = PRIORITY_RANK[spec.priority] >= PRIORITY_RANK[existing.priority];
       const count = existing.count + 1;
+      // The higher priority brings its ladder: a detected fall must not wait out a suspicion's delays.
+      const level = upgraded ? Math.min(existing.level, spec.ladder.length - 1) : existing.level;
       const a = this.transition(
         existing,
         "updated",
@@ -237,16 +243,23 @@ export class AlertManager extends EventEmitter {
           count,
           last_event_seq: e.logSeq,
           last_event_type: e.type,
-          ...(upgraded
+          ...(rerender
             ? {
-                priority: spec.priority,
-                message_da: render(spec.message.da, e, count),
-                message_en: render(spec.message.en, e, count),
+                message_da: render(spec.message.da, e, spec.count ?? count),
+                message_en: render(spec.message.en, e, spec.count ?? count),
               }
             : {}),
+          ...(upgraded ? { priority: spec.priority, ladder: JSON.stringify(spec.ladder), level } : {}),
         },
       );
-      if (upgraded && a.state === "raised") this.armRenotify(a.id, spec.renotifyMs);
+      if (upgraded && a.state === "raised") {
+        this.armRenotify(a.id, spec.renotifyMs);
+        const timerId = `alert:${a.id}:escalate`;
+        const due = this.now() + spec.ladder[level]!.after;
+        const pending = this.ctx.timers.get(timerId);
+        if (!pending || pending.dueAt > due || level !== existing.level)
+          this.ctx.timers.set(timerId, "escalate", due, { alertId: a.id, level });
+      }
       return a;
     }
     const id = `al_${now.toString(36)}${randomBytes(4).toString("hex")}`;
@@ -257,8 +270,8 @@ export class AlertManager extends EventEmitter {
       type: spec.alert,
       priority: spec.priority,
       state: maintenance ? "suppressed" : "raised",
-      message_da: render(spec.message.da, e, 1),
-      message_en: render(spec.message.en, e, 1),
+      message_da: render(spec.message.da, e, spec.count ?? 1),
+      message_en: render(spec.message.en, e, spec.count ?? 1),
       rule_id: spec.ruleId,
       site_id: e.placement.siteId,
       unit_id: e.placement.unitId,
@@ -283,6 +296,7 @@ export class AlertManager extends EventEmitter {
       rejected_by: "[]",
       ladder: JSON.stringify(spec.ladder),
     };
+    const reason = maintenance ? `maintenance #${maintenance.id}: ${maintenance.reason}` : null;
     const seq = this.ctx.db.transaction(() => {
       this.ctx.db
         .prepare(
@@ -291,13 +305,11 @@ export class AlertManager extends EventEmitter {
             .join(", ")})`,
         )
         .run(row);
-      return this.audit(
-        row,
-        maintenance ? "suppressed" : "raised",
-        actor,
-        maintenance ? `maintenance #${maintenance.id}: ${maintenance.reason}` : null,
-        { eventSeq: e.logSeq, eventType: e.type },
-      );
+      return this.audit(row, maintenance ? "suppressed" : "raised", actor, reason, {
+        eventSeq: e.logSeq,
+        eventType: e.type,
+        ...(maintenance ? { maintenanceId: maintenance.id } : {}),
+      });
     })();
     const a = view(row);
     this.announce({
@@ -305,7 +317,7 @@ export class AlertManager extends EventEmitter {
       change: maintenance ? "suppressed" : "raised",
       alert: a,
       actor: actor.name,
-      reason: null,
+      reason,
     });
     if (maintenance) return a;
     this.armRenotify(id, spec.renotifyMs);
@@ -401,9 +413,7 @@ export class AlertManager extends EventEmitter {
     });
     // Everybody asked at this level said no: the next level now, not after the delay.
     const recipients = this.recipients(this.row(id)!, row.level);
-    const rejectedNow = new Set([...rejected, staff.id]);
-    if (recipients.people.every((p) => rejectedNow.has(p.id)))
-      this.escalate(id, row.level, "every recipient rejected");
+    if (!recipients.people.length) this.escalate(id, row.level, "every recipient rejected");
     return this.get(id) ?? a;
   }
 
@@ -461,11 +471,16 @@ export class AlertManager extends EventEmitter {
     }
   }
 
+  /**
+   * Who is asked at a level: connected people in its scope who have not already rejected this
+   * alert (someone who said no at the unit level is not the answer at the next level either).
+   */
   private recipients(row: AlertRow, level: number): { people: StaffIdentity[]; fallback: boolean } {
     const ladder = JSON.parse(row.ladder) as Level[];
     const targets = ladder[Math.min(level, ladder.length - 1)]!.to;
+    const rejected = JSON.parse(row.rejected_by) as string[];
     const people = this.ctx.staff.connected().filter((s) => {
-      if (!s.sites.includes(row.site_id) || s.role === "manager") return false;
+      if (!s.sites.includes(row.site_id) || s.role === "manager" || rejected.includes(s.id)) return false;
       if (targets.includes("site")) return true;
       if (targets.includes("nurse") && s.role === "nurse") return true;
       return targets.includes("unit") && (s.units === null || s.units.includes(row.unit_id));

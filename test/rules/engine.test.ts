@@ -1,0 +1,354 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { inWindow } from "../../src/rules/conditions.js";
+import { buildHarness, DEVICES, type Harness, UNIT_STAFF } from "./harness.js";
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+
+/** A winter night in Copenhagen (CET, UTC+1): 23:00 local. */
+const WINTER_NIGHT = "2026-01-15T22:00:00Z";
+/** The same day at 14:00 local. */
+const WINTER_DAY = "2026-01-15T13:00:00Z";
+
+const NIGHT_RULES = `
+rules:
+  - id: night-door
+    when: { event: door.open, time: { from: "22:00", to: "07:00" } }
+    raise: { alert: night-door, priority: low, message: { da: "dør", en: "door" } }
+  - id: two-to-three
+    when: { event: room.exit, time: { from: "02:00", to: "03:00" } }
+    raise: { alert: two-to-three, priority: low, message: { da: "ud", en: "out" } }
+`;
+
+let h: Harness;
+afterEach(() => {
+  h?.close();
+  vi.useRealTimers();
+});
+
+/** Did the event logged at this instant raise or update an alert? */
+function raisedBy(type: "door.open" | "room.exit", at: string): boolean {
+  vi.setSystemTime(new Date(at));
+  const e = h.emit(type);
+  return Boolean(h.db.prepare("SELECT 1 FROM alerts WHERE last_event_seq = ?").get(e.logSeq));
+}
+
+describe("the time condition, in the site's time zone (Europe/Copenhagen)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
+    h = buildHarness({ rulesYaml: NIGHT_RULES });
+  });
+
+  it("a 22:00-07:00 window spans midnight: from 22:00 inclusive to 07:00 exclusive, local time", () => {
+    expect(raisedBy("door.open", "2026-01-15T20:59:00Z")).toBe(false); // 21:59
+    expect(raisedBy("door.open", "2026-01-15T21:00:00Z")).toBe(true); // 22:00
+    expect(raisedBy("door.open", "2026-01-15T22:59:00Z")).toBe(true); // 23:59
+    expect(raisedBy("door.open", "2026-01-15T23:00:00Z")).toBe(true); // 00:00
+    expect(raisedBy("door.open", "2026-01-16T05:59:00Z")).toBe(true); // 06:59
+    expect(raisedBy("door.open", "2026-01-16T06:00:00Z")).toBe(false); // 07:00
+    expect(raisedBy("door.open", "2026-01-16T12:00:00Z")).toBe(false); // 13:00
+  });
+
+  it("on 29 March 2026 (02:00 -> 03:00) the night ends at 07:00 summer time, one hour earlier in UTC", () => {
+    expect(raisedBy("door.open", "2026-03-28T20:59:00Z")).toBe(false); // 21:59 CET
+    expect(raisedBy("door.open", "2026-03-28T21:00:00Z")).toBe(true); // 22:00 CET
+    expect(raisedBy("door.open", "2026-03-29T00:59:00Z")).toBe(true); // 01:59 CET
+    expect(raisedBy("door.open", "2026-03-29T01:00:00Z")).toBe(true); // 03:00 CEST
+    expect(raisedBy("door.open", "2026-03-29T04:59:00Z")).toBe(true); // 06:59 CEST
+    // A fixed UTC+1 offset would call this 06:00 and still night.
+    expect(raisedBy("door.open", "2026-03-29T05:00:00Z")).toBe(false); // 07:00 CEST
+    expect(raisedBy("door.open", "2026-03-29T05:30:00Z")).toBe(false); // 07:30 CEST
+  });
+
+  it("on 25 October 2026 (03:00 -> 02:00) the night ends at 07:00 winter time, one hour later in UTC", () => {
+    expect(raisedBy("door.open", "2026-10-24T19:59:00Z")).toBe(false); // 21:59 CEST
+    expect(raisedBy("door.open", "2026-10-24T20:00:00Z")).toBe(true); // 22:00 CEST
+    expect(raisedBy("door.open", "2026-10-25T00:30:00Z")).toBe(true); // 02:30 CEST
+    expect(raisedBy("door.open", "2026-10-25T01:30:00Z")).toBe(true); // 02:30 CET, the repeated hour
+    // A fixed UTC+2 offset would call this 07:30 and already day.
+    expect(raisedBy("door.open", "2026-10-25T05:30:00Z")).toBe(true); // 06:30 CET
+    expect(raisedBy("door.open", "2026-10-25T06:00:00Z")).toBe(false); // 07:00 CET
+  });
+
+  it("a window inside the skipped hour never holds in spring and holds for two real hours in autumn", () => {
+    expect(raisedBy("room.exit", "2026-03-29T00:59:00Z")).toBe(false); // 01:59 CET
+    expect(raisedBy("room.exit", "2026-03-29T01:00:00Z")).toBe(false); // 03:00 CEST
+    expect(raisedBy("room.exit", "2026-10-25T00:00:00Z")).toBe(true); // 02:00 CEST
+    expect(raisedBy("room.exit", "2026-10-25T01:00:00Z")).toBe(true); // 02:00 CET
+    expect(raisedBy("room.exit", "2026-10-25T01:59:00Z")).toBe(true); // 02:59 CET
+    expect(raisedBy("room.exit", "2026-10-25T02:00:00Z")).toBe(false); // 03:00 CET
+  });
+
+  it("the 22:00-07:00 night lasts 9 real hours normally, 8 on the spring change and 10 on the autumn change", () => {
+    const nightMinutes = (fromUtc: string) => {
+      let n = 0;
+      for (let t = Date.parse(fromUtc); t < Date.parse(fromUtc) + 24 * HOUR; t += MIN)
+        if (inWindow(t, "Europe/Copenhagen", { from: "22:00", to: "07:00" })) n++;
+      return n;
+    };
+    expect(nightMinutes("2026-01-15T12:00:00Z")).toBe(9 * 60);
+    expect(nightMinutes("2026-03-28T12:00:00Z")).toBe(8 * 60);
+    expect(nightMinutes("2026-10-24T12:00:00Z")).toBe(10 * 60);
+  });
+});
+
+describe("absence: a bed exit of a fall-risk resident at night", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
+    h = buildHarness();
+  });
+
+  it("raises a medium bed-exit alert only if the resident is not back within 10 minutes", () => {
+    const exit = h.emit("bed.exit");
+    vi.advanceTimersByTime(10 * MIN - 1);
+    expect(h.all()).toEqual([]);
+    vi.advanceTimersByTime(1);
+    const [a, ...rest] = h.all();
+    expect(rest).toEqual([]);
+    expect(a).toMatchObject({
+      type: "bed-exit",
+      priority: "medium",
+      state: "raised",
+      deviceId: DEVICES.mat.id,
+      resident: "R-0001",
+      lastEventType: "bed.exit",
+      message: { en: "R-0001 not back in bed (r1)" },
+    });
+    expect(Date.parse(a!.raisedAt)).toBe(Date.parse(exit.receivedAt) + 10 * MIN);
+  });
+
+  it("does not raise when the resident is back in bed within 10 minutes", () => {
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(9 * MIN);
+    h.emit("bed.return");
+    expect(h.timers.list("absence")).toEqual([]);
+    vi.advanceTimersByTime(2 * HOUR);
+    expect(h.all()).toEqual([]);
+  });
+
+  it("a second exit inside the window does not restart it", () => {
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(5 * MIN);
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(5 * MIN);
+    expect(h.all().map((a) => a.type)).toEqual(["bed-exit"]);
+  });
+
+  it("a return after the alert was raised resolves it", () => {
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(12 * MIN);
+    h.emit("bed.return");
+    expect(h.all()).toMatchObject([{ type: "bed-exit", state: "resolved", outcome: "no-action" }]);
+    expect(h.timers.list().filter((t) => t.id.includes(h.all()[0]!.id))).toEqual([]);
+  });
+
+  it("in the daytime, or for a resident without the fall-risk flag, waits for nothing and raises nothing", () => {
+    vi.setSystemTime(new Date(WINTER_DAY));
+    h.emit("bed.exit");
+    vi.setSystemTime(new Date(WINTER_NIGHT));
+    h.emit("bed.exit", { device: DEVICES.matNoRisk.id });
+    expect(h.timers.list("absence")).toEqual([]);
+    vi.advanceTimersByTime(HOUR);
+    expect(h.all()).toEqual([]);
+  });
+});
+
+describe("counts: repeated falls of one resident", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+    h = buildHarness();
+  });
+
+  /** A fall that staff take and close, so only the count is left to look at. */
+  function fallAndClose(): void {
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const fall = h.all().find((a) => a.type === "fall" && a.state === "raised")!;
+    h.alerts.accept(fall.id, UNIT_STAFF);
+    h.alerts.resolve(fall.id, UNIT_STAFF, "fall-without-injury");
+  }
+
+  it("two falls within 24 hours raise a repeated-falls alert for the nurse", () => {
+    fallAndClose();
+    vi.advanceTimersByTime(23 * HOUR);
+    fallAndClose();
+    const repeated = h.all().filter((a) => a.type === "repeated-falls");
+    expect(repeated).toMatchObject([
+      {
+        priority: "medium",
+        state: "raised",
+        resident: "R-0001",
+        message: { da: "R-0001 er faldet 2. gang på et døgn" },
+      },
+    ]);
+  });
+
+  it("two falls 25 hours apart do not", () => {
+    fallAndClose();
+    vi.advanceTimersByTime(25 * HOUR);
+    fallAndClose();
+    expect(h.all().filter((a) => a.type === "repeated-falls")).toEqual([]);
+    expect(h.all().filter((a) => a.type === "fall")).toHaveLength(2);
+  });
+});
+
+describe("silence: device.offline not followed by device.online within 2 minutes", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+    h = buildHarness();
+  });
+
+  it("raises a low device-offline alert, and device.online resolves it", () => {
+    h.emit("device.offline", { device: DEVICES.radar.id });
+    vi.advanceTimersByTime(2 * MIN - 1);
+    expect(h.all()).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(h.all()).toMatchObject([
+      { type: "device-offline", priority: "low", state: "raised", deviceId: DEVICES.radar.id },
+    ]);
+    vi.advanceTimersByTime(10 * MIN);
+    h.emit("device.online", { device: DEVICES.radar.id });
+    const [a] = h.all();
+    expect(a).toMatchObject({ state: "resolved", outcome: "no-action" });
+    expect(h.alerts.history(a!.id).at(-1)).toMatchObject({
+      action: "resolved",
+      actor: { id: `device:${DEVICES.radar.id}` },
+    });
+  });
+
+  it("a flap (back online within 2 minutes) raises nothing", () => {
+    h.emit("device.offline", { device: DEVICES.radar.id });
+    vi.advanceTimersByTime(90_000);
+    h.emit("device.online", { device: DEVICES.radar.id });
+    vi.advanceTimersByTime(HOUR);
+    expect(h.all()).toEqual([]);
+  });
+});
+
+describe("maintenance mode", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+    h = buildHarness();
+  });
+
+  it("suppresses alerts of a device under maintenance; the audit names the maintenance window", () => {
+    const now = Date.now();
+    const id = Number(
+      h.db
+        .prepare(
+          "INSERT INTO maintenance (site_id, device_id, room_id, starts_at, ends_at, reason, created_by, created_at) VALUES (?, ?, NULL, ?, ?, ?, ?, ?)",
+        )
+        .run("home-a", DEVICES.radar.id, now, now + HOUR, "radar recalibration", "Nurse Nina", now)
+        .lastInsertRowid,
+    );
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const [a] = h.all();
+    expect(a).toMatchObject({ type: "fall", state: "suppressed", undelivered: false });
+    expect(h.alerts.history(a!.id)).toMatchObject([
+      { action: "suppressed", stateAfter: "suppressed", reason: `maintenance #${id}: radar recalibration` },
+    ]);
+    // Nothing is armed for a suppressed alert: no renotify, no escalation.
+    expect(h.timers.list()).toEqual([]);
+    expect(h.alerts.open()).toEqual([]);
+    // After the window the same device raises normally.
+    vi.advanceTimersByTime(HOUR);
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(h.all().map((x) => x.state)).toEqual(["suppressed", "raised"]);
+  });
+});
+
+describe("one open alert per (type, device, resident)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+    h = buildHarness();
+  });
+
+  it("a re-trigger while open updates the open alert's count; after resolve a new event raises a new alert", () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    vi.advanceTimersByTime(5000);
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const falls = () => h.all().filter((a) => a.type === "fall");
+    expect(falls()).toHaveLength(1);
+    const first = falls()[0]!;
+    expect(first.count).toBe(2);
+    expect(h.alerts.history(first.id).map((x) => x.action)).toEqual(["raised", "updated"]);
+
+    h.alerts.accept(first.id, UNIT_STAFF);
+    h.alerts.resolve(first.id, UNIT_STAFF, "false-alarm");
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(falls()).toHaveLength(2);
+    const second = falls()[1]!;
+    expect(second.id).not.toBe(first.id);
+    expect(second).toMatchObject({ state: "raised", count: 1 });
+    expect(h.alerts.get(first.id)).toMatchObject({ state: "resolved", outcome: "false-alarm", count: 2 });
+  });
+
+  it("a suspected fall (medium) followed by a detected one upgrades the same alert to high", () => {
+    h.emit("fall.suspected", { device: DEVICES.radar.id });
+    const [suspected] = h.all();
+    expect(suspected).toMatchObject({
+      type: "fall",
+      priority: "medium",
+      message: { en: "Possible fall in r1 (R-0001)" },
+    });
+    vi.advanceTimersByTime(10_000);
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const all = h.all();
+    expect(all).toHaveLength(1);
+    expect(all[0]).toMatchObject({
+      id: suspected!.id,
+      priority: "high",
+      count: 2,
+      lastEventType: "fall.detected",
+      message: { en: "Fall in r1 (R-0001)", da: "Fald i r1 (R-0001)" },
+    });
+    expect(h.alerts.history(suspected!.id).at(-1)).toMatchObject({
+      action: "updated",
+      reason: "priority raised to high",
+    });
+  });
+
+  it("an upgraded alert follows the high ladder and re-notifies at the high rate", () => {
+    const renotified: number[] = [];
+    h.alerts.on("renotify", () => renotified.push(Date.now()));
+    h.emit("fall.suspected", { device: DEVICES.radar.id });
+    const t0 = Date.now();
+    vi.advanceTimersByTime(10_000);
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const id = h.all()[0]!.id;
+    // The medium ladder would wait 3 minutes at the unit; the high one waits 60 s.
+    vi.advanceTimersByTime(60_000);
+    expect(h.alerts.get(id)!.level).toBe(1);
+    const escalated = h.alerts.history(id).find((x) => x.action === "escalated")!;
+    expect(Date.parse(escalated.at) - t0).toBe(70_000);
+    // High re-notifies every 10 s from the upgrade: at 20 s, 30 s, ... 70 s after the suspicion.
+    expect(renotified.map((t) => t - t0)).toEqual([20_000, 30_000, 40_000, 50_000, 60_000, 70_000]);
+  });
+});
+
+describe("escalation with nobody connected", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+    h = buildHarness({ fallback: true });
+    h.connected.length = 0;
+  });
+
+  it("a fall goes through the whole ladder at once to the fallback", () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    const [a] = h.all();
+    expect(a).toMatchObject({ level: 3, undelivered: true });
+    expect(h.fallbackSends.map((s) => s.alert.id)).toEqual([a!.id]);
+    expect(
+      h.alerts
+        .history(a!.id)
+        .filter((x) => x.action === "escalated")
+        .map((x) => x.reason),
+    ).toEqual([
+      "no recipient connected at level 0",
+      "no recipient connected at level 1",
+      "no recipient connected at level 2",
+    ]);
+    // The last level repeats after its delay until someone accepts.
+    vi.advanceTimersByTime(120_000);
+    expect(h.fallbackSends).toHaveLength(2);
+  });
+});

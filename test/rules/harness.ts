@@ -1,0 +1,151 @@
+/**
+ * The rule engine, alert manager and durable timers wired by hand on an in-memory database, fed
+ * through the real ingest pipeline (commit per event, so rules run synchronously). Built after
+ * `vi.useFakeTimers()` so every component's clock is the simulated one.
+ */
+import { PROFILES } from "../../devices/index.js";
+import type { Fallback, StaffDirectory } from "../../src/alerts/manager.js";
+import { AlertManager } from "../../src/alerts/manager.js";
+import type { AlertView } from "../../src/alerts/model.js";
+import { Ingest, type LoggedEvent } from "../../src/ingest/pipeline.js";
+import { silentLogger } from "../../src/log.js";
+import { Metrics } from "../../src/metrics.js";
+import type { DecodedEvent, EventType } from "../../src/model/event.js";
+import { Registry } from "../../src/registry/registry.js";
+import { loadRuleFile, parseRules, RuleEngine } from "../../src/rules/engine.js";
+import { DurableTimers } from "../../src/rules/timers.js";
+import type { StaffIdentity } from "../../src/staff/protocol.js";
+import { type Db, openDb } from "../../src/store/db.js";
+
+export const UNIT_STAFF: StaffIdentity = {
+  id: "anna",
+  name: "Anna",
+  role: "staff",
+  sites: ["home-a"],
+  units: ["unit-1"],
+};
+
+export interface Harness {
+  db: Db;
+  timers: DurableTimers;
+  alerts: AlertManager;
+  engine: RuleEngine;
+  /** Who the alert manager believes is connected; tests change it. */
+  connected: StaffIdentity[];
+  fallbackSends: { alert: AlertView; auditId: number }[];
+  /** Log an event from a device (default: the bed mat of fall-risk resident R-0001) and run rules. */
+  emit(
+    type: EventType,
+    opts?: { device?: string; occurredAt?: string; data?: Record<string, unknown> },
+  ): LoggedEvent;
+  /** Every alert, oldest first. */
+  all(): AlertView[];
+  close(): void;
+}
+
+/** Devices: one per kind, all in home-a/unit-1/r1 with resident R-0001 (fall-risk). */
+export const DEVICES = {
+  radar: { id: "radar-1", profile: "vayyar/care" },
+  mat: { id: "mat-1", profile: "scaip/bed-mat" },
+  native: { id: "native-1", profile: "ata/native" },
+  /** Resident R-0002 has no fall-risk flag. */
+  matNoRisk: { id: "mat-2", profile: "scaip/bed-mat", room: "r2", resident: "R-0002" },
+};
+
+export function buildHarness(opts: { rulesYaml?: string; fallback?: boolean } = {}): Harness {
+  const log = silentLogger();
+  const db = openDb({ path: ":memory:" });
+  const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), { hasUnit: () => true });
+  registry.syncResidents([
+    { ref: "R-0001", siteId: "home-a", unitId: "unit-1", roomId: "r1", flags: ["fall-risk"] },
+    { ref: "R-0002", siteId: "home-a", unitId: "unit-1", roomId: "r2", flags: [] },
+  ]);
+  registry.addMany(
+    Object.values(DEVICES).map((d) => ({
+      id: d.id,
+      profile: d.profile,
+      siteId: "home-a",
+      unitId: "unit-1",
+      roomId: "room" in d ? d.room : "r1",
+      residentRef: "resident" in d ? d.resident : "R-0001",
+      secret: `${d.id}-secret-0123456789`,
+    })),
+    { generatedSecrets: true },
+  );
+  const profiles = new Map(PROFILES.map((p) => [p.id, p]));
+  const ingest = new Ingest({
+    db,
+    registry,
+    profiles,
+    log,
+    metrics: new Metrics({ defaultMetrics: false }),
+    options: {
+      commitMaxDelayMs: 0,
+      commitMaxEvents: 1,
+      keepRawPayload: false,
+      maxPayloadBytes: 4096,
+      maxDeadLetterBytes: 4096,
+    },
+  });
+  ingest.start();
+  const timers = new DurableTimers(db, log);
+  const connected: StaffIdentity[] = [UNIT_STAFF];
+  const fallbackSends: Harness["fallbackSends"] = [];
+  const staff: StaffDirectory = { connected: () => connected };
+  const fallback: Fallback = {
+    configured: () => Boolean(opts.fallback),
+    send: (alert, auditId) => fallbackSends.push({ alert, auditId }),
+  };
+  const alerts = new AlertManager({ db, timers, log, staff, fallback });
+  const file = opts.rulesYaml ? parseRules(opts.rulesYaml, "test rules") : loadRuleFile("config/rules.yaml");
+  const engine = new RuleEngine(
+    {
+      db,
+      registry,
+      profiles,
+      alerts,
+      timers,
+      log,
+      timeZones: new Map([["home-a", "Europe/Copenhagen"]]),
+    },
+    file,
+  );
+  ingest.on("events", (events: LoggedEvent[]) => engine.onEvents(events));
+  timers.start();
+
+  let n = 0;
+  return {
+    db,
+    timers,
+    alerts,
+    engine,
+    connected,
+    fallbackSends,
+    emit(type, o = {}) {
+      let logged: LoggedEvent | undefined;
+      const grab = (events: LoggedEvent[]) => {
+        logged = events[0];
+      };
+      ingest.once("events", grab);
+      const decoded: DecodedEvent = {
+        type,
+        eventId: `ev-${++n}`,
+        occurredAt: o.occurredAt ?? new Date(Date.now()).toISOString(),
+        data: o.data ?? {},
+      } as DecodedEvent;
+      // commitMaxEvents = 1: the commit, and the rules, run inside this call.
+      void ingest.record(o.device ?? DEVICES.mat.id, [decoded]);
+      ingest.off("events", grab);
+      if (!logged) throw new Error(`${type} was not logged`);
+      return logged;
+    },
+    all: () =>
+      (db.prepare("SELECT id FROM alerts ORDER BY raised_at, rowid").all() as { id: string }[]).map(
+        (r) => alerts.get(r.id)!,
+      ),
+    close() {
+      timers.stop();
+      db.close();
+    },
+  };
+}
