@@ -55,7 +55,9 @@ export class DurableTimers {
     }[];
     for (const r of rows)
       this.remember({ id: r.id, kind: r.kind, dueAt: r.due_at, payload: JSON.parse(r.payload) });
-    this.arm();
+    // What fell due while the gateway was down fires now, inside start(), so it has happened
+    // before the gateway takes connections (a device event cannot overtake an overdue timer).
+    this.fireDue();
   }
 
   stop(): void {
