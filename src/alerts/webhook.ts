@@ -76,20 +76,26 @@ export class FallbackWebhook implements Fallback {
       },
       body: p.body,
       signal: AbortSignal.timeout(o.timeoutMs),
-    }).then(
-      async (res) => {
-        await res.arrayBuffer().catch(() => undefined);
-        this.record(p, res.status, res.ok, res.ok ? null : `HTTP ${res.status}`, started);
-      },
-      (err: Error) =>
-        this.record(
-          p,
-          null,
-          false,
-          err.name === "TimeoutError" ? `timeout after ${o.timeoutMs} ms` : err.message,
-          started,
-        ),
-    );
+    })
+      .then(
+        async (res) => {
+          await res.arrayBuffer().catch(() => undefined);
+          this.record(p, res.status, res.ok, res.ok ? null : `HTTP ${res.status}`, started);
+        },
+        (err: Error) =>
+          this.record(
+            p,
+            null,
+            false,
+            err.name === "TimeoutError" ? `timeout after ${o.timeoutMs} ms` : err.message,
+            started,
+          ),
+      )
+      // An answer that arrives after shutdown closed the database must not become an unhandled
+      // rejection (which ends the process): the attempt is lost, and its timer, if any, is not.
+      .catch((err: Error) =>
+        this.ctx.log.warn({ err: err.message, alertId: p.alertId }, "could not record a webhook attempt"),
+      );
   }
 
   private record(
@@ -118,7 +124,9 @@ export class FallbackWebhook implements Fallback {
     );
     if (retry) {
       const delay = Math.min(o.backoffMs * 2 ** (p.attempt - 1), o.maxBackoffMs);
-      this.ctx.timers.set(`webhook:${p.alertId}:${p.auditId}`, "webhook", this.now() + delay, {
+      // Under the alert's timer prefix: once a person accepts it, or it is closed, the alert
+      // manager cancels the retries with its other timers, and nobody is called out for it.
+      this.ctx.timers.set(`alert:${p.alertId}:webhook:${p.auditId}`, "webhook", this.now() + delay, {
         ...p,
         attempt: p.attempt + 1,
       });
