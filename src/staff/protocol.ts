@@ -6,7 +6,9 @@
  * that made it. Audit ids only grow, so `seq` is monotonic on every connection, and it survives a
  * gateway restart. A client that reconnects sends the last `seq` it saw in `hello.resumeFrom` and
  * receives every change in its scope after it, in order, then live changes; if it is too far behind
- * it gets a fresh snapshot instead (`snapshot.reason = "resume_too_old"`).
+ * it gets a fresh snapshot instead (`snapshot.reason = "resume_too_old"`). A `resumeFrom` beyond
+ * the newest seq was never issued by this database (restored from a backup, or replaced): the
+ * client's view cannot be trusted and it gets a snapshot (`"resume_unknown"`).
  */
 import { z } from "zod";
 import { type AlertView, Outcome } from "../alerts/model.js";
@@ -62,9 +64,11 @@ export interface StaffIdentity {
   units: string[] | null;
 }
 
+export type SnapshotReason = "initial" | "resume_too_old" | "resume_unknown";
+
 export type ServerMessage =
   | { type: "welcome"; protocol: number; staff: StaffIdentity; heartbeatSec: number }
-  | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: "initial" | "resume_too_old" }
+  | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: SnapshotReason }
   | { type: "resumed"; from: number; replayed: number }
   | { type: "alert"; seq: number; change: string; alert: AlertView; actor: string; reason: string | null }
   /** Repeat the signal for an alert nobody has accepted (not part of the ordered stream). */

@@ -17,6 +17,7 @@ import {
   MAX_CLIENT_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   type ServerMessage,
+  type SnapshotReason,
   type StaffIdentity,
 } from "./protocol.js";
 import type { TokenStore } from "./tokens.js";
@@ -53,6 +54,7 @@ export class StaffServer implements StaffDirectory {
   private readonly sessions = new Set<Session>();
   private heartbeat: NodeJS.Timeout | null = null;
   private recheck: NodeJS.Immediate | null = null;
+  private stopping = false;
   readonly stats = { connections: 0, slowDisconnects: 0 };
 
   constructor(
@@ -74,9 +76,15 @@ export class StaffServer implements StaffDirectory {
   }
 
   stop(): void {
+    // Staff leaving because the gateway stops is not staff leaving: no recheck may escalate open
+    // alerts (and call the fallback) on the way down.
+    this.stopping = true;
+    if (this.recheck) clearImmediate(this.recheck);
+    this.recheck = null;
     this.alerts.off("change", this.onChange);
     this.alerts.off("renotify", this.onRenotify);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
     for (const s of this.sessions) s.ws.close(1001, "gateway shutting down");
     this.sessions.clear();
     this.wss.close();
@@ -192,7 +200,9 @@ export class StaffServer implements StaffDirectory {
     });
     // Replay and registration for live changes happen in this same synchronous turn, so no change
     // can fall between them.
-    if (msg.resumeFrom !== undefined) {
+    if (msg.resumeFrom !== undefined && msg.resumeFrom > this.alerts.head())
+      this.snapshot(s, "resume_unknown");
+    else if (msg.resumeFrom !== undefined) {
       const changes = this.alerts.changesSince(msg.resumeFrom, staff.sites, this.options.maxReplay);
       if (changes) {
         let n = 0;
@@ -210,7 +220,7 @@ export class StaffServer implements StaffDirectory {
     this.scheduleRecheck();
   }
 
-  private snapshot(s: Session, reason: "initial" | "resume_too_old"): void {
+  private snapshot(s: Session, reason: SnapshotReason): void {
     const staff = s.staff!;
     const alerts = this.alerts.open({ siteIds: staff.sites }).filter((a) => this.alerts.visibleTo(a, staff));
     this.send(s, { type: "snapshot", seq: this.alerts.head(), alerts, reason });
@@ -231,7 +241,7 @@ export class StaffServer implements StaffDirectory {
 
   /** A staff member came or went: alerts that nobody can receive now move on. */
   private scheduleRecheck(): void {
-    if (this.recheck) return;
+    if (this.recheck || this.stopping) return;
     this.recheck = setImmediate(() => {
       this.recheck = null;
       this.alerts.recheckUndelivered();
