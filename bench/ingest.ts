@@ -85,7 +85,10 @@ async function run(
   return rate;
 }
 
-const gw = await startGatewayProcess(Math.max(PUBLISHERS, IDLE));
+const gw = await startGatewayProcess(
+  Math.max(PUBLISHERS, IDLE),
+  process.env.BENCH_WRITER ? { ingest: { writer: process.env.BENCH_WRITER } } : {},
+);
 const aedes = await startBareAedes();
 const rows: (string | number)[][] = [];
 const rates = { gateway: [] as number[], aedes: [] as number[] };

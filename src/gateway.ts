@@ -105,7 +105,11 @@ export class Gateway {
       profiles: this.profiles,
       log: log.child({ component: "ingest" }),
       metrics: this.metrics,
-      options: { ...config.ingest, maxPayloadBytes: config.mqtt.maxPayloadBytes },
+      options: {
+        ...config.ingest,
+        maxPayloadBytes: config.mqtt.maxPayloadBytes,
+        dbPath: this.options.dbPath ?? join(config.dataDir, "ata.db"),
+      },
     });
     this.ingest.start();
 

@@ -109,6 +109,8 @@ export const ConfigSchema = z.strictObject({
        */
       commitMaxDelayMs: z.number().min(0).max(100).default(0),
       commitMaxEvents: z.number().int().min(1).max(100_000).default(2000),
+      /** Commit on a writer thread (default) or on the main thread. */
+      writer: z.enum(["worker", "inline"]).default("worker"),
       keepRawPayload: z.boolean().default(true),
       maxDeadLetterBytes: z.number().int().min(256).default(65_536),
     })

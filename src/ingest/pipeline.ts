@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type Database from "better-sqlite3";
+import { Worker } from "node:worker_threads";
 import type { ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -25,6 +25,14 @@ import type { Device, Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
 
 export interface IngestOptions {
+  /**
+   * "worker": commits run on a writer thread with its own connection, so the event loop keeps
+   * taking MQTT traffic while a batch waits for its fsync. "inline": on the main thread (needed for
+   * an in-memory database, and simpler to reason about in tests).
+   */
+  writer?: "worker" | "inline";
+  /** The database file, for the writer thread. */
+  dbPath?: string;
   /** Longest a submission waits for companions; 0 = commit on the next turn of the event loop. */
   commitMaxDelayMs: number;
   commitMaxEvents: number;
@@ -86,9 +94,9 @@ type Pending = PendingEvents | PendingDeadLetter;
 export class Ingest extends EventEmitter {
   private queue: Pending[] = [];
   private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | null = null;
-  private insertEvent!: Database.Statement;
-  private insertDead!: Database.Statement;
-  private commitGroup!: (batch: Pending[]) => { logged: LoggedEvent[]; dupes: number[]; deadIds: number[] };
+  private writer!: EventLogWriter;
+  /** The batch being committed; the next one gathers meanwhile (group commit). */
+  private inFlight: Promise<void> | null = null;
   private readonly now: () => number;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
@@ -100,74 +108,22 @@ export class Ingest extends EventEmitter {
   }
 
   start(): void {
-    const { db } = this.ctx;
-    this.insertEvent = db.prepare(
-      `INSERT OR IGNORE INTO events (event_id, device_id, type, phase, priority, occurred_at, received_at, device_seq,
-         site_id, unit_id, room_id, resident_ref, profile, data, raw, topic)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.insertDead = db.prepare(
-      `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
-    const maxDead = this.ctx.options.maxDeadLetterBytes;
-    this.commitGroup = db.transaction((batch: Pending[]) => {
-      const logged: LoggedEvent[] = [];
-      const dupes: number[] = [];
-      const deadIds: number[] = [];
-      for (const p of batch) {
-        if (p.kind === "dead") {
-          const truncated = p.payload.length > maxDead;
-          const info = this.insertDead.run(
-            p.receivedAt,
-            p.deviceId,
-            p.topic,
-            p.code,
-            p.message,
-            p.payload.length,
-            createHash("sha256").update(p.payload).digest("hex"),
-            truncated ? p.payload.subarray(0, maxDead) : p.payload,
-            truncated ? 1 : 0,
-          );
-          deadIds.push(Number(info.lastInsertRowid));
-          dupes.push(0);
-          continue;
-        }
-        let d = 0;
-        p.events.forEach((e, i) => {
-          const info = this.insertEvent.run(
-            e.eventId,
-            e.deviceId,
-            e.type,
-            e.phase,
-            e.priority ?? null,
-            Date.parse(e.occurredAt),
-            Date.parse(e.receivedAt),
-            e.seq ?? null,
-            e.placement.siteId,
-            e.placement.unitId,
-            e.placement.roomId,
-            e.placement.residentRef,
-            p.profile,
-            JSON.stringify(e.data),
-            i === 0 ? p.raw : null,
-            p.topic,
-          );
-          if (info.changes === 0) d++;
-          else logged.push({ ...e, logSeq: Number(info.lastInsertRowid), profile: p.profile });
-        });
-        dupes.push(d);
-        deadIds.push(0);
-      }
-      return { logged, dupes, deadIds };
-    });
+    const { db, options } = this.ctx;
+    this.writer =
+      options.writer === "worker" && options.dbPath && options.dbPath !== ":memory:"
+        ? new WorkerWriter(options.dbPath, this.ctx.log)
+        : new InlineWriter(db);
   }
 
-  /** Finish what is queued; later submissions are refused. */
+  /** Finish what is queued and in flight; later submissions are refused. */
   async stop(): Promise<void> {
     this.stopped = true;
     this.unschedule();
-    while (this.queue.length) this.flush();
+    while (this.queue.length || this.inFlight) {
+      this.flush();
+      if (this.inFlight) await this.inFlight;
+    }
+    await this.writer.close();
   }
 
   /**
@@ -278,48 +234,79 @@ export class Ingest extends EventEmitter {
 
   private flush(): void {
     this.unschedule();
+    if (this.inFlight || this.queue.length === 0) return;
     const batch = this.queue;
-    if (batch.length === 0) return;
     this.queue = [];
+    const rows = toRows(batch, this.ctx.options.maxDeadLetterBytes);
     const t0 = process.hrtime.bigint();
-    let result: ReturnType<typeof this.commitGroup>;
+    let written: WriteResult | Promise<WriteResult>;
     try {
-      result = this.commitGroup(batch);
+      written = this.writer.write(rows.events, rows.dead);
     } catch (err) {
-      // Nothing in this group is durable: fail every submission so no PUBACK goes out; the
-      // devices will redeliver.
-      this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
-      for (const p of batch) p.reject(err as Error);
+      this.failed(batch, err as Error);
       return;
     }
+    if (!(written instanceof Promise)) {
+      this.committed(batch, written, t0);
+      return;
+    }
+    this.inFlight = written.then(
+      (result) => {
+        this.inFlight = null;
+        this.committed(batch, result, t0);
+        if (this.queue.length) this.flush();
+      },
+      (err: Error) => {
+        this.inFlight = null;
+        this.failed(batch, err);
+        if (this.queue.length) this.flush();
+      },
+    );
+  }
+
+  /** Nothing in this group is durable: fail every submission so no PUBACK goes out; devices redeliver. */
+  private failed(batch: Pending[], err: Error): void {
+    this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
+    for (const p of batch) p.reject(err);
+  }
+
+  private committed(batch: Pending[], result: WriteResult, t0: bigint): void {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const m = this.ctx.metrics;
     m.commitSeconds.observe(seconds);
     m.commitBatchSize.observe(batch.length);
     this.stats.commits++;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
-    this.stats.committedEvents += result.logged.length;
-    batch.forEach((p, i) => {
+    const logged: LoggedEvent[] = [];
+    let e = 0;
+    let d = 0;
+    for (const p of batch) {
       if (p.kind === "dead") {
-        const rejection = { code: p.code, message: p.message, deadLetterId: result.deadIds[i]! };
+        const rejection = { code: p.code, message: p.message, deadLetterId: result.deadIds[d++]! };
         this.stats.deadLetters++;
         m.eventsRejected.inc({ reason: p.code });
         p.resolve({ ok: false, rejection });
         this.safeEmit("rejected", { deviceId: p.deviceId, topic: p.topic, rejection });
-      } else {
-        const duplicates = result.dupes[i]!;
-        if (duplicates) {
-          this.stats.duplicates += duplicates;
-          m.eventsDuplicate.inc(duplicates);
-        }
-        p.resolve({ ok: true, events: p.events.length - duplicates, duplicates });
+        continue;
       }
-    });
+      let duplicates = 0;
+      for (const ev of p.events) {
+        const seq = result.seqs[e++]!;
+        if (seq === 0) duplicates++;
+        else logged.push({ ...ev, logSeq: seq, profile: p.profile });
+      }
+      if (duplicates) {
+        this.stats.duplicates += duplicates;
+        m.eventsDuplicate.inc(duplicates);
+      }
+      p.resolve({ ok: true, events: p.events.length - duplicates, duplicates });
+    }
+    this.stats.committedEvents += logged.length;
     // One labelled increment per type and batch, not per event: label lookup is the costly part.
     const perType = new Map<string, number>();
-    for (const e of result.logged) perType.set(e.type, (perType.get(e.type) ?? 0) + 1);
+    for (const ev of logged) perType.set(ev.type, (perType.get(ev.type) ?? 0) + 1);
     for (const [type, n] of perType) m.eventsAccepted.inc({ type }, n);
-    if (result.logged.length) this.safeEmit("events", result.logged);
+    if (logged.length) this.safeEmit("events", logged);
   }
 
   /** A failing listener is logged with its source and never undoes a commit or stops ingest. */
@@ -374,4 +361,144 @@ function canonicalise(
     events.push({ ...(parsed.data as CanonicalEvent), placement });
   }
   return events;
+}
+
+/** Positional parameters, in the order of the INSERTs in the writers. */
+type Row = unknown[];
+
+interface WriteResult {
+  /** Log position per event row, 0 for a duplicate (eventId already logged for the device). */
+  seqs: number[];
+  deadIds: number[];
+}
+
+interface EventLogWriter {
+  write(events: Row[], dead: Row[]): WriteResult | Promise<WriteResult>;
+  close(): Promise<void>;
+}
+
+const INSERT_EVENT = `INSERT OR IGNORE INTO events (event_id, device_id, type, phase, priority, occurred_at, received_at,
+  device_seq, site_id, unit_id, room_id, resident_ref, profile, data, raw, topic)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[] } {
+  const events: Row[] = [];
+  const dead: Row[] = [];
+  for (const p of batch) {
+    if (p.kind === "dead") {
+      const truncated = p.payload.length > maxDead;
+      dead.push([
+        p.receivedAt,
+        p.deviceId,
+        p.topic,
+        p.code,
+        p.message,
+        p.payload.length,
+        createHash("sha256").update(p.payload).digest("hex"),
+        truncated ? p.payload.subarray(0, maxDead) : p.payload,
+        truncated ? 1 : 0,
+      ]);
+      continue;
+    }
+    p.events.forEach((e, i) => {
+      events.push([
+        e.eventId,
+        e.deviceId,
+        e.type,
+        e.phase,
+        e.priority ?? null,
+        Date.parse(e.occurredAt),
+        Date.parse(e.receivedAt),
+        e.seq ?? null,
+        e.placement.siteId,
+        e.placement.unitId,
+        e.placement.roomId,
+        e.placement.residentRef,
+        p.profile,
+        JSON.stringify(e.data),
+        i === 0 ? p.raw : null,
+        p.topic,
+      ]);
+    });
+  }
+  return { events, dead };
+}
+
+class InlineWriter implements EventLogWriter {
+  private readonly commit: (events: Row[], dead: Row[]) => WriteResult;
+
+  constructor(db: Db) {
+    const insertEvent = db.prepare(INSERT_EVENT);
+    const insertDead = db.prepare(INSERT_DEAD);
+    this.commit = db.transaction((events: Row[], dead: Row[]) => ({
+      seqs: events.map((r) => {
+        const info = insertEvent.run(r);
+        return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
+      }),
+      deadIds: dead.map((r) => Number(insertDead.run(r).lastInsertRowid)),
+    }));
+  }
+
+  write(events: Row[], dead: Row[]): WriteResult {
+    return this.commit(events, dead);
+  }
+
+  async close(): Promise<void> {}
+}
+
+class WorkerWriter implements EventLogWriter {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: WriteResult) => void; reject: (e: Error) => void }
+  >();
+  private nextId = 1;
+  private dead: Error | null = null;
+
+  constructor(path: string, log: Logger) {
+    this.worker = new Worker(new URL("./writer-worker.js", import.meta.url), { workerData: { path } });
+    this.worker.on(
+      "message",
+      (m: { type: string; id: number; ok: boolean; seqs: number[]; deadIds: number[]; error?: string }) => {
+        if (m.type !== "done") return;
+        const w = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        if (!w) return;
+        if (m.ok) w.resolve({ seqs: m.seqs, deadIds: m.deadIds });
+        else w.reject(new Error(m.error));
+      },
+    );
+    const fail = (err: Error) => {
+      this.dead = err;
+      log.fatal({ err }, "event log writer thread failed");
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    this.worker.on("error", fail);
+    this.worker.on("exit", (code) => {
+      if (code !== 0 && !this.dead) fail(new Error(`event log writer exited with ${code}`));
+    });
+  }
+
+  write(events: Row[], dead: Row[]): Promise<WriteResult> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ type: "write", id, events, dead });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.dead) return;
+    const closed = new Promise<void>((resolve) =>
+      this.worker.once("message", (m: { type: string }) => m.type === "closed" && resolve()),
+    );
+    this.worker.postMessage({ type: "close" });
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    this.dead = new Error("writer closed");
+    await this.worker.terminate();
+  }
 }
