@@ -82,7 +82,9 @@ function heartbeats(clients: MqttClient[], ids: string[]): () => void {
       ),
     );
   });
-  return () => timers.forEach((t) => clearTimeout(t));
+  return () => {
+    for (const t of timers) clearTimeout(t);
+  };
 }
 
 async function measure(name: string, child: Child, devices: { id: string; secret: string }[]) {
