@@ -158,10 +158,15 @@ export class RuleEngine {
         return measured;
       },
     };
+    // Late events (a device replaying its buffer after an outage) are logged and counted, and may
+    // cancel or resolve, but page nobody (staleAfter in the rule file).
+    const stale =
+      Date.parse(e.receivedAt) - Date.parse(e.occurredAt) > (this.staleAfterMs ?? this.file.staleAfter);
     for (const rule of this.file.rules) {
       measured = undefined;
       if (!rule.enabled || !evaluate(rule.when, evalCtx)) continue;
-      if (rule.raise) {
+      if (rule.raise && stale) this.stats.staleSkipped++;
+      else if (rule.raise) {
         if (rule.raise.unless) {
           const id = absenceId(rule.id, e.deviceId);
           // The window runs from the first exit; a second exit inside it does not restart it.

@@ -325,6 +325,34 @@ describe("one open alert per (type, device, resident)", () => {
   });
 });
 
+describe("late events (staleAfter, 6 h by default)", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
+    h = buildHarness();
+  });
+
+  it("a fall that reaches the gateway 7 hours after it happened pages nobody, but is counted", () => {
+    const late = new Date(Date.now() - 7 * HOUR).toISOString();
+    h.emit("fall.detected", { device: DEVICES.radar.id, occurredAt: late });
+    expect(h.all()).toEqual([]);
+    expect(h.engine.stats.staleSkipped).toBe(1);
+    // A fresh fall is the resident's second within 24 hours.
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(h.all().map((a) => [a.type, a.count])).toEqual([
+      ["fall", 1],
+      ["repeated-falls", 1],
+    ]);
+  });
+
+  it("a late bed return still resolves the open bed-exit alert", () => {
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(7 * HOUR);
+    expect(h.all()).toMatchObject([{ type: "bed-exit", state: "raised" }]);
+    h.emit("bed.return", { occurredAt: new Date(Date.now() - 6.5 * HOUR).toISOString() });
+    expect(h.all()).toMatchObject([{ type: "bed-exit", state: "resolved" }]);
+  });
+});
+
 describe("escalation with nobody connected", () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: new Date(WINTER_DAY) });
