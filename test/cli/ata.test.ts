@@ -1,0 +1,134 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { connectDevice, eventually, startGateway } from "../helpers/gateway.js";
+
+const run = promisify(execFile);
+const ROOT = new URL("../..", import.meta.url).pathname;
+
+describe("the ata command line", () => {
+  const dir = mkdtempSync(join(tmpdir(), "ata-cli-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, "config.json");
+  writeFileSync(
+    config,
+    JSON.stringify({
+      dataDir: join(dir, "data"),
+      sites: [{ id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] }],
+    }),
+  );
+  const ata = (...args: string[]) =>
+    run(process.execPath, [join(ROOT, "bin/ata.js"), "--config", config, ...args], { cwd: ROOT });
+
+  it("adds, lists, disables and rotates devices; a disable reaches the running gateway within seconds", async () => {
+    const added = await ata(
+      "devices",
+      "add",
+      "--id",
+      "cli-pendant-1",
+      "--profile",
+      "scaip/pendant",
+      "--site",
+      "home-a",
+      "--unit",
+      "unit-1",
+      "--room",
+      "r1",
+    );
+    expect(added.stdout).toMatch(/added cli-pendant-1/);
+    const secret = /secret: (\S+)/.exec(added.stdout)![1]!;
+
+    const t = await startGateway({ dir, keepDir: true, overrides: { dataDir: join(dir, "data") } });
+    try {
+      const client = await connectDevice(t.mqttPort, "cli-pendant-1", secret);
+      const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+      await ata("devices", "disable", "cli-pendant-1");
+      await closed; // the gateway saw the change in the database and dropped the session
+      const list = await ata("devices", "list");
+      expect(list.stdout).toMatch(/cli-pendant-1\tscaip\/pendant\thome-a\/unit-1\tr1\t-\tDISABLED/);
+      await ata("devices", "enable", "cli-pendant-1");
+      const rotated = await ata("devices", "rotate-secret", "cli-pendant-1");
+      const fresh = /secret: (\S+)/.exec(rotated.stdout)![1]!;
+      await eventually(async () => {
+        const c = await connectDevice(t.mqttPort, "cli-pendant-1", fresh);
+        c.end(true);
+        return true;
+      });
+      await expect(connectDevice(t.mqttPort, "cli-pendant-1", secret)).rejects.toSatisfy(
+        (e) => (e as { code?: number }).code === 4,
+      );
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it("says what is wrong and exits 2 on bad usage or an unknown profile", async () => {
+    const usage = await ata("devices", "add", "--id", "x").catch(
+      (e) => e as { code: number; stderr: string },
+    );
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toMatch(/--profile is required/);
+    const profile = await ata(
+      "devices",
+      "add",
+      "--id",
+      "x",
+      "--profile",
+      "acme/x",
+      "--site",
+      "home-a",
+      "--unit",
+      "unit-1",
+    ).catch((e) => e as { code: number; stderr: string });
+    expect(profile.code).toBe(2);
+    expect(profile.stderr).toMatch(/unknown profile/);
+  });
+
+  it("checks a vendor's recorded samples against a profile: exit 0 when all conform, 1 otherwise", async () => {
+    const good = join(dir, "good.jsonl");
+    writeFileSync(
+      good,
+      `${JSON.stringify({ topic: "events", payload: { type: "call.manual", data: {} } })}\n`,
+    );
+    const ok = await ata("conform", "--profile", "ata/native", "--file", good);
+    expect(ok.stdout).toMatch(/1 of 1 samples conform/);
+    const bad = join(dir, "bad.jsonl");
+    writeFileSync(
+      bad,
+      `${JSON.stringify({ topic: "events", payload: { type: "fall.imagined", data: {} } })}\n`,
+    );
+    const fail = await ata("conform", "--profile", "ata/native", "--file", bad).catch(
+      (e) => e as { code: number; stdout: string },
+    );
+    expect(fail.code).toBe(1);
+    expect(fail.stdout).toMatch(/FAIL .*unknown_event/);
+  });
+
+  it("creates a staff token that works on the staff API", async () => {
+    const created = await ata(
+      "tokens",
+      "create",
+      "--name",
+      "Anna",
+      "--role",
+      "staff",
+      "--sites",
+      "home-a",
+      "--units",
+      "unit-1",
+    );
+    const token = /token: (\S+)/.exec(created.stdout)![1]!;
+    const t = await startGateway({ dir, keepDir: true, overrides: { dataDir: join(dir, "data") } });
+    try {
+      const me = await fetch(`${t.httpUrl}/api/v1/me`, {
+        headers: { authorization: `Bearer ${token}` },
+      }).then((r) => r.json());
+      expect(me.staff).toMatchObject({ name: "Anna", role: "staff", sites: ["home-a"], units: ["unit-1"] });
+    } finally {
+      await t.stop();
+    }
+  });
+});
