@@ -176,10 +176,15 @@ export class RuleEngine {
               eventSeq: e.logSeq,
             });
         } else this.raise(rule, e, measured);
-      } else if (rule.cancel)
-        this.ctx.alerts.close("cancelled", rule.cancel.alert, e, rule.id, { reason: rule.cancel.reason });
-      else if (rule.resolve)
-        this.ctx.alerts.close("resolved", rule.resolve.alert, e, rule.id, { outcome: rule.resolve.outcome });
+      } else {
+        // The schema lets one rule both cancel and resolve (two alert types): do both.
+        if (rule.cancel)
+          this.ctx.alerts.close("cancelled", rule.cancel.alert, e, rule.id, { reason: rule.cancel.reason });
+        if (rule.resolve)
+          this.ctx.alerts.close("resolved", rule.resolve.alert, e, rule.id, {
+            outcome: rule.resolve.outcome,
+          });
+      }
     }
   }
 

@@ -325,6 +325,41 @@ describe("one open alert per (type, device, resident)", () => {
   });
 });
 
+describe("cancel and resolve", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_DAY) });
+  });
+
+  it("a rule that both cancels and resolves closes both alerts", () => {
+    h = buildHarness({
+      rulesYaml: `
+rules:
+  - id: fall
+    when: { event: fall.detected }
+    raise: { alert: fall, priority: high, message: { da: f, en: f } }
+  - id: call
+    when: { event: call.manual }
+    raise: { alert: call, priority: high, message: { da: c, en: c } }
+  - id: all-clear
+    when: { event: intervention.complete }
+    cancel: { alert: fall, reason: all clear }
+    resolve: { alert: call, outcome: assistance-given }
+`,
+    });
+    h.emit("fall.detected", { device: DEVICES.native.id });
+    h.emit("call.manual", { device: DEVICES.native.id });
+    h.emit("intervention.complete", { device: DEVICES.native.id });
+    expect(h.all().map((a) => [a.type, a.state, a.outcome])).toEqual([
+      ["fall", "cancelled", null],
+      ["call", "resolved", "assistance-given"],
+    ]);
+    expect(h.alerts.history(h.all()[0]!.id).at(-1)).toMatchObject({
+      action: "cancelled",
+      reason: "all clear",
+    });
+  });
+});
+
 describe("late events (staleAfter, 6 h by default)", () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
