@@ -1,0 +1,935 @@
+// @ts-check
+/**
+ * The managers' dashboard: time freed for face-to-face care, and the figures around it (response
+ * times, alert volume, false alarms, device coverage), read from the reports API
+ * (/api/v1/reports/*). Every number shows the model version it was computed with, and the
+ * assumptions panel lists every parameter with its unit and source, placeholders marked.
+ *
+ * Each panel loads on its own: one report failing or empty never blanks the others.
+ */
+import { hbars, ranges, vbars } from "./charts.js";
+import { applyStatic, has, lang, setLang, t } from "./i18n.js";
+
+const TOKEN_KEY = "ata.dashboard.token";
+const CATEGORIES = ["night_supervision", "lift_transfers", "remote_resolution", "false_alarms"];
+const MANAGER_ROLES = new Set(["manager", "admin"]);
+
+/**
+ * @template {HTMLElement} T
+ * @param {string} id
+ * @returns {T}
+ */
+function $(id) {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`missing #${id}`);
+  return /** @type {T} */ (e);
+}
+
+const els = {
+  signin: $("signin"),
+  signinForm: /** @type {HTMLFormElement} */ ($("signin-form")),
+  token: /** @type {HTMLInputElement} */ ($("token")),
+  signinSubmit: /** @type {HTMLButtonElement} */ ($("signin-submit")),
+  signinError: $("signin-error"),
+  app: $("app"),
+  who: $("who"),
+  lang: /** @type {HTMLButtonElement} */ ($("lang")),
+  signOut: /** @type {HTMLButtonElement} */ ($("sign-out")),
+  filters: /** @type {HTMLFormElement} */ ($("filters")),
+  site: /** @type {HTMLSelectElement} */ ($("f-site")),
+  unit: /** @type {HTMLSelectElement} */ ($("f-unit")),
+  days: /** @type {HTMLSelectElement} */ ($("f-days")),
+  interval: /** @type {HTMLSelectElement} */ ($("f-interval")),
+  headlineValue: $("headline-value"),
+  headlineSub: $("headline-sub"),
+  headlineCats: $("headline-cats"),
+  headlineModel: $("headline-model"),
+  toast: $("toast"),
+};
+
+/** @typedef {{ id: string; name: string; role: string; sites: string[]; units: string[] | null }} Staff */
+
+const state = {
+  /** @type {string | null} */
+  token: null,
+  /** @type {Staff | null} */
+  staff: null,
+  /** Unit ids of the chosen site, learned from the reports. */
+  /** @type {string[]} */
+  units: [],
+  /** Guards against an older load finishing after a newer one. */
+  loadSeq: 0,
+  /** The last successful reports, re-rendered on a language switch. */
+  /** @type {Record<string, any>} */
+  data: {},
+};
+
+class ApiError extends Error {
+  /**
+   * @param {number} status
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+// ------------------------------------------------------------------ formatting
+
+function locale() {
+  return lang() === "da" ? "da-DK" : "en-GB";
+}
+
+/**
+ * @param {number | null | undefined} n
+ * @param {number} [digits]
+ */
+function num(n, digits = 1) {
+  if (n === null || n === undefined || !Number.isFinite(n)) return "–";
+  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(
+    n,
+  );
+}
+
+function pct(/** @type {number | null | undefined} */ share, digits = 1) {
+  return share === null || share === undefined ? "–" : t("dash.percent", { n: num(share * 100, digits) });
+}
+
+function duration(/** @type {number | null | undefined} */ sec) {
+  if (sec === null || sec === undefined) return "–";
+  if (sec < 90) return t("dash.seconds", { n: num(sec, 0) });
+  if (sec < 90 * 60) return t("dash.minutes", { n: num(sec / 60, 1) });
+  return t("dash.hours", { n: num(sec / 3600, 1) });
+}
+
+function label(/** @type {string} */ prefix, /** @type {string} */ key) {
+  return has(`${prefix}.${key}`) ? t(`${prefix}.${key}`) : key;
+}
+
+/** "2026-11-23" -> "23/11" (da) or "23 Nov" (en). */
+function shortDate(/** @type {string} */ iso) {
+  const d = new Date(`${iso.slice(0, 10)}T12:00:00Z`);
+  if (Number.isNaN(d.getTime())) return iso;
+  return new Intl.DateTimeFormat(locale(), { day: "numeric", month: "short", timeZone: "UTC" }).format(d);
+}
+
+/** A local calendar date N days before today, as YYYY-MM-DD. */
+function daysAgo(/** @type {number} */ n) {
+  const d = new Date();
+  d.setDate(d.getDate() - n);
+  const p = (/** @type {number} */ x) => String(x).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+
+// ------------------------------------------------------------------ DOM helpers
+
+/**
+ * @param {string} tag
+ * @param {string} [cls]
+ * @param {string | null} [text]
+ */
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = text;
+  return e;
+}
+
+/**
+ * @typedef {{ label: string; value: (row: any) => string | Node; num?: boolean; cls?: (row: any) => string }} Column
+ * @param {Column[]} columns
+ * @param {any[]} rows
+ * @param {string} [caption]
+ */
+function table(columns, rows, caption) {
+  const wrap = el("div", "table-wrap");
+  const tbl = el("table", "data");
+  if (caption) tbl.append(el("caption", "", caption));
+  const thead = el("thead");
+  const hr = el("tr");
+  for (const c of columns) hr.append(el("th", c.num ? "num" : "", c.label));
+  thead.append(hr);
+  const tbody = el("tbody");
+  for (const r of rows) {
+    const tr = el("tr");
+    for (const c of columns) {
+      const td = el("td", `${c.num ? "num" : ""} ${c.cls ? c.cls(r) : ""}`.trim());
+      const v = c.value(r);
+      if (typeof v === "string") td.textContent = v;
+      else td.append(v);
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+  tbl.append(thead, tbody);
+  wrap.append(tbl);
+  return wrap;
+}
+
+/** A table folded under the chart that shows the same numbers. */
+function folded(/** @type {HTMLElement} */ content) {
+  const d = el("details", "folded");
+  d.append(el("summary", "", t("dash.showTable")), content);
+  return d;
+}
+
+function panel(/** @type {string} */ id) {
+  const section = $(id);
+  const body = /** @type {HTMLElement} */ (section.querySelector(".panel-body"));
+  return {
+    loading() {
+      section.dataset.state = "loading";
+      body.replaceChildren(el("p", "panel-state", t("dash.loading")));
+    },
+    error(/** @type {unknown} */ err) {
+      section.dataset.state = "error";
+      const e = /** @type {ApiError} */ (err);
+      const text =
+        e instanceof ApiError && e.status === 404 && e.code === "not_found"
+          ? t("dash.notAvailable")
+          : t("dash.error", { message: e?.message ?? String(err) });
+      body.replaceChildren(el("p", "panel-state panel-error", text));
+    },
+    empty() {
+      section.dataset.state = "empty";
+      body.replaceChildren(el("p", "panel-state", t("dash.empty")));
+    },
+    show(/** @type {Node[]} */ ...nodes) {
+      section.dataset.state = "ready";
+      body.replaceChildren(...nodes);
+    },
+  };
+}
+
+let toastTimer = /** @type {ReturnType<typeof setTimeout> | null} */ (null);
+function toast(/** @type {string} */ text, error = false) {
+  els.toast.textContent = text;
+  els.toast.classList.toggle("toast-error", error);
+  els.toast.hidden = false;
+  if (toastTimer) clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    els.toast.hidden = true;
+  }, 5000);
+}
+
+// ------------------------------------------------------------------ API
+
+/**
+ * @param {string} path
+ * @param {Record<string, string | undefined>} [params]
+ */
+function apiUrl(path, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, v);
+  const qs = q.toString();
+  return `${path}${qs ? `?${qs}` : ""}`;
+}
+
+/**
+ * @param {string} path
+ * @param {Record<string, string | undefined>} [params]
+ * @returns {Promise<Response>}
+ */
+async function apiFetch(path, params) {
+  const res = await fetch(apiUrl(path, params), { headers: { authorization: `Bearer ${state.token}` } });
+  if (res.ok) return res;
+  let code = "internal";
+  let message = `HTTP ${res.status}`;
+  try {
+    const body = await res.json();
+    code = body?.error?.code ?? code;
+    message = body?.error?.message ?? message;
+  } catch {
+    // Not JSON: keep the status line.
+  }
+  if (res.status === 401) signOut(t("error.unauthenticated"));
+  throw new ApiError(res.status, code, message);
+}
+
+/**
+ * @param {string} path
+ * @param {Record<string, string | undefined>} [params]
+ */
+async function apiJson(path, params) {
+  return (await apiFetch(path, params)).json();
+}
+
+/** The filters as report query parameters. */
+function query() {
+  return {
+    site: els.site.value || undefined,
+    unit: els.unit.value || undefined,
+    from: daysAgo(Number(els.days.value) - 1),
+  };
+}
+
+/**
+ * CSV through fetch (the token travels in a header, not in the URL) and a Blob download.
+ * @param {string} report
+ * @param {string} tableName
+ */
+async function downloadCsv(report, tableName) {
+  const q = query();
+  /** @type {Record<string, string | undefined>} */
+  const params =
+    report === "model"
+      ? { site: q.site, format: "csv", table: tableName }
+      : {
+          ...q,
+          format: "csv",
+          table: tableName,
+          ...(report === "time-saved" ? { interval: els.interval.value } : {}),
+        };
+  try {
+    const res = await apiFetch(`/api/v1/reports/${report}`, params);
+    const blob = await res.blob();
+    const disposition = res.headers.get("content-disposition") ?? "";
+    const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? `${report}-${tableName}.csv`;
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (err) {
+    toast(t("dash.csvFailed", { message: /** @type {Error} */ (err).message }), true);
+  }
+}
+
+// ------------------------------------------------------------------ sign-in
+
+function init() {
+  document.documentElement.lang = lang();
+  applyStatic(document);
+  document.title = t("app.dashboard");
+  els.signinForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void signIn(els.token.value.trim(), true);
+  });
+  els.signOut.addEventListener("click", () => signOut());
+  els.lang.addEventListener("click", () => {
+    setLang(lang() === "da" ? "en" : "da");
+    document.title = t("app.dashboard");
+    fillUnitOptions();
+    renderAll();
+  });
+  els.filters.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void load();
+  });
+  els.site.addEventListener("change", () => {
+    state.units = [];
+    fillUnitOptions();
+    void load();
+  });
+  for (const s of [els.unit, els.days, els.interval]) s.addEventListener("change", () => void load());
+  document.addEventListener("click", (ev) => {
+    const b = /** @type {HTMLElement} */ (ev.target).closest("[data-csv]");
+    if (b instanceof HTMLElement) void downloadCsv(b.dataset.csv ?? "", b.dataset.table ?? "");
+  });
+
+  let saved = null;
+  try {
+    saved = localStorage.getItem(TOKEN_KEY);
+  } catch {
+    // No storage.
+  }
+  if (saved) void signIn(saved, false);
+  else showSignIn();
+}
+
+function showSignIn(/** @type {string | null} */ error = null) {
+  els.signin.hidden = false;
+  els.app.hidden = true;
+  els.signOut.hidden = true;
+  els.signinError.hidden = !error;
+  els.signinError.textContent = error ?? "";
+  els.token.focus();
+}
+
+/**
+ * @param {string} token
+ * @param {boolean} fromForm
+ */
+async function signIn(token, fromForm) {
+  if (!token) return;
+  els.signinSubmit.disabled = true;
+  els.signinSubmit.textContent = t("signin.checking");
+  try {
+    const res = await fetch("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+    if (res.status === 401 || res.status === 403) throw new Error(t("signin.invalid"));
+    if (!res.ok) throw new Error(t("signin.unreachable"));
+    const { staff } = /** @type {{ staff: Staff }} */ (await res.json());
+    if (!MANAGER_ROLES.has(staff.role)) throw new Error(t("signin.notManager"));
+    state.token = token;
+    state.staff = staff;
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // This page only.
+    }
+    showApp();
+  } catch (err) {
+    if (!fromForm) {
+      try {
+        localStorage.removeItem(TOKEN_KEY);
+      } catch {
+        // Nothing stored.
+      }
+    }
+    showSignIn(err instanceof TypeError ? t("signin.unreachable") : /** @type {Error} */ (err).message);
+  } finally {
+    els.signinSubmit.disabled = false;
+    els.signinSubmit.textContent = t("signin.submit");
+  }
+}
+
+function signOut(/** @type {string | null} */ message = null) {
+  state.token = null;
+  state.staff = null;
+  state.data = {};
+  state.loadSeq++;
+  try {
+    localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Nothing stored.
+  }
+  els.who.textContent = "";
+  els.token.value = "";
+  showSignIn(message);
+}
+
+function showApp() {
+  const staff = /** @type {Staff} */ (state.staff);
+  els.signin.hidden = true;
+  els.app.hidden = false;
+  els.signOut.hidden = false;
+  els.who.textContent = staff.name;
+  const hash = new URLSearchParams(location.hash.slice(1));
+  els.site.replaceChildren(
+    ...staff.sites.map((s) => {
+      const o = /** @type {HTMLOptionElement} */ (el("option", "", s));
+      o.value = s;
+      return o;
+    }),
+  );
+  const site = hash.get("site");
+  if (site && staff.sites.includes(site)) els.site.value = site;
+  const days = hash.get("days");
+  if (days && [...els.days.options].some((o) => o.value === days)) els.days.value = days;
+  else els.days.value = "28";
+  const interval = hash.get("interval");
+  els.interval.value = interval === "day" || interval === "week" ? interval : "week";
+  state.units = staff.units ?? [];
+  fillUnitOptions(hash.get("unit") ?? "");
+  void load();
+}
+
+function fillUnitOptions(/** @type {string} */ keep = els.unit.value) {
+  const all = /** @type {HTMLOptionElement} */ (el("option", "", t("dash.allUnits")));
+  all.value = "";
+  const opts = state.units.map((u) => {
+    const o = /** @type {HTMLOptionElement} */ (el("option", "", u));
+    o.value = u;
+    return o;
+  });
+  els.unit.replaceChildren(all, ...opts);
+  els.unit.value = state.units.includes(keep) ? keep : "";
+}
+
+// ------------------------------------------------------------------ loading
+
+async function load() {
+  if (!state.token) return;
+  const seq = ++state.loadSeq;
+  const q = query();
+  const interval = els.interval.value;
+  history.replaceState(
+    null,
+    "",
+    `#${new URLSearchParams({ site: q.site ?? "", unit: q.unit ?? "", days: els.days.value, interval })}`,
+  );
+  for (const id of [
+    "p-units",
+    "p-trend",
+    "p-categories",
+    "p-response",
+    "p-volume",
+    "p-false",
+    "p-coverage",
+    "p-model",
+  ])
+    panel(id).loading();
+  els.headlineValue.textContent = "–";
+  els.headlineSub.textContent = t("dash.loading");
+  els.headlineCats.replaceChildren();
+
+  /**
+   * @param {string} key
+   * @param {() => Promise<any>} fetcher
+   * @param {string[]} panels
+   */
+  const job = async (key, fetcher, panels) => {
+    try {
+      const data = await fetcher();
+      if (seq !== state.loadSeq) return;
+      state.data[key] = data;
+    } catch (err) {
+      if (seq !== state.loadSeq) return;
+      delete state.data[key];
+      for (const id of panels) panel(id).error(err);
+      if (key === "timeDay") {
+        els.headlineSub.textContent = t("dash.error", { message: /** @type {Error} */ (err).message });
+      }
+      return;
+    }
+    render(key);
+  };
+
+  // Per-day figures give the exact number of computed days behind "per week"; the trend uses the
+  // interval the manager chose.
+  await Promise.all([
+    job("timeDay", () => apiJson("/api/v1/reports/time-saved", { ...q, interval: "day" }), [
+      "p-units",
+      "p-categories",
+      ...(interval === "day" ? ["p-trend"] : []),
+    ]),
+    interval === "day"
+      ? Promise.resolve()
+      : job("timeTrend", () => apiJson("/api/v1/reports/time-saved", { ...q, interval }), ["p-trend"]),
+    job("response", () => apiJson("/api/v1/reports/response-times", q), ["p-response"]),
+    job("volume", () => apiJson("/api/v1/reports/alert-volume", q), ["p-volume"]),
+    job("falseAlarms", () => apiJson("/api/v1/reports/false-alarms", q), ["p-false"]),
+    job("coverage", () => apiJson("/api/v1/reports/coverage", q), ["p-coverage"]),
+    job("model", () => apiJson("/api/v1/reports/model", { site: q.site }), ["p-model"]),
+  ]);
+}
+
+function renderAll() {
+  for (const key of Object.keys(state.data)) render(key);
+}
+
+/** @param {string} key */
+function render(key) {
+  const data = state.data[key];
+  if (!data) return;
+  try {
+    if (key === "timeDay") {
+      learnUnits(data.byUnit?.map((/** @type {any} */ u) => u.unit) ?? []);
+      renderHeadline(data);
+      renderUnits(data);
+      renderCategories(data);
+      if (els.interval.value === "day") renderTrend(data);
+    } else if (key === "timeTrend") renderTrend(data);
+    else if (key === "response") renderResponse(data);
+    else if (key === "volume") renderVolume(data);
+    else if (key === "falseAlarms") renderFalseAlarms(data);
+    else if (key === "coverage") {
+      learnUnits(data.byUnit?.map((/** @type {any} */ u) => u.unit) ?? []);
+      renderCoverage(data);
+    } else if (key === "model") renderModel(data);
+  } catch (err) {
+    // A report whose shape changed must not take the page down: that panel says so.
+    const ids = /** @type {Record<string, string[]>} */ ({
+      timeDay: ["p-units", "p-categories"],
+      timeTrend: ["p-trend"],
+      response: ["p-response"],
+      volume: ["p-volume"],
+      falseAlarms: ["p-false"],
+      coverage: ["p-coverage"],
+      model: ["p-model"],
+    })[key];
+    for (const id of ids ?? []) panel(id).error(err);
+  }
+}
+
+/** The unit picker offers the units the reports list for the site (within the token's scope). */
+function learnUnits(/** @type {string[]} */ units) {
+  if (els.unit.value) return;
+  const next = [...new Set(units)].sort();
+  if (next.length && next.join() !== state.units.join()) {
+    state.units = next;
+    fillUnitOptions("");
+  }
+}
+
+// ------------------------------------------------------------------ panels
+
+/** Days with computed time-saved figures in a per-day report. */
+function computedDays(/** @type {any} */ report) {
+  return (report.trend ?? []).filter((/** @type {any} */ p) => p.computed).length;
+}
+
+function renderHeadline(/** @type {any} */ r) {
+  const days = computedDays(r);
+  const range = r.ranges?.[0];
+  const from = range ? shortDate(range.from) : "";
+  const to = range ? shortDate(new Date(Date.parse(range.to) - 1).toISOString()) : "";
+  if (!days) {
+    els.headlineValue.textContent = "–";
+    els.headlineSub.textContent = t("dash.noComputedDays");
+    els.headlineCats.replaceChildren();
+  } else {
+    const weeks = days / 7;
+    els.headlineValue.textContent = num(r.totals.hours / weeks, 1);
+    els.headlineSub.textContent = t("dash.headlineSub", {
+      scope: els.unit.value ? t("alert.unit", { unit: els.unit.value }) : t("dash.allUnits"),
+      days,
+      from,
+      to,
+    });
+    els.headlineCats.replaceChildren(
+      ...CATEGORIES.map((c) => {
+        const h = (r.totals.categories?.[c]?.hours ?? 0) / weeks;
+        const chip = el("span", `chip${h < 0 ? " chip-neg" : ""}`);
+        chip.append(el("span", "chip-label", label("dash.cat", c)), el("span", "chip-value", num(h, 1)));
+        return chip;
+      }),
+    );
+  }
+  els.headlineModel.textContent = r.model
+    ? t("dash.modelLine", { version: r.model.version, fingerprint: r.model.modelVersion })
+    : "";
+}
+
+function renderUnits(/** @type {any} */ r) {
+  const p = panel("p-units");
+  const days = computedDays(r);
+  const units = r.byUnit ?? [];
+  if (!days || !units.length) return p.empty();
+  const weeks = days / 7;
+  const rows = units.map((/** @type {any} */ u) => ({ ...u, perWeek: u.hours / weeks }));
+  const chart = hbars({
+    label: t("dash.timeSaved"),
+    rows: rows.map((/** @type {any} */ u) => ({
+      label: u.unit,
+      value: u.perWeek,
+      display: t("dash.hoursPerWeek", { n: num(u.perWeek, 1) }),
+    })),
+  });
+  const tbl = table(
+    [
+      { label: t("dash.col.unitId"), value: (u) => u.unit },
+      { label: t("dash.col.perWeek"), value: (u) => num(u.perWeek, 1), num: true },
+      { label: t("dash.col.hours"), value: (u) => num(u.hours, 1), num: true },
+      ...CATEGORIES.map((c) => ({
+        label: label("dash.cat", c),
+        value: (/** @type {any} */ u) => num(u.categories?.[c]?.hours, 1),
+        num: true,
+      })),
+    ],
+    rows,
+  );
+  p.show(chart, folded(tbl));
+}
+
+function renderTrend(/** @type {any} */ r) {
+  const p = panel("p-trend");
+  const points = r.trend ?? [];
+  if (!points.some((/** @type {any} */ x) => x.computed)) return p.empty();
+  const chart = vbars({
+    label: t("dash.trend"),
+    line: true,
+    points: points.map((/** @type {any} */ x) => {
+      const partial = periodEnd(x.start, r.interval) > Date.now();
+      return {
+        label: shortDate(x.period),
+        value: x.computed ? x.hours : null,
+        display: x.computed
+          ? `${t("dash.hours", { n: num(x.hours, 1) })}${partial ? ` (${t("dash.partial")})` : ""}`
+          : "–",
+        className: partial ? "bar-partial" : "",
+      };
+    }),
+  });
+  const tbl = table(
+    [
+      { label: t("dash.col.period"), value: (x) => x.period },
+      {
+        label: t("dash.col.hours"),
+        value: (x) =>
+          x.computed
+            ? `${num(x.hours, 1)}${periodEnd(x.start, r.interval) > Date.now() ? ` (${t("dash.partial")})` : ""}`
+            : "–",
+        num: true,
+      },
+      {
+        label: t("dash.col.change"),
+        value: (x) => (x.change === null ? "–" : num(x.change / 60, 1)),
+        num: true,
+      },
+    ],
+    points,
+  );
+  p.show(el("p", "panel-note", t(`dash.trendNote.${r.interval ?? "day"}`)), chart, folded(tbl));
+}
+
+/** When a trend period ends (ms): the current day or week is still running and shown lighter. */
+function periodEnd(/** @type {string} */ start, /** @type {string} */ interval) {
+  const t0 = Date.parse(start);
+  if (interval === "week") return t0 + 7 * 86_400_000;
+  if (interval === "month") {
+    const d = new Date(t0);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, d.getUTCDate());
+  }
+  return t0 + 86_400_000;
+}
+
+function renderCategories(/** @type {any} */ r) {
+  const p = panel("p-categories");
+  const days = computedDays(r);
+  if (!days) return p.empty();
+  const cats = CATEGORIES.map((c) => ({ c, ...(r.totals.categories?.[c] ?? { hours: 0, count: 0 }) }));
+  const chart = hbars({
+    label: t("dash.categories"),
+    rows: [
+      ...cats.map((x) => ({
+        label: label("dash.cat", x.c),
+        value: x.hours,
+        display: t("dash.hours", { n: num(x.hours, 1) }),
+      })),
+      {
+        label: t("dash.cat.net"),
+        value: r.totals.hours,
+        display: t("dash.hours", { n: num(r.totals.hours, 1) }),
+        className: "bar-total",
+      },
+    ],
+  });
+  const tbl = table(
+    [
+      { label: t("dash.col.category"), value: (x) => label("dash.cat", x.c) },
+      { label: t("dash.col.hours"), value: (x) => num(x.hours, 1), num: true },
+      { label: t("dash.col.count"), value: (x) => num(x.count, 0), num: true },
+    ],
+    cats,
+  );
+  p.show(el("p", "panel-note", t("dash.categoriesNote", { days })), chart, folded(tbl));
+}
+
+function renderResponse(/** @type {any} */ r) {
+  const p = panel("p-response");
+  const groups = r.byPriority ?? [];
+  if (!groups.length || !r.overall?.alerts) return p.empty();
+  /** @type {{ label: string; p50: number | null; p90: number | null; display: string }[]} */
+  const rows = [];
+  /** @type {any[]} */
+  const tableRows = [];
+  for (const g of groups) {
+    for (const m of ["toAccept", "toAttend", "toResolve"]) {
+      const s = g[m];
+      if (!s?.n) continue;
+      rows.push({
+        label: `${label("prioName", g.priority)} · ${t(`dash.rt.${m}`)}`,
+        p50: s.p50Sec,
+        p90: s.p90Sec,
+        display: `${duration(s.p50Sec)} / ${duration(s.p90Sec)}`,
+      });
+      tableRows.push({ priority: g.priority, metric: m, ...s });
+    }
+  }
+  if (!rows.length) return p.empty();
+  const chart = ranges({ label: t("dash.responseTimes"), rows });
+  const tbl = table(
+    [
+      { label: t("dash.col.priority"), value: (x) => label("prioName", x.priority) },
+      { label: t("dash.col.metric"), value: (x) => t(`dash.rt.${x.metric}`) },
+      { label: "n", value: (x) => num(x.n, 0), num: true },
+      { label: "p50", value: (x) => duration(x.p50Sec), num: true },
+      { label: "p90", value: (x) => duration(x.p90Sec), num: true },
+    ],
+    tableRows,
+  );
+  p.show(el("p", "panel-note", t("dash.rtLegend", { n: r.overall.alerts })), chart, folded(tbl));
+}
+
+function renderVolume(/** @type {any} */ r) {
+  const p = panel("p-volume");
+  if (!r.total) return p.empty();
+  const chart = vbars({
+    label: t("dash.volume"),
+    tickEvery: 3,
+    height: 220,
+    points: (r.byHour ?? []).map((/** @type {any} */ h) => ({
+      label: String(h.hour).padStart(2, "0"),
+      value: h.count,
+      display: num(h.count, 0),
+    })),
+  });
+  const types = table(
+    [
+      { label: t("dash.col.type"), value: (x) => label("type", x.type) },
+      { label: t("dash.col.count"), value: (x) => num(x.count, 0), num: true },
+    ],
+    r.byType ?? [],
+  );
+  p.show(el("p", "panel-note", t("dash.volumeTotal", { n: num(r.total, 0) })), chart, folded(types));
+}
+
+function renderFalseAlarms(/** @type {any} */ r) {
+  const p = panel("p-false");
+  const rooms = (r.byRoom ?? []).filter((/** @type {any} */ x) => x.alerts > 0);
+  if (!rooms.length) return p.empty();
+  const top = rooms.slice(0, 12);
+  const chart = hbars({
+    label: t("dash.falseAlarms"),
+    rows: top.map((/** @type {any} */ x) => ({
+      label: `${x.room ?? "–"} (${x.unit})`,
+      value: x.rate === null ? null : x.rate * 100,
+      display:
+        x.rate === null
+          ? t("dash.noneResolved")
+          : `${pct(x.rate, 0)} (${num(x.falseAlarms, 0)}/${num(x.resolved, 0)})`,
+    })),
+  });
+  const devices = table(
+    [
+      { label: t("dash.col.device"), value: (x) => x.device },
+      { label: t("dash.col.room"), value: (x) => x.room ?? "–" },
+      { label: t("dash.col.alerts"), value: (x) => num(x.alerts, 0), num: true },
+      { label: t("dash.col.resolved"), value: (x) => num(x.resolved, 0), num: true },
+      { label: t("dash.col.falseAlarms"), value: (x) => num(x.falseAlarms, 0), num: true },
+      { label: t("dash.col.rate"), value: (x) => pct(x.rate, 0), num: true },
+    ],
+    r.byDevice ?? [],
+  );
+  const total = r.total ?? {};
+  p.show(
+    el(
+      "p",
+      "panel-note",
+      t("dash.falseTotal", {
+        rate: pct(total.rate, 1),
+        n: num(total.falseAlarms, 0),
+        of: num(total.resolved, 0),
+      }),
+    ),
+    chart,
+    folded(devices),
+  );
+}
+
+function renderCoverage(/** @type {any} */ r) {
+  const p = panel("p-coverage");
+  const units = r.byUnit ?? [];
+  const devices = r.byDevice ?? [];
+  if (!units.length && !devices.length) return p.empty();
+  const unitTable = table(
+    [
+      { label: t("dash.col.unitId"), value: (u) => u.unit },
+      { label: t("dash.col.devices"), value: (u) => num(u.devices, 0), num: true },
+      { label: t("dash.col.fallSensors"), value: (u) => num(u.fallSensors, 0), num: true },
+      { label: t("dash.col.uptime"), value: (u) => pct(u.onlineShare, 1), num: true },
+      { label: t("dash.col.fallSensorUptime"), value: (u) => pct(u.fallSensorOnlineShare, 1), num: true },
+      {
+        label: t("dash.col.residentCoverage"),
+        value: (u) =>
+          `${pct(u.residentCoverage, 0)} (${num(u.residentsWithFallSensor, 0)}/${num(u.residents, 0)})`,
+        num: true,
+      },
+      {
+        label: t("dash.col.roomCoverage"),
+        value: (u) => (u.rooms === null ? "–" : `${num(u.roomsWithFallSensor, 0)}/${num(u.rooms, 0)}`),
+        num: true,
+      },
+    ],
+    units,
+  );
+  // Worst first: the devices that need attention.
+  const sorted = [...devices].sort((a, b) => (a.onlineShare ?? 2) - (b.onlineShare ?? 2));
+  const shown = sorted.slice(0, 20);
+  const chart = hbars({
+    label: t("dash.coverage"),
+    rows: shown.map((d) => ({
+      label: d.device,
+      value: d.onlineShare === null ? null : d.onlineShare * 100,
+      display: d.onlineShare === null ? t("dash.notObserved") : pct(d.onlineShare, 1),
+      className: d.onlineShare !== null && d.onlineShare < 0.95 ? "bar-warn" : "",
+    })),
+  });
+  const deviceTable = table(
+    [
+      { label: t("dash.col.device"), value: (d) => d.device },
+      { label: t("dash.col.kind"), value: (d) => d.kind ?? d.profile },
+      { label: t("dash.col.room"), value: (d) => d.room ?? "–" },
+      { label: t("dash.col.uptime"), value: (d) => pct(d.onlineShare, 1), num: true },
+      { label: t("dash.col.outages"), value: (d) => num(d.outages, 0), num: true },
+      {
+        label: t("dash.col.longestOutage"),
+        value: (d) => duration((d.longestOutageMinutes ?? 0) * 60),
+        num: true,
+      },
+    ],
+    sorted,
+  );
+  p.show(unitTable, el("h3", "panel-sub", t("dash.uptimeByDevice")), chart, folded(deviceTable));
+}
+
+function renderModel(/** @type {any} */ r) {
+  const p = panel("p-model");
+  const params = Object.entries(r.parameters ?? r.model?.parameters ?? {});
+  if (!params.length) return p.empty();
+  const version = el("p", "model-version");
+  version.append(
+    el("strong", "", t("dash.model", { version: r.version ?? r.model?.version ?? "?" })),
+    el("span", "model-fingerprint", ` · ${r.model?.modelVersion ?? ""}`),
+  );
+  const rows = params.map(([key, info]) => ({ key, .../** @type {any} */ (info) }));
+  const tbl = table(
+    [
+      {
+        label: t("dash.col.parameter"),
+        value: (x) => {
+          const cell = el("div", "param");
+          cell.append(el("span", "param-name", label("param", x.key)), el("code", "param-key", x.key));
+          return cell;
+        },
+      },
+      {
+        label: t("dash.col.value"),
+        value: (x) => {
+          const cell = el("div", "param-value");
+          cell.append(el("span", "", typeof x.value === "number" ? num(x.value, 3) : String(x.value)));
+          if (x.range)
+            cell.append(el("span", "param-range", `(${num(x.range[0], 2)}–${num(x.range[1], 2)})`));
+          if (x.placeholder) cell.append(el("span", "badge badge-placeholder", t("dash.placeholder")));
+          if (x.siteOverride) cell.append(el("span", "badge", t("dash.siteOverride")));
+          if (x.usedFor === "plausibility")
+            cell.append(el("span", "badge badge-soft", t("dash.plausibility")));
+          if (x.derived) cell.append(el("span", "badge badge-soft", t("dash.derived")));
+          return cell;
+        },
+        num: false,
+      },
+      { label: t("dash.col.unit"), value: (x) => x.unit ?? "" },
+      { label: t("dash.col.source"), value: (x) => x.source ?? "" },
+    ],
+    rows,
+  );
+  tbl.querySelectorAll("tbody tr").forEach((tr, i) => {
+    if (rows[i]?.placeholder) tr.classList.add("row-placeholder");
+  });
+  const refs = r.model?.references ?? [];
+  const nodes = [version, tbl];
+  if (refs.length) {
+    nodes.push(
+      el("h3", "panel-sub", t("dash.references")),
+      table(
+        [
+          { label: t("dash.col.name"), value: (x) => x.name },
+          { label: t("dash.col.value"), value: (x) => `${x.value}${x.detail ? ` (${x.detail})` : ""}` },
+          { label: t("dash.col.source"), value: (x) => x.source },
+        ],
+        refs,
+      ),
+    );
+  }
+  p.show(...nodes);
+}
+
+init();
