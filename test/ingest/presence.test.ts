@@ -61,6 +61,7 @@ describe("device presence", () => {
   it("a device that stops sending keepalives is disconnected and reported offline", async () => {
     const socket = connect(t.mqttPort, "127.0.0.1");
     socket.on("error", () => {});
+    socket.resume(); // read (and drop) the CONNACK, or 'close' waits for the unread data
     const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
     await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
     socket.write(
