@@ -167,7 +167,27 @@ export async function timeSavedReport(
       ]);
 
       // Cells keyed by period start x unit x category (months rolled up from days here).
-      const periodOf = (t: number) => (interval === "month" ? monthStart(t, tz) : t);
+      // A bucket start and its label depend only on the instant: a month has ~31 distinct ones, and
+      // each zone conversion costs microseconds, so they are cached for the thousands of rows.
+      const monthOf = new Map<number, number>();
+      const labels = new Map<number, string>();
+      const periodOf = (t: number) => {
+        if (interval !== "month") return t;
+        let start = monthOf.get(t);
+        if (start === undefined) {
+          start = monthStart(t, tz);
+          monthOf.set(t, start);
+        }
+        return start;
+      };
+      const label = (start: number) => {
+        let l = labels.get(start);
+        if (l === undefined) {
+          l = periodLabel(start, interval, tz);
+          labels.set(start, l);
+        }
+        return l;
+      };
       const cells = new Map<
         string,
         { start: number; unit: string; category: Category; minutes: number; count: number }
@@ -217,7 +237,7 @@ export async function timeSavedReport(
           site: site.id,
           unit: c.unit,
           category: c.category,
-          period: periodLabel(c.start, interval, tz),
+          period: label(c.start),
           start: iso(c.start),
           minutes: round(c.minutes),
           hours: round(c.minutes / 60, 2),
@@ -254,14 +274,14 @@ export async function timeSavedReport(
         byUnit.push(u);
       }
 
-      const starts =
+      const periods =
         interval === "month" ? monthStarts(from, to, tz) : bucketStarts(from, to, storeInterval, tz);
       let previous: number | null = null;
-      for (const start of starts) {
+      for (const start of periods) {
         const net = perPeriod.get(start);
         trend.push({
           site: site.id,
-          period: periodLabel(start, interval, tz),
+          period: label(start),
           start: iso(start),
           computed: net !== undefined,
           minutes: net === undefined ? null : round(net),

@@ -152,46 +152,85 @@ export interface ComputeContext {
   profiles: ProfileKinds;
 }
 
-/** Whether somebody was physically in the room for an alert. */
-function visited(a: AlertRow, presence: readonly PresenceRow[]): boolean {
-  if (a.attending_at !== null) return true;
-  if (a.outcome !== null && VISIT_OUTCOMES.has(a.outcome)) return true;
-  if (presenceDuring(a, presence) !== undefined) return true;
-  // Accepted and then cancelled, or accepted and still open: assume a carer went (the conservative
-  // reading; an open alert is computed again once it closes).
-  return a.accepted_at !== null && a.state !== "resolved";
+type Place = { room_id: string | null; resident_ref: string | null };
+
+/**
+ * Staff presses by room and by resident, so that finding the presses of one room is a lookup, not a
+ * scan of the site's: the day's work stays linear in residents + alerts + presses.
+ */
+class PresenceIndex {
+  private readonly byRoom = new Map<string, PresenceRow[]>();
+  private readonly byResident = new Map<string, PresenceRow[]>();
+  private readonly cache = new Map<string, PresenceRow[]>();
+
+  constructor(rows: readonly PresenceRow[]) {
+    const add = (map: Map<string, PresenceRow[]>, key: string | null, row: PresenceRow) => {
+      if (key === null) return;
+      const list = map.get(key);
+      if (list) list.push(row);
+      else map.set(key, [row]);
+    };
+    for (const row of rows) {
+      add(this.byRoom, row.room_id, row);
+      add(this.byResident, row.resident_ref, row);
+    }
+  }
+
+  /** Presses in the place's room or tagged with its resident, in time order. */
+  of(place: Place): readonly PresenceRow[] {
+    const key = `${place.room_id ?? ""}\u0000${place.resident_ref ?? ""}`;
+    let rows = this.cache.get(key);
+    if (!rows) {
+      const room = place.room_id !== null ? (this.byRoom.get(place.room_id) ?? []) : [];
+      const resident = place.resident_ref !== null ? (this.byResident.get(place.resident_ref) ?? []) : [];
+      rows = resident.length === 0 ? room : [...new Set([...room, ...resident])].sort((a, b) => a.at - b.at);
+      this.cache.set(key, rows);
+    }
+    return rows;
+  }
 }
 
-function sameRoom(a: { room_id: string | null; resident_ref: string | null }, p: PresenceRow): boolean {
-  if (a.resident_ref !== null && p.resident_ref === a.resident_ref) return true;
-  return a.room_id !== null && p.room_id === a.room_id;
-}
-
-/** The first staff presence in the alert's room while it was open. */
-function presenceDuring(a: AlertRow, presence: readonly PresenceRow[]): number | undefined {
+/** The first staff press in the alert's room while it was open. */
+function presenceDuring(a: AlertRow, presence: PresenceIndex): number | undefined {
   const end = a.resolved_at ?? Number.POSITIVE_INFINITY;
-  for (const p of presence) {
+  for (const p of presence.of(a)) {
     if (p.at < a.raised_at) continue;
     if (p.at > end) break;
-    if (sameRoom(a, p)) return p.at;
+    return p.at;
   }
   return undefined;
 }
 
-function isRemoteResolution(a: AlertRow, presence: readonly PresenceRow[]): boolean {
+/**
+ * When somebody was physically in the room for an alert, or null when nobody was: attending, an
+ * outcome that needs hands (a fall, assistance), or a staff press in the room while it was open.
+ * Accepted and then cancelled, or accepted and still open, counts as a visit at acceptance: the
+ * conservative reading (an open alert is computed again once it closes).
+ */
+function visitOf(a: AlertRow, presence: PresenceIndex): number | null {
+  const pressed = presenceDuring(a, presence);
+  if (a.attending_at !== null) return a.attending_at;
+  if (pressed !== undefined) return pressed;
+  if (a.outcome !== null && VISIT_OUTCOMES.has(a.outcome))
+    return a.accepted_at ?? a.resolved_at ?? a.raised_at;
+  if (a.accepted_at !== null && a.state !== "resolved") return a.accepted_at;
+  return null;
+}
+
+function isRemoteResolution(a: AlertRow, visit: number | null): boolean {
   return (
+    visit === null &&
     a.state === "resolved" &&
     a.outcome !== null &&
     REMOTE_OUTCOMES.has(a.outcome) &&
     CARE_PRIORITIES.has(a.priority) &&
     // Resolved by a person: an alert a rule closed (bed.return) saved nobody a decision.
-    (a.resolved_by?.startsWith("staff:") ?? false) &&
-    !visited(a, presence)
+    (a.resolved_by?.startsWith("staff:") ?? false)
   );
 }
 
-function isAttendedFalseAlarm(a: AlertRow, presence: readonly PresenceRow[]): boolean {
-  return a.state === "resolved" && a.outcome === "false-alarm" && visited(a, presence);
+function isAttendedFalseAlarm(a: AlertRow, visit: number | null): boolean {
+  return visit !== null && a.state === "resolved" && a.outcome === "false-alarm";
 }
 
 /** Merges instants closer than `windowMs` to the start of the current visit. */
@@ -245,18 +284,23 @@ export function computeDay(
   const alerts = s.alerts.all(site.id, alertFrom, alertTo) as AlertRow[];
   let presenceTo = Math.max(dayEnd, nightEnd);
   for (const a of alerts) presenceTo = Math.max(presenceTo, a.resolved_at ?? now);
-  const presence = (
-    s.eventsOfType.all(site.id, "staff.presence", site.id, alertFrom, presenceTo + 1) as PresenceRow[]
-  ).map((r) => ({ room_id: r.room_id, resident_ref: r.resident_ref, at: r.at }));
+  const presence = new PresenceIndex(
+    (s.eventsOfType.all(site.id, "staff.presence", site.id, alertFrom, presenceTo + 1) as PresenceRow[]).map(
+      (r) => ({ room_id: r.room_id, resident_ref: r.resident_ref, at: r.at }),
+    ),
+  );
+  const visits = new Map<AlertRow, number | null>();
+  for (const a of alerts) visits.set(a, visitOf(a, presence));
 
   // Remote resolution and false alarms: alerts raised on this day.
   for (const a of alerts) {
     if (a.raised_at < dayStart || a.raised_at >= dayEnd) continue;
-    if (isRemoteResolution(a, presence)) {
+    const visit = visits.get(a)!;
+    if (isRemoteResolution(a, visit)) {
       const r = bucket(a.unit_id, "remote_resolution");
       r.count++;
       r.minutes += p.minutesPerAvoidedVisit;
-    } else if (isAttendedFalseAlarm(a, presence)) {
+    } else if (isAttendedFalseAlarm(a, visit)) {
       const r = bucket(a.unit_id, "false_alarms");
       r.count++;
       r.minutes -= p.minutesPerFalseAlarm;
@@ -291,9 +335,20 @@ export function computeDay(
   const residents = s.residents.all(site.id) as { ref: string; unit_id: string; room_id: string | null }[];
   const nights: ResidentNight[] = [];
   const mergeMs = p.visitMergeMinutes * MINUTE;
-  // False alarms that were attended are costed in their own category: their visits are not subtracted
-  // from the night checks a second time.
-  const falseAlarmVisits = alerts.filter((a) => isAttendedFalseAlarm(a, presence));
+  // Alerts by the resident they name, or by room when they name none.
+  const alertsOf = new Map<string, AlertRow[]>();
+  for (const a of alerts) {
+    const key =
+      a.resident_ref !== null
+        ? `r\u0000${a.resident_ref}`
+        : a.room_id !== null
+          ? `p\u0000${a.room_id}`
+          : null;
+    if (key === null) continue;
+    const list = alertsOf.get(key);
+    if (list) list.push(a);
+    else alertsOf.set(key, [a]);
+  }
   for (const res of residents) {
     const sensors = fallSensors.filter(
       (d) => d.resident_ref === res.ref || (res.room_id !== null && d.room_id === res.room_id),
@@ -316,21 +371,22 @@ export function computeDay(
     };
     nights.push(night);
     if (!qualified) continue;
-    const who = { room_id: res.room_id, resident_ref: res.ref };
-    const ofResident = (a: AlertRow) =>
-      a.resident_ref === res.ref ||
-      (a.resident_ref === null && res.room_id !== null && a.room_id === res.room_id);
-    const excluded = falseAlarmVisits.filter(ofResident);
+    const mine = [
+      ...(alertsOf.get(`r\u0000${res.ref}`) ?? []),
+      ...(res.room_id !== null ? (alertsOf.get(`p\u0000${res.room_id}`) ?? []) : []),
+    ];
+    // False alarms that were attended are costed in their own category: their visit is not
+    // subtracted from the night checks a second time.
+    const excluded = mine.filter((a) => isAttendedFalseAlarm(a, visits.get(a)!));
     const instants: number[] = [];
-    for (const pr of presence) {
-      if (pr.at < nightStart || pr.at >= nightEnd || !sameRoom(who, pr)) continue;
+    for (const pr of presence.of({ room_id: res.room_id, resident_ref: res.ref })) {
+      if (pr.at < nightStart || pr.at >= nightEnd) continue;
       if (excluded.some((a) => pr.at >= a.raised_at && pr.at <= (a.resolved_at ?? now))) continue;
       instants.push(pr.at);
     }
-    for (const a of alerts) {
-      if (!ofResident(a) || a.outcome === "false-alarm" || !visited(a, presence)) continue;
-      const at =
-        a.attending_at ?? presenceDuring(a, presence) ?? a.accepted_at ?? a.resolved_at ?? a.raised_at;
+    for (const a of mine) {
+      const at = visits.get(a)!;
+      if (at === null || a.outcome === "false-alarm") continue;
       if (at >= nightStart && at < nightEnd) instants.push(at);
     }
     night.visits = mergeVisits(instants, mergeMs);
