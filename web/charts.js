@@ -55,9 +55,8 @@ export function niceMax(/** @type {number} */ v) {
  */
 export function hbars(o) {
   const width = o.width ?? 640;
-  const labelW = o.labelWidth ?? 190;
-  const valueW = 90;
-  const rowH = 30;
+  const rows = layout(width, o.labelWidth ?? Math.round(width * 0.3), Math.round(Math.max(80, width * 0.15)));
+  const { labelW, valueW, rowH, barTop } = rows;
   const top = 6;
   const height = top + o.rows.length * rowH + 6;
   const svg = frame(width, height, o.label);
@@ -71,18 +70,16 @@ export function hbars(o) {
   svg.append(s("line", { x1: x0, x2: x0, y1: top - 4, y2: height - 2, class: "axis" }));
   o.rows.forEach((r, i) => {
     const y = top + i * rowH;
-    svg.append(
-      s("text", { x: labelW - 8, y: y + rowH / 2 + 5, "text-anchor": "end", class: "lbl" }, r.label),
-    );
+    svg.append(rows.labelText(y, r.label));
     const v = r.value ?? 0;
     const w = Math.abs(v) * scale;
     const x = v >= 0 ? x0 : x0 - w;
     const cls = `bar ${v < 0 ? "bar-neg" : ""} ${r.className ?? ""}`.trim();
     if (r.value !== null)
-      svg.append(s("rect", { x, y: y + 5, width: Math.max(w, 1), height: rowH - 10, rx: 3, class: cls }));
+      svg.append(s("rect", { x, y: y + barTop, width: Math.max(w, 1), height: BAR_H, rx: 3, class: cls }));
     const tx = v >= 0 ? x0 + w + 6 : x0 + 6;
     svg.append(
-      s("text", { x: Math.min(tx, width - valueW + 4), y: y + rowH / 2 + 5, class: "val" }, r.display),
+      s("text", { x: Math.min(tx, width - valueW + 4), y: y + barTop + BAR_H - 5, class: "val" }, r.display),
     );
   });
   return svg;
@@ -168,9 +165,8 @@ export function vbars(o) {
  */
 export function ranges(o) {
   const width = o.width ?? 640;
-  const labelW = 170;
-  const valueW = 150;
-  const rowH = 28;
+  const rows = layout(width, Math.round(width * 0.27), Math.round(Math.max(165, width * 0.26)));
+  const { labelW, valueW, rowH, barTop } = rows;
   const height = 8 + o.rows.length * rowH;
   const svg = frame(width, height, o.label);
   const max = niceMax(Math.max(0, ...o.rows.map((r) => r.p90 ?? r.p50 ?? 0)));
@@ -179,29 +175,51 @@ export function ranges(o) {
   svg.append(s("line", { x1: labelW, x2: labelW, y1: 2, y2: height - 2, class: "axis" }));
   o.rows.forEach((r, i) => {
     const y = 4 + i * rowH;
-    svg.append(
-      s("text", { x: labelW - 8, y: y + rowH / 2 + 5, "text-anchor": "end", class: "lbl" }, r.label),
-    );
+    const mid = y + barTop + BAR_H / 2;
+    svg.append(rows.labelText(y, r.label));
     if (r.p50 !== null)
       svg.append(
         s("rect", {
           x: labelW,
-          y: y + 6,
+          y: y + barTop,
           width: Math.max(1, x(r.p50) - labelW),
-          height: rowH - 12,
+          height: BAR_H,
           rx: 3,
           class: "bar",
         }),
       );
     if (r.p90 !== null) {
+      svg.append(s("line", { x1: x(r.p50 ?? 0), x2: x(r.p90), y1: mid, y2: mid, class: "whisker" }));
       svg.append(
-        s("line", { x1: x(r.p50 ?? 0), x2: x(r.p90), y1: y + rowH / 2, y2: y + rowH / 2, class: "whisker" }),
+        s("line", { x1: x(r.p90), x2: x(r.p90), y1: y + barTop, y2: y + barTop + BAR_H, class: "whisker" }),
       );
-      svg.append(s("line", { x1: x(r.p90), x2: x(r.p90), y1: y + 6, y2: y + rowH - 6, class: "whisker" }));
     }
-    svg.append(s("text", { x: width - valueW + 8, y: y + rowH / 2 + 5, class: "val" }, r.display));
+    svg.append(s("text", { x: width - valueW + 8, y: mid + 5, class: "val" }, r.display));
   });
   return svg;
+}
+
+const BAR_H = 18;
+
+/**
+ * Row geometry for the horizontal charts: labels left of the bars on a wide chart; on a narrow one
+ * (a phone) each label gets its own line above its bar, so long labels are not cut off.
+ * @param {number} width
+ * @param {number} labelW
+ * @param {number} valueW
+ */
+function layout(width, labelW, valueW) {
+  const stacked = width < 500;
+  return {
+    labelW: stacked ? 4 : labelW,
+    valueW,
+    rowH: stacked ? 44 : 30,
+    barTop: stacked ? 20 : 6,
+    labelText: (/** @type {number} */ y, /** @type {string} */ text) =>
+      stacked
+        ? s("text", { x: 4, y: y + 15, class: "lbl" }, text)
+        : s("text", { x: labelW - 8, y: y + 20, "text-anchor": "end", class: "lbl" }, text),
+  };
 }
 
 function formatTick(/** @type {number} */ v) {

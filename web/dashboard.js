@@ -328,6 +328,12 @@ function init() {
     void load();
   });
   for (const s of [els.unit, els.days, els.interval]) s.addEventListener("change", () => void load());
+  let narrow = chartWidth();
+  window.addEventListener("resize", () => {
+    if (chartWidth() === narrow) return;
+    narrow = chartWidth();
+    renderAll();
+  });
   document.addEventListener("click", (ev) => {
     const b = /** @type {HTMLElement} */ (ev.target).closest("[data-csv]");
     if (b instanceof HTMLElement) void downloadCsv(b.dataset.csv ?? "", b.dataset.table ?? "");
@@ -510,6 +516,11 @@ async function load() {
   ]);
 }
 
+/** Chart width in SVG units: narrower on a phone, so the text in the charts stays readable. */
+function chartWidth() {
+  return window.innerWidth < 640 ? 400 : 640;
+}
+
 function renderAll() {
   for (const key of Object.keys(state.data)) render(key);
 }
@@ -605,6 +616,7 @@ function renderUnits(/** @type {any} */ r) {
   const weeks = days / 7;
   const rows = units.map((/** @type {any} */ u) => ({ ...u, perWeek: u.hours / weeks }));
   const chart = hbars({
+    width: chartWidth(),
     label: t("dash.timeSaved"),
     rows: rows.map((/** @type {any} */ u) => ({
       label: u.unit,
@@ -633,6 +645,7 @@ function renderTrend(/** @type {any} */ r) {
   const points = r.trend ?? [];
   if (!points.some((/** @type {any} */ x) => x.computed)) return p.empty();
   const chart = vbars({
+    width: chartWidth(),
     label: t("dash.trend"),
     line: true,
     points: points.map((/** @type {any} */ x) => {
@@ -686,6 +699,7 @@ function renderCategories(/** @type {any} */ r) {
   if (!days) return p.empty();
   const cats = CATEGORIES.map((c) => ({ c, ...(r.totals.categories?.[c] ?? { hours: 0, count: 0 }) }));
   const chart = hbars({
+    width: chartWidth(),
     label: t("dash.categories"),
     rows: [
       ...cats.map((x) => ({
@@ -734,7 +748,11 @@ function renderResponse(/** @type {any} */ r) {
     }
   }
   if (!rows.length) return p.empty();
-  const chart = ranges({ label: t("dash.responseTimes"), rows });
+  const chart = ranges({
+    width: chartWidth(),
+    label: t("dash.responseTimes"),
+    rows,
+  });
   const tbl = table(
     [
       { label: t("dash.col.priority"), value: (x) => label("prioName", x.priority) },
@@ -752,6 +770,7 @@ function renderVolume(/** @type {any} */ r) {
   const p = panel("p-volume");
   if (!r.total) return p.empty();
   const chart = vbars({
+    width: chartWidth(),
     label: t("dash.volume"),
     tickEvery: 3,
     height: 220,
@@ -777,6 +796,7 @@ function renderFalseAlarms(/** @type {any} */ r) {
   if (!rooms.length) return p.empty();
   const top = rooms.slice(0, 12);
   const chart = hbars({
+    width: chartWidth(),
     label: t("dash.falseAlarms"),
     rows: top.map((/** @type {any} */ x) => ({
       label: `${x.room ?? "–"} (${x.unit})`,
@@ -844,6 +864,7 @@ function renderCoverage(/** @type {any} */ r) {
   const sorted = [...devices].sort((a, b) => (a.onlineShare ?? 2) - (b.onlineShare ?? 2));
   const shown = sorted.slice(0, 20);
   const chart = hbars({
+    width: chartWidth(),
     label: t("dash.coverage"),
     rows: shown.map((d) => ({
       label: d.device,

@@ -432,6 +432,10 @@ describe("managers' dashboard in a real browser", () => {
     expect(page.url()).toContain("unit=unit-2");
     await page.unroute("**/api/v1/reports/coverage*");
 
+    await page.setViewportSize({ width: 400, height: 900 });
+    await page.screenshot({ path: screenshotPath("dashboard-phone") });
+    await page.setViewportSize({ width: 1400, height: 1000 });
+
     // English, too, from the same data.
     await page.click("#lang");
     expect(await page.textContent("#p-model h2")).toBe("Assumptions");
