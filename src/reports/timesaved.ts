@@ -467,6 +467,8 @@ export class TimeSavedJob extends EventEmitter {
   /** Site -> the earliest date a failed run did not write. */
   private readonly retryFrom = new Map<string, string>();
   private running = false;
+  /** Set by start(); stays set while the backfill could not ask the store what is missing. */
+  private backfillPending = false;
   lastError: Error | undefined;
 
   constructor(private readonly ctx: TimeSavedJobContext) {
@@ -474,11 +476,11 @@ export class TimeSavedJob extends EventEmitter {
     this.now = ctx.now ?? Date.now;
   }
 
-  /** Arms the timer and queues a backfill plus the first run; does not wait for them. */
+  /** Arms the timer and queues the first run, with the backfill; does not wait for them. */
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
-    this.enqueue(() => this.backfill());
+    this.backfillPending = true;
     this.enqueue(() => this.run());
     this.timer = setInterval(
       () => {
@@ -518,6 +520,7 @@ export class TimeSavedJob extends EventEmitter {
   }
 
   private async run(): Promise<RunSummary[]> {
+    if (this.backfillPending) await this.backfill();
     const out: RunSummary[] = [];
     for (const site of this.ctx.sites) {
       const today = localDate(this.now(), site.timeZone);
@@ -548,6 +551,7 @@ export class TimeSavedJob extends EventEmitter {
   /** Days in the backfill window without points of the current model version. */
   private async backfill(): Promise<void> {
     const days = this.ctx.backfillDays ?? 62;
+    this.backfillPending = false;
     for (const site of this.ctx.sites) {
       try {
         const sm = siteModel(this.ctx.model, site.id);
@@ -586,6 +590,9 @@ export class TimeSavedJob extends EventEmitter {
           prev = d;
         }
       } catch (err) {
+        // The store did not answer which days are missing (a range that failed to write is retried
+        // through retryFrom instead): ask again on the next run.
+        this.backfillPending = true;
         this.fail(site.id, undefined, err as Error);
       }
     }

@@ -238,6 +238,42 @@ describe("time saved on a hand-computed week (19-25 October 2026, Europe/Copenha
       expect(addDays("2026-10-25", 1)).toBe("2026-10-26");
     });
 
+    it("a store that cannot answer at start gets the backfill on a later run", async () => {
+      let down = true;
+      const flaky = new Proxy(store, {
+        get(target, prop, receiver) {
+          if (down && (prop === "aggregate" || prop === "write"))
+            return async () => Promise.reject(new Error("store down"));
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+      const j = new TimeSavedJob({
+        db,
+        store: flaky,
+        model,
+        sites: [SITE],
+        profiles: PROFILES,
+        now: () => AFTER_WEEK,
+        backfillDays: 30,
+      });
+      j.on("error", () => undefined);
+      await j.start();
+      await j.idle();
+      down = false;
+      const computed: { from: string; to: string }[] = [];
+      j.on("computed", (s) => computed.push({ from: s.from, to: s.to }));
+      await j.runOnce();
+      await j.stop();
+      // The failed run left 25-26 to retry; the backfill asks again and finds 18-24 missing.
+      expect(computed).toEqual([
+        { from: "2026-10-18", to: "2026-10-25" },
+        { from: "2026-10-25", to: "2026-10-27" },
+      ]);
+      const { body } = await report();
+      expect(body.totals.minutes).toBe(WEEK_TOTAL.net);
+    });
+
     it("a store that fails is retried by the next run from the first day it missed", async () => {
       let failing = true;
       const flaky = new Proxy(store, {
