@@ -14,12 +14,16 @@ import { alertRoutes } from "./http/alerts.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
+import { staticFiles } from "./http/static.js";
 import { Ingest } from "./ingest/pipeline.js";
 import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import type { DeviceProfile } from "./model/profile.js";
 import { Registry } from "./registry/registry.js";
+import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
+import { reportRoutes } from "./reports/routes.js";
+import { TimeSavedJob } from "./reports/timesaved.js";
 import { loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
@@ -38,8 +42,10 @@ export interface GatewayOptions {
   /** Override the database location (tests); default `<dataDir>/ata.db`. */
   dbPath?: string;
   profiles?: readonly DeviceProfile[];
-  /** Rules to run instead of the configured rule file (tests). */
+  /** Rules to run instead of the configured rule file (main.ts validates it before start). */
   rules?: RuleFile;
+  /** The time-saved model instead of the configured file. */
+  timeModel?: TimeModel;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
 }
@@ -69,6 +75,7 @@ export class Gateway {
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
+  timeSaved!: TimeSavedJob;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -244,11 +251,41 @@ export class Gateway {
       adminToken: config.http.adminToken,
       allSites: config.sites.map((s) => s.id),
     });
+    const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
+    const modelProblems = checkTimeModelSites(
+      timeModel,
+      config.sites.map((s) => s.id),
+    );
+    if (modelProblems.length) throw new TimeModelError(config.timeModelFile, modelProblems);
+    const sites = config.sites.map((s) => ({ id: s.id, timeZone: s.timeZone, units: s.units }));
+    this.timeSaved = new TimeSavedJob({
+      db: this.db,
+      store: this.series,
+      model: timeModel,
+      sites,
+      profiles: this.profiles,
+      log: log.child({ component: "time-saved" }),
+    });
+    reportRoutes(this.router, {
+      db: this.db,
+      store: this.series,
+      model: timeModel,
+      sites,
+      profiles: this.profiles,
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      job: this.timeSaved,
+    });
     this.http = new HttpServer(this.router, log.child({ component: "http" }), config.http);
     this.http.onUpgrade("/staff/ws", this.staff.handleUpgrade);
+    this.http.fallback(staticFiles());
 
     await this.broker.start();
     await this.http.start();
+    // In the background: the first run backfills missing days and must not delay accepting devices.
+    void this.timeSaved
+      .start()
+      .catch((err: Error) => log.error({ err: err.message }, "time-saved job failed to start"));
     this.started = true;
     if (config.demo.enabled) {
       this.demo = new DemoMode({
@@ -273,10 +310,12 @@ export class Gateway {
     this.started = false;
     if (this.registryPoll) clearInterval(this.registryPoll);
     await this.demo?.stop();
-    await this.http.stop();
+    // Staff sockets first: the HTTP server's close waits for every open upgrade.
     this.staff.stop();
+    await this.http.stop();
     await this.broker.stop();
     await this.ingest.stop();
+    await this.timeSaved.stop();
     await this.sink.stop();
     await this.series.stop();
     this.timers.stop();

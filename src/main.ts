@@ -7,6 +7,8 @@ import { PROFILES } from "../devices/index.js";
 import { ConfigError, loadConfig } from "./config/load.js";
 import { Gateway } from "./gateway.js";
 import { createLogger } from "./log.js";
+import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
+import { loadRuleFile } from "./rules/engine.js";
 
 const { values } = parseArgs({
   options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
@@ -18,12 +20,38 @@ if (values.help) {
 }
 
 let config: ReturnType<typeof loadConfig>;
+let rules: ReturnType<typeof loadRuleFile>;
+let timeModel: ReturnType<typeof loadTimeModel>;
 try {
   config = loadConfig({
     path: values.config,
     env: process.env,
     knownProfiles: new Set(PROFILES.map((p) => p.id)),
   });
+  // The rule file and the time model are configuration too: every problem in all three is listed
+  // before the process stops.
+  const failures: string[] = [];
+  try {
+    rules = loadRuleFile(config.rulesFile);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    failures.push(err.message);
+  }
+  try {
+    timeModel = loadTimeModel(config.timeModelFile);
+    const problems = checkTimeModelSites(
+      timeModel,
+      config.sites.map((s) => s.id),
+    );
+    if (problems.length) throw new TimeModelError(config.timeModelFile, problems);
+  } catch (err) {
+    if (!(err instanceof TimeModelError)) throw err;
+    failures.push(err.message);
+  }
+  if (failures.length) {
+    process.stderr.write(`${failures.join("\n")}\n`);
+    process.exit(2);
+  }
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
@@ -33,7 +61,7 @@ try {
 }
 
 const log = createLogger(config.log.level);
-const gateway = new Gateway({ config, log });
+const gateway = new Gateway({ config, log, rules: rules!, timeModel: timeModel! });
 
 let stopping = false;
 async function shutdown(signal: string) {

@@ -129,6 +129,8 @@ export const ConfigSchema = z.strictObject({
     .optional(),
   /** The rule file, relative to the working directory. */
   rulesFile: z.string().default("config/rules.yaml"),
+  /** The time-saved model's parameters with their sources. */
+  timeModelFile: z.string().default("config/time-model.yaml"),
   alarms: z
     .strictObject({
       /** The last rung of every escalation ladder: a signed POST to an alarm receiving centre or bridge. */

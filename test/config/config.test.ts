@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -45,6 +45,23 @@ describe("configuration", () => {
       expect(stderr).toContain(`- ${p}:`);
     }
     expect(stderr).not.toMatch(/at .*\.ts:\d+/); // no stack trace for a config error
+  });
+
+  it("an invalid rule file and time model stop the boot too, every problem listed with its path", async () => {
+    const rulesFile = join(dir, "bad-rules.yaml");
+    writeFileSync(
+      rulesFile,
+      "rules:\n  - id: x\n    when: { event: fall.imagined, time: { from: '25:00', to: '07:00' } }\n    raise: { alert: fall, priority: urgent, message: { da: a, en: b } }\n",
+    );
+    const timeModelFile = join(dir, "bad-model.yaml");
+    writeFileSync(timeModelFile, "version: 1\nparameters: nope\n");
+    const path = writeConfig(dir, { ...base, rulesFile, timeModelFile });
+    const { code, stderr } = await runGatewayExpectingFailure(path);
+    expect(code).toBe(2);
+    expect(stderr).toContain("rules[0].when.event");
+    expect(stderr).toContain("rules[0].when.time.from");
+    expect(stderr).toContain("rules[0].raise.priority");
+    expect(stderr).toContain(timeModelFile);
   });
 
   it("cross-references are checked after the schema: unknown profile, site, unit, resident, duplicates", () => {
