@@ -26,7 +26,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 
-echo "== types"; npx tsc --noEmit
+echo "== types"; npx tsc --noEmit && npx tsc -p web
 echo "== lint"; npx biome check .
 echo "== docker-compose.yml"; ATA_ADMIN_TOKEN=validate-only-token docker-compose -f docker-compose.yml config -q
 echo "== tests"
