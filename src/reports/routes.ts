@@ -31,7 +31,11 @@ export interface ReportRoutesContext extends ReportContext {
   adminToken: string | undefined;
   /** When given, POST /api/v1/reports/time-saved/recompute is offered to managers and admins. */
   job?: TimeSavedJob;
+  /** Token roles that may read reports; default manager and admin (the dashboard's audience). */
+  roles?: readonly string[];
 }
+
+export const DEFAULT_REPORT_ROLES: readonly string[] = ["manager", "admin"];
 
 /** Longest range one request may cover. */
 export const MAX_RANGE_DAYS = 1100;
@@ -173,7 +177,13 @@ function reply(
 export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
   const auth = { tokens: ctx.tokens, adminToken: ctx.adminToken, allSites: ctx.sites.map((s) => s.id) };
   const now = () => (ctx.now ?? Date.now)();
-  const who = (r: RequestContext) => principal(r, auth);
+  const roles = ctx.roles ?? DEFAULT_REPORT_ROLES;
+  const who = (r: RequestContext) => {
+    const staff = principal(r, auth);
+    if (!roles.includes(staff.role))
+      throw new ApiError("forbidden", `reports need one of these roles: ${roles.join(", ")}`);
+    return staff;
+  };
 
   const rangeReport = (
     name: string,

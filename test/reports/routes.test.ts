@@ -12,7 +12,8 @@ import { AFTER_WEEK, buildScenario, OVERRIDES, SITE, WEEK, WEEK_TOTAL } from "./
 const ADMIN = "admin-token-0123456789abcdef";
 const MANAGER = "manager-solbakken-0123456789";
 const OTHER_MANAGER = "manager-other-0123456789";
-const STAFF_A = "staff-unit-a-0123456789";
+const LEADER_A = "leader-unit-a-0123456789";
+const CARER = "carer-solbakken-0123456789";
 const OTHER = { id: "other", timeZone: "America/New_York", units: [{ id: "x", rooms: ["x-1"] }] };
 
 /** RFC 4180 rows (quotes, doubled quotes, CRLF); blank lines kept as []. */
@@ -66,7 +67,8 @@ describe("reports API over HTTP", () => {
     const tokens = new TokenStore(t.db);
     tokens.create({ name: "Mette", role: "manager", sites: ["solbakken"], token: MANAGER });
     tokens.create({ name: "Ole", role: "manager", sites: ["other"], token: OTHER_MANAGER });
-    tokens.create({ name: "Anna", role: "staff", sites: ["solbakken"], units: ["a"], token: STAFF_A });
+    tokens.create({ name: "Anna", role: "manager", sites: ["solbakken"], units: ["a"], token: LEADER_A });
+    tokens.create({ name: "Bo", role: "staff", sites: ["solbakken"], token: CARER });
     store = new EmbeddedSeriesStore({ path: ":memory:" });
     await store.start();
     const model = shippedModel(OVERRIDES);
@@ -152,11 +154,17 @@ describe("reports API over HTTP", () => {
     ]);
   });
 
-  it("a token limited to unit a sees unit a only, and 403 for unit b", async () => {
-    const mine = await json(`/api/v1/reports/time-saved?${week}`, STAFF_A);
+  it("a care worker's token is refused: reports are for managers", async () => {
+    const res = await json(`/api/v1/reports/time-saved?site=solbakken&${week}`, CARER);
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe("forbidden");
+  });
+
+  it("a unit leader's token limited to unit a sees unit a only, and 403 for unit b", async () => {
+    const mine = await json(`/api/v1/reports/time-saved?${week}`, LEADER_A);
     expect(mine.body.byUnit.map((u: { unit: string }) => u.unit)).toEqual(["a"]);
-    expect((await json(`/api/v1/reports/time-saved?unit=b&${week}`, STAFF_A)).status).toBe(403);
-    const volume = await json(`/api/v1/reports/alert-volume?${week}`, STAFF_A);
+    expect((await json(`/api/v1/reports/time-saved?unit=b&${week}`, LEADER_A)).status).toBe(403);
+    const volume = await json(`/api/v1/reports/alert-volume?${week}`, LEADER_A);
     expect(volume.body.byUnit.map((u: { unit: string }) => u.unit)).toEqual(["a"]);
   });
 
@@ -295,7 +303,7 @@ describe("reports API over HTTP", () => {
     expect(body.model.references.length).toBeGreaterThan(0);
   });
 
-  it("a manager can recompute a range of their site; staff cannot", async () => {
+  it("a manager can recompute a range of their site; a care worker cannot", async () => {
     const post = (token: string, body: unknown) =>
       fetch(`${base}/api/v1/reports/time-saved/recompute`, {
         method: "POST",
@@ -305,9 +313,7 @@ describe("reports API over HTTP", () => {
     const ok = await post(MANAGER, { site: "solbakken", from: "2026-10-19", to: "2026-10-21" });
     expect(ok.status).toBe(200);
     expect(((await ok.json()) as { recomputed: { days: number } }).recomputed.days).toBe(2);
-    expect((await post(STAFF_A, { site: "solbakken", from: "2026-10-19", to: "2026-10-21" })).status).toBe(
-      403,
-    );
+    expect((await post(CARER, { site: "solbakken", from: "2026-10-19", to: "2026-10-21" })).status).toBe(403);
     expect((await post(MANAGER, { site: "other", from: "2026-10-19", to: "2026-10-21" })).status).toBe(403);
     const { body } = await json(`/api/v1/reports/time-saved?site=solbakken&${week}`, MANAGER);
     expect(body.totals.minutes).toBe(WEEK_TOTAL.net);
