@@ -295,6 +295,21 @@ export class Gateway {
         rules: this.rules,
         log: log.child({ component: "demo" }),
         options: config.demo,
+        markOnline: async (deviceId, at) => {
+          await this.ingest.record(deviceId, [
+            {
+              type: "device.online",
+              eventId: `gw:demo-online:${at}`,
+              occurredAt: new Date(at).toISOString(),
+              phase: "point",
+              data: { reason: "demo history" },
+            },
+          ]);
+        },
+        historyPlayed: async (from, to) => {
+          for (const site of config.sites)
+            await this.timeSaved.recompute(site.id, new Date(from), new Date(to));
+        },
       });
       this.demo.start();
     }

@@ -37,6 +37,13 @@ export interface DemoContext {
   rules: RuleEngine;
   log: Logger;
   options: DemoOptions;
+  /**
+   * Records that a device was online from `at` (the gateway observes presence itself, so a
+   * simulated history needs its devices marked online from the start of that history).
+   */
+  markOnline(deviceId: string, at: number): Promise<void>;
+  /** Called once the history is in the event log, to compute its days (time-saved job). */
+  historyPlayed(from: number, to: number): Promise<void>;
 }
 
 /** Outcomes the simulated colleague reports, by alert type, with weights. */
@@ -116,6 +123,7 @@ export class DemoMode {
     if (historyMs > 0) {
       // History arrives late by definition: log it, page nobody.
       this.ctx.rules.staleAfterMs = 5 * 60_000;
+      for (const d of runner) await this.ctx.markOnline(d.id, now - historyMs);
       const model = new NursingHomeModel({
         ...population,
         devices: specs,
@@ -137,6 +145,7 @@ export class DemoMode {
       this.history = null;
       log.info({ events: stats.acknowledged, rejected: stats.rejected }, "demo: history played");
       this.ctx.rules.staleAfterMs = null;
+      await this.ctx.historyPlayed(now - historyMs, Date.now());
     }
     if (this.stopped) return;
 
