@@ -23,7 +23,9 @@ if ((${#need[@]})); then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+  # npm install, not npm ci: it installs exactly the locked versions too, and does not fail on the
+  # lock omitting optional packages for other platforms (biome and esbuild binaries).
+  npm install --no-audit --no-fund
 fi
 
 echo "== types"; npx tsc --noEmit && npx tsc -p web
