@@ -10,6 +10,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
+import type Database from "better-sqlite3";
 import { ApiError } from "../errors.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
@@ -125,6 +126,10 @@ function render(template: string, e: LoggedEvent, count: number): string {
 /** Emits "change" (AlertChange) after every committed transition, "renotify" (AlertView). */
 export class AlertManager extends EventEmitter {
   private readonly now: () => number;
+  private readonly statements = new Map<string, Database.Statement>();
+  /** Open batch() calls, and the changes waiting for the outermost one to commit. */
+  private depth = 0;
+  private queued: AlertChange[] = [];
 
   constructor(private readonly ctx: AlertManagerContext) {
     super();
@@ -141,15 +146,13 @@ export class AlertManager extends EventEmitter {
   }
 
   open(filter: { siteIds?: readonly string[] } = {}): AlertView[] {
-    const rows = this.ctx.db
-      .prepare("SELECT * FROM alerts WHERE open = 1 ORDER BY raised_at")
-      .all() as AlertRow[];
+    const rows = this.stmt("SELECT * FROM alerts WHERE open = 1 ORDER BY raised_at").all() as AlertRow[];
     return rows.filter((r) => !filter.siteIds || filter.siteIds.includes(r.site_id)).map(view);
   }
 
   history(id: string): AuditEntry[] {
     return (
-      this.ctx.db.prepare("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id").all(id) as {
+      this.stmt("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id").all(id) as {
         id: number;
         alert_id: string;
         at: number;
@@ -174,19 +177,17 @@ export class AlertManager extends EventEmitter {
 
   /** Latest audit id: the position a fresh snapshot corresponds to. */
   head(): number {
-    const r = this.ctx.db.prepare("SELECT max(id) AS m FROM alert_audit").get() as { m: number | null };
+    const r = this.stmt("SELECT max(id) AS m FROM alert_audit").get() as { m: number | null };
     return r.m ?? 0;
   }
 
   /** Changes after `seq` for the given sites, in order (for resume). Null if more than `limit`. */
   changesSince(seq: number, siteIds: readonly string[], limit: number): AlertChange[] | null {
     if (!siteIds.length) return [];
-    const rows = this.ctx.db
-      .prepare(
-        `SELECT id, alert_id, action, actor_name, reason FROM alert_audit
+    const rows = this.stmt(
+      `SELECT id, alert_id, action, actor_name, reason FROM alert_audit
          WHERE id > ? AND site_id IN (${siteIds.map(() => "?").join(",")}) ORDER BY id LIMIT ?`,
-      )
-      .all(seq, ...siteIds, limit + 1) as {
+    ).all(seq, ...siteIds, limit + 1) as {
       id: number;
       alert_id: string;
       action: AuditAction;
@@ -221,108 +222,108 @@ export class AlertManager extends EventEmitter {
 
   /** Raise a new alert, or update the open one with the same key. */
   raise(spec: RaiseSpec, e: LoggedEvent, maintenance: { id: number; reason: string } | null): AlertView {
-    const key = dedupeKey(spec.alert, e.deviceId, e.placement.residentRef);
-    const existing = this.ctx.db.prepare("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1").get(key) as
-      | AlertRow
-      | undefined;
-    const now = this.now();
-    const actor: Actor = { id: `rule:${spec.ruleId}`, name: `rule ${spec.ruleId}` };
-    if (existing) {
-      const upgraded = PRIORITY_RANK[spec.priority] > PRIORITY_RANK[existing.priority];
-      // A lower-priority re-trigger (suspected after detected) must not soften the message.
-      const rerender = PRIORITY_RANK[spec.priority] >= PRIORITY_RANK[existing.priority];
-      const count = existing.count + 1;
-      // The higher priority brings its ladder: a detected fall must not wait out a suspicion's delays.
-      const level = upgraded ? Math.min(existing.level, spec.ladder.length - 1) : existing.level;
-      const a = this.transition(
-        existing,
-        "updated",
-        actor,
-        upgraded ? `priority raised to ${spec.priority}` : null,
-        {
-          count,
-          last_event_seq: e.logSeq,
-          last_event_type: e.type,
-          ...(rerender
-            ? {
-                message_da: render(spec.message.da, e, spec.count ?? count),
-                message_en: render(spec.message.en, e, spec.count ?? count),
-              }
-            : {}),
-          ...(upgraded ? { priority: spec.priority, ladder: JSON.stringify(spec.ladder), level } : {}),
-        },
-      );
-      if (upgraded && a.state === "raised") {
-        this.armRenotify(a.id, spec.renotifyMs);
-        const timerId = `alert:${a.id}:escalate`;
-        const due = this.now() + spec.ladder[level]!.after;
-        const pending = this.ctx.timers.get(timerId);
-        if (!pending || pending.dueAt > due || level !== existing.level)
-          this.ctx.timers.set(timerId, "escalate", due, { alertId: a.id, level });
+    return this.batch(() => {
+      const key = dedupeKey(spec.alert, e.deviceId, e.placement.residentRef);
+      const existing = this.stmt("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1").get(key) as
+        | AlertRow
+        | undefined;
+      const now = this.now();
+      const actor: Actor = { id: `rule:${spec.ruleId}`, name: `rule ${spec.ruleId}` };
+      if (existing) {
+        const upgraded = PRIORITY_RANK[spec.priority] > PRIORITY_RANK[existing.priority];
+        // A lower-priority re-trigger (suspected after detected) must not soften the message.
+        const rerender = PRIORITY_RANK[spec.priority] >= PRIORITY_RANK[existing.priority];
+        const count = existing.count + 1;
+        // The higher priority brings its ladder: a detected fall must not wait out a suspicion's delays.
+        const level = upgraded ? Math.min(existing.level, spec.ladder.length - 1) : existing.level;
+        const a = this.transition(
+          existing,
+          "updated",
+          actor,
+          upgraded ? `priority raised to ${spec.priority}` : null,
+          {
+            count,
+            last_event_seq: e.logSeq,
+            last_event_type: e.type,
+            ...(rerender
+              ? {
+                  message_da: render(spec.message.da, e, spec.count ?? count),
+                  message_en: render(spec.message.en, e, spec.count ?? count),
+                }
+              : {}),
+            ...(upgraded ? { priority: spec.priority, ladder: JSON.stringify(spec.ladder), level } : {}),
+          },
+        );
+        if (upgraded && a.state === "raised") {
+          this.armRenotify(a.id, spec.renotifyMs);
+          const timerId = `alert:${a.id}:escalate`;
+          const due = this.now() + spec.ladder[level]!.after;
+          const pending = this.ctx.timers.get(timerId);
+          if (!pending || pending.dueAt > due || level !== existing.level)
+            this.ctx.timers.set(timerId, "escalate", due, { alertId: a.id, level });
+        }
+        return a;
       }
-      return a;
-    }
-    const id = `al_${now.toString(36)}${randomBytes(4).toString("hex")}`;
-    const row: AlertRow = {
-      id,
-      dedupe_key: key,
-      open: maintenance ? 0 : 1,
-      type: spec.alert,
-      priority: spec.priority,
-      state: maintenance ? "suppressed" : "raised",
-      message_da: render(spec.message.da, e, spec.count ?? 1),
-      message_en: render(spec.message.en, e, spec.count ?? 1),
-      rule_id: spec.ruleId,
-      site_id: e.placement.siteId,
-      unit_id: e.placement.unitId,
-      room_id: e.placement.roomId,
-      resident_ref: e.placement.residentRef,
-      device_id: e.deviceId,
-      count: 1,
-      first_event_seq: e.logSeq,
-      last_event_seq: e.logSeq,
-      last_event_type: e.type,
-      raised_at: now,
-      updated_at: now,
-      accepted_by: null,
-      accepted_by_name: null,
-      accepted_at: null,
-      attending_at: null,
-      resolved_at: null,
-      outcome: null,
-      level: 0,
-      undelivered: maintenance ? 0 : 1,
-      delivered_to: "[]",
-      rejected_by: "[]",
-      ladder: JSON.stringify(spec.ladder),
-    };
-    const reason = maintenance ? `maintenance #${maintenance.id}: ${maintenance.reason}` : null;
-    const seq = this.ctx.db.transaction(() => {
-      this.ctx.db
-        .prepare(
+      const id = `al_${now.toString(36)}${randomBytes(4).toString("hex")}`;
+      const row: AlertRow = {
+        id,
+        dedupe_key: key,
+        open: maintenance ? 0 : 1,
+        type: spec.alert,
+        priority: spec.priority,
+        state: maintenance ? "suppressed" : "raised",
+        message_da: render(spec.message.da, e, spec.count ?? 1),
+        message_en: render(spec.message.en, e, spec.count ?? 1),
+        rule_id: spec.ruleId,
+        site_id: e.placement.siteId,
+        unit_id: e.placement.unitId,
+        room_id: e.placement.roomId,
+        resident_ref: e.placement.residentRef,
+        device_id: e.deviceId,
+        count: 1,
+        first_event_seq: e.logSeq,
+        last_event_seq: e.logSeq,
+        last_event_type: e.type,
+        raised_at: now,
+        updated_at: now,
+        accepted_by: null,
+        accepted_by_name: null,
+        accepted_at: null,
+        attending_at: null,
+        resolved_at: null,
+        outcome: null,
+        level: 0,
+        undelivered: maintenance ? 0 : 1,
+        delivered_to: "[]",
+        rejected_by: "[]",
+        ladder: JSON.stringify(spec.ladder),
+      };
+      const reason = maintenance ? `maintenance #${maintenance.id}: ${maintenance.reason}` : null;
+      const seq = this.batch(() => {
+        this.stmt(
           `INSERT INTO alerts (${Object.keys(row).join(", ")}) VALUES (${Object.keys(row)
             .map((k) => `@${k}`)
             .join(", ")})`,
-        )
-        .run(row);
-      return this.audit(row, maintenance ? "suppressed" : "raised", actor, reason, {
-        eventSeq: e.logSeq,
-        eventType: e.type,
-        ...(maintenance ? { maintenanceId: maintenance.id } : {}),
+        ).run(row);
+        return this.audit(row, maintenance ? "suppressed" : "raised", actor, reason, {
+          eventSeq: e.logSeq,
+          eventType: e.type,
+          ...(maintenance ? { maintenanceId: maintenance.id } : {}),
+        });
       });
-    })();
-    const a = view(row);
-    this.announce({
-      seq,
-      change: maintenance ? "suppressed" : "raised",
-      alert: a,
-      actor: actor.name,
-      reason,
+      const a = view(row);
+      this.announce({
+        seq,
+        change: maintenance ? "suppressed" : "raised",
+        alert: a,
+        actor: actor.name,
+        reason,
+      });
+      if (maintenance) return a;
+      this.armRenotify(id, spec.renotifyMs);
+      this.enterLevel(id, 0, "raised");
+      return this.get(id)!;
     });
-    if (maintenance) return a;
-    this.armRenotify(id, spec.renotifyMs);
-    this.enterLevel(id, 0, "raised");
-    return this.get(id)!;
   }
 
   /** The device withdrew it (fall.cancelled) or a rule closes it (device back online). */
@@ -333,142 +334,159 @@ export class AlertManager extends EventEmitter {
     ruleId: string,
     opts: { reason?: string; outcome?: Outcome } = {},
   ): AlertView | undefined {
-    const row = this.ctx.db
-      .prepare("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1")
-      .get(dedupeKey(alertType, e.deviceId, e.placement.residentRef)) as AlertRow | undefined;
-    if (!row) return undefined;
-    const actor: Actor = { id: `device:${e.deviceId}`, name: `${e.type} (rule ${ruleId})` };
-    const now = this.now();
-    const result = this.transition(row, how, actor, opts.reason ?? e.type, {
-      state: how,
-      open: 0,
-      resolved_at: now,
-      ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
+    return this.batch(() => {
+      const row = this.stmt("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1").get(
+        dedupeKey(alertType, e.deviceId, e.placement.residentRef),
+      ) as AlertRow | undefined;
+      if (!row) return undefined;
+      const actor: Actor = { id: `device:${e.deviceId}`, name: `${e.type} (rule ${ruleId})` };
+      const now = this.now();
+      const result = this.transition(row, how, actor, opts.reason ?? e.type, {
+        state: how,
+        open: 0,
+        resolved_at: now,
+        ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
+      });
+      this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
+      return result;
     });
-    this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
-    return result;
   }
 
   /** A staff presence button in the room: open accepted alerts there become attending. */
   presenceInRoom(e: LoggedEvent): void {
-    if (!e.placement.roomId) return;
-    const rows = this.ctx.db
-      .prepare(
+    return this.batch(() => {
+      if (!e.placement.roomId) return;
+      const rows = this.stmt(
         "SELECT * FROM alerts WHERE open = 1 AND site_id = ? AND room_id = ? AND state IN ('raised', 'accepted')",
-      )
-      .all(e.placement.siteId, e.placement.roomId) as AlertRow[];
-    for (const row of rows) {
-      const now = this.now();
-      this.transition(
-        row,
-        "attending",
-        { id: `device:${e.deviceId}`, name: "staff presence in the room" },
-        e.type,
-        {
-          state: "attending",
-          attending_at: now,
-          ...(row.accepted_at === null ? { accepted_at: now } : {}),
-        },
-      );
-      this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
-    }
+      ).all(e.placement.siteId, e.placement.roomId) as AlertRow[];
+      for (const row of rows) {
+        const now = this.now();
+        this.transition(
+          row,
+          "attending",
+          { id: `device:${e.deviceId}`, name: "staff presence in the room" },
+          e.type,
+          {
+            state: "attending",
+            attending_at: now,
+            ...(row.accepted_at === null ? { accepted_at: now } : {}),
+          },
+        );
+        this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
+      }
+    });
   }
 
   // ---------------------------------------------------------------- staff actions
 
   received(id: string, staff: StaffIdentity): AlertView {
-    const row = this.mustGet(id, staff);
-    const delivered = JSON.parse(row.delivered_to) as string[];
-    if (delivered.includes(staff.name) && !row.undelivered) return view(row);
-    return this.transition(row, "delivered", staffActor(staff), null, {
-      delivered_to: JSON.stringify(delivered.includes(staff.name) ? delivered : [...delivered, staff.name]),
-      undelivered: 0,
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      const delivered = JSON.parse(row.delivered_to) as string[];
+      if (delivered.includes(staff.name) && !row.undelivered) return view(row);
+      return this.transition(row, "delivered", staffActor(staff), null, {
+        delivered_to: JSON.stringify(delivered.includes(staff.name) ? delivered : [...delivered, staff.name]),
+        undelivered: 0,
+      });
     });
   }
 
   accept(id: string, staff: StaffIdentity): AlertView {
-    const row = this.mustGet(id, staff);
-    if (row.state === "accepted" || row.state === "attending") {
-      if (row.accepted_by === staff.id) return view(row);
-      throw new ApiError("already_taken", `already taken by ${row.accepted_by_name}`);
-    }
-    this.requireState(row, ["raised"], "accept");
-    const a = this.transition(row, "accepted", staffActor(staff), null, {
-      state: "accepted",
-      accepted_by: staff.id,
-      accepted_by_name: staff.name,
-      accepted_at: this.now(),
-      undelivered: 0,
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      if (row.state === "accepted" || row.state === "attending") {
+        if (row.accepted_by === staff.id) return view(row);
+        throw new ApiError("already_taken", `already taken by ${row.accepted_by_name}`);
+      }
+      this.requireState(row, ["raised"], "accept");
+      const a = this.transition(row, "accepted", staffActor(staff), null, {
+        state: "accepted",
+        accepted_by: staff.id,
+        accepted_by_name: staff.name,
+        accepted_at: this.now(),
+        undelivered: 0,
+      });
+      this.ctx.timers.cancelPrefix(`alert:${id}:`);
+      return a;
     });
-    this.ctx.timers.cancelPrefix(`alert:${id}:`);
-    return a;
   }
 
   reject(id: string, staff: StaffIdentity, reason?: string): AlertView {
-    const row = this.mustGet(id, staff);
-    this.requireState(row, ["raised"], "reject");
-    const rejected = JSON.parse(row.rejected_by) as string[];
-    const a = this.transition(row, "rejected", staffActor(staff), reason ?? null, {
-      rejected_by: JSON.stringify(rejected.includes(staff.id) ? rejected : [...rejected, staff.id]),
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      this.requireState(row, ["raised"], "reject");
+      const rejected = JSON.parse(row.rejected_by) as string[];
+      const a = this.transition(row, "rejected", staffActor(staff), reason ?? null, {
+        rejected_by: JSON.stringify(rejected.includes(staff.id) ? rejected : [...rejected, staff.id]),
+      });
+      // Everybody asked at this level said no: the next level now, not after the delay.
+      const recipients = this.recipients(this.row(id)!, row.level);
+      if (!recipients.people.length) this.escalate(id, row.level, "every recipient rejected");
+      return this.get(id) ?? a;
     });
-    // Everybody asked at this level said no: the next level now, not after the delay.
-    const recipients = this.recipients(this.row(id)!, row.level);
-    if (!recipients.people.length) this.escalate(id, row.level, "every recipient rejected");
-    return this.get(id) ?? a;
   }
 
   attend(id: string, staff: StaffIdentity): AlertView {
-    const row = this.mustGet(id, staff);
-    this.requireState(row, ["accepted"], "attend");
-    if (row.accepted_by !== staff.id) throw new ApiError("already_taken", `taken by ${row.accepted_by_name}`);
-    return this.transition(row, "attending", staffActor(staff), null, {
-      state: "attending",
-      attending_at: this.now(),
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      this.requireState(row, ["accepted"], "attend");
+      if (row.accepted_by !== staff.id)
+        throw new ApiError("already_taken", `taken by ${row.accepted_by_name}`);
+      return this.transition(row, "attending", staffActor(staff), null, {
+        state: "attending",
+        attending_at: this.now(),
+      });
     });
   }
 
   resolve(id: string, staff: StaffIdentity, outcome: Outcome, note?: string): AlertView {
-    const row = this.mustGet(id, staff);
-    this.requireState(row, ["accepted", "attending"], "resolve");
-    const a = this.transition(row, "resolved", staffActor(staff), note ?? null, {
-      state: "resolved",
-      open: 0,
-      resolved_at: this.now(),
-      outcome,
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      this.requireState(row, ["accepted", "attending"], "resolve");
+      const a = this.transition(row, "resolved", staffActor(staff), note ?? null, {
+        state: "resolved",
+        open: 0,
+        resolved_at: this.now(),
+        outcome,
+      });
+      this.ctx.timers.cancelPrefix(`alert:${id}:`);
+      return a;
     });
-    this.ctx.timers.cancelPrefix(`alert:${id}:`);
-    return a;
   }
 
   comment(id: string, staff: StaffIdentity, text: string): AlertView {
-    const row = this.mustGet(id, staff);
-    return this.transition(row, "comment", staffActor(staff), text, {});
+    return this.batch(() => {
+      const row = this.mustGet(id, staff);
+      return this.transition(row, "comment", staffActor(staff), text, {});
+    });
   }
 
   /** The fallback webhook reported an attempt: delivered counts as received by somebody. */
   fallbackResult(id: string, ok: boolean, detail: string): void {
-    const row = this.row(id);
-    if (!row) return;
-    this.transition(
-      row,
-      ok ? "fallback_delivered" : "fallback_failed",
-      { id: "system", name: "fallback webhook" },
-      detail,
-      ok ? { undelivered: 0 } : {},
-    );
+    return this.batch(() => {
+      const row = this.row(id);
+      if (!row) return;
+      this.transition(
+        row,
+        ok ? "fallback_delivered" : "fallback_failed",
+        { id: "system", name: "fallback webhook" },
+        detail,
+        ok ? { undelivered: 0 } : {},
+      );
+    });
   }
 
   // ---------------------------------------------------------------- escalation
 
   /** Called when the staff directory changes: an alert nobody can receive moves on at once. */
   recheckUndelivered(): void {
-    const rows = this.ctx.db
-      .prepare("SELECT * FROM alerts WHERE open = 1 AND state = 'raised'")
-      .all() as AlertRow[];
-    for (const row of rows) {
-      const r = this.recipients(row, row.level);
-      if (!r.people.length && !r.fallback) this.escalate(row.id, row.level, "no recipient connected");
-    }
+    return this.batch(() => {
+      const rows = this.stmt("SELECT * FROM alerts WHERE open = 1 AND state = 'raised'").all() as AlertRow[];
+      for (const row of rows) {
+        const r = this.recipients(row, row.level);
+        if (!r.people.length && !r.fallback) this.escalate(row.id, row.level, "no recipient connected");
+      }
+    });
   }
 
   /**
@@ -544,7 +562,9 @@ export class AlertManager extends EventEmitter {
   }
 
   private onEscalateTimer(t: Timer<{ alertId: string; level: number }>): void {
-    this.escalate(t.payload.alertId, t.payload.level, "not accepted in time");
+    return this.batch(() => {
+      this.escalate(t.payload.alertId, t.payload.level, "not accepted in time");
+    });
   }
 
   private armRenotify(id: string, intervalMs: number): void {
@@ -564,8 +584,43 @@ export class AlertManager extends EventEmitter {
 
   // ---------------------------------------------------------------- plumbing
 
+  /**
+   * One transaction for a whole step (an alert, its audit entries and its timers: one fsync, and
+   * one wait for the write lock the event-log writer also takes); nested calls are savepoints.
+   * Changes are announced after the outermost commit, in order; a nested call that throws takes
+   * its writes and its announcements with it.
+   */
+  batch<T>(fn: () => T): T {
+    const mark = this.queued.length;
+    this.depth++;
+    let result: T;
+    try {
+      result = this.ctx.db.transaction(fn)();
+    } catch (err) {
+      this.queued.length = mark;
+      throw err;
+    } finally {
+      this.depth--;
+    }
+    if (this.depth === 0 && this.queued.length) {
+      const changes = this.queued;
+      this.queued = [];
+      for (const c of changes) this.emitChange(c);
+    }
+    return result;
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let s = this.statements.get(sql);
+    if (!s) {
+      s = this.ctx.db.prepare(sql);
+      this.statements.set(sql, s);
+    }
+    return s;
+  }
+
   private row(id: string): AlertRow | undefined {
-    return this.ctx.db.prepare("SELECT * FROM alerts WHERE id = ?").get(id) as AlertRow | undefined;
+    return this.stmt("SELECT * FROM alerts WHERE id = ?").get(id) as AlertRow | undefined;
   }
 
   private mustGet(id: string, staff: StaffIdentity): AlertRow {
@@ -595,15 +650,13 @@ export class AlertManager extends EventEmitter {
   ): AlertView {
     const now = this.now();
     const next: AlertRow = { ...row, ...changes, updated_at: now };
-    const seq = this.ctx.db.transaction(() => {
+    const seq = this.batch(() => {
       const cols = Object.keys(changes);
-      this.ctx.db
-        .prepare(
-          `UPDATE alerts SET ${[...cols, "updated_at"].map((c) => `${c} = @${c}`).join(", ")} WHERE id = @id`,
-        )
-        .run({ ...pick(next, cols), updated_at: now, id: row.id });
+      this.stmt(
+        `UPDATE alerts SET ${[...cols, "updated_at"].map((c) => `${c} = @${c}`).join(", ")} WHERE id = @id`,
+      ).run({ ...pick(next, cols), updated_at: now, id: row.id });
       return this.audit(next, action, actor, reason, null);
-    })();
+    });
     const a = view(next);
     this.announce({ seq, change: action, alert: a, actor: actor.name, reason });
     return a;
@@ -616,27 +669,30 @@ export class AlertManager extends EventEmitter {
     reason: string | null,
     data: unknown,
   ): number {
-    const info = this.ctx.db
-      .prepare(
-        `INSERT INTO alert_audit (alert_id, at, action, actor_id, actor_name, reason, state_after, site_id, unit_id, data)
+    const info = this.stmt(
+      `INSERT INTO alert_audit (alert_id, at, action, actor_id, actor_name, reason, state_after, site_id, unit_id, data)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        row.id,
-        this.now(),
-        action,
-        actor.id,
-        actor.name,
-        reason,
-        row.state,
-        row.site_id,
-        row.unit_id,
-        data ? JSON.stringify(data) : null,
-      );
+    ).run(
+      row.id,
+      this.now(),
+      action,
+      actor.id,
+      actor.name,
+      reason,
+      row.state,
+      row.site_id,
+      row.unit_id,
+      data ? JSON.stringify(data) : null,
+    );
     return Number(info.lastInsertRowid);
   }
 
   private announce(change: AlertChange): void {
+    if (this.depth > 0) this.queued.push(change);
+    else this.emitChange(change);
+  }
+
+  private emitChange(change: AlertChange): void {
     for (const listener of this.listeners("change")) {
       try {
         (listener as (c: AlertChange) => void)(change);

@@ -7,6 +7,7 @@
  * it again after the restart. Handlers check the state they act on (an escalation step for a level
  * already passed does nothing).
  */
+import type Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import type { Db } from "../store/db.js";
 
@@ -84,19 +85,14 @@ export class DurableTimers {
   /** Create or move a timer. Written to the database before it is armed. */
   set<P>(id: string, kind: string, dueAt: number, payload: P): void {
     if (!this.handlers.has(kind)) throw new Error(`no handler for timer kind "${kind}"`);
-    this.db
-      .prepare(
-        `INSERT INTO timers (id, kind, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at, payload = excluded.payload`,
-      )
-      .run(id, kind, Math.round(dueAt), JSON.stringify(payload), this.now());
+    this.statements().upsert.run(id, kind, Math.round(dueAt), JSON.stringify(payload), this.now());
     this.remember({ id, kind, dueAt: Math.round(dueAt), payload });
     if (!this.firing) this.arm();
   }
 
   cancel(id: string): boolean {
     if (!this.timers.has(id)) return false;
-    this.db.prepare("DELETE FROM timers WHERE id = ?").run(id);
+    this.statements().remove.run(id);
     this.timers.delete(id);
     this.generation.set(id, (this.generation.get(id) ?? 0) + 1);
     return true;
@@ -130,13 +126,31 @@ export class DurableTimers {
         const current = this.timers.get(top.id);
         if (current === top) {
           this.timers.delete(top.id);
-          this.db.prepare("DELETE FROM timers WHERE id = ? AND due_at = ?").run(top.id, top.dueAt);
+          this.statements().removeFired.run(top.id, top.dueAt);
         }
       }
     } finally {
       this.firing = false;
       this.arm();
     }
+  }
+
+  private prepared: {
+    upsert: Database.Statement;
+    remove: Database.Statement;
+    removeFired: Database.Statement;
+  } | null = null;
+  /** Prepared once: set() and cancel() run for every bed exit and every alert transition. */
+  private statements() {
+    this.prepared ??= {
+      upsert: this.db.prepare(
+        `INSERT INTO timers (id, kind, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at, payload = excluded.payload`,
+      ),
+      remove: this.db.prepare("DELETE FROM timers WHERE id = ?"),
+      removeFired: this.db.prepare("DELETE FROM timers WHERE id = ? AND due_at = ?"),
+    };
+    return this.prepared;
   }
 
   private remember(t: Timer): void {

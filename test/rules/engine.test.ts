@@ -325,6 +325,27 @@ describe("one open alert per (type, device, resident)", () => {
   });
 });
 
+describe("commits before announcements", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
+    h = buildHarness({ fallback: true });
+  });
+
+  it("staff hear of a change only once it is committed, in audit order", () => {
+    const seen: { seq: number; inTransaction: boolean }[] = [];
+    h.alerts.on("change", (c: { seq: number }) => seen.push({ seq: c.seq, inTransaction: h.db.inTransaction }));
+    h.connected.length = 0; // so the raise runs down the ladder inside the same step
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    h.emit("bed.exit");
+    vi.advanceTimersByTime(10 * 60_000);
+    const id = h.all()[0]!.id;
+    h.alerts.accept(id, UNIT_STAFF);
+    expect(seen.length).toBeGreaterThanOrEqual(6);
+    expect(seen.filter((x) => x.inTransaction)).toEqual([]);
+    expect(seen.map((x) => x.seq)).toEqual([...seen.map((x) => x.seq)].sort((a, b) => a - b));
+  });
+});
+
 describe("cancel and resolve", () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: new Date(WINTER_DAY) });

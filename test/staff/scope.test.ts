@@ -77,7 +77,7 @@ describe("staff scope: sites and units", () => {
     });
 
     // Anna, the only unit-1 recipient, rejects: no nurse is connected, so it goes on to the whole site.
-    const carlSees = carl.next((m) => m.type === "alert" && m.alert.id === id);
+    const carlSees = carl.next((m) => m.type === "alert" && m.alert.id === id && m.alert.level === 2);
     expect(
       await anna.request({ type: "reject", alertId: id, reason: "with another resident" }),
     ).toMatchObject({
