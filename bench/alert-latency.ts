@@ -1,0 +1,330 @@
+/**
+ * Fall published -> alert on a staff WebSocket, under background load.
+ *
+ * The gateway runs as a child process (src/main.ts, as in production) with N registered native
+ * devices (default 5,000, registered straight into its database before start). A second child
+ * process connects all but the fall devices and publishes heartbeats at a steady rate (default
+ * 2,000 events/s, QoS 1, TCP_NODELAY), so the load generator's CPU is not this process's. This
+ * process connects one staff WebSocket client and the fall devices, publishes FALLS falls spaced
+ * SPACING_MS apart, each from a different device, and times publish -> the `raised` alert message
+ * on the WebSocket (and publish -> PUBACK, which the gateway sends after commit and rules).
+ *
+ * Baseline in the same run: bare aedes (no hooks) with the same background load from the same kind
+ * of child, timing publish -> delivery to one subscriber for the same count and spacing.
+ * Target (DESIGN.md): p99 <= 10 ms.
+ *
+ *   npx tsx bench/alert-latency.ts [devices=5000] [rate=2000] [falls=300] [spacingMs=20] [writer=worker|inline]
+ */
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import type { MqttClient } from "mqtt";
+import WebSocket from "ws";
+import {
+  type BenchDevice,
+  type Child,
+  connect,
+  connectMany,
+  percentile,
+  spawnReady,
+  startBareAedes,
+  startGatewayProcess,
+  table,
+} from "./lib.js";
+
+const SELF = new URL(import.meta.url).pathname;
+
+// ---------------------------------------------------------------- load generator (child mode)
+
+if (process.argv[2] === "--load") {
+  const [port, devicesFile, rate] = [Number(process.argv[3]), process.argv[4]!, Number(process.argv[5])];
+  const devices = JSON.parse(readFileSync(devicesFile, "utf8")) as BenchDevice[];
+  const clients = await connectMany(port, devices, 200);
+  for (const c of clients) c.on("error", () => {});
+  process.stdout.write(`${JSON.stringify({ ready: true, clients: clients.length })}\n`);
+  let sent = 0;
+  let acked = 0;
+  let next = 0;
+  const t0 = performance.now();
+  // Paced by the clock, not by the timer: a late tick sends what is due, so the rate holds.
+  const tick = setInterval(() => {
+    const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+    for (; sent < due; sent++) {
+      const i = next++ % clients.length;
+      const d = devices[i]!;
+      clients[i]!.publish(
+        `ata/v1/${d.id}/events`,
+        JSON.stringify({ eventId: `hb-${sent}`, type: "device.heartbeat", data: { battery: 88, rssi: -60 } }),
+        { qos: 1 },
+        (err) => {
+          if (!err) acked++;
+        },
+      );
+    }
+  }, 5);
+  const report = setInterval(() => {
+    const s = (performance.now() - t0) / 1000;
+    process.stdout.write(`${JSON.stringify({ stats: true, sent, acked, seconds: s })}\n`);
+  }, 1000);
+  process.on("SIGTERM", () => {
+    clearInterval(tick);
+    clearInterval(report);
+    for (const c of clients) c.end(true);
+    process.exit(0);
+  });
+  await new Promise(() => {});
+}
+
+// ---------------------------------------------------------------- measurement
+
+const N = Number(process.argv[2] ?? 5000);
+const RATE = Number(process.argv[3] ?? 2000);
+const FALLS = Number(process.argv[4] ?? 300);
+const SPACING_MS = Number(process.argv[5] ?? 20);
+/** The gateway's event-log writer (config ingest.writer); the default is the configuration's. */
+const WRITER = process.argv[6] as "worker" | "inline" | undefined;
+const WARMUP = 20;
+const STAFF_TOKEN = "bench-staff-token-0123456789";
+
+interface Load extends Child {
+  last: { sent: number; acked: number; seconds: number } | null;
+}
+
+async function startLoad(port: number, devices: BenchDevice[]): Promise<Load> {
+  const file = join(tmpdir(), `ata-bench-load-${process.pid}-${port}.json`);
+  writeFileSync(file, JSON.stringify(devices));
+  const child = await spawnReady([SELF, "--load", String(port), file, String(RATE)]);
+  rmSync(file, { force: true });
+  const load: Load = { ...child, last: null };
+  createInterface({ input: child.child.stdout! }).on("line", (line) => {
+    if (line.includes('"stats":true')) load.last = JSON.parse(line);
+  });
+  return load;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Result {
+  e2e: number[];
+  puback: number[];
+  backgroundRate: number;
+  backgroundAckedRate: number;
+}
+
+/**
+ * Publish WARMUP + FALLS falls, one per device, spaced SPACING_MS on an absolute schedule, and
+ * wait for every one to arrive (the receiving side calls back with the device id and the time)
+ * and be acknowledged.
+ */
+async function run(
+  fallClients: MqttClient[],
+  fallDevices: BenchDevice[],
+  topicFor: (d: BenchDevice) => string,
+  payloadFor: (d: BenchDevice, i: number) => string,
+  onArrival: (cb: (deviceId: string, at: number) => void) => void,
+  load: Load,
+): Promise<Result> {
+  const sentAt = new Map<string, number>();
+  const warm = new Set(fallDevices.slice(0, WARMUP).map((d) => d.id));
+  const e2e: number[] = [];
+  const puback: number[] = [];
+  const total = WARMUP + FALLS;
+  let arrived = 0;
+  let acked = 0;
+  let done: () => void = () => {};
+  const check = () => {
+    if (arrived === total && acked === total) done();
+  };
+  onArrival((deviceId, at) => {
+    const t = sentAt.get(deviceId);
+    if (t === undefined) return;
+    sentAt.delete(deviceId);
+    // Warm-up falls are timed like the others but not recorded.
+    if (!warm.has(deviceId)) e2e.push(at - t);
+    arrived++;
+    check();
+  });
+  const before = load.last;
+  const start = performance.now();
+  for (let i = 0; i < total; i++) {
+    const wait = start + i * SPACING_MS - performance.now();
+    if (wait > 0) await sleep(wait);
+    const d = fallDevices[i]!;
+    const t0 = performance.now();
+    sentAt.set(d.id, t0);
+    fallClients[i]!.publish(topicFor(d), payloadFor(d, i), { qos: 1 }, (err) => {
+      if (!err && i >= WARMUP) puback.push(performance.now() - t0);
+      acked++;
+      check();
+    });
+  }
+  await Promise.race([
+    new Promise<void>((r) => {
+      done = r;
+      check();
+    }),
+    sleep(10_000),
+  ]);
+  const after = load.last;
+  const rate = (a: typeof before, b: typeof after, k: "sent" | "acked") =>
+    a && b && b.seconds > a.seconds ? (b[k] - a[k]) / (b.seconds - a.seconds) : Number.NaN;
+  return {
+    e2e,
+    puback,
+    backgroundRate: rate(before, after, "sent"),
+    backgroundAckedRate: rate(before, after, "acked"),
+  };
+}
+
+function maxOpenFiles(): string {
+  const m = /Max open files\s+(\d+)/.exec(readFileSync("/proc/self/limits", "utf8"));
+  return m?.[1] ?? "?";
+}
+
+const children: Child[] = [];
+async function stopAll(): Promise<void> {
+  for (const c of children.reverse()) await c.stop().catch(() => {});
+  children.length = 0;
+}
+process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+
+try {
+  const fallCount = WARMUP + FALLS;
+  if (N <= fallCount) throw new Error(`need more than ${fallCount} devices`);
+  process.stderr.write(
+    `alert-latency: ${N} devices, ${RATE} events/s background, ${FALLS} falls every ${SPACING_MS} ms (open files limit ${maxOpenFiles()})\n`,
+  );
+
+  // ---- baseline: bare aedes, same load, pub -> sub
+  const bare = await startBareAedes();
+  children.push(bare);
+  const gwDevices = Array.from({ length: N }, (_, i) => ({ id: `bench-${i}`, secret: "x" }));
+  const bareLoad = await startLoad(bare.ports.mqtt!, gwDevices.slice(fallCount));
+  children.push(bareLoad);
+  const bareFallClients = await connectMany(bare.ports.mqtt!, gwDevices.slice(0, fallCount));
+  const sub = await connect(bare.ports.mqtt!, "bench-subscriber", "x");
+  await sub.subscribeAsync("bench/falls/#", { qos: 1 });
+  await sleep(2000); // let the background load settle
+  const bareResult = await run(
+    bareFallClients,
+    gwDevices.slice(0, fallCount),
+    (d) => `bench/falls/${d.id}`,
+    (d, i) =>
+      JSON.stringify({ eventId: `fall-${i}`, type: "fall.detected", data: { confidence: 0.9 }, d: d.id }),
+    (cb) =>
+      sub.on("message", (topic) => {
+        const at = performance.now();
+        cb(topic.slice("bench/falls/".length), at);
+      }),
+    bareLoad,
+  );
+  for (const c of [...bareFallClients, sub]) c.end(true);
+  await stopAll();
+
+  // ---- the gateway, as a child process
+  const gw = await startGatewayProcess(N, {
+    staff: [{ id: "bench-staff", name: "Bench", role: "staff", sites: ["bench"], token: STAFF_TOKEN }],
+    ...(WRITER ? { ingest: { writer: WRITER } } : {}),
+  });
+  children.push(gw);
+  const load = await startLoad(gw.ports.mqtt!, gw.devices.slice(fallCount));
+  children.push(load);
+  const fallDevices = gw.devices.slice(0, fallCount);
+  const fallClients = await connectMany(gw.ports.mqtt!, fallDevices);
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.ports.http}/staff/ws`);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  (ws as unknown as { _socket: Socket })._socket.setNoDelay(true);
+  const snapshot = new Promise((resolve) =>
+    ws.on("message", function first(data) {
+      if (JSON.parse(String(data)).type === "snapshot") {
+        ws.off("message", first);
+        resolve(undefined);
+      }
+    }),
+  );
+  ws.send(JSON.stringify({ type: "hello", id: "h", token: STAFF_TOKEN }));
+  await snapshot;
+  await sleep(2000);
+  let messages = 0;
+  const gwResult = await run(
+    fallClients,
+    fallDevices,
+    (d) => `ata/v1/${d.id}/events`,
+    (_d, i) => JSON.stringify({ eventId: `fall-${i}`, type: "fall.detected", data: { confidence: 0.9 } }),
+    (cb) =>
+      ws.on("message", (data) => {
+        const at = performance.now();
+        messages++;
+        const m = JSON.parse(String(data)) as { type: string; change?: string; alert?: { deviceId: string } };
+        if (m.type === "alert" && m.change === "raised" && m.alert) {
+          cb(m.alert.deviceId, at);
+        }
+      }),
+    load,
+  );
+  const rss = Number(
+    /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.pid}/status`, "utf8"))?.[1] ?? Number.NaN,
+  );
+  ws.close();
+  for (const c of fallClients) c.end(true);
+  await stopAll();
+
+  const row = (what: string, xs: number[], bg: Result) => [
+    what,
+    xs.length,
+    percentile(xs, 50),
+    percentile(xs, 99),
+    Math.max(...xs),
+    Math.round(bg.backgroundAckedRate),
+  ];
+  process.stdout.write(
+    `${table(
+      ["what (ms)", "n", "p50", "p99", "max", "background acked/s"],
+      [
+        row("bare aedes publish -> subscriber", bareResult.e2e, bareResult),
+        row("bare aedes publish -> PUBACK", bareResult.puback, bareResult),
+        row("gateway fall -> staff WebSocket alert", gwResult.e2e, gwResult),
+        row("gateway fall publish -> PUBACK", gwResult.puback, gwResult),
+      ],
+    )}\n`,
+  );
+  const ms = (x: number) => Math.round(x * 1000) / 1000;
+  const summary = {
+    bench: "alert-latency",
+    mode: "child-process",
+    writer: WRITER ?? "default",
+    devices: N,
+    backgroundTargetPerSec: RATE,
+    backgroundAckedPerSec: {
+      gateway: Math.round(gwResult.backgroundAckedRate),
+      bare: Math.round(bareResult.backgroundAckedRate),
+    },
+    falls: FALLS,
+    spacingMs: SPACING_MS,
+    received: { gateway: gwResult.e2e.length, bare: bareResult.e2e.length },
+    gateway: {
+      p50Ms: ms(percentile(gwResult.e2e, 50)),
+      p99Ms: ms(percentile(gwResult.e2e, 99)),
+      maxMs: ms(Math.max(...gwResult.e2e)),
+      pubackP50Ms: ms(percentile(gwResult.puback, 50)),
+      pubackP99Ms: ms(percentile(gwResult.puback, 99)),
+      rssMiB: Math.round(rss / 1024),
+      wsMessages: messages,
+    },
+    bare: {
+      p50Ms: ms(percentile(bareResult.e2e, 50)),
+      p99Ms: ms(percentile(bareResult.e2e, 99)),
+      maxMs: ms(Math.max(...bareResult.e2e)),
+    },
+    targetP99Ms: 10,
+    pass: gwResult.e2e.length === FALLS && percentile(gwResult.e2e, 99) <= 10,
+  };
+  process.stdout.write(`${JSON.stringify(summary)}\n`);
+} finally {
+  await stopAll();
+}
