@@ -333,7 +333,9 @@ describe("commits before announcements", () => {
 
   it("staff hear of a change only once it is committed, in audit order", () => {
     const seen: { seq: number; inTransaction: boolean }[] = [];
-    h.alerts.on("change", (c: { seq: number }) => seen.push({ seq: c.seq, inTransaction: h.db.inTransaction }));
+    h.alerts.on("change", (c: { seq: number }) =>
+      seen.push({ seq: c.seq, inTransaction: h.db.inTransaction }),
+    );
     h.connected.length = 0; // so the raise runs down the ladder inside the same step
     h.emit("fall.detected", { device: DEVICES.radar.id });
     h.emit("bed.exit");
