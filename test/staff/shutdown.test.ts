@@ -27,11 +27,11 @@ describe("staff channel shutdown", () => {
       const id = (await raised).alert.id as string;
       device.end(true);
 
-      // The staff channel goes first (gateway.stop() waits on open WebSockets otherwise; see the report).
-      t.gateway.staff.stop();
+      // A graceful stop with Anna still connected. It waits for every socket to close and drains
+      // ingest, so a recheck triggered by her socket closing would have run before it returns.
+      const stopped = t.stop();
       expect(await anna.waitClosed()).toEqual({ code: 1001, reason: "gateway shutting down" });
-      // stop() waits for every socket to close and drains ingest: any recheck would have run by now.
-      await t.stop();
+      await stopped;
 
       const db = new Database(join(t.dir, "ata.db"), { readonly: true });
       try {
