@@ -181,6 +181,9 @@ export class Gateway {
       db: this.db,
       store: this.series,
       logger: log.child({ component: "sink" }),
+      // The embedded store writes on this thread: smaller batches keep each stretch short, so an
+      // alert never waits behind a large time-series write. InfluxDB takes large ones over HTTP.
+      batchSize: this.series.kind === "embedded" ? 1000 : 5000,
     });
     this.sink.addSource(alertAuditSource(this.db));
     this.sink.start();

@@ -152,13 +152,9 @@ export class Presence {
     s.dirty = true;
     this.updateGauge();
     const at = new Date(s.changedAt).toISOString();
-    this.ctx.db
-      .prepare(
-        `INSERT INTO device_state (device_id, online, changed_at, last_seen_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at, last_seen_at = excluded.last_seen_at`,
-      )
-      .run(deviceId, online ? 1 : 0, s.changedAt, s.lastSeen || null);
-    s.dirty = false;
+    // The change itself is durable as an event in the log (below); device_state is a summary,
+    // written with the next supervision pass in one transaction, not with an fsync per change (a
+    // reconnect storm of thousands of devices would otherwise hold the event loop for seconds).
     const type = online ? "device.online" : "device.offline";
     this.ctx
       .record(deviceId, [
@@ -174,7 +170,7 @@ export class Presence {
     const now = this.now();
     for (const [deviceId, s] of this.state) {
       if (!s.online) continue;
-      const device = this.ctx.registry.get(deviceId);
+      const device = this.ctx.registry.peek(deviceId);
       const profile = device && this.ctx.profiles.get(device.profile);
       if (!profile) continue;
       const windowMs = profile.supervision.heartbeatSec * profile.supervision.missedHeartbeats * 1000;
@@ -189,11 +185,12 @@ export class Presence {
     if (!dirty.length) return;
     const stmt = this.ctx.db.prepare(
       `INSERT INTO device_state (device_id, online, changed_at, last_seen_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT(device_id) DO UPDATE SET last_seen_at = excluded.last_seen_at`,
+       ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at,
+         last_seen_at = excluded.last_seen_at`,
     );
     this.ctx.db.transaction(() => {
       for (const [id, s] of dirty) {
-        if (!this.ctx.registry.get(id)) continue;
+        if (!this.ctx.registry.peek(id)) continue;
         stmt.run(id, s.online ? 1 : 0, s.changedAt || null, s.lastSeen || null);
         s.dirty = false;
       }

@@ -90,18 +90,25 @@ export class Registry extends EventEmitter {
     private readonly places: PlacementCatalogue,
   ) {
     super();
+    const q = this.db.prepare("SELECT value FROM meta WHERE key = 'registry_version'").pluck();
+    this.versionQuery = () => q.get() as number;
     this.reload();
   }
 
-  private dataVersion = -1;
+  private version = -1;
+  private readonly versionQuery: () => number;
+
+  private readVersion(): number {
+    return this.versionQuery();
+  }
 
   /**
-   * Another process (the `ata` CLI) may have changed the database: SQLite's data_version moves when
-   * a different connection commits. Reload then, and announce what changed.
+   * Another process (the `ata` CLI) may have changed devices or residents: the registry_version
+   * counter, bumped by triggers on every such change, says so. Reload then, and announce what
+   * changed. Commits to other tables (the event log, alerts) do not touch the counter.
    */
   refreshIfChanged(): void {
-    const v = this.db.pragma("data_version", { simple: true }) as number;
-    if (v === this.dataVersion) return;
+    if (this.readVersion() === this.version) return;
     const before = new Map(
       [...this.devices].map(([id, d]) => [id, `${d.enabled}|${d.secretHash}|${d.updatedAt}`]),
     );
@@ -113,7 +120,7 @@ export class Registry extends EventEmitter {
   }
 
   reload(): void {
-    this.dataVersion = this.db.pragma("data_version", { simple: true }) as number;
+    this.version = this.readVersion();
     this.devices.clear();
     for (const row of this.db.prepare("SELECT * FROM devices").iterate() as IterableIterator<DeviceRow>) {
       this.devices.set(row.id, fromRow(row));

@@ -201,6 +201,22 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX events_resident_type_time ON events(resident_ref, type, occurred_at);
     `,
   },
+  {
+    version: 3,
+    name: "registry change counter",
+    sql: `
+      -- Bumped by every change to devices or residents, whoever makes it (the gateway or the ata
+      -- CLI), so the gateway's in-memory registry reloads only when the registry changed, not on
+      -- every commit to the database.
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      INSERT INTO meta (key, value) VALUES ('registry_version', 0);
+      CREATE TRIGGER devices_version_i AFTER INSERT ON devices BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
+      CREATE TRIGGER devices_version_u AFTER UPDATE ON devices BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
+      CREATE TRIGGER devices_version_d AFTER DELETE ON devices BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
+      CREATE TRIGGER residents_version_i AFTER INSERT ON residents BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
+      CREATE TRIGGER residents_version_u AFTER UPDATE ON residents BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
+    `,
+  },
 ];
 
 export interface OpenOptions {

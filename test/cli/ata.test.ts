@@ -20,6 +20,15 @@ describe("the ata command line", () => {
       sites: [{ id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] }],
     }),
   );
+  /** Runs ata expecting it to fail; returns its exit code and output. */
+  const fails = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+    try {
+      await ata(...args);
+    } catch (err) {
+      return err as { code: number; stdout: string; stderr: string };
+    }
+    throw new Error(`ata ${args.join(" ")} succeeded`);
+  };
   const ata = (...args: string[]) =>
     run(process.execPath, [join(ROOT, "bin/ata.js"), "--config", config, ...args], { cwd: ROOT });
 
@@ -66,12 +75,10 @@ describe("the ata command line", () => {
   });
 
   it("says what is wrong and exits 2 on bad usage or an unknown profile", async () => {
-    const usage = await ata("devices", "add", "--id", "x").catch(
-      (e) => e as { code: number; stderr: string },
-    );
+    const usage = await fails("devices", "add", "--id", "x");
     expect(usage.code).toBe(2);
     expect(usage.stderr).toMatch(/--profile is required/);
-    const profile = await ata(
+    const profile = await fails(
       "devices",
       "add",
       "--id",
@@ -82,7 +89,7 @@ describe("the ata command line", () => {
       "home-a",
       "--unit",
       "unit-1",
-    ).catch((e) => e as { code: number; stderr: string });
+    );
     expect(profile.code).toBe(2);
     expect(profile.stderr).toMatch(/unknown profile/);
   });
@@ -100,9 +107,7 @@ describe("the ata command line", () => {
       bad,
       `${JSON.stringify({ topic: "events", payload: { type: "fall.imagined", data: {} } })}\n`,
     );
-    const fail = await ata("conform", "--profile", "ata/native", "--file", bad).catch(
-      (e) => e as { code: number; stdout: string },
-    );
+    const fail = await fails("conform", "--profile", "ata/native", "--file", bad);
     expect(fail.code).toBe(1);
     expect(fail.stdout).toMatch(/FAIL .*unknown_event/);
   });
