@@ -35,7 +35,10 @@ interface State {
   connections: number;
   lastSeen: number;
   changedAt: number;
+  /** online/changedAt differ from device_state. */
   dirty: boolean;
+  /** Only lastSeen differs: written rarely, it is for display (supervision restarts at boot). */
+  seenDirty: boolean;
 }
 
 export interface DeviceStatus {
@@ -52,6 +55,7 @@ export class Presence {
   private readonly now: () => number;
   private startedAt = 0;
   private onlineCount = 0;
+  private seenPersistedAt = 0;
 
   constructor(private readonly ctx: PresenceContext) {
     this.now = ctx.now ?? Date.now;
@@ -76,6 +80,7 @@ export class Presence {
         lastSeen: this.startedAt,
         changedAt: r.changed_at ?? 0,
         dirty: false,
+        seenDirty: false,
       });
     }
     this.updateGauge();
@@ -86,7 +91,7 @@ export class Presence {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.persist();
+    this.persist(true);
   }
 
   status(deviceId: string): DeviceStatus {
@@ -133,7 +138,7 @@ export class Presence {
   private get(deviceId: string): State {
     let s = this.state.get(deviceId);
     if (!s) {
-      s = { online: false, connections: 0, lastSeen: 0, changedAt: 0, dirty: true };
+      s = { online: false, connections: 0, lastSeen: 0, changedAt: 0, dirty: true, seenDirty: false };
       this.state.set(deviceId, s);
     }
     return s;
@@ -141,7 +146,7 @@ export class Presence {
 
   private seen(deviceId: string, s: State, reason: string): void {
     s.lastSeen = this.now();
-    s.dirty = true;
+    s.seenDirty = true;
     if (!s.online) this.change(deviceId, s, true, reason);
   }
 
@@ -177,24 +182,39 @@ export class Presence {
       if (now - s.lastSeen > windowMs)
         this.change(deviceId, s, false, `silent for ${Math.round((now - s.lastSeen) / 1000)} s`);
     }
-    this.persist();
+    const seen = now - this.seenPersistedAt >= 5 * 60_000;
+    if (seen) this.seenPersistedAt = now;
+    this.persist(seen, 500);
   }
 
-  private persist(): void {
-    const dirty = [...this.state].filter(([, s]) => s.dirty);
-    if (!dirty.length) return;
+  /**
+   * Write changed device states. Online/offline changes go every supervision pass; last-seen times
+   * (which every heartbeat touches) only with `seen`, every few minutes and at stop. Chunks of 500
+   * rows per transaction keep any one write short: a long one holds the database's write lock,
+   * and the event-log writer (and so every PUBACK) would wait behind it.
+   */
+  private persist(seen: boolean, chunk = Number.POSITIVE_INFINITY): void {
+    const rows: [string, State][] = [];
+    for (const entry of this.state) if (entry[1].dirty || (seen && entry[1].seenDirty)) rows.push(entry);
+    if (!rows.length) return;
     const stmt = this.ctx.db.prepare(
       `INSERT INTO device_state (device_id, online, changed_at, last_seen_at) VALUES (?, ?, ?, ?)
        ON CONFLICT(device_id) DO UPDATE SET online = excluded.online, changed_at = excluded.changed_at,
          last_seen_at = excluded.last_seen_at`,
     );
-    this.ctx.db.transaction(() => {
-      for (const [id, s] of dirty) {
-        if (!this.ctx.registry.peek(id)) continue;
-        stmt.run(id, s.online ? 1 : 0, s.changedAt || null, s.lastSeen || null);
-        s.dirty = false;
-      }
-    })();
+    const write = (from: number) => {
+      const part = rows.slice(from, from + chunk);
+      this.ctx.db.transaction(() => {
+        for (const [id, s] of part) {
+          s.dirty = false;
+          s.seenDirty = false;
+          if (this.ctx.registry.peek(id))
+            stmt.run(id, s.online ? 1 : 0, s.changedAt || null, s.lastSeen || null);
+        }
+      })();
+      if (from + chunk < rows.length) setImmediate(() => this.timer && write(from + chunk));
+    };
+    write(0);
   }
 
   private updateGauge(): void {
