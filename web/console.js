@@ -7,6 +7,7 @@
  * warning and a technical tone), sound off (a warning with the button that turns it on), an alert
  * nobody has received (a red line on the card).
  */
+import { $ } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 import { AlarmSound } from "./sound.js";
 import { CommandError, StaffClient } from "./staff-client.js";
@@ -23,17 +24,6 @@ const OUTCOMES = ["fall-without-injury", "fall-with-injury", "assistance-given",
 const FIRST_CONNECT_GRACE_MS = 1500;
 /** The technical tone starts after this long without a connection. */
 const TECHNICAL_AFTER_MS = 5000;
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @returns {T}
- */
-function $(id) {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return /** @type {T} */ (el);
-}
 
 const els = {
   connWarning: $("conn-warning"),

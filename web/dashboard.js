@@ -8,22 +8,12 @@
  * Each panel loads on its own: one report failing or empty never blanks the others.
  */
 import { hbars, ranges, vbars } from "./charts.js";
+import { $ } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 
 const TOKEN_KEY = "ata.dashboard.token";
 const CATEGORIES = ["night_supervision", "lift_transfers", "remote_resolution", "false_alarms"];
 const MANAGER_ROLES = new Set(["manager", "admin"]);
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @returns {T}
- */
-function $(id) {
-  const e = document.getElementById(id);
-  if (!e) throw new Error(`missing #${id}`);
-  return /** @type {T} */ (e);
-}
 
 const els = {
   signin: $("signin"),
