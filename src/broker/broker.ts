@@ -66,6 +66,7 @@ export class Broker extends EventEmitter {
       concurrency: 1000,
       queueLimit: 200,
       maxTopicLevels: 8,
+      connectTimeout: config.connectTimeoutMs,
     });
     this.aedes.authenticate = (client, username, password, cb) => {
       this.authenticate(client, username, password).then(

@@ -83,6 +83,8 @@ export const ConfigSchema = z.strictObject({
       maxPayloadBytes: z.number().int().min(256).max(1_048_576).default(16_384),
       /** MQTT frames above this are not even buffered: the connection is closed with a logged reason. */
       maxFrameBytes: z.number().int().min(1024).max(16_777_216).default(262_144),
+      /** A connection that has not sent CONNECT (or a whole first packet) by then is closed. */
+      connectTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
       /** Failed CONNECTs allowed per remote address per window before refusing outright. */
       authFailures: z
         .strictObject({
