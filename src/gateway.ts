@@ -355,7 +355,11 @@ export class Gateway {
 
   private createSeriesStore(): TimeSeriesStore {
     const influx = this.config.influx;
-    if (!influx) return new EmbeddedSeriesStore({ path: join(this.config.dataDir, "series.db") });
+    if (!influx)
+      return new EmbeddedSeriesStore({
+        path: join(this.config.dataDir, "series.db"),
+        writerThread: { log: this.log.child({ component: "series-writer" }) },
+      });
     const url = new URL(influx.url);
     return new InfluxStore({
       host: url.hostname,

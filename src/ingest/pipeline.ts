@@ -8,7 +8,6 @@
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { Worker } from "node:worker_threads";
 import type { ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -23,6 +22,7 @@ import {
 import { DecodeError, type DeviceProfile } from "../model/profile.js";
 import type { Device, Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import { SqliteWriterThread } from "../store/sqlite-writer.js";
 
 export interface IngestOptions {
   /**
@@ -449,56 +449,21 @@ class InlineWriter implements EventLogWriter {
 }
 
 class WorkerWriter implements EventLogWriter {
-  private readonly worker: Worker;
-  private readonly waiting = new Map<
-    number,
-    { resolve: (r: WriteResult) => void; reject: (e: Error) => void }
-  >();
-  private nextId = 1;
-  private dead: Error | null = null;
+  private readonly thread: SqliteWriterThread;
 
   constructor(path: string, log: Logger) {
-    this.worker = new Worker(new URL("./writer-worker.js", import.meta.url), { workerData: { path } });
-    this.worker.on(
-      "message",
-      (m: { type: string; id: number; ok: boolean; seqs: number[]; deadIds: number[]; error?: string }) => {
-        if (m.type !== "done") return;
-        const w = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        if (!w) return;
-        if (m.ok) w.resolve({ seqs: m.seqs, deadIds: m.deadIds });
-        else w.reject(new Error(m.error));
-      },
-    );
-    const fail = (err: Error) => {
-      this.dead = err;
-      log.fatal({ err }, "event log writer thread failed");
-      for (const w of this.waiting.values()) w.reject(err);
-      this.waiting.clear();
-    };
-    this.worker.on("error", fail);
-    this.worker.on("exit", (code) => {
-      if (code !== 0 && !this.dead) fail(new Error(`event log writer exited with ${code}`));
-    });
+    this.thread = new SqliteWriterThread(path, { event: INSERT_EVENT, dead: INSERT_DEAD }, log);
   }
 
-  write(events: Row[], dead: Row[]): Promise<WriteResult> {
-    if (this.dead) return Promise.reject(this.dead);
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ type: "write", id, events, dead });
-    });
+  async write(events: Row[], dead: Row[]): Promise<WriteResult> {
+    const [seqs, deadIds] = await this.thread.run([
+      { stmt: "event", rows: events, ids: true },
+      { stmt: "dead", rows: dead, ids: true },
+    ]);
+    return { seqs: seqs ?? [], deadIds: deadIds ?? [] };
   }
 
-  async close(): Promise<void> {
-    if (this.dead) return;
-    const closed = new Promise<void>((resolve) =>
-      this.worker.once("message", (m: { type: string }) => m.type === "closed" && resolve()),
-    );
-    this.worker.postMessage({ type: "close" });
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-    this.dead = new Error("writer closed");
-    await this.worker.terminate();
+  close(): Promise<void> {
+    return this.thread.close();
   }
 }

@@ -10,6 +10,8 @@
  * JSON list; SQL aggregates each bucket over a key range.
  */
 import Database from "better-sqlite3";
+import type { Logger } from "../log.js";
+import { SqliteWriterThread } from "./sqlite-writer.js";
 import {
   type AggregateQuery,
   type AggregateRow,
@@ -29,6 +31,12 @@ export interface EmbeddedSeriesOptions {
   /** An open database to use (not closed by stop()), or a file path / ":memory:" to open and own. */
   db?: Database.Database;
   path?: string;
+  /**
+   * Write through a writer thread (src/store/sqlite-writer.ts) with its own connection, so that
+   * inserting and fsyncing a batch does not hold the event loop. Needs a file `path`; queries stay
+   * on this thread. The logger names the thread in its errors.
+   */
+  writerThread?: { log: Logger };
 }
 
 const SCHEMA = `
@@ -77,6 +85,10 @@ function buildCanonicalTags(tags: Record<string, string>): string {
   return `${out}}`;
 }
 
+const UPSERT = `INSERT INTO series_points (measurement, time_ns, tags, fields) VALUES (?, ?, ?, ?)
+  ON CONFLICT (measurement, time_ns, tags) DO UPDATE SET fields = json_patch(fields, excluded.fields)`;
+const INSERT_FIELD = "INSERT OR IGNORE INTO series_fields (measurement, field, type) VALUES (?, ?, ?)";
+
 export class EmbeddedSeriesStore implements TimeSeriesStore {
   readonly kind = "embedded" as const;
   private readonly options: EmbeddedSeriesOptions;
@@ -86,6 +98,7 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
   private insertField: Database.Statement | undefined;
   /** `${measurement}\0${field}` -> type, mirroring series_fields. */
   private readonly fieldTypes = new Map<string, FieldType>();
+  private thread: SqliteWriterThread | undefined;
 
   constructor(options: EmbeddedSeriesOptions) {
     if (options.db === undefined && options.path === undefined) {
@@ -107,13 +120,15 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
     }
     db.exec(SCHEMA);
     this.db = db;
-    this.upsert = db.prepare(
-      `INSERT INTO series_points (measurement, time_ns, tags, fields) VALUES (?, ?, ?, ?)
-       ON CONFLICT (measurement, time_ns, tags) DO UPDATE SET fields = json_patch(fields, excluded.fields)`,
-    );
-    this.insertField = db.prepare(
-      "INSERT OR IGNORE INTO series_fields (measurement, field, type) VALUES (?, ?, ?)",
-    );
+    this.upsert = db.prepare(UPSERT);
+    this.insertField = db.prepare(INSERT_FIELD);
+    if (this.options.writerThread && this.options.path && this.options.path !== ":memory:") {
+      this.thread = new SqliteWriterThread(
+        this.options.path,
+        { upsert: UPSERT, field: INSERT_FIELD },
+        this.options.writerThread.log,
+      );
+    }
     this.fieldTypes.clear();
     for (const row of db.prepare("SELECT measurement, field, type FROM series_fields").all() as {
       measurement: string;
@@ -125,6 +140,8 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
   }
 
   async stop(): Promise<void> {
+    await this.thread?.close();
+    this.thread = undefined;
     if (this.db !== undefined && this.owned && this.db.open) this.db.close();
     this.db = undefined;
     this.upsert = undefined;
@@ -139,32 +156,29 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
   async write(points: Point[]): Promise<void> {
     assertPoints(points);
     const db = this.open();
-    const upsert = this.upsert!;
-    const insertField = this.insertField!;
     const added = new Map<string, FieldType>();
     const conflicts: string[] = [];
-    db.transaction(() => {
-      for (const p of points) {
-        let conflict: string | undefined;
-        for (const key in p.fields) {
-          const type = fieldType(p, key, p.fields[key]!);
-          const id = `${p.measurement}\u0000${key}`;
-          const known = this.fieldTypes.get(id) ?? added.get(id);
-          if (known === undefined) {
-            added.set(id, type);
-            insertField.run(p.measurement, key, type);
-          } else if (known !== type) {
-            conflict = `field ${key} on ${p.measurement} is ${type}, already exists as ${known}`;
-            break;
-          }
-        }
-        if (conflict !== undefined) {
-          conflicts.push(conflict);
-          continue;
-        }
-        upsert.run(p.measurement, p.timeNs, canonicalTags(p.tags), JSON.stringify(p.fields));
-      }
-    })();
+    const rows: unknown[][] = [];
+    for (const p of points) {
+      const conflict = this.checkFields(p, added);
+      if (conflict !== undefined) conflicts.push(conflict);
+      else rows.push([p.measurement, p.timeNs, canonicalTags(p.tags), JSON.stringify(p.fields)]);
+    }
+    const fields = [...added].map(([id, type]) => [...id.split("\u0000"), type]);
+    if (this.thread) {
+      // Checks and rows here; the inserts and the fsync on the writer thread.
+      await this.thread.run([
+        { stmt: "field", rows: fields },
+        { stmt: "upsert", rows },
+      ]);
+    } else {
+      const upsert = this.upsert!;
+      const insertField = this.insertField!;
+      db.transaction(() => {
+        for (const f of fields) insertField.run(f);
+        for (const r of rows) upsert.run(r);
+      })();
+    }
     for (const [id, type] of added) this.fieldTypes.set(id, type);
     if (conflicts.length > 0) {
       throw new PartialWriteError(
@@ -172,6 +186,19 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
         conflicts.length,
       );
     }
+  }
+
+  /** The first field whose type differs from what the measurement has; records new fields in `added`. */
+  private checkFields(p: Point, added: Map<string, FieldType>): string | undefined {
+    for (const key in p.fields) {
+      const type = fieldType(p, key, p.fields[key]!);
+      const id = `${p.measurement}\u0000${key}`;
+      const known = this.fieldTypes.get(id) ?? added.get(id);
+      if (known === undefined) added.set(id, type);
+      else if (known !== type)
+        return `field ${key} on ${p.measurement} is ${type}, already exists as ${known}`;
+    }
+    return undefined;
   }
 
   async ping(): Promise<boolean> {

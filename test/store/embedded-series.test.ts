@@ -1,5 +1,9 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { silentLogger } from "../../src/log.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
 import { timeSeriesContract } from "./timeseries.contract.js";
 
@@ -12,6 +16,22 @@ timeSeriesContract("embedded (SQLite)", async () => {
     async cleanup() {
       await store.stop();
       db.close();
+    },
+  };
+});
+
+timeSeriesContract("embedded (SQLite, writes on a writer thread)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "ata-series-"));
+  const store = new EmbeddedSeriesStore({
+    path: join(dir, "series.db"),
+    writerThread: { log: silentLogger() },
+  });
+  await store.start();
+  return {
+    store,
+    async cleanup() {
+      await store.stop();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 });

@@ -1,0 +1,80 @@
+/**
+ * A writer thread for one SQLite file (src/store/sqlite-writer-worker.js): each run() is one
+ * transaction on the thread's own connection. Used by the event log (the PUBACK waits for it) and
+ * by the embedded time-series store, so that neither holds the event loop while SQLite inserts and
+ * fsyncs. Reads stay on the main thread's connections (WAL lets them proceed meanwhile).
+ */
+import { Worker } from "node:worker_threads";
+import type { Logger } from "../log.js";
+
+export interface WriteBatch {
+  /** Name of a statement given to the constructor. */
+  stmt: string;
+  /** Positional parameters per row. */
+  rows: unknown[][];
+  /** Report each row's new rowid (0 when ignored); otherwise null comes back for this batch. */
+  ids?: boolean;
+}
+
+export class SqliteWriterThread {
+  private readonly worker: Worker;
+  private readonly waiting = new Map<
+    number,
+    { resolve: (r: (number[] | null)[]) => void; reject: (e: Error) => void }
+  >();
+  private nextId = 1;
+  private failed: Error | null = null;
+
+  constructor(path: string, statements: Record<string, string>, log: Logger) {
+    this.worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), {
+      workerData: { path, statements },
+    });
+    this.worker.on(
+      "message",
+      (m: { type: string; id: number; ok: boolean; results: (number[] | null)[]; error?: string }) => {
+        if (m.type !== "done") return;
+        const w = this.waiting.get(m.id);
+        this.waiting.delete(m.id);
+        if (!w) return;
+        if (m.ok) w.resolve(m.results);
+        else w.reject(new Error(m.error));
+      },
+    );
+    const fail = (err: Error) => {
+      this.failed = err;
+      log.fatal({ err, path }, "SQLite writer thread failed");
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    this.worker.on("error", fail);
+    this.worker.on("exit", (code) => {
+      if (code !== 0 && !this.failed) fail(new Error(`SQLite writer thread exited with ${code}`));
+    });
+  }
+
+  /** Commit the batches in one transaction; rejects (and nothing is committed) if any row fails. */
+  run(batches: WriteBatch[]): Promise<(number[] | null)[]> {
+    if (this.failed) return Promise.reject(this.failed);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      this.worker.postMessage({ type: "write", id, batches });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.failed) return;
+    const closed = new Promise<void>((resolve) => {
+      const onMessage = (m: { type: string }) => {
+        if (m.type !== "closed") return;
+        this.worker.off("message", onMessage);
+        resolve();
+      };
+      this.worker.on("message", onMessage);
+    });
+    this.worker.postMessage({ type: "close" });
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    this.failed = new Error("writer closed");
+    await this.worker.terminate();
+  }
+}
