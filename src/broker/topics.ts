@@ -6,7 +6,6 @@
  *   ata/v1/<deviceId>/status         device -> gateway, retained, also the last will ("online"/"offline")
  *   ata/v1/<deviceId>/errors         gateway -> device: why a publish was rejected
  *   ata/v1/<deviceId>/commands       gateway -> device
- *   ata/v1/$alerts/<siteId>          gateway -> integrations: alert changes (fallback "MQTT out")
  */
 
 export const ROOT = "ata/v1";
@@ -28,7 +27,6 @@ export function deviceTopic(deviceId: string, channel: string): string {
 export const errorTopic = (deviceId: string) => deviceTopic(deviceId, ERRORS);
 export const commandTopic = (deviceId: string) => deviceTopic(deviceId, COMMANDS);
 export const statusTopic = (deviceId: string) => deviceTopic(deviceId, STATUS);
-export const alertsTopic = (siteId: string) => `${ROOT}/$alerts/${siteId}`;
 
 export interface ParsedDeviceTopic {
   deviceId: string;

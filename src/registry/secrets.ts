@@ -60,15 +60,6 @@ export function verifySecret(secret: string, stored: string): Promise<boolean> {
   });
 }
 
-export function verifySecretSync(secret: string, stored: string): boolean {
-  const fast = verifySha(secret, stored);
-  if (fast !== null) return fast;
-  const parsed = parse(stored);
-  if (!parsed) return false;
-  const key = scryptSync(secret, parsed.salt, parsed.hash.length, { N: parsed.N, r: parsed.r, p: parsed.p });
-  return timingSafeEqual(key, parsed.hash);
-}
-
 /** A new random secret or token for the CLI to print once. */
 export function newSecret(bytes = 24): string {
   return randomBytes(bytes).toString("base64url");

@@ -2,6 +2,7 @@ import { connect } from "node:net";
 import mqttPacket from "mqtt-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROFILES } from "../../devices/index.js";
+import { statusTopic } from "../../src/broker/topics.js";
 import {
   connectDevice,
   deviceIdFor,
@@ -86,10 +87,10 @@ describe("device presence", () => {
   it("the last will (status offline) marks the device offline at once", async () => {
     const native = deviceIdFor("ata/native");
     const client = await connectDevice(t.mqttPort, native, secretFor("ata/native"), {
-      will: { topic: `ata/v1/${native}/status`, payload: Buffer.from("offline"), qos: 1, retain: true },
+      will: { topic: statusTopic(native), payload: Buffer.from("offline"), qos: 1, retain: true },
     });
     await eventually(() => t.gateway.presence.status(native).online);
-    await client.publishAsync(`ata/v1/${native}/status`, "offline", { qos: 1, retain: true });
+    await client.publishAsync(statusTopic(native), "offline", { qos: 1, retain: true });
     await eventually(() => !t.gateway.presence.status(native).online);
     client.end(true);
   });
