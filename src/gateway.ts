@@ -246,6 +246,7 @@ export class Gateway {
       metrics: this.metrics,
       adminToken: config.http.adminToken,
       readiness: this.readiness,
+      rules: () => this.rules.rules,
     });
     alertRoutes(this.router, {
       db: this.db,

@@ -22,6 +22,8 @@ export interface OperationsContext {
   metrics: Metrics;
   adminToken: string | undefined;
   readiness: ReadinessCheck[];
+  /** The rules running now (after the last SIGHUP reload that succeeded). */
+  rules: () => readonly { id: string; description?: string | undefined; enabled: boolean }[];
 }
 
 export function requireAdmin(ctx: RequestContext, adminToken: string | undefined): void {
@@ -117,6 +119,12 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
   router.add("POST", "/api/v1/devices/:id/rotate-secret", (r) => {
     admin(r);
     return { secret: registryCall(() => ctx.registry.rotateSecret(r.params.id!)) };
+  });
+  router.add("GET", "/api/v1/rules", (r) => {
+    admin(r);
+    return {
+      rules: ctx.rules().map((x) => ({ id: x.id, description: x.description ?? null, enabled: x.enabled })),
+    };
   });
   router.add("GET", "/api/v1/dead-letters", (r) => {
     admin(r);

@@ -14,6 +14,8 @@ export interface GatewayProcess {
   http: number;
   mqtt: number;
   stderr: string[];
+  /** Log lines (pino JSON) the gateway printed after it was ready. */
+  stdout: string[];
   /** SIGKILL: no drain, no flush, no goodbye. */
   kill9(): Promise<void>;
   /** SIGTERM and wait for the exit code. */
@@ -42,6 +44,7 @@ export function spawnGateway(
     },
   );
   const stderr: string[] = [];
+  const stdout: string[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return new Promise((resolve, reject) => {
@@ -55,6 +58,7 @@ export function spawnGateway(
     };
     child.once("exit", early);
     createInterface({ input: child.stdout! }).on("line", (line) => {
+      stdout.push(line);
       if (!line.includes('"ready":true')) return;
       const ready = JSON.parse(line) as { http: number; mqtt: number };
       clearTimeout(timer);
@@ -64,6 +68,7 @@ export function spawnGateway(
         http: ready.http,
         mqtt: ready.mqtt,
         stderr,
+        stdout,
         kill9: async () => {
           child.kill("SIGKILL");
           await exited;

@@ -104,3 +104,42 @@ describe("the gateway with a real InfluxDB", () => {
     }, 10_000);
   });
 });
+
+describe("a gateway that starts while InfluxDB is down", () => {
+  it("starts anyway, reports the store unreachable on /readyz, and delivers the backlog once InfluxDB is up", async () => {
+    const influxd = await startInfluxd();
+    influxd.kill(); // the port is known, nothing answers on it
+    const t = await startGateway({ overrides: { influx: { url: influxd.url, database: "ata_late" } } });
+    try {
+      const ready = await api(t.httpUrl, "GET", "/readyz", undefined, null);
+      expect(ready.body.checks.find((c: { name: string }) => c.name === "timeseries").detail.reachable).toBe(
+        false,
+      );
+      const client = await connectDevice(t.mqttPort, ID, secretFor("ata/native"));
+      for (let i = 0; i < 50; i++)
+        await client.publishAsync(
+          deviceTopic(ID, "events"),
+          JSON.stringify({ eventId: `late-${i}`, type: "device.heartbeat", data: { battery: 70 } }),
+          { qos: 1 },
+        );
+      client.end(true);
+      await influxd.restart();
+      const q = new InfluxDB({ host: influxd.host, port: influxd.port, database: "ata_late" });
+      await eventually(
+        async () => {
+          const rows = await q
+            .query<{ count: number }>(
+              `SELECT count("event_id") AS count FROM "event" WHERE "type" = 'device.heartbeat'`,
+            )
+            .catch(() => []);
+          return rows[0]?.count === 50;
+        },
+        30_000,
+        200,
+      );
+    } finally {
+      await t.stop();
+      await influxd.stop();
+    }
+  }, 90_000);
+});
