@@ -670,6 +670,8 @@ function tick() {
   els.clock.textContent = new Date().toLocaleTimeString(lang(), { hour: "2-digit", minute: "2-digit" });
   tickAges();
   renderConn();
+  // A receipt lost to a timeout or a dropped connection is sent again here, not only on the next change.
+  sendReceipts();
 }
 
 init();

@@ -167,10 +167,30 @@ describe("staff console in a real browser", () => {
     await expect.poll(() => card.locator(".age").textContent(), { timeout: 3000 }).not.toBe(age1);
 
     // Both screens confirm receipt; under a loaded CI machine Chromium can take a few seconds.
-    await eventually(async () => {
-      const r = await api(t.httpUrl, "GET", `/api/v1/alerts/${firstAlertId}`, undefined, ANNA.token);
-      return r.body.alert.deliveredTo.includes("Anna") && r.body.alert.deliveredTo.includes("Bo");
-    }, 20_000);
+    let deliveredTo: string[] = [];
+    let history: unknown = null;
+    try {
+      await eventually(async () => {
+        const r = await api(t.httpUrl, "GET", `/api/v1/alerts/${firstAlertId}`, undefined, ANNA.token);
+        deliveredTo = r.body.alert.deliveredTo;
+        history = r.body.history;
+        return deliveredTo.includes("Anna") && deliveredTo.includes("Bo");
+      }, 20_000);
+    } catch (err) {
+      // Say which screen did not confirm, and why it may not have (hidden tab, no connection).
+      const screens = await Promise.all(
+        [anna.page, bo.page].map((p) =>
+          p.evaluate(() => ({
+            visibility: document.visibilityState,
+            conn: document.querySelector("#conn")?.getAttribute("data-state"),
+            cards: document.querySelectorAll("li.alert").length,
+          })),
+        ),
+      );
+      throw new Error(
+        `${(err as Error).message}; deliveredTo=${JSON.stringify(deliveredTo)}; anna=${JSON.stringify(screens[0])}; bo=${JSON.stringify(screens[1])}; history=${JSON.stringify(history)}`,
+      );
+    }
     await anna.page.screenshot({ path: screenshotPath("console-alert-phone"), fullPage: true });
     await bo.page.waitForSelector(`li[data-id="${firstAlertId}"]`);
     await bo.page.screenshot({ path: screenshotPath("console-alert-wall") });
