@@ -64,6 +64,9 @@ const AGG_SQL: Record<AggregateQuery["fn"], string> = {
 };
 
 /** Canonical tag JSON of frozen tag objects, which producers share between the points of a series. */
+/** Points prepared between two yields when the inserts run on the writer thread. */
+const WRITE_SLICE = 500;
+
 const frozenCanonical = new WeakMap<object, string>();
 
 function canonicalTags(tags: Record<string, string>): string {
@@ -159,7 +162,10 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
     const added = new Map<string, FieldType>();
     const conflicts: string[] = [];
     const rows: unknown[][] = [];
-    for (const p of points) {
+    for (let i = 0; i < points.length; i++) {
+      // Hand the event loop back now and then: a fall arriving meanwhile waits at most one slice.
+      if (this.thread && i > 0 && i % WRITE_SLICE === 0) await new Promise<void>((r) => setImmediate(r));
+      const p = points[i]!;
       const conflict = this.checkFields(p, added);
       if (conflict !== undefined) conflicts.push(conflict);
       else rows.push([p.measurement, p.timeNs, canonicalTags(p.tags), JSON.stringify(p.fields)]);
