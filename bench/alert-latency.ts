@@ -270,6 +270,13 @@ try {
   const rss = Number(
     /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.pid}/status`, "utf8"))?.[1] ?? Number.NaN,
   );
+  // Where the time goes inside the gateway: commit durations and event-loop delay from /metrics.
+  const metrics = await fetch(`http://127.0.0.1:${gw.ports.http}/metrics`).then((r) => r.text());
+  const commitBuckets = [...metrics.matchAll(/^ata_commit_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)].map(
+    (m) => [m[1]!, Number(m[2])] as const,
+  );
+  const loopP99 = Number(/^ata_nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
+  const loopMax = Number(/^ata_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
   ws.close();
   for (const c of fallClients) c.end(true);
   await stopAll();
@@ -315,6 +322,9 @@ try {
       pubackP99Ms: ms(percentile(gwResult.puback, 99)),
       rssMiB: Math.round(rss / 1024),
       wsMessages: messages,
+      commitsBySecondsLe: Object.fromEntries(commitBuckets),
+      eventLoopLagP99Ms: ms(loopP99 * 1000),
+      eventLoopLagMaxMs: ms(loopMax * 1000),
     },
     bare: {
       p50Ms: ms(percentile(bareResult.e2e, 50)),

@@ -30,7 +30,7 @@ import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
 import { StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
-import { type Db, openDb } from "./store/db.js";
+import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
 import { InfluxStore } from "./store/influx.js";
 import { TimeSeriesSink } from "./store/sink.js";
@@ -115,7 +115,7 @@ export class Gateway {
       options: {
         ...config.ingest,
         maxPayloadBytes: config.mqtt.maxPayloadBytes,
-        dbPath: this.options.dbPath ?? join(config.dataDir, "ata.db"),
+        dbPath: eventLogPath(this.options.dbPath ?? join(config.dataDir, "ata.db")),
       },
     });
     this.ingest.start();

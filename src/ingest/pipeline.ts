@@ -31,7 +31,7 @@ export interface IngestOptions {
    * an in-memory database, and simpler to reason about in tests).
    */
   writer?: "worker" | "inline";
-  /** The database file, for the writer thread. */
+  /** The event log's database file (store/db.ts eventLogPath), for the writer thread. */
   dbPath?: string;
   /** Longest a submission waits for companions; 0 = commit on the next turn of the event loop. */
   commitMaxDelayMs: number;

@@ -1,7 +1,8 @@
 /**
- * The embedded operational database (SQLite via better-sqlite3): devices, credentials, the durable
- * event log, dead letters, alerts, audit, timers, outbox cursors. Versioned migrations run at open;
- * each migration is applied once, in order, in its own transaction.
+ * The embedded operational database (SQLite via better-sqlite3): devices, credentials, alerts,
+ * audit, timers, outbox cursors in the main file; the durable event log and the dead letters in a
+ * second file attached as schema `log` (see EVENT_LOG_SCHEMA for why). Versioned migrations run at
+ * open, the log's first; each migration is applied once, in order, in its own transaction.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -19,6 +20,11 @@ export interface Migration {
  * Append only: never edit a migration that has shipped; add a new one. Times are integer
  * milliseconds since the epoch (UTC) unless a column name says otherwise.
  */
+const EVENT_COLUMNS =
+  "seq, event_id, device_id, type, phase, priority, occurred_at, received_at, device_seq, site_id, unit_id, room_id, resident_ref, profile, data, raw, topic";
+const DEAD_LETTER_COLUMNS =
+  "id, received_at, device_id, topic, code, reason, size, sha256, payload, truncated";
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -217,7 +223,83 @@ export const MIGRATIONS: Migration[] = [
       CREATE TRIGGER residents_version_u AFTER UPDATE ON residents BEGIN UPDATE meta SET value = value + 1 WHERE key = 'registry_version'; END;
     `,
   },
+  {
+    version: 4,
+    name: "event log and dead letters move to their own file",
+    sql: `
+      INSERT OR IGNORE INTO log.events (${EVENT_COLUMNS}) SELECT ${EVENT_COLUMNS} FROM main.events;
+      INSERT OR IGNORE INTO log.dead_letters (${DEAD_LETTER_COLUMNS}) SELECT ${DEAD_LETTER_COLUMNS} FROM main.dead_letters;
+      DROP TABLE main.events;
+      DROP TABLE main.dead_letters;
+    `,
+  },
 ];
+
+/**
+ * The event log and the dead letters live in a file of their own (`<name>-events.db` beside the
+ * main database), attached to every main connection as schema \`log\`. Unqualified \`events\` and
+ * \`dead_letters\` resolve there, so queries are written as if it were one database.
+ *
+ * Why a second file: SQLite has one write lock per database file, held through the commit's
+ * fsync. The ingest writer thread commits to the event log continuously; in one file, every write
+ * of the main thread (an alert raised, a timer armed, a cursor moved) could queue behind that
+ * fsync in SQLite's busy handler, which sleeps in steps of 1 to 100 ms and holds the event loop
+ * meanwhile. With two files the writer thread and the main thread never wait for each other.
+ */
+export const EVENT_LOG_SCHEMA = "log";
+
+export const EVENT_LOG_MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "event log, dead letters",
+    sql: `
+      -- The durable event log. seq is the outbox order for downstream sinks. No AUTOINCREMENT:
+      -- events are never deleted, so rowids only grow, without a sqlite_sequence write per insert.
+      CREATE TABLE log.events (
+        seq INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        priority TEXT,
+        occurred_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        device_seq INTEGER,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        room_id TEXT,
+        resident_ref TEXT,
+        profile TEXT NOT NULL,
+        data TEXT NOT NULL,              -- JSON of the canonical event's data
+        raw BLOB,                        -- the payload as received, for audit
+        topic TEXT
+      );
+      CREATE UNIQUE INDEX log.events_dedupe ON events(device_id, event_id);
+      CREATE INDEX log.events_site_time ON events(site_id, occurred_at);
+      CREATE INDEX log.events_device_type_time ON events(device_id, type, occurred_at);
+      CREATE INDEX log.events_resident_type_time ON events(resident_ref, type, occurred_at);
+      CREATE TABLE log.dead_letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at INTEGER NOT NULL,
+        device_id TEXT,
+        topic TEXT NOT NULL,
+        code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        payload BLOB NOT NULL,           -- the bytes, or the first max_dead_letter_bytes of them
+        truncated INTEGER NOT NULL DEFAULT 0
+      );
+      CREATE INDEX log.dead_letters_device ON dead_letters(device_id, received_at);
+    `,
+  },
+];
+
+/** The event log's file for a main database file (":memory:" stays in memory). */
+export function eventLogPath(path: string): string {
+  if (path === ":memory:") return path;
+  return path.endsWith(".db") ? `${path.slice(0, -3)}-events.db` : `${path}-events.db`;
+}
 
 export interface OpenOptions {
   /** File path, or ":memory:". */
@@ -234,17 +316,21 @@ export function openDb({ path, migrations = MIGRATIONS }: OpenOptions): Db {
   db.pragma("synchronous = FULL");
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
+  db.prepare(`ATTACH DATABASE ? AS ${EVENT_LOG_SCHEMA}`).run(eventLogPath(path));
+  db.pragma(`${EVENT_LOG_SCHEMA}.journal_mode = WAL`);
+  db.pragma(`${EVENT_LOG_SCHEMA}.synchronous = FULL`);
+  migrate(db, EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA);
   migrate(db, migrations);
   return db;
 }
 
-export function migrate(db: Db, migrations: Migration[]): void {
+export function migrate(db: Db, migrations: Migration[], schema = "main"): void {
   db.exec(
-    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)",
+    `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT, applied_at INTEGER)`,
   );
   const applied = new Set(
     db
-      .prepare("SELECT version FROM schema_migrations")
+      .prepare(`SELECT version FROM ${schema}.schema_migrations`)
       .all()
       .map((r) => (r as { version: number }).version),
   );
@@ -253,7 +339,7 @@ export function migrate(db: Db, migrations: Migration[]): void {
     if (applied.has(m.version)) continue;
     db.transaction(() => {
       db.exec(m.sql);
-      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+      db.prepare(`INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`).run(
         m.version,
         m.name,
         Date.now(),

@@ -87,7 +87,7 @@ describe("a QoS 1 event that got its PUBACK survives kill -9", () => {
     const again = await spawnGateway(configPath);
     await again.stop();
 
-    const db = new Database(join(dir, "data", "ata.db"), { readonly: true });
+    const db = new Database(join(dir, "data", "ata-events.db"), { readonly: true });
     try {
       const counts = new Map<string, number>();
       for (const r of db
