@@ -28,7 +28,7 @@ import { loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
-import { StaffServer } from "./staff/server.js";
+import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
@@ -151,7 +151,13 @@ export class Gateway {
       staff: { connected: () => staff?.connected() ?? [] },
       fallback: this.webhook,
     });
-    this.staff = staff = new StaffServer(this.alerts, this.tokens, log.child({ component: "staff" }));
+    this.staff = staff = new StaffServer(
+      this.alerts,
+      this.tokens,
+      log.child({ component: "staff" }),
+      DEFAULT_STAFF_OPTIONS,
+      config.sites,
+    );
     this.rules = new RuleEngine(
       {
         db: this.db,

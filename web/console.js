@@ -14,6 +14,7 @@ import { CommandError, StaffClient } from "./staff-client.js";
 
 /** @typedef {import("./staff-client.js").AlertView} AlertView */
 /** @typedef {import("./staff-client.js").StaffIdentity} StaffIdentity */
+/** @typedef {import("./staff-client.js").PlaceSite} PlaceSite */
 
 const TOKEN_KEY = "ata.console.token";
 const OPEN_STATES = new Set(["raised", "accepted", "attending"]);
@@ -67,6 +68,9 @@ const state = {
   staff: null,
   /** @type {StaffClient | null} */
   client: null,
+  /** Display names of the sites and units in scope, from `welcome` ("site/unit" and "site" keys). */
+  /** @type {Map<string, string>} */
+  places: new Map(),
   /** @type {Map<string, AlertView>} */
   alerts: new Map(),
   /** Alerts whose delivery receipt has been sent (or is in flight). */
@@ -216,7 +220,13 @@ function start(/** @type {string} */ token) {
     render();
   });
   client.addEventListener("welcome", (ev) => {
-    state.staff = /** @type {CustomEvent} */ (ev).detail.staff;
+    const detail = /** @type {CustomEvent} */ (ev).detail;
+    state.staff = detail.staff;
+    state.places.clear();
+    for (const site of /** @type {PlaceSite[]} */ (detail.places ?? [])) {
+      state.places.set(site.id, site.name);
+      for (const u of site.units) state.places.set(`${site.id}/${u.id}`, u.name);
+    }
     els.who.textContent = state.staff?.name ?? "";
   });
   client.addEventListener("snapshot", (ev) => {
@@ -400,7 +410,7 @@ function fillCard(li, a) {
   const msg = el("div", "msg", a.message[lang()] || a.message.da);
   const metaParts = [typeLabel(a.type)];
   if (a.resident) metaParts.push(t("alert.resident", { ref: a.resident }));
-  metaParts.push(t("alert.unit", { unit: a.unit }));
+  metaParts.push(placeLabel(a));
   if (a.count > 1) metaParts.push(t("alert.count", { n: a.count }));
   const meta = el("div", "meta", metaParts.join(" · "));
 
@@ -481,6 +491,17 @@ function tickAges() {
     const age = li.querySelector(".age");
     if (a && age) age.textContent = ageText(now - Date.parse(a.raisedAt));
   }
+}
+
+/**
+ * The unit by its configured name ("Afsnit A"), with the site's name for someone who covers more
+ * than one site; the ids when the gateway sent no names.
+ * @param {AlertView} a
+ */
+function placeLabel(a) {
+  const unit = state.places.get(`${a.site}/${a.unit}`) ?? t("alert.unit", { unit: a.unit });
+  const manySites = (state.staff?.sites.length ?? 0) > 1;
+  return manySites ? `${state.places.get(a.site) ?? a.site} · ${unit}` : unit;
 }
 
 /** The visual cue: a flashing colour band with big text, for those who cannot hear the alarm. */

@@ -64,10 +64,30 @@ export interface StaffIdentity {
   units: string[] | null;
 }
 
+/** A site in a person's scope with its display names, so screens can say "Afsnit A", not "unit-a". */
+export interface PlaceSite {
+  id: string;
+  name: string;
+  units: { id: string; name: string }[];
+}
+
+/** The sites and units a person may see, with names: their scope cut out of the configuration. */
+export function placesInScope(sites: readonly PlaceSite[], staff: StaffIdentity): PlaceSite[] {
+  return sites
+    .filter((s) => staff.sites.includes(s.id))
+    .map((s) => ({
+      id: s.id,
+      name: s.name,
+      units: s.units
+        .filter((u) => staff.units === null || staff.units.includes(u.id))
+        .map((u) => ({ id: u.id, name: u.name })),
+    }));
+}
+
 export type SnapshotReason = "initial" | "resume_too_old" | "resume_unknown";
 
 export type ServerMessage =
-  | { type: "welcome"; protocol: number; staff: StaffIdentity; heartbeatSec: number }
+  | { type: "welcome"; protocol: number; staff: StaffIdentity; heartbeatSec: number; places: PlaceSite[] }
   | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: SnapshotReason }
   | { type: "resumed"; from: number; replayed: number }
   | { type: "alert"; seq: number; change: string; alert: AlertView; actor: string; reason: string | null }

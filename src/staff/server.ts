@@ -15,7 +15,9 @@ import {
   type ClientCommand,
   ClientMessage,
   MAX_CLIENT_MESSAGE_BYTES,
+  type PlaceSite,
   PROTOCOL_VERSION,
+  placesInScope,
   type ServerMessage,
   type SnapshotReason,
   type StaffIdentity,
@@ -62,6 +64,8 @@ export class StaffServer implements StaffDirectory {
     private readonly tokens: TokenStore,
     private readonly log: Logger,
     private readonly options: StaffServerOptions = DEFAULT_STAFF_OPTIONS,
+    /** The configured sites and units, for the names in `welcome`. */
+    private readonly sites: readonly PlaceSite[] = [],
   ) {
     // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
@@ -197,6 +201,7 @@ export class StaffServer implements StaffDirectory {
       protocol: PROTOCOL_VERSION,
       staff,
       heartbeatSec: this.options.heartbeatSec,
+      places: placesInScope(this.sites, staff),
     });
     // Replay and registration for live changes happen in this same synchronous turn, so no change
     // can fall between them.

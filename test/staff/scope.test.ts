@@ -52,6 +52,19 @@ describe("staff scope: sites and units", () => {
       (a) => a.id,
     );
 
+  it("welcomes each person with the names of the sites and units in their scope, and no others", () => {
+    const places = (c: StaffClient) => c.messages.find((m) => m.type === "welcome")?.places;
+    expect(places(anna)).toEqual([
+      { id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] },
+    ]);
+    expect(places(carl)).toEqual([
+      { id: "home-a", name: "Home A", units: [{ id: "unit-2", name: "Unit 2" }] },
+    ]);
+    expect(places(hans)).toEqual([
+      { id: "home-b", name: "Home B", units: [{ id: "unit-9", name: "Unit 9" }] },
+    ]);
+  });
+
   it("a unit-2 staff member does not see a unit-1 fall until it escalates to the whole site; another site never does", async () => {
     const raised = anna.next((m) => m.type === "alert" && m.change === "raised" && m.alert.type === "fall");
     await publish(

@@ -154,6 +154,9 @@ describe("staff console in a real browser", () => {
     expect(await card.locator(".room").textContent()).toBe("Stue r1");
     expect(await card.locator(".msg").textContent()).toContain("Fald");
     expect(await card.locator(".meta").textContent()).toContain("Borger R-0001");
+    // The unit by its configured name, not its id.
+    expect(await card.locator(".meta").textContent()).toContain("Unit 1");
+    expect(await card.locator(".meta").textContent()).not.toContain("unit-1");
     expect(await card.locator(".status").textContent()).toBe("Ny – ikke taget");
 
     const sound = await soundState(anna.page);
