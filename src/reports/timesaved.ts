@@ -16,7 +16,7 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
-import type { Db } from "../store/db.js";
+import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
 import { addDays, DAY, datesBetween, dayWindow, isDate, localDate, MINUTE, nightWindow } from "./calendar.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
@@ -138,7 +138,7 @@ function prepared(db: Db): Statements {
       eventsOfType: db.prepare(
         `SELECT e.unit_id, e.room_id, e.resident_ref, e.occurred_at AS at, e.data
          FROM devices d CROSS JOIN events e ON e.device_id = d.id
-         WHERE d.site_id = ? AND e.type = ? AND +e.site_id = ? AND e.occurred_at >= ? AND e.occurred_at < ?
+         WHERE d.site_id = ? AND e.type = ? AND e.${NOT_HEARTBEAT} AND +e.site_id = ? AND e.occurred_at >= ? AND e.occurred_at < ?
          ORDER BY e.occurred_at`,
       ),
     };

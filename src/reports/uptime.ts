@@ -8,7 +8,7 @@
  * Queries go per device through the events(device_id, type, occurred_at) index: a month of a busy
  * site's heartbeats is never scanned.
  */
-import type { Db } from "../store/db.js";
+import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 
 export interface OnlineHistory {
   /** State at `from`: true, false, or null when nothing says. */
@@ -30,12 +30,13 @@ function prepared(db: Db): Statements {
   if (!s) {
     s = {
       last: db.prepare(
-        `SELECT occurred_at AS at, seq FROM events WHERE device_id = ? AND type = ? AND occurred_at < ?
+        `SELECT occurred_at AS at, seq FROM events WHERE device_id = ? AND type = ? AND ${NOT_HEARTBEAT} AND occurred_at < ?
          ORDER BY occurred_at DESC, seq DESC LIMIT 1`,
       ),
       changes: db.prepare(
         `SELECT type, occurred_at AS at FROM events
-         WHERE device_id = ? AND type IN ('device.online', 'device.offline') AND occurred_at >= ? AND occurred_at < ?
+         WHERE device_id = ? AND type IN ('device.online', 'device.offline') AND ${NOT_HEARTBEAT}
+           AND occurred_at >= ? AND occurred_at < ?
          ORDER BY occurred_at, seq`,
       ),
       state: db.prepare("SELECT online, changed_at FROM device_state WHERE device_id = ?"),

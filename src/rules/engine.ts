@@ -13,7 +13,7 @@ import type { Logger } from "../log.js";
 import { EVENT_TYPES } from "../model/event.js";
 import type { DeviceProfile } from "../model/profile.js";
 import type { Registry } from "../registry/registry.js";
-import type { Db } from "../store/db.js";
+import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import { evaluate, typeMatches } from "./conditions.js";
 import { type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
 import type { DurableTimers, Timer } from "./timers.js";
@@ -290,6 +290,10 @@ export class RuleEngine {
     // and tested) are not the resident's: they do not count, just as they raised nothing.
     const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ?${
       concrete ? ` AND ev.type IN (${concrete.map(() => "?").join(",")})` : ""
+    }${
+      // The per-device and per-resident indexes leave heartbeats out; a count of heartbeats (or of
+      // everything) is still right, only without them.
+      concrete && !concrete.includes("device.heartbeat") ? ` AND ev.${NOT_HEARTBEAT}` : ""
     } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
         AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
         AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;

@@ -248,6 +248,13 @@ export const MIGRATIONS: Migration[] = [
  */
 export const EVENT_LOG_SCHEMA = "log";
 
+/**
+ * The condition of the partial indexes on the event log. A query can use them only when its WHERE
+ * contains this very term (SQLite's rule for partial indexes), so queries for non-heartbeat types
+ * add it even though their type condition already implies it.
+ */
+export const NOT_HEARTBEAT = "type <> 'device.heartbeat'";
+
 export const EVENT_LOG_MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -291,6 +298,19 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
         truncated INTEGER NOT NULL DEFAULT 0
       );
       CREATE INDEX log.dead_letters_device ON dead_letters(device_id, received_at);
+    `,
+  },
+  {
+    version: 2,
+    name: "per-device and per-resident indexes without heartbeats",
+    sql: `
+      -- Heartbeats are most of the traffic and no query looks them up by device and type or by
+      -- resident; leaving them out of these two indexes halves the pages each group commit dirties
+      -- (about 2x the writer's throughput). Queries that use them say ${NOT_HEARTBEAT}.
+      DROP INDEX log.events_device_type_time;
+      DROP INDEX log.events_resident_type_time;
+      CREATE INDEX log.events_device_type_time ON events(device_id, type, occurred_at) WHERE ${NOT_HEARTBEAT};
+      CREATE INDEX log.events_resident_type_time ON events(resident_ref, type, occurred_at) WHERE ${NOT_HEARTBEAT};
     `,
   },
 ];

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { eventLogPath, MIGRATIONS, openDb } from "../../src/store/db.js";
+import { eventLogPath, MIGRATIONS, NOT_HEARTBEAT, openDb } from "../../src/store/db.js";
 
 describe("the operational database and its event-log file", () => {
   let dir: string;
@@ -93,6 +93,43 @@ describe("the operational database and its event-log file", () => {
       db.close();
     }
     expect(existsSync(join(dir, "ata-events.db"))).toBe(true);
+  });
+
+  it("leaves heartbeats out of the per-device and per-resident indexes, which queries for other types use", () => {
+    const db = openDb({ path: ":memory:" });
+    try {
+      const plan = (sql: string) =>
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[])
+          .map((r) => r.detail)
+          .join(" | ");
+      expect(
+        plan(
+          `SELECT occurred_at FROM events WHERE device_id = 'd' AND type = 'device.online' AND ${NOT_HEARTBEAT} AND occurred_at < 5`,
+        ),
+      ).toContain("INDEX events_device_type_time");
+      expect(
+        plan(
+          `SELECT count(*) FROM events ev WHERE ev.resident_ref = 'R-1' AND ev.type IN ('fall.detected') AND ev.${NOT_HEARTBEAT} AND ev.occurred_at >= 1`,
+        ),
+      ).toContain("INDEX events_resident_type_time");
+      const insert = db.prepare(
+        `INSERT INTO events (event_id, device_id, type, phase, occurred_at, received_at, site_id, unit_id, resident_ref, profile, data)
+         VALUES (?, 'd1', ?, 'point', 1, 1, 's', 'u', 'R-1', 'ata/native', '{}')`,
+      );
+      insert.run("h1", "device.heartbeat");
+      insert.run("f1", "fall.detected");
+      // Heartbeats are still logged and deduplicated; they are just not in those two indexes.
+      expect(db.prepare("SELECT count(*) AS n FROM events").get()).toEqual({ n: 2 });
+      expect(
+        db
+          .prepare(
+            "SELECT count(*) AS n FROM events INDEXED BY events_device_type_time WHERE type <> 'device.heartbeat'",
+          )
+          .get(),
+      ).toEqual({ n: 1 });
+    } finally {
+      db.close();
+    }
   });
 
   it("keeps an in-memory database in memory, event log included", () => {
