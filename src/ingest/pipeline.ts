@@ -95,8 +95,12 @@ export class Ingest extends EventEmitter {
   private queue: Pending[] = [];
   private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | null = null;
   private writer!: EventLogWriter;
-  /** The batch being committed; the next one gathers meanwhile (group commit). */
-  private inFlight: Promise<void> | null = null;
+  /**
+   * Batches handed to the writer and not yet committed, oldest first. Up to PIPELINE_DEPTH: while
+   * the writer commits one, the next is already prepared and waiting for it, so neither thread
+   * idles while the other works; new publishes gather meanwhile (group commit).
+   */
+  private readonly inFlight: Promise<void>[] = [];
   private readonly now: () => number;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
@@ -119,9 +123,9 @@ export class Ingest extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unschedule();
-    while (this.queue.length || this.inFlight) {
+    while (this.queue.length || this.inFlight.length) {
       this.flush();
-      if (this.inFlight) await this.inFlight;
+      if (this.inFlight.length) await this.inFlight[0];
     }
     await this.writer.close();
   }
@@ -234,7 +238,7 @@ export class Ingest extends EventEmitter {
 
   private flush(): void {
     this.unschedule();
-    if (this.inFlight || this.queue.length === 0) return;
+    if (this.inFlight.length >= PIPELINE_DEPTH || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
     const rows = toRows(batch, this.ctx.options.maxDeadLetterBytes);
@@ -250,18 +254,20 @@ export class Ingest extends EventEmitter {
       this.committed(batch, written, t0);
       return;
     }
-    this.inFlight = written.then(
+    // The writer answers in the order it was given batches, so these settle in order too.
+    const done: Promise<void> = written.then(
       (result) => {
-        this.inFlight = null;
+        this.inFlight.splice(this.inFlight.indexOf(done), 1);
         this.committed(batch, result, t0);
         if (this.queue.length) this.flush();
       },
       (err: Error) => {
-        this.inFlight = null;
+        this.inFlight.splice(this.inFlight.indexOf(done), 1);
         this.failed(batch, err);
         if (this.queue.length) this.flush();
       },
     );
+    this.inFlight.push(done);
   }
 
   /** Nothing in this group is durable: fail every submission so no PUBACK goes out; devices redeliver. */
@@ -362,6 +368,9 @@ function canonicalise(
   }
   return events;
 }
+
+/** Batches in flight to the writer thread at once: one committing, one ready behind it. */
+const PIPELINE_DEPTH = 2;
 
 /** Positional parameters, in the order of the INSERTs in the writers. */
 type Row = unknown[];
