@@ -252,6 +252,28 @@ export function computeDay(
   date: string,
   now: number,
 ): DayResult {
+  const steps = computeDaySteps(ctx, site, sm, date, now);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** Residents between two pauses of computeDaySteps: a few ms of queries at most. */
+const RESIDENTS_PER_STEP = 50;
+
+/**
+ * computeDay in steps: it pauses (yields) between groups of residents, so the periodic job can hand
+ * the event loop back to ingest and staff sockets in between. A day of a 5,000-bed site is tens of
+ * milliseconds of queries; in one piece it would hold up a fall arriving meanwhile.
+ */
+export function* computeDaySteps(
+  ctx: ComputeContext,
+  site: SiteInfo,
+  sm: SiteModel,
+  date: string,
+  now: number,
+): Generator<void, DayResult, void> {
   const { db, profiles } = ctx;
   const p: Params = sm.params;
   const s = prepared(db);
@@ -332,6 +354,21 @@ export function computeDay(
     resident_ref: string | null;
   }[];
   const fallSensors = devices.filter((d) => profiles.get(d.profile)?.kind === "fall-sensor");
+  // A resident's sensors: those naming the resident, and those in the resident's room.
+  const order = new Map(fallSensors.map((d, i) => [d, i]));
+  const sensorsByResident = new Map<string, typeof fallSensors>();
+  const sensorsByRoom = new Map<string, typeof fallSensors>();
+  for (const d of fallSensors) {
+    for (const [map, key] of [
+      [sensorsByResident, d.resident_ref],
+      [sensorsByRoom, d.room_id],
+    ] as const) {
+      if (key === null) continue;
+      const list = map.get(key);
+      if (list) list.push(d);
+      else map.set(key, [d]);
+    }
+  }
   const residents = s.residents.all(site.id) as { ref: string; unit_id: string; room_id: string | null }[];
   const nights: ResidentNight[] = [];
   const mergeMs = p.visitMergeMinutes * MINUTE;
@@ -349,10 +386,18 @@ export function computeDay(
     if (list) list.push(a);
     else alertsOf.set(key, [a]);
   }
+  let done = 0;
   for (const res of residents) {
-    const sensors = fallSensors.filter(
-      (d) => d.resident_ref === res.ref || (res.room_id !== null && d.room_id === res.room_id),
-    );
+    if (++done % RESIDENTS_PER_STEP === 0) yield;
+    const byRoom = res.room_id !== null ? (sensorsByRoom.get(res.room_id) ?? []) : [];
+    const byRef = sensorsByResident.get(res.ref) ?? [];
+    // In the order of the devices query, once each (a sensor can name the resident and be in the room).
+    const sensors =
+      byRoom.length === 0
+        ? byRef
+        : byRef.length === 0
+          ? byRoom
+          : [...new Set([...byRef, ...byRoom])].sort((a, b) => order.get(a)! - order.get(b)!);
     if (sensors.length === 0) continue;
     const r = bucket(res.unit_id, "night_supervision");
     r.ints.eligible = (r.ints.eligible ?? 0) + 1;
@@ -638,7 +683,7 @@ export class TimeSavedJob extends EventEmitter {
     let days = 0;
     try {
       for (let date = from; date < to; date = addDays(date, 1)) {
-        const day = computeDay(this.ctx, site, sm, date, this.now());
+        const day = await sliced(computeDaySteps(this.ctx, site, sm, date, this.now()));
         points.push(...dayPoints(day));
         days++;
         if (points.length >= 2000) {
@@ -664,6 +709,20 @@ export class TimeSavedJob extends EventEmitter {
     return summary;
   }
 }
+
+/** Runs a stepwise computation, handing the event loop back whenever a slice has taken SLICE_MS. */
+async function sliced<T>(steps: Generator<void, T, void>): Promise<T> {
+  let sliceStart = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (performance.now() - sliceStart >= SLICE_MS) {
+      await new Promise((r) => setImmediate(r));
+      sliceStart = performance.now();
+    }
+  }
+}
+const SLICE_MS = 4;
 
 function toDates(from: string | Date, to: string | Date, tz: string): [string, string] {
   const one = (v: string | Date, name: string): string => {

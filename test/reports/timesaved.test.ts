@@ -5,6 +5,7 @@ import { timeSavedReport } from "../../src/reports/queries.js";
 import {
   CATEGORIES,
   computeDay,
+  computeDaySteps,
   type DayResult,
   TIME_SAVED_MEASUREMENT,
   TimeSavedJob,
@@ -302,5 +303,52 @@ describe("time saved on a hand-computed week (19-25 October 2026, Europe/Copenha
       // Failed at 23-24 on the 24th; the run on the 26th covers 23-26.
       expect(summary).toMatchObject({ from: "2026-10-23", to: "2026-10-27", days: 4 });
     });
+  });
+});
+
+describe("a large site's day is computed in steps", () => {
+  it("pauses between groups of residents and gives the same result as in one piece", () => {
+    const t = tempDb();
+    try {
+      const at = ms("2026-11-01T00:00:00Z");
+      const insertRes = t.db.prepare(
+        "INSERT INTO residents (ref, site_id, unit_id, room_id, flags) VALUES (?, 's', ?, ?, '[]')",
+      );
+      const insertDev = t.db.prepare(
+        `INSERT INTO devices (id, profile, site_id, unit_id, room_id, resident_ref, secret_hash, created_at, updated_at)
+         VALUES (?, 'acme/radar', 's', ?, ?, ?, 'x', ?, ?)`,
+      );
+      const insertOnline = t.db.prepare(
+        `INSERT INTO events (event_id, device_id, type, phase, occurred_at, received_at, site_id, unit_id, room_id, profile, data)
+         VALUES (?, ?, 'device.online', 'point', ?, ?, 's', ?, ?, 'acme/radar', '{}')`,
+      );
+      t.db.transaction(() => {
+        for (let i = 0; i < 240; i++) {
+          const unit = `u${i % 4}`;
+          insertRes.run(`R-${i}`, unit, `room-${i}`);
+          // Half the sensors name their resident, half are only in the room.
+          insertDev.run(`d${i}`, unit, `room-${i}`, i % 2 ? `R-${i}` : null, at, at);
+          insertOnline.run(`on-${i}`, `d${i}`, at, at, unit, `room-${i}`);
+        }
+      })();
+      const site = {
+        id: "s",
+        timeZone: "Europe/Copenhagen",
+        units: [0, 1, 2, 3].map((i) => ({ id: `u${i}` })),
+      };
+      const sm = siteModel(shippedModel(), "s");
+      const now = ms("2026-11-23T12:00:00Z");
+      const steps = computeDaySteps({ db: t.db, profiles: PROFILES }, site, sm, "2026-11-20", now);
+      let pauses = 0;
+      let step = steps.next();
+      for (; !step.done; step = steps.next()) pauses++;
+      expect(pauses).toBeGreaterThanOrEqual(4);
+      const whole = computeDay({ db: t.db, profiles: PROFILES }, site, sm, "2026-11-20", now);
+      expect(step.value).toEqual(whole);
+      expect(whole.nights.filter((n) => n.qualified)).toHaveLength(240);
+      expect(whole.nights.every((n) => n.sensors.length === 1)).toBe(true);
+    } finally {
+      t.close();
+    }
   });
 });
