@@ -187,13 +187,16 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
 
   const rangeReport = (
     name: string,
-    run: (scope: Scope, rangeOf: RangeOf) => { body: unknown; tables: Table[] },
+    run: (
+      scope: Scope,
+      rangeOf: RangeOf,
+    ) => { body: unknown; tables: Table[] } | Promise<{ body: unknown; tables: Table[] }>,
   ) =>
-    router.add("GET", `/api/v1/reports/${name}`, (r) => {
+    router.add("GET", `/api/v1/reports/${name}`, async (r) => {
       const staff = who(r);
       const q = parseQuery(RangeQuery, r.query);
       const scope = resolveScope(ctx, staff, q);
-      return reply(name, q, run(scope, resolveRange(scope, q, now())));
+      return reply(name, q, await run(scope, resolveRange(scope, q, now())));
     });
 
   router.add("GET", "/api/v1/reports/time-saved", async (r) => {

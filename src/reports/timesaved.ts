@@ -18,6 +18,7 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
+import { Slicer } from "../util/slicer.js";
 import { addDays, DAY, datesBetween, dayWindow, isDate, localDate, MINUTE, nightWindow } from "./calendar.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
 import { onlineThroughout } from "./uptime.js";
@@ -710,19 +711,15 @@ export class TimeSavedJob extends EventEmitter {
   }
 }
 
-/** Runs a stepwise computation, handing the event loop back whenever a slice has taken SLICE_MS. */
+/** Runs a stepwise computation, handing the event loop back every few milliseconds. */
 async function sliced<T>(steps: Generator<void, T, void>): Promise<T> {
-  let sliceStart = performance.now();
+  const slicer = new Slicer();
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
-    if (performance.now() - sliceStart >= SLICE_MS) {
-      await new Promise((r) => setImmediate(r));
-      sliceStart = performance.now();
-    }
+    await slicer.pause();
   }
 }
-const SLICE_MS = 4;
 
 function toDates(from: string | Date, to: string | Date, tz: string): [string, string] {
   const one = (v: string | Date, name: string): string => {

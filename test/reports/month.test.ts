@@ -197,8 +197,8 @@ describe("reports over a month of simulated data for 200 devices", () => {
     expect(body.byRoom.find((r) => r.room === "u4-r1")?.rate).toBe(1);
   });
 
-  it("coverage: uptime from presence events, and residents with a fall sensor", () => {
-    const { body } = coverageReport(ctx, scope, month);
+  it("coverage: uptime from presence events, and residents with a fall sensor", async () => {
+    const { body } = await coverageReport(ctx, scope, month);
     expect(body.byDevice).toHaveLength(200);
     // The r8 radar is offline 1 hour a night; October's local month has 745 hours: 714 / 745.
     const r8 = body.byDevice.find((d) => d.device === "u0-radar-8")!;
