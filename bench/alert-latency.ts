@@ -2,7 +2,7 @@
  * Fall published -> alert on a staff WebSocket, under background load.
  *
  * The gateway runs as a child process (src/main.ts, as in production) with N registered native
- * devices (default 5,000, registered straight into its database before start). A second child
+ * devices (default 10,000 as in the target, registered straight into its database before start). A second child
  * process connects all but the fall devices and publishes heartbeats at a steady rate (default
  * 2,000 events/s, QoS 1, TCP_NODELAY), so the load generator's CPU is not this process's. This
  * process connects one staff WebSocket client and the fall devices, publishes FALLS falls spaced
@@ -13,7 +13,7 @@
  * of child, timing publish -> delivery to one subscriber for the same count and spacing.
  * Target (DESIGN.md): p99 <= 10 ms.
  *
- *   npx tsx bench/alert-latency.ts [devices=5000] [rate=2000] [falls=300] [spacingMs=20] [writer=worker|inline]
+ *   npx tsx bench/alert-latency.ts [devices=10000] [rate=2000] [falls=300] [spacingMs=20] [writer=worker|inline]
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
@@ -79,7 +79,7 @@ if (process.argv[2] === "--load") {
 
 // ---------------------------------------------------------------- measurement
 
-const N = Number(process.argv[2] ?? 5000);
+const N = Number(process.argv[2] ?? 10_000);
 const RATE = Number(process.argv[3] ?? 2000);
 const FALLS = Number(process.argv[4] ?? 300);
 const SPACING_MS = Number(process.argv[5] ?? 20);
