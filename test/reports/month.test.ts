@@ -125,8 +125,8 @@ describe("reports over a month of simulated data for 200 devices", () => {
     expect(body.totals.minutes).toBe(PER_UNIT.net);
   });
 
-  it("response times: nearest-rank p50 and p90 per priority", () => {
-    const { body } = responseTimesReport(ctx, scope, month);
+  it("response times: nearest-rank p50 and p90 per priority", async () => {
+    const { body } = await responseTimesReport(ctx, scope, month);
     /*
      * Medium (the daily false alarm, 31 per unit): accept after d = 10 s x (1 + D mod 10). Over days
      * 1..31 d is 10 s on 3 days, 20 s on 4, 30..100 s on 3 each: sorted ranks 1-3: 10, 4-7: 20,
@@ -174,8 +174,8 @@ describe("reports over a month of simulated data for 200 devices", () => {
     expect(body.byUnit.every((u) => u.count === 155)).toBe(true);
   });
 
-  it("false-alarm rate per device and room", () => {
-    const { body } = falseAlarmReport(ctx, scope, month);
+  it("false-alarm rate per device and room", async () => {
+    const { body } = await falseAlarmReport(ctx, scope, month);
     // 310 false alarms of 1550 resolved alerts.
     expect(body.total).toMatchObject({
       alerts: 1550,
