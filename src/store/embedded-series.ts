@@ -63,10 +63,10 @@ const AGG_SQL: Record<AggregateQuery["fn"], string> = {
   max: "MAX(v)",
 };
 
-/** Canonical tag JSON of frozen tag objects, which producers share between the points of a series. */
 /** Points prepared between two yields when the inserts run on the writer thread. */
 const WRITE_SLICE = 500;
 
+/** Canonical tag JSON of frozen tag objects, which producers share between the points of a series. */
 const frozenCanonical = new WeakMap<object, string>();
 
 function canonicalTags(tags: Record<string, string>): string {
