@@ -260,6 +260,7 @@ export class Gateway {
       tokens: this.tokens,
       adminToken: config.http.adminToken,
       allSites: config.sites.map((s) => s.id),
+      places: config.sites,
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
     const modelProblems = checkTimeModelSites(

@@ -38,12 +38,16 @@ const els = {
 };
 
 /** @typedef {{ id: string; name: string; role: string; sites: string[]; units: string[] | null }} Staff */
+/** @typedef {{ id: string; name: string; units: { id: string; name: string }[] }} PlaceSite */
 
 const state = {
   /** @type {string | null} */
   token: null,
   /** @type {Staff | null} */
   staff: null,
+  /** Display names from /api/v1/me: "site" and "site/unit" keys. */
+  /** @type {Map<string, string>} */
+  names: new Map(),
   /** Unit ids of the chosen site, learned from the reports. */
   /** @type {string[]} */
   units: [],
@@ -360,10 +364,15 @@ async function signIn(token, fromForm) {
     const res = await fetch("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
     if (res.status === 401 || res.status === 403) throw new Error(t("signin.invalid"));
     if (!res.ok) throw new Error(t("signin.unreachable"));
-    const { staff } = /** @type {{ staff: Staff }} */ (await res.json());
+    const { staff, places } = /** @type {{ staff: Staff; places?: PlaceSite[] }} */ (await res.json());
     if (!MANAGER_ROLES.has(staff.role)) throw new Error(t("signin.notManager"));
     state.token = token;
     state.staff = staff;
+    state.names.clear();
+    for (const s of places ?? []) {
+      state.names.set(s.id, s.name);
+      for (const u of s.units) state.names.set(`${s.id}/${u.id}`, u.name);
+    }
     try {
       localStorage.setItem(TOKEN_KEY, token);
     } catch {
@@ -409,7 +418,7 @@ function showApp() {
   const hash = new URLSearchParams(location.hash.slice(1));
   els.site.replaceChildren(
     ...staff.sites.map((s) => {
-      const o = /** @type {HTMLOptionElement} */ (el("option", "", s));
+      const o = /** @type {HTMLOptionElement} */ (el("option", "", state.names.get(s) ?? s));
       o.value = s;
       return o;
     }),
@@ -426,11 +435,16 @@ function showApp() {
   void load();
 }
 
+/** A unit of the chosen site by its configured name, or its id when the gateway sent none. */
+function unitName(/** @type {string} */ unit) {
+  return state.names.get(`${els.site.value}/${unit}`) ?? unit;
+}
+
 function fillUnitOptions(/** @type {string} */ keep = els.unit.value) {
   const all = /** @type {HTMLOptionElement} */ (el("option", "", t("dash.allUnits")));
   all.value = "";
   const opts = state.units.map((u) => {
-    const o = /** @type {HTMLOptionElement} */ (el("option", "", u));
+    const o = /** @type {HTMLOptionElement} */ (el("option", "", unitName(u)));
     o.value = u;
     return o;
   });
@@ -579,7 +593,7 @@ function renderHeadline(/** @type {any} */ r) {
     const weeks = days / 7;
     els.headlineValue.textContent = num(r.totals.hours / weeks, 1);
     els.headlineSub.textContent = t("dash.headlineSub", {
-      scope: els.unit.value ? t("alert.unit", { unit: els.unit.value }) : t("dash.allUnits"),
+      scope: els.unit.value ? unitName(els.unit.value) : t("dash.allUnits"),
       days,
       from,
       to,
@@ -609,14 +623,14 @@ function renderUnits(/** @type {any} */ r) {
     width: chartWidth(),
     label: t("dash.timeSaved"),
     rows: rows.map((/** @type {any} */ u) => ({
-      label: u.unit,
+      label: unitName(u.unit),
       value: u.perWeek,
       display: t("dash.hoursPerWeek", { n: num(u.perWeek, 1) }),
     })),
   });
   const tbl = table(
     [
-      { label: t("dash.col.unitId"), value: (u) => u.unit },
+      { label: t("dash.col.unitId"), value: (u) => unitName(u.unit) },
       { label: t("dash.col.perWeek"), value: (u) => num(u.perWeek, 1), num: true },
       { label: t("dash.col.hours"), value: (u) => num(u.hours, 1), num: true },
       ...CATEGORIES.map((c) => ({
@@ -789,7 +803,7 @@ function renderFalseAlarms(/** @type {any} */ r) {
     width: chartWidth(),
     label: t("dash.falseAlarms"),
     rows: top.map((/** @type {any} */ x) => ({
-      label: `${x.room ?? "–"} (${x.unit})`,
+      label: `${x.room ?? "–"} (${unitName(x.unit)})`,
       value: x.rate === null ? null : x.rate * 100,
       display:
         x.rate === null
@@ -831,7 +845,7 @@ function renderCoverage(/** @type {any} */ r) {
   if (!units.length && !devices.length) return p.empty();
   const unitTable = table(
     [
-      { label: t("dash.col.unitId"), value: (u) => u.unit },
+      { label: t("dash.col.unitId"), value: (u) => unitName(u.unit) },
       { label: t("dash.col.devices"), value: (u) => num(u.devices, 0), num: true },
       { label: t("dash.col.fallSensors"), value: (u) => num(u.fallSensors, 0), num: true },
       { label: t("dash.col.uptime"), value: (u) => pct(u.onlineShare, 1), num: true },

@@ -8,7 +8,7 @@ import type { AlertManager } from "../alerts/manager.js";
 import { ALERT_STATES, type AuditEntry, Outcome } from "../alerts/model.js";
 import { ApiError } from "../errors.js";
 import { PRIORITIES } from "../model/event.js";
-import type { StaffIdentity } from "../staff/protocol.js";
+import { type PlaceSite, placesInScope, type StaffIdentity } from "../staff/protocol.js";
 import type { TokenStore } from "../staff/tokens.js";
 import type { Db } from "../store/db.js";
 import type { RequestContext, Router } from "./router.js";
@@ -19,6 +19,8 @@ export interface AlertRoutesContext {
   tokens: TokenStore;
   adminToken: string | undefined;
   allSites: readonly string[];
+  /** The configured sites and units with their names, for /me. */
+  places?: readonly PlaceSite[];
 }
 
 /** The caller: a staff token, or the operator's admin token (every site). */
@@ -99,7 +101,10 @@ const MaintenanceBody = z
 export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
   const who = (r: RequestContext) => principal(r, ctx);
 
-  router.add("GET", "/api/v1/me", (r) => ({ staff: who(r) }));
+  router.add("GET", "/api/v1/me", (r) => {
+    const staff = who(r);
+    return { staff, places: placesInScope(ctx.places ?? [], staff) };
+  });
 
   router.add("GET", "/api/v1/alerts", (r) => {
     const staff = who(r);

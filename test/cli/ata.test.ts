@@ -132,6 +132,10 @@ describe("the ata command line", () => {
         headers: { authorization: `Bearer ${token}` },
       }).then((r) => r.json());
       expect(me.staff).toMatchObject({ name: "Anna", role: "staff", sites: ["home-a"], units: ["unit-1"] });
+      // The names of what the token may see, and nothing else.
+      expect(me.places).toEqual([
+        { id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] },
+      ]);
     } finally {
       await t.stop();
     }

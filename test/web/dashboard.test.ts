@@ -366,12 +366,17 @@ describe("managers' dashboard in a real browser", () => {
     // Lowest uptime first: the sensor that was offline for three hours.
     expect(await page.locator("#p-coverage svg.chart text.lbl").first().textContent()).toBe("radar-r2");
     expect(await page.locator("#p-coverage svg.chart text.val").first().textContent()).toMatch(/^99,\d %$/);
-    // The unit picker learned the units from the reports.
+    // The unit picker learned the units from the reports, and shows them by their configured names,
+    // as do the charts and the site picker.
     expect(await page.locator("#f-unit option").allTextContents()).toEqual([
       "Alle afsnit",
-      "unit-1",
-      "unit-2",
+      "Unit 1",
+      "Unit 2",
     ]);
+    expect(await page.locator("#p-units svg.chart text.lbl").allTextContents()).toEqual(
+      expect.arrayContaining(["Unit 1", "Unit 2"]),
+    );
+    expect(await page.locator("#f-site option").first().textContent()).toBe("Home A");
     await page.screenshot({ path: screenshotPath("dashboard"), fullPage: true });
   });
 
@@ -428,7 +433,7 @@ describe("managers' dashboard in a real browser", () => {
     expect(await page.textContent("#p-coverage .panel-body")).toContain("The service is not ready");
     expect(await page.getAttribute("#p-units", "data-state")).toBe("ready");
     expect(await page.locator("#p-units svg.chart rect.bar").count()).toBe(1);
-    expect(await page.locator("#p-units svg.chart text.lbl").allTextContents()).toEqual(["unit-2"]);
+    expect(await page.locator("#p-units svg.chart text.lbl").allTextContents()).toEqual(["Unit 2"]);
     expect(page.url()).toContain("unit=unit-2");
     await page.unroute("**/api/v1/reports/coverage*");
 
