@@ -395,6 +395,21 @@ const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, co
 function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[] } {
   const events: Row[] = [];
   const dead: Row[] = [];
+  // The raw payloads are views into the sockets' read buffers (64 KiB each). Handed to the writer
+  // thread as they are, every one of those whole buffers would be copied with the batch; copied
+  // into one buffer of exactly their size, the batch carries only its own bytes.
+  let rawBytes = 0;
+  for (const p of batch) {
+    if (p.kind === "dead") rawBytes += Math.min(p.payload.length, maxDead);
+    else if (p.raw && p.events.length > 0) rawBytes += p.raw.length;
+  }
+  const arena = Buffer.allocUnsafeSlow(rawBytes);
+  let offset = 0;
+  const own = (raw: Buffer): Buffer => {
+    raw.copy(arena, offset);
+    offset += raw.length;
+    return arena.subarray(offset - raw.length, offset);
+  };
   for (const p of batch) {
     if (p.kind === "dead") {
       const truncated = p.payload.length > maxDead;
@@ -406,11 +421,12 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
         p.message,
         p.payload.length,
         createHash("sha256").update(p.payload).digest("hex"),
-        truncated ? p.payload.subarray(0, maxDead) : p.payload,
+        own(truncated ? p.payload.subarray(0, maxDead) : p.payload),
         truncated ? 1 : 0,
       ]);
       continue;
     }
+    const raw = p.raw && p.events.length > 0 ? own(p.raw) : null;
     p.events.forEach((e, i) => {
       events.push([
         e.eventId,
@@ -427,7 +443,7 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
         e.placement.residentRef,
         p.profile,
         JSON.stringify(e.data),
-        i === 0 ? p.raw : null,
+        i === 0 ? raw : null,
         p.topic,
       ]);
     });
