@@ -299,7 +299,13 @@ export class Ingest extends EventEmitter {
       for (const ev of p.events) {
         const seq = result.seqs[e++]!;
         if (seq === 0) duplicates++;
-        else logged.push({ ...ev, logSeq: seq, profile: p.profile });
+        else {
+          // The event object is this pipeline's own (built in canonicalise): completed in place.
+          const le = ev as LoggedEvent;
+          le.logSeq = seq;
+          le.profile = p.profile;
+          logged.push(le);
+        }
       }
       if (duplicates) {
         this.stats.duplicates += duplicates;
@@ -364,7 +370,10 @@ function canonicalise(
       const issue = parsed.error.issues[0];
       return `event ${i} (${d.type}): ${issue?.path.join(".") || "(root)"}: ${issue?.message}`;
     }
-    events.push({ ...(parsed.data as CanonicalEvent), placement });
+    // zod's output is a fresh object: placed in place rather than copied once more.
+    const placed = parsed.data as PlacedEvent;
+    placed.placement = placement;
+    events.push(placed);
   }
   return events;
 }
