@@ -137,56 +137,70 @@ export class Ingest extends EventEmitter {
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const receivedAtMs = this.now();
-    const receivedAt = new Date(receivedAtMs).toISOString();
-    const device = this.ctx.registry.peek(deviceId);
-    const profile = device ? this.ctx.profiles.get(device.profile) : undefined;
+    const outcome = this.decode(deviceId, channel, payload, new Date(receivedAtMs).toISOString());
+    if ("events" in outcome && outcome.events.length === 0)
+      return Promise.resolve({ ok: true, events: 0, duplicates: 0 });
+    // One anonymous executor: this runs for every publish, and named closures cost more than nothing
+    // under the TypeScript loader.
     return new Promise<IngestResult>((resolve, reject) => {
-      const dead = (code: ErrorCode, message: string) =>
+      if ("events" in outcome)
+        this.enqueue({
+          kind: "events",
+          deviceId,
+          profile: outcome.profile,
+          topic: channel,
+          events: outcome.events,
+          raw: this.ctx.options.keepRawPayload ? payload : null,
+          resolve,
+          reject,
+        });
+      else
         this.enqueue({
           kind: "dead",
           deviceId,
           topic,
-          code,
-          message,
+          code: outcome.code,
+          message: outcome.message,
           payload,
           receivedAt: receivedAtMs,
           resolve,
           reject,
         });
-      if (!device || !profile) return dead("profile_missing", `no profile "${device?.profile}" for device`);
-      if (payload.length > this.ctx.options.maxPayloadBytes)
-        return dead(
-          "payload_too_large",
-          `payload is ${payload.length} bytes; the limit is ${this.ctx.options.maxPayloadBytes}`,
-        );
-      if (!profile.topics.includes(channel))
-        return dead(
-          "unknown_topic",
-          `profile ${profile.id} publishes on ${profile.topics.join(", ")}, not "${channel}"`,
-        );
-      let decoded: DecodedEvent[];
-      try {
-        decoded = profile.decode({ topic: channel, payload, receivedAt });
-      } catch (err) {
-        if (err instanceof DecodeError) return dead(err.code, err.message);
-        this.ctx.log.warn({ err, deviceId, profile: profile.id }, "decoder threw an unexpected error");
-        return dead("unsupported", `decoder failed: ${(err as Error).message}`);
-      }
-      const built = canonicalise(device, channel, payload, decoded, receivedAt);
-      if (typeof built === "string") return dead("bad_schema", built);
-      const events = built;
-      if (events.length === 0) return resolve({ ok: true, events: 0, duplicates: 0 });
-      this.enqueue({
-        kind: "events",
-        deviceId,
-        profile: profile.id,
-        topic: channel,
-        events,
-        raw: this.ctx.options.keepRawPayload ? payload : null,
-        resolve,
-        reject,
-      });
     });
+  }
+
+  /** A publish to canonical, placed events, or the reason it is refused. */
+  private decode(
+    deviceId: string,
+    channel: string,
+    payload: Buffer,
+    receivedAt: string,
+  ): { events: PlacedEvent[]; profile: string } | { code: ErrorCode; message: string } {
+    const device = this.ctx.registry.peek(deviceId);
+    const profile = device ? this.ctx.profiles.get(device.profile) : undefined;
+    if (!device || !profile)
+      return { code: "profile_missing", message: `no profile "${device?.profile}" for device` };
+    if (payload.length > this.ctx.options.maxPayloadBytes)
+      return {
+        code: "payload_too_large",
+        message: `payload is ${payload.length} bytes; the limit is ${this.ctx.options.maxPayloadBytes}`,
+      };
+    if (!profile.topics.includes(channel))
+      return {
+        code: "unknown_topic",
+        message: `profile ${profile.id} publishes on ${profile.topics.join(", ")}, not "${channel}"`,
+      };
+    let decoded: DecodedEvent[];
+    try {
+      decoded = profile.decode({ topic: channel, payload, receivedAt });
+    } catch (err) {
+      if (err instanceof DecodeError) return { code: err.code, message: err.message };
+      this.ctx.log.warn({ err, deviceId, profile: profile.id }, "decoder threw an unexpected error");
+      return { code: "unsupported", message: `decoder failed: ${(err as Error).message}` };
+    }
+    const built = canonicalise(device, channel, payload, decoded, receivedAt);
+    if (typeof built === "string") return { code: "bad_schema", message: built };
+    return { events: built, profile: profile.id };
   }
 
   /** Events the gateway itself observed about a device (presence); logged like device events. */
