@@ -99,8 +99,13 @@ export class RuleEngine {
     ctx.timers.on<AbsencePayload>("absence", (t) => this.onAbsenceElapsed(t));
   }
 
-  /** Overrides the rule file's staleAfter (the demo's history backfill uses minutes). */
-  staleAfterMs: number | null = null;
+  /**
+   * Devices whose events count as late, whatever time they carry: logged and counted, may cancel or
+   * resolve, page nobody. The demo fills it while it plays a simulated history through its own
+   * devices (a VS373 sends local time without an offset, so the gateway stamps such events on
+   * arrival and the staleAfter rule cannot see their age); every other device pages as always.
+   */
+  replaying: ReadonlySet<string> = new Set();
   readonly stats = { staleSkipped: 0 };
 
   get rules(): readonly Rule[] {
@@ -190,7 +195,8 @@ export class RuleEngine {
     // Late events (a device replaying its buffer after an outage) are logged and counted, and may
     // cancel or resolve, but page nobody (staleAfter in the rule file).
     const stale =
-      Date.parse(e.receivedAt) - Date.parse(e.occurredAt) > (this.staleAfterMs ?? this.file.staleAfter);
+      this.replaying.has(e.deviceId) ||
+      Date.parse(e.receivedAt) - Date.parse(e.occurredAt) > this.file.staleAfter;
     for (const rule of this.file.rules) {
       measured = undefined;
       if (!rule.enabled || !evaluate(rule.when, evalCtx)) continue;

@@ -3,8 +3,8 @@
  * who runs `npm start` sees alerts arrive on the console and the dashboard fill.
  *
  * 1. History: the last `historyDays` are played as fast as the gateway acknowledges, with the
- *    model's realistic rates. These events are stale on arrival, so the rule engine logs them
- *    without paging anyone (the demo lowers staleAfter to minutes for this).
+ *    model's realistic rates. The rule engine logs them without paging anyone (the demo's devices
+ *    count as replaying until the history is in).
  * 2. Live: from now on, in real time, with call and fall rates boosted so that something happens
  *    every minute or so (documented in the config; real sites never run this).
  * 3. A simulated colleague ("Demo-kollega") accepts, attends and resolves live alerts after a
@@ -121,30 +121,14 @@ export class DemoMode {
     const historyMs = options.historyDays * 86_400_000;
 
     if (historyMs > 0) {
-      // History arrives late by definition: log it, page nobody.
-      this.ctx.rules.staleAfterMs = 5 * 60_000;
-      for (const d of runner) await this.ctx.markOnline(d.id, now - historyMs);
-      const model = new NursingHomeModel({
-        ...population,
-        devices: specs,
-        seed: "demo-history",
-        start: now - historyMs,
-        durationSec: historyMs / 1000,
-        params: { heartbeatKeepEvery: 5 },
-      });
-      this.history = new SimRunner({
-        url: this.ctx.mqttUrl,
-        devices: runner,
-        source: model,
-        speed: Number.POSITIVE_INFINITY,
-      });
-      log.info({ days: options.historyDays, devices: runner.length }, "demo: playing simulated history");
-      await this.history.start();
-      await this.history.done;
-      const stats = await this.history.stop();
-      this.history = null;
-      log.info({ events: stats.acknowledged, rejected: stats.rejected }, "demo: history played");
-      this.ctx.rules.staleAfterMs = null;
+      // History arrives late by definition: log it, page nobody. Only the demo's own devices, and
+      // only until the history is in (finally: a failed playback must not leave them silent).
+      this.ctx.rules.replaying = new Set(runner.map((d) => d.id));
+      try {
+        await this.playHistory(runner, specs, population, now, historyMs);
+      } finally {
+        this.ctx.rules.replaying = new Set();
+      }
       await this.ctx.historyPlayed(now - historyMs, Date.now());
     }
     if (this.stopped) return;
@@ -164,11 +148,45 @@ export class DemoMode {
       start: Date.now(),
       durationSec: 365 * 86_400,
       params: live,
+      // Something to see at once; the boosted rates bring the rest (about one a minute at 240).
+      firstCallAfterSec: 10,
     });
     this.live = new SimRunner({ url: this.ctx.mqttUrl, devices: runner, source: model, speed: 1 });
     log.info({ boost: b }, "demo: live simulation running (boosted rates)");
     await this.live.start();
     await this.live.done;
+  }
+
+  /** The simulated history as fast as the gateway acknowledges it, its devices online from its start. */
+  private async playHistory(
+    runner: RunnerDevice[],
+    specs: DeviceSpec[],
+    population: ReturnType<typeof populationFromConfig>,
+    now: number,
+    historyMs: number,
+  ): Promise<void> {
+    const { options, log } = this.ctx;
+    for (const d of runner) await this.ctx.markOnline(d.id, now - historyMs);
+    const model = new NursingHomeModel({
+      ...population,
+      devices: specs,
+      seed: "demo-history",
+      start: now - historyMs,
+      durationSec: historyMs / 1000,
+      params: { heartbeatKeepEvery: 5 },
+    });
+    this.history = new SimRunner({
+      url: this.ctx.mqttUrl,
+      devices: runner,
+      source: model,
+      speed: Number.POSITIVE_INFINITY,
+    });
+    log.info({ days: options.historyDays, devices: runner.length }, "demo: playing simulated history");
+    await this.history.start();
+    await this.history.done;
+    const stats = await this.history.stop();
+    this.history = null;
+    log.info({ events: stats.acknowledged, rejected: stats.rejected }, "demo: history played");
   }
 
   private onChange = (c: { change: string; alert: AlertView }): void => {

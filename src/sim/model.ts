@@ -272,6 +272,11 @@ export interface ModelOptions extends Population {
   runTag?: string;
   /** Receives each incident as it is generated (one simulated day ahead of the stream). */
   onIncident?: (incident: Incident) => void;
+  /**
+   * One call from a pendant this many seconds after the start, before the rates take over (the
+   * demo's live phase: a newcomer should see an alert arrive, not wait for one by chance).
+   */
+  firstCallAfterSec?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -615,6 +620,23 @@ export class NursingHomeModel implements EventSource, Iterable<SimEvent> {
       if (!d.encoder.kinds.has("heartbeat") || !(every > 0)) continue;
       const first = this.start + Math.floor(d.rng.next() * every);
       this.heap.push({ at: first, order: this.order++, event: null, heartbeatOf: d });
+    }
+
+    const firstCall = options.firstCallAfterSec;
+    const caller = this.residents.find((r) => r.calls.length > 0);
+    if (firstCall !== undefined && caller) {
+      const t = this.start + firstCall * 1000;
+      const d = caller.calls[0]!;
+      const incident = this.incident({
+        kind: "call",
+        at: t,
+        siteId: caller.spec.siteId,
+        residentRef: caller.spec.ref,
+        night: this.isNight(caller.clock, t),
+        devices: [d.spec.id],
+      });
+      const pressDurationSec = round(caller.rng.between(this.params.pressDurationSec), 1);
+      this.emit(t, d, { kind: "call.manual", at: t, ...this.nextId(d), pressDurationSec }, incident);
     }
   }
 

@@ -402,6 +402,26 @@ describe("late events (staleAfter, 6 h by default)", () => {
     ]);
   });
 
+  it("a replaying device's events page nobody whatever time they carry; other devices page as always", () => {
+    h.engine.replaying = new Set([DEVICES.radar.id]);
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(h.all()).toEqual([]);
+    expect(h.engine.stats.staleSkipped).toBe(1);
+    h.emit("fall.detected", { device: DEVICES.native.id });
+    // Paged, from the other device (and, the replayed fall being counted, as the resident's second).
+    expect(h.all().map((a) => [a.type, a.deviceId])).toEqual([
+      ["fall", DEVICES.native.id],
+      ["repeated-falls", DEVICES.native.id],
+    ]);
+    // Once the replay is over, the same device pages again.
+    h.engine.replaying = new Set();
+    h.emit("fall.detected", {
+      device: DEVICES.radar.id,
+      occurredAt: new Date(Date.now() + 1000).toISOString(),
+    });
+    expect(h.all().some((a) => a.deviceId === DEVICES.radar.id)).toBe(true);
+  });
+
   it("a late bed return still resolves the open bed-exit alert", () => {
     h.emit("bed.exit");
     vi.advanceTimersByTime(7 * HOUR);

@@ -257,3 +257,50 @@ describe("nursing-home model determinism", () => {
     expect(one(true)).toEqual(one(false));
   });
 });
+
+describe("a first call on demand", () => {
+  it("puts one pendant call at the asked time, before anything else but heartbeats", () => {
+    const home = {
+      sites: [{ id: "home", timeZone: TZ }],
+      residents: [{ ref: "R-1", siteId: "home", unitId: "u", roomId: "r1", flags: [] }],
+      devices: [
+        {
+          id: "radar-1",
+          profile: "vayyar/care",
+          siteId: "home",
+          unitId: "u",
+          roomId: "r1",
+          residentRef: "R-1",
+        },
+        {
+          id: "pendant-1",
+          profile: "scaip/pendant",
+          siteId: "home",
+          unitId: "u",
+          roomId: "r1",
+          residentRef: "R-1",
+        },
+      ],
+    };
+    const first = (firstCallAfterSec?: number) => {
+      const model = new NursingHomeModel({
+        ...home,
+        seed: "first-call",
+        start: START,
+        durationSec: 3600,
+        ...(firstCallAfterSec === undefined ? {} : { firstCallAfterSec }),
+      });
+      for (const e of model) if (e.happening.kind !== "heartbeat") return e;
+      return undefined;
+    };
+    const e = first(10);
+    expect(e).toMatchObject({
+      at: START + 10_000,
+      deviceId: "pendant-1",
+      happening: { kind: "call.manual" },
+    });
+    expect(e?.incident).not.toBeNull();
+    // Without the option the stream is the model's own (one resident rarely calls in an hour).
+    expect(first()?.at).not.toBe(START + 10_000);
+  });
+});
