@@ -275,6 +275,26 @@ try {
   const commitBuckets = [...metrics.matchAll(/^ata_commit_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)].map(
     (m) => [m[1]!, Number(m[2])] as const,
   );
+  // Garbage-collection pauses over 50 ms, by kind (prom-client's histogram): a tail without slow
+  // commits is usually one of these.
+  const gcOver = (le: string) =>
+    Object.fromEntries(
+      [...metrics.matchAll(/^ata_nodejs_gc_duration_seconds_bucket\{le="([^"]+)",kind="([^"]+)"\} (\d+)/gm)]
+        .filter((m) => m[1] === le || m[1] === "+Inf")
+        .reduce((acc, m) => {
+          const k = m[2]!;
+          const v = Number(m[3]);
+          const cur = acc.get(k) ?? [0, 0];
+          if (m[1] === "+Inf") cur[1] = v;
+          else cur[0] = v;
+          acc.set(k, cur);
+          return acc;
+        }, new Map<string, number[]>())
+        .entries(),
+    );
+  const gcSlow = Object.fromEntries(
+    Object.entries(gcOver("0.1")).map(([k, [under, all]]) => [k, all! - under!]),
+  );
   const loopP99 = Number(/^ata_nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
   const loopMax = Number(/^ata_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
   ws.close();
@@ -325,6 +345,7 @@ try {
       commitsBySecondsLe: Object.fromEntries(commitBuckets),
       eventLoopLagP99Ms: ms(loopP99 * 1000),
       eventLoopLagMaxMs: ms(loopMax * 1000),
+      gcPausesOver100Ms: gcSlow,
     },
     bare: {
       p50Ms: ms(percentile(bareResult.e2e, 50)),
