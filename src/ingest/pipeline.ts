@@ -119,6 +119,11 @@ export class Ingest extends EventEmitter {
         : new InlineWriter(db);
   }
 
+  /** Every commit slot is busy: devices are sending faster than the writer commits. */
+  saturated(): boolean {
+    return this.inFlight.length >= PIPELINE_DEPTH;
+  }
+
   /** Finish what is queued and in flight; later submissions are refused. */
   async stop(): Promise<void> {
     this.stopped = true;
