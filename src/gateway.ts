@@ -245,6 +245,7 @@ export class Gateway {
     this.metrics.timeseries = () => ({
       backlog: this.sink.backlog(),
       failures: this.sink.counters.writeFailures,
+      deferrals: this.sink.counters.deferrals,
     });
     operationsRoutes(this.router, {
       db: this.db,
