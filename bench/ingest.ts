@@ -108,9 +108,6 @@ try {
   const batches = m.get("ata_commit_batch_size_count") ?? 0;
   const batchSum = m.get("ata_commit_batch_size_sum") ?? 0;
   const commitSecSum = m.get("ata_commit_seconds_sum") ?? 0;
-  // How often the time-series sink stood back for a burst, and what it still had to write then.
-  const sinkDeferrals = m.get("ata_timeseries_deferrals") ?? 0;
-  const sinkBacklog = m.get("ata_timeseries_backlog") ?? 0;
   const accepted = [...m]
     .filter(([k]) => k.startsWith("ata_events_accepted_total"))
     .reduce((a, [, v]) => a + v, 0);
@@ -167,8 +164,6 @@ try {
       runs: rates,
       meanCommitBatch: Number((batchSum / Math.max(1, batches)).toFixed(1)),
       meanCommitMs: Number(((commitSecSum / Math.max(1, batches)) * 1000).toFixed(3)),
-      sinkDeferrals,
-      sinkBacklogAfterRuns: sinkBacklog,
       gatewayRssMiB: Math.round(rssIngest / 1024),
       idleConnections: IDLE,
       gatewayKiBPerConnection: Number(mem.gateway!.perConnKiB.toFixed(2)),

@@ -190,7 +190,6 @@ export class Gateway {
       // The embedded store writes on this thread: smaller batches keep each stretch short, so an
       // alert never waits behind a large time-series write. InfluxDB takes large ones over HTTP.
       batchSize: this.series.kind === "embedded" ? 1000 : 5000,
-      defer: () => this.ingest.saturated(),
     });
     this.sink.addSource(alertAuditSource(this.db));
     this.sink.start();
@@ -245,7 +244,6 @@ export class Gateway {
     this.metrics.timeseries = () => ({
       backlog: this.sink.backlog(),
       failures: this.sink.counters.writeFailures,
-      deferrals: this.sink.counters.deferrals,
     });
     operationsRoutes(this.router, {
       db: this.db,

@@ -59,11 +59,7 @@ export class Metrics {
   });
 
   /** Set by the gateway once the sink exists; read at scrape time. */
-  timeseries: () => { backlog: number; failures: number; deferrals: number } = () => ({
-    backlog: 0,
-    failures: 0,
-    deferrals: 0,
-  });
+  timeseries: () => { backlog: number; failures: number } = () => ({ backlog: 0, failures: 0 });
   readonly timeseriesBacklog: Gauge = new Gauge({
     name: "ata_timeseries_backlog",
     help: "Event-log and audit rows not yet written to the time-series store",
@@ -75,13 +71,6 @@ export class Metrics {
     help: "Failed writes to the time-series store since start (retried with backoff)",
     registers: [this.registry],
     collect: (): void => this.timeseriesWriteFailures.set(this.timeseries().failures),
-  });
-
-  readonly timeseriesDeferrals: Gauge = new Gauge({
-    name: "ata_timeseries_deferrals",
-    help: "Times the time-series sink waited for an ingest burst to pass (alerts first, analytics after)",
-    registers: [this.registry],
-    collect: (): void => this.timeseriesDeferrals.set(this.timeseries().deferrals),
   });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

@@ -7,14 +7,14 @@
  * warning and a technical tone), sound off (a warning with the button that turns it on), an alert
  * nobody has received (a red line on the card).
  */
-import { $ } from "./dom.js";
+import { $, placeNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 import { AlarmSound } from "./sound.js";
 import { CommandError, StaffClient } from "./staff-client.js";
 
 /** @typedef {import("./staff-client.js").AlertView} AlertView */
 /** @typedef {import("./staff-client.js").StaffIdentity} StaffIdentity */
-/** @typedef {import("./staff-client.js").PlaceSite} PlaceSite */
+/** @typedef {import("./dom.js").PlaceSite} PlaceSite */
 
 const TOKEN_KEY = "ata.console.token";
 const OPEN_STATES = new Set(["raised", "accepted", "attending"]);
@@ -222,11 +222,7 @@ function start(/** @type {string} */ token) {
   client.addEventListener("welcome", (ev) => {
     const detail = /** @type {CustomEvent} */ (ev).detail;
     state.staff = detail.staff;
-    state.places.clear();
-    for (const site of /** @type {PlaceSite[]} */ (detail.places ?? [])) {
-      state.places.set(site.id, site.name);
-      for (const u of site.units) state.places.set(`${site.id}/${u.id}`, u.name);
-    }
+    state.places = placeNames(/** @type {PlaceSite[] | undefined} */ (detail.places));
     els.who.textContent = state.staff?.name ?? "";
   });
   client.addEventListener("snapshot", (ev) => {

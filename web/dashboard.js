@@ -8,7 +8,7 @@
  * Each panel loads on its own: one report failing or empty never blanks the others.
  */
 import { hbars, ranges, vbars } from "./charts.js";
-import { $ } from "./dom.js";
+import { $, placeNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 
 const TOKEN_KEY = "ata.dashboard.token";
@@ -38,7 +38,7 @@ const els = {
 };
 
 /** @typedef {{ id: string; name: string; role: string; sites: string[]; units: string[] | null }} Staff */
-/** @typedef {{ id: string; name: string; units: { id: string; name: string }[] }} PlaceSite */
+/** @typedef {import("./dom.js").PlaceSite} PlaceSite */
 
 const state = {
   /** @type {string | null} */
@@ -368,11 +368,7 @@ async function signIn(token, fromForm) {
     if (!MANAGER_ROLES.has(staff.role)) throw new Error(t("signin.notManager"));
     state.token = token;
     state.staff = staff;
-    state.names.clear();
-    for (const s of places ?? []) {
-      state.names.set(s.id, s.name);
-      for (const u of s.units) state.names.set(`${s.id}/${u.id}`, u.name);
-    }
+    state.names = placeNames(places);
     try {
       localStorage.setItem(TOKEN_KEY, token);
     } catch {

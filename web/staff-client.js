@@ -33,7 +33,6 @@
  * @property {string[]} rejectedBy
  */
 /** @typedef {{ id: string; name: string; role: string; sites: string[]; units: string[] | null }} StaffIdentity */
-/** @typedef {{ id: string; name: string; units: { id: string; name: string }[] }} PlaceSite */
 /** @typedef {{ code: string; message: string }} ReplyError */
 
 /** Backoff steps (ms) before reconnect attempts; the last repeats. Jitter spreads a whole ward's screens. */

@@ -119,15 +119,6 @@ export class Ingest extends EventEmitter {
         : new InlineWriter(db);
   }
 
-  /**
-   * Devices are sending faster than the writer commits: every commit slot busy and a full group
-   * waiting behind them. Not at ordinary rates (thousands of events a second commit in small groups
-   * with a slot free), only in a burst.
-   */
-  saturated(): boolean {
-    return this.inFlight.length >= PIPELINE_DEPTH && this.queue.length >= SATURATED_QUEUE;
-  }
-
   /** Finish what is queued and in flight; later submissions are refused. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -403,8 +394,6 @@ function canonicalise(
 
 /** Batches in flight to the writer thread at once: one committing, one ready behind it. */
 const PIPELINE_DEPTH = 2;
-/** Publishes waiting behind full commit slots that count as a burst (see saturated()). */
-const SATURATED_QUEUE = 500;
 
 /** Positional parameters, in the order of the INSERTs in the writers. */
 type Row = unknown[];

@@ -624,20 +624,7 @@ export class NursingHomeModel implements EventSource, Iterable<SimEvent> {
 
     const firstCall = options.firstCallAfterSec;
     const caller = this.residents.find((r) => r.calls.length > 0);
-    if (firstCall !== undefined && caller) {
-      const t = this.start + firstCall * 1000;
-      const d = caller.calls[0]!;
-      const incident = this.incident({
-        kind: "call",
-        at: t,
-        siteId: caller.spec.siteId,
-        residentRef: caller.spec.ref,
-        night: this.isNight(caller.clock, t),
-        devices: [d.spec.id],
-      });
-      const pressDurationSec = round(caller.rng.between(this.params.pressDurationSec), 1);
-      this.emit(t, d, { kind: "call.manual", at: t, ...this.nextId(d), pressDurationSec }, incident);
-    }
+    if (firstCall !== undefined && caller) this.call(caller, caller.calls[0]!, this.start + firstCall * 1000);
   }
 
   /** The next event without taking it; undefined when the range is over. */
@@ -723,7 +710,6 @@ export class NursingHomeModel implements EventSource, Iterable<SimEvent> {
     const night: [number, number] = [p.nightStartHour, p.nightEndHour];
     for (const r of this.residents) {
       const { rng, clock } = r;
-      const site = r.spec.siteId;
 
       for (let k = rng.poisson((p.fallsPerBedYear / 365.25) * days); k > 0; k--) {
         const t = this.timeIn(rng, clock, from, to, night, rng.chance(p.fallNightShare));
@@ -742,17 +728,7 @@ export class NursingHomeModel implements EventSource, Iterable<SimEvent> {
       for (let k = r.calls.length > 0 ? rng.poisson(p.callsPerResidentDay * days) : 0; k > 0; k--) {
         const t = this.timeIn(rng, clock, from, to, night, !rng.chance(p.callDayShare));
         if (t === null) continue;
-        const d = rng.pick(r.calls);
-        const pressDurationSec = round(rng.between(p.pressDurationSec), 1);
-        const incident = this.incident({
-          kind: "call",
-          at: t,
-          siteId: site,
-          residentRef: r.spec.ref,
-          night: this.isNight(clock, t),
-          devices: [d.spec.id],
-        });
-        this.emit(t, d, { kind: "call.manual", at: t, ...this.nextId(d), pressDurationSec }, incident);
+        this.call(r, rng.pick(r.calls), t);
       }
 
       for (let k = r.lifts.length > 0 ? rng.poisson(p.liftTransfersPerResidentDay * days) : 0; k > 0; k--) {
@@ -893,6 +869,20 @@ export class NursingHomeModel implements EventSource, Iterable<SimEvent> {
       ],
       incident,
     );
+  }
+
+  /** A press of the call button on device d by resident r at t: an incident and its one message. */
+  private call(r: ResidentState, d: DeviceState, t: SimTime): void {
+    const pressDurationSec = round(r.rng.between(this.params.pressDurationSec), 1);
+    const incident = this.incident({
+      kind: "call",
+      at: t,
+      siteId: r.spec.siteId,
+      residentRef: r.spec.ref,
+      night: this.isNight(r.clock, t),
+      devices: [d.spec.id],
+    });
+    this.emit(t, d, { kind: "call.manual", at: t, ...this.nextId(d), pressDurationSec }, incident);
   }
 
   private bedExit(r: ResidentState, t: SimTime): void {

@@ -81,14 +81,6 @@ export interface TimeSeriesSinkOptions {
    */
   sliceRows?: number;
   /**
-   * While this says so (ingest saturated: every commit slot busy), the sink waits instead of taking
-   * the event loop from devices: alerts first, analytics after. It catches up when the burst is
-   * over, and never falls further behind than maxDeferredRows.
-   */
-  defer?: () => boolean;
-  /** Backlog (rows) above which the sink drains even while deferring; default 200,000. */
-  maxDeferredRows?: number;
-  /**
    * How often the cursor is written to the database while catching up; default 250 ms. It is always
    * written when a source is drained and on stop(). A crash replays at most this much, and replays
    * overwrite: each cursor commit is an fsync, which is worth sparing in a catch-up.
@@ -105,8 +97,6 @@ export interface SinkCounters {
   /** Points in batches the store refused for good. */
   pointsRejected: number;
   writeFailures: number;
-  /** Times the sink waited because ingest was saturated. */
-  deferrals: number;
 }
 
 interface Batch {
@@ -145,7 +135,6 @@ export class TimeSeriesSink extends EventEmitter {
     pointsSkipped: 0,
     pointsRejected: 0,
     writeFailures: 0,
-    deferrals: 0,
   };
   lastError: Error | undefined;
   lastErrorAt: number | undefined;
@@ -164,8 +153,6 @@ export class TimeSeriesSink extends EventEmitter {
   private readonly concurrency: number;
   private readonly cursorPersistMs: number;
   private readonly sliceRows: number;
-  private readonly defer: (() => boolean) | undefined;
-  private readonly maxDeferredRows: number;
   private readonly sources: SourceState[] = [];
   private loop: Promise<void> | undefined;
   private running = false;
@@ -188,8 +175,6 @@ export class TimeSeriesSink extends EventEmitter {
     this.concurrency = Math.max(1, Math.floor(options.concurrency ?? 2));
     this.cursorPersistMs = options.cursorPersistMs ?? 250;
     this.sliceRows = Math.max(1, Math.floor(options.sliceRows ?? 256));
-    this.defer = options.defer;
-    this.maxDeferredRows = options.maxDeferredRows ?? 200_000;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1)
       throw new Error("batchSize must be a positive integer");
     for (const source of options.sources ?? [eventsSource()]) this.addSource(source);
@@ -298,11 +283,6 @@ export class TimeSeriesSink extends EventEmitter {
     return s === undefined ? 0 : s.cursor;
   }
 
-  /** Ingest is saturated and the backlog is still within bounds: leave the event loop to devices. */
-  private deferring(pending: number): boolean {
-    return !this.flushing && this.defer !== undefined && pending < this.maxDeferredRows && this.defer();
-  }
-
   private maxSeqOf(s: SourceState): number {
     const max = s.maxSeq.get() as number | bigint | null;
     return max === null ? 0 : Number(max);
@@ -317,10 +297,6 @@ export class TimeSeriesSink extends EventEmitter {
         const pending = this.maxSeqOf(s) - s.cursor;
         if (pending <= 0) {
           s.pendingSince = undefined;
-          continue;
-        }
-        if (this.deferring(pending)) {
-          this.counters.deferrals++;
           continue;
         }
         if (pending < this.batchSize && !this.flushing) {
@@ -350,7 +326,7 @@ export class TimeSeriesSink extends EventEmitter {
     let readAfter = s.cursor;
     let more = true;
     while (this.running && generation === this.generation) {
-      while (more && window.length < this.concurrency && !this.deferring(this.maxSeqOf(s) - readAfter)) {
+      while (more && window.length < this.concurrency) {
         const batch = await this.read(s, readAfter);
         if (!this.running || generation !== this.generation) return;
         if (batch === undefined) {

@@ -74,7 +74,6 @@ describe("the gateway with a real InfluxDB", () => {
     expect(ready.detail.store).toBe("influx");
     const metrics = await fetch(`${t.httpUrl}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/ata_timeseries_backlog \d+/);
-    expect(metrics).toMatch(/ata_timeseries_deferrals \d+/);
 
     await influxd.restart();
     await publishBatch(100);

@@ -6,7 +6,6 @@ import { type Db, getCursor, openDb, setCursor } from "../../src/store/db.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
 import { InfluxStore } from "../../src/store/influx.js";
 import { EVENTS_CURSOR, TimeSeriesSink } from "../../src/store/sink.js";
-import { eventually } from "../helpers/gateway.js";
 import { type Influxd, startInfluxd } from "../helpers/influxd.js";
 
 const BASE_MS = Date.parse("2026-05-01T00:00:00Z");
@@ -301,35 +300,6 @@ describe("TimeSeriesSink sources and refusals (embedded store)", () => {
         to: new Date(BASE_MS + 86_400_000),
       })
     ).map((r) => r.value);
-
-  it("waits while ingest is saturated, drains past the bound anyway, and catches up afterwards", async () => {
-    let saturated = true;
-    sink = new TimeSeriesSink({
-      db,
-      store,
-      maxDelayMs: 10,
-      pollIntervalMs: 5,
-      defer: () => saturated,
-      maxDeferredRows: 500,
-    });
-    insertEvents(db, 0, 300);
-    sink.start();
-    await new Promise((r) => setTimeout(r, 200));
-    // Within the bound: nothing written while devices have the event loop.
-    expect(getCursor(db, EVENTS_CURSOR)).toBe(0);
-    expect(sink.counters.deferrals).toBeGreaterThan(0);
-    // Past the bound it drains even while saturated, so the backlog cannot grow without limit.
-    insertEvents(db, 300, 300);
-    sink.notify();
-    await eventually(() => sink!.backlog() < 500, 5000);
-    expect(sink.counters.pointsWritten).toBeGreaterThanOrEqual(100);
-    // The burst is over: everything is written.
-    saturated = false;
-    sink.notify();
-    await drained(sink);
-    expect(getCursor(db, EVENTS_CURSOR)).toBe(600);
-    expect(await sumOf("event", "count")).toEqual([600]);
-  });
 
   it("reads another registered outbox table with its own cursor", async () => {
     db.exec(
