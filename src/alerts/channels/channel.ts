@@ -70,6 +70,11 @@ export interface Delivery {
 /** How a channel reports what happened to an attempt. Safe to call after shutdown (then a no-op). */
 export interface ChannelReporter {
   /**
+   * Handed to an intermediary that will carry it on (the push service answered 201): recorded, but
+   * not yet a receipt. Optional for channels without an intermediary.
+   */
+  sent(attemptId: number, detail: string): void;
+  /**
    * The recipient's device has it: the push service accepted it and the phone's service worker
    * confirmed it, the paging system acknowledged the page, the webhook answered 2xx.
    * `toPerson`: it reached a person's own device (clears "undelivered"); false for a system.
