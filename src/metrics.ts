@@ -57,6 +57,29 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  readonly channelAttempts = new Counter({
+    name: "ata_channel_attempts_total",
+    help: "Attempts to reach a recipient, by channel and why (level, renotify, retry)",
+    labelNames: ["channel", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly channelOutcomes = new Counter({
+    name: "ata_channel_outcomes_total",
+    help: "Outcomes of channel attempts: sent (to an intermediary), delivered (receipt), failed",
+    labelNames: ["channel", "outcome"] as const,
+    registers: [this.registry],
+  });
+  /** Set by the gateway once the channels exist; read at scrape time. */
+  channelHealth: () => { channel: string; ok: boolean }[] = () => [];
+  readonly channelHealthy: Gauge = new Gauge({
+    name: "ata_channel_healthy",
+    help: "1 while a delivery channel can deliver, 0 while the ladder skips it",
+    labelNames: ["channel"] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      for (const c of this.channelHealth()) this.channelHealthy.set({ channel: c.channel }, c.ok ? 1 : 0);
+    },
+  });
 
   /** Set by the gateway once the sink exists; read at scrape time. */
   timeseries: () => { backlog: number; failures: number } = () => ({ backlog: 0, failures: 0 });

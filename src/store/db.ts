@@ -233,6 +233,32 @@ export const MIGRATIONS: Migration[] = [
       DROP TABLE main.dead_letters;
     `,
   },
+  {
+    version: 5,
+    name: "channel attempts",
+    sql: `
+      -- One row per attempt of one channel to reach one recipient, written in the same transaction
+      -- as the escalation step that makes it and before the channel is called: an attempt still
+      -- 'pending' after a crash had an unknown outcome, and is made again at start.
+      CREATE TABLE channel_attempts (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL,
+        channel TEXT NOT NULL,          -- console | push | paging | webhook
+        recipient_id TEXT NOT NULL,
+        recipient_name TEXT NOT NULL,
+        staff_id TEXT,
+        level INTEGER NOT NULL,
+        reason TEXT NOT NULL,           -- level | renotify | retry
+        status TEXT NOT NULL,           -- pending | sent | delivered | failed
+        tries INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        detail TEXT
+      );
+      CREATE INDEX channel_attempts_alert ON channel_attempts(alert_id);
+      CREATE INDEX channel_attempts_pending ON channel_attempts(status) WHERE status = 'pending';
+    `,
+  },
 ];
 
 /**
