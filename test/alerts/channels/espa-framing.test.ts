@@ -60,7 +60,7 @@ describe("ESPA 4.4.4 framing", () => {
 
   it("detects a corrupted byte through the BCC", () => {
     const frame = encodeBlock({ header: "1", records: [{ type: "1", data: ascii("2301") }] });
-    frame[6] ^= 0x01;
+    frame[6] = frame[6]! ^ 0x01;
     expect(decodeBlock(frame).bccOk).toBe(false);
   });
 
