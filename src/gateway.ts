@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
 import { ConsoleChannel } from "./alerts/channels/console.js";
+import { PagingChannel, type PagingOptions, pagingProblems } from "./alerts/channels/paging.js";
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
@@ -51,6 +52,11 @@ export interface GatewayOptions {
   timeModel?: TimeModel;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
+  /**
+   * The ESPA paging channel's options (parsed `PagingOptions`). Until the configuration file carries
+   * `channels.paging` (the integrator adds the schema there), they arrive here.
+   */
+  paging?: PagingOptions;
 }
 
 /** Where each channel is configured, for the error that says it is not. */
@@ -168,6 +174,27 @@ export class Gateway {
           options: config.alarms.fallbackWebhook,
         }),
       );
+    const paging = this.options.paging;
+    if (paging) {
+      const problems = pagingProblems(paging, config.sites, this.tokens.list());
+      if (problems.length)
+        throw new ConfigError(
+          "configuration",
+          problems.map((p) => ({
+            path: `channels.paging${p.path.map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`)).join("")}`,
+            message: p.message,
+          })),
+        );
+      this.channels.set(
+        "paging",
+        new PagingChannel({
+          options: paging,
+          log: log.child({ component: "paging" }),
+          // Tokens created at run time (`ata tokens create`) carry handsets too; a revoked one does not.
+          staff: (id) => this.tokens.list().find((t) => t.id === id && !t.revoked),
+        }),
+      );
+    }
     const rules = this.options.rules ?? loadRuleFile(config.rulesFile);
     this.checkLadders(rules);
     const names = placeNames(config.sites);
