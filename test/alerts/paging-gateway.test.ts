@@ -83,13 +83,31 @@ describe("paging in the gateway", () => {
     expect(view.state).toBe("raised");
   });
 
-  it("a paging system that goes away shows as an unhealthy channel on /readyz, and healthy again when it returns", async () => {
+  it("a paging system that goes away shows on /readyz, the ladder skips paging at once, and it is healthy again when the system returns", async () => {
     const paging = () => t.gateway.channels.get("paging")!.health().ok;
     await eventually(paging);
     await sim.stop();
     await eventually(() => !paging(), 2000);
-    const ready = await api(t.httpUrl, "GET", "/readyz");
-    expect(JSON.stringify(ready.body)).toMatch(/paging/);
+    const ready = (await api(t.httpUrl, "GET", "/readyz")).body as {
+      checks: { name: string; detail?: Record<string, { ok: boolean; detail?: string }> }[];
+    };
+    const paged = ready.checks.find((c) => c.name === "channels")!.detail!.paging!;
+    expect(paged.ok).toBe(false);
+    expect(paged.detail).toMatch(/paging link \(tcp 127\.0\.0\.1:\d+\)/);
+    // A pendant call now: the ladder does not wait on the dead paging link, it moves on at once.
+    const before = sim.calls.length;
+    await publish(
+      device,
+      deviceTopic(DEVICE, "events"),
+      JSON.stringify({ eventId: "pg-2", type: "call.manual", data: {} }),
+    );
+    const call = (await api(t.httpUrl, "GET", "/api/v1/alerts?type=call")).body.alerts[0] as { id: string };
+    const h = (await eventually(async () => {
+      const x = await history(call.id);
+      return x.some((e) => e.reason === "no recipient reachable at level 0") ? x : null;
+    }))!;
+    expect(h.some((e) => e.action === "notified")).toBe(false);
+    expect(sim.calls.length).toBe(before);
     await sim.restart();
     await eventually(paging, 3000);
   });
