@@ -24,7 +24,8 @@ export class Metrics {
   });
   readonly eventsDuplicate = new Counter({
     name: "ata_events_duplicate_total",
-    help: "Events dropped as duplicates of an eventId already logged (QoS 1 redelivery)",
+    help: "Events dropped as duplicates, by reason: event_id (the device's id was already logged) or redelivery (the same bytes without an id within the redelivery window)",
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
   readonly eventsRejected = new Counter({

@@ -339,6 +339,25 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
       CREATE INDEX log.events_resident_type_time ON events(resident_ref, type, occurred_at) WHERE ${NOT_HEARTBEAT};
     `,
   },
+  {
+    version: 3,
+    name: "dropped duplicates",
+    sql: `
+      -- Every publish event dropped as a duplicate leaves a row here, written in the same group
+      -- commit that acknowledged it: nothing is dropped without a trace. reason: event_id (the
+      -- device's own id was already logged) or redelivery (the same bytes, without an id, within
+      -- the redelivery window).
+      CREATE TABLE log.duplicates (
+        id INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        device_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        topic TEXT,
+        reason TEXT NOT NULL
+      );
+      CREATE INDEX log.duplicates_device ON duplicates(device_id, received_at);
+    `,
+  },
 ];
 
 /** The event log's file for a main database file (":memory:" stays in memory). */

@@ -8,7 +8,7 @@ import type { AlertChannel, ChannelName } from "../../src/alerts/channels/channe
 import { ConsoleChannel } from "../../src/alerts/channels/console.js";
 import { AlertManager } from "../../src/alerts/manager.js";
 import type { AlertView } from "../../src/alerts/model.js";
-import { Ingest, type LoggedEvent } from "../../src/ingest/pipeline.js";
+import { Ingest, type IngestResult, type LoggedEvent } from "../../src/ingest/pipeline.js";
 import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
 import type { DecodedEvent, EventType } from "../../src/model/event.js";
@@ -40,6 +40,8 @@ export interface Harness {
     type: EventType,
     opts?: { device?: string; occurredAt?: string; data?: Record<string, unknown> },
   ): LoggedEvent;
+  /** A device's publish through the real decode/dedupe path (commit per publish: done on return). */
+  publish(deviceId: string, channel: string, payload: string): Promise<IngestResult>;
   /** Every alert, oldest first. */
   all(): AlertView[];
   close(): void;
@@ -162,6 +164,8 @@ export function buildHarness(
       if (!logged) throw new Error(`${type} was not logged`);
       return logged;
     },
+    publish: (deviceId, channel, payload) =>
+      ingest.submit(deviceId, `ata/v1/${deviceId}/${channel}`, channel, Buffer.from(payload)),
     all: () =>
       (db.prepare("SELECT id FROM alerts ORDER BY raised_at, rowid").all() as { id: string }[]).map(
         (r) => alerts.get(r.id)!,

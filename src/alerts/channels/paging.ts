@@ -116,8 +116,11 @@ export const PagingOptions = z.strictObject({
       info: PriorityCoding.prefault({ marker: "i", priority: "1", transmissions: "1" }),
     })
     .prefault({}),
-  /** Whether re-notifications (no one accepted yet) page again; a new level always pages. */
-  renotify: z.boolean().default(true),
+  /**
+   * Whether re-notifications (nobody accepted yet) page again; a new level always pages. Off by
+   * default: a handset beeps per page, and the ladder's next level pages again anyway.
+   */
+  repeatOnRenotify: z.boolean().default(false),
   /** Wait for the answer to an enquiry or a block. */
   responseTimeoutMs: z.number().int().min(50).max(30_000).default(3000),
   /** Retransmissions of a page after a NAK or no answer. */
@@ -248,7 +251,7 @@ export class PagingChannel implements AlertChannel {
 
   constructor(private readonly ctx: PagingContext) {
     const o = ctx.options;
-    this.renotifies = o.renotify;
+    this.renotifies = o.repeatOnRenotify;
     this.byCall = new Map(o.addresses.map((a) => [a.call, a]));
     this.transport =
       ctx.transport ??
