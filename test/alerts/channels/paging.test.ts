@@ -471,6 +471,13 @@ describe("paging configuration", () => {
     expect(pagingProblems(options(1), SITES, STAFF)).toEqual([]);
   });
 
+  it("pages on re-notification only when repeatOnRenotify is set", () => {
+    const make = (over: Record<string, unknown>) =>
+      new PagingChannel({ options: options(1, over), log: silentLogger(), staff: () => undefined });
+    expect(make({}).renotifies).toBe(false);
+    expect(make({ repeatOnRenotify: true }).renotifies).toBe(true);
+  });
+
   it("rejects call numbers that are not digits and unknown keys", () => {
     expect(
       PagingOptions.safeParse({ ...options(1), addresses: [{ call: "23A", name: "x", site: "s" }] }).success,
