@@ -9,10 +9,10 @@
  *   the gateway with stty (see docs/channels.md), e.g. ESPA's 7 data bits, even parity, 1 stop bit
  *   (ESPA 4.4.4 §2.1) at 9600 baud: `stty -F /dev/ttyUSB0 9600 cs7 parenb -parodd -cstopb raw -echo`.
  */
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
+import { closeSync, constants, createReadStream, createWriteStream, open } from "node:fs";
 import { connect } from "node:net";
 import { Duplex } from "node:stream";
+import { isatty, ReadStream, WriteStream } from "node:tty";
 
 export interface EspaTransport {
   /** Open a fresh stream; rejects when the far end cannot be reached. */
@@ -51,23 +51,34 @@ export function serialTransport(o: { path: string }): EspaTransport {
   return {
     description: `serial ${o.path}`,
     open: async () => {
-      // O_NOCTTY: a serial port must never become the gateway's controlling terminal.
-      const fh = await open(o.path, constants.O_RDWR | constants.O_NOCTTY);
-      const readable = fh.createReadStream({ autoClose: false });
-      const writable = fh.createWriteStream({ autoClose: false });
+      // O_NOCTTY: a serial port must never become the gateway's controlling terminal. One
+      // descriptor per direction, so each stream closes its own.
+      const rfd = await openFd(o.path, constants.O_RDONLY | constants.O_NOCTTY);
+      let wfd: number;
+      try {
+        wfd = await openFd(o.path, constants.O_WRONLY | constants.O_NOCTTY);
+      } catch (err) {
+        closeSync(rfd);
+        throw err;
+      }
+      // A tty is read through libuv's tty handle (non-blocking, polled): a file read stream would
+      // park a thread-pool thread in read(2) until the paging system next sends a byte, and keep
+      // it there after the link is closed.
+      const readable = isatty(rfd) ? new ReadStream(rfd) : createReadStream("", { fd: rfd });
+      const writable = isatty(wfd) ? new WriteStream(wfd) : createWriteStream("", { fd: wfd });
       const stream = Duplex.from({ readable, writable });
-      let closed = false;
-      const close = () => {
-        if (closed) return;
-        closed = true;
+      stream.once("close", () => {
         readable.destroy();
         writable.destroy();
-        fh.close().catch(() => undefined);
-      };
-      stream.once("close", close);
+      });
       readable.once("end", () => stream.destroy());
-      readable.once("error", (err) => stream.destroy(err));
+      readable.once("error", (err: Error) => stream.destroy(err));
+      writable.once("error", (err: Error) => stream.destroy(err));
       return stream;
     },
   };
+}
+
+function openFd(path: string, flags: number): Promise<number> {
+  return new Promise((resolve, reject) => open(path, flags, (err, fd) => (err ? reject(err) : resolve(fd))));
 }
