@@ -220,8 +220,14 @@ async function openConsole(data) {
   const windows = await sw.clients.matchAll({ type: "window", includeUncontrolled: true });
   const open = windows.find((w) => new URL(w.url).origin === target.origin);
   if (open) {
-    await open.focus();
+    // Named first: focus() is refused without the click's user activation, and the console should
+    // still show the alert when the person next looks at it.
     open.postMessage({ type: "ata.openAlert", alertId: data.alertId });
+    try {
+      await open.focus();
+    } catch {
+      // Not allowed to focus from here; the message is there.
+    }
     return;
   }
   await sw.clients.openWindow(target.href);
