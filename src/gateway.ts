@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
 import { ConsoleChannel } from "./alerts/channels/console.js";
+import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channels/push.js";
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
@@ -15,9 +16,11 @@ import { ConfigError } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
+import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
 import { staticFiles } from "./http/static.js";
+import type { Agent } from "node:https";
 import { Ingest } from "./ingest/pipeline.js";
 import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";
@@ -51,6 +54,13 @@ export interface GatewayOptions {
   timeModel?: TimeModel;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
+  /**
+   * Web Push to staff phones (`channels.push` once the configuration schema carries it; until
+   * then main.ts or a test passes it here). Without it the gateway has no push channel.
+   */
+  push?: PushOptionsInput;
+  /** HTTPS agent for push services with a private CA (the tests' local push service). */
+  pushAgent?: Agent;
 }
 
 /** Where each channel is configured, for the error that says it is not. */
@@ -89,6 +99,8 @@ export class Gateway {
   alerts!: AlertManager;
   rules!: RuleEngine;
   tokens!: TokenStore;
+  /** The Web Push channel, when configured. */
+  push: PushChannel | null = null;
   staff!: StaffServer;
   /** Delivery channels by name: console always; webhook, push and paging when configured. */
   readonly channels = new Map<ChannelName, AlertChannel>();
@@ -168,6 +180,16 @@ export class Gateway {
           options: config.alarms.fallbackWebhook,
         }),
       );
+    if (this.options.push) {
+      this.push = new PushChannel({
+        db: this.db,
+        staff: this.tokens,
+        log: log.child({ component: "push" }),
+        options: PushOptions.parse(this.options.push),
+        ...(this.options.pushAgent ? { agent: this.options.pushAgent } : {}),
+      });
+      this.channels.set("push", this.push);
+    }
     const rules = this.options.rules ?? loadRuleFile(config.rulesFile);
     this.checkLadders(rules);
     const names = placeNames(config.sites);
@@ -306,6 +328,15 @@ export class Gateway {
       adminToken: config.http.adminToken,
       allSites: config.sites.map((s) => s.id),
       places: config.sites,
+    });
+    // Always registered: without a push channel the key is null, so the console hides its
+    // "allow notifications" control instead of meeting 404s.
+    pushRoutes(this.router, {
+      push: this.push,
+      alerts: this.alerts,
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      allSites: config.sites.map((s) => s.id),
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
     const modelProblems = checkTimeModelSites(

@@ -55,6 +55,8 @@ export class PhonePush {
     this.token = null;
     /** @type {ServiceWorkerRegistration | null} */
     this.registration = null;
+    /** The gateway's VAPID public key (base64url). */
+    this.publicKey = "";
     els.enable.addEventListener("click", () => void this.enable());
     els.phones.addEventListener("click", (ev) => {
       const btn = /** @type {HTMLElement} */ (ev.target).closest("button[data-remove]");
@@ -65,8 +67,19 @@ export class PhonePush {
   /** After sign-in. @param {string} token */
   async start(token) {
     this.token = token;
-    els.section.hidden = false;
     els.enable.hidden = true;
+    /** @type {string | null} */
+    let key = null;
+    try {
+      const res = await fetch("/api/v1/push/key", { cache: "no-store" });
+      if (res.ok) key = /** @type {{ publicKey: string | null }} */ (await res.json()).publicKey;
+    } catch {
+      key = null;
+    }
+    // A gateway without Web Push configured (or unreachable now): no control that cannot work.
+    if (!key || this.token !== token) return;
+    this.publicKey = key;
+    els.section.hidden = false;
     if (!("serviceWorker" in navigator)) {
       this.say("push.unsupported");
       return;
@@ -125,12 +138,9 @@ export class PhonePush {
         this.say("push.denied");
         return;
       }
-      const res = await fetch("/api/v1/push/key", { cache: "no-store" });
-      if (!res.ok) throw new Error(String(res.status));
-      const { publicKey } = /** @type {{ publicKey: string }} */ (await res.json());
       const sub = await reg.pushManager.subscribe({
         userVisibleOnly: true,
-        applicationServerKey: fromBase64url(publicKey),
+        applicationServerKey: fromBase64url(this.publicKey),
       });
       await this.store(sub);
       els.enable.hidden = true;

@@ -16,7 +16,8 @@ import { principal } from "./alerts.js";
 import type { Router } from "./router.js";
 
 export interface PushRoutesContext {
-  push: PushChannel;
+  /** Null when the gateway has no push channel configured. */
+  push: PushChannel | null;
   alerts: AlertManager;
   tokens: TokenStore;
   adminToken: string | undefined;
@@ -90,6 +91,10 @@ export function labelFromUserAgent(ua: string | undefined): string {
 }
 
 export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
+  const channel = (): PushChannel => {
+    if (!ctx.push) throw new ApiError("unavailable", "Web Push is not configured on this gateway");
+    return ctx.push;
+  };
   /** A person with their own token: the operator's admin token has no phone, managers get no alerts. */
   const person = (r: Parameters<typeof principal>[0]) => {
     const staff = principal(r, ctx);
@@ -99,21 +104,21 @@ export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
     return staff;
   };
 
-  router.add("GET", "/api/v1/push/key", () => ({ publicKey: ctx.push.publicKey() }));
+  router.add("GET", "/api/v1/push/key", () => ({ publicKey: ctx.push?.publicKey() ?? null }));
 
   router.add("GET", "/api/v1/push/subscriptions", (r) => {
     const staff = person(r);
-    return { subscriptions: ctx.push.subscriptionsOf(staff.id).map(phone) };
+    return { subscriptions: channel().subscriptionsOf(staff.id).map(phone) };
   });
 
   router.add("POST", "/api/v1/push/subscriptions", async (r) => {
     const staff = person(r);
     const b = await r.body(SubscribeBody);
-    const mine = ctx.push.subscriptionsOf(staff.id);
+    const mine = channel().subscriptionsOf(staff.id);
     if (mine.length >= MAX_PHONES_PER_PERSON && !mine.some((s) => s.endpoint === b.subscription.endpoint))
       throw new ApiError("conflict", `at most ${MAX_PHONES_PER_PERSON} phones per person; remove one first`);
     const ua = r.req.headers["user-agent"];
-    const { subscription, created } = ctx.push.subscribe({
+    const { subscription, created } = channel().subscribe({
       staffTokenId: staff.id,
       endpoint: b.subscription.endpoint,
       p256dh: b.subscription.keys.p256dh,
@@ -130,28 +135,28 @@ export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
   router.add("DELETE", "/api/v1/push/subscriptions/:id", (r) => {
     const staff = person(r);
     // Someone else's phone is "not found", not "forbidden": ids of others' phones are not confirmed.
-    if (!ctx.push.unsubscribe(r.params.id!, staff.id))
+    if (!channel().unsubscribe(r.params.id!, staff.id))
       throw new ApiError("not_found", "no phone with that id among yours");
     return { removed: true };
   });
 
   router.add("POST", "/api/v1/push/receipt", async (r) => {
     const { cap } = await r.body(CapabilityBody);
-    const claims = ctx.push.confirm(cap);
+    const claims = channel().confirm(cap);
     if (!claims) throw new ApiError("invalid_capability");
     return { alertId: claims.al, attemptId: claims.at };
   });
 
   router.add("POST", "/api/v1/push/actions/accept", async (r) => {
     const { cap } = await r.body(CapabilityBody);
-    const ok = ctx.push.authorize(cap);
+    const ok = channel().authorize(cap);
     if (!ok) throw new ApiError("invalid_capability");
     return { alert: ctx.alerts.accept(ok.claims.al, ok.staff) };
   });
 
   router.add("POST", "/api/v1/push/actions/reject", async (r) => {
     const { cap, reason } = await r.body(RejectBody);
-    const ok = ctx.push.authorize(cap);
+    const ok = channel().authorize(cap);
     if (!ok) throw new ApiError("invalid_capability");
     return {
       alert: ctx.alerts.reject(ok.claims.al, ok.staff, reason ?? "afvist fra telefonens notifikation"),

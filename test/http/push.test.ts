@@ -1,6 +1,7 @@
 /**
- * Web Push over HTTP on a real gateway: a person's own phones, and the service worker's receipt and
- * actions with the capability a notification carries (decrypted from the local push service).
+ * Web Push end to end on a real gateway: a fall published over MQTT goes up the ladder to the push
+ * channel and arrives, encrypted, at the local push service; the phone's receipt and actions come
+ * back with the capability the notification carries. Also a person's own phones over HTTP.
  */
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -10,12 +11,13 @@ import {
   api,
   connectDevice,
   deviceIdFor,
+  eventually,
   publish,
   secretFor,
   startGateway,
   type TestGateway,
 } from "../helpers/gateway.js";
-import { type AttachedPush, attachPush } from "../helpers/push-gateway.js";
+import { phoneFor, pushAttempts, pushGatewayOptions, registerPhone } from "../helpers/push-gateway.js";
 import { LocalPushService } from "../helpers/push-service.js";
 
 const person = (id: string, name: string, role = "staff") => ({
@@ -34,7 +36,6 @@ const DEVICE = deviceIdFor("ata/native");
 describe("web push over HTTP", () => {
   const svc = new LocalPushService();
   let t: TestGateway;
-  let push: AttachedPush;
   let device: MqttClient;
   let n = 0;
 
@@ -50,23 +51,19 @@ describe("web push over HTTP", () => {
     return open[0]!;
   };
 
-  /** The capability the phone of `sub` received for an alert. */
-  const capFor = async (sub: ReturnType<LocalPushService["subscribe"]>, alertId: string): Promise<string> => {
-    const got = await svc.waitFor(() =>
-      svc.for(sub).find((r) => r.json?.alertId === alertId && r.json.kind === "alert"),
-    );
-    return got.json.cap;
-  };
+  /** The first alert push the phone of `sub` received for an alert. */
+  const pushFor = (sub: ReturnType<LocalPushService["subscribe"]>, alertId: string) =>
+    svc.waitFor(() => svc.for(sub).find((r) => r.json?.alertId === alertId && r.json.kind === "alert"));
+  const capFor = async (sub: ReturnType<LocalPushService["subscribe"]>, alertId: string): Promise<string> =>
+    (await pushFor(sub, alertId)).json.cap;
 
   beforeAll(async () => {
     await svc.start();
-    t = await startGateway({ overrides: { staff: [ANNA, BO, MADS] } });
-    push = attachPush(t, svc);
+    t = await startGateway({ overrides: { staff: [ANNA, BO, MADS] }, options: pushGatewayOptions(svc) });
     device = await connectDevice(t.mqttPort, DEVICE, secretFor("ata/native"));
   });
   afterAll(async () => {
     device?.end(true);
-    await push?.stop();
     await t?.stop();
     await svc.stop();
   });
@@ -75,11 +72,11 @@ describe("web push over HTTP", () => {
     const res = await api(t.httpUrl, "GET", "/api/v1/push/key", undefined, null);
     expect(res.status).toBe(200);
     expect(res.body.publicKey).toMatch(/^B[A-Za-z0-9_-]{86}$/);
-    expect(res.body.publicKey).toBe(push.channel.publicKey());
+    expect(res.body.publicKey).toBe(t.gateway.push!.publicKey());
   });
 
   it("lets a person store, list and remove only their own phones", async () => {
-    const phone = svc.subscribe(push.channel.publicKey());
+    const phone = svc.subscribe(t.gateway.push!.publicKey());
     const body = { subscription: { endpoint: phone.endpoint, expirationTime: null, keys: phone.keys } };
     const created = await api(t.httpUrl, "POST", "/api/v1/push/subscriptions", body, ANNA.token);
     expect(created.status).toBe(201);
@@ -108,7 +105,7 @@ describe("web push over HTTP", () => {
     expect(stolen).toMatchObject({ status: 404, body: { error: { code: "not_found" } } });
     const removed = await api(t.httpUrl, "DELETE", `/api/v1/push/subscriptions/${id}`, undefined, ANNA.token);
     expect(removed).toMatchObject({ status: 200, body: { removed: true } });
-    expect(push.channel.subscriptionsOf("anna")).toEqual([]);
+    expect(t.gateway.push!.subscriptionsOf("anna")).toEqual([]);
   });
 
   it("refuses a subscription that is not https, has wrong-sized keys, or comes without a personal token", async () => {
@@ -137,22 +134,43 @@ describe("web push over HTTP", () => {
     expect((await post(good, MADS.token)).body.error.code).toBe("forbidden");
   });
 
-  it("a receipt from the phone records delivery, and Tag den accepts the alert as the phone's owner", async () => {
-    const annaPhone = svc.subscribe(push.channel.publicKey());
-    const boPhone = svc.subscribe(push.channel.publicKey());
-    await push.register(annaPhone, ANNA.token, "Annas telefon");
-    await push.register(boPhone, BO.token, "Bos telefon");
+  it("a fall published over MQTT reaches the phones through the push service, the receipt records delivery, Tag den accepts as the owner, and the other phone is told who took it", async () => {
+    const annaPhone = phoneFor(t, svc);
+    const boPhone = phoneFor(t, svc);
+    const annaId = await registerPhone(t, annaPhone, ANNA.token, "Annas telefon");
+    await registerPhone(t, boPhone, BO.token, "Bos telefon");
     const alert = await fall();
-    const [toAnna] = push.deliverToUnit(alert).filter((d) => d.recipient.staffId === "anna");
-    const annaCap = await capFor(annaPhone, alert.id);
-    const boCap = await capFor(boPhone, alert.id);
+    const toAnna = await pushFor(annaPhone, alert.id);
+    expect(toAnna).toMatchObject({
+      urgency: "high",
+      ttl: 600,
+      json: {
+        title: "Fald – Unit 1",
+        priority: "high",
+        tag: alert.id,
+        body: expect.stringContaining("R-0001"),
+      },
+    });
+    const annaCap: string = toAnna.json.cap;
+    const boCap: string = (await pushFor(boPhone, alert.id)).json.cap;
+    // The ladder recorded the attempt before sending; the push service's 201 makes it "sent".
+    await eventually(() =>
+      pushAttempts(t, alert.id).some((a) => a.id === toAnna.json.attemptId && a.status === "sent"),
+    );
+    expect(pushAttempts(t, alert.id).find((a) => a.id === toAnna.json.attemptId)?.recipient_id).toBe(annaId);
 
     const receipt = await api(t.httpUrl, "POST", "/api/v1/push/receipt", { cap: annaCap }, null);
-    expect(receipt).toMatchObject({ status: 200, body: { alertId: alert.id, attemptId: toAnna!.attemptId } });
-    expect(push.reporter.about(toAnna!.attemptId).at(-1)).toMatchObject({
-      kind: "delivered",
-      toPerson: true,
-      detail: "shown on Annas telefon",
+    expect(receipt).toMatchObject({
+      status: 200,
+      body: { alertId: alert.id, attemptId: toAnna.json.attemptId },
+    });
+    expect(pushAttempts(t, alert.id).find((a) => a.id === toAnna.json.attemptId)?.status).toBe("delivered");
+    const audit = (await api(t.httpUrl, "GET", `/api/v1/alerts/${alert.id}`)).body;
+    expect(audit.alert.deliveredTo).toContain("Anna (Annas telefon)");
+    expect(audit.history.find((h: { action: string }) => h.action === "delivered")).toMatchObject({
+      actor: { id: "channel:push", name: "Anna (Annas telefon)" },
+      reason: "shown on Annas telefon",
+      data: { channel: "push", attemptId: toAnna.json.attemptId },
     });
 
     const accepted = await api(t.httpUrl, "POST", "/api/v1/push/actions/accept", { cap: annaCap }, null);
@@ -172,6 +190,15 @@ describe("web push over HTTP", () => {
       status: 409,
       body: { error: { code: "already_taken" } },
     });
+    // Bo's notification is replaced: same tag, "taken by Anna", no actions (settled).
+    const settled = await svc.waitFor(() =>
+      svc.for(boPhone).find((r) => r.json.kind === "settled" && r.json.alertId === alert.id),
+    );
+    expect(settled.json).toMatchObject({
+      tag: alert.id,
+      title: "Taget af Anna: Fald – Unit 1",
+      state: "accepted",
+    });
 
     await api(
       t.httpUrl,
@@ -183,10 +210,9 @@ describe("web push over HTTP", () => {
   });
 
   it("Afvis rejects the alert as the phone's owner", async () => {
-    const annaPhone = svc.subscribe(push.channel.publicKey());
-    await push.register(annaPhone, ANNA.token);
+    const annaPhone = phoneFor(t, svc);
+    await registerPhone(t, annaPhone, ANNA.token);
     const alert = await fall();
-    push.deliverToUnit(alert);
     const cap = await capFor(annaPhone, alert.id);
     const rejected = await api(t.httpUrl, "POST", "/api/v1/push/actions/reject", { cap }, null);
     expect(rejected).toMatchObject({
@@ -203,10 +229,9 @@ describe("web push over HTTP", () => {
   });
 
   it("a forged capability, or one whose token was revoked, does nothing, and the revoked person's phones are not reached", async () => {
-    const boPhone = svc.subscribe(push.channel.publicKey());
-    await push.register(boPhone, BO.token);
+    const boPhone = phoneFor(t, svc);
+    await registerPhone(t, boPhone, BO.token);
     const alert = await fall();
-    push.deliverToUnit(alert);
     const cap = await capFor(boPhone, alert.id);
     const forged = `${cap.slice(0, cap.lastIndexOf(".") + 1)}${"A".repeat(43)}`;
     expect(await api(t.httpUrl, "POST", "/api/v1/push/actions/accept", { cap: forged }, null)).toMatchObject({
@@ -218,7 +243,8 @@ describe("web push over HTTP", () => {
     expect((await api(t.httpUrl, "POST", "/api/v1/push/receipt", { cap }, null)).status).toBe(401);
     expect((await api(t.httpUrl, "POST", "/api/v1/push/actions/accept", { cap }, null)).status).toBe(401);
     expect(t.gateway.alerts.get(alert.id)?.state).toBe("raised");
-    const reached = push.deliverToUnit(alert).map((d) => d.recipient.staffId);
+    const audience = { siteId: alert.site, unitId: alert.unit, targets: ["unit" as const], excluded: [] };
+    const reached = t.gateway.push!.reach(audience, alert).map((r) => r.staffId);
     expect(reached).not.toContain("bo");
     expect(reached).toContain("anna");
   });

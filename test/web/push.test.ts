@@ -21,7 +21,7 @@ import {
   startGateway,
   type TestGateway,
 } from "../helpers/gateway.js";
-import { type AttachedPush, attachPush } from "../helpers/push-gateway.js";
+import { phoneFor, pushAttempts, pushGatewayOptions, registerPhone } from "../helpers/push-gateway.js";
 import { LocalPushService } from "../helpers/push-service.js";
 
 const ANNA = {
@@ -69,7 +69,6 @@ function shown(page: Page): Promise<ShownNotification[]> {
 describe("web push to the console's service worker in Chromium", () => {
   const svc = new LocalPushService();
   let t: TestGateway;
-  let push: AttachedPush;
   let browser: TestBrowser;
   let context: BrowserContext;
   let page: Page;
@@ -80,8 +79,10 @@ describe("web push to the console's service worker in Chromium", () => {
 
   beforeAll(async () => {
     await svc.start();
-    [t, browser] = await Promise.all([startGateway({ overrides: { staff: [ANNA] } }), launchBrowser()]);
-    push = attachPush(t, svc);
+    [t, browser] = await Promise.all([
+      startGateway({ overrides: { staff: [ANNA] }, options: pushGatewayOptions(svc) }),
+      launchBrowser(),
+    ]);
     device = await connectDevice(t.mqttPort, DEVICE, secretFor("ata/native"));
     ({ context, page, problems } = await browser.newPage());
     await context.grantPermissions(["notifications"], { origin: t.httpUrl });
@@ -94,7 +95,6 @@ describe("web push to the console's service worker in Chromium", () => {
   afterAll(async () => {
     device?.end(true);
     await browser?.close();
-    await push?.stop();
     if (t) {
       t.gateway.staff.stop();
       await t.stop();
@@ -125,8 +125,8 @@ describe("web push to the console's service worker in Chromium", () => {
   });
 
   it("shows a pushed fall as a notification with Danish text and actions, confirms receipt, and Tag den accepts it as Anna", async () => {
-    const phone = svc.subscribe(push.channel.publicKey());
-    const subscriptionId = await push.register(phone, ANNA.token, "Annas telefon");
+    const phone = phoneFor(t, svc);
+    const subscriptionId = await registerPhone(t, phone, ANNA.token, "Annas telefon");
     // The console's list of phones shows it.
     await page.reload();
     await page.waitForSelector(`#push-phones li[data-id='${subscriptionId}']`);
@@ -137,10 +137,12 @@ describe("web push to the console's service worker in Chromium", () => {
       deviceTopic(DEVICE, "events"),
       JSON.stringify({ eventId: "web-push-1", type: "fall.detected", data: { confidence: 0.9 } }),
     );
+    // The ladder's first level sends it to Anna's phone through the local push service.
     const alert = t.gateway.alerts.open().find((a) => a.type === "fall")!;
-    const [attempt] = push.deliverToUnit(alert);
-    expect(attempt?.recipient.id).toBe(subscriptionId);
-    const received = await svc.waitFor(() => svc.for(phone).find((r) => r.json.alertId === alert.id));
+    const received = await svc.waitFor(() =>
+      svc.for(phone).find((r) => r.json.alertId === alert.id && r.json.kind === "alert"),
+    );
+    const attemptId: number = received.json.attemptId;
     expect(received.urgency).toBe("high");
 
     const registrationId = (await eventually(() => registrations.get(`${t.httpUrl}/`)))!;
@@ -167,11 +169,13 @@ describe("web push to the console's service worker in Chromium", () => {
       data: { alertId: alert.id, url: `/?alert=${alert.id}` },
     });
 
-    // The service worker confirmed it: delivered to the person, for this attempt.
-    const receipt = await push.reporter.next(
-      (r) => r.attemptId === attempt!.attemptId && r.kind === "delivered",
+    // The service worker confirmed it: the attempt is delivered, to Anna's phone, in the audit.
+    await eventually(() => pushAttempts(t, alert.id).find((a) => a.id === attemptId)?.status === "delivered");
+    expect(pushAttempts(t, alert.id).find((a) => a.id === attemptId)?.recipient_id).toBe(subscriptionId);
+    const audit = (await api(t.httpUrl, "GET", `/api/v1/alerts/${alert.id}`)).body;
+    expect(audit.history).toContainEqual(
+      expect.objectContaining({ action: "delivered", reason: "shown on Annas telefon" }),
     );
-    expect(receipt).toMatchObject({ toPerson: true, detail: "shown on Annas telefon" });
 
     // "Tag den": the notificationclick the browser would fire when the action button is pressed.
     const worker: Worker = context.serviceWorkers()[0] ?? (await context.waitForEvent("serviceworker"));
