@@ -3,6 +3,8 @@
  * dependency order and stop() takes them down in reverse, draining ingest before the database
  * closes.
  */
+
+import type { Agent } from "node:https";
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
@@ -20,7 +22,6 @@ import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
 import { staticFiles } from "./http/static.js";
-import type { Agent } from "node:https";
 import { Ingest } from "./ingest/pipeline.js";
 import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";

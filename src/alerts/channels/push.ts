@@ -10,7 +10,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Agent } from "node:https";
-import webpush from "web-push";
+import type WebPush from "web-push";
 import { z } from "zod";
 import type { Logger } from "../../log.js";
 import type { StaffIdentity } from "../../staff/protocol.js";
@@ -164,6 +164,8 @@ export class PushChannel implements AlertChannel {
   private readonly now: () => number;
   private readonly store: PushStore;
   private reporter: ChannelReporter | null = null;
+  /** web-push, loaded at start: a gateway without push does not pay for it at every restart. */
+  private webpush: typeof WebPush | null = null;
   private loaded: Keys | null = null;
   private consecutiveFailures = 0;
   private unhealthySince: number | null = null;
@@ -177,7 +179,8 @@ export class PushChannel implements AlertChannel {
     this.store = new PushStore(ctx.db, this.now);
   }
 
-  start(reporter: ChannelReporter): void {
+  async start(reporter: ChannelReporter): Promise<void> {
+    this.webpush = (await import("web-push")).default;
     this.reporter = reporter;
     this.keys();
   }
@@ -343,6 +346,7 @@ export class PushChannel implements AlertChannel {
     urgency: "high" | "normal",
   ): Promise<{ ok: boolean; gone: boolean; status: number | null; error: string }> {
     const keys = this.keys();
+    const webpush = this.lib();
     try {
       const res = await webpush.sendNotification(
         { endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } },
@@ -399,6 +403,11 @@ export class PushChannel implements AlertChannel {
     void p.finally(() => this.inFlight.delete(p));
   }
 
+  private lib(): typeof WebPush {
+    if (!this.webpush) throw new Error("the push channel is used before start()");
+    return this.webpush;
+  }
+
   private keys(): Keys {
     if (this.loaded) return this.loaded;
     const o = this.ctx.options;
@@ -406,7 +415,7 @@ export class PushChannel implements AlertChannel {
     if (o.vapid) vapid = o.vapid;
     else {
       const stored = JSON.parse(
-        this.store.key("vapid", () => JSON.stringify(webpush.generateVAPIDKeys())),
+        this.store.key("vapid", () => JSON.stringify(this.lib().generateVAPIDKeys())),
       ) as { publicKey: string; privateKey: string };
       vapid = { subject: o.subject, ...stored };
     }

@@ -111,7 +111,7 @@ describe("the push channel", () => {
   beforeAll(() => svc.start());
   afterAll(() => svc.stop());
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), "ata-push-"));
     db = openDb({ path: join(dir, "gw.db") });
     tokens = new TokenStore(db);
@@ -119,7 +119,7 @@ describe("the push channel", () => {
     clock = Date.now();
     reporter = new RecordingReporter();
     channel = open();
-    channel.start(reporter);
+    await channel.start(reporter);
     svc.plan("*", {});
   });
   afterEach(async () => {
@@ -204,7 +204,7 @@ describe("the push channel", () => {
   it("sends a medium alert with Urgency normal and a configured TTL, and a re-notification with renotify", async () => {
     await channel.stop();
     channel = open({ ttlSeconds: 120 });
-    channel.start(reporter);
+    await channel.start(reporter);
     const anna = phone("anna");
     const a = alert({
       priority: "medium",
@@ -306,7 +306,7 @@ describe("the push channel", () => {
   it("fails an attempt when the push service does not answer within the timeout", async () => {
     await channel.stop();
     channel = open({ timeoutMs: 200 });
-    channel.start(reporter);
+    await channel.start(reporter);
     const anna = phone("anna");
     svc.plan(anna.test.id, { delayMs: 3000 });
     const d = delivery(alert(), { id: anna.id, name: "Anna", staffId: "anna" });
@@ -376,13 +376,13 @@ describe("the push channel", () => {
     db = openDb({ path: join(dir, "gw.db") });
     tokens = new TokenStore(db);
     channel = open();
-    channel.start(reporter);
+    await channel.start(reporter);
     expect(channel.publicKey()).toBe(first);
 
     const configured = webpush.generateVAPIDKeys();
     await channel.stop();
     channel = open({ vapid: { subject: "mailto:it@kommune.example", ...configured } });
-    channel.start(reporter);
+    await channel.start(reporter);
     expect(channel.publicKey()).toBe(configured.publicKey);
     const anna = phone("anna");
     channel.deliver(delivery(alert(), { id: anna.id, name: "Anna", staffId: "anna" }));
