@@ -74,7 +74,7 @@ export async function startGateway(
     dir?: string;
     overrides?: Record<string, unknown>;
     keepDir?: boolean;
-    /** Gateway options beyond the configuration (a paging channel's options, say). */
+    /** Gateway options beyond the configuration (a push agent for the local push service, say). */
     gatewayOptions?: Partial<Omit<GatewayOptions, "config" | "log">>;
   } = {},
 ): Promise<TestGateway> {
