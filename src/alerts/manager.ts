@@ -592,16 +592,21 @@ export class AlertManager extends EventEmitter {
    */
   batch<T>(fn: () => T): T {
     const mark = this.queued.length;
+    // Timers armed or cancelled inside leave memory again if the transaction rolls back (a full
+    // disk at COMMIT): the database and the armed timers never disagree.
+    const timerMark = this.ctx.timers.mark();
     this.depth++;
     let result: T;
     try {
       result = this.ctx.db.transaction(fn)();
     } catch (err) {
       this.queued.length = mark;
+      this.ctx.timers.undo(timerMark);
       throw err;
     } finally {
       this.depth--;
     }
+    if (this.depth === 0) this.ctx.timers.committed();
     if (this.depth === 0 && this.queued.length) {
       const changes = this.queued;
       this.queued = [];

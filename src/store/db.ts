@@ -233,6 +233,20 @@ export const MIGRATIONS: Migration[] = [
       DROP TABLE main.dead_letters;
     `,
   },
+  // 5, 6 and 7 are reserved for work on other branches; migrate() applies whatever is missing, in
+  // version order, so they still apply after 8 on a database that has it.
+  {
+    version: 8,
+    name: "rules cursor over the event log",
+    sql: `
+      -- Every event up to this log seq has had its rule effects committed, in the same transaction
+      -- as the cursor (src/rules/engine.ts). A new database starts at 0, so nothing logged before
+      -- the first rule transaction is missed; an existing one starts at the head of its log, so an
+      -- upgrade does not raise the whole history again.
+      INSERT OR IGNORE INTO main.cursors (name, position, updated_at)
+        SELECT 'rules:events', coalesce(max(seq), 0), CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM log.events;
+    `,
+  },
 ];
 
 /**
