@@ -253,6 +253,9 @@ export class AlertManager extends EventEmitter {
               : {}),
             ...(upgraded ? { priority: spec.priority, ladder: JSON.stringify(spec.ladder), level } : {}),
           },
+          // Every event's effect names the event, as "raised" does: after a crash, whether a logged
+          // fall reached its alert is a lookup, and its replay can be checked against the log.
+          { eventSeq: e.logSeq, eventType: e.type },
         );
         if (upgraded && a.state === "raised") {
           this.armRenotify(a.id, spec.renotifyMs);
@@ -341,12 +344,19 @@ export class AlertManager extends EventEmitter {
       if (!row) return undefined;
       const actor: Actor = { id: `device:${e.deviceId}`, name: `${e.type} (rule ${ruleId})` };
       const now = this.now();
-      const result = this.transition(row, how, actor, opts.reason ?? e.type, {
-        state: how,
-        open: 0,
-        resolved_at: now,
-        ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
-      });
+      const result = this.transition(
+        row,
+        how,
+        actor,
+        opts.reason ?? e.type,
+        {
+          state: how,
+          open: 0,
+          resolved_at: now,
+          ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
+        },
+        { eventSeq: e.logSeq, eventType: e.type },
+      );
       this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
       return result;
     });
@@ -652,6 +662,7 @@ export class AlertManager extends EventEmitter {
     actor: Actor,
     reason: string | null,
     changes: Partial<AlertRow>,
+    data: unknown = null,
   ): AlertView {
     const now = this.now();
     const next: AlertRow = { ...row, ...changes, updated_at: now };
@@ -660,7 +671,7 @@ export class AlertManager extends EventEmitter {
       this.stmt(
         `UPDATE alerts SET ${[...cols, "updated_at"].map((c) => `${c} = @${c}`).join(", ")} WHERE id = @id`,
       ).run({ ...pick(next, cols), updated_at: now, id: row.id });
-      return this.audit(next, action, actor, reason, null);
+      return this.audit(next, action, actor, reason, data);
     });
     const a = view(next);
     this.announce({ seq, change: action, alert: a, actor: actor.name, reason });

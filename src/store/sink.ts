@@ -528,7 +528,8 @@ export class TimeSeriesSink extends EventEmitter {
       this.cursorFailures++;
       this.recordError(err);
       this.tell("cursorFailed", { source: s.source.name, error: err });
-      if (this.cursorFailures === 1) this.log?.warn({ source: s.source.name, err }, "sink cursor not persisted");
+      if (this.cursorFailures === 1)
+        this.log?.warn({ source: s.source.name, err }, "sink cursor not persisted");
       return;
     }
     this.cursorFailures = 0;
