@@ -156,6 +156,8 @@ export class RuleEngine {
    */
   start(): { replayed: number } {
     this.stopped = false;
+    // Replayed events cancel and consult timers armed before the crash: those must be in memory.
+    this.ctx.timers.load();
     this.cursor = this.persistedCursor = getCursor(this.ctx.db, RULES_CURSOR);
     const from = this.cursor;
     this.behind = true;

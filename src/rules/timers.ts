@@ -85,6 +85,7 @@ export class DurableTimers {
 
   /** When the next timer is due (a retry counts), or undefined. */
   nextDue(): number | undefined {
+    this.load();
     const t = this.peek();
     return t ? this.dueOf(t) : undefined;
   }

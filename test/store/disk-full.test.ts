@@ -45,7 +45,6 @@ if (PROBLEM) console.warn(`disk-full test skipped: ${PROBLEM}`);
 const ADMIN = "disk-admin-token-0123456789";
 const DEVICE = { id: "radar-1", secret: "radar-1-secret-0123456789" };
 const RULES = `
-renotify: { high: 1s, medium: 60s, low: 0s, info: 0s }
 escalation:
   high:
     - { to: [unit], after: 10m }
@@ -169,10 +168,14 @@ describe("a full disk never crashes the gateway", () => {
       expect(disk.detail.reason).toMatch(/storage refuses writes/);
       expect(disk.detail.code).toMatch(/^SQLITE_(FULL|IOERR)/);
 
-      // Anna, connected, is still reminded of the alert from before (re-notification every second),
-      // and Bo, connecting now, gets it in his snapshot: reads and sockets need no disk.
-      const refusedAt = Date.now();
-      await anna.next((m) => m.type === "renotify" && m.alertId === alertId && Date.now() > refusedAt, 5000);
+      // Staff keep what needs no write: Anna's socket stays up and answers, and Bo, connecting now,
+      // gets the alert from before in his snapshot. (Re-notifications are channel attempts, which
+      // are recorded before they are made; whether one can be recorded while the disk is full
+      // depends on the pages SQLite's WAL already has, so they are not asserted here.)
+      expect(anna.closed).toBeNull();
+      const pong = anna.next((m) => m.type === "pong" && m.id === "while-full");
+      anna.send({ type: "ping", id: "while-full" });
+      await pong;
       const bo = await StaffClient.connect(url, STAFF.bo.token);
       clients.push(bo);
       const snapshot = bo.messages.find((m) => m.type === "snapshot");
