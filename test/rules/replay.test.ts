@@ -148,3 +148,25 @@ describe("timers that fell due between replayed events fire between them", () =>
     expect(h.all().map((a) => a.type)).toEqual(["bed-exit"]);
   });
 });
+
+describe("a batch that rolls back (a full disk at COMMIT) leaves the armed timers as the database has them", () => {
+  it("a timer set inside it is not armed, and one cancelled inside it still is", () => {
+    h.emit("bed.exit");
+    const [window] = h.timers.list("absence");
+    const rowCount = () => (h.db.prepare("SELECT count(*) AS n FROM timers").get() as { n: number }).n;
+    const before = rowCount();
+    expect(() =>
+      h.alerts.batch(() => {
+        h.timers.set("absence:other", "absence", Date.now() + MIN, { ruleId: "bed-exit", eventSeq: 1 });
+        h.timers.cancel(window!.id);
+        throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+      }),
+    ).toThrow(/disk is full/);
+    expect(rowCount()).toBe(before);
+    expect(h.timers.get("absence:other")).toBeUndefined();
+    expect(h.timers.get(window!.id)).toEqual(window);
+    // And it still fires when due.
+    vi.advanceTimersByTime(10 * MIN);
+    expect(h.all().map((a) => a.type)).toEqual(["bed-exit"]);
+  });
+});
