@@ -131,7 +131,7 @@ export class RuleEngine {
   private persistedCursor = 0;
   /** A batch failed to commit: live events wait in the log until catch-up reads them. */
   private behind = false;
-  /** While evaluating events read back from the log: the event's own receivedAt is "now". */
+  /** Set while evaluating events read back from the log: then each event's receivedAt is "now". */
   private clock: number | null = null;
   private retry: NodeJS.Timeout | null = null;
   private persistTimer: NodeJS.Timeout | null = null;
@@ -291,8 +291,9 @@ export class RuleEngine {
     if (this.retry) clearTimeout(this.retry);
     this.retry = setTimeout(() => {
       this.retry = null;
-      // A page per turn of the event loop: a long backlog must not hold up live traffic.
-      this.catchUp(1);
+      // A few pages per turn of the event loop (tens of milliseconds): a long backlog must not hold
+      // up live traffic, and must still outrun heartbeat traffic while it catches up.
+      this.catchUp(4);
       if (this.behind && !this.retry) this.scheduleCatchUp(0);
     }, delayMs);
   }
@@ -308,7 +309,6 @@ export class RuleEngine {
         const rows = this.replayStatement().all(this.cursor, REPLAY_PAGE) as EventRow[];
         if (rows.length === 0) {
           this.behind = false;
-          this.ctx.storage?.succeeded();
           break;
         }
         replayed += this.replay(rows.map(rowToEvent));
@@ -486,7 +486,9 @@ export class RuleEngine {
     const value = per === "device" ? e.deviceId : e.placement.residentRef;
     // Events logged while their device or room was under maintenance (a radar being recalibrated
     // and tested) are not the resident's: they do not count, just as they raised nothing.
-    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ?${
+    // Only what was logged up to this event (seq): a later event of the same group commit, or one
+    // already in the log when this one is replayed, must not count toward this one.
+    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ? AND ev.seq <= ?${
       concrete ? ` AND ev.type IN (${concrete.map(() => "?").join(",")})` : ""
     }${
       // The per-device and per-resident indexes leave heartbeats out; a count of heartbeats (or of
@@ -495,7 +497,13 @@ export class RuleEngine {
     } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
         AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
         AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;
-    const row = this.statement(sql).get(value, sinceMs, Date.parse(e.occurredAt), ...(concrete ?? [])) as {
+    const row = this.statement(sql).get(
+      value,
+      sinceMs,
+      Date.parse(e.occurredAt),
+      e.logSeq,
+      ...(concrete ?? []),
+    ) as {
       n: number;
     };
     return row.n;

@@ -170,3 +170,30 @@ describe("a batch that rolls back (a full disk at COMMIT) leaves the armed timer
     expect(h.all().map((a) => a.type)).toEqual(["bed-exit"]);
   });
 });
+
+describe("a rule batch the disk refuses is retried from the log, without a restart", () => {
+  it("a fall whose rule transaction failed with SQLITE_FULL is alerted once the retry commits, and later events wait their turn", () => {
+    const batch = h.alerts.batch.bind(h.alerts);
+    let refuse = 1;
+    h.alerts.batch = <T>(fn: () => T): T =>
+      batch(() => {
+        const result = fn();
+        // The disk refuses the outermost COMMIT once: everything in it rolls back.
+        if (refuse > 0 && refuse--)
+          throw Object.assign(new Error("database or disk is full"), { code: "SQLITE_FULL" });
+        return result;
+      });
+    const first = h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(h.all()).toEqual([]);
+    expect(h.engine.position.behind).toBe(true);
+    // Logged while behind: read from the log after the first, not evaluated out of order.
+    const second = h.emit("fall.detected", { device: DEVICES.radar.id });
+    expect(h.all()).toEqual([]);
+
+    vi.advanceTimersByTime(1000);
+    expect(h.engine.position).toEqual({ cursor: second.logSeq, behind: false });
+    expect(effects(first.logSeq)).toBe(1);
+    expect(effects(second.logSeq)).toBe(2); // the fall's update and the repeated-falls raise
+    expect(h.all().map((a) => a.type)).toEqual(["fall", "repeated-falls"]);
+  });
+});
