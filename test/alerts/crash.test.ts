@@ -89,7 +89,8 @@ describe("no crash window between an event and its alert", () => {
 
     const rounds: Round[] = [];
     let replayed = 0;
-    let gw = await spawnGateway(configPath);
+    // Generous: on a loaded machine a start through tsx can take tens of seconds.
+    let gw = await spawnGateway(configPath, {}, 45_000);
     let counter = 0;
     for (let k = 0; k < KILLS; k++) {
       const round: Round = { sent: 0, acked: 0, unackedAtKill: 0 };
@@ -151,7 +152,7 @@ describe("no crash window between an event and its alert", () => {
       rounds.push(round);
 
       // The restart replays what the rules had not committed before it takes connections.
-      gw = await spawnGateway(configPath);
+      gw = await spawnGateway(configPath, {}, 45_000);
       replayed += await replayedCount(gw);
       const check = fallsWithoutOneEffect(dataDir);
       expect(round.acked, `round ${k}: traffic flowed before the kill`).toBeGreaterThan(0);
@@ -170,5 +171,5 @@ describe("no crash window between an event and its alert", () => {
     console.log(
       `crash test: ${KILLS} kills, ${final.falls} falls logged, ${replayed} events replayed at restarts, rounds ${JSON.stringify(rounds)}`,
     );
-  }, 90_000);
+  }, 150_000);
 });
