@@ -30,6 +30,10 @@ export const ERRORS = {
   alert_not_found: { status: 404, text: "No such alert" },
   illegal_transition: { status: 409, text: "The alert's state does not allow this action" },
   already_taken: { status: 409, text: "Another person has already accepted this alert" },
+  invalid_capability: {
+    status: 401,
+    text: "The notification's permission is invalid, expired, or its phone or token was removed",
+  },
   body_too_large: { status: 413, text: "The request body is too large" },
   rate_limited: { status: 429, text: "Too many requests" },
   internal: { status: 500, text: "Internal error" },

@@ -75,6 +75,21 @@ export class TokenStore {
     };
   }
 
+  /** The person behind a token id, or null when the token is unknown or revoked. */
+  identity(id: string): StaffIdentity | null {
+    const row = this.db
+      .prepare("SELECT id, name, role, sites, units FROM staff_tokens WHERE id = ? AND revoked_at IS NULL")
+      .get(id) as { id: string; name: string; role: string; sites: string; units: string | null } | undefined;
+    if (!row) return null;
+    return {
+      id: row.id,
+      name: row.name,
+      role: row.role,
+      sites: JSON.parse(row.sites),
+      units: row.units ? JSON.parse(row.units) : null,
+    };
+  }
+
   list(): (StaffIdentity & { createdAt: string; revoked: boolean })[] {
     return (
       this.db.prepare("SELECT * FROM staff_tokens ORDER BY created_at").all() as {
