@@ -95,7 +95,8 @@ describe("no crash window between an event and its alert", () => {
     for (let k = 0; k < KILLS; k++) {
       const round: Round = { sent: 0, acked: 0, unackedAtKill: 0 };
       const clients: MqttClient[] = await Promise.all(
-        devices.map((d) => connectDevice(gw.mqtt, d.id, d.secret)),
+        // Secrets are checked with scrypt: eight at once on a loaded machine can take a while.
+        devices.map((d) => connectDevice(gw.mqtt, d.id, d.secret, { connectTimeout: 30_000 })),
       );
       const pumps = clients.map(
         (client, ci) =>
