@@ -40,6 +40,7 @@ import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
+import { StorageHealth } from "./store/health.js";
 import { InfluxStore } from "./store/influx.js";
 import { TimeSeriesSink } from "./store/sink.js";
 import type { TimeSeriesStore } from "./store/timeseries.js";
@@ -109,6 +110,7 @@ export class Gateway {
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
   timeSaved!: TimeSavedJob;
+  storage!: StorageHealth;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -124,6 +126,11 @@ export class Gateway {
     const { config, log } = this;
     const t0 = performance.now();
     this.db = openDb({ path: this.options.dbPath ?? join(config.dataDir, "ata.db") });
+    this.storage = new StorageHealth({
+      db: this.db,
+      log: log.child({ component: "storage" }),
+      metrics: this.metrics,
+    });
     const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
     this.registry = new Registry(this.db, new Set(this.profiles.keys()), {
       hasUnit: (site, unit) => units.has(`${site}/${unit}`),
@@ -145,6 +152,7 @@ export class Gateway {
       profiles: this.profiles,
       log: log.child({ component: "ingest" }),
       metrics: this.metrics,
+      storage: this.storage,
       options: {
         ...config.ingest,
         maxPayloadBytes: config.mqtt.maxPayloadBytes,
@@ -159,6 +167,7 @@ export class Gateway {
       profiles: this.profiles,
       log: log.child({ component: "presence" }),
       metrics: this.metrics,
+      storage: this.storage,
       record: async (deviceId, events) => {
         await this.ingest.record(deviceId, events);
       },
@@ -169,6 +178,7 @@ export class Gateway {
     this.tokens = new TokenStore(this.db);
     for (const t of config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
     this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
+    this.timers.storage = this.storage;
     let staff: StaffServer | null = null;
     this.channels.set("console", new ConsoleChannel({ connected: () => staff?.connected() ?? [] }));
     if (config.alarms.fallbackWebhook)
@@ -243,6 +253,8 @@ export class Gateway {
         timers: this.timers,
         log: log.child({ component: "rules" }),
         timeZones: new Map(config.sites.map((s) => [s.id, s.timeZone])),
+        storage: this.storage,
+        metrics: this.metrics,
       },
       rules,
     );
@@ -268,9 +280,14 @@ export class Gateway {
       batchSize: this.series.kind === "embedded" ? 1000 : 5000,
     });
     this.sink.addSource(alertAuditSource(this.db));
+    this.sink.on("cursorFailed", (f: { error: unknown }) => this.storage.failed("sink", f.error));
     this.sink.start();
     this.ingest.on("events", () => this.sink.notify());
     this.alerts.on("change", () => this.sink.notify());
+    // Events logged before a crash whose rule transaction did not commit: through the rules now,
+    // in log order with the timers that fell due between them, before any device can connect
+    // (their redeliveries are duplicates the rules never see). Then the timers still due fire.
+    this.rules.start();
     // Armed after every handler is registered; due timers from before a restart fire now.
     this.timers.start();
     // Attempts a crash left without an outcome are made again, before devices reconnect.
@@ -302,6 +319,26 @@ export class Gateway {
 
     this.router = new Router(log.child({ component: "http" }));
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
+    this.readiness.push({
+      name: "disk",
+      check: () => {
+        const f = this.storage.lastFailure;
+        const rules = this.rules.position;
+        if (!f) return { ok: true, detail: { rulesCursor: rules.cursor } };
+        return {
+          ok: false,
+          detail: {
+            reason: `storage refuses writes (${f.code}): device publishes are refused until it recovers`,
+            code: f.code,
+            component: f.component,
+            error: f.message,
+            since: f.at,
+            failures: f.count,
+            rulesBehind: rules.behind,
+          },
+        };
+      },
+    });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
     this.readiness.push({
       name: "channels",
@@ -443,9 +480,11 @@ export class Gateway {
     await this.timeSaved.stop();
     await this.sink.stop();
     await this.series.stop();
+    this.rules.stop();
     this.timers.stop();
     for (const c of this.channels.values()) await c.stop?.();
     this.presence.stop();
+    this.storage.stop();
     this.db.close();
     this.log.info("gateway stopped");
   }

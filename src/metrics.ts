@@ -82,6 +82,18 @@ export class Metrics {
     },
   });
 
+  readonly storageWriteFailures = new Counter({
+    name: "ata_storage_write_failures_total",
+    help: "Writes the storage refused (disk full, read-only, I/O error), by component and SQLite code",
+    labelNames: ["component", "code"] as const,
+    registers: [this.registry],
+  });
+  readonly rulesReplayed = new Counter({
+    name: "ata_rules_replayed_events_total",
+    help: "Logged events the rules evaluated from the event log (at start, or after a failed batch) rather than live",
+    registers: [this.registry],
+  });
+
   /** Set by the gateway once the sink exists; read at scrape time. */
   timeseries: () => { backlog: number; failures: number } = () => ({ backlog: 0, failures: 0 });
   readonly timeseriesBacklog: Gauge = new Gauge({

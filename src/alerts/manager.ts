@@ -290,6 +290,9 @@ export class AlertManager extends EventEmitter {
               : {}),
             ...(upgraded ? { priority: spec.priority, ladder: JSON.stringify(spec.ladder), level } : {}),
           },
+          // Every event's effect names the event, as "raised" does: after a crash, whether a logged
+          // fall reached its alert is a lookup, and its replay can be checked against the log.
+          { eventSeq: e.logSeq, eventType: e.type },
         );
         if (upgraded && a.state === "raised") {
           this.armRenotify(a.id, spec.renotifyMs);
@@ -378,12 +381,19 @@ export class AlertManager extends EventEmitter {
       if (!row) return undefined;
       const actor: Actor = { id: `device:${e.deviceId}`, name: `${e.type} (rule ${ruleId})` };
       const now = this.now();
-      const result = this.transition(row, how, actor, opts.reason ?? e.type, {
-        state: how,
-        open: 0,
-        resolved_at: now,
-        ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
-      });
+      const result = this.transition(
+        row,
+        how,
+        actor,
+        opts.reason ?? e.type,
+        {
+          state: how,
+          open: 0,
+          resolved_at: now,
+          ...(how === "resolved" ? { outcome: opts.outcome ?? "no-action" } : {}),
+        },
+        { eventSeq: e.logSeq, eventType: e.type },
+      );
       this.ctx.timers.cancelPrefix(`alert:${row.id}:`);
       return result;
     });
@@ -808,6 +818,9 @@ export class AlertManager extends EventEmitter {
    */
   batch<T>(fn: () => T): T {
     const mark = this.queued.length;
+    // Timers armed or cancelled inside leave memory again if the transaction rolls back (a full
+    // disk at COMMIT): the database and the armed timers never disagree.
+    const timerMark = this.ctx.timers.mark();
     const callMark = this.calls.length;
     this.depth++;
     let result: T;
@@ -815,11 +828,13 @@ export class AlertManager extends EventEmitter {
       result = this.ctx.db.transaction(fn)();
     } catch (err) {
       this.queued.length = mark;
+      this.ctx.timers.undo(timerMark);
       this.calls.length = callMark;
       throw err;
     } finally {
       this.depth--;
     }
+    if (this.depth === 0) this.ctx.timers.committed();
     if (this.depth === 0 && this.queued.length) {
       const changes = this.queued;
       this.queued = [];

@@ -23,6 +23,7 @@ import {
 import { DecodeError, type DeviceProfile } from "../model/profile.js";
 import type { Device, Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import type { StorageHealth } from "../store/health.js";
 import { SqliteWriterThread } from "../store/sqlite-writer.js";
 import { parseDerivedId, RecentPayloads } from "./redelivery.js";
 
@@ -53,6 +54,8 @@ export interface IngestContext {
   metrics: Metrics;
   options: IngestOptions;
   now?: () => number;
+  /** Told about every commit the storage refused, and every one it took after that. */
+  storage?: StorageHealth;
 }
 
 export interface Rejection {
@@ -328,7 +331,9 @@ export class Ingest extends EventEmitter {
 
   /** Nothing in this group is durable: fail every submission so no PUBACK goes out; devices redeliver. */
   private failed(batch: Pending[], err: Error): void {
-    this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
+    // A full disk is reported once per outage by the storage health, not once per group commit.
+    if (!this.ctx.storage?.failed("ingest", err))
+      this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
     for (const p of batch) {
       if (p.kind === "events" && p.key) this.recent.forget(p.deviceId, p.key.key, p.key.at);
       p.reject(err);
@@ -358,6 +363,7 @@ export class Ingest extends EventEmitter {
 
   private committed(batch: Pending[], result: WriteResult, t0: bigint): void {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    this.ctx.storage?.succeeded();
     const m = this.ctx.metrics;
     m.commitSeconds.observe(seconds);
     m.commitBatchSize.observe(batch.length);

@@ -14,6 +14,7 @@ import type { DecodedEvent } from "../model/event.js";
 import type { DeviceProfile } from "../model/profile.js";
 import type { Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import type { StorageHealth } from "../store/health.js";
 import type { LoggedEvent } from "./pipeline.js";
 
 export interface PresenceContext {
@@ -27,6 +28,8 @@ export interface PresenceContext {
   now?: () => number;
   /** How often supervision runs; lower in tests. */
   checkIntervalMs?: number;
+  /** Where storage failures are reported. */
+  storage?: StorageHealth;
 }
 
 interface State {
@@ -56,6 +59,12 @@ export class Presence {
   private startedAt = 0;
   private onlineCount = 0;
   private seenPersistedAt = 0;
+  /**
+   * Online/offline changes the event log refused (a full disk): recorded again, in order, on the
+   * next supervision pass, so the log and the state agree once the disk takes writes again.
+   */
+  private unrecorded: { deviceId: string; events: DecodedEvent[] }[] = [];
+  private recording = false;
 
   constructor(private readonly ctx: PresenceContext) {
     this.now = ctx.now ?? Date.now;
@@ -91,7 +100,12 @@ export class Presence {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.persist(true);
+    try {
+      this.persist(true);
+    } catch (err) {
+      // device_state is a summary the log can rebuild; a full disk at shutdown must not stop it.
+      this.ctx.log.error({ err }, "could not persist device states at stop");
+    }
   }
 
   status(deviceId: string): DeviceStatus {
@@ -161,13 +175,42 @@ export class Presence {
     // written with the next supervision pass in one transaction, not with an fsync per change (a
     // reconnect storm of thousands of devices would otherwise hold the event loop for seconds).
     const type = online ? "device.online" : "device.offline";
-    this.ctx
-      .record(deviceId, [
-        { type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" },
-      ])
-      .catch((err: Error) =>
-        this.ctx.log.error({ deviceId, err: err.message }, "could not record presence change"),
-      );
+    const events: DecodedEvent[] = [
+      { type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" },
+    ];
+    // Behind earlier changes that wait for the disk: a device's online/offline keep their order.
+    if (this.unrecorded.length || this.recording) this.unrecorded.push({ deviceId, events });
+    else this.recordOne(deviceId, events);
+  }
+
+  private recordOne(deviceId: string, events: DecodedEvent[]): void {
+    this.ctx.record(deviceId, events).catch((err: Error) => {
+      if (!this.timer) return; // stopped: the log is closed
+      // The eventId is fixed by the change's time, so a retry after an unknown outcome is deduped.
+      this.unrecorded.push({ deviceId, events });
+      if (!this.ctx.storage?.failed("presence", err))
+        this.ctx.log.error({ deviceId, err: err.message }, "could not record presence change; will retry");
+    });
+  }
+
+  /** Record what the log refused before, oldest first; stops at the first refusal. */
+  private async retryUnrecorded(): Promise<void> {
+    if (this.recording || !this.unrecorded.length) return;
+    this.recording = true;
+    try {
+      while (this.unrecorded.length && this.timer) {
+        const next = this.unrecorded[0]!;
+        try {
+          await this.ctx.record(next.deviceId, next.events);
+        } catch (err) {
+          this.ctx.storage?.failed("presence", err);
+          return;
+        }
+        this.unrecorded.shift();
+      }
+    } finally {
+      this.recording = false;
+    }
   }
 
   /** Mark silent devices offline; persist last-seen times in one transaction. */
@@ -183,8 +226,15 @@ export class Presence {
         this.change(deviceId, s, false, `silent for ${Math.round((now - s.lastSeen) / 1000)} s`);
     }
     const seen = now - this.seenPersistedAt >= 5 * 60_000;
-    if (seen) this.seenPersistedAt = now;
-    this.persist(seen, 500);
+    void this.retryUnrecorded();
+    // Runs in a timer: an error here would be uncaught and end the process (a full disk did).
+    try {
+      this.persist(seen, 500);
+      if (seen) this.seenPersistedAt = now;
+    } catch (err) {
+      if (!this.ctx.storage?.failed("presence", err))
+        this.ctx.log.error({ err }, "could not persist device states; will retry");
+    }
   }
 
   /**
@@ -205,14 +255,27 @@ export class Presence {
     const write = (from: number) => {
       const part = rows.slice(from, from + chunk);
       this.ctx.db.transaction(() => {
-        for (const [id, s] of part) {
-          s.dirty = false;
-          s.seenDirty = false;
+        for (const [id, s] of part)
           if (this.ctx.registry.peek(id))
             stmt.run(id, s.online ? 1 : 0, s.changedAt || null, s.lastSeen || null);
-        }
       })();
-      if (from + chunk < rows.length) setImmediate(() => this.timer && write(from + chunk));
+      // Clean only once committed: a refused write leaves them dirty for the next pass. (A change
+      // between the write and here cannot happen: both run on this thread without yielding.)
+      this.ctx.storage?.succeeded();
+      for (const [, s] of part) {
+        s.dirty = false;
+        s.seenDirty = false;
+      }
+      if (from + chunk < rows.length)
+        setImmediate(() => {
+          if (!this.timer) return;
+          try {
+            write(from + chunk);
+          } catch (err) {
+            if (!this.ctx.storage?.failed("presence", err))
+              this.ctx.log.error({ err }, "could not persist device states; will retry");
+          }
+        });
     };
     write(0);
   }

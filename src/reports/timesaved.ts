@@ -527,10 +527,16 @@ export class TimeSavedJob extends EventEmitter {
     if (this.running) return;
     this.running = true;
     this.backfillPending = true;
-    this.enqueue(() => this.run());
+    // Not awaited: a run that fails (a full disk) must be logged, not become an unhandled
+    // rejection, which ends the process. Failed ranges are retried by the next run.
+    const background = () =>
+      this.enqueue(() => this.run()).catch((err: Error) =>
+        this.ctx.log?.error({ err: err.message }, "time-saved run failed; the next run retries"),
+      );
+    void background();
     this.timer = setInterval(
       () => {
-        this.enqueue(() => this.run());
+        void background();
       },
       this.ctx.intervalMs ?? 10 * MINUTE,
     );

@@ -2,6 +2,31 @@
  * The rule engine: every committed event is evaluated against the rules in file order; matching
  * rules raise, cancel or resolve alerts. Absence conditions ("a bed exit not followed by a return
  * within 10 minutes") are durable timers, so a restart inside the window still raises on time.
+ *
+ * Every logged event reaches the rules exactly once, across crashes. The engine keeps a cursor over
+ * the event log (`cursors` row `rules:events`, a log seq): every event up to it has had its rule
+ * effects committed. The cursor is written in the same SQLite transaction as the alert changes,
+ * audit entries and timer rows of the events it covers (one AlertManager.batch() on the main
+ * connection), so after any crash either an event's effects and the cursor past it are both
+ * durable, or neither is:
+ * - at least once: an event past the cursor at start (its group commit reached the log, its rule
+ *   transaction did not) is replayed from the log in log order before the broker takes devices, so
+ *   the device's redelivery, a duplicate the rules never see, loses nothing;
+ * - at most once: an event at or before the cursor is skipped (its effects are already committed),
+ *   live or replayed, so a fall is never raised twice and a count never counts twice.
+ * A batch that fails to commit (a full disk) leaves the cursor where it was; the engine then reads
+ * from the log instead of the live stream until it has caught up (same code as the start replay).
+ *
+ * Replayed events are judged by their own times, not by when they are replayed: staleness already
+ * compares the event's receivedAt with its occurredAt; count and time-of-day conditions use its
+ * occurredAt; absence windows run from its receivedAt (a window that ended while the gateway was
+ * down fires at once, and a return logged inside the window still cancels it, because timers that
+ * fell due are fired in between, in the order they would have fired live); maintenance is looked up
+ * at its receivedAt.
+ *
+ * Batches of heartbeats no rule looks at move the cursor in memory and it is persisted at most once
+ * a second on its own, so the hot path gains no transaction; after a crash those few seconds of
+ * irrelevant events are read again and skipped.
  */
 import { readFileSync } from "node:fs";
 import type Database from "better-sqlite3";
@@ -10,10 +35,12 @@ import type { AlertManager, RaiseSpec } from "../alerts/manager.js";
 import { ConfigError } from "../config/load.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import { EVENT_TYPES } from "../model/event.js";
 import type { DeviceProfile } from "../model/profile.js";
 import type { Registry } from "../registry/registry.js";
-import { type Db, NOT_HEARTBEAT } from "../store/db.js";
+import { type Db, getCursor, NOT_HEARTBEAT } from "../store/db.js";
+import { isStorageError, type StorageHealth } from "../store/health.js";
 import { evaluate, typeMatches } from "./conditions.js";
 import { type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
 import type { DurableTimers, Timer } from "./timers.js";
@@ -72,7 +99,17 @@ export interface RuleEngineContext {
   log: Logger;
   timeZones: ReadonlyMap<string, string>;
   now?: () => number;
+  /** Where storage failures are reported (and recovery announced). */
+  storage?: StorageHealth;
+  metrics?: Metrics;
+  /** Delay before a failed batch is retried from the log when no recovery is announced; default 1 s. */
+  retryMs?: number;
 }
+
+/** The rules' position in the event log (cursors.name). */
+export const RULES_CURSOR = "rules:events";
+/** Events read from the log per transaction while replaying. */
+const REPLAY_PAGE = 1000;
 
 interface AbsencePayload {
   ruleId: string;
@@ -89,6 +126,16 @@ export class RuleEngine {
   /** Event types some rule may act on; null when a rule has no `event` condition (then all are). */
   private relevant: Set<string> | null = null;
   private readonly now: () => number;
+  /** Every event up to this log seq has had its rule effects committed (or had none). */
+  private cursor = 0;
+  private persistedCursor = 0;
+  /** A batch failed to commit: live events wait in the log until catch-up reads them. */
+  private behind = false;
+  /** Set while evaluating events read back from the log: then each event's receivedAt is "now". */
+  private clock: number | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private persistTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
 
   constructor(
     private readonly ctx: RuleEngineContext,
@@ -97,6 +144,44 @@ export class RuleEngine {
     this.use(file);
     this.now = ctx.now ?? Date.now;
     ctx.timers.on<AbsencePayload>("absence", (t) => this.onAbsenceElapsed(t));
+    ctx.storage?.on("recovered", () => {
+      if (this.behind) this.scheduleCatchUp(0);
+    });
+  }
+
+  /**
+   * Read the cursor and replay every logged event after it, in log order, with the timers that fell
+   * due in between. Call before the broker accepts devices and before timers.start(). A storage
+   * failure does not stop the start: the engine stays behind and retries.
+   */
+  start(): { replayed: number } {
+    this.stopped = false;
+    // Replayed events cancel and consult timers armed before the crash: those must be in memory.
+    this.ctx.timers.load();
+    this.cursor = this.persistedCursor = getCursor(this.ctx.db, RULES_CURSOR);
+    const from = this.cursor;
+    this.behind = true;
+    const t0 = performance.now();
+    const replayed = this.catchUp(Number.POSITIVE_INFINITY);
+    if (replayed > 0 || this.behind)
+      this.ctx.log.warn(
+        { from, to: this.cursor, replayed, behind: this.behind, ms: Math.round(performance.now() - t0) },
+        "events logged before the restart replayed through the rules",
+      );
+    return { replayed };
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.retry) clearTimeout(this.retry);
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.retry = this.persistTimer = null;
+    if (!this.behind) this.persistCursor();
+  }
+
+  /** The log seq up to which every event's rule effects are committed (for tests and /readyz). */
+  get position(): { cursor: number; behind: boolean } {
+    return { cursor: this.cursor, behind: this.behind };
   }
 
   /**
@@ -145,25 +230,163 @@ export class RuleEngine {
   }
 
   onEvents(events: readonly LoggedEvent[]): void {
+    // Behind: these are in the log, and catch-up reads them in order after what failed.
+    if (this.behind || events.length === 0) return;
+    let fresh = events;
+    // Already evaluated (catch-up read them from the log before their commit was announced).
+    if (events[0]!.logSeq <= this.cursor) fresh = events.filter((e) => e.logSeq > this.cursor);
+    if (fresh.length === 0) return;
+    const last = fresh[fresh.length - 1]!.logSeq;
     // Most traffic is heartbeats no rule looks at: they cost a set lookup, not a transaction.
     const relevant = this.relevant;
-    if (relevant && !events.some((e) => relevant.has(e.type))) return;
-    // One transaction for the whole commit group: absence timers and alert changes of a burst (5,000
-    // devices going offline when a Wi-Fi controller reboots) cost one fsync, not one each, and the
-    // event loop is not held for seconds. Each event is a savepoint: one that fails leaves no trace.
+    if (relevant && !fresh.some((e) => relevant.has(e.type))) {
+      this.cursor = last;
+      this.schedulePersist();
+      return;
+    }
+    try {
+      this.evaluate(fresh, last);
+    } catch (err) {
+      this.fallBehind(err, fresh[0]!.logSeq);
+    }
+  }
+
+  /**
+   * One transaction for the whole commit group, the cursor included: absence timers and alert
+   * changes of a burst (5,000 devices going offline when a Wi-Fi controller reboots) cost one fsync,
+   * not one each, and the event loop is not held for seconds. Each event is a savepoint: one whose
+   * rule fails leaves no trace and is not retried (it would fail again); a storage error fails the
+   * whole batch, so nothing of it is half-applied and all of it is retried.
+   */
+  private evaluate(events: readonly LoggedEvent[], last: number): void {
+    const relevant = this.relevant;
     this.ctx.alerts.batch(() => {
       for (const e of events) {
         if (relevant && !relevant.has(e.type)) continue;
         try {
           this.ctx.alerts.batch(() => this.onEvent(e));
         } catch (err) {
+          if (isStorageError(err)) throw err;
           this.ctx.log.error(
             { err, eventSeq: e.logSeq, type: e.type },
             "rule evaluation failed for an event",
           );
         }
       }
+      this.cursorStatement().run(RULES_CURSOR, last, this.now());
     });
+    this.cursor = this.persistedCursor = last;
+    this.ctx.storage?.succeeded();
+  }
+
+  private fallBehind(err: unknown, fromSeq: number): void {
+    this.behind = true;
+    if (this.ctx.storage?.failed("rules", err) !== true && !isStorageError(err))
+      this.ctx.log.error({ err, fromSeq }, "rule batch could not be committed; retrying from the event log");
+    this.scheduleCatchUp(this.ctx.retryMs ?? 1000);
+  }
+
+  private scheduleCatchUp(delayMs: number): void {
+    if (this.stopped) return;
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      // A few pages per turn of the event loop (tens of milliseconds): a long backlog must not hold
+      // up live traffic, and must still outrun heartbeat traffic while it catches up.
+      this.catchUp(4);
+      if (this.behind && !this.retry) this.scheduleCatchUp(0);
+    }, delayMs);
+  }
+
+  /**
+   * Evaluate logged events after the cursor, up to `pages` pages; clears `behind` once the log has
+   * nothing more. Never throws: a failure leaves the engine behind with a retry scheduled.
+   */
+  private catchUp(pages: number): number {
+    let replayed = 0;
+    try {
+      for (let p = 0; p < pages; p++) {
+        const rows = this.replayStatement().all(this.cursor, REPLAY_PAGE) as EventRow[];
+        if (rows.length === 0) {
+          this.behind = false;
+          break;
+        }
+        replayed += this.replay(rows.map(rowToEvent));
+        if (rows.length < REPLAY_PAGE) {
+          this.behind = false;
+          break;
+        }
+      }
+    } catch (err) {
+      this.fallBehind(err, this.cursor + 1);
+    } finally {
+      this.clock = null;
+    }
+    if (replayed) this.ctx.metrics?.rulesReplayed.inc(replayed);
+    return replayed;
+  }
+
+  /**
+   * Events read back from the log, judged by their own times. Timers that fell due before an event
+   * was received fire before it (outside the batch), as they would have live; the events between
+   * two such points share one transaction.
+   */
+  private replay(events: LoggedEvent[]): number {
+    let group: LoggedEvent[] = [];
+    const flush = () => {
+      if (!group.length) return;
+      this.clock = Date.parse(group[0]!.receivedAt);
+      this.evaluate(group, group[group.length - 1]!.logSeq);
+      group = [];
+    };
+    for (const e of events) {
+      const at = Date.parse(e.receivedAt);
+      const due = this.ctx.timers.nextDue();
+      if (due !== undefined && due <= at) {
+        flush();
+        this.ctx.timers.fireDueUntil(at);
+      }
+      group.push(e);
+    }
+    flush();
+    return events.length;
+  }
+
+  /** The rule clock: the event's receipt while replaying from the log, the wall clock live. */
+  private eventNow(e: LoggedEvent): number {
+    return this.clock === null ? this.now() : Date.parse(e.receivedAt);
+  }
+
+  private schedulePersist(): void {
+    if (this.persistTimer || this.stopped) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = null;
+      if (!this.behind) this.persistCursor();
+    }, 1000);
+    this.persistTimer.unref();
+  }
+
+  /** The cursor past events that had no effects: best effort, a failure only means a longer replay. */
+  private persistCursor(): void {
+    if (this.cursor <= this.persistedCursor || !this.ctx.db.open) return;
+    try {
+      this.cursorStatement().run(RULES_CURSOR, this.cursor, this.now());
+      this.persistedCursor = this.cursor;
+      this.ctx.storage?.succeeded();
+    } catch (err) {
+      if (!this.ctx.storage?.failed("rules-cursor", err))
+        this.ctx.log.error({ err }, "could not persist the rules cursor");
+    }
+  }
+
+  private cursorStatement(): Database.Statement {
+    return this.statement(
+      "INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+    );
+  }
+
+  private replayStatement(): Database.Statement {
+    return this.statement(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`);
   }
 
   private onEvent(e: LoggedEvent): void {
@@ -206,7 +429,7 @@ export class RuleEngine {
           const id = absenceId(rule.id, e.deviceId);
           // The window runs from the first exit; a second exit inside it does not restart it.
           if (!this.ctx.timers.get(id))
-            this.ctx.timers.set<AbsencePayload>(id, "absence", this.now() + rule.raise.unless.within, {
+            this.ctx.timers.set<AbsencePayload>(id, "absence", this.eventNow(e) + rule.raise.unless.within, {
               ruleId: rule.id,
               eventSeq: e.logSeq,
             });
@@ -246,41 +469,10 @@ export class RuleEngine {
 
   /** An event back from the log (absence timers keep only its position). */
   loadEvent(seq: number): LoggedEvent | undefined {
-    const r = this.ctx.db.prepare("SELECT * FROM events WHERE seq = ?").get(seq) as
-      | {
-          seq: number;
-          event_id: string;
-          device_id: string;
-          type: LoggedEvent["type"];
-          phase: LoggedEvent["phase"];
-          priority: LoggedEvent["priority"] | null;
-          occurred_at: number;
-          received_at: number;
-          device_seq: number | null;
-          site_id: string;
-          unit_id: string;
-          room_id: string | null;
-          resident_ref: string | null;
-          profile: string;
-          data: string;
-        }
+    const r = this.statement(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq = ?`).get(seq) as
+      | EventRow
       | undefined;
-    if (!r) return undefined;
-    return {
-      logSeq: r.seq,
-      eventId: r.event_id,
-      schemaVersion: 1,
-      deviceId: r.device_id,
-      type: r.type,
-      phase: r.phase,
-      ...(r.priority ? { priority: r.priority } : {}),
-      ...(r.device_seq !== null ? { seq: r.device_seq } : {}),
-      occurredAt: new Date(r.occurred_at).toISOString(),
-      receivedAt: new Date(r.received_at).toISOString(),
-      data: JSON.parse(r.data),
-      profile: r.profile,
-      placement: { siteId: r.site_id, unitId: r.unit_id, roomId: r.room_id, residentRef: r.resident_ref },
-    } as LoggedEvent;
+    return r ? rowToEvent(r) : undefined;
   }
 
   private count(
@@ -294,7 +486,9 @@ export class RuleEngine {
     const value = per === "device" ? e.deviceId : e.placement.residentRef;
     // Events logged while their device or room was under maintenance (a radar being recalibrated
     // and tested) are not the resident's: they do not count, just as they raised nothing.
-    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ?${
+    // Only what was logged up to this event (seq): a later event of the same group commit, or one
+    // already in the log when this one is replayed, must not count toward this one.
+    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ? AND ev.seq <= ?${
       concrete ? ` AND ev.type IN (${concrete.map(() => "?").join(",")})` : ""
     }${
       // The per-device and per-resident indexes leave heartbeats out; a count of heartbeats (or of
@@ -303,7 +497,13 @@ export class RuleEngine {
     } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
         AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
         AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;
-    const row = this.statement(sql).get(value, sinceMs, Date.parse(e.occurredAt), ...(concrete ?? [])) as {
+    const row = this.statement(sql).get(
+      value,
+      sinceMs,
+      Date.parse(e.occurredAt),
+      e.logSeq,
+      ...(concrete ?? []),
+    ) as {
       n: number;
     };
     return row.n;
@@ -320,7 +520,7 @@ export class RuleEngine {
   }
 
   private maintenance(e: LoggedEvent): { id: number; reason: string } | null {
-    const now = this.now();
+    const now = this.eventNow(e);
     const row = this.statement(
       `SELECT id, reason FROM maintenance WHERE site_id = ? AND starts_at <= ? AND ends_at > ?
          AND (device_id = ? OR (room_id IS NOT NULL AND room_id = ?)) ORDER BY id LIMIT 1`,
@@ -329,6 +529,46 @@ export class RuleEngine {
       | undefined;
     return row ?? null;
   }
+}
+
+/** The log's columns an event is rebuilt from (not the raw payload). */
+const EVENT_ROW_COLUMNS =
+  "seq, event_id, device_id, type, phase, priority, occurred_at, received_at, device_seq, site_id, unit_id, room_id, resident_ref, profile, data";
+
+interface EventRow {
+  seq: number;
+  event_id: string;
+  device_id: string;
+  type: LoggedEvent["type"];
+  phase: LoggedEvent["phase"];
+  priority: LoggedEvent["priority"] | null;
+  occurred_at: number;
+  received_at: number;
+  device_seq: number | null;
+  site_id: string;
+  unit_id: string;
+  room_id: string | null;
+  resident_ref: string | null;
+  profile: string;
+  data: string;
+}
+
+function rowToEvent(r: EventRow): LoggedEvent {
+  return {
+    logSeq: r.seq,
+    eventId: r.event_id,
+    schemaVersion: 1,
+    deviceId: r.device_id,
+    type: r.type,
+    phase: r.phase,
+    ...(r.priority ? { priority: r.priority } : {}),
+    ...(r.device_seq !== null ? { seq: r.device_seq } : {}),
+    occurredAt: new Date(r.occurred_at).toISOString(),
+    receivedAt: new Date(r.received_at).toISOString(),
+    data: JSON.parse(r.data),
+    profile: r.profile,
+    placement: { siteId: r.site_id, unitId: r.unit_id, roomId: r.room_id, residentRef: r.resident_ref },
+  } as LoggedEvent;
 }
 
 function absenceId(ruleId: string, deviceId: string): string {

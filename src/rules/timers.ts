@@ -6,10 +6,17 @@
  * Delivery is at-least-once: the row is deleted after its handler ran, so a crash in between fires
  * it again after the restart. Handlers check the state they act on (an escalation step for a level
  * already passed does nothing).
+ *
+ * The memory follows the database, also when a transaction rolls back: set() and cancel() inside a
+ * transaction are journaled, and AlertManager.batch() undoes them in memory when its transaction
+ * fails (a full disk at COMMIT), so no timer is armed that the database does not hold, and none is
+ * forgotten that it still holds. A handler that fails because the storage refuses writes leaves its
+ * timer in place and fires it again after `retryMs`, until the disk takes writes again.
  */
 import type Database from "better-sqlite3";
 import type { Logger } from "../log.js";
 import type { Db } from "../store/db.js";
+import { isStorageError, type StorageHealth } from "../store/health.js";
 
 export interface Timer<P = unknown> {
   id: string;
@@ -34,6 +41,14 @@ export class DurableTimers {
   private armedFor = Number.POSITIVE_INFINITY;
   private running = false;
   private firing = false;
+  private loaded = false;
+  /** When a timer whose handler met a full disk is tried again (memory only; its row is unchanged). */
+  private readonly retryAt = new Map<string, number>();
+  /** In-memory changes made inside the open transaction, newest last: how to undo each. */
+  private journal: (() => void)[] = [];
+  /** Set by the gateway: storage failures in handlers are reported there. */
+  storage: StorageHealth | null = null;
+  retryMs = 2000;
 
   constructor(
     private readonly db: Db,
@@ -47,7 +62,17 @@ export class DurableTimers {
   }
 
   start(): void {
+    this.load();
     this.running = true;
+    // What fell due while the gateway was down fires now, inside start(), so it has happened
+    // before the gateway takes connections (a device event cannot overtake an overdue timer).
+    this.fireDue();
+  }
+
+  /** Read the timers from the database without firing any (the rules' replay fires them in order). */
+  load(): void {
+    if (this.loaded) return;
+    this.loaded = true;
     const rows = this.db.prepare("SELECT id, kind, due_at, payload FROM timers").all() as {
       id: string;
       kind: string;
@@ -56,9 +81,35 @@ export class DurableTimers {
     }[];
     for (const r of rows)
       this.remember({ id: r.id, kind: r.kind, dueAt: r.due_at, payload: JSON.parse(r.payload) });
-    // What fell due while the gateway was down fires now, inside start(), so it has happened
-    // before the gateway takes connections (a device event cannot overtake an overdue timer).
-    this.fireDue();
+  }
+
+  /** When the next timer is due (a retry counts), or undefined. */
+  nextDue(): number | undefined {
+    this.load();
+    const t = this.peek();
+    return t ? this.dueOf(t) : undefined;
+  }
+
+  /** Fire what is due up to `until` (the rules' replay: the time an event was received). */
+  fireDueUntil(until: number): void {
+    this.load();
+    if (this.firing) return;
+    this.fire(until);
+  }
+
+  /** Where the open transaction's in-memory changes begin (AlertManager.batch). */
+  mark(): number {
+    return this.journal.length;
+  }
+
+  /** The transaction (or savepoint) begun at `mark` rolled back: take its changes out of memory. */
+  undo(mark: number): void {
+    while (this.journal.length > mark) this.journal.pop()!();
+  }
+
+  /** The outermost transaction committed: its changes stay. */
+  committed(): void {
+    this.journal.length = 0;
   }
 
   stop(): void {
@@ -86,6 +137,7 @@ export class DurableTimers {
   set<P>(id: string, kind: string, dueAt: number, payload: P): void {
     if (!this.handlers.has(kind)) throw new Error(`no handler for timer kind "${kind}"`);
     this.statements().upsert.run(id, kind, Math.round(dueAt), JSON.stringify(payload), this.now());
+    this.journalUndo(id);
     this.remember({ id, kind, dueAt: Math.round(dueAt), payload });
     if (!this.firing) this.arm();
   }
@@ -93,9 +145,35 @@ export class DurableTimers {
   cancel(id: string): boolean {
     if (!this.timers.has(id)) return false;
     this.statements().remove.run(id);
-    this.timers.delete(id);
-    this.generation.set(id, (this.generation.get(id) ?? 0) + 1);
+    this.journalUndo(id);
+    this.forget(id);
     return true;
+  }
+
+  private forget(id: string): void {
+    this.timers.delete(id);
+    this.retryAt.delete(id);
+    this.generation.set(id, (this.generation.get(id) ?? 0) + 1);
+  }
+
+  /** Inside a transaction: remember how to put the timer back as it is now, should it roll back. */
+  private journalUndo(id: string): void {
+    if (!this.db.inTransaction) {
+      // Whatever transaction journaled before has ended without telling (not an AlertManager
+      // batch): its entries can no longer be undone meaningfully.
+      this.journal.length = 0;
+      return;
+    }
+    const before = this.timers.get(id);
+    this.journal.push(() => {
+      if (before) this.remember(before);
+      else this.forget(id);
+      if (!this.firing) this.arm();
+    });
+  }
+
+  private dueOf(t: Timer): number {
+    return this.retryAt.get(t.id) ?? t.dueAt;
   }
 
   /** Cancel every timer whose id starts with the prefix (all timers of one alert). */
@@ -108,31 +186,56 @@ export class DurableTimers {
   /** Fire everything due now, in due order. Called by the armed timeout; public for tests. */
   fireDue(): void {
     if (!this.running || this.firing) return;
+    this.fire(this.now());
+  }
+
+  private fire(now: number): void {
     this.firing = true;
     try {
-      const now = this.now();
       for (;;) {
         const top = this.peek();
-        if (!top || top.dueAt > now) break;
+        if (!top || this.dueOf(top) > now) break;
         this.pop();
         const handler = this.handlers.get(top.kind);
         try {
           if (handler) handler(top);
           else this.log.error({ timer: top.id, kind: top.kind }, "no handler for timer kind; dropped");
         } catch (err) {
+          if (isStorageError(err) && this.timers.get(top.id) === top) {
+            // The disk refused the handler's writes (its transaction rolled back): keep the timer
+            // and try again, in memory only, since its row cannot be written either.
+            this.storage?.failed("timers", err);
+            this.retry(top, this.now() + this.retryMs);
+            continue;
+          }
           this.log.error({ err, timer: top.id, kind: top.kind }, "timer handler failed");
         }
         // The handler may have re-set the same id for later: only delete what is still this firing.
         const current = this.timers.get(top.id);
         if (current === top) {
-          this.timers.delete(top.id);
-          this.statements().removeFired.run(top.id, top.dueAt);
+          this.forget(top.id);
+          try {
+            this.statements().removeFired.run(top.id, top.dueAt);
+          } catch (err) {
+            // Its effects are committed; the row stays and fires once more after a restart, which
+            // handlers already tolerate (at-least-once, above).
+            if (!this.storage?.failed("timers", err)) throw err;
+          }
         }
       }
+    } catch (err) {
+      this.log.error({ err }, "firing timers failed");
     } finally {
       this.firing = false;
       this.arm();
     }
+  }
+
+  private retry(t: Timer, at: number): void {
+    this.retryAt.set(t.id, at);
+    const gen = (this.generation.get(t.id) ?? 0) + 1;
+    this.generation.set(t.id, gen);
+    this.push([at, t.id, gen]);
   }
 
   private prepared: {
@@ -155,6 +258,7 @@ export class DurableTimers {
 
   private remember(t: Timer): void {
     this.timers.set(t.id, t);
+    this.retryAt.delete(t.id);
     const gen = (this.generation.get(t.id) ?? 0) + 1;
     this.generation.set(t.id, gen);
     this.push([t.dueAt, t.id, gen]);
@@ -183,10 +287,11 @@ export class DurableTimers {
       this.armedFor = Number.POSITIVE_INFINITY;
       return;
     }
-    if (this.armed && this.armedFor <= next.dueAt) return;
+    const due = this.dueOf(next);
+    if (this.armed && this.armedFor <= due) return;
     if (this.armed) clearTimeout(this.armed);
-    const delay = Math.min(Math.max(0, next.dueAt - this.now()), MAX_DELAY);
-    this.armedFor = next.dueAt;
+    const delay = Math.min(Math.max(0, due - this.now()), MAX_DELAY);
+    this.armedFor = due;
     this.armed = setTimeout(() => {
       this.armed = null;
       this.armedFor = Number.POSITIVE_INFINITY;

@@ -12,6 +12,7 @@ import type { AlertChange, AlertManager } from "../alerts/manager.js";
 import type { AlertView } from "../alerts/model.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
+import { isStorageError } from "../store/health.js";
 import {
   type ClientCommand,
   ClientMessage,
@@ -164,6 +165,15 @@ export class StaffServer implements StaffDirectory {
       this.send(s, { type: "reply", id: msg.id, ok: true, result: { alert } });
     } catch (err) {
       if (err instanceof ApiError) return this.fail(s, msg.id, err.code, err.message, err.details, false);
+      if (isStorageError(err))
+        return this.fail(
+          s,
+          msg.id,
+          "unavailable",
+          "storage is full or read-only; try again",
+          undefined,
+          false,
+        );
       this.log.error({ err, command: msg.type }, "staff command failed");
       this.fail(s, msg.id, "internal", undefined, undefined, false);
     }
@@ -250,7 +260,12 @@ export class StaffServer implements StaffDirectory {
     if (this.recheck || this.stopping) return;
     this.recheck = setImmediate(() => {
       this.recheck = null;
-      this.alerts.recheckUndelivered();
+      try {
+        this.alerts.recheckUndelivered();
+      } catch (err) {
+        // A full disk: the escalation timers still run (and retry); a throw here would end the process.
+        this.log.error({ err }, "could not re-check undelivered alerts");
+      }
     });
   }
 

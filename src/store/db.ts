@@ -294,6 +294,18 @@ export const MIGRATIONS: Migration[] = [
       CREATE TABLE push_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL);
     `,
   },
+  {
+    version: 8,
+    name: "rules cursor over the event log",
+    sql: `
+      -- Every event up to this log seq has had its rule effects committed, in the same transaction
+      -- as the cursor (src/rules/engine.ts). A new database starts at 0, so nothing logged before
+      -- the first rule transaction is missed; an existing one starts at the head of its log, so an
+      -- upgrade does not raise the whole history again.
+      INSERT OR IGNORE INTO main.cursors (name, position, updated_at)
+        SELECT 'rules:events', coalesce(max(seq), 0), CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM log.events;
+    `,
+  },
 ];
 
 /**

@@ -15,7 +15,7 @@
  *
  * Events (never "error"): "written" {source, rows, points, position, ms}; "writeFailed" {source,
  * error, attempt, retryInMs}; "recovered" {source, failures}; "rejected" {source, error, points};
- * "skipped" {source, seq, reason}.
+ * "skipped" {source, seq, reason}; "cursorFailed" {source, error} (the database refused the cursor).
  */
 import { EventEmitter } from "node:events";
 import type { Statement } from "better-sqlite3";
@@ -519,10 +519,24 @@ export class TimeSeriesSink extends EventEmitter {
 
   private persist(s: SourceState): void {
     if (s.persisted === s.cursor) return;
-    setCursor(this.db, s.cursorName, s.cursor);
+    try {
+      setCursor(this.db, s.cursorName, s.cursor);
+    } catch (err) {
+      // A full disk: the cursor stays ahead in memory and is written once the disk takes writes.
+      // A crash meanwhile replays a little more, which overwrites (see above); it is not a failed
+      // store write and must not stall or re-send the batch.
+      this.cursorFailures++;
+      this.recordError(err);
+      this.tell("cursorFailed", { source: s.source.name, error: err });
+      if (this.cursorFailures === 1)
+        this.log?.warn({ source: s.source.name, err }, "sink cursor not persisted");
+      return;
+    }
+    this.cursorFailures = 0;
     s.persisted = s.cursor;
     s.persistedAt = Date.now();
   }
+  private cursorFailures = 0;
 
   /** Emits without letting a throwing listener disturb the sink (it would look like a failed write). */
   private tell(event: string, payload: object): void {

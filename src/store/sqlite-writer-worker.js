@@ -61,6 +61,8 @@ parentPort.on("message", (msg) => {
       id: msg.id,
       ok: false,
       error: err instanceof Error ? err.message : String(err),
+      // SQLITE_FULL, SQLITE_IOERR_*: the main thread tells a full disk from a bug by it.
+      code: err && typeof err.code === "string" ? err.code : undefined,
     });
   }
 });

@@ -36,13 +36,20 @@ export class SqliteWriterThread {
     });
     this.worker.on(
       "message",
-      (m: { type: string; id: number; ok: boolean; results: (number[] | null)[]; error?: string }) => {
+      (m: {
+        type: string;
+        id: number;
+        ok: boolean;
+        results: (number[] | null)[];
+        error?: string;
+        code?: string;
+      }) => {
         if (m.type !== "done") return;
         const w = this.waiting.get(m.id);
         this.waiting.delete(m.id);
         if (!w) return;
         if (m.ok) w.resolve(m.results);
-        else w.reject(new Error(m.error));
+        else w.reject(Object.assign(new Error(m.error), m.code ? { code: m.code } : {}));
       },
     );
     const fail = (err: Error) => {

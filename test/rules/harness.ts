@@ -136,6 +136,9 @@ export function buildHarness(
     file,
   );
   ingest.on("events", (events: LoggedEvent[]) => engine.onEvents(events));
+  // As the gateway starts: events logged after the rules' cursor (a restart on an existing database)
+  // go through the rules first, then the timers still due fire.
+  engine.start();
   timers.start();
 
   let n = 0;
