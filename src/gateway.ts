@@ -11,6 +11,7 @@ import { FallbackWebhook } from "./alerts/webhook.js";
 import { Broker } from "./broker/broker.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
+import { enrolmentRoutes } from "./http/enrolment.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
@@ -28,6 +29,8 @@ import { loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
+import { EnrolmentStore } from "./staff/enrolment.js";
+import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
@@ -52,6 +55,14 @@ export interface GatewayOptions {
 
 export function profileMap(profiles: readonly DeviceProfile[] = PROFILES): Map<string, DeviceProfile> {
   return new Map(profiles.map((p) => [p.id, p]));
+}
+
+/** The configured sites with their residents, for the names and settings staff screens receive. */
+export function siteCatalogue(config: Config): SiteCatalogueEntry[] {
+  return config.sites.map((s) => ({
+    ...s,
+    residents: config.residents.filter((r) => r.site === s.id),
+  }));
 }
 
 export class Gateway {
@@ -156,7 +167,7 @@ export class Gateway {
       this.tokens,
       log.child({ component: "staff" }),
       DEFAULT_STAFF_OPTIONS,
-      config.sites,
+      siteCatalogue(config),
     );
     this.rules = new RuleEngine(
       {
@@ -260,7 +271,23 @@ export class Gateway {
       tokens: this.tokens,
       adminToken: config.http.adminToken,
       allSites: config.sites.map((s) => s.id),
-      places: config.sites,
+      places: siteCatalogue(config),
+    });
+    enrolmentRoutes(this.router, {
+      tokens: this.tokens,
+      enrolments: new EnrolmentStore(this.db, this.tokens, {
+        ttlMs: config.enrolment.codeTtlMinutes * 60_000,
+      }),
+      adminToken: config.http.adminToken,
+      sites: siteCatalogue(config),
+      publicUrl: config.enrolment.publicUrl,
+      tls: Boolean(config.http.tls),
+      limits: {
+        maxFailures: config.enrolment.maxFailures,
+        windowMs: config.enrolment.failureWindowSec * 1000,
+      },
+      log: log.child({ component: "enrolment" }),
+      onRevoked: (tokenId) => this.staff.closeToken(tokenId),
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
     const modelProblems = checkTimeModelSites(

@@ -233,6 +233,37 @@ export const MIGRATIONS: Migration[] = [
       DROP TABLE main.dead_letters;
     `,
   },
+  // Versions 5 and 7 are taken by work on other branches; 6 is staff enrolment.
+  {
+    version: 6,
+    name: "staff enrolment by one-time code, tokens bound to a person and a device",
+    sql: `
+      -- A one-time code that an admin or manager hands a person (read aloud or as a QR code) and
+      -- that their phone exchanges for a staff token. Only a SHA-256 of the normalised code is kept.
+      CREATE TABLE staff_enrolments (
+        id TEXT PRIMARY KEY,
+        code_hash TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        sites TEXT NOT NULL,             -- JSON array of site ids
+        units TEXT,                      -- JSON array of unit ids, NULL = every unit of the sites
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        token_id TEXT                    -- the token the code was exchanged for
+      );
+      CREATE UNIQUE INDEX staff_enrolments_code ON staff_enrolments(code_hash);
+      CREATE INDEX staff_enrolments_pending ON staff_enrolments(expires_at) WHERE used_at IS NULL;
+      -- A person's tokens share person_id (one per phone), so alerts show one person whichever
+      -- phone they use; a token made before enrolment is its own person (person_id NULL).
+      ALTER TABLE staff_tokens ADD COLUMN person_id TEXT;
+      ALTER TABLE staff_tokens ADD COLUMN device_label TEXT;
+      ALTER TABLE staff_tokens ADD COLUMN last_used_at INTEGER;
+      CREATE INDEX staff_tokens_person ON staff_tokens(person_id);
+    `,
+  },
 ];
 
 /**
