@@ -5,10 +5,13 @@
  */
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
+import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
+import { ConsoleChannel } from "./alerts/channels/console.js";
+import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
-import { FallbackWebhook } from "./alerts/webhook.js";
 import { Broker } from "./broker/broker.js";
+import { ConfigError } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
@@ -26,7 +29,7 @@ import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } fr
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
 import { loadRuleFile, RuleEngine } from "./rules/engine.js";
-import type { RuleFile } from "./rules/schema.js";
+import { ladderChannelProblems, type RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
@@ -51,6 +54,22 @@ export interface GatewayOptions {
   timeModel?: TimeModel;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
+}
+
+/** Where each channel is configured, for the error that says it is not. */
+const CHANNEL_HINTS: Partial<Record<ChannelName, string>> = {
+  webhook: "alarms.fallbackWebhook in the main configuration",
+  push: "channels.push in the main configuration",
+  paging: "channels.paging in the main configuration",
+};
+
+/** Site and unit display names from the configuration, ids where a name is missing. */
+export function placeNames(
+  sites: readonly { id: string; name: string; units: { id: string; name: string }[] }[],
+): (siteId: string, unitId: string) => { site: string; unit: string } {
+  const map = new Map<string, { site: string; unit: string }>();
+  for (const s of sites) for (const u of s.units) map.set(`${s.id}/${u.id}`, { site: s.name, unit: u.name });
+  return (siteId, unitId) => map.get(`${siteId}/${unitId}`) ?? { site: siteId, unit: unitId };
 }
 
 export function profileMap(profiles: readonly DeviceProfile[] = PROFILES): Map<string, DeviceProfile> {
@@ -82,7 +101,8 @@ export class Gateway {
   rules!: RuleEngine;
   tokens!: TokenStore;
   staff!: StaffServer;
-  webhook!: FallbackWebhook;
+  /** Delivery channels by name: console always; webhook, push and paging when configured. */
+  readonly channels = new Map<ChannelName, AlertChannel>();
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
@@ -148,20 +168,31 @@ export class Gateway {
     for (const t of config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
     this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
     let staff: StaffServer | null = null;
-    this.webhook = new FallbackWebhook({
-      db: this.db,
-      timers: this.timers,
-      log: log.child({ component: "webhook" }),
-      options: config.alarms.fallbackWebhook,
-      onResult: (id, ok, detail) => this.alerts.fallbackResult(id, ok, detail),
-    });
+    this.channels.set("console", new ConsoleChannel({ connected: () => staff?.connected() ?? [] }));
+    if (config.alarms.fallbackWebhook)
+      this.channels.set(
+        "webhook",
+        new WebhookChannel({
+          db: this.db,
+          timers: this.timers,
+          log: log.child({ component: "webhook" }),
+          options: config.alarms.fallbackWebhook,
+        }),
+      );
+    const rules = this.options.rules ?? loadRuleFile(config.rulesFile);
+    this.checkLadders(rules);
+    const names = placeNames(config.sites);
     this.alerts = new AlertManager({
       db: this.db,
       timers: this.timers,
       log: log.child({ component: "alerts" }),
-      staff: { connected: () => staff?.connected() ?? [] },
-      fallback: this.webhook,
+      channels: this.channels,
+      metrics: this.metrics,
+      placeNames: names,
     });
+    this.metrics.channelHealth = () =>
+      [...this.channels.values()].map((c) => ({ channel: c.name, ok: c.health().ok }));
+    for (const c of this.channels.values()) await c.start?.(this.alerts.reporter(c.name));
     this.staff = staff = new StaffServer(
       this.alerts,
       this.tokens,
@@ -179,7 +210,7 @@ export class Gateway {
         log: log.child({ component: "rules" }),
         timeZones: new Map(config.sites.map((s) => [s.id, s.timeZone])),
       },
-      this.options.rules ?? loadRuleFile(config.rulesFile),
+      rules,
     );
     this.ingest.on("events", (events) => this.rules.onEvents(events));
 
@@ -208,6 +239,10 @@ export class Gateway {
     this.alerts.on("change", () => this.sink.notify());
     // Armed after every handler is registered; due timers from before a restart fire now.
     this.timers.start();
+    // Attempts a crash left without an outcome are made again, before devices reconnect.
+    const resumed = this.alerts.resumeAttempts();
+    if (resumed)
+      log.warn({ attempts: resumed }, "channel attempts without an outcome made again after restart");
     this.staff.start();
 
     this.broker = new Broker({
@@ -234,6 +269,16 @@ export class Gateway {
     this.router = new Router(log.child({ component: "http" }));
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
+    this.readiness.push({
+      name: "channels",
+      // A channel that is down does not make the gateway unready (the ladder skips it and the
+      // console still works), but an operator sees it here and in ata_channel_healthy.
+      check: () => {
+        const detail: Record<string, unknown> = {};
+        for (const c of this.channels.values()) detail[c.name] = c.health();
+        return { ok: this.db.open, detail };
+      },
+    });
     this.readiness.push({
       name: "timeseries",
       check: async () => {
@@ -372,6 +417,7 @@ export class Gateway {
     await this.sink.stop();
     await this.series.stop();
     this.timers.stop();
+    for (const c of this.channels.values()) await c.stop?.();
     this.presence.stop();
     this.db.close();
     this.log.info("gateway stopped");
@@ -379,7 +425,27 @@ export class Gateway {
 
   /** SIGHUP: re-read the rule file; an invalid one keeps the running rules. */
   reloadRules() {
-    return this.rules.reload(() => loadRuleFile(this.config.rulesFile));
+    return this.rules.reload(() => {
+      const file = loadRuleFile(this.config.rulesFile);
+      this.checkLadders(file);
+      return file;
+    });
+  }
+
+  /** Every ladder names only channels this gateway has; otherwise the rule file is refused with paths. */
+  private checkLadders(file: RuleFile): void {
+    const problems = ladderChannelProblems(file, new Set(this.channels.keys()), CHANNEL_HINTS);
+    if (problems.length)
+      throw new ConfigError(
+        this.config.rulesFile,
+        problems.map((p) => ({
+          path: p.path
+            .map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`))
+            .join("")
+            .replace(/^\./, ""),
+          message: p.message,
+        })),
+      );
   }
 
   mqttPort(name: "tcp" | "ws" | "tls" = "tcp"): number {

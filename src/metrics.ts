@@ -24,7 +24,8 @@ export class Metrics {
   });
   readonly eventsDuplicate = new Counter({
     name: "ata_events_duplicate_total",
-    help: "Events dropped as duplicates of an eventId already logged (QoS 1 redelivery)",
+    help: "Events dropped as duplicates, by reason: event_id (the device's id was already logged) or redelivery (the same bytes without an id within the redelivery window)",
+    labelNames: ["reason"] as const,
     registers: [this.registry],
   });
   readonly eventsRejected = new Counter({
@@ -56,6 +57,29 @@ export class Metrics {
     help: "Time to commit one group to the event log",
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
+  });
+  readonly channelAttempts = new Counter({
+    name: "ata_channel_attempts_total",
+    help: "Attempts to reach a recipient, by channel and why (level, renotify, retry)",
+    labelNames: ["channel", "reason"] as const,
+    registers: [this.registry],
+  });
+  readonly channelOutcomes = new Counter({
+    name: "ata_channel_outcomes_total",
+    help: "Outcomes of channel attempts: sent (to an intermediary), delivered (receipt), failed",
+    labelNames: ["channel", "outcome"] as const,
+    registers: [this.registry],
+  });
+  /** Set by the gateway once the channels exist; read at scrape time. */
+  channelHealth: () => { channel: string; ok: boolean }[] = () => [];
+  readonly channelHealthy: Gauge = new Gauge({
+    name: "ata_channel_healthy",
+    help: "1 while a delivery channel can deliver, 0 while the ladder skips it",
+    labelNames: ["channel"] as const,
+    registers: [this.registry],
+    collect: (): void => {
+      for (const c of this.channelHealth()) this.channelHealthy.set({ channel: c.channel }, c.ok ? 1 : 0);
+    },
   });
 
   /** Set by the gateway once the sink exists; read at scrape time. */

@@ -14,11 +14,21 @@ import type Database from "better-sqlite3";
 import { ApiError } from "../errors.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { Priority } from "../model/event.js";
 import type { Level } from "../rules/schema.js";
 import type { DurableTimers, Timer } from "../rules/timers.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import type { Db } from "../store/db.js";
+import {
+  type AlertChannel,
+  type Audience,
+  type ChannelName,
+  type ChannelReporter,
+  type DeliveryReason,
+  PERSON_CHANNELS,
+  type Recipient,
+} from "./channels/channel.js";
 import {
   type Actor,
   type AlertState,
@@ -49,24 +59,44 @@ export interface AlertChange {
   reason: string | null;
 }
 
-/** Who is connected right now: the staff channel answers. */
-export interface StaffDirectory {
-  connected(): StaffIdentity[];
-}
-
-/** The fallback at the end of a ladder: answers whether one is configured and sends. */
-export interface Fallback {
-  configured(): boolean;
-  send(alert: AlertView, auditId: number): void;
-}
-
 export interface AlertManagerContext {
   db: Db;
   timers: DurableTimers;
   log: Logger;
-  staff: StaffDirectory;
-  fallback: Fallback;
+  /** The delivery channels configured, by name (console always; push, paging, webhook when set up). */
+  channels: ReadonlyMap<ChannelName, AlertChannel>;
+  metrics?: Metrics;
+  /** Display names of a site and unit, for text on lock screens and handsets (ids otherwise). */
+  placeNames?: (siteId: string, unitId: string) => { site: string; unit: string };
   now?: () => number;
+}
+
+/** The channels a ladder level uses: those it names, or every person channel configured; `fallback` adds the webhook. */
+export function levelChannels(level: Level, configured: ReadonlySet<ChannelName>): ChannelName[] {
+  const named = level.via ?? PERSON_CHANNELS.filter((c) => configured.has(c));
+  const out = named.filter((c) => configured.has(c));
+  if (level.to.includes("fallback") && configured.has("webhook") && !out.includes("webhook"))
+    out.push("webhook");
+  return out;
+}
+
+interface AttemptRow {
+  id: number;
+  alert_id: string;
+  channel: ChannelName;
+  recipient_id: string;
+  recipient_name: string;
+  staff_id: string | null;
+  level: number;
+  reason: DeliveryReason;
+  status: "pending" | "sent" | "delivered" | "failed";
+  tries: number;
+}
+
+/** A channel's reach at one level: whom it can reach now. */
+interface Reach {
+  channel: AlertChannel;
+  recipients: Recipient[];
 }
 
 interface AlertRow {
@@ -103,6 +133,9 @@ interface AlertRow {
   ladder: string;
 }
 
+/** Transitions after which nobody needs to be reached for the alert any more. */
+const SETTLING = new Set<AuditAction>(["accepted", "attending", "resolved", "cancelled"]);
+
 const PRIORITY_RANK: Record<Priority, number> = { high: 3, medium: 2, low: 1, info: 0 };
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const staffActor = (s: StaffIdentity): Actor => ({ id: `staff:${s.id}`, name: s.name });
@@ -131,10 +164,14 @@ export class AlertManager extends EventEmitter {
   /** Open batch() calls, and the changes waiting for the outermost one to commit. */
   private depth = 0;
   private queued: AlertChange[] = [];
+  /** Channel calls waiting for the outermost batch() to commit (their attempts are rows by then). */
+  private calls: (() => void)[] = [];
+  private readonly configured: ReadonlySet<ChannelName>;
 
   constructor(private readonly ctx: AlertManagerContext) {
     super();
     this.now = ctx.now ?? Date.now;
+    this.configured = new Set(ctx.channels.keys());
     ctx.timers.on<{ alertId: string; level: number }>("escalate", (t) => this.onEscalateTimer(t));
     ctx.timers.on<{ alertId: string }>("renotify", (t) => this.onRenotifyTimer(t));
   }
@@ -385,6 +422,15 @@ export class AlertManager extends EventEmitter {
       const row = this.mustGet(id, staff);
       const delivered = JSON.parse(row.delivered_to) as string[];
       if (delivered.includes(staff.name) && !row.undelivered) return view(row);
+      const confirmed = this.stmt(
+        `UPDATE channel_attempts SET status = 'delivered', detail = 'receipt from the screen', updated_at = ?
+           WHERE alert_id = ? AND channel = 'console' AND staff_id = ? AND status <> 'delivered'`,
+      ).run(this.now(), id, staff.id);
+      if (confirmed.changes)
+        this.ctx.metrics?.channelOutcomes.inc(
+          { channel: "console", outcome: "delivered" },
+          confirmed.changes,
+        );
       return this.transition(row, "delivered", staffActor(staff), null, {
         delivered_to: JSON.stringify(delivered.includes(staff.name) ? delivered : [...delivered, staff.name]),
         undelivered: 0,
@@ -421,8 +467,8 @@ export class AlertManager extends EventEmitter {
         rejected_by: JSON.stringify(rejected.includes(staff.id) ? rejected : [...rejected, staff.id]),
       });
       // Everybody asked at this level said no: the next level now, not after the delay.
-      const recipients = this.recipients(this.row(id)!, row.level);
-      if (!recipients.people.length) this.escalate(id, row.level, "every recipient rejected");
+      const reach = this.reach(this.row(id)!, row.level).filter((r) => r.channel.name !== "webhook");
+      if (!reach.length) this.escalate(id, row.level, "every recipient rejected");
       return this.get(id) ?? a;
     });
   }
@@ -468,49 +514,214 @@ export class AlertManager extends EventEmitter {
     });
   }
 
-  /** The fallback webhook reported an attempt: delivered counts as received by somebody. */
-  fallbackResult(id: string, ok: boolean, detail: string): void {
+  // ---------------------------------------------------------------- channels
+
+  /** What channels use to report their attempts; one per channel, bound to its name. */
+  reporter(channel: ChannelName): ChannelReporter {
+    return {
+      sent: (attemptId, detail) => this.attemptOutcome(channel, attemptId, "sent", detail),
+      delivered: (attemptId, detail, opts) =>
+        this.attemptOutcome(channel, attemptId, "delivered", detail, { toPerson: opts?.toPerson ?? false }),
+      failed: (attemptId, detail, opts) =>
+        this.attemptOutcome(channel, attemptId, "failed", detail, {
+          gone: opts?.gone ?? false,
+          retry: opts?.retry ?? false,
+        }),
+      retrying: (attemptId, detail) => this.attemptOutcome(channel, attemptId, "retrying", detail),
+      healthChanged: () => {
+        try {
+          this.recheckUndelivered();
+        } catch (err) {
+          this.ctx.log.error({ err, channel }, "re-checking the ladder after a health change failed");
+        }
+      },
+    };
+  }
+
+  /**
+   * Attempts whose outcome was unknown when the gateway stopped (recorded, then the process died
+   * before the channel answered) are made again, for alerts that still wait for a person.
+   */
+  resumeAttempts(): number {
     return this.batch(() => {
-      const row = this.row(id);
-      if (!row) return;
+      const rows = this.stmt(
+        `SELECT a.* FROM channel_attempts a JOIN alerts al ON al.id = a.alert_id
+           WHERE a.status = 'pending' AND al.open = 1 AND al.state = 'raised' ORDER BY a.id`,
+      ).all() as AttemptRow[];
+      let n = 0;
+      for (const a of rows) {
+        const channel = this.ctx.channels.get(a.channel);
+        const row = this.row(a.alert_id);
+        if (!channel || !row) continue;
+        this.stmt("UPDATE channel_attempts SET tries = tries + 1, updated_at = ? WHERE id = ?").run(
+          this.now(),
+          a.id,
+        );
+        this.ctx.metrics?.channelAttempts.inc({ channel: a.channel, reason: "retry" });
+        const recipient: Recipient = {
+          id: a.recipient_id,
+          name: a.recipient_name,
+          ...(a.staff_id ? { staffId: a.staff_id } : {}),
+        };
+        const alert = view(row);
+        this.calls.push(() =>
+          channel.deliver({
+            attemptId: a.id,
+            alert,
+            reason: "retry",
+            level: a.level,
+            recipient,
+            place: this.place(row),
+          }),
+        );
+        n++;
+      }
+      return n;
+    });
+  }
+
+  private attemptOutcome(
+    channel: ChannelName,
+    attemptId: number,
+    outcome: "sent" | "delivered" | "failed" | "retrying",
+    detail: string,
+    opts: { toPerson?: boolean; gone?: boolean; retry?: boolean } = {},
+  ): void {
+    if (!this.ctx.db.open) return;
+    try {
+      this.batch(() => {
+        const a = this.stmt("SELECT * FROM channel_attempts WHERE id = ?").get(attemptId) as
+          | AttemptRow
+          | undefined;
+        if (!a || a.channel !== channel) return;
+        const status = outcome === "retrying" || (outcome === "failed" && opts.retry) ? "pending" : outcome;
+        // A receipt is final: a late "sent" (the push service's 201 after the phone's receipt) does not undo it.
+        if (a.status === "delivered" && status !== "delivered") return;
+        this.stmt("UPDATE channel_attempts SET status = ?, detail = ?, updated_at = ? WHERE id = ?").run(
+          status,
+          detail,
+          this.now(),
+          attemptId,
+        );
+        if (outcome === "retrying" || outcome === "sent") {
+          if (outcome === "sent") this.ctx.metrics?.channelOutcomes.inc({ channel, outcome });
+          return;
+        }
+        this.ctx.metrics?.channelOutcomes.inc({ channel, outcome });
+        const row = this.row(a.alert_id);
+        if (!row) return;
+        const actor: Actor = { id: `channel:${channel}`, name: a.recipient_name };
+        const data = { channel, attemptId, recipient: a.recipient_id, ...(opts.gone ? { gone: true } : {}) };
+        if (outcome === "delivered") {
+          // Already confirmed for this person (a second phone, a repeat): the audit has it once per attempt
+          // but the alert's delivered list names each person once.
+          const delivered = JSON.parse(row.delivered_to) as string[];
+          const name = opts.toPerson ? a.recipient_name : null;
+          this.transition(
+            row,
+            channel === "webhook" ? "fallback_delivered" : "delivered",
+            actor,
+            detail,
+            {
+              undelivered: 0,
+              ...(name && !delivered.includes(name)
+                ? { delivered_to: JSON.stringify([...delivered, name]) }
+                : {}),
+            },
+            data,
+          );
+        } else {
+          this.transition(
+            row,
+            channel === "webhook" ? "fallback_failed" : "delivery_failed",
+            actor,
+            detail,
+            {},
+            data,
+          );
+        }
+      });
+    } catch (err) {
+      this.ctx.log.error({ err, channel, attemptId }, "could not record a channel attempt's outcome");
+    }
+  }
+
+  /** Record one attempt per recipient (before any channel is called) and queue the calls for after commit. */
+  private notify(row: AlertRow, level: number, reach: Reach[], reason: DeliveryReason): void {
+    const now = this.now();
+    const alert = view(row);
+    const place = this.place(row);
+    for (const { channel, recipients } of reach) {
+      if (!recipients.length) continue;
+      const ids: number[] = [];
+      for (const r of recipients) {
+        const info = this.stmt(
+          `INSERT INTO channel_attempts (alert_id, channel, recipient_id, recipient_name, staff_id, level, reason, status, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
+        ).run(row.id, channel.name, r.id, r.name, r.staffId ?? null, level, reason, now, now);
+        const attemptId = Number(info.lastInsertRowid);
+        ids.push(attemptId);
+        this.calls.push(() => channel.deliver({ attemptId, alert, reason, level, recipient: r, place }));
+      }
+      this.ctx.metrics?.channelAttempts.inc({ channel: channel.name, reason }, recipients.length);
+      // One audit entry per channel and step, naming whom it asked; re-notifications through the
+      // console are sound on open screens and leave no entry.
       this.transition(
         row,
-        ok ? "fallback_delivered" : "fallback_failed",
-        { id: "system", name: "fallback webhook" },
-        detail,
-        ok ? { undelivered: 0 } : {},
+        "notified",
+        { id: `channel:${channel.name}`, name: channel.name },
+        `${reason === "renotify" ? "re-notified" : `level ${level}`}: ${recipients.map((r) => r.name).join(", ")}`,
+        {},
+        { channel: channel.name, level, reason, attempts: ids },
       );
-    });
+    }
+  }
+
+  private place(row: AlertRow): { site: string; unit: string } {
+    return this.ctx.placeNames?.(row.site_id, row.unit_id) ?? { site: row.site_id, unit: row.unit_id };
   }
 
   // ---------------------------------------------------------------- escalation
 
-  /** Called when the staff directory changes: an alert nobody can receive moves on at once. */
+  /** Called when the staff directory or a channel's health changes: an alert nobody can receive moves on at once. */
   recheckUndelivered(): void {
     return this.batch(() => {
       const rows = this.stmt("SELECT * FROM alerts WHERE open = 1 AND state = 'raised'").all() as AlertRow[];
       for (const row of rows) {
-        const r = this.recipients(row, row.level);
-        if (!r.people.length && !r.fallback) this.escalate(row.id, row.level, "no recipient connected");
+        if (!this.reach(row, row.level).length) this.escalate(row.id, row.level, "no recipient reachable");
       }
     });
   }
 
   /**
-   * Who is asked at a level: connected people in its scope who have not already rejected this
-   * alert (someone who said no at the unit level is not the answer at the next level either).
+   * Who is asked at a level, per channel: the people in its audience that the channel can reach
+   * now, leaving out whoever already rejected this alert (someone who said no at the unit level is
+   * not the answer at the next level either). Channels that are down are skipped.
    */
-  private recipients(row: AlertRow, level: number): { people: StaffIdentity[]; fallback: boolean } {
+  private reach(row: AlertRow, level: number): Reach[] {
     const ladder = JSON.parse(row.ladder) as Level[];
-    const targets = ladder[Math.min(level, ladder.length - 1)]!.to;
-    const rejected = JSON.parse(row.rejected_by) as string[];
-    const people = this.ctx.staff.connected().filter((s) => {
-      if (!s.sites.includes(row.site_id) || s.role === "manager" || rejected.includes(s.id)) return false;
-      if (targets.includes("site")) return true;
-      if (targets.includes("nurse") && s.role === "nurse") return true;
-      return targets.includes("unit") && (s.units === null || s.units.includes(row.unit_id));
-    });
-    return { people, fallback: targets.includes("fallback") && this.ctx.fallback.configured() };
+    const step = ladder[Math.min(level, ladder.length - 1)]!;
+    const audience: Audience = {
+      siteId: row.site_id,
+      unitId: row.unit_id,
+      targets: step.to.filter((t): t is "unit" | "nurse" | "site" => t !== "fallback"),
+      excluded: JSON.parse(row.rejected_by) as string[],
+    };
+    const alert = view(row);
+    const out: Reach[] = [];
+    for (const name of levelChannels(step, this.configured)) {
+      const channel = this.ctx.channels.get(name)!;
+      let recipients: Recipient[];
+      try {
+        if (!channel.health().ok) continue;
+        recipients = channel.reach(audience, alert);
+      } catch (err) {
+        this.ctx.log.error({ err, channel: name, alertId: row.id }, "channel failed to say whom it reaches");
+        continue;
+      }
+      if (recipients.length) out.push({ channel, recipients });
+    }
+    return out;
   }
 
   /** Arrive at a level: notify, schedule the next step, or move on at once if nobody is there. */
@@ -520,9 +731,9 @@ export class AlertManager extends EventEmitter {
       if (row?.state !== "raised") return;
       const ladder = JSON.parse(row.ladder) as Level[];
       const step = ladder[Math.min(level, ladder.length - 1)]!;
-      const { people, fallback } = this.recipients(row, level);
-      if (fallback) this.ctx.fallback.send(view(row), this.head());
-      if (people.length || fallback) {
+      const reach = this.reach(row, level);
+      if (reach.length) {
+        this.notify(row, level, reach, "level");
         this.ctx.timers.set(`alert:${id}:escalate`, "escalate", this.now() + step.after, {
           alertId: id,
           level,
@@ -542,7 +753,7 @@ export class AlertManager extends EventEmitter {
         });
         return;
       }
-      level = this.bumpLevel(row, level + 1, `no recipient connected at level ${level}`);
+      level = this.bumpLevel(row, level + 1, `no recipient reachable at level ${level}`);
     }
   }
 
@@ -582,11 +793,16 @@ export class AlertManager extends EventEmitter {
       });
   }
 
+  /** Screens sound again ("renotify"), and channels that re-notify (push) reach the level's people again. */
   private onRenotifyTimer(t: Timer<{ alertId: string; intervalMs?: number }>): void {
-    const row = this.row(t.payload.alertId);
-    if (row?.state !== "raised") return;
-    this.emit("renotify", view(row));
-    if (t.payload.intervalMs) this.armRenotify(row.id, t.payload.intervalMs);
+    return this.batch(() => {
+      const row = this.row(t.payload.alertId);
+      if (row?.state !== "raised") return;
+      this.emit("renotify", view(row));
+      const reach = this.reach(row, row.level).filter((r) => r.channel.renotifies !== false);
+      if (reach.length) this.notify(row, row.level, reach, "renotify");
+      if (t.payload.intervalMs) this.armRenotify(row.id, t.payload.intervalMs);
+    });
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -599,12 +815,14 @@ export class AlertManager extends EventEmitter {
    */
   batch<T>(fn: () => T): T {
     const mark = this.queued.length;
+    const callMark = this.calls.length;
     this.depth++;
     let result: T;
     try {
       result = this.ctx.db.transaction(fn)();
     } catch (err) {
       this.queued.length = mark;
+      this.calls.length = callMark;
       throw err;
     } finally {
       this.depth--;
@@ -613,6 +831,19 @@ export class AlertManager extends EventEmitter {
       const changes = this.queued;
       this.queued = [];
       for (const c of changes) this.emitChange(c);
+    }
+    // Channels are called only once their attempts are committed: what a channel does is never
+    // ahead of what the database says was tried.
+    if (this.depth === 0 && this.calls.length) {
+      const calls = this.calls;
+      this.calls = [];
+      for (const call of calls) {
+        try {
+          call();
+        } catch (err) {
+          this.ctx.log.error({ err }, "a channel threw while delivering");
+        }
+      }
     }
     return result;
   }
@@ -654,6 +885,7 @@ export class AlertManager extends EventEmitter {
     actor: Actor,
     reason: string | null,
     changes: Partial<AlertRow>,
+    data: Record<string, unknown> | null = null,
   ): AlertView {
     const now = this.now();
     const next: AlertRow = { ...row, ...changes, updated_at: now };
@@ -662,10 +894,11 @@ export class AlertManager extends EventEmitter {
       this.stmt(
         `UPDATE alerts SET ${[...cols, "updated_at"].map((c) => `${c} = @${c}`).join(", ")} WHERE id = @id`,
       ).run({ ...pick(next, cols), updated_at: now, id: row.id });
-      return this.audit(next, action, actor, reason, null);
+      return this.audit(next, action, actor, reason, data);
     });
     const a = view(next);
     this.announce({ seq, change: action, alert: a, actor: actor.name, reason });
+    if (SETTLING.has(action)) this.settle(a);
     return a;
   }
 
@@ -692,6 +925,12 @@ export class AlertManager extends EventEmitter {
       data ? JSON.stringify(data) : null,
     );
     return Number(info.lastInsertRowid);
+  }
+
+  /** Tell channels that left something on a screen (a push notification) that the alert is taken or closed. */
+  private settle(alert: AlertView): void {
+    for (const channel of this.ctx.channels.values())
+      if (channel.settled) this.calls.push(() => channel.settled!(alert));
   }
 
   private announce(change: AlertChange): void {

@@ -46,6 +46,10 @@ export const AUDIT_ACTIONS = [
   "suppressed",
   "fallback_delivered",
   "fallback_failed",
+  /** A channel was asked to reach recipients (one entry per channel and step, naming them). */
+  "notified",
+  /** A channel's attempt failed (the push service refused, the paging system did not acknowledge). */
+  "delivery_failed",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

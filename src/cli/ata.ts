@@ -7,6 +7,7 @@
  *   ata devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
  *   ata devices disable ID | enable ID | rotate-secret ID
  *   ata dead-letters [--device ID] [--limit N]
+ *   ata duplicates [--device ID] [--limit N]
  *   ata profiles
  *   ata conform --profile P --file samples.jsonl
  */
@@ -33,6 +34,7 @@ const USAGE = `usage: ata [--config FILE] <command>
   devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
   devices disable ID | enable ID | rotate-secret ID
   dead-letters [--device ID] [--limit N]
+  duplicates [--device ID] [--limit N]      (events dropped as redeliveries or repeated eventIds)
   profiles
   conform --profile P --file samples.jsonl   (one {"topic": "...", "payload": <json> | "payloadHex": "..."} per line)
 ${extraCommands.map((c) => `  ${c.usage}`).join("\n")}`;
@@ -160,6 +162,39 @@ export async function runCli(
               r.topic,
               r.code,
               `${r.size} B`,
+              r.reason,
+            ].join("\t"),
+          );
+      } finally {
+        db.close();
+      }
+      return;
+    }
+    case "duplicates": {
+      const db = openDb({ path: join(config.dataDir, "ata.db") });
+      try {
+        const device = option(args, "device");
+        const limit = Number(option(args, "limit") ?? 20);
+        const rows = db
+          .prepare(
+            `SELECT id, received_at, device_id, event_id, topic, reason FROM duplicates ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
+          )
+          .all(...(device ? [device, limit] : [limit])) as {
+          id: number;
+          received_at: number;
+          device_id: string;
+          event_id: string;
+          topic: string | null;
+          reason: string;
+        }[];
+        for (const r of rows)
+          out(
+            [
+              r.id,
+              new Date(r.received_at).toISOString(),
+              r.device_id,
+              r.topic ?? "",
+              r.event_id,
               r.reason,
             ].join("\t"),
           );

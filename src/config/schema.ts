@@ -132,6 +132,12 @@ export const ConfigSchema = z.strictObject({
       writer: z.enum(["worker", "inline"]).default("worker"),
       keepRawPayload: z.boolean().default(true),
       maxDeadLetterBytes: z.number().int().min(256).default(65_536),
+      /**
+       * A payload without an eventId gets one derived from its bytes; the same bytes again within
+       * this many seconds are a redelivery (dropped, with a trace), later ones a new event. See
+       * docs/mqtt-contract.md for why 120 s.
+       */
+      redeliveryWindowSec: z.number().int().min(1).max(86_400).default(120),
     })
     .prefault({}),
   influx: z

@@ -90,7 +90,26 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
     admin(r);
     const d = ctx.registry.get(r.params.id!);
     if (!d) throw new ApiError("device_not_found");
-    return { device: { ...d, status: ctx.presence.status(d.id) } };
+    // What this device sent that was not logged as an event: dead letters and dropped duplicates.
+    const counts = (sql: string) =>
+      ctx.db.prepare(sql).get({ device: d.id, since: Date.now() - 86_400_000 }) as {
+        total: number;
+        day: number;
+      };
+    return {
+      device: {
+        ...d,
+        status: ctx.presence.status(d.id),
+        diagnostics: {
+          deadLetters: counts(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= @since) AS day FROM dead_letters WHERE device_id = @device",
+          ),
+          duplicates: counts(
+            "SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= @since) AS day FROM duplicates WHERE device_id = @device",
+          ),
+        },
+      },
+    };
   });
   router.add("POST", "/api/v1/devices", async (r) => {
     admin(r);
@@ -124,6 +143,20 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
     admin(r);
     return {
       rules: ctx.rules().map((x) => ({ id: x.id, description: x.description ?? null, enabled: x.enabled })),
+    };
+  });
+  router.add("GET", "/api/v1/duplicates", (r) => {
+    admin(r);
+    const limit = Math.min(Number(r.query.get("limit") ?? 100) || 100, 1000);
+    const device = r.query.get("device");
+    const rows = ctx.db
+      .prepare(
+        `SELECT id, received_at, device_id, event_id, topic, reason FROM duplicates
+         ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
+      )
+      .all(...(device ? [device, limit] : [limit])) as Record<string, unknown>[];
+    return {
+      duplicates: rows.map((x) => ({ ...x, received_at: new Date(x.received_at as number).toISOString() })),
     };
   });
   router.add("GET", "/api/v1/dead-letters", (r) => {

@@ -17,12 +17,14 @@ import {
   defaultPhase,
   deriveEventId,
   type PlacedEvent,
+  payloadKey,
   SCHEMA_VERSION,
 } from "../model/event.js";
 import { DecodeError, type DeviceProfile } from "../model/profile.js";
 import type { Device, Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
 import { SqliteWriterThread } from "../store/sqlite-writer.js";
+import { parseDerivedId, RecentPayloads } from "./redelivery.js";
 
 export interface IngestOptions {
   /**
@@ -39,6 +41,8 @@ export interface IngestOptions {
   keepRawPayload: boolean;
   maxPayloadBytes: number;
   maxDeadLetterBytes: number;
+  /** The same bytes without an eventId within this window are a redelivery (default 120 s). */
+  redeliveryWindowSec?: number;
 }
 
 export interface IngestContext {
@@ -70,6 +74,10 @@ interface PendingEvents {
   profile: string;
   topic: string;
   events: PlacedEvent[];
+  /** Traces of events dropped before the commit as redeliveries (rows for `duplicates`). */
+  redelivered: Row[];
+  /** The payload key remembered for redelivery detection, forgotten again if the commit fails. */
+  key: { key: string; at: number } | null;
   raw: Buffer | null;
   resolve: (r: IngestResult) => void;
   reject: (e: Error) => void;
@@ -102,6 +110,7 @@ export class Ingest extends EventEmitter {
    */
   private readonly inFlight: Promise<void>[] = [];
   private readonly now: () => number;
+  private readonly recent: RecentPayloads;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
   readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
@@ -109,10 +118,12 @@ export class Ingest extends EventEmitter {
   constructor(private readonly ctx: IngestContext) {
     super();
     this.now = ctx.now ?? Date.now;
+    this.recent = new RecentPayloads((ctx.options.redeliveryWindowSec ?? 120) * 1000);
   }
 
   start(): void {
     const { db, options } = this.ctx;
+    this.primeRedeliveries();
     this.writer =
       options.writer === "worker" && options.dbPath && options.dbPath !== ":memory:"
         ? new WorkerWriter(options.dbPath, this.ctx.log)
@@ -137,9 +148,29 @@ export class Ingest extends EventEmitter {
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const receivedAtMs = this.now();
-    const outcome = this.decode(deviceId, channel, payload, new Date(receivedAtMs).toISOString());
+    const outcome = this.decode(deviceId, channel, payload, receivedAtMs);
     if ("events" in outcome && outcome.events.length === 0)
       return Promise.resolve({ ok: true, events: 0, duplicates: 0 });
+    const redelivered: Row[] = [];
+    let key: { key: string; at: number } | null = null;
+    if ("events" in outcome && outcome.key) {
+      const age = this.recent.seen(deviceId, outcome.key, receivedAtMs);
+      if (age === null) {
+        key = { key: outcome.key, at: receivedAtMs };
+        this.recent.remember(deviceId, outcome.key, receivedAtMs);
+      } else {
+        // The same bytes within the window: the events derived from them are dropped, each with a
+        // trace committed before the PUBACK. Events with the device's own ids go on to the log's key.
+        const prefix = `${outcome.key}:`;
+        const reason = `redelivery (same bytes ${Math.round(age / 1000)} s earlier)`;
+        const kept: PlacedEvent[] = [];
+        for (const e of outcome.events)
+          if (e.eventId.startsWith(prefix))
+            redelivered.push([receivedAtMs, deviceId, e.eventId, channel, reason]);
+          else kept.push(e);
+        outcome.events = kept;
+      }
+    }
     // One anonymous executor: this runs for every publish, and named closures cost more than nothing
     // under the TypeScript loader.
     return new Promise<IngestResult>((resolve, reject) => {
@@ -150,6 +181,8 @@ export class Ingest extends EventEmitter {
           profile: outcome.profile,
           topic: channel,
           events: outcome.events,
+          redelivered,
+          key,
           raw: this.ctx.options.keepRawPayload ? payload : null,
           resolve,
           reject,
@@ -174,8 +207,9 @@ export class Ingest extends EventEmitter {
     deviceId: string,
     channel: string,
     payload: Buffer,
-    receivedAt: string,
-  ): { events: PlacedEvent[]; profile: string } | { code: ErrorCode; message: string } {
+    receivedAtMs: number,
+  ): { events: PlacedEvent[]; profile: string; key: string | null } | { code: ErrorCode; message: string } {
+    const receivedAt = new Date(receivedAtMs).toISOString();
     const device = this.ctx.registry.peek(deviceId);
     const profile = device ? this.ctx.profiles.get(device.profile) : undefined;
     if (!device || !profile)
@@ -198,9 +232,11 @@ export class Ingest extends EventEmitter {
       this.ctx.log.warn({ err, deviceId, profile: profile.id }, "decoder threw an unexpected error");
       return { code: "unsupported", message: `decoder failed: ${(err as Error).message}` };
     }
-    const built = canonicalise(device, channel, payload, decoded, receivedAt);
+    // Only publishes with an event that lacks the device's own id need the payload's hash.
+    const key = decoded.some((d) => d.eventId === undefined) ? payloadKey(device.id, channel, payload) : null;
+    const built = canonicalise(device, key, decoded, receivedAt, receivedAtMs);
     if (typeof built === "string") return { code: "bad_schema", message: built };
-    return { events: built, profile: profile.id };
+    return { events: built, profile: profile.id, key };
   }
 
   /** Events the gateway itself observed about a device (presence); logged like device events. */
@@ -208,7 +244,11 @@ export class Ingest extends EventEmitter {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const device = this.ctx.registry.get(deviceId);
     if (!device) return Promise.reject(new Error(`no device "${deviceId}"`));
-    const built = canonicalise(device, "gateway", null, decoded, new Date(this.now()).toISOString());
+    const now = this.now();
+    const key = decoded.some((d) => d.eventId === undefined)
+      ? payloadKey(device.id, "gateway", Buffer.from(JSON.stringify(decoded)))
+      : null;
+    const built = canonicalise(device, key, decoded, new Date(now).toISOString(), now);
     if (typeof built === "string") return Promise.reject(new Error(built));
     return new Promise((resolve, reject) =>
       this.enqueue({
@@ -217,6 +257,8 @@ export class Ingest extends EventEmitter {
         profile: device.profile,
         topic: "gateway",
         events: built,
+        redelivered: [],
+        key: null,
         raw: null,
         resolve,
         reject,
@@ -259,7 +301,7 @@ export class Ingest extends EventEmitter {
     const t0 = process.hrtime.bigint();
     let written: WriteResult | Promise<WriteResult>;
     try {
-      written = this.writer.write(rows.events, rows.dead);
+      written = this.writer.write(rows.events, rows.dead, rows.duplicates);
     } catch (err) {
       this.failed(batch, err as Error);
       return;
@@ -287,7 +329,31 @@ export class Ingest extends EventEmitter {
   /** Nothing in this group is durable: fail every submission so no PUBACK goes out; devices redeliver. */
   private failed(batch: Pending[], err: Error): void {
     this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
-    for (const p of batch) p.reject(err);
+    for (const p of batch) {
+      if (p.kind === "events" && p.key) this.recent.forget(p.deviceId, p.key.key, p.key.at);
+      p.reject(err);
+    }
+  }
+
+  /**
+   * Rebuild the recent payload keys from the log's last window: a device redelivering after a
+   * crash (its event committed, the PUBACK never sent) is recognised as it would have been before.
+   * At most the newest PRIME_ROWS events are read, so a restart stays fast under any load.
+   */
+  private primeRedeliveries(): void {
+    const db = this.ctx.db;
+    const since = this.now() - this.recent.windowMsValue;
+    const max = (db.prepare("SELECT max(seq) AS m FROM events").get() as { m: number | null }).m;
+    if (!max) return;
+    const rows = db
+      .prepare(
+        "SELECT device_id, event_id FROM events WHERE seq > ? AND received_at >= ? AND event_id LIKE 'd:%' ORDER BY seq",
+      )
+      .all(max - PRIME_ROWS, since) as { device_id: string; event_id: string }[];
+    for (const r of rows) {
+      const d = parseDerivedId(r.event_id);
+      if (d) this.recent.remember(r.device_id, d.key, d.at);
+    }
   }
 
   private committed(batch: Pending[], result: WriteResult, t0: bigint): void {
@@ -310,6 +376,7 @@ export class Ingest extends EventEmitter {
         continue;
       }
       let duplicates = 0;
+      const redelivered = p.redelivered.length;
       for (const ev of p.events) {
         const seq = result.seqs[e++]!;
         if (seq === 0) duplicates++;
@@ -321,11 +388,10 @@ export class Ingest extends EventEmitter {
           logged.push(le);
         }
       }
-      if (duplicates) {
-        this.stats.duplicates += duplicates;
-        m.eventsDuplicate.inc(duplicates);
-      }
-      p.resolve({ ok: true, events: p.events.length - duplicates, duplicates });
+      if (duplicates) m.eventsDuplicate.inc({ reason: "event_id" }, duplicates);
+      if (redelivered) m.eventsDuplicate.inc({ reason: "redelivery" }, redelivered);
+      this.stats.duplicates += duplicates + redelivered;
+      p.resolve({ ok: true, events: p.events.length - duplicates, duplicates: duplicates + redelivered });
     }
     this.stats.committedEvents += logged.length;
     // One labelled increment per type and batch, not per event: label lookup is the costly part.
@@ -353,10 +419,10 @@ export class Ingest extends EventEmitter {
 /** Fill the envelope, validate, attach placement. A string is the first validation problem. */
 function canonicalise(
   device: Device,
-  channel: string,
-  payload: Buffer | null,
+  key: string | null,
   decoded: readonly DecodedEvent[],
   receivedAt: string,
+  receivedAtMs: number,
 ): PlacedEvent[] | string {
   const placement = {
     siteId: device.siteId,
@@ -368,7 +434,7 @@ function canonicalise(
   for (let i = 0; i < decoded.length; i++) {
     const d = decoded[i]!;
     const candidate = {
-      eventId: d.eventId ?? deriveEventId(device.id, channel, payload ?? Buffer.alloc(0), i),
+      eventId: d.eventId ?? deriveEventId(key!, i, receivedAtMs),
       schemaVersion: SCHEMA_VERSION,
       type: d.type,
       deviceId: device.id,
@@ -392,6 +458,9 @@ function canonicalise(
   return events;
 }
 
+/** The most events read back at start to rebuild redelivery detection. */
+const PRIME_ROWS = 200_000;
+
 /** Batches in flight to the writer thread at once: one committing, one ready behind it. */
 const PIPELINE_DEPTH = 2;
 
@@ -405,19 +474,26 @@ interface WriteResult {
 }
 
 interface EventLogWriter {
-  write(events: Row[], dead: Row[]): WriteResult | Promise<WriteResult>;
+  write(events: Row[], dead: Row[], duplicates: Row[]): WriteResult | Promise<WriteResult>;
   close(): Promise<void>;
 }
 
 const INSERT_EVENT = `INSERT OR IGNORE INTO events (event_id, device_id, type, phase, priority, occurred_at, received_at,
   device_seq, site_id, unit_id, room_id, resident_ref, profile, data, raw, topic)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+const INSERT_DUPLICATE =
+  "INSERT INTO duplicates (received_at, device_id, event_id, topic, reason) VALUES (?, ?, ?, ?, ?)";
+/** For an event row the log's unique key ignored: its received_at, device_id, event_id and topic. */
+const INSERT_IGNORED =
+  "INSERT INTO duplicates (received_at, device_id, event_id, topic, reason) VALUES (?, ?, ?, ?, 'event_id (already logged)')";
+const IGNORED_COLUMNS = [6, 1, 0, 15];
 const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[] } {
+function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]; duplicates: Row[] } {
   const events: Row[] = [];
   const dead: Row[] = [];
+  const duplicates: Row[] = [];
   // The raw payloads are views into the sockets' read buffers (64 KiB each). Handed to the writer
   // thread as they are, every one of those whole buffers would be copied with the batch; copied
   // into one buffer of exactly their size, the batch carries only its own bytes.
@@ -449,6 +525,7 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
       ]);
       continue;
     }
+    for (const d of p.redelivered) duplicates.push(d);
     const raw = p.raw && p.events.length > 0 ? own(p.raw) : null;
     p.events.forEach((e, i) => {
       events.push([
@@ -471,26 +548,30 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
       ]);
     });
   }
-  return { events, dead };
+  return { events, dead, duplicates };
 }
 
 class InlineWriter implements EventLogWriter {
-  private readonly commit: (events: Row[], dead: Row[]) => WriteResult;
+  private readonly commit: (events: Row[], dead: Row[], duplicates: Row[]) => WriteResult;
 
   constructor(db: Db) {
     const insertEvent = db.prepare(INSERT_EVENT);
     const insertDead = db.prepare(INSERT_DEAD);
-    this.commit = db.transaction((events: Row[], dead: Row[]) => ({
-      seqs: events.map((r) => {
+    const insertDuplicate = db.prepare(INSERT_DUPLICATE);
+    const insertIgnored = db.prepare(INSERT_IGNORED);
+    this.commit = db.transaction((events: Row[], dead: Row[], duplicates: Row[]) => {
+      const seqs = events.map((r) => {
         const info = insertEvent.run(r);
+        if (info.changes === 0) insertIgnored.run(IGNORED_COLUMNS.map((c) => r[c]));
         return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
-      }),
-      deadIds: dead.map((r) => Number(insertDead.run(r).lastInsertRowid)),
-    }));
+      });
+      for (const d of duplicates) insertDuplicate.run(d);
+      return { seqs, deadIds: dead.map((r) => Number(insertDead.run(r).lastInsertRowid)) };
+    });
   }
 
-  write(events: Row[], dead: Row[]): WriteResult {
-    return this.commit(events, dead);
+  write(events: Row[], dead: Row[], duplicates: Row[]): WriteResult {
+    return this.commit(events, dead, duplicates);
   }
 
   async close(): Promise<void> {}
@@ -500,13 +581,18 @@ class WorkerWriter implements EventLogWriter {
   private readonly thread: SqliteWriterThread;
 
   constructor(path: string, log: Logger) {
-    this.thread = new SqliteWriterThread(path, { event: INSERT_EVENT, dead: INSERT_DEAD }, log);
+    this.thread = new SqliteWriterThread(
+      path,
+      { event: INSERT_EVENT, dead: INSERT_DEAD, duplicate: INSERT_DUPLICATE, ignored: INSERT_IGNORED },
+      log,
+    );
   }
 
-  async write(events: Row[], dead: Row[]): Promise<WriteResult> {
+  async write(events: Row[], dead: Row[], duplicates: Row[]): Promise<WriteResult> {
     const [seqs, deadIds] = await this.thread.run([
-      { stmt: "event", rows: events, ids: true },
+      { stmt: "event", rows: events, ids: true, ignored: { stmt: "ignored", columns: IGNORED_COLUMNS } },
       { stmt: "dead", rows: dead, ids: true },
+      ...(duplicates.length ? [{ stmt: "duplicate", rows: duplicates }] : []),
     ]);
     return { seqs: seqs ?? [], deadIds: deadIds ?? [] };
   }

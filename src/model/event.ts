@@ -152,23 +152,23 @@ export interface Placement {
 export type PlacedEvent = CanonicalEvent & { placement: Placement };
 
 /**
- * A device that gives no eventId gets one derived from what it sent, so that a QoS 1 redelivery of
- * the same payload dedupes to the same event. `index` separates several events decoded from one
- * payload.
+ * What a publish without an eventId is known by: a hash of the device, channel and bytes. The same
+ * key again within the redelivery window is a redelivery (src/ingest/redelivery.ts); the events'
+ * ids add the index and the receipt time, so identical bytes later are new events.
  */
-export function deriveEventId(
-  deviceId: string,
-  topicSuffix: string,
-  payload: Uint8Array,
-  index: number,
-): string {
+export function payloadKey(deviceId: string, topicSuffix: string, payload: Uint8Array): string {
   const h = createHash("sha256");
   h.update(deviceId);
   h.update("\0");
   h.update(topicSuffix);
   h.update("\0");
   h.update(payload);
-  return `d:${h.digest("base64url").slice(0, 22)}:${index}`;
+  return `d:${h.digest("base64url").slice(0, 22)}`;
+}
+
+/** A derived event id: `d:<payload hash>:<index in the payload>:t<receipt ms, base 36>`. */
+export function deriveEventId(key: string, index: number, receivedAtMs: number): string {
+  return `${key}:${index}:t${receivedAtMs.toString(36)}`;
 }
 
 export function defaultPhase(type: EventType): Phase {

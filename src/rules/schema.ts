@@ -4,6 +4,7 @@
  * running rules).
  */
 import { z } from "zod";
+import { CHANNEL_NAMES, type ChannelName } from "../alerts/channels/channel.js";
 import { OUTCOMES } from "../alerts/model.js";
 import { EVENT_TYPES, PRIORITIES } from "../model/event.js";
 import { DEVICE_KINDS } from "../model/profile.js";
@@ -81,6 +82,15 @@ export const RECIPIENTS = ["unit", "nurse", "site", "fallback"] as const;
 const Level = z.strictObject({
   /** unit: staff of the unit; nurse: role nurse at the site; site: everyone at the site; fallback: webhook. */
   to: z.array(z.enum(RECIPIENTS)).min(1),
+  /**
+   * The channels that reach them (console, push, paging; webhook for a system). Omitted: every
+   * person channel configured. `fallback` in `to` adds the webhook.
+   */
+  via: z
+    .array(z.enum(CHANNEL_NAMES))
+    .min(1)
+    .refine((v) => new Set(v).size === v.length, "a channel is named twice")
+    .optional(),
   /** How long this level has to accept before the next one is tried. */
   after: Duration,
 });
@@ -167,6 +177,39 @@ export const RuleFileSchema = z.strictObject({
   rules: z.array(RuleSchema),
 });
 export type RuleFile = z.infer<typeof RuleFileSchema>;
+
+/**
+ * Ladders checked against the channels this gateway has: a level that names a channel which is
+ * not configured would silently reach nobody, so it is a boot error (and a reload keeps the
+ * running rules).
+ */
+export function ladderChannelProblems(
+  file: RuleFile,
+  configured: ReadonlySet<ChannelName>,
+  hints: Partial<Record<ChannelName, string>> = {},
+): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const check = (ladder: Level[], path: (string | number)[]) =>
+    ladder.forEach((level, i) => {
+      level.via?.forEach((c, j) => {
+        if (!configured.has(c))
+          problems.push({
+            path: [...path, i, "via", j],
+            message: `channel "${c}" is not configured${hints[c] ? ` (${hints[c]})` : ""}`,
+          });
+      });
+      if (level.via && !level.via.some((c) => c !== "webhook") && !level.to.every((t) => t === "fallback"))
+        problems.push({
+          path: [...path, i, "via"],
+          message: `level asks people (${level.to.join(", ")}) but names no channel that reaches a person`,
+        });
+    });
+  for (const p of PRIORITIES) check(file.escalation[p], ["escalation", p]);
+  file.rules.forEach((r, i) => {
+    if (r.raise?.escalation) check(r.raise.escalation, ["rules", i, "raise", "escalation"]);
+  });
+  return problems;
+}
 
 export function ruleProblems(file: RuleFile): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];

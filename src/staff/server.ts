@@ -7,7 +7,8 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import type { AlertChange, AlertManager, StaffDirectory } from "../alerts/manager.js";
+import type { StaffDirectory } from "../alerts/channels/console.js";
+import type { AlertChange, AlertManager } from "../alerts/manager.js";
 import type { AlertView } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";

@@ -233,7 +233,33 @@ export const MIGRATIONS: Migration[] = [
       DROP TABLE main.dead_letters;
     `,
   },
-  // Versions 5 and 7 are taken by work on other branches; 6 is staff enrolment.
+  {
+    version: 5,
+    name: "channel attempts",
+    sql: `
+      -- One row per attempt of one channel to reach one recipient, written in the same transaction
+      -- as the escalation step that makes it and before the channel is called: an attempt still
+      -- 'pending' after a crash had an unknown outcome, and is made again at start.
+      CREATE TABLE channel_attempts (
+        id INTEGER PRIMARY KEY,
+        alert_id TEXT NOT NULL,
+        channel TEXT NOT NULL,          -- console | push | paging | webhook
+        recipient_id TEXT NOT NULL,
+        recipient_name TEXT NOT NULL,
+        staff_id TEXT,
+        level INTEGER NOT NULL,
+        reason TEXT NOT NULL,           -- level | renotify | retry
+        status TEXT NOT NULL,           -- pending | sent | delivered | failed
+        tries INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        detail TEXT
+      );
+      CREATE INDEX channel_attempts_alert ON channel_attempts(alert_id);
+      CREATE INDEX channel_attempts_pending ON channel_attempts(status) WHERE status = 'pending';
+    `,
+  },
+  // Version 7 is reserved for work on another branch; 6 is staff enrolment.
   {
     version: 6,
     name: "staff enrolment by one-time code, tokens bound to a person and a device",
@@ -342,6 +368,25 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
       DROP INDEX log.events_resident_type_time;
       CREATE INDEX log.events_device_type_time ON events(device_id, type, occurred_at) WHERE ${NOT_HEARTBEAT};
       CREATE INDEX log.events_resident_type_time ON events(resident_ref, type, occurred_at) WHERE ${NOT_HEARTBEAT};
+    `,
+  },
+  {
+    version: 3,
+    name: "dropped duplicates",
+    sql: `
+      -- Every publish event dropped as a duplicate leaves a row here, written in the same group
+      -- commit that acknowledged it: nothing is dropped without a trace. reason: event_id (the
+      -- device's own id was already logged) or redelivery (the same bytes, without an id, within
+      -- the redelivery window).
+      CREATE TABLE log.duplicates (
+        id INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        device_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        topic TEXT,
+        reason TEXT NOT NULL
+      );
+      CREATE INDEX log.duplicates_device ON duplicates(device_id, received_at);
     `,
   },
 ];

@@ -28,7 +28,7 @@ function fixBlobs(row) {
 }
 
 const commit = db.transaction((batches) =>
-  batches.map(({ stmt, rows, ids }) => {
+  batches.map(({ stmt, rows, ids, ignored }) => {
     const s = statements[stmt];
     if (!s) throw new Error(`unknown statement ${stmt}`);
     if (!ids) {
@@ -37,9 +37,11 @@ const commit = db.transaction((batches) =>
     }
     // Per row: the new rowid, or 0 when the row was ignored (INSERT OR IGNORE on a duplicate).
     const out = new Array(rows.length);
+    const trace = ignored ? statements[ignored.stmt] : null;
     for (let i = 0; i < rows.length; i++) {
       const info = s.run(fixBlobs(rows[i]));
       out[i] = info.changes === 0 ? 0 : Number(info.lastInsertRowid);
+      if (out[i] === 0 && trace) trace.run(ignored.columns.map((c) => rows[i][c]));
     }
     return out;
   }),

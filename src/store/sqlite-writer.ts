@@ -14,6 +14,11 @@ export interface WriteBatch {
   rows: unknown[][];
   /** Report each row's new rowid (0 when ignored); otherwise null comes back for this batch. */
   ids?: boolean;
+  /**
+   * For a row that was ignored (INSERT OR IGNORE hit a unique key): run this statement, in the same
+   * transaction, with these columns of the ignored row (a trace of what was dropped).
+   */
+  ignored?: { stmt: string; columns: number[] };
 }
 
 export class SqliteWriterThread {

@@ -128,9 +128,10 @@ describe("the fallback webhook at the end of the ladder", () => {
     });
     expect(h.map((e) => [e.action, e.reason])).toEqual([
       ["raised", null],
-      ["escalated", "no recipient connected at level 0"],
-      ["escalated", "no recipient connected at level 1"],
-      ["escalated", "no recipient connected at level 2"],
+      ["escalated", "no recipient reachable at level 0"],
+      ["escalated", "no recipient reachable at level 1"],
+      ["escalated", "no recipient reachable at level 2"],
+      ["notified", "level 3: fallback webhook"],
       ["fallback_delivered", "attempt 1: HTTP 200"],
     ]);
     expect(deliveries(alert.id)).toMatchObject([{ attempt: 1, status: 200, ok: 1, error: null }]);

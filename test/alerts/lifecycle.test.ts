@@ -117,6 +117,7 @@ describe("an alert's lifecycle from a fall on MQTT to a resolved alert with its 
     const history = body.history as { id: number; at: string; action: string; actor: { id: string } }[];
     expect(history.map((h) => [h.action, h.actor.id])).toEqual([
       ["raised", "rule:fall"],
+      ["notified", "channel:console"],
       ["delivered", "staff:anna"],
       ["accepted", "staff:anna"],
       ["attending", "staff:anna"],
@@ -217,7 +218,12 @@ describe("an alert's lifecycle from a fall on MQTT to a resolved alert with its 
     });
     // The failed attempts left no trace in the audit.
     const { body } = await api(t.httpUrl, "GET", `/api/v1/alerts/${id}`);
-    expect(body.history.map((h: { action: string }) => h.action)).toEqual(["raised", "accepted", "resolved"]);
+    expect(body.history.map((h: { action: string }) => h.action)).toEqual([
+      "raised",
+      "notified",
+      "accepted",
+      "resolved",
+    ]);
   });
 
   it("a re-trigger while open is one alert with a count; a fall after it was resolved is a new alert", async () => {

@@ -74,8 +74,12 @@ describe("a QoS 1 event that got its PUBACK survives kill -9", () => {
         }),
     );
 
-    // Kill at a random moment while publishes are in flight.
-    await new Promise((r) => setTimeout(r, 150 + Math.random() * 500));
+    // Kill at a random moment while publishes are in flight, once some have been acknowledged (on a
+    // loaded machine the first PUBACKs can take longer than any fixed delay).
+    const t0 = Date.now();
+    while ([...acked.values()].every((s) => s.size === 0) && Date.now() - t0 < 15_000)
+      await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, Math.random() * 300));
     await gw.kill9();
     await Promise.all(pumps);
     for (const c of clients) c.end(true);

@@ -270,7 +270,7 @@ describe("one open alert per (type, device, resident)", () => {
     expect(falls()).toHaveLength(1);
     const first = falls()[0]!;
     expect(first.count).toBe(2);
-    expect(h.alerts.history(first.id).map((x) => x.action)).toEqual(["raised", "updated"]);
+    expect(h.alerts.history(first.id).map((x) => x.action)).toEqual(["raised", "notified", "updated"]);
 
     h.alerts.accept(first.id, UNIT_STAFF);
     h.alerts.resolve(first.id, UNIT_STAFF, "false-alarm");
@@ -449,9 +449,9 @@ describe("escalation with nobody connected", () => {
         .filter((x) => x.action === "escalated")
         .map((x) => x.reason),
     ).toEqual([
-      "no recipient connected at level 0",
-      "no recipient connected at level 1",
-      "no recipient connected at level 2",
+      "no recipient reachable at level 0",
+      "no recipient reachable at level 1",
+      "no recipient reachable at level 2",
     ]);
     // The last level repeats after its delay until someone accepts.
     vi.advanceTimersByTime(120_000);

@@ -4,10 +4,11 @@
  * `vi.useFakeTimers()` so every component's clock is the simulated one.
  */
 import { PROFILES } from "../../devices/index.js";
-import type { Fallback, StaffDirectory } from "../../src/alerts/manager.js";
+import type { AlertChannel, ChannelName } from "../../src/alerts/channels/channel.js";
+import { ConsoleChannel } from "../../src/alerts/channels/console.js";
 import { AlertManager } from "../../src/alerts/manager.js";
 import type { AlertView } from "../../src/alerts/model.js";
-import { Ingest, type LoggedEvent } from "../../src/ingest/pipeline.js";
+import { Ingest, type IngestResult, type LoggedEvent } from "../../src/ingest/pipeline.js";
 import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
 import type { DecodedEvent, EventType } from "../../src/model/event.js";
@@ -32,12 +33,15 @@ export interface Harness {
   engine: RuleEngine;
   /** Who the alert manager believes is connected; tests change it. */
   connected: StaffIdentity[];
-  fallbackSends: { alert: AlertView; auditId: number }[];
+  /** What the webhook channel was asked to send (with `fallback: true`); it answers 200 at once. */
+  fallbackSends: { alert: AlertView; attemptId: number }[];
   /** Log an event from a device (default: the bed mat of fall-risk resident R-0001) and run rules. */
   emit(
     type: EventType,
     opts?: { device?: string; occurredAt?: string; data?: Record<string, unknown> },
   ): LoggedEvent;
+  /** A device's publish through the real decode/dedupe path (commit per publish: done on return). */
+  publish(deviceId: string, channel: string, payload: string): Promise<IngestResult>;
   /** Every alert, oldest first. */
   all(): AlertView[];
   close(): void;
@@ -52,26 +56,36 @@ export const DEVICES = {
   matNoRisk: { id: "mat-2", profile: "scaip/bed-mat", room: "r2", resident: "R-0002" },
 };
 
-export function buildHarness(opts: { rulesYaml?: string; fallback?: boolean } = {}): Harness {
+export function buildHarness(
+  opts: {
+    rulesYaml?: string;
+    fallback?: boolean;
+    /** Further channels (a test's own push or paging stand-in), beside console and webhook. */
+    channels?: AlertChannel[];
+    /** An existing database (a restart in the same test); default a fresh in-memory one. */
+    db?: Db;
+  } = {},
+): Harness {
   const log = silentLogger();
-  const db = openDb({ path: ":memory:" });
+  const db = opts.db ?? openDb({ path: ":memory:" });
   const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), { hasUnit: () => true });
   registry.syncResidents([
     { ref: "R-0001", siteId: "home-a", unitId: "unit-1", roomId: "r1", flags: ["fall-risk"] },
     { ref: "R-0002", siteId: "home-a", unitId: "unit-1", roomId: "r2", flags: [] },
   ]);
-  registry.addMany(
-    Object.values(DEVICES).map((d) => ({
-      id: d.id,
-      profile: d.profile,
-      siteId: "home-a",
-      unitId: "unit-1",
-      roomId: "room" in d ? d.room : "r1",
-      residentRef: "resident" in d ? d.resident : "R-0001",
-      secret: `${d.id}-secret-0123456789`,
-    })),
-    { generatedSecrets: true },
-  );
+  if (!registry.get(DEVICES.radar.id))
+    registry.addMany(
+      Object.values(DEVICES).map((d) => ({
+        id: d.id,
+        profile: d.profile,
+        siteId: "home-a",
+        unitId: "unit-1",
+        roomId: "room" in d ? d.room : "r1",
+        residentRef: "resident" in d ? d.resident : "R-0001",
+        secret: `${d.id}-secret-0123456789`,
+      })),
+      { generatedSecrets: true },
+    );
   const profiles = new Map(PROFILES.map((p) => [p.id, p]));
   const ingest = new Ingest({
     db,
@@ -91,12 +105,23 @@ export function buildHarness(opts: { rulesYaml?: string; fallback?: boolean } = 
   const timers = new DurableTimers(db, log);
   const connected: StaffIdentity[] = [UNIT_STAFF];
   const fallbackSends: Harness["fallbackSends"] = [];
-  const staff: StaffDirectory = { connected: () => connected };
-  const fallback: Fallback = {
-    configured: () => Boolean(opts.fallback),
-    send: (alert, auditId) => fallbackSends.push({ alert, auditId }),
-  };
-  const alerts = new AlertManager({ db, timers, log, staff, fallback });
+  const channels = new Map<ChannelName, AlertChannel>([
+    ["console", new ConsoleChannel({ connected: () => connected })],
+  ]);
+  if (opts.fallback)
+    channels.set("webhook", {
+      name: "webhook",
+      renotifies: false,
+      reach: () => [{ id: "webhook", name: "fallback webhook" }],
+      deliver: (d) => {
+        // Recorded, never answered: the alert stays "undelivered", as with a receiver that is down.
+        fallbackSends.push({ alert: d.alert, attemptId: d.attemptId });
+      },
+      health: () => ({ ok: true }),
+    });
+  for (const c of opts.channels ?? []) channels.set(c.name, c);
+  const alerts = new AlertManager({ db, timers, log, channels });
+  for (const c of channels.values()) void c.start?.(alerts.reporter(c.name));
   const file = opts.rulesYaml ? parseRules(opts.rulesYaml, "test rules") : loadRuleFile("config/rules.yaml");
   const engine = new RuleEngine(
     {
@@ -139,6 +164,8 @@ export function buildHarness(opts: { rulesYaml?: string; fallback?: boolean } = 
       if (!logged) throw new Error(`${type} was not logged`);
       return logged;
     },
+    publish: (deviceId, channel, payload) =>
+      ingest.submit(deviceId, `ata/v1/${deviceId}/${channel}`, channel, Buffer.from(payload)),
     all: () =>
       (db.prepare("SELECT id FROM alerts ORDER BY raised_at, rowid").all() as { id: string }[]).map(
         (r) => alerts.get(r.id)!,

@@ -41,6 +41,7 @@ describe("staff channel shutdown", () => {
         });
         expect(db.prepare("SELECT action FROM alert_audit WHERE alert_id = ? ORDER BY id").all(id)).toEqual([
           { action: "raised" },
+          { action: "notified" },
         ]);
       } finally {
         db.close();

@@ -80,8 +80,15 @@ export interface ChannelReporter {
    * `toPerson`: it reached a person's own device (clears "undelivered"); false for a system.
    */
   delivered(attemptId: number, detail: string, opts?: { toPerson?: boolean }): void;
-  /** The attempt failed; `gone` means the recipient no longer exists (push 404/410). */
-  failed(attemptId: number, detail: string, opts?: { gone?: boolean }): void;
+  /**
+   * The attempt failed; `gone` means the recipient no longer exists (push 404/410). `retry`: the
+   * channel will try again by itself (it then calls `retrying` before the next try).
+   */
+  failed(attemptId: number, detail: string, opts?: { gone?: boolean; retry?: boolean }): void;
+  /** About to make another try of an attempt (recorded first, so a crash mid-try re-sends at start). */
+  retrying(attemptId: number, detail: string): void;
+  /** The channel's health changed: the ladder re-checks alerts waiting at a level only it reached. */
+  healthChanged(): void;
 }
 
 export interface ChannelHealth {
@@ -91,6 +98,8 @@ export interface ChannelHealth {
 
 export interface AlertChannel {
   readonly name: ChannelName;
+  /** Whether re-notifications go through this channel too (default true; a level entry always does). */
+  readonly renotifies?: boolean;
   /** Who this channel can reach now among the audience; empty means it is no answer at this level. */
   reach(audience: Audience, alert: AlertView): Recipient[];
   /** Make one attempt. Must not throw or block; the outcome goes to the reporter. */
