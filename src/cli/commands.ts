@@ -4,10 +4,8 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
-import QRCode from "qrcode";
-import { enrolmentUrl } from "../http/enrolment.js";
 import { simulateCommand } from "../sim/cli.js";
-import { EnrolmentStore } from "../staff/enrolment.js";
+import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import { Role, TokenStore } from "../staff/tokens.js";
 import { openDb } from "../store/db.js";
 import type { CliContext } from "./ata.js";
@@ -132,6 +130,8 @@ const enrol: CliCommand = {
       out(`code: ${e.code}`);
       out(`url: ${url}`);
       out(`valid until ${e.expiresAt}, once (scan the code below with the phone's camera, or type the code)`);
+      // Loaded here: every other ata command starts faster without it.
+      const { default: QRCode } = await import("qrcode");
       out(await QRCode.toString(url, { type: "terminal", small: true, errorCorrectionLevel: "M" }));
     } finally {
       db.close();

@@ -7,7 +7,7 @@ import QRCode from "qrcode";
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
-import type { EnrolmentStore } from "../staff/enrolment.js";
+import { type EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import type { SiteCatalogueEntry, StaffIdentity } from "../staff/protocol.js";
 import { ROLES, type TokenRecord, type TokenStore } from "../staff/tokens.js";
 import { principal } from "./alerts.js";
@@ -41,11 +41,6 @@ const ExchangeBody = z.strictObject({
   code: z.string().min(1).max(32),
   device: z.string().trim().min(1).max(60).optional(),
 });
-
-/** The fragment carries the code: browsers never send it, so no access log or proxy sees it. */
-export function enrolmentUrl(base: string, code: string): string {
-  return `${base.replace(/\/+$/, "")}/#enrol=${encodeURIComponent(code)}`;
-}
 
 export function enrolmentQrSvg(url: string): Promise<string> {
   // Level M survives a scratched or glare-spotted screen; the 4-module quiet zone is the spec's.

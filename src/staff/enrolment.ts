@@ -49,6 +49,11 @@ export function newCode(): string {
   return `${raw.slice(0, 5)}-${raw.slice(5)}`;
 }
 
+/** The fragment carries the code: browsers never send it, so no access log or proxy sees it. */
+export function enrolmentUrl(base: string, code: string): string {
+  return `${base.replace(/\/+$/, "")}/#enrol=${encodeURIComponent(code)}`;
+}
+
 /** What a person may type: lower case, spaces and dashes are all the same code. */
 export function normaliseCode(input: string): string {
   return input.toUpperCase().replace(/[\s-]/g, "");
