@@ -254,14 +254,22 @@ function themePreference() {
   return THEMES.includes(v) ? v : "auto";
 }
 
+/** One formatter per time zone: the theme is checked every second. */
+const zoneClocks = /** @type {Map<string, Intl.DateTimeFormat>} */ (new Map());
+
 /** Minutes since local midnight in a time zone. */
 function localMinutes(/** @type {number} */ at, /** @type {string} */ timeZone) {
-  const parts = new Intl.DateTimeFormat("en-GB", {
-    timeZone,
-    hour: "2-digit",
-    minute: "2-digit",
-    hourCycle: "h23",
-  }).formatToParts(new Date(at));
+  let fmt = zoneClocks.get(timeZone);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    });
+    zoneClocks.set(timeZone, fmt);
+  }
+  const parts = fmt.formatToParts(new Date(at));
   const get = (/** @type {string} */ type) => Number(parts.find((p) => p.type === type)?.value ?? 0);
   return get("hour") * 60 + get("minute");
 }
