@@ -324,6 +324,20 @@ describe("staff sign-in by QR code, outcomes, names and the night theme in a rea
     await page.reload();
     const person = page.locator("li.person", { hasText: "Dorte" });
     await person.waitFor();
+
+    // The outcomes panel counts by type; a call's fall columns show a dash (not possible), not 0.
+    await page.waitForSelector("#p-outcomes[data-state='ready']", { timeout: 15_000 });
+    const headers = await page.$$eval("#p-outcomes th", (ths) => ths.map((th) => th.textContent));
+    const callRow = await page.locator("#p-outcomes tr", { hasText: "Kald" }).locator("td").allTextContents();
+    const cell = (header: string) => callRow[headers.indexOf(header)];
+    expect(cell("Alarmer")).toBe("1");
+    expect(cell("Fald uden skade")).toBe("–");
+    expect(cell("Fald med skade")).toBe("–");
+    const fallRow = await page
+      .locator("#p-outcomes tr", { hasText: /^Fald/ })
+      .locator("td")
+      .allTextContents();
+    expect(fallRow[headers.indexOf("Fald med skade")]).toBe("1");
     expect(await person.locator(".person-meta").textContent()).toBe("Medarbejder · Havebo");
     const deviceRow = person.locator("li.device");
     expect(await deviceRow.count()).toBe(1);
