@@ -561,7 +561,7 @@ function fillCard(li, a) {
     el("span", "room", a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")),
     el("span", "age"),
   );
-  const msg = el("div", "msg", a.message[lang()] || a.message.da);
+  const msg = el("div", "msg", messageText(a));
   const metaParts = [typeLabel(a.type)];
   if (a.resident) metaParts.push(residentLabel(a.resident));
   metaParts.push(placeLabel(a));
@@ -608,7 +608,7 @@ function fillCard(li, a) {
   if (warnings.childElementCount) body.append(warnings);
   body.append(actions);
   li.replaceChildren(el("div", "band"), body);
-  li.setAttribute("aria-label", `${t(`prio.${a.priority}`)}: ${a.message[lang()] || a.message.da}`);
+  li.setAttribute("aria-label", `${t(`prio.${a.priority}`)}: ${messageText(a)}`);
   if (focused) /** @type {HTMLElement | null} */ (li.querySelector(`[data-action="${focused}"]`))?.focus();
 }
 
@@ -622,6 +622,17 @@ function el(tag, cls, text) {
   e.className = cls;
   if (text !== undefined) e.textContent = text;
   return e;
+}
+
+/**
+ * The alert's text in this language, with the resident's display name in place of the reference
+ * where the site shows names (rules write {resident} as the reference).
+ * @param {AlertView} a
+ */
+function messageText(a) {
+  const text = a.message[lang()] || a.message.da;
+  const name = a.resident ? state.residents.get(a.resident) : undefined;
+  return name && a.resident ? text.split(a.resident).join(name) : text;
 }
 
 /** The resident's display name where the site shows names, otherwise the pseudonymous reference. */
@@ -761,7 +772,7 @@ function buildOutcomeButtons(/** @type {string} */ type) {
 }
 
 function describe(/** @type {AlertView} */ a) {
-  return `${a.message[lang()] || a.message.da} · ${a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")}`;
+  return `${messageText(a)} · ${a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")}`;
 }
 
 function openResolve(/** @type {AlertView} */ a) {

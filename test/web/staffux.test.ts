@@ -213,7 +213,7 @@ describe("staff sign-in by QR code, outcomes, names and the night theme in a rea
     expect(qr.svg).toBe(
       await QRCode.toString(enrolUrl, { type: "svg", errorCorrectionLevel: "M", margin: 4 }),
     );
-    await page.screenshot({ path: screenshotPath("dashboard-enrolment-qr") });
+    await page.locator("#p-staff").screenshot({ path: screenshotPath("dashboard-enrolment-qr") });
   });
 
   it("opening the QR code's URL on a phone signs in without typing a token, and forgets the code", async () => {
@@ -242,6 +242,8 @@ describe("staff sign-in by QR code, outcomes, names and the night theme in a rea
     expect(meta).not.toContain("unit-1");
     expect(meta).toContain("Karen Holm");
     expect(meta).not.toContain("R-0001");
+    // The rule's message names the resident too ("Fald i r1 (R-0001)" as written by the rule).
+    expect(await card.locator(".msg").textContent()).toBe("Fald i r1 (Karen Holm)");
   });
 
   it("the resolve dialog offers a fall's outcomes with the fall outcomes first, and a pendant call's without any fall", async () => {
