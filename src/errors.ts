@@ -33,6 +33,10 @@ export const ERRORS = {
   outcome_not_allowed: { status: 422, text: "This outcome is not allowed for the alert's type" },
   enrolment_invalid: { status: 401, text: "The enrolment code is unknown, used or expired" },
   device_token_not_found: { status: 404, text: "No such enrolled device" },
+  invalid_capability: {
+    status: 401,
+    text: "The notification's permission is invalid, expired, or its phone or token was removed",
+  },
   body_too_large: { status: 413, text: "The request body is too large" },
   rate_limited: { status: 429, text: "Too many requests" },
   internal: { status: 500, text: "Internal error" },

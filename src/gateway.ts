@@ -3,10 +3,14 @@
  * dependency order and stop() takes them down in reverse, draining ingest before the database
  * closes.
  */
+
+import type { Agent } from "node:https";
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
 import { ConsoleChannel } from "./alerts/channels/console.js";
+import { PagingChannel, type PagingOptions, pagingProblems } from "./alerts/channels/paging.js";
+import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channels/push.js";
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
@@ -16,6 +20,7 @@ import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
+import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
 import { staticFiles } from "./http/static.js";
@@ -54,6 +59,12 @@ export interface GatewayOptions {
   timeModel?: TimeModel;
   /** Collect Node's default process metrics (off in tests with many gateways per process). */
   defaultMetrics?: boolean;
+  /** Paging options instead of the configuration's `channels.paging` (tests). */
+  paging?: PagingOptions;
+  /** Web Push options instead of the configuration's `channels.push` (tests). */
+  push?: PushOptionsInput;
+  /** HTTPS agent for push services with a private CA (the tests' local push service). */
+  pushAgent?: Agent;
 }
 
 /** Where each channel is configured, for the error that says it is not. */
@@ -100,6 +111,8 @@ export class Gateway {
   alerts!: AlertManager;
   rules!: RuleEngine;
   tokens!: TokenStore;
+  /** The Web Push channel, when configured. */
+  push: PushChannel | null = null;
   staff!: StaffServer;
   /** Delivery channels by name: console always; webhook, push and paging when configured. */
   readonly channels = new Map<ChannelName, AlertChannel>();
@@ -179,6 +192,38 @@ export class Gateway {
           options: config.alarms.fallbackWebhook,
         }),
       );
+    const paging = this.options.paging ?? config.channels.paging;
+    if (paging) {
+      const problems = pagingProblems(paging, config.sites, this.tokens.list());
+      if (problems.length)
+        throw new ConfigError(
+          "configuration",
+          problems.map((p) => ({
+            path: `channels.paging${p.path.map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`)).join("")}`,
+            message: p.message,
+          })),
+        );
+      this.channels.set(
+        "paging",
+        new PagingChannel({
+          options: paging,
+          log: log.child({ component: "paging" }),
+          // Tokens created at run time (`ata tokens create`) carry handsets too; a revoked one does not.
+          staff: (id) => this.tokens.list().find((t) => t.id === id && !t.revoked),
+        }),
+      );
+    }
+    const push = this.options.push ?? config.channels.push;
+    if (push) {
+      this.push = new PushChannel({
+        db: this.db,
+        staff: this.tokens,
+        log: log.child({ component: "push" }),
+        options: PushOptions.parse(push),
+        ...(this.options.pushAgent ? { agent: this.options.pushAgent } : {}),
+      });
+      this.channels.set("push", this.push);
+    }
     const rules = this.options.rules ?? loadRuleFile(config.rulesFile);
     this.checkLadders(rules);
     const names = placeNames(config.sites);
@@ -333,6 +378,15 @@ export class Gateway {
       },
       log: log.child({ component: "enrolment" }),
       onRevoked: (tokenId) => this.staff.closeToken(tokenId),
+    });
+    // Always registered: without a push channel the key is null, so the console hides its
+    // "allow notifications" control instead of meeting 404s.
+    pushRoutes(this.router, {
+      push: this.push,
+      alerts: this.alerts,
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      allSites: config.sites.map((s) => s.id),
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
     const modelProblems = checkTimeModelSites(

@@ -9,6 +9,7 @@
  */
 import { $, placeNames, residentNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
+import { PhonePush } from "./push.js";
 import { AlarmSound } from "./sound.js";
 import { CommandError, StaffClient } from "./staff-client.js";
 
@@ -109,9 +110,12 @@ const state = {
   offlineSince: 0,
   /** The alert a dialog is open for. */
   dialogAlert: /** @type {string | null} */ (null),
+  /** An alert to bring into view (from a tapped notification). */
+  focusAlert: /** @type {string | null} */ (null),
 };
 
 const sound = new AlarmSound();
+const phonePush = new PhonePush();
 
 // ------------------------------------------------------------------ start-up
 
@@ -186,6 +190,16 @@ function init() {
     }
   });
   setInterval(tick, 1000);
+  // A tap on a notification focuses this console and names the alert (web/sw.js), or opens
+  // the console at /?alert=<id>.
+  state.focusAlert = params.get("alert");
+  navigator.serviceWorker?.addEventListener("message", (ev) => {
+    const msg = /** @type {{ type?: string, alertId?: string }} */ (ev.data ?? {});
+    if (msg.type === "ata.openAlert" && msg.alertId) {
+      state.focusAlert = msg.alertId;
+      render();
+    }
+  });
 
   let saved = null;
   try {
@@ -408,10 +422,12 @@ function start(/** @type {string} */ token) {
   renderConn();
   render(true);
   void keepAwake();
+  void phonePush.start(token);
 }
 
 function signOut(/** @type {string | null} */ message = null) {
   state.client?.stop();
+  phonePush.stop();
   state.client = null;
   state.token = null;
   state.staff = null;
@@ -535,11 +551,24 @@ function render(force = false) {
       ? t("board.summary1")
       : t("board.summary", { n: alerts.length });
   els.board.classList.toggle("stale", state.conn !== "live");
+  focusRequested();
   const waiting = waitingAlerts();
   sound.update(waiting.map((a) => ({ id: a.id, priority: a.priority })));
   renderCue(waiting);
   tickAges();
   sendReceipts();
+}
+
+/** Show the alert a notification was opened for, once its card exists. */
+function focusRequested() {
+  const id = state.focusAlert;
+  if (!id) return;
+  const li = /** @type {HTMLElement | null} */ (els.list.querySelector(`li[data-id="${CSS.escape(id)}"]`));
+  if (!li) return;
+  state.focusAlert = null;
+  for (const other of els.list.querySelectorAll("li[data-focused]")) other.removeAttribute("data-focused");
+  li.dataset.focused = "true";
+  li.scrollIntoView({ block: "center" });
 }
 
 /**

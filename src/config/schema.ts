@@ -3,6 +3,8 @@
  * demo site with nothing else; operators override by file (`--config`) and environment.
  */
 import { z } from "zod";
+import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
+import { PushOptions } from "../alerts/channels/push.js";
 
 const Id = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "lowercase letters, digits, - and _ (max 64)");
 const Port = z.number().int().min(0).max(65535);
@@ -188,6 +190,17 @@ export const ConfigSchema = z.strictObject({
       failureWindowSec: z.number().int().min(1).max(86_400).default(600),
     })
     .prefault({}),
+  /**
+   * Delivery channels beyond the console and the fallback webhook (docs/channels.md): Web Push to
+   * staff phones and paging to DECT handsets (ESPA 4.4.4). Escalation ladders may name only the
+   * channels configured here.
+   */
+  channels: z
+    .strictObject({
+      push: PushOptions.optional(),
+      paging: PagingOptions.optional(),
+    })
+    .prefault({}),
   /** Staff tokens created at boot when missing (demo and first run); use `ata tokens create` otherwise. */
   staff: z
     .array(
@@ -280,5 +293,8 @@ export function crossCheck(
       problems.push({ path: ["devices", i, "id"], message: `duplicate device id "${d.id}"` });
     deviceIds.add(d.id);
   });
+  if (config.channels.paging)
+    for (const p of pagingProblems(config.channels.paging, config.sites))
+      problems.push({ path: ["channels", "paging", ...p.path], message: p.message });
   return problems;
 }

@@ -149,6 +149,33 @@ export class TokenStore {
     return row ? record(row) : null;
   }
 
+  /** The person behind a token id, or null when the token is unknown or revoked. */
+  identity(id: string): StaffIdentity | null {
+    const row = this.db
+      .prepare(
+        "SELECT id, name, role, sites, units, person_id FROM staff_tokens WHERE id = ? AND revoked_at IS NULL",
+      )
+      .get(id) as
+      | {
+          id: string;
+          name: string;
+          role: string;
+          sites: string;
+          units: string | null;
+          person_id: string | null;
+        }
+      | undefined;
+    if (!row) return null;
+    return {
+      // The person, as verify() says it: every phone of an enrolled person is the same person.
+      id: row.person_id ?? row.id,
+      name: row.name,
+      role: row.role,
+      sites: JSON.parse(row.sites),
+      units: row.units ? JSON.parse(row.units) : null,
+    };
+  }
+
   list(): (StaffIdentity & { createdAt: string; revoked: boolean })[] {
     return this.records().map((r) => ({
       id: r.tokenId,

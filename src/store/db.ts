@@ -259,7 +259,8 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX channel_attempts_pending ON channel_attempts(status) WHERE status = 'pending';
     `,
   },
-  // Version 7 is reserved for work on another branch; 6 is staff enrolment.
+  // Staff enrolment. Numbered 6 on its branch while 7 landed first: migrate() applies whatever
+  // is missing in version order, so a database that has 7 still gets 6.
   {
     version: 6,
     name: "staff enrolment by one-time code, tokens bound to a person and a device",
@@ -288,6 +289,39 @@ export const MIGRATIONS: Migration[] = [
       ALTER TABLE staff_tokens ADD COLUMN device_label TEXT;
       ALTER TABLE staff_tokens ADD COLUMN last_used_at INTEGER;
       CREATE INDEX staff_tokens_person ON staff_tokens(person_id);
+    `,
+  },
+  {
+    version: 7,
+    name: "web push subscriptions and keys",
+    sql: `
+      -- A phone's push subscription (W3C Push API; RFC 8030 endpoint, RFC 8291 keys), owned by
+      -- the staff token that stored it. The endpoint is a capability URL: never logged at info.
+      CREATE TABLE push_subscriptions (
+        id TEXT PRIMARY KEY,
+        staff_token_id TEXT NOT NULL REFERENCES staff_tokens(id) ON DELETE CASCADE,
+        endpoint TEXT NOT NULL UNIQUE,
+        p256dh TEXT NOT NULL,              -- the browser's P-256 public key, base64url (RFC 8291 ua_public)
+        auth TEXT NOT NULL,                -- the 16-byte authentication secret, base64url
+        label TEXT NOT NULL,               -- "Android (Chrome)", chosen by the phone, for people
+        user_agent TEXT,
+        created_at INTEGER NOT NULL,
+        last_success_at INTEGER,
+        last_failure_at INTEGER,
+        failures INTEGER NOT NULL DEFAULT 0   -- consecutive failures of this subscription
+      );
+      CREATE INDEX push_subscriptions_owner ON push_subscriptions(staff_token_id);
+      -- Which subscriptions were sent an alert, so that settling it replaces exactly those
+      -- notifications ("taken by Anna") and nobody else's.
+      CREATE TABLE push_sent (
+        alert_id TEXT NOT NULL,
+        subscription_id TEXT NOT NULL REFERENCES push_subscriptions(id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (alert_id, subscription_id)
+      );
+      -- Keys the gateway generated for itself (the VAPID key pair when configuration gives none,
+      -- the secret that signs notification capabilities): kept so subscriptions survive restarts.
+      CREATE TABLE push_keys (name TEXT PRIMARY KEY, value TEXT NOT NULL, created_at INTEGER NOT NULL);
     `,
   },
 ];

@@ -10,7 +10,7 @@ import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { PROFILES } from "../../devices/index.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { Config } from "../../src/config/schema.js";
-import { Gateway } from "../../src/gateway.js";
+import { Gateway, type GatewayOptions } from "../../src/gateway.js";
 import { silentLogger } from "../../src/log.js";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
@@ -70,11 +70,17 @@ export interface TestGateway {
 }
 
 export async function startGateway(
-  opts: { dir?: string; overrides?: Record<string, unknown>; keepDir?: boolean } = {},
+  opts: {
+    dir?: string;
+    overrides?: Record<string, unknown>;
+    keepDir?: boolean;
+    /** Gateway options beyond the configuration (a push agent for the local push service, say). */
+    gatewayOptions?: Partial<Omit<GatewayOptions, "config" | "log">>;
+  } = {},
 ): Promise<TestGateway> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), "ata-test-"));
   const config = testConfig(dir, opts.overrides);
-  const gateway = new Gateway({ config, log: silentLogger(), defaultMetrics: false });
+  const gateway = new Gateway({ ...opts.gatewayOptions, config, log: silentLogger(), defaultMetrics: false });
   await gateway.start();
   return {
     gateway,

@@ -1,0 +1,476 @@
+/**
+ * Web Push to staff phones, also locked and in a pocket: the W3C Push API in the browser, the
+ * RFC 8030 push protocol to the browser vendor's push service, VAPID (RFC 8292) to identify this
+ * gateway and RFC 8291 (aes128gcm, RFC 8188) to encrypt the payload end to end. The `web-push`
+ * package does the last two; this file decides who gets what, and what a failure means.
+ *
+ * Receipts: a 201 from the push service means only that it took the message (`reporter.sent`).
+ * "Delivered" comes from the phone itself: its service worker shows the notification and posts the
+ * capability back (`confirm`), so the audit's "delivered" means the phone got it.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { Agent } from "node:https";
+import type WebPush from "web-push";
+import { z } from "zod";
+import type { Logger } from "../../log.js";
+import type { StaffIdentity } from "../../staff/protocol.js";
+import type { Db } from "../../store/db.js";
+import type { AlertView } from "../model.js";
+import type {
+  AlertChannel,
+  Audience,
+  ChannelHealth,
+  ChannelReporter,
+  Delivery,
+  Recipient,
+} from "./channel.js";
+import { inAudience } from "./channel.js";
+import { type CapabilityClaims, signCapability, verifyCapability } from "./push-capability.js";
+import { type NewSubscription, PushStore, type PushSubscriptionRow } from "./push-store.js";
+
+/** A VAPID subject must be a mailto: or https: URI (RFC 8292 §2.1). */
+const VapidSubject = z.string().regex(/^(mailto:|https:\/\/)\S+$/, "a mailto: or https: URI");
+/** An uncompressed P-256 point, base64url (65 bytes -> 87 characters). */
+const VapidPublicKey = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{87}$/, "a base64url P-256 public key (87 characters)");
+const VapidPrivateKey = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{43}$/, "a base64url P-256 private key (43 characters)");
+
+export const PushOptions = z.strictObject({
+  /**
+   * The gateway's VAPID identity. Give it in production (from a secret store) so that a restored
+   * or rebuilt database keeps phones subscribed; without it a key pair is generated once and kept
+   * in the database.
+   */
+  vapid: z
+    .strictObject({ subject: VapidSubject, publicKey: VapidPublicKey, privateKey: VapidPrivateKey })
+    .optional(),
+  /**
+   * The subject sent with a generated key pair. Push services use it to contact the operator;
+   * Apple's rejects a JWT whose subject is not a real contact, so set it for iPhones.
+   */
+  subject: VapidSubject.default("mailto:drift@ata-gateway.invalid"),
+  /**
+   * How long the push service keeps a message for a phone that is off or out of coverage
+   * (RFC 8030 §5.2). Ten minutes: an alert still open then is re-notified with a fresh message
+   * anyway, and an older one shown when the phone wakes would be stale.
+   */
+  ttlSeconds: z.number().int().min(0).max(86_400).default(600),
+  /** Socket timeout of one request to the push service; then the attempt has failed. */
+  timeoutMs: z.number().int().min(100).max(60_000).default(5000),
+  /**
+   * Consecutive push-service failures (across all subscriptions, 404/410 not counted) after which
+   * the channel reports itself unhealthy so the ladder moves on. Three: one broken phone among
+   * several does not trip it (any success in between resets the count), while a push service that
+   * is down trips it within one level of a high alert (level entry plus two re-notifications).
+   */
+  unhealthyAfterFailures: z.number().int().min(1).max(100).default(3),
+  /**
+   * How long an unhealthy channel stays out before it is tried again (half-open, like a circuit
+   * breaker): one probe every 30 s is little load on a push service in trouble and brings push
+   * back within one re-notification interval of it recovering.
+   */
+  coolDownMs: z.number().int().min(1000).max(3_600_000).default(30_000),
+  /**
+   * How long a notification's actions and receipt stay valid. Two hours covers a night-shift
+   * round with the phone in a pocket; a later push for a still-open alert carries a fresh one.
+   */
+  actionTtlSeconds: z.number().int().min(60).max(86_400).default(7200),
+});
+export type PushOptions = z.infer<typeof PushOptions>;
+export type PushOptionsInput = z.input<typeof PushOptions>;
+
+export interface PushChannelContext {
+  db: Db;
+  /** Who is behind a token id now (null when revoked): `TokenStore.identity`. */
+  staff: { identity(staffTokenId: string): StaffIdentity | null };
+  log: Logger;
+  options: PushOptions;
+  now?: () => number;
+  /**
+   * The HTTPS agent for requests to push services. Production leaves it out (the system's CAs);
+   * a private push service or a test receiver with its own CA passes one that trusts it.
+   */
+  agent?: Agent;
+}
+
+/** What the service worker receives (decrypted). Version 1 of the payload contract. */
+export type PushPayload =
+  | {
+      v: 1;
+      kind: "alert";
+      alertId: string;
+      attemptId: number;
+      /** The capability for the receipt and the two actions (push-capability.ts). */
+      cap: string;
+      title: string;
+      body: string;
+      priority: AlertView["priority"];
+      tag: string;
+      /** Alert again even if a notification with this tag is already shown. */
+      renotify: boolean;
+      /** Path that opens the console on this alert. */
+      url: string;
+      raisedAt: string;
+    }
+  | {
+      v: 1;
+      kind: "settled";
+      alertId: string;
+      tag: string;
+      title: string;
+      body: string;
+      state: AlertView["state"];
+      url: string;
+    };
+
+/** Danish names of alert types, for a lock screen (web/i18n.js has the console's). */
+const TYPE_DA: Record<string, string> = {
+  fall: "Fald",
+  "repeated-falls": "Gentagne fald",
+  call: "Kald",
+  "bed-exit": "Ude af sengen",
+  "device-offline": "Enhed offline",
+  "battery-low": "Lavt batteri",
+  tamper: "Manipulation",
+  "lift-fault": "Liftfejl",
+};
+
+/** RFC 8030 §5.4: a later message with the same topic replaces one the push service still holds. */
+function topicFor(alertId: string): string {
+  return createHash("sha256").update(alertId).digest("base64url").slice(0, 32);
+}
+
+/** Only the push service's host goes into logs and the audit: the endpoint path is a secret. */
+function serviceHost(endpoint: string): string {
+  try {
+    return new URL(endpoint).host;
+  } catch {
+    return "push service";
+  }
+}
+
+interface Keys {
+  subject: string;
+  publicKey: string;
+  privateKey: string;
+  capabilitySecret: Buffer;
+}
+
+export class PushChannel implements AlertChannel {
+  readonly name = "push" as const;
+  private readonly now: () => number;
+  private readonly store: PushStore;
+  private reporter: ChannelReporter | null = null;
+  /** web-push, loaded at start: a gateway without push does not pay for it at every restart. */
+  private webpush: typeof WebPush | null = null;
+  private loaded: Keys | null = null;
+  private consecutiveFailures = 0;
+  private unhealthySince: number | null = null;
+  private coolDownTimer: NodeJS.Timeout | null = null;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Display names of an alert's place as last delivered, for the settled notification's text. */
+  private readonly places = new Map<string, Delivery["place"]>();
+
+  constructor(private readonly ctx: PushChannelContext) {
+    this.now = ctx.now ?? Date.now;
+    this.store = new PushStore(ctx.db, this.now);
+  }
+
+  async start(reporter: ChannelReporter): Promise<void> {
+    this.webpush = (await import("web-push")).default;
+    this.reporter = reporter;
+    this.keys();
+  }
+
+  async stop(): Promise<void> {
+    this.reporter = null;
+    if (this.coolDownTimer) clearTimeout(this.coolDownTimer);
+    this.coolDownTimer = null;
+    // Requests end by themselves within timeoutMs; waiting keeps the database open until then.
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** The VAPID public key (base64url), for `pushManager.subscribe({ applicationServerKey })`. */
+  publicKey(): string {
+    return this.keys().publicKey;
+  }
+
+  // ---------------------------------------------------------------- subscriptions
+
+  subscribe(s: NewSubscription): { subscription: PushSubscriptionRow; created: boolean } {
+    const result = this.store.save(s);
+    this.ctx.log.info(
+      { subscription: result.subscription.id, staff: s.staffTokenId, created: result.created },
+      "push subscription stored",
+    );
+    return result;
+  }
+
+  subscriptionsOf(staffTokenId: string): PushSubscriptionRow[] {
+    return this.store.ownedBy(staffTokenId);
+  }
+
+  unsubscribe(id: string, staffTokenId: string): boolean {
+    const removed = this.store.remove(id, staffTokenId);
+    if (removed) this.ctx.log.info({ subscription: id, staff: staffTokenId }, "push subscription removed");
+    return removed;
+  }
+
+  // ---------------------------------------------------------------- AlertChannel
+
+  reach(audience: Audience, _alert: AlertView): Recipient[] {
+    const out: Recipient[] = [];
+    const people = new Map<string, StaffIdentity | null>();
+    for (const s of this.store.live()) {
+      let person = people.get(s.staffTokenId);
+      if (person === undefined) {
+        person = this.ctx.staff.identity(s.staffTokenId);
+        people.set(s.staffTokenId, person);
+      }
+      if (!person || !inAudience(person, audience)) continue;
+      out.push({ id: s.id, name: `${person.name} (${s.label})`, staffId: person.id });
+    }
+    return out;
+  }
+
+  deliver(d: Delivery): void {
+    const p = this.send(d).catch((err: unknown) => {
+      // send() reports every outcome itself; this is a bug guard so nothing escapes to the manager.
+      this.ctx.log.error({ err, attemptId: d.attemptId }, "push delivery failed unexpectedly");
+      this.reporter?.failed(d.attemptId, "internal error in the push channel");
+    });
+    this.track(p);
+  }
+
+  health(): ChannelHealth {
+    if (this.unhealthySince !== null && this.now() - this.unhealthySince < this.ctx.options.coolDownMs)
+      return {
+        ok: false,
+        detail: `${this.consecutiveFailures} consecutive push service failures; next try after the cool-down`,
+      };
+    return { ok: true };
+  }
+
+  settled(alert: AlertView): void {
+    const sent = this.store.takeSent(alert.id);
+    const place = this.places.get(alert.id) ?? { site: alert.site, unit: alert.unit };
+    this.places.delete(alert.id);
+    for (const s of sent) {
+      const payload = settledPayload(alert, place, s.staffTokenId);
+      const p = this.push(s, payload, "normal")
+        .then((r) => {
+          if (r.ok) this.store.succeeded(s.id);
+          else if (r.gone) this.store.remove(s.id);
+          this.ctx.log.debug(
+            { alertId: alert.id, subscription: s.id, status: r.status },
+            "push settled update",
+          );
+        })
+        .catch((err: unknown) =>
+          this.ctx.log.error({ err, alertId: alert.id }, "push settled update failed"),
+        );
+      this.track(p);
+    }
+  }
+
+  // ---------------------------------------------------------------- from the phone
+
+  /** Check a capability from a service worker: its claims and the person, or null. */
+  authorize(
+    cap: string,
+  ): { claims: CapabilityClaims; staff: StaffIdentity; subscription: PushSubscriptionRow } | null {
+    const claims = verifyCapability(this.keys().capabilitySecret, cap, this.now());
+    if (!claims) return null;
+    const subscription = this.store.get(claims.ps);
+    if (!subscription || subscription.staffTokenId !== claims.st) return null;
+    const staff = this.ctx.staff.identity(claims.st);
+    if (!staff) return null;
+    return { claims, staff, subscription };
+  }
+
+  /** The service worker showed the notification: the attempt reached the person's phone. */
+  confirm(cap: string): CapabilityClaims | null {
+    const ok = this.authorize(cap);
+    if (!ok) return null;
+    this.reporter?.delivered(ok.claims.at, `shown on ${ok.subscription.label}`, { toPerson: true });
+    return ok.claims;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  private async send(d: Delivery): Promise<void> {
+    const s = this.store.get(d.recipient.id);
+    if (!s || !this.ctx.staff.identity(s.staffTokenId)) {
+      this.reporter?.failed(d.attemptId, "the phone's subscription no longer exists", { gone: true });
+      return;
+    }
+    this.places.set(d.alert.id, d.place);
+    const keys = this.keys();
+    const cap = signCapability(keys.capabilitySecret, {
+      at: d.attemptId,
+      al: d.alert.id,
+      st: s.staffTokenId,
+      ps: s.id,
+      exp: Math.floor(this.now() / 1000) + this.ctx.options.actionTtlSeconds,
+    });
+    const payload = alertPayload(d, cap);
+    // RFC 8030 §5.3: "high" lets a phone in power saving wake for it; the rest can wait for it.
+    const r = await this.push(s, payload, d.alert.priority === "high" ? "high" : "normal");
+    const host = serviceHost(s.endpoint);
+    if (r.ok) {
+      this.store.succeeded(s.id);
+      this.store.markSent(d.alert.id, s.id);
+      this.serviceSucceeded();
+      this.reporter?.sent(d.attemptId, `push service ${host} accepted it (${r.status})`);
+    } else if (r.gone) {
+      // RFC 8030 §7.3 and 8.3: the subscription expired or was unsubscribed; it will never work again.
+      this.store.remove(s.id);
+      this.ctx.log.info({ subscription: s.id, status: r.status }, "push subscription gone; removed");
+      this.reporter?.failed(d.attemptId, `push service ${host} answered ${r.status}: subscription gone`, {
+        gone: true,
+      });
+    } else {
+      this.store.failedOnce(s.id);
+      this.serviceFailed();
+      this.ctx.log.warn({ subscription: s.id, status: r.status, error: r.error }, "push attempt failed");
+      this.reporter?.failed(d.attemptId, `push service ${host}: ${r.error}`);
+    }
+  }
+
+  private async push(
+    s: PushSubscriptionRow,
+    payload: PushPayload,
+    urgency: "high" | "normal",
+  ): Promise<{ ok: boolean; gone: boolean; status: number | null; error: string }> {
+    const keys = this.keys();
+    const webpush = this.lib();
+    try {
+      const res = await webpush.sendNotification(
+        { endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } },
+        JSON.stringify(payload),
+        {
+          vapidDetails: { subject: keys.subject, publicKey: keys.publicKey, privateKey: keys.privateKey },
+          contentEncoding: "aes128gcm",
+          TTL: this.ctx.options.ttlSeconds,
+          urgency,
+          topic: topicFor(payload.alertId),
+          timeout: this.ctx.options.timeoutMs,
+          ...(this.ctx.agent ? { agent: this.ctx.agent } : {}),
+        },
+      );
+      return { ok: true, gone: false, status: res.statusCode, error: "" };
+    } catch (err) {
+      if (err instanceof webpush.WebPushError) {
+        const gone = err.statusCode === 404 || err.statusCode === 410;
+        return { ok: false, gone, status: err.statusCode, error: `answered ${err.statusCode}` };
+      }
+      return { ok: false, gone: false, status: null, error: (err as Error).message || "request failed" };
+    }
+  }
+
+  private serviceSucceeded(): void {
+    this.consecutiveFailures = 0;
+    if (this.unhealthySince === null) return;
+    this.unhealthySince = null;
+    if (this.coolDownTimer) clearTimeout(this.coolDownTimer);
+    this.coolDownTimer = null;
+    this.ctx.log.info("push service answering again; push channel healthy");
+    this.reporter?.healthChanged();
+  }
+
+  private serviceFailed(): void {
+    this.consecutiveFailures++;
+    if (this.consecutiveFailures < this.ctx.options.unhealthyAfterFailures) return;
+    if (!this.health().ok) return;
+    // Trips, or trips again after a failed probe at the end of a cool-down.
+    this.unhealthySince = this.now();
+    this.ctx.log.warn({ failures: this.consecutiveFailures }, "push channel unhealthy");
+    this.reporter?.healthChanged();
+    if (this.coolDownTimer) clearTimeout(this.coolDownTimer);
+    this.coolDownTimer = setTimeout(() => {
+      this.coolDownTimer = null;
+      // The ladder may use the channel again (one probe); tell it, so waiting alerts are re-checked.
+      this.reporter?.healthChanged();
+    }, this.ctx.options.coolDownMs);
+    this.coolDownTimer.unref();
+  }
+
+  private track(p: Promise<void>): void {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p));
+  }
+
+  private lib(): typeof WebPush {
+    if (!this.webpush) throw new Error("the push channel is used before start()");
+    return this.webpush;
+  }
+
+  private keys(): Keys {
+    if (this.loaded) return this.loaded;
+    const o = this.ctx.options;
+    let vapid: { subject: string; publicKey: string; privateKey: string };
+    if (o.vapid) vapid = o.vapid;
+    else {
+      const stored = JSON.parse(
+        this.store.key("vapid", () => JSON.stringify(this.lib().generateVAPIDKeys())),
+      ) as { publicKey: string; privateKey: string };
+      vapid = { subject: o.subject, ...stored };
+    }
+    const secret = this.store.key("capability-secret", () => randomBytes(32).toString("base64url"));
+    this.loaded = { ...vapid, capabilitySecret: Buffer.from(secret, "base64url") };
+    return this.loaded;
+  }
+}
+
+function alertPayload(d: Delivery, cap: string): PushPayload {
+  const a = d.alert;
+  const type = TYPE_DA[a.type] ?? "Alarm";
+  const repeat = d.reason === "renotify" ? "Stadig ikke taget: " : "";
+  const escalated = d.level > 0 ? " (eskaleret)" : "";
+  const where = [a.room ? `Stue ${a.room}` : null, a.resident ? `beboer ${a.resident}` : null]
+    .filter(Boolean)
+    .join(" · ");
+  return {
+    v: 1,
+    kind: "alert",
+    alertId: a.id,
+    attemptId: d.attemptId,
+    cap,
+    title: `${repeat}${type} – ${d.place.unit}${escalated}`,
+    body: [where, a.message.da].filter(Boolean).join("\n"),
+    priority: a.priority,
+    tag: a.id,
+    // A repeat, a higher level or a retry may find this alert's notification already on the
+    // screen; without renotify the replacement would be silent (Notifications API "renotify").
+    renotify: d.reason !== "level" || d.level > 0,
+    url: `/?alert=${encodeURIComponent(a.id)}`,
+    raisedAt: a.raisedAt,
+  };
+}
+
+function settledPayload(a: AlertView, place: Delivery["place"], owner: string): PushPayload {
+  const type = TYPE_DA[a.type] ?? "Alarm";
+  const title =
+    a.acceptedBy && (a.state === "accepted" || a.state === "attending")
+      ? a.acceptedBy.id === owner
+        ? `Du har taget: ${type} – ${place.unit}`
+        : `Taget af ${a.acceptedBy.name}: ${type} – ${place.unit}`
+      : a.state === "cancelled"
+        ? `Annulleret: ${type} – ${place.unit}`
+        : `Afsluttet: ${type} – ${place.unit}`;
+  return {
+    v: 1,
+    kind: "settled",
+    alertId: a.id,
+    tag: a.id,
+    title,
+    body: [a.room ? `Stue ${a.room}` : null, a.resident ? `beboer ${a.resident}` : null]
+      .filter(Boolean)
+      .join(" · "),
+    state: a.state,
+    url: `/?alert=${encodeURIComponent(a.id)}`,
+  };
+}
