@@ -3,7 +3,6 @@
  * enrolments and see and revoke each person's enrolled devices; a phone exchanges a code for its
  * token. The exchange is the one unauthenticated write in the API, so it is limited per address.
  */
-import QRCode from "qrcode";
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -42,7 +41,10 @@ const ExchangeBody = z.strictObject({
   device: z.string().trim().min(1).max(60).optional(),
 });
 
-export function enrolmentQrSvg(url: string): Promise<string> {
+export async function enrolmentQrSvg(url: string): Promise<string> {
+  // Loaded on first use, not at import: the gateway's start (and its restart after a crash) does
+  // not wait for a module only managers' enrolments need.
+  const { default: QRCode } = await import("qrcode");
   // Level M survives a scratched or glare-spotted screen; the 4-module quiet zone is the spec's.
   return QRCode.toString(url, { type: "svg", errorCorrectionLevel: "M", margin: 4 });
 }
