@@ -70,6 +70,7 @@ export interface BenchDevice {
 export async function startGatewayProcess(
   n: number,
   extra: Record<string, unknown> = {},
+  env: Record<string, string> = {},
 ): Promise<Child & { devices: BenchDevice[]; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), "ata-bench-"));
   const devices = Array.from({ length: n }, (_, i) => ({
@@ -104,7 +105,7 @@ export async function startGatewayProcess(
     ...extra,
   };
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
-  const child = await spawnReady([join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")]);
+  const child = await spawnReady([join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")], env);
   return {
     ...child,
     devices,

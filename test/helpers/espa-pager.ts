@@ -70,6 +70,8 @@ export class EspaPager {
   private server: Server | null = null;
   private statusQueue: Buffer[] = [];
   port = 0;
+  /** Told of every call as it arrives (benchmarks time arrivals with it). */
+  onCall: ((call: ReceivedCall) => void) | null = null;
 
   constructor(private readonly o: PagerOptions = {}) {}
 
@@ -200,6 +202,7 @@ export class EspaPager {
     socket.write(Buffer.from([ACK]));
     if (call.header !== "1") return;
     this.calls.push(call);
+    this.onCall?.(call);
     if (this.o.callStatus !== undefined)
       this.statusQueue.push(this.statusBlock(call.address, this.o.callStatus));
   }

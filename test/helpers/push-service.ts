@@ -210,6 +210,8 @@ export class LocalPushService {
   private readonly subs = new Map<string, TestSubscription>();
   private readonly plans = new Map<string, Plan>();
   private readonly waiters = new Set<() => void>();
+  /** Told of every push as it is received and decrypted (benchmarks time arrivals with it). */
+  onPush: ((push: ReceivedPush) => void) | null = null;
 
   async start(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), "ata-push-"));
@@ -253,6 +255,11 @@ export class LocalPushService {
 
   get origin(): string {
     return `https://127.0.0.1:${this.port}`;
+  }
+
+  /** The service's self-signed certificate (PEM), e.g. for NODE_EXTRA_CA_CERTS of a child gateway. */
+  certificate(): string {
+    return this.cert;
   }
 
   /** An HTTPS agent that trusts this service's certificate (for PushChannelContext.agent). */
@@ -354,7 +361,7 @@ export class LocalPushService {
       const v = req.headers[n];
       return typeof v === "string" ? v : null;
     };
-    this.received.push({
+    const push: ReceivedPush = {
       subscriptionId: sub.id,
       at: Date.now(),
       ttl: header("ttl") === null ? null : Number(header("ttl")),
@@ -363,7 +370,9 @@ export class LocalPushService {
       vapid: vapid.claims,
       plaintext,
       json,
-    });
+    };
+    this.received.push(push);
+    this.onPush?.(push);
     if (plan.delayMs) await new Promise((r) => setTimeout(r, plan.delayMs));
     if (!res.destroyed) {
       const status = plan.status ?? 201;
