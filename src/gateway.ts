@@ -18,6 +18,7 @@ import { Broker } from "./broker/broker.js";
 import { ConfigError } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
+import { enrolmentRoutes } from "./http/enrolment.js";
 import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
@@ -36,6 +37,8 @@ import { loadRuleFile, RuleEngine } from "./rules/engine.js";
 import { ladderChannelProblems, type RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
+import { EnrolmentStore } from "./staff/enrolment.js";
+import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
@@ -83,6 +86,14 @@ export function placeNames(
 
 export function profileMap(profiles: readonly DeviceProfile[] = PROFILES): Map<string, DeviceProfile> {
   return new Map(profiles.map((p) => [p.id, p]));
+}
+
+/** The configured sites with their residents, for the names and settings staff screens receive. */
+export function siteCatalogue(config: Config): SiteCatalogueEntry[] {
+  return config.sites.map((s) => ({
+    ...s,
+    residents: config.residents.filter((r) => r.site === s.id),
+  }));
 }
 
 export class Gateway {
@@ -242,7 +253,7 @@ export class Gateway {
       this.tokens,
       log.child({ component: "staff" }),
       DEFAULT_STAFF_OPTIONS,
-      config.sites,
+      siteCatalogue(config),
     );
     this.rules = new RuleEngine(
       {
@@ -387,7 +398,23 @@ export class Gateway {
       tokens: this.tokens,
       adminToken: config.http.adminToken,
       allSites: config.sites.map((s) => s.id),
-      places: config.sites,
+      places: siteCatalogue(config),
+    });
+    enrolmentRoutes(this.router, {
+      tokens: this.tokens,
+      enrolments: new EnrolmentStore(this.db, this.tokens, {
+        ttlMs: config.enrolment.codeTtlMinutes * 60_000,
+      }),
+      adminToken: config.http.adminToken,
+      sites: siteCatalogue(config),
+      publicUrl: config.enrolment.publicUrl,
+      tls: Boolean(config.http.tls),
+      limits: {
+        maxFailures: config.enrolment.maxFailures,
+        windowMs: config.enrolment.failureWindowSec * 1000,
+      },
+      log: log.child({ component: "enrolment" }),
+      onRevoked: (tokenId) => this.staff.closeToken(tokenId),
     });
     // Always registered: without a push channel the key is null, so the console hides its
     // "allow notifications" control instead of meeting 404s.

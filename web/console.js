@@ -7,7 +7,7 @@
  * warning and a technical tone), sound off (a warning with the button that turns it on), an alert
  * nobody has received (a red line on the card).
  */
-import { $, placeNames } from "./dom.js";
+import { $, placeNames, residentNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 import { PhonePush } from "./push.js";
 import { AlarmSound } from "./sound.js";
@@ -18,10 +18,20 @@ import { CommandError, StaffClient } from "./staff-client.js";
 /** @typedef {import("./dom.js").PlaceSite} PlaceSite */
 
 const TOKEN_KEY = "ata.console.token";
+/** The person's own theme choice on this device: "auto" (the site's night hours), "light" or "dark". */
+const THEME_KEY = "ata.console.theme";
+const THEMES = ["auto", "light", "dark"];
 const OPEN_STATES = new Set(["raised", "accepted", "attending"]);
 /** @type {Record<string, number>} */
 const PRIORITY_RANK = { high: 3, medium: 2, low: 1, info: 0 };
-const OUTCOMES = ["fall-without-injury", "fall-with-injury", "assistance-given", "false-alarm", "no-action"];
+/** Until the gateway's `welcome` says otherwise (it sends the list per alert type). */
+const ALL_OUTCOMES = [
+  "assistance-given",
+  "no-action",
+  "false-alarm",
+  "fall-without-injury",
+  "fall-with-injury",
+];
 /** The warning waits this long on first connect, so a normal page load does not flash red. */
 const FIRST_CONNECT_GRACE_MS = 1500;
 /** The technical tone starts after this long without a connection. */
@@ -47,6 +57,12 @@ const els = {
   token: /** @type {HTMLInputElement} */ ($("token")),
   signinSubmit: /** @type {HTMLButtonElement} */ ($("signin-submit")),
   signinError: $("signin-error"),
+  enrolForm: /** @type {HTMLFormElement} */ ($("enrol-form")),
+  enrolCode: /** @type {HTMLInputElement} */ ($("enrol-code")),
+  enrolDevice: /** @type {HTMLInputElement} */ ($("enrol-device")),
+  enrolSubmit: /** @type {HTMLButtonElement} */ ($("enrol-submit")),
+  enrolStatus: $("enrol-status"),
+  theme: /** @type {HTMLButtonElement} */ ($("theme")),
   board: $("board"),
   summary: $("summary"),
   list: /** @type {HTMLUListElement} */ ($("alerts")),
@@ -72,6 +88,15 @@ const state = {
   /** Display names of the sites and units in scope, from `welcome` ("site/unit" and "site" keys). */
   /** @type {Map<string, string>} */
   places: new Map(),
+  /** Residents' display names where their site shows them, by pseudonymous reference. */
+  /** @type {Map<string, string>} */
+  residents: new Map(),
+  /** Night hours and time zone of the person's first site, for the automatic theme. */
+  /** @type {{ timeZone: string; from: string; to: string } | null} */
+  night: null,
+  /** Allowed resolve outcomes per alert type, in the order to offer them (from `welcome`). */
+  /** @type {{ byType: Record<string, string[]>; default: string[] }} */
+  outcomes: { byType: {}, default: ALL_OUTCOMES },
   /** @type {Map<string, AlertView>} */
   alerts: new Map(),
   /** Alerts whose delivery receipt has been sent (or is in flight). */
@@ -100,17 +125,35 @@ function init() {
   document.documentElement.lang = lang();
   applyStatic(document);
   document.title = t("app.console");
-  buildOutcomeButtons();
+  applyTheme();
 
   els.signinForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     void submitSignIn();
   });
   els.signOut.addEventListener("click", () => signOut());
+  els.enrolForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    void enrolWithCode(els.enrolCode.value, els.enrolDevice.value.trim() || null);
+  });
+  els.theme.addEventListener("click", () => {
+    const next = THEMES[(THEMES.indexOf(themePreference()) + 1) % THEMES.length] ?? "auto";
+    try {
+      localStorage.setItem(THEME_KEY, next);
+    } catch {
+      // Not remembered; applies to this page.
+      memoryTheme = next;
+    }
+    applyTheme();
+  });
   els.lang.addEventListener("click", () => {
     setLang(lang() === "da" ? "en" : "da");
     document.title = t("app.console");
-    buildOutcomeButtons();
+    if (state.dialogAlert) {
+      const a = state.alerts.get(state.dialogAlert);
+      if (a) buildOutcomeButtons(a.type);
+    }
+    renderThemeButton();
     render(true);
     renderConn();
   });
@@ -164,9 +207,117 @@ function init() {
   } catch {
     // No storage: sign in each time.
   }
-  if (saved) start(saved);
+  // A QR code from the dashboard opens /#enrol=CODE: the code is in the fragment, which browsers
+  // never send, and is wiped from the address bar and history at once.
+  const enrolCode = new URLSearchParams(location.hash.slice(1)).get("enrol");
+  if (enrolCode) {
+    history.replaceState(null, "", location.pathname + location.search);
+    showSignIn();
+    void enrolWithCode(enrolCode, null);
+  } else if (saved) start(saved);
   else showSignIn();
   tick();
+}
+
+/** Exchange a one-time enrolment code for this device's own token, then sign in with it. */
+async function enrolWithCode(/** @type {string} */ code, /** @type {string | null} */ device) {
+  if (!code.trim()) return;
+  els.enrolSubmit.disabled = true;
+  els.enrolStatus.hidden = false;
+  els.enrolStatus.classList.remove("form-error");
+  els.enrolStatus.textContent = t("enrol.working");
+  try {
+    const res = await fetch("/api/v1/enrol", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(device ? { code: code.trim(), device } : { code: code.trim() }),
+    });
+    if (res.status === 429) throw new Error(t("enrol.limited"));
+    if (res.status === 401 || res.status === 400) throw new Error(t("enrol.invalid"));
+    if (!res.ok) throw new Error(t("signin.unreachable"));
+    const { token } = /** @type {{ token: string }} */ (await res.json());
+    try {
+      localStorage.setItem(TOKEN_KEY, token);
+    } catch {
+      // Kept for this page only.
+    }
+    els.enrolCode.value = "";
+    els.enrolStatus.hidden = true;
+    void enableSound();
+    start(token);
+  } catch (err) {
+    els.enrolStatus.textContent =
+      err instanceof TypeError ? t("signin.unreachable") : /** @type {Error} */ (err).message;
+    els.enrolStatus.classList.add("form-error");
+  } finally {
+    els.enrolSubmit.disabled = false;
+  }
+}
+
+// ------------------------------------------------------------------ theme
+
+let memoryTheme = "auto";
+
+function themePreference() {
+  let v = memoryTheme;
+  try {
+    v = localStorage.getItem(THEME_KEY) ?? memoryTheme;
+  } catch {
+    // No storage: the in-page choice.
+  }
+  return THEMES.includes(v) ? v : "auto";
+}
+
+/** One formatter per time zone: the theme is checked every second. */
+const zoneClocks = /** @type {Map<string, Intl.DateTimeFormat>} */ (new Map());
+
+/** Minutes since local midnight in a time zone. */
+function localMinutes(/** @type {number} */ at, /** @type {string} */ timeZone) {
+  let fmt = zoneClocks.get(timeZone);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    });
+    zoneClocks.set(timeZone, fmt);
+  }
+  const parts = fmt.formatToParts(new Date(at));
+  const get = (/** @type {string} */ type) => Number(parts.find((p) => p.type === type)?.value ?? 0);
+  return get("hour") * 60 + get("minute");
+}
+
+/** Is it night shift at the person's site now? Night hours may span midnight (22:00-07:00). */
+function isNight(/** @type {number} */ at, /** @type {{ timeZone: string; from: string; to: string }} */ n) {
+  const mins = (/** @type {string} */ hhmm) => Number(hhmm.slice(0, 2)) * 60 + Number(hhmm.slice(3, 5));
+  const now = localMinutes(at, n.timeZone);
+  const from = mins(n.from);
+  const to = mins(n.to);
+  return from < to ? now >= from && now < to : now >= from || now < to;
+}
+
+/**
+ * Dark at night (by the site's night hours, or the Copenhagen default before sign-in) unless the
+ * person chose light or dark on this device. Checked every second, so the switch happens on time.
+ */
+function applyTheme() {
+  const pref = themePreference();
+  const night = state.night ?? { timeZone: "Europe/Copenhagen", from: "22:00", to: "07:00" };
+  const dark = pref === "dark" || (pref === "auto" && isNight(Date.now(), night));
+  const root = document.documentElement;
+  const theme = dark ? "dark" : "light";
+  if (root.dataset.theme !== theme) {
+    root.dataset.theme = theme;
+    document.querySelector('meta[name="theme-color"]')?.setAttribute("content", dark ? "#0b1220" : "#13294b");
+  }
+  root.dataset.themePreference = pref;
+  renderThemeButton();
+}
+
+function renderThemeButton() {
+  const text = t(`theme.${themePreference()}`);
+  if (els.theme.textContent !== text) els.theme.textContent = text;
 }
 
 function showSignIn(/** @type {string | null} */ error = null) {
@@ -236,8 +387,15 @@ function start(/** @type {string} */ token) {
   client.addEventListener("welcome", (ev) => {
     const detail = /** @type {CustomEvent} */ (ev).detail;
     state.staff = detail.staff;
-    state.places = placeNames(/** @type {PlaceSite[] | undefined} */ (detail.places));
+    const places = /** @type {PlaceSite[] | undefined} */ (detail.places);
+    state.places = placeNames(places);
+    state.residents = residentNames(places);
+    const first = places?.[0];
+    state.night = first?.nightHours ? { timeZone: first.timeZone, ...first.nightHours } : null;
+    if (detail.outcomes) state.outcomes = detail.outcomes;
     els.who.textContent = state.staff?.name ?? "";
+    applyTheme();
+    render(true);
   });
   client.addEventListener("snapshot", (ev) => {
     const msg = /** @type {CustomEvent} */ (ev).detail;
@@ -432,9 +590,9 @@ function fillCard(li, a) {
     el("span", "room", a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")),
     el("span", "age"),
   );
-  const msg = el("div", "msg", a.message[lang()] || a.message.da);
+  const msg = el("div", "msg", messageText(a));
   const metaParts = [typeLabel(a.type)];
-  if (a.resident) metaParts.push(t("alert.resident", { ref: a.resident }));
+  if (a.resident) metaParts.push(residentLabel(a.resident));
   metaParts.push(placeLabel(a));
   if (a.count > 1) metaParts.push(t("alert.count", { n: a.count }));
   const meta = el("div", "meta", metaParts.join(" · "));
@@ -479,7 +637,7 @@ function fillCard(li, a) {
   if (warnings.childElementCount) body.append(warnings);
   body.append(actions);
   li.replaceChildren(el("div", "band"), body);
-  li.setAttribute("aria-label", `${t(`prio.${a.priority}`)}: ${a.message[lang()] || a.message.da}`);
+  li.setAttribute("aria-label", `${t(`prio.${a.priority}`)}: ${messageText(a)}`);
   if (focused) /** @type {HTMLElement | null} */ (li.querySelector(`[data-action="${focused}"]`))?.focus();
 }
 
@@ -493,6 +651,22 @@ function el(tag, cls, text) {
   e.className = cls;
   if (text !== undefined) e.textContent = text;
   return e;
+}
+
+/**
+ * The alert's text in this language, with the resident's display name in place of the reference
+ * where the site shows names (rules write {resident} as the reference).
+ * @param {AlertView} a
+ */
+function messageText(a) {
+  const text = a.message[lang()] || a.message.da;
+  const name = a.resident ? state.residents.get(a.resident) : undefined;
+  return name && a.resident ? text.split(a.resident).join(name) : text;
+}
+
+/** The resident's display name where the site shows names, otherwise the pseudonymous reference. */
+function residentLabel(/** @type {string} */ ref) {
+  return state.residents.get(ref) ?? t("alert.resident", { ref });
 }
 
 function typeLabel(/** @type {string} */ type) {
@@ -613,9 +787,11 @@ function errorText(/** @type {unknown} */ err) {
   return has(`error.${code}`) ? t(`error.${code}`, { message }) : t("error.generic", { message });
 }
 
-function buildOutcomeButtons() {
+/** Only the outcomes this alert's type allows, in the gateway's order (falls first for a fall). */
+function buildOutcomeButtons(/** @type {string} */ type) {
+  const allowed = state.outcomes.byType[type] ?? state.outcomes.default;
   els.outcomes.replaceChildren(
-    ...OUTCOMES.map((o) => {
+    ...allowed.map((o) => {
       const b = /** @type {HTMLButtonElement} */ (el("button", "btn btn-big btn-outcome", t(`outcome.${o}`)));
       b.type = "button";
       b.dataset.outcome = o;
@@ -625,11 +801,12 @@ function buildOutcomeButtons() {
 }
 
 function describe(/** @type {AlertView} */ a) {
-  return `${a.message[lang()] || a.message.da} · ${a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")}`;
+  return `${messageText(a)} · ${a.room ? t("alert.room", { room: a.room }) : t("alert.noRoom")}`;
 }
 
 function openResolve(/** @type {AlertView} */ a) {
   state.dialogAlert = a.id;
+  buildOutcomeButtons(a.type);
   els.resolveWhich.textContent = describe(a);
   els.resolveNote.value = "";
   els.resolveDialog.showModal();
@@ -713,6 +890,7 @@ function renderSound() {
 }
 
 function tick() {
+  applyTheme();
   els.clock.textContent = new Date().toLocaleTimeString(lang(), { hour: "2-digit", minute: "2-digit" });
   tickAges();
   renderConn();

@@ -10,6 +10,7 @@
 import { hbars, ranges, vbars } from "./charts.js";
 import { $, placeNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
+import { staffPanel } from "./staff-panel.js";
 
 const TOKEN_KEY = "ata.dashboard.token";
 const CATEGORIES = ["night_supervision", "lift_transfers", "remote_resolution", "false_alarms"];
@@ -225,10 +226,14 @@ function apiUrl(path, params = {}) {
 /**
  * @param {string} path
  * @param {Record<string, string | undefined>} [params]
+ * @param {RequestInit & { headers?: Record<string, string> }} [init]
  * @returns {Promise<Response>}
  */
-async function apiFetch(path, params) {
-  const res = await fetch(apiUrl(path, params), { headers: { authorization: `Bearer ${state.token}` } });
+async function apiFetch(path, params, init = {}) {
+  const res = await fetch(apiUrl(path, params), {
+    ...init,
+    headers: { ...(init.headers ?? {}), authorization: `Bearer ${state.token}` },
+  });
   if (res.ok) return res;
   let code = "internal";
   let message = `HTTP ${res.status}`;
@@ -295,6 +300,26 @@ async function downloadCsv(report, tableName) {
   }
 }
 
+/** The units of the chosen site this person may enrol people for. */
+function enrolUnits() {
+  const site = els.site.value;
+  const own = state.staff?.units;
+  const all = [...state.names.keys()]
+    .filter((k) => k.startsWith(`${site}/`))
+    .map((k) => k.slice(site.length + 1));
+  return own ? all.filter((u) => own.includes(u)) : all;
+}
+
+const staff = staffPanel({
+  token: () => state.token,
+  staff: () => state.staff,
+  site: () => els.site.value,
+  units: enrolUnits,
+  unitName: (u) => unitName(u),
+  fetch: (path, init) => apiFetch(path, {}, /** @type {any} */ (init)),
+  toast,
+});
+
 // ------------------------------------------------------------------ sign-in
 
 function init() {
@@ -311,6 +336,7 @@ function init() {
     document.title = t("app.dashboard");
     fillUnitOptions();
     renderAll();
+    if (state.token) staff.relabel();
   });
   els.filters.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -402,6 +428,7 @@ function signOut(/** @type {string | null} */ message = null) {
   }
   els.who.textContent = "";
   els.token.value = "";
+  staff.reset();
   showSignIn(message);
 }
 
@@ -467,6 +494,7 @@ async function load() {
     "p-response",
     "p-volume",
     "p-false",
+    "p-outcomes",
     "p-coverage",
     "p-model",
   ])
@@ -511,7 +539,9 @@ async function load() {
     job("response", () => apiJson("/api/v1/reports/response-times", q), ["p-response"]),
     job("volume", () => apiJson("/api/v1/reports/alert-volume", q), ["p-volume"]),
     job("falseAlarms", () => apiJson("/api/v1/reports/false-alarms", q), ["p-false"]),
+    job("outcomes", () => apiJson("/api/v1/reports/outcomes", q), ["p-outcomes"]),
     job("coverage", () => apiJson("/api/v1/reports/coverage", q), ["p-coverage"]),
+    staff.load(),
     job("model", () => apiJson("/api/v1/reports/model", { site: q.site }), ["p-model"]),
   ]);
 }
@@ -540,6 +570,7 @@ function render(key) {
     else if (key === "response") renderResponse(data);
     else if (key === "volume") renderVolume(data);
     else if (key === "falseAlarms") renderFalseAlarms(data);
+    else if (key === "outcomes") renderOutcomes(data);
     else if (key === "coverage") {
       learnUnits(data.byUnit?.map((/** @type {any} */ u) => u.unit) ?? []);
       renderCoverage(data);
@@ -552,6 +583,7 @@ function render(key) {
       response: ["p-response"],
       volume: ["p-volume"],
       falseAlarms: ["p-false"],
+      outcomes: ["p-outcomes"],
       coverage: ["p-coverage"],
       model: ["p-model"],
     })[key];
@@ -831,6 +863,32 @@ function renderFalseAlarms(/** @type {any} */ r) {
     ),
     chart,
     folded(devices),
+  );
+}
+
+/** How alerts of each type ended; a dash where the type does not allow the outcome. */
+function renderOutcomes(/** @type {any} */ r) {
+  const p = panel("p-outcomes");
+  const rows = r.byType ?? [];
+  if (!rows.length) return p.empty();
+  /** @type {string[]} */
+  const outcomes = r.outcomes ?? [];
+  p.show(
+    table(
+      [
+        { label: t("dash.outcomes.type"), value: (x) => label("type", x.type) },
+        { label: t("dash.outcomes.alerts"), value: (x) => num(x.alerts, 0), num: true },
+        { label: t("dash.outcomes.open"), value: (x) => num(x.open, 0), num: true },
+        { label: t("dash.outcomes.cancelled"), value: (x) => num(x.cancelled, 0), num: true },
+        ...outcomes.map((o) => ({
+          label: t(`outcome.${o}`),
+          value: (/** @type {any} */ x) =>
+            !x.allowed.includes(o) && !x.outcomes[o] ? "–" : num(x.outcomes[o] ?? 0, 0),
+          num: true,
+        })),
+      ],
+      rows,
+    ),
   );
 }
 

@@ -38,6 +38,7 @@ import {
   OPEN_STATES,
   type Outcome,
 } from "./model.js";
+import { allowedOutcomes, outcomeAllowed } from "./outcomes.js";
 
 export interface RaiseSpec {
   ruleId: string;
@@ -499,6 +500,12 @@ export class AlertManager extends EventEmitter {
     return this.batch(() => {
       const row = this.mustGet(id, staff);
       this.requireState(row, ["accepted", "attending"], "resolve");
+      if (!outcomeAllowed(row.type, outcome))
+        throw new ApiError("outcome_not_allowed", undefined, {
+          type: row.type,
+          outcome,
+          allowed: allowedOutcomes(row.type),
+        });
       const a = this.transition(row, "resolved", staffActor(staff), note ?? null, {
         state: "resolved",
         open: 0,

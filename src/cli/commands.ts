@@ -2,8 +2,10 @@
  * Commands beyond device administration, each contributed by its feature (tokens by the staff
  * channel, simulate by the simulator). Listed explicitly, not discovered from the filesystem.
  */
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { simulateCommand } from "../sim/cli.js";
+import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import { Role, TokenStore } from "../staff/tokens.js";
 import { openDb } from "../store/db.js";
 import type { CliContext } from "./ata.js";
@@ -78,4 +80,63 @@ const tokens: CliCommand = {
   },
 };
 
-export const extraCommands: CliCommand[] = [tokens, simulateCommand];
+/** The console's address for the QR code when neither --url nor enrolment.publicUrl says it. */
+function defaultBaseUrl(config: CliContext["config"]): string {
+  const host = ["0.0.0.0", "::", ""].includes(config.http.host) ? hostname() : config.http.host;
+  return `${config.http.tls ? "https" : "http"}://${host}:${config.http.port}`;
+}
+
+const enrol: CliCommand = {
+  name: "enrol",
+  usage:
+    "enrol --name NAME --role staff|nurse|manager|admin --sites S1[,S2] [--units U1,U2] [--person ID] [--url BASE]",
+  async run({ config, args, out }) {
+    const db = openDb({ path: join(config.dataDir, "ata.db") });
+    try {
+      const name = flag(args, "name");
+      const role = Role.safeParse(flag(args, "role"));
+      const sites = flag(args, "sites")?.split(",").filter(Boolean) ?? [];
+      const units = flag(args, "units")?.split(",").filter(Boolean);
+      const known = new Map(config.sites.map((s) => [s.id, new Set(s.units.map((u) => u.id))]));
+      const problems: string[] = [];
+      if (!name) problems.push("--name is required");
+      if (!role.success) problems.push("--role must be staff, nurse, manager or admin");
+      if (!sites.length) problems.push("--sites is required");
+      for (const s of sites) if (!known.has(s)) problems.push(`unknown site "${s}"`);
+      for (const u of units ?? [])
+        if (!sites.some((s) => known.get(s)?.has(u))) problems.push(`unit "${u}" is not in the given sites`);
+      if (problems.length) throw new Error(problems.join("\n"));
+      const tokenStore = new TokenStore(db);
+      const store = new EnrolmentStore(db, tokenStore, { ttlMs: config.enrolment.codeTtlMinutes * 60_000 });
+      const person = flag(args, "person");
+      if (person && !tokenStore.records().some((t) => t.id === person))
+        throw new Error(`no person "${person}"; see ata tokens list`);
+      const e = store.create({
+        name: name!,
+        role: role.data!,
+        sites,
+        units: units ?? null,
+        personId: person,
+        createdBy: "cli",
+      });
+      const url = enrolmentUrl(
+        flag(args, "url") ?? config.enrolment.publicUrl ?? defaultBaseUrl(config),
+        e.code,
+      );
+      out(
+        `enrolment for ${e.name} (${e.role}) on ${sites.join(",")}${units ? ` units ${units.join(",")}` : ""}`,
+      );
+      out(`person: ${e.personId}`);
+      out(`code: ${e.code}`);
+      out(`url: ${url}`);
+      out(`valid until ${e.expiresAt}, once (scan the code below with the phone's camera, or type the code)`);
+      // Loaded here: every other ata command starts faster without it.
+      const { default: QRCode } = await import("qrcode");
+      out(await QRCode.toString(url, { type: "terminal", small: true, errorCorrectionLevel: "M" }));
+    } finally {
+      db.close();
+    }
+  },
+};
+
+export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand];

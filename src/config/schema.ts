@@ -23,11 +23,26 @@ export const UnitConfig = z.strictObject({
   rooms: z.array(z.string().min(1).max(64)).default([]),
 });
 
+const ClockTime = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "a local time HH:MM");
+
 export const SiteConfig = z.strictObject({
   id: Id,
   name: z.string().min(1),
   timeZone: TimeZone.default("Europe/Copenhagen"),
   units: z.array(UnitConfig).min(1),
+  /**
+   * The night shift, in the site's time zone: staff consoles switch to the dark theme then (a
+   * person may choose light or dark on their own device instead). May span midnight.
+   */
+  nightHours: z
+    .strictObject({ from: ClockTime, to: ClockTime })
+    .refine((n) => n.from !== n.to, { message: "from and to must differ", path: ["to"] })
+    .default({ from: "22:00", to: "07:00" }),
+  /**
+   * Show residents' display names (residents[].displayName) on staff screens. Off by default:
+   * screens then show only the pseudonymous reference, and names never leave the configuration.
+   */
+  residentNames: z.boolean().default(false),
 });
 
 export const ResidentConfig = z.strictObject({
@@ -37,6 +52,8 @@ export const ResidentConfig = z.strictObject({
   unit: Id,
   room: z.string().max(64).optional(),
   flags: z.array(z.string().regex(/^[a-z][a-z0-9-]*$/)).default([]),
+  /** The name staff know the resident by; shown only where the site sets residentNames. */
+  displayName: z.string().min(1).max(80).optional(),
 });
 
 /** Devices registered at boot when missing (demo and first-run seeding). */
@@ -154,6 +171,23 @@ export const ConfigSchema = z.strictObject({
           maxBackoffMs: z.number().int().min(10).default(300_000),
         })
         .optional(),
+    })
+    .prefault({}),
+  /** Signing phones in with a one-time code or QR code (src/staff/enrolment.ts). */
+  enrolment: z
+    .strictObject({
+      /** The console's address as staff phones reach it, for the QR code; default the request's Host. */
+      publicUrl: z.url().optional(),
+      /** How long a code can be exchanged. */
+      codeTtlMinutes: z
+        .number()
+        .int()
+        .min(1)
+        .max(24 * 60)
+        .default(15),
+      /** Wrong codes one address may try per window before it must wait. */
+      maxFailures: z.number().int().min(1).max(1000).default(5),
+      failureWindowSec: z.number().int().min(1).max(86_400).default(600),
     })
     .prefault({}),
   /**

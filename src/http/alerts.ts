@@ -6,9 +6,10 @@ import { timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AlertManager } from "../alerts/manager.js";
 import { ALERT_STATES, type AuditEntry, Outcome } from "../alerts/model.js";
+import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError } from "../errors.js";
 import { PRIORITIES } from "../model/event.js";
-import { type PlaceSite, placesInScope, type StaffIdentity } from "../staff/protocol.js";
+import { placesInScope, type SiteCatalogueEntry, type StaffIdentity } from "../staff/protocol.js";
 import type { TokenStore } from "../staff/tokens.js";
 import type { Db } from "../store/db.js";
 import type { RequestContext, Router } from "./router.js";
@@ -20,7 +21,7 @@ export interface AlertRoutesContext {
   adminToken: string | undefined;
   allSites: readonly string[];
   /** The configured sites and units with their names, for /me. */
-  places?: readonly PlaceSite[];
+  places?: readonly SiteCatalogueEntry[];
 }
 
 /** The caller: a staff token, or the operator's admin token (every site). */
@@ -103,7 +104,7 @@ export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
 
   router.add("GET", "/api/v1/me", (r) => {
     const staff = who(r);
-    return { staff, places: placesInScope(ctx.places ?? [], staff) };
+    return { staff, places: placesInScope(ctx.places ?? [], staff), outcomes: outcomeCatalogue() };
   });
 
   router.add("GET", "/api/v1/alerts", (r) => {

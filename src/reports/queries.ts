@@ -51,7 +51,7 @@ const round = (x: number, digits = 3) => {
 };
 const iso = (ms: number) => new Date(ms).toISOString();
 
-function rangeView(scope: Scope, rangeOf: RangeOf) {
+export function rangeView(scope: Scope, rangeOf: RangeOf) {
   return scope.sites.map((s) => {
     const r = rangeOf(s);
     return { site: s.id, timeZone: s.timeZone, from: iso(r.from), to: iso(r.to) };
@@ -376,7 +376,12 @@ interface AlertTimes {
   resolved_at: number | null;
 }
 
-function alertQuery(columns: string, scope: Scope, site: ReportSite, range: { from: number; to: number }) {
+export function alertQuery(
+  columns: string,
+  scope: Scope,
+  site: ReportSite,
+  range: { from: number; to: number },
+) {
   const args: unknown[] = [site.id, range.from, range.to];
   let sql = `SELECT ${columns} FROM alerts WHERE site_id = ? AND raised_at >= ? AND raised_at < ?`;
   if (scope.units) {
@@ -395,7 +400,10 @@ const ALERT_PAGE = 1000;
  * large site's alerts is not read in one piece while falls are waiting. No statement stays open
  * across a pause.
  */
-async function* pagedAlerts<T>(ctx: ReportContext, q: { sql: string; args: unknown[] }): AsyncGenerator<T> {
+export async function* pagedAlerts<T>(
+  ctx: ReportContext,
+  q: { sql: string; args: unknown[] },
+): AsyncGenerator<T> {
   const slicer = new Slicer();
   const page = ctx.db.prepare(
     `${q.sql.replace(/^SELECT /, "SELECT raised_at AS _at, rowid AS _rid, ")}

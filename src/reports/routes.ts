@@ -11,6 +11,7 @@ import type { StaffIdentity } from "../staff/protocol.js";
 import type { TokenStore } from "../staff/tokens.js";
 import { addDays, DAY, dayWindow, isDate, localDate, wallTime } from "./calendar.js";
 import { tableCsv, tablesCsv } from "./csv.js";
+import { outcomesReport } from "./outcomes.js";
 import {
   alertVolumeReport,
   coverageReport,
@@ -209,6 +210,7 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
   rangeReport("response-times", (scope, range) => responseTimesReport(ctx, scope, range));
   rangeReport("alert-volume", (scope, range) => alertVolumeReport(ctx, scope, range));
   rangeReport("false-alarms", (scope, range) => falseAlarmReport(ctx, scope, range));
+  rangeReport("outcomes", (scope, range) => outcomesReport(ctx, scope, range));
   rangeReport("coverage", (scope, range) => coverageReport(ctx, scope, range));
 
   router.add("GET", "/api/v1/reports/model", (r) => {

@@ -64,30 +64,71 @@ export interface StaffIdentity {
   units: string[] | null;
 }
 
-/** A site in a person's scope with its display names, so screens can say "Afsnit A", not "unit-a". */
+/**
+ * A site in a person's scope with its display names, so screens can say "Afsnit A", not "unit-a".
+ * `units` are the person's own units; `otherUnits` are the rest of the site, named because an
+ * escalation to the whole site brings their alerts to this person too. `nightHours` (local, in
+ * `timeZone`) switch the console to its dark theme; `residents` carries display names only where
+ * the site has turned them on (otherwise empty: screens show the pseudonymous reference).
+ */
 export interface PlaceSite {
   id: string;
   name: string;
+  timeZone: string;
+  nightHours: { from: string; to: string };
   units: { id: string; name: string }[];
+  otherUnits: { id: string; name: string }[];
+  residents: { ref: string; name: string }[];
 }
 
+/** A configured site as placesInScope reads it (the config's SiteConfig plus its residents). */
+export interface SiteCatalogueEntry {
+  id: string;
+  name: string;
+  timeZone?: string;
+  nightHours?: { from: string; to: string };
+  residentNames?: boolean;
+  units: readonly { id: string; name: string }[];
+  residents?: readonly { ref: string; displayName?: string | undefined }[];
+}
+
+export const DEFAULT_NIGHT_HOURS = { from: "22:00", to: "07:00" } as const;
+
 /** The sites and units a person may see, with names: their scope cut out of the configuration. */
-export function placesInScope(sites: readonly PlaceSite[], staff: StaffIdentity): PlaceSite[] {
+export function placesInScope(sites: readonly SiteCatalogueEntry[], staff: StaffIdentity): PlaceSite[] {
+  const own = (id: string) => staff.units === null || staff.units.includes(id);
   return sites
     .filter((s) => staff.sites.includes(s.id))
     .map((s) => ({
       id: s.id,
       name: s.name,
-      units: s.units
-        .filter((u) => staff.units === null || staff.units.includes(u.id))
-        .map((u) => ({ id: u.id, name: u.name })),
+      timeZone: s.timeZone ?? "Europe/Copenhagen",
+      nightHours: { ...(s.nightHours ?? DEFAULT_NIGHT_HOURS) },
+      units: s.units.filter((u) => own(u.id)).map((u) => ({ id: u.id, name: u.name })),
+      otherUnits: s.units.filter((u) => !own(u.id)).map((u) => ({ id: u.id, name: u.name })),
+      residents: s.residentNames
+        ? (s.residents ?? []).flatMap((r) => (r.displayName ? [{ ref: r.ref, name: r.displayName }] : []))
+        : [],
     }));
+}
+
+/** Allowed resolve outcomes per alert type (src/alerts/outcomes.ts), as sent to clients. */
+export interface OutcomeCatalogue {
+  byType: Record<string, Outcome[]>;
+  default: Outcome[];
 }
 
 export type SnapshotReason = "initial" | "resume_too_old" | "resume_unknown";
 
 export type ServerMessage =
-  | { type: "welcome"; protocol: number; staff: StaffIdentity; heartbeatSec: number; places: PlaceSite[] }
+  | {
+      type: "welcome";
+      protocol: number;
+      staff: StaffIdentity;
+      heartbeatSec: number;
+      places: PlaceSite[];
+      outcomes: OutcomeCatalogue;
+    }
   | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: SnapshotReason }
   | { type: "resumed"; from: number; replayed: number }
   | { type: "alert"; seq: number; change: string; alert: AlertView; actor: string; reason: string | null }

@@ -10,6 +10,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import type { StaffDirectory } from "../alerts/channels/console.js";
 import type { AlertChange, AlertManager } from "../alerts/manager.js";
 import type { AlertView } from "../alerts/model.js";
+import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import { isStorageError } from "../store/health.js";
@@ -17,10 +18,10 @@ import {
   type ClientCommand,
   ClientMessage,
   MAX_CLIENT_MESSAGE_BYTES,
-  type PlaceSite,
   PROTOCOL_VERSION,
   placesInScope,
   type ServerMessage,
+  type SiteCatalogueEntry,
   type SnapshotReason,
   type StaffIdentity,
 } from "./protocol.js";
@@ -35,6 +36,11 @@ export interface StaffServerOptions {
   maxReplay: number;
   /** Bad messages per minute before the connection is closed as abusive. */
   maxErrorsPerMinute: number;
+  /**
+   * How often open sessions' tokens are checked for revocation. The `ata` CLI revokes in the
+   * database directly, so the staff channel looks rather than waits to be told.
+   */
+  revocationCheckMs: number;
 }
 
 export const DEFAULT_STAFF_OPTIONS: StaffServerOptions = {
@@ -43,11 +49,16 @@ export const DEFAULT_STAFF_OPTIONS: StaffServerOptions = {
   maxBufferedBytes: 1 << 20,
   maxReplay: 5000,
   maxErrorsPerMinute: 30,
+  revocationCheckMs: 2000,
 };
+
+/** Close code for a session whose token was revoked (the console signs out, as for a bad token). */
+export const CLOSE_REVOKED = 4003;
 
 interface Session {
   ws: WebSocket;
   staff: StaffIdentity | null;
+  tokenId: string | null;
   alive: boolean;
   errors: number[];
   helloTimer: NodeJS.Timeout | null;
@@ -57,6 +68,8 @@ export class StaffServer implements StaffDirectory {
   private readonly wss: WebSocketServer;
   private readonly sessions = new Set<Session>();
   private heartbeat: NodeJS.Timeout | null = null;
+  private revocations: NodeJS.Timeout | null = null;
+  private lastTouch = 0;
   private recheck: NodeJS.Immediate | null = null;
   private stopping = false;
   readonly stats = { connections: 0, slowDisconnects: 0 };
@@ -67,7 +80,7 @@ export class StaffServer implements StaffDirectory {
     private readonly log: Logger,
     private readonly options: StaffServerOptions = DEFAULT_STAFF_OPTIONS,
     /** The configured sites and units, for the names in `welcome`. */
-    private readonly sites: readonly PlaceSite[] = [],
+    private readonly sites: readonly SiteCatalogueEntry[] = [],
   ) {
     // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
@@ -79,6 +92,39 @@ export class StaffServer implements StaffDirectory {
     this.alerts.on("renotify", this.onRenotify);
     this.heartbeat = setInterval(() => this.sweep(), this.options.heartbeatSec * 1000);
     this.heartbeat.unref();
+    this.revocations = setInterval(() => this.checkRevocations(), this.options.revocationCheckMs);
+    this.revocations.unref();
+  }
+
+  /** Close every session signed in with this token (revoked from the dashboard). */
+  closeToken(tokenId: string): number {
+    let n = 0;
+    for (const s of this.sessions)
+      if (s.tokenId === tokenId) {
+        s.ws.close(CLOSE_REVOKED, "token revoked");
+        n++;
+      }
+    return n;
+  }
+
+  private checkRevocations(): void {
+    const ids = new Set<string>();
+    for (const s of this.sessions) if (s.tokenId) ids.add(s.tokenId);
+    if (!ids.size) return;
+    try {
+      for (const id of this.tokens.revokedAmong([...ids])) {
+        const n = this.closeToken(id);
+        this.log.info({ tokenId: id, sessions: n }, "closed sessions of a revoked token");
+      }
+      // A connected console is using its token: keep "last used" honest for the dashboard.
+      const now = Date.now();
+      if (now - this.lastTouch > 60_000) {
+        this.lastTouch = now;
+        this.tokens.touch([...ids], now);
+      }
+    } catch (err) {
+      this.log.error({ err }, "revocation check failed");
+    }
   }
 
   stop(): void {
@@ -91,6 +137,8 @@ export class StaffServer implements StaffDirectory {
     this.alerts.off("renotify", this.onRenotify);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
+    if (this.revocations) clearInterval(this.revocations);
+    this.revocations = null;
     for (const s of this.sessions) s.ws.close(1001, "gateway shutting down");
     this.sessions.clear();
     this.wss.close();
@@ -112,7 +160,7 @@ export class StaffServer implements StaffDirectory {
   }
 
   private onConnection(ws: WebSocket): void {
-    const session: Session = { ws, staff: null, alive: true, errors: [], helloTimer: null };
+    const session: Session = { ws, staff: null, tokenId: null, alive: true, errors: [], helloTimer: null };
     this.sessions.add(session);
     this.stats.connections++;
     session.helloTimer = setTimeout(() => ws.close(4001, "hello expected"), this.options.helloTimeoutMs);
@@ -197,8 +245,9 @@ export class StaffServer implements StaffDirectory {
   }
 
   private hello(s: Session, msg: Extract<ClientMessage, { type: "hello" }>): void {
-    const staff = this.tokens.verify(msg.token);
-    if (!staff) {
+    const verified = this.tokens.verifyToken(msg.token);
+    const staff = verified?.identity;
+    if (!verified || !staff) {
       this.fail(s, msg.id, "unauthenticated", "unknown or revoked token", undefined, false);
       s.ws.close(4003, "unauthenticated");
       return;
@@ -206,6 +255,7 @@ export class StaffServer implements StaffDirectory {
     if (s.helloTimer) clearTimeout(s.helloTimer);
     s.helloTimer = null;
     s.staff = staff;
+    s.tokenId = verified.tokenId;
     this.send(s, { type: "reply", id: msg.id, ok: true });
     this.send(s, {
       type: "welcome",
@@ -213,6 +263,7 @@ export class StaffServer implements StaffDirectory {
       staff,
       heartbeatSec: this.options.heartbeatSec,
       places: placesInScope(this.sites, staff),
+      outcomes: outcomeCatalogue(),
     });
     // Replay and registration for live changes happen in this same synchronous turn, so no change
     // can fall between them.

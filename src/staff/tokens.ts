@@ -20,7 +20,36 @@ export interface NewToken {
   /** A given token (demo seeds); otherwise one is generated. */
   token?: string;
   id?: string;
+  /** The person this token belongs to (enrolled phones of one person share it); default the token's id. */
+  personId?: string;
+  /** Which phone or screen holds it ("Android · Chrome"), for the dashboard's device list. */
+  deviceLabel?: string;
 }
+
+/** A token as the dashboard lists it: never the token itself. */
+export interface TokenRecord extends StaffIdentity {
+  tokenId: string;
+  deviceLabel: string | null;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revoked: boolean;
+}
+
+interface TokenRow {
+  id: string;
+  name: string;
+  role: string;
+  sites: string;
+  units: string | null;
+  person_id: string | null;
+  device_label: string | null;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+/** "Last used" is for people reading a list: a write per minute per token is plenty. */
+const TOUCH_EVERY_MS = 60_000;
 
 const digest = (token: string) => createHash("sha256").update(token).digest("hex");
 
@@ -29,12 +58,12 @@ export class TokenStore {
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS staff_tokens_hash ON staff_tokens(token_hash)");
   }
 
-  create(input: NewToken): { identity: StaffIdentity; token: string } {
+  create(input: NewToken): { identity: StaffIdentity; token: string; tokenId: string } {
     const token = input.token ?? `ata_${randomBytes(24).toString("base64url")}`;
     const id = input.id ?? `st_${randomBytes(6).toString("hex")}`;
     this.db
       .prepare(
-        "INSERT INTO staff_tokens (id, name, role, sites, units, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO staff_tokens (id, name, role, sites, units, token_hash, created_at, person_id, device_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
       )
       .run(
         id,
@@ -44,10 +73,19 @@ export class TokenStore {
         input.units ? JSON.stringify(input.units) : null,
         digest(token),
         Date.now(),
+        input.personId ?? null,
+        input.deviceLabel ?? null,
       );
     return {
-      identity: { id, name: input.name, role: input.role, sites: input.sites, units: input.units ?? null },
+      identity: {
+        id: input.personId ?? id,
+        name: input.name,
+        role: input.role,
+        sites: input.sites,
+        units: input.units ?? null,
+      },
       token,
+      tokenId: id,
     };
   }
 
@@ -58,31 +96,79 @@ export class TokenStore {
   }
 
   verify(token: string): StaffIdentity | null {
+    return this.verifyToken(token)?.identity ?? null;
+  }
+
+  /** The person behind a token and which token it is (to close its sessions when it is revoked). */
+  verifyToken(token: string): { identity: StaffIdentity; tokenId: string } | null {
     const row = this.db
       .prepare(
-        "SELECT id, name, role, sites, units FROM staff_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+        "SELECT id, name, role, sites, units, person_id, last_used_at FROM staff_tokens WHERE token_hash = ? AND revoked_at IS NULL",
       )
-      .get(digest(token)) as
-      | { id: string; name: string; role: string; sites: string; units: string | null }
-      | undefined;
+      .get(digest(token)) as Omit<TokenRow, "device_label" | "created_at" | "revoked_at"> | undefined;
     if (!row) return null;
+    const now = Date.now();
+    if (row.last_used_at === null || now - row.last_used_at > TOUCH_EVERY_MS) this.touch([row.id], now);
     return {
-      id: row.id,
-      name: row.name,
-      role: row.role,
-      sites: JSON.parse(row.sites),
-      units: row.units ? JSON.parse(row.units) : null,
+      identity: {
+        id: row.person_id ?? row.id,
+        name: row.name,
+        role: row.role,
+        sites: JSON.parse(row.sites),
+        units: row.units ? JSON.parse(row.units) : null,
+      },
+      tokenId: row.id,
     };
+  }
+
+  /** Marks tokens as in use now (a console that stays connected is using its token). */
+  touch(ids: readonly string[], at = Date.now()): void {
+    const stmt = this.db.prepare("UPDATE staff_tokens SET last_used_at = ? WHERE id = ?");
+    for (const id of ids) stmt.run(at, id);
+  }
+
+  /** Which of these tokens are revoked (or gone): their open sessions must close. */
+  revokedAmong(ids: readonly string[]): string[] {
+    if (!ids.length) return [];
+    const active = new Set(
+      (
+        this.db
+          .prepare(
+            `SELECT id FROM staff_tokens WHERE revoked_at IS NULL AND id IN (${ids.map(() => "?").join(",")})`,
+          )
+          .all(...ids) as { id: string }[]
+      ).map((r) => r.id),
+    );
+    return ids.filter((id) => !active.has(id));
+  }
+
+  get(tokenId: string): TokenRecord | null {
+    const row = this.db.prepare("SELECT * FROM staff_tokens WHERE id = ?").get(tokenId) as
+      | TokenRow
+      | undefined;
+    return row ? record(row) : null;
   }
 
   /** The person behind a token id, or null when the token is unknown or revoked. */
   identity(id: string): StaffIdentity | null {
     const row = this.db
-      .prepare("SELECT id, name, role, sites, units FROM staff_tokens WHERE id = ? AND revoked_at IS NULL")
-      .get(id) as { id: string; name: string; role: string; sites: string; units: string | null } | undefined;
+      .prepare(
+        "SELECT id, name, role, sites, units, person_id FROM staff_tokens WHERE id = ? AND revoked_at IS NULL",
+      )
+      .get(id) as
+      | {
+          id: string;
+          name: string;
+          role: string;
+          sites: string;
+          units: string | null;
+          person_id: string | null;
+        }
+      | undefined;
     if (!row) return null;
     return {
-      id: row.id,
+      // The person, as verify() says it: every phone of an enrolled person is the same person.
+      id: row.person_id ?? row.id,
       name: row.name,
       role: row.role,
       sites: JSON.parse(row.sites),
@@ -91,25 +177,22 @@ export class TokenStore {
   }
 
   list(): (StaffIdentity & { createdAt: string; revoked: boolean })[] {
-    return (
-      this.db.prepare("SELECT * FROM staff_tokens ORDER BY created_at").all() as {
-        id: string;
-        name: string;
-        role: string;
-        sites: string;
-        units: string | null;
-        created_at: number;
-        revoked_at: number | null;
-      }[]
-    ).map((r) => ({
-      id: r.id,
+    return this.records().map((r) => ({
+      id: r.tokenId,
       name: r.name,
       role: r.role,
-      sites: JSON.parse(r.sites),
-      units: r.units ? JSON.parse(r.units) : null,
-      createdAt: new Date(r.created_at).toISOString(),
-      revoked: r.revoked_at !== null,
+      sites: r.sites,
+      units: r.units,
+      createdAt: r.createdAt,
+      revoked: r.revoked,
     }));
+  }
+
+  /** Every token with its person and device, oldest first. */
+  records(): TokenRecord[] {
+    return (this.db.prepare("SELECT * FROM staff_tokens ORDER BY created_at, id").all() as TokenRow[]).map(
+      record,
+    );
   }
 
   revoke(id: string): boolean {
@@ -119,4 +202,19 @@ export class TokenStore {
         .run(Date.now(), id).changes > 0
     );
   }
+}
+
+function record(r: TokenRow): TokenRecord {
+  return {
+    id: r.person_id ?? r.id,
+    name: r.name,
+    role: r.role,
+    sites: JSON.parse(r.sites),
+    units: r.units ? JSON.parse(r.units) : null,
+    tokenId: r.id,
+    deviceLabel: r.device_label,
+    createdAt: new Date(r.created_at).toISOString(),
+    lastUsedAt: r.last_used_at === null ? null : new Date(r.last_used_at).toISOString(),
+    revoked: r.revoked_at !== null,
+  };
 }

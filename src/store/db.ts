@@ -259,8 +259,38 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX channel_attempts_pending ON channel_attempts(status) WHERE status = 'pending';
     `,
   },
-  // Version 6 is reserved for work on another branch; migrate() applies whatever is missing in
-  // version order, so a database that has 7 still gets 6 when it lands.
+  // Staff enrolment. Numbered 6 on its branch while 7 landed first: migrate() applies whatever
+  // is missing in version order, so a database that has 7 still gets 6.
+  {
+    version: 6,
+    name: "staff enrolment by one-time code, tokens bound to a person and a device",
+    sql: `
+      -- A one-time code that an admin or manager hands a person (read aloud or as a QR code) and
+      -- that their phone exchanges for a staff token. Only a SHA-256 of the normalised code is kept.
+      CREATE TABLE staff_enrolments (
+        id TEXT PRIMARY KEY,
+        code_hash TEXT NOT NULL,
+        person_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        sites TEXT NOT NULL,             -- JSON array of site ids
+        units TEXT,                      -- JSON array of unit ids, NULL = every unit of the sites
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        token_id TEXT                    -- the token the code was exchanged for
+      );
+      CREATE UNIQUE INDEX staff_enrolments_code ON staff_enrolments(code_hash);
+      CREATE INDEX staff_enrolments_pending ON staff_enrolments(expires_at) WHERE used_at IS NULL;
+      -- A person's tokens share person_id (one per phone), so alerts show one person whichever
+      -- phone they use; a token made before enrolment is its own person (person_id NULL).
+      ALTER TABLE staff_tokens ADD COLUMN person_id TEXT;
+      ALTER TABLE staff_tokens ADD COLUMN device_label TEXT;
+      ALTER TABLE staff_tokens ADD COLUMN last_used_at INTEGER;
+      CREATE INDEX staff_tokens_person ON staff_tokens(person_id);
+    `,
+  },
   {
     version: 7,
     name: "web push subscriptions and keys",

@@ -132,10 +132,54 @@ describe("the ata command line", () => {
         headers: { authorization: `Bearer ${token}` },
       }).then((r) => r.json());
       expect(me.staff).toMatchObject({ name: "Anna", role: "staff", sites: ["home-a"], units: ["unit-1"] });
-      // The names of what the token may see, and nothing else.
+      // The names of what the token may see (its own unit apart from the rest of its site), and nothing else.
       expect(me.places).toEqual([
-        { id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] },
+        {
+          id: "home-a",
+          name: "Home A",
+          timeZone: "Europe/Copenhagen",
+          nightHours: { from: "22:00", to: "07:00" },
+          units: [{ id: "unit-1", name: "Unit 1" }],
+          otherUnits: [{ id: "unit-2", name: "Unit 2" }],
+          residents: [],
+        },
       ]);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it("enrol prints a short code, the console URL with it in the fragment and a terminal QR; the code signs a phone in on the running gateway", async () => {
+    const t = await startGateway({ dir, keepDir: true, overrides: { dataDir: join(dir, "data") } });
+    try {
+      const out = await ata(
+        "enrol",
+        "--name",
+        "Gitte",
+        "--role",
+        "nurse",
+        "--sites",
+        "home-a",
+        "--url",
+        "https://ata.plejehjem.example",
+      );
+      const code = /^code: (\S+)$/m.exec(out.stdout)![1]!;
+      expect(code).toMatch(/^[A-Z2-9]{5}-[A-Z2-9]{5}$/);
+      expect(out.stdout).toContain(`url: https://ata.plejehjem.example/#enrol=${code}`);
+      // The terminal QR: rows of half-block characters.
+      expect(out.stdout.split("\n").filter((l) => /[\u2580\u2584\u2588]/.test(l)).length).toBeGreaterThan(10);
+      const ex = await fetch(`${t.httpUrl}/api/v1/enrol`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ code, device: "Gittes telefon" }),
+      });
+      expect(ex.status).toBe(200);
+      const { token, staff } = await ex.json();
+      expect(staff).toMatchObject({ name: "Gitte", role: "nurse", sites: ["home-a"], units: null });
+      const me = await fetch(`${t.httpUrl}/api/v1/me`, { headers: { authorization: `Bearer ${token}` } });
+      expect(me.status).toBe(200);
+      const problems = await fails("enrol", "--name", "X", "--role", "staff", "--sites", "home-z");
+      expect(problems.stderr).toContain('unknown site "home-z"');
     } finally {
       await t.stop();
     }

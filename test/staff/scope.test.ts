@@ -52,16 +52,33 @@ describe("staff scope: sites and units", () => {
       (a) => a.id,
     );
 
-  it("welcomes each person with the names of the sites and units in their scope, and no others", () => {
+  it("welcomes each person with the names of the sites in their scope, their own units apart from the rest, and no other site", () => {
     const places = (c: StaffClient) => c.messages.find((m) => m.type === "welcome")?.places;
+    const site = {
+      timeZone: "Europe/Copenhagen",
+      nightHours: { from: "22:00", to: "07:00" },
+      residents: [],
+    };
     expect(places(anna)).toEqual([
-      { id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1" }] },
+      {
+        id: "home-a",
+        name: "Home A",
+        ...site,
+        units: [{ id: "unit-1", name: "Unit 1" }],
+        otherUnits: [{ id: "unit-2", name: "Unit 2" }],
+      },
     ]);
     expect(places(carl)).toEqual([
-      { id: "home-a", name: "Home A", units: [{ id: "unit-2", name: "Unit 2" }] },
+      {
+        id: "home-a",
+        name: "Home A",
+        ...site,
+        units: [{ id: "unit-2", name: "Unit 2" }],
+        otherUnits: [{ id: "unit-1", name: "Unit 1" }],
+      },
     ]);
     expect(places(hans)).toEqual([
-      { id: "home-b", name: "Home B", units: [{ id: "unit-9", name: "Unit 9" }] },
+      { id: "home-b", name: "Home B", ...site, units: [{ id: "unit-9", name: "Unit 9" }], otherUnits: [] },
     ]);
   });
 
