@@ -124,7 +124,12 @@ export class TokenStore {
   /** Marks tokens as in use now (a console that stays connected is using its token). */
   touch(ids: readonly string[], at = Date.now()): void {
     const stmt = this.db.prepare("UPDATE staff_tokens SET last_used_at = ? WHERE id = ?");
-    for (const id of ids) stmt.run(at, id);
+    try {
+      for (const id of ids) stmt.run(at, id);
+    } catch {
+      // Best effort: "last used" is for the device list. A full or read-only disk must not keep
+      // a person from signing in to see the alerts the gateway can still show.
+    }
   }
 
   /** Which of these tokens are revoked (or gone): their open sessions must close. */
