@@ -197,7 +197,9 @@ describe("web push to the console's service worker in Chromium", () => {
       return (
         list.length === 1 && list[0]!.title === "Du har taget: Fald – Unit 1" && list[0]!.actions.length === 0
       );
-    });
+      // The worker replaces the notification after the accept request returns; on a loaded CI
+      // machine that round trip through Chromium has taken over 5 s.
+    }, 15_000);
 
     // A tap on the notification brings the console to that alert.
     await worker.evaluate(`(async () => {
