@@ -15,7 +15,7 @@ import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
 import { Broker } from "./broker/broker.js";
-import { ConfigError } from "./config/load.js";
+import { ConfigError, formatPath } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
@@ -33,8 +33,8 @@ import { Registry } from "./registry/registry.js";
 import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
-import { loadRuleFile, RuleEngine } from "./rules/engine.js";
-import { ladderChannelProblems, type RuleFile } from "./rules/schema.js";
+import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
+import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { DemoMode } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
@@ -68,15 +68,8 @@ export interface GatewayOptions {
   pushAgent?: Agent;
 }
 
-/** Where each channel is configured, for the error that says it is not. */
-const CHANNEL_HINTS: Partial<Record<ChannelName, string>> = {
-  webhook: "alarms.fallbackWebhook in the main configuration",
-  push: "channels.push in the main configuration",
-  paging: "channels.paging in the main configuration",
-};
-
 /** Site and unit display names from the configuration, ids where a name is missing. */
-export function placeNames(
+function placeNames(
   sites: readonly { id: string; name: string; units: { id: string; name: string }[] }[],
 ): (siteId: string, unitId: string) => { site: string; unit: string } {
   const map = new Map<string, { site: string; unit: string }>();
@@ -209,7 +202,7 @@ export class Gateway {
         throw new ConfigError(
           "configuration",
           problems.map((p) => ({
-            path: `channels.paging${p.path.map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`)).join("")}`,
+            path: formatPath(["channels", "paging", ...p.path]),
             message: p.message,
           })),
         );
@@ -527,18 +520,7 @@ export class Gateway {
 
   /** Every ladder names only channels this gateway has; otherwise the rule file is refused with paths. */
   private checkLadders(file: RuleFile): void {
-    const problems = ladderChannelProblems(file, new Set(this.channels.keys()), CHANNEL_HINTS);
-    if (problems.length)
-      throw new ConfigError(
-        this.config.rulesFile,
-        problems.map((p) => ({
-          path: p.path
-            .map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`))
-            .join("")
-            .replace(/^\./, ""),
-          message: p.message,
-        })),
-      );
+    checkRuleChannels(file, new Set(this.channels.keys()), this.config.rulesFile);
   }
 
   mqttPort(name: "tcp" | "ws" | "tls" = "tcp"): number {

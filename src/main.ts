@@ -5,10 +5,11 @@
 import { parseArgs } from "node:util";
 import { PROFILES } from "../devices/index.js";
 import { ConfigError, loadConfig } from "./config/load.js";
+import { configuredChannels } from "./config/schema.js";
 import { Gateway } from "./gateway.js";
 import { createLogger } from "./log.js";
 import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
-import { loadRuleFile } from "./rules/engine.js";
+import { checkRuleChannels, loadRuleFile } from "./rules/engine.js";
 
 const { values } = parseArgs({
   options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
@@ -33,6 +34,7 @@ try {
   const failures: string[] = [];
   try {
     rules = loadRuleFile(config.rulesFile);
+    checkRuleChannels(rules, configuredChannels(config), config.rulesFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     failures.push(err.message);

@@ -477,7 +477,9 @@ export class AlertManager extends EventEmitter {
         rejected_by: JSON.stringify(rejected.includes(staff.id) ? rejected : [...rejected, staff.id]),
       });
       // Everybody asked at this level said no: the next level now, not after the delay.
-      const reach = this.reach(this.row(id)!, row.level).filter((r) => r.channel.name !== "webhook");
+      const reach = this.reach(this.row(id)!, row.level).filter((r) =>
+        PERSON_CHANNELS.includes(r.channel.name),
+      );
       if (!reach.length) this.escalate(id, row.level, "every recipient rejected");
       return this.get(id) ?? a;
     });
@@ -664,16 +666,19 @@ export class AlertManager extends EventEmitter {
     for (const { channel, recipients } of reach) {
       if (!recipients.length) continue;
       const ids: number[] = [];
+      const status = channel.handsOverOnCommit ? "sent" : "pending";
       for (const r of recipients) {
         const info = this.stmt(
           `INSERT INTO channel_attempts (alert_id, channel, recipient_id, recipient_name, staff_id, level, reason, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)`,
-        ).run(row.id, channel.name, r.id, r.name, r.staffId ?? null, level, reason, now, now);
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(row.id, channel.name, r.id, r.name, r.staffId ?? null, level, reason, status, now, now);
         const attemptId = Number(info.lastInsertRowid);
         ids.push(attemptId);
         this.calls.push(() => channel.deliver({ attemptId, alert, reason, level, recipient: r, place }));
       }
       this.ctx.metrics?.channelAttempts.inc({ channel: channel.name, reason }, recipients.length);
+      if (channel.handsOverOnCommit)
+        this.ctx.metrics?.channelOutcomes.inc({ channel: channel.name, outcome: "sent" }, recipients.length);
       // One audit entry per channel and step, naming whom it asked; re-notifications through the
       // console are sound on open screens and leave no entry.
       this.transition(

@@ -20,6 +20,7 @@ import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { Registry, RegistryError } from "../registry/registry.js";
 import { openDb } from "../store/db.js";
+import { latestRefused } from "../store/diagnostics.js";
 import { extraCommands } from "./commands.js";
 
 export interface CliContext {
@@ -135,68 +136,21 @@ export async function runCli(
       }
       return;
     }
-    case "dead-letters": {
-      const db = openDb({ path: join(config.dataDir, "ata.db") });
-      try {
-        const device = option(args, "device");
-        const limit = Number(option(args, "limit") ?? 20);
-        const rows = db
-          .prepare(
-            `SELECT id, received_at, device_id, topic, code, reason, size FROM dead_letters ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
-          )
-          .all(...(device ? [device, limit] : [limit])) as {
-          id: number;
-          received_at: number;
-          device_id: string;
-          topic: string;
-          code: string;
-          reason: string;
-          size: number;
-        }[];
-        for (const r of rows)
-          out(
-            [
-              r.id,
-              new Date(r.received_at).toISOString(),
-              r.device_id,
-              r.topic,
-              r.code,
-              `${r.size} B`,
-              r.reason,
-            ].join("\t"),
-          );
-      } finally {
-        db.close();
-      }
-      return;
-    }
+    case "dead-letters":
     case "duplicates": {
       const db = openDb({ path: join(config.dataDir, "ata.db") });
       try {
-        const device = option(args, "device");
-        const limit = Number(option(args, "limit") ?? 20);
-        const rows = db
-          .prepare(
-            `SELECT id, received_at, device_id, event_id, topic, reason FROM duplicates ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
-          )
-          .all(...(device ? [device, limit] : [limit])) as {
-          id: number;
-          received_at: number;
-          device_id: string;
-          event_id: string;
-          topic: string | null;
-          reason: string;
-        }[];
+        const kind = cmd === "dead-letters" ? "dead_letters" : "duplicates";
+        const rows = latestRefused(db, kind, {
+          device: option(args, "device") ?? null,
+          limit: Number(option(args, "limit") ?? 20),
+        });
         for (const r of rows)
           out(
-            [
-              r.id,
-              new Date(r.received_at).toISOString(),
-              r.device_id,
-              r.topic ?? "",
-              r.event_id,
-              r.reason,
-            ].join("\t"),
+            (kind === "dead_letters"
+              ? [r.id, r.received_at, r.device_id, r.topic, r.code, `${r.size} B`, r.reason]
+              : [r.id, r.received_at, r.device_id, r.topic ?? "", r.event_id, r.reason]
+            ).join("\t"),
           );
       } finally {
         db.close();

@@ -21,6 +21,27 @@ function flag(args: string[], name: string): string | undefined {
   return i === -1 ? undefined : args[i + 1];
 }
 
+/** --name, --role, --sites and --units of a person (tokens create, enrol), every problem listed at once. */
+function personFlags(
+  args: string[],
+  config: CliContext["config"],
+): { name: string; role: Role; sites: string[]; units: string[] | undefined } {
+  const name = flag(args, "name");
+  const role = Role.safeParse(flag(args, "role"));
+  const sites = flag(args, "sites")?.split(",").filter(Boolean) ?? [];
+  const units = flag(args, "units")?.split(",").filter(Boolean);
+  const known = new Map(config.sites.map((s) => [s.id, new Set(s.units.map((u) => u.id))]));
+  const problems: string[] = [];
+  if (!name) problems.push("--name is required");
+  if (!role.success) problems.push("--role must be staff, nurse, manager or admin");
+  if (!sites.length) problems.push("--sites is required");
+  for (const s of sites) if (!known.has(s)) problems.push(`unknown site "${s}"`);
+  for (const u of units ?? [])
+    if (!sites.some((s) => known.get(s)?.has(u))) problems.push(`unit "${u}" is not in the given sites`);
+  if (problems.length) throw new Error(problems.join("\n"));
+  return { name: name!, role: role.data!, sites, units };
+}
+
 const tokens: CliCommand = {
   name: "tokens",
   usage:
@@ -51,22 +72,10 @@ const tokens: CliCommand = {
         return;
       }
       if (sub !== "create") throw new Error(`usage: ata ${tokens.usage}`);
-      const name = flag(args, "name");
-      const role = Role.safeParse(flag(args, "role"));
-      const sites = flag(args, "sites")?.split(",").filter(Boolean) ?? [];
-      const units = flag(args, "units")?.split(",").filter(Boolean);
-      const known = new Map(config.sites.map((s) => [s.id, new Set(s.units.map((u) => u.id))]));
-      const problems: string[] = [];
-      if (!name) problems.push("--name is required");
-      if (!role.success) problems.push("--role must be staff, nurse, manager or admin");
-      if (!sites.length) problems.push("--sites is required");
-      for (const s of sites) if (!known.has(s)) problems.push(`unknown site "${s}"`);
-      for (const u of units ?? [])
-        if (!sites.some((s) => known.get(s)?.has(u))) problems.push(`unit "${u}" is not in the given sites`);
-      if (problems.length) throw new Error(problems.join("\n"));
+      const { name, role, sites, units } = personFlags(args, config);
       const { identity, token } = store.create({
-        name: name!,
-        role: role.data!,
+        name,
+        role,
         sites,
         units: units ?? null,
       });
@@ -93,27 +102,15 @@ const enrol: CliCommand = {
   async run({ config, args, out }) {
     const db = openDb({ path: join(config.dataDir, "ata.db") });
     try {
-      const name = flag(args, "name");
-      const role = Role.safeParse(flag(args, "role"));
-      const sites = flag(args, "sites")?.split(",").filter(Boolean) ?? [];
-      const units = flag(args, "units")?.split(",").filter(Boolean);
-      const known = new Map(config.sites.map((s) => [s.id, new Set(s.units.map((u) => u.id))]));
-      const problems: string[] = [];
-      if (!name) problems.push("--name is required");
-      if (!role.success) problems.push("--role must be staff, nurse, manager or admin");
-      if (!sites.length) problems.push("--sites is required");
-      for (const s of sites) if (!known.has(s)) problems.push(`unknown site "${s}"`);
-      for (const u of units ?? [])
-        if (!sites.some((s) => known.get(s)?.has(u))) problems.push(`unit "${u}" is not in the given sites`);
-      if (problems.length) throw new Error(problems.join("\n"));
+      const { name, role, sites, units } = personFlags(args, config);
       const tokenStore = new TokenStore(db);
       const store = new EnrolmentStore(db, tokenStore, { ttlMs: config.enrolment.codeTtlMinutes * 60_000 });
       const person = flag(args, "person");
       if (person && !tokenStore.records().some((t) => t.id === person))
         throw new Error(`no person "${person}"; see ata tokens list`);
       const e = store.create({
-        name: name!,
-        role: role.data!,
+        name,
+        role,
         sites,
         units: units ?? null,
         personId: person,

@@ -72,7 +72,8 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
   return out;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
+/** `rules[0].when.event`: one way to print a path in every configuration problem. */
+export function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return "(root)";
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
 }

@@ -3,6 +3,7 @@
  * demo site with nothing else; operators override by file (`--config`) and environment.
  */
 import { z } from "zod";
+import type { ChannelName } from "../alerts/channels/channel.js";
 import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
 
@@ -237,6 +238,18 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type SiteConfig = z.infer<typeof SiteConfig>;
 
 /** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
+/**
+ * The delivery channels this configuration turns on (the console always). The gateway builds the
+ * same set from what it started; main.ts checks the rule file's ladders against it before start.
+ */
+export function configuredChannels(config: Config): Set<ChannelName> {
+  const out = new Set<ChannelName>(["console"]);
+  if (config.alarms.fallbackWebhook) out.add("webhook");
+  if (config.channels.push) out.add("push");
+  if (config.channels.paging) out.add("paging");
+  return out;
+}
+
 export function crossCheck(
   config: Config,
   knownProfiles: ReadonlySet<string>,

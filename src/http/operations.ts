@@ -8,6 +8,7 @@ import type { Presence } from "../ingest/presence.js";
 import type { Metrics } from "../metrics.js";
 import { type Registry, RegistryError } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import { latestRefused, type Refused, refusedCounts } from "../store/diagnostics.js";
 import { RawReply, type RequestContext, type Router } from "./router.js";
 
 export interface ReadinessCheck {
@@ -90,24 +91,12 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
     admin(r);
     const d = ctx.registry.get(r.params.id!);
     if (!d) throw new ApiError("device_not_found");
-    // What this device sent that was not logged as an event: dead letters and dropped duplicates.
-    const counts = (sql: string) =>
-      ctx.db.prepare(sql).get({ device: d.id, since: Date.now() - 86_400_000 }) as {
-        total: number;
-        day: number;
-      };
     return {
       device: {
         ...d,
         status: ctx.presence.status(d.id),
-        diagnostics: {
-          deadLetters: counts(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= @since) AS day FROM dead_letters WHERE device_id = @device",
-          ),
-          duplicates: counts(
-            "SELECT count(*) AS total, count(*) FILTER (WHERE received_at >= @since) AS day FROM duplicates WHERE device_id = @device",
-          ),
-        },
+        // What this device sent that was not logged as an event.
+        diagnostics: refusedCounts(ctx.db, d.id, Date.now()),
       },
     };
   });
@@ -145,32 +134,12 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
       rules: ctx.rules().map((x) => ({ id: x.id, description: x.description ?? null, enabled: x.enabled })),
     };
   });
-  router.add("GET", "/api/v1/duplicates", (r) => {
-    admin(r);
-    const limit = Math.min(Number(r.query.get("limit") ?? 100) || 100, 1000);
-    const device = r.query.get("device");
-    const rows = ctx.db
-      .prepare(
-        `SELECT id, received_at, device_id, event_id, topic, reason FROM duplicates
-         ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
-      )
-      .all(...(device ? [device, limit] : [limit])) as Record<string, unknown>[];
-    return {
-      duplicates: rows.map((x) => ({ ...x, received_at: new Date(x.received_at as number).toISOString() })),
-    };
-  });
-  router.add("GET", "/api/v1/dead-letters", (r) => {
-    admin(r);
-    const limit = Math.min(Number(r.query.get("limit") ?? 100) || 100, 1000);
-    const device = r.query.get("device");
-    const rows = ctx.db
-      .prepare(
-        `SELECT id, received_at, device_id, topic, code, reason, size, sha256, truncated FROM dead_letters
-         ${device ? "WHERE device_id = ?" : ""} ORDER BY id DESC LIMIT ?`,
-      )
-      .all(...(device ? [device, limit] : [limit])) as Record<string, unknown>[];
-    return {
-      deadLetters: rows.map((x) => ({ ...x, received_at: new Date(x.received_at as number).toISOString() })),
-    };
-  });
+  const refused = (path: string, kind: Refused, key: string) =>
+    router.add("GET", path, (r) => {
+      admin(r);
+      const limit = Math.min(Number(r.query.get("limit") ?? 100) || 100, 1000);
+      return { [key]: latestRefused(ctx.db, kind, { device: r.query.get("device"), limit }) };
+    });
+  refused("/api/v1/duplicates", "duplicates", "duplicates");
+  refused("/api/v1/dead-letters", "dead_letters", "deadLetters");
 }

@@ -343,22 +343,24 @@ export class Ingest extends EventEmitter {
   /**
    * Rebuild the recent payload keys from the log's last window: a device redelivering after a
    * crash (its event committed, the PUBACK never sent) is recognised as it would have been before.
-   * At most the newest PRIME_ROWS events are read, so a restart stays fast under any load.
+   * Walks back from the newest event and stops at the first one older than the window (group
+   * commits log in receipt order), and after PRIME_ROWS at most, so a restart reads only what the
+   * window holds.
    */
   private primeRedeliveries(): void {
-    const db = this.ctx.db;
     const since = this.now() - this.recent.windowMsValue;
-    const max = (db.prepare("SELECT max(seq) AS m FROM events").get() as { m: number | null }).m;
-    if (!max) return;
-    const rows = db
-      .prepare(
-        "SELECT device_id, event_id FROM events WHERE seq > ? AND received_at >= ? AND event_id LIKE 'd:%' ORDER BY seq",
-      )
-      .all(max - PRIME_ROWS, since) as { device_id: string; event_id: string }[];
-    for (const r of rows) {
+    const newestFirst = this.ctx.db
+      .prepare("SELECT device_id, event_id, received_at FROM events ORDER BY seq DESC LIMIT ?")
+      .iterate(PRIME_ROWS) as IterableIterator<{ device_id: string; event_id: string; received_at: number }>;
+    const found: { deviceId: string; key: string; at: number }[] = [];
+    for (const r of newestFirst) {
+      if (r.received_at < since) break;
       const d = parseDerivedId(r.event_id);
-      if (d) this.recent.remember(r.device_id, d.key, d.at);
+      if (d) found.push({ deviceId: r.device_id, ...d });
     }
+    // Oldest first, so each device keeps its most recent keys.
+    for (let i = found.length - 1; i >= 0; i--)
+      this.recent.remember(found[i]!.deviceId, found[i]!.key, found[i]!.at);
   }
 
   private committed(batch: Pending[], result: WriteResult, t0: bigint): void {

@@ -31,8 +31,9 @@
 import { readFileSync } from "node:fs";
 import type Database from "better-sqlite3";
 import { parse as parseYaml } from "yaml";
+import type { ChannelName } from "../alerts/channels/channel.js";
 import type { AlertManager, RaiseSpec } from "../alerts/manager.js";
-import { ConfigError } from "../config/load.js";
+import { ConfigError, formatPath } from "../config/load.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -42,7 +43,7 @@ import type { Registry } from "../registry/registry.js";
 import { type Db, getCursor, NOT_HEARTBEAT } from "../store/db.js";
 import { isStorageError, type StorageHealth } from "../store/health.js";
 import { evaluate, typeMatches } from "./conditions.js";
-import { type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
+import { ladderChannelProblems, type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
 import type { DurableTimers, Timer } from "./timers.js";
 
 export function parseRules(text: string, source: string): RuleFile {
@@ -53,31 +54,40 @@ export function parseRules(text: string, source: string): RuleFile {
     throw new ConfigError(source, [{ path: "(file)", message: (err as Error).message }]);
   }
   const parsed = RuleFileSchema.safeParse(raw);
-  if (!parsed.success)
-    throw new ConfigError(
-      source,
-      parsed.error.issues.map((i) => ({
-        path:
-          i.path
-            .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
-            .join("")
-            .replace(/^\./, "") || "(root)",
-        message: i.message,
-      })),
-    );
+  if (!parsed.success) throw ruleFileError(source, parsed.error.issues);
   const problems = ruleProblems(parsed.data);
-  if (problems.length)
-    throw new ConfigError(
-      source,
-      problems.map((p) => ({
-        path: p.path
-          .map((x) => (typeof x === "number" ? `[${x}]` : `.${x}`))
-          .join("")
-          .replace(/^\./, ""),
-        message: p.message,
-      })),
-    );
+  if (problems.length) throw ruleFileError(source, problems);
   return parsed.data;
+}
+
+function ruleFileError(
+  source: string,
+  problems: readonly { path: readonly PropertyKey[]; message: string }[],
+) {
+  return new ConfigError(
+    source,
+    problems.map((p) => ({ path: formatPath(p.path), message: p.message })),
+  );
+}
+
+/** Where each channel is configured, for the error that says it is not. */
+const CHANNEL_HINTS: Partial<Record<ChannelName, string>> = {
+  webhook: "alarms.fallbackWebhook in the main configuration",
+  push: "channels.push in the main configuration",
+  paging: "channels.paging in the main configuration",
+};
+
+/**
+ * Every ladder names only channels the gateway has: at boot (main.ts, with the other configuration
+ * problems) and on a SIGHUP reload (a refused file keeps the running rules).
+ */
+export function checkRuleChannels(
+  file: RuleFile,
+  configured: ReadonlySet<ChannelName>,
+  source: string,
+): void {
+  const problems = ladderChannelProblems(file, configured, CHANNEL_HINTS);
+  if (problems.length) throw ruleFileError(source, problems);
 }
 
 export function loadRuleFile(path: string): RuleFile {

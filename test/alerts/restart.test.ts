@@ -14,15 +14,17 @@ import { api, connectDevice, eventually, publish } from "../helpers/gateway.js";
 import { type GatewayProcess, spawnGateway, writeConfig } from "../helpers/process.js";
 import { STAFF, StaffClient } from "../staff/client.js";
 
-const DELAY_MS = 6000;
+// Long enough that a kill and restart land inside the windows while the rest of the suite runs
+// beside this file (a restart has taken over 6 s then).
+const DELAY_MS = 9000;
 const DEVICE = { id: "radar-1", secret: "radar-1-secret-0123456789" };
 const TOLERANCE_MS = 750;
 
 const RULES = `
 escalation:
   high:
-    - { to: [unit], after: 6s }
-    - { to: [unit, nurse], after: 6s }
+    - { to: [unit], after: 9s }
+    - { to: [unit, nurse], after: 9s }
     - { to: [site, fallback], after: 60s }
 rules:
   - id: fall
@@ -34,7 +36,7 @@ rules:
       alert: bed-exit
       priority: medium
       message: { da: "Ikke tilbage i sengen", en: "Not back in bed" }
-      unless: { event: bed.return, within: 6s }
+      unless: { event: bed.return, within: 9s }
   - id: bed-return
     when: { event: bed.return }
     resolve: { alert: bed-exit }

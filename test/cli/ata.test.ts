@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
-import { connectDevice, eventually, startGateway } from "../helpers/gateway.js";
+import { connectDevice, eventually, publish, startGateway } from "../helpers/gateway.js";
 
 const run = promisify(execFile);
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -72,6 +72,42 @@ describe("the ata command line", () => {
     } finally {
       await t.stop();
     }
+  });
+
+  it("dead-letters and duplicates list what a device sent that was not logged, newest first", async () => {
+    const added = await ata(
+      "devices",
+      "add",
+      "--id",
+      "cli-native-1",
+      "--profile",
+      "ata/native",
+      "--site",
+      "home-a",
+      "--unit",
+      "unit-1",
+    );
+    const secret = /secret: (\S+)/.exec(added.stdout)![1]!;
+    const t = await startGateway({ dir, keepDir: true, overrides: { dataDir: join(dir, "data") } });
+    try {
+      const client = await connectDevice(t.mqttPort, "cli-native-1", secret);
+      const topic = "ata/v1/cli-native-1/events";
+      await publish(client, topic, "{not json");
+      const call = JSON.stringify({ eventId: "call-1", type: "call.manual", data: {} });
+      await publish(client, topic, call);
+      await publish(client, topic, call);
+      client.end(true);
+    } finally {
+      await t.stop();
+    }
+    const dead = await ata("dead-letters", "--device", "cli-native-1");
+    expect(dead.stdout.trim().split("\n")).toEqual([
+      expect.stringMatching(/^\d+\t\S+Z\tcli-native-1\tata\/v1\/cli-native-1\/events\tbad_json\t9 B\t/),
+    ]);
+    const dups = await ata("duplicates", "--device", "cli-native-1");
+    expect(dups.stdout.trim().split("\n")).toEqual([
+      expect.stringMatching(/^\d+\t\S+Z\tcli-native-1\tevents\tcall-1\tevent_id \(already logged\)$/),
+    ]);
   });
 
   it("says what is wrong and exits 2 on bad usage or an unknown profile", async () => {

@@ -64,6 +64,20 @@ describe("configuration", () => {
     expect(stderr).toContain(timeModelFile);
   });
 
+  it("a ladder naming a channel the configuration does not turn on stops the boot with the level's path", async () => {
+    const rulesFile = join(dir, "paging-rules.yaml");
+    writeFileSync(
+      rulesFile,
+      "escalation:\n  high:\n    - { to: [unit], via: [console, paging], after: 60s }\nrules: []\n",
+    );
+    const { code, stderr } = await runGatewayExpectingFailure(writeConfig(dir, { ...base, rulesFile }));
+    expect(code).toBe(2);
+    expect(stderr).toContain(
+      '- escalation.high[0].via[1]: channel "paging" is not configured (channels.paging in the main configuration)',
+    );
+    expect(stderr).not.toMatch(/at .*\.ts:\d+/);
+  });
+
   it("cross-references are checked after the schema: unknown profile, site, unit, resident, duplicates", () => {
     const raw = {
       ...base,

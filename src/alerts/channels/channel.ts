@@ -100,6 +100,12 @@ export interface AlertChannel {
   readonly name: ChannelName;
   /** Whether re-notifications go through this channel too (default true; a level entry always does). */
   readonly renotifies?: boolean;
+  /**
+   * The committed change itself is the hand-over (the console's change stream): attempts are
+   * recorded as sent in the escalation step's own transaction, so no second write follows each
+   * step. `deliver` is still called and has nothing to report but a receipt, later.
+   */
+  readonly handsOverOnCommit?: boolean;
   /** Who this channel can reach now among the audience; empty means it is no answer at this level. */
   reach(audience: Audience, alert: AlertView): Recipient[];
   /** Make one attempt. Must not throw or block; the outcome goes to the reporter. */

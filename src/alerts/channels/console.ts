@@ -2,19 +2,12 @@
  * The staff console (web app over the staff WebSocket) as a channel. Its delivery is the change
  * stream itself: every connected screen in scope receives each alert change as it is committed
  * (src/staff/server.ts), and a screen confirms with a `received` receipt, which the alert manager
- * records against this channel's attempt. So `deliver` has nothing to send; it only marks the
- * attempt as handed over. Re-notifications sound on the screens through the manager's "renotify"
- * event, not through attempts.
+ * records against this channel's attempt. So the attempt is handed over by the commit that records
+ * it, and `deliver` has nothing to send. Re-notifications sound on the screens through the
+ * manager's "renotify" event, not through attempts.
  */
 import type { StaffIdentity } from "../../staff/protocol.js";
-import {
-  type AlertChannel,
-  type Audience,
-  type ChannelReporter,
-  type Delivery,
-  inAudience,
-  type Recipient,
-} from "./channel.js";
+import { type AlertChannel, type Audience, inAudience, type Recipient } from "./channel.js";
 
 /** Who is connected right now: the staff server answers. */
 export interface StaffDirectory {
@@ -24,17 +17,9 @@ export interface StaffDirectory {
 export class ConsoleChannel implements AlertChannel {
   readonly name = "console" as const;
   readonly renotifies = false;
-  private reporter: ChannelReporter | null = null;
+  readonly handsOverOnCommit = true;
 
   constructor(private readonly staff: StaffDirectory) {}
-
-  start(reporter: ChannelReporter): void {
-    this.reporter = reporter;
-  }
-
-  stop(): void {
-    this.reporter = null;
-  }
 
   reach(audience: Audience): Recipient[] {
     return this.staff
@@ -43,9 +28,7 @@ export class ConsoleChannel implements AlertChannel {
       .map((s) => ({ id: s.id, name: s.name, staffId: s.id }));
   }
 
-  deliver(d: Delivery): void {
-    this.reporter?.sent(d.attemptId, "on the screen's change stream");
-  }
+  deliver(): void {}
 
   health() {
     return { ok: true };
