@@ -42,6 +42,7 @@ import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
+import { Durability, walPathOf } from "./store/durability.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
 import { StorageHealth } from "./store/health.js";
 import { InfluxStore } from "./store/influx.js";
@@ -115,6 +116,8 @@ export class Gateway {
   demo: DemoMode | null = null;
   timeSaved!: TimeSavedJob;
   storage!: StorageHealth;
+  /** fsyncs the main database off the event loop; visible effects wait for it. */
+  durability!: Durability;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -129,7 +132,10 @@ export class Gateway {
   async start(): Promise<void> {
     const { config, log } = this;
     const t0 = performance.now();
-    this.db = openDb({ path: this.options.dbPath ?? join(config.dataDir, "ata.db") });
+    const dbPath = this.options.dbPath ?? join(config.dataDir, "ata.db");
+    // Commits without an fsync on the event loop; what they make visible waits for the durability.
+    this.db = openDb({ path: dbPath, synchronous: "NORMAL" });
+    this.durability = new Durability(this.db, walPathOf(dbPath), log.child({ component: "durability" }));
     this.storage = new StorageHealth({
       db: this.db,
       log: log.child({ component: "storage" }),
@@ -237,6 +243,7 @@ export class Gateway {
       channels: this.channels,
       metrics: this.metrics,
       placeNames: names,
+      durability: this.durability,
     });
     this.metrics.channelHealth = () =>
       [...this.channels.values()].map((c) => ({ channel: c.name, ok: c.health().ok }));
@@ -247,6 +254,7 @@ export class Gateway {
       log.child({ component: "staff" }),
       DEFAULT_STAFF_OPTIONS,
       siteCatalogue(config),
+      this.durability,
     );
     this.rules = new RuleEngine(
       {
@@ -321,7 +329,7 @@ export class Gateway {
     this.registryPoll = setInterval(() => this.registry.refreshIfChanged(), 2000);
     this.registryPoll.unref();
 
-    this.router = new Router(log.child({ component: "http" }));
+    this.router = new Router(log.child({ component: "http" }), this.durability);
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
     this.readiness.push({
       name: "disk",
@@ -502,6 +510,8 @@ export class Gateway {
     await this.series.stop();
     this.rules.stop();
     this.timers.stop();
+    // What waits for the last fsync (a channel call, a staff message) goes out before channels stop.
+    this.durability.close();
     for (const c of this.channels.values()) await c.stop?.();
     this.presence.stop();
     this.storage.stop();

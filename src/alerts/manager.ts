@@ -19,6 +19,7 @@ import type { Priority } from "../model/event.js";
 import type { Level } from "../rules/schema.js";
 import type { DurableTimers, Timer } from "../rules/timers.js";
 import type { StaffIdentity } from "../staff/protocol.js";
+import type { Durability } from "../store/durability.js";
 import type { Db } from "../store/db.js";
 import {
   type AlertChannel,
@@ -69,6 +70,8 @@ export interface AlertManagerContext {
   /** Display names of a site and unit, for text on lock screens and handsets (ids otherwise). */
   placeNames?: (siteId: string, unitId: string) => { site: string; unit: string };
   now?: () => number;
+  /** Holds channel calls until their attempts are on disk (the connection commits without fsync). */
+  durability?: Durability;
 }
 
 /** The channels a ladder level uses: those it names, or every person channel configured; `fallback` adds the webhook. */
@@ -857,13 +860,18 @@ export class AlertManager extends EventEmitter {
     if (this.depth === 0 && this.calls.length) {
       const calls = this.calls;
       this.calls = [];
-      for (const call of calls) {
-        try {
-          call();
-        } catch (err) {
-          this.ctx.log.error({ err }, "a channel threw while delivering");
+      const run = () => {
+        for (const call of calls) {
+          try {
+            call();
+          } catch (err) {
+            this.ctx.log.error({ err }, "a channel threw while delivering");
+          }
         }
-      }
+      };
+      // ... and only once those rows are on disk, not merely committed.
+      if (this.ctx.durability) this.ctx.durability.after(run);
+      else run();
     }
     return result;
   }

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
 import { ApiError, errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Durability } from "../store/durability.js";
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -44,7 +45,11 @@ const MAX_BODY = 256 * 1024;
 export class Router {
   private readonly routes: Route[] = [];
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /** Answers to requests that may have written wait until the writes are on disk. */
+    private readonly durability: Durability | null = null,
+  ) {}
 
   add(method: Method, path: string, handler: Handler): this {
     this.routes.push({ method, parts: path.split("/").filter(Boolean), handler });
@@ -106,6 +111,7 @@ export class Router {
     };
     try {
       const result = await route.handler(ctx);
+      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
       if (res.headersSent) return;
       if (result instanceof RawReply) {
         res.writeHead(result.status, { "content-type": result.contentType, ...result.headers });
@@ -116,6 +122,8 @@ export class Router {
         req.method === "POST" && result && typeof result === "object" && "created" in result ? 201 : 200;
       send(res, status, result === undefined ? { ok: true } : result);
     } catch (err) {
+      // A refusal may follow a write too (an audit entry of a refused action).
+      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
       if (err instanceof ApiError) {
         send(res, err.status, errorBody(err.code, err.message, err.details));
         return;

@@ -13,6 +13,7 @@ import type { AlertView } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Durability } from "../store/durability.js";
 import { isStorageError } from "../store/health.js";
 import {
   type ClientCommand,
@@ -81,6 +82,8 @@ export class StaffServer implements StaffDirectory {
     private readonly options: StaffServerOptions = DEFAULT_STAFF_OPTIONS,
     /** The configured sites and units, for the names in `welcome`. */
     private readonly sites: readonly SiteCatalogueEntry[] = [],
+    /** Messages wait until the commits they report are on disk (the connection commits without fsync). */
+    private readonly durability: Durability | null = null,
   ) {
     // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
@@ -320,7 +323,13 @@ export class StaffServer implements StaffDirectory {
     });
   }
 
+  /** Every message goes out in order, and only once what it reports is durable. */
   private send(s: Session, msg: ServerMessage): void {
+    if (this.durability) this.durability.after(() => this.sendNow(s, msg));
+    else this.sendNow(s, msg);
+  }
+
+  private sendNow(s: Session, msg: ServerMessage): void {
     if (s.ws.readyState !== s.ws.OPEN) return;
     if (s.ws.bufferedAmount > this.options.maxBufferedBytes) {
       this.stats.slowDisconnects++;

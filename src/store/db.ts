@@ -447,15 +447,21 @@ export interface OpenOptions {
   /** File path, or ":memory:". */
   path: string;
   migrations?: Migration[];
+  /**
+   * "NORMAL" only for a connection whose visible effects wait for a Durability (store/durability.ts):
+   * the gateway's own. Everything else (the CLI, tools) commits with an fsync.
+   */
+  synchronous?: "FULL" | "NORMAL";
 }
 
-export function openDb({ path, migrations = MIGRATIONS }: OpenOptions): Db {
+export function openDb({ path, migrations = MIGRATIONS, synchronous = "FULL" }: OpenOptions): Db {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
-  // WAL with synchronous=NORMAL would lose the last commits on power loss; an acknowledged fall
-  // must survive that, so FULL. Group commit amortises the fsync.
+  // WAL with synchronous=NORMAL alone would lose the last commits on power loss; an acknowledged
+  // fall must survive that. So FULL, or NORMAL with every visible effect held until a Durability
+  // has fsynced the WAL. The event log (written by its own thread) is always FULL.
   db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = FULL");
+  db.pragma(`synchronous = ${synchronous}`);
   db.pragma("foreign_keys = ON");
   db.pragma("busy_timeout = 5000");
   db.prepare(`ATTACH DATABASE ? AS ${EVENT_LOG_SCHEMA}`).run(eventLogPath(path));

@@ -1,0 +1,129 @@
+import { closeSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { silentLogger } from "../../src/log.js";
+import { type Db, openDb } from "../../src/store/db.js";
+import { Durability, walPathOf } from "../../src/store/durability.js";
+
+const log = silentLogger();
+
+describe("Durability: visible effects wait for the WAL's fsync, off the event loop", () => {
+  const dirs: string[] = [];
+  const dbs: Db[] = [];
+  afterEach(() => {
+    for (const db of dbs.splice(0)) if (db.open) db.close();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+  function open(): { db: Db; path: string } {
+    const dir = mkdtempSync(join(tmpdir(), "ata-durability-unit-"));
+    dirs.push(dir);
+    const path = join(dir, "ata.db");
+    const db = openDb({ path, synchronous: "NORMAL" });
+    dbs.push(db);
+    return { db, path };
+  }
+  const write = (db: Db, name: string) =>
+    db.prepare("INSERT INTO cursors (name, position, updated_at) VALUES (?, 1, 1)").run(name);
+
+  it("the gateway's connection commits without an fsync; the CLI's with one", () => {
+    const { db, path } = open();
+    expect(db.pragma("synchronous", { simple: true })).toBe(1); // NORMAL
+    const cli = openDb({ path });
+    expect(cli.pragma("synchronous", { simple: true })).toBe(2); // FULL
+    cli.close();
+  });
+
+  it("holds a callback after a commit until an fsync has run, and runs callbacks in order", async () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    const order: string[] = [];
+    write(db, "a");
+    d.after(() => order.push("first"));
+    write(db, "b");
+    d.after(() => order.push("second"));
+    expect(order).toEqual([]); // not before the disk has it
+    await d.durable();
+    expect(order).toEqual(["first", "second"]);
+    expect(d.stats.fsyncs).toBeGreaterThanOrEqual(1);
+    // Nothing committed since: at once, without another fsync.
+    const fsyncs = d.stats.fsyncs;
+    let ran = false;
+    d.after(() => {
+      ran = true;
+    });
+    expect(ran).toBe(true);
+    expect(d.stats.fsyncs).toBe(fsyncs);
+  });
+
+  it("a callback behind one that waits also waits, even with nothing new committed (order)", async () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    const order: number[] = [];
+    write(db, "a");
+    d.after(() => order.push(1));
+    d.after(() => order.push(2));
+    expect(order).toEqual([]);
+    await d.durable();
+    expect(order).toEqual([1, 2]);
+  });
+
+  it("a commit made while an fsync runs waits for the next one", async () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    write(db, "a");
+    const first = d.durable();
+    write(db, "b"); // after the first fsync started
+    let secondDone = false;
+    const second = d.durable().then(() => {
+      secondDone = true;
+    });
+    await first;
+    expect(secondDone).toBe(false);
+    await second;
+    expect(d.stats.fsyncs).toBe(2);
+  });
+
+  it("in memory there is no WAL to wait for: callbacks run at once", () => {
+    const db = openDb({ path: ":memory:" });
+    dbs.push(db);
+    const d = new Durability(db, walPathOf(":memory:"), log);
+    write(db, "a");
+    let ran = false;
+    d.after(() => {
+      ran = true;
+    });
+    expect(ran).toBe(true);
+  });
+
+  it("close() syncs on the spot and runs what waits", () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    write(db, "a");
+    let ran = false;
+    d.after(() => {
+      ran = true;
+    });
+    d.close();
+    expect(ran).toBe(true);
+  });
+
+  it("a failed fsync is fatal and nothing waiting is released", async () => {
+    const { db, path } = open();
+    const failures: Error[] = [];
+    const d = new Durability(db, walPathOf(path), log, (err) => failures.push(err));
+    write(db, "a");
+    await d.durable(); // opens the WAL's descriptor
+    closeSync((d as unknown as { fd: number }).fd); // the descriptor goes bad under it
+    write(db, "b");
+    let ran = false;
+    d.after(() => {
+      ran = true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(failures.length).toBe(1);
+    expect((failures[0] as NodeJS.ErrnoException).code).toBe("EBADF");
+    expect(ran).toBe(false);
+    (d as unknown as { fd: number | null }).fd = null;
+  });
+});
