@@ -8,7 +8,7 @@
  * escalates at once; the last level repeats (fallback webhook included) until someone accepts, and
  * the alert stays visibly "undelivered" until a person's screen or the fallback confirmed receipt.
  */
-import { randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type Database from "better-sqlite3";
 import { ApiError } from "../errors.js";
@@ -169,6 +169,10 @@ export class AlertManager extends EventEmitter {
   private queued: AlertChange[] = [];
   /** Channel calls waiting for the outermost batch() to commit (their attempts are rows by then). */
   private calls: (() => void)[] = [];
+  /** Open replayable() calls; the outermost batch() takes its kind from whether one is open. */
+  private replayableDepth = 0;
+  /** Whether the outermost batch() now open is replayable (see replayable()). */
+  private outermostReplayable = false;
   private readonly configured: ReadonlySet<ChannelName>;
 
   constructor(private readonly ctx: AlertManagerContext) {
@@ -308,7 +312,9 @@ export class AlertManager extends EventEmitter {
         }
         return a;
       }
-      const id = `al_${now.toString(36)}${randomBytes(4).toString("hex")}`;
+      // Derived from the rule and the event, not drawn at random: a raise replayed after a power
+      // loss took its commit back is the same alert (see replayable()).
+      const id = alertId(spec.ruleId, e);
       const row: AlertRow = {
         id,
         dedupe_key: key,
@@ -798,7 +804,7 @@ export class AlertManager extends EventEmitter {
   }
 
   private onEscalateTimer(t: Timer<{ alertId: string; level: number }>): void {
-    return this.batch(() => {
+    return this.replayable(() => {
       this.escalate(t.payload.alertId, t.payload.level, "not accepted in time");
     });
   }
@@ -813,10 +819,10 @@ export class AlertManager extends EventEmitter {
 
   /** Screens sound again ("renotify"), and channels that re-notify (push) reach the level's people again. */
   private onRenotifyTimer(t: Timer<{ alertId: string; intervalMs?: number }>): void {
-    return this.batch(() => {
+    return this.replayable(() => {
       const row = this.row(t.payload.alertId);
       if (row?.state !== "raised") return;
-      this.emit("renotify", view(row));
+      this.emit("renotify", view(row), { replayable: true } satisfies ChangeMeta);
       const reach = this.reach(row, row.level).filter((r) => r.channel.renotifies !== false);
       if (reach.length) this.notify(row, row.level, reach, "renotify");
       if (t.payload.intervalMs) this.armRenotify(row.id, t.payload.intervalMs);
@@ -826,12 +832,31 @@ export class AlertManager extends EventEmitter {
   // ---------------------------------------------------------------- plumbing
 
   /**
+   * A step whose every input is durable without this connection's next fsync: a logged event (the
+   * event log is fsynced before the rules see it) or a due timer. If a power loss takes the step's
+   * commit back, the rules replay the event from their cursor (committed in the same transaction)
+   * or the timer fires again, and the same alert (its id derives from rule and event) comes back
+   * with the same changes. So its changes go to staff and channels at once, not after the fsync:
+   * a fall does not wait for a second disk flush. Steps taken by a person (accept, resolve) are not
+   * replayable and wait (Durability).
+   */
+  replayable<T>(fn: () => T): T {
+    this.replayableDepth++;
+    try {
+      return this.batch(fn);
+    } finally {
+      this.replayableDepth--;
+    }
+  }
+
+  /**
    * One transaction for a whole step (an alert, its audit entries and its timers: one fsync, and
    * one wait for the write lock the event-log writer also takes); nested calls are savepoints.
    * Changes are announced after the outermost commit, in order; a nested call that throws takes
    * its writes and its announcements with it.
    */
   batch<T>(fn: () => T): T {
+    if (this.depth === 0) this.outermostReplayable = this.replayableDepth > 0;
     const mark = this.queued.length;
     // Timers armed or cancelled inside leave memory again if the transaction rolls back (a full
     // disk at COMMIT): the database and the armed timers never disagree.
@@ -850,10 +875,11 @@ export class AlertManager extends EventEmitter {
       this.depth--;
     }
     if (this.depth === 0) this.ctx.timers.committed();
+    const meta: ChangeMeta = { replayable: this.outermostReplayable };
     if (this.depth === 0 && this.queued.length) {
       const changes = this.queued;
       this.queued = [];
-      for (const c of changes) this.emitChange(c);
+      for (const c of changes) this.emitChange(c, meta);
     }
     // Channels are called only once their attempts are committed: what a channel does is never
     // ahead of what the database says was tried.
@@ -869,8 +895,8 @@ export class AlertManager extends EventEmitter {
           }
         }
       };
-      // ... and only once those rows are on disk, not merely committed.
-      if (this.ctx.durability) this.ctx.durability.after(run);
+      // ... and once those rows are on disk, or would be made again by a replay if they were lost.
+      if (this.ctx.durability) this.ctx.durability.after(run, { sync: !meta.replayable });
       else run();
     }
     return result;
@@ -963,18 +989,33 @@ export class AlertManager extends EventEmitter {
 
   private announce(change: AlertChange): void {
     if (this.depth > 0) this.queued.push(change);
-    else this.emitChange(change);
+    else this.emitChange(change, { replayable: false });
   }
 
-  private emitChange(change: AlertChange): void {
+  private emitChange(change: AlertChange, meta: ChangeMeta): void {
     for (const listener of this.listeners("change")) {
       try {
-        (listener as (c: AlertChange) => void)(change);
+        (listener as (c: AlertChange, m: ChangeMeta) => void)(change, meta);
       } catch (err) {
         this.ctx.log.error({ err, alertId: change.alert.id }, "alert change listener failed");
       }
     }
   }
+}
+
+/** How a change may be shown: see AlertManager.replayable(). */
+export interface ChangeMeta {
+  /** Made again by a replay if a power loss took it back: may be shown before its fsync. */
+  replayable: boolean;
+}
+
+/**
+ * An alert's id from the rule that raised it and the event that raised it: the event's time of
+ * receipt (ordering ids roughly by time, as before) and a hash of rule, device and event id.
+ */
+export function alertId(ruleId: string, e: LoggedEvent): string {
+  const hash = createHash("sha256").update(`${ruleId}\0${e.deviceId}\0${e.eventId}`).digest("hex");
+  return `al_${Date.parse(e.receivedAt).toString(36)}${hash.slice(0, 12)}`;
 }
 
 function pick(row: AlertRow, cols: string[]): Record<string, unknown> {

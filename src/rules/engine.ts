@@ -270,7 +270,8 @@ export class RuleEngine {
    */
   private evaluate(events: readonly LoggedEvent[], last: number): void {
     const relevant = this.relevant;
-    this.ctx.alerts.batch(() => {
+    // Replayable: the events are in the log and the cursor moves in this transaction.
+    this.ctx.alerts.replayable(() => {
       for (const e of events) {
         if (relevant && !relevant.has(e.type)) continue;
         try {

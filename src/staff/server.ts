@@ -8,7 +8,7 @@ import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { StaffDirectory } from "../alerts/channels/console.js";
-import type { AlertChange, AlertManager } from "../alerts/manager.js";
+import type { AlertChange, AlertManager, ChangeMeta } from "../alerts/manager.js";
 import type { AlertView } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
@@ -296,16 +296,18 @@ export class StaffServer implements StaffDirectory {
     this.send(s, { type: "snapshot", seq: this.alerts.head(), alerts, reason });
   }
 
-  private onChange = (c: AlertChange): void => {
+  private onChange = (c: AlertChange, meta?: ChangeMeta): void => {
+    const sync = !meta?.replayable;
     for (const s of this.sessions) {
-      if (s.staff && this.alerts.visibleTo(c.alert, s.staff)) this.send(s, { type: "alert", ...c });
+      if (s.staff && this.alerts.visibleTo(c.alert, s.staff)) this.send(s, { type: "alert", ...c }, sync);
     }
   };
 
-  private onRenotify = (a: AlertView): void => {
+  private onRenotify = (a: AlertView, meta?: ChangeMeta): void => {
+    const sync = !meta?.replayable;
     for (const s of this.sessions) {
       if (s.staff && s.staff.role !== "manager" && this.alerts.visibleTo(a, s.staff))
-        this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level });
+        this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level }, sync);
     }
   };
 
@@ -323,9 +325,12 @@ export class StaffServer implements StaffDirectory {
     });
   }
 
-  /** Every message goes out in order, and only once what it reports is durable. */
-  private send(s: Session, msg: ServerMessage): void {
-    if (this.durability) this.durability.after(() => this.sendNow(s, msg));
+  /**
+   * Every message goes out in order, and only once what it reports is durable; `sync: false` for a
+   * change a replay would make again (ChangeMeta), which needs only its place in the order.
+   */
+  private send(s: Session, msg: ServerMessage, sync = true): void {
+    if (this.durability) this.durability.after(() => this.sendNow(s, msg), { sync });
     else this.sendNow(s, msg);
   }
 

@@ -55,13 +55,17 @@ export class Durability {
     this.synced = this.changes();
   }
 
-  /** Run fn once everything committed so far is on disk (at once when it already is). */
-  after(fn: () => void): void {
+  /**
+   * Run fn once everything committed so far is on disk (at once when it already is). With
+   * `sync: false` fn needs no fsync of its own, only its place in the order: it runs at once when
+   * nothing waits ahead of it, else right after what does.
+   */
+  after(fn: () => void, opts: { sync?: boolean } = {}): void {
     if (this.walPath === null || this.closed) {
       fn();
       return;
     }
-    const changes = this.changes();
+    const changes = opts.sync === false ? 0 : this.changes();
     if (this.queue.length === 0 && changes <= this.synced) {
       fn();
       return;

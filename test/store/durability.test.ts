@@ -68,6 +68,20 @@ describe("Durability: visible effects wait for the WAL's fsync, off the event lo
     expect(order).toEqual([1, 2]);
   });
 
+  it("sync: false needs no fsync of its own but keeps its place behind what waits", async () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    const order: string[] = [];
+    write(db, "a");
+    d.after(() => order.push("replayable, nothing ahead"), { sync: false });
+    expect(order).toEqual(["replayable, nothing ahead"]); // at once, before any fsync
+    d.after(() => order.push("a person's action"));
+    d.after(() => order.push("replayable, behind it"), { sync: false });
+    expect(order).toEqual(["replayable, nothing ahead"]);
+    await d.durable();
+    expect(order).toEqual(["replayable, nothing ahead", "a person's action", "replayable, behind it"]);
+  });
+
   it("a commit made while an fsync runs waits for the next one", async () => {
     const { db, path } = open();
     const d = new Durability(db, walPathOf(path), log);
