@@ -19,8 +19,8 @@ import type { Priority } from "../model/event.js";
 import type { Level } from "../rules/schema.js";
 import type { DurableTimers, Timer } from "../rules/timers.js";
 import type { StaffIdentity } from "../staff/protocol.js";
-import type { Durability } from "../store/durability.js";
 import type { Db } from "../store/db.js";
+import type { Durability } from "../store/durability.js";
 import {
   type AlertChannel,
   type Audience,
