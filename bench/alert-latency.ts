@@ -35,11 +35,16 @@ import {
   type Child,
   connect,
   connectMany,
+  cpuByThread,
+  histogramDelta,
   percentile,
+  sampleValue,
+  scrapeSamples,
   spawnReady,
   startBareAedes,
   startGatewayProcess,
   table,
+  threadCpuSeconds,
 } from "./lib.js";
 
 const SELF = new URL(import.meta.url).pathname;
@@ -321,6 +326,10 @@ try {
   await sleep(2000);
   let messages = 0;
   const sent = new Map<string, number>();
+  // The gateway's own figures over the falls only: this scrape resets the event-loop delay.
+  const metricsBefore = await scrapeSamples(gw.ports.http!);
+  const cpuBefore = threadCpuSeconds(gw.pid);
+  const windowStart = performance.now();
   const gwResult = await run(
     fallClients,
     fallDevices,
@@ -354,33 +363,37 @@ try {
   const rss = Number(
     /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.pid}/status`, "utf8"))?.[1] ?? Number.NaN,
   );
-  // Where the time goes inside the gateway: commit durations and event-loop delay from /metrics.
-  const metrics = await fetch(`http://127.0.0.1:${gw.ports.http}/metrics`).then((r) => r.text());
-  const commitBuckets = [...metrics.matchAll(/^ata_commit_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)].map(
-    (m) => [m[1]!, Number(m[2])] as const,
+  // Where the time goes inside the gateway over the falls: event-loop delay, garbage collection,
+  // commits per lane and CPU per thread, from /metrics and /proc.
+  const metricsAfter = await scrapeSamples(gw.ports.http!);
+  const cpu = cpuByThread(metricsAfter, cpuBefore, threadCpuSeconds(gw.pid));
+  const windowSeconds = (performance.now() - windowStart) / 1000;
+  const loop = (q: string) =>
+    sampleValue(metricsAfter, "ata_event_loop_delay_seconds", { quantile: q }) * 1000;
+  const gc = Object.fromEntries(
+    ["minor", "major", "incremental", "weakcb"].map((kind) => {
+      const h = histogramDelta(metricsBefore, metricsAfter, "ata_nodejs_gc_duration_seconds", { kind });
+      const over10ms = h.count - (h.buckets.find(([b]) => b === 0.01)?.[1] ?? h.count);
+      return [kind, { pauses: h.count, ms: Math.round(h.sum * 1000), over10ms }];
+    }),
   );
-  // Garbage-collection pauses over 50 ms, by kind (prom-client's histogram): a tail without slow
-  // commits is usually one of these.
-  const gcOver = (le: string) =>
-    Object.fromEntries(
-      [...metrics.matchAll(/^ata_nodejs_gc_duration_seconds_bucket\{le="([^"]+)",kind="([^"]+)"\} (\d+)/gm)]
-        .filter((m) => m[1] === le || m[1] === "+Inf")
-        .reduce((acc, m) => {
-          const k = m[2]!;
-          const v = Number(m[3]);
-          const cur = acc.get(k) ?? [0, 0];
-          if (m[1] === "+Inf") cur[1] = v;
-          else cur[0] = v;
-          acc.set(k, cur);
-          return acc;
-        }, new Map<string, number[]>())
-        .entries(),
-    );
-  const gcSlow = Object.fromEntries(
-    Object.entries(gcOver("0.1")).map(([k, [under, all]]) => [k, all! - under!]),
+  const lanes = Object.fromEntries(
+    (["urgent", "background"] as const).map((lane) => {
+      const c = histogramDelta(metricsBefore, metricsAfter, "ata_commit_seconds", { lane });
+      const b = histogramDelta(metricsBefore, metricsAfter, "ata_commit_batch_size", { lane });
+      const within = (ms: number) => c.buckets.find(([x]) => x === ms / 1000)?.[1] ?? 0;
+      return [
+        lane,
+        {
+          commits: c.count,
+          meanMs: c.count ? Math.round((c.sum / c.count) * 1e4) / 10 : Number.NaN,
+          within5msShare: c.count ? Math.round((within(5) / c.count) * 1000) / 1000 : Number.NaN,
+          p99UpToMs: c.p99UpperBound * 1000,
+          meanBatch: b.count ? Math.round((b.sum / b.count) * 10) / 10 : Number.NaN,
+        },
+      ];
+    }),
   );
-  const loopP99 = Number(/^ata_nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
-  const loopMax = Number(/^ata_nodejs_eventloop_lag_max_seconds (\S+)/m.exec(metrics)?.[1] ?? Number.NaN);
   ws.close();
   for (const c of fallClients) c.end(true);
   await stopAll();
@@ -403,6 +416,26 @@ try {
         row("gateway fall publish -> PUBACK", gwResult.puback, gwResult),
         row("gateway fall -> Web Push at push service", pushLat, gwResult),
         row("gateway fall -> ESPA call at paging system", pageLat, gwResult),
+      ],
+    )}\n\n${table(
+      ["inside the gateway, over the falls", "value"],
+      [
+        [
+          "event-loop delay p50 / p99 / max (ms)",
+          `${loop("0.5").toFixed(2)} / ${loop("0.99").toFixed(2)} / ${loop("1").toFixed(2)}`,
+        ],
+        ...Object.entries(lanes).map(([lane, l]) => [
+          `${lane} commits: n, mean ms, share <= 5 ms, mean group`,
+          `${l.commits}, ${l.meanMs}, ${l.within5msShare}, ${l.meanBatch}`,
+        ]),
+        ...Object.entries(gc).map(([kind, g]) => [
+          `gc ${kind}: pauses, ms, over 10 ms`,
+          `${g.pauses}, ${g.ms}, ${g.over10ms}`,
+        ]),
+        ...Object.entries(cpu).map(([t, sec]) => [
+          `cpu ${t} (% of one core)`,
+          `${Math.round((sec / windowSeconds) * 100)} %`,
+        ]),
       ],
     )}\n`,
   );
@@ -428,10 +461,11 @@ try {
       pubackP99Ms: ms(percentile(gwResult.puback, 99)),
       rssMiB: Math.round(rss / 1024),
       wsMessages: messages,
-      commitsBySecondsLe: Object.fromEntries(commitBuckets),
-      eventLoopLagP99Ms: ms(loopP99 * 1000),
-      eventLoopLagMaxMs: ms(loopMax * 1000),
-      gcPausesOver100Ms: gcSlow,
+      eventLoopDelayMs: { p50: ms(loop("0.5")), p99: ms(loop("0.99")), max: ms(loop("1")) },
+      gc,
+      commitsByLane: lanes,
+      cpuSecondsByThread: cpu,
+      windowSeconds: ms(windowSeconds),
     },
     push: {
       received: pushLat.length,

@@ -4,7 +4,7 @@
  * statistics the tables print.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -208,5 +208,97 @@ export async function scrape(httpPort: number): Promise<Map<string, number>> {
     const i = line.lastIndexOf(" ");
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
+  return out;
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The gateway's /metrics as samples (Prometheus text format, labels parsed). */
+export async function scrapeSamples(httpPort: number): Promise<Sample[]> {
+  const text = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
+  const out: Sample[] = [];
+  for (const line of text.split("\n")) {
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The value of one sample (0 when absent): name and the labels it must have. */
+export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  const s = samples.find(
+    (x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v),
+  );
+  return s?.value ?? 0;
+}
+
+/**
+ * A histogram's change between two scrapes: count, sum, and the cumulative count per bucket bound,
+ * with a p99 read as the smallest bound holding 99 % of the new observations.
+ */
+export function histogramDelta(
+  before: Sample[],
+  after: Sample[],
+  name: string,
+  labels: Record<string, string> = {},
+): { count: number; sum: number; buckets: [number, number][]; p99UpperBound: number } {
+  const d = (n: string, l: Record<string, string>) => sampleValue(after, n, l) - sampleValue(before, n, l);
+  const count = d(`${name}_count`, labels);
+  const bounds = after
+    .filter(
+      (x) =>
+        x.name === `${name}_bucket` &&
+        x.labels.le !== "+Inf" &&
+        Object.entries(labels).every(([k, v]) => x.labels[k] === v),
+    )
+    .map((x) => Number(x.labels.le))
+    .sort((a, b) => a - b);
+  const buckets = bounds.map((b): [number, number] => [b, d(`${name}_bucket`, { ...labels, le: String(b) })]);
+  const p99 = buckets.find(([, c]) => count > 0 && c >= 0.99 * count)?.[0] ?? Number.POSITIVE_INFINITY;
+  return { count, sum: d(`${name}_sum`, labels), buckets, p99UpperBound: count ? p99 : Number.NaN };
+}
+
+/** CPU seconds (user + system) per thread of a process, by Linux thread id. */
+export function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  const tick = 100; // USER_HZ on Linux
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      out.set(Number(tid), (Number(f[11]) + Number(f[12])) / tick);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * CPU seconds per named thread of the gateway between two readings: the threads the gateway names
+ * in ata_thread_info (main, event-log-writer, ...), and "other" for the rest (libuv's pool, V8's
+ * garbage-collection helpers).
+ */
+export function cpuByThread(
+  samples: Sample[],
+  before: Map<number, number>,
+  after: Map<number, number>,
+): Record<string, number> {
+  const names = new Map<number, string>();
+  for (const s of samples)
+    if (s.name === "ata_thread_info") names.set(Number(s.labels.tid), s.labels.thread!);
+  const out: Record<string, number> = {};
+  for (const [tid, t] of after) {
+    const name = names.get(tid) ?? "other";
+    out[name] = (out[name] ?? 0) + t - (before.get(tid) ?? 0);
+  }
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k]! * 1000) / 1000;
   return out;
 }

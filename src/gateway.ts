@@ -90,6 +90,7 @@ export function siteCatalogue(config: Config): SiteCatalogueEntry[] {
   }));
 }
 
+const NOTHING_URGENT: ReadonlySet<string> = new Set();
 export class Gateway {
   readonly config: Config;
   readonly log: Logger;
@@ -163,6 +164,8 @@ export class Gateway {
       log: log.child({ component: "ingest" }),
       metrics: this.metrics,
       storage: this.storage,
+      // The rules are built later; until then (and for a rule-less gateway) nothing is urgent.
+      urgentTypes: () => this.rules?.urgentTypes ?? NOTHING_URGENT,
       options: {
         ...config.ingest,
         maxPayloadBytes: config.mqtt.maxPayloadBytes,

@@ -2,7 +2,11 @@
  * Prometheus metrics, on a registry owned by the gateway instance (never prom-client's global one,
  * so two gateways in one test process do not collide).
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { currentThreadId } from "./util/threads.js";
+
+const LOOP_RESOLUTION_MS = 2;
 
 export class Metrics {
   readonly registry = new Registry();
@@ -48,13 +52,15 @@ export class Metrics {
   });
   readonly commitBatchSize = new Histogram({
     name: "ata_commit_batch_size",
-    help: "Events and dead letters per group commit",
+    help: "Events and dead letters per group commit, by lane (urgent: events that can raise a high-priority alert)",
+    labelNames: ["lane"],
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
     registers: [this.registry],
   });
   readonly commitSeconds = new Histogram({
     name: "ata_commit_seconds",
-    help: "Time to commit one group to the event log",
+    help: "Time from handing a group to the event-log writer to its commit, by lane",
+    labelNames: ["lane"],
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
@@ -109,7 +115,42 @@ export class Metrics {
     collect: (): void => this.timeseriesWriteFailures.set(this.timeseries().failures),
   });
 
+  /**
+   * How late the event loop ran a 2 ms timer, since the last scrape: the time a fall arriving at a
+   * random moment waits before its socket is read. prom-client's ata_nodejs_eventloop_lag_* report
+   * the timer's whole interval (their 10 ms resolution included); these subtract the resolution.
+   */
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  readonly eventLoopDelay: Gauge = new Gauge({
+    name: "ata_event_loop_delay_seconds",
+    help: "Event-loop delay since the last scrape, by quantile (p50, p99, max), timer resolution subtracted",
+    labelNames: ["quantile"],
+    registers: [this.registry],
+    collect: (): void => {
+      const h = this.loopDelay;
+      const late = (ns: number) => Math.max(0, ns / 1e9 - LOOP_RESOLUTION_MS / 1000);
+      if (h.count > 0) {
+        this.eventLoopDelay.set({ quantile: "0.5" }, late(h.percentile(50)));
+        this.eventLoopDelay.set({ quantile: "0.99" }, late(h.percentile(99)));
+        this.eventLoopDelay.set({ quantile: "1" }, late(h.max));
+      }
+      h.reset();
+    },
+  });
+  /** Which OS thread is which (Linux thread ids), so per-thread CPU can be read from /proc. */
+  readonly threads = new Gauge({
+    name: "ata_thread_info",
+    help: "The gateway's named threads (value 1), with their Linux thread id",
+    labelNames: ["thread", "tid"],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: "ata_" });
+    if (opts.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry, prefix: "ata_" });
+      this.loopDelay.enable();
+    }
+    const tid = currentThreadId();
+    if (tid !== null) this.threads.set({ thread: "main", tid: String(tid) }, 1);
   }
 }

@@ -56,7 +56,19 @@ export interface IngestContext {
   now?: () => number;
   /** Told about every commit the storage refused, and every one it took after that. */
   storage?: StorageHealth;
+  /**
+   * Event types that can raise a high-priority alert (from the rules): publishes carrying one go by
+   * the urgent lane. Events a device itself marks high priority always do.
+   */
+  urgentTypes?: () => ReadonlySet<string>;
 }
+
+/**
+ * The two lanes to the event log. "background": heartbeats and telemetry, gathered into large
+ * groups (one fsync for hundreds). "urgent": a fall or a call, handed to the writer at once in a
+ * small group of its own, never waiting for a free slot behind background groups.
+ */
+export type Lane = "urgent" | "background";
 
 export interface Rejection {
   code: ErrorCode;
@@ -104,6 +116,9 @@ type Pending = PendingEvents | PendingDeadLetter;
  */
 export class Ingest extends EventEmitter {
   private queue: Pending[] = [];
+  /** Publishes for the urgent lane, handed over at the end of the current callback. */
+  private urgent: Pending[] = [];
+  private urgentScheduled = false;
   private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | null = null;
   private writer!: EventLogWriter;
   /**
@@ -116,7 +131,14 @@ export class Ingest extends EventEmitter {
   private readonly recent: RecentPayloads;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
-  readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
+  readonly stats = {
+    commits: 0,
+    committedEvents: 0,
+    duplicates: 0,
+    deadLetters: 0,
+    maxBatch: 0,
+    urgentCommits: 0,
+  };
 
   constructor(private readonly ctx: IngestContext) {
     super();
@@ -129,7 +151,9 @@ export class Ingest extends EventEmitter {
     this.primeRedeliveries();
     this.writer =
       options.writer === "worker" && options.dbPath && options.dbPath !== ":memory:"
-        ? new WorkerWriter(options.dbPath, this.ctx.log)
+        ? new WorkerWriter(options.dbPath, this.ctx.log, (tid) =>
+            this.ctx.metrics.threads.set({ thread: "event-log-writer", tid: String(tid) }, 1),
+          )
         : new InlineWriter(db);
   }
 
@@ -137,7 +161,8 @@ export class Ingest extends EventEmitter {
   async stop(): Promise<void> {
     this.stopped = true;
     this.unschedule();
-    while (this.queue.length || this.inFlight.length) {
+    while (this.queue.length || this.urgent.length || this.inFlight.length) {
+      this.flushUrgent();
       this.flush();
       if (this.inFlight.length) await this.inFlight[0];
     }
@@ -176,20 +201,24 @@ export class Ingest extends EventEmitter {
     }
     // One anonymous executor: this runs for every publish, and named closures cost more than nothing
     // under the TypeScript loader.
+    const urgent = "events" in outcome && this.isUrgent(outcome.events);
     return new Promise<IngestResult>((resolve, reject) => {
       if ("events" in outcome)
-        this.enqueue({
-          kind: "events",
-          deviceId,
-          profile: outcome.profile,
-          topic: channel,
-          events: outcome.events,
-          redelivered,
-          key,
-          raw: this.ctx.options.keepRawPayload ? payload : null,
-          resolve,
-          reject,
-        });
+        this.enqueue(
+          {
+            kind: "events",
+            deviceId,
+            profile: outcome.profile,
+            topic: channel,
+            events: outcome.events,
+            redelivered,
+            key,
+            raw: this.ctx.options.keepRawPayload ? payload : null,
+            resolve,
+            reject,
+          },
+          urgent,
+        );
       else
         this.enqueue({
           kind: "dead",
@@ -269,7 +298,29 @@ export class Ingest extends EventEmitter {
     );
   }
 
-  private enqueue(p: Pending): void {
+  private isUrgent(events: readonly PlacedEvent[]): boolean {
+    const types = this.ctx.urgentTypes?.();
+    for (const e of events) if (e.priority === "high" || types?.has(e.type)) return true;
+    return false;
+  }
+
+  private enqueue(p: Pending, urgent = false): void {
+    if (urgent) {
+      // The device's earlier publishes still waiting here go with it, ahead of it: a device's
+      // events reach the log in the order it sent them, whatever their lane.
+      if (this.queue.some((q) => q.deviceId === p.deviceId)) {
+        const keep: Pending[] = [];
+        for (const q of this.queue) (q.deviceId === p.deviceId ? this.urgent : keep).push(q);
+        this.queue = keep;
+      }
+      this.urgent.push(p);
+      if (!this.urgentScheduled) {
+        this.urgentScheduled = true;
+        // After the current callback: falls arriving in one read from the sockets share a group.
+        process.nextTick(() => this.flushUrgent());
+      }
+      return;
+    }
     this.queue.push(p);
     if (this.queue.length >= this.ctx.options.commitMaxEvents) {
       this.flush();
@@ -295,11 +346,24 @@ export class Ingest extends EventEmitter {
     this.scheduled = null;
   }
 
+  /** The urgent lane: to the writer at once, whatever is in flight (the writer merges what waits). */
+  private flushUrgent(): void {
+    this.urgentScheduled = false;
+    if (this.urgent.length === 0) return;
+    const batch = this.urgent;
+    this.urgent = [];
+    this.post(batch, "urgent");
+  }
+
   private flush(): void {
     this.unschedule();
     if (this.inFlight.length >= PIPELINE_DEPTH || this.queue.length === 0) return;
     const batch = this.queue;
     this.queue = [];
+    this.post(batch, "background");
+  }
+
+  private post(batch: Pending[], lane: Lane): void {
     const rows = toRows(batch, this.ctx.options.maxDeadLetterBytes);
     const t0 = process.hrtime.bigint();
     let written: WriteResult | Promise<WriteResult>;
@@ -310,14 +374,14 @@ export class Ingest extends EventEmitter {
       return;
     }
     if (!(written instanceof Promise)) {
-      this.committed(batch, written, t0);
+      this.committed(batch, written, t0, lane);
       return;
     }
     // The writer answers in the order it was given batches, so these settle in order too.
     const done: Promise<void> = written.then(
       (result) => {
         this.inFlight.splice(this.inFlight.indexOf(done), 1);
-        this.committed(batch, result, t0);
+        this.committed(batch, result, t0, lane);
         if (this.queue.length) this.flush();
       },
       (err: Error) => {
@@ -363,13 +427,14 @@ export class Ingest extends EventEmitter {
       this.recent.remember(found[i]!.deviceId, found[i]!.key, found[i]!.at);
   }
 
-  private committed(batch: Pending[], result: WriteResult, t0: bigint): void {
+  private committed(batch: Pending[], result: WriteResult, t0: bigint, lane: Lane): void {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.ctx.storage?.succeeded();
     const m = this.ctx.metrics;
-    m.commitSeconds.observe(seconds);
-    m.commitBatchSize.observe(batch.length);
+    m.commitSeconds.observe({ lane }, seconds);
+    m.commitBatchSize.observe({ lane }, batch.length);
     this.stats.commits++;
+    if (lane === "urgent") this.stats.urgentCommits++;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
     const logged: LoggedEvent[] = [];
     let e = 0;
@@ -588,11 +653,12 @@ class InlineWriter implements EventLogWriter {
 class WorkerWriter implements EventLogWriter {
   private readonly thread: SqliteWriterThread;
 
-  constructor(path: string, log: Logger) {
+  constructor(path: string, log: Logger, onThread: (tid: number) => void) {
     this.thread = new SqliteWriterThread(
       path,
       { event: INSERT_EVENT, dead: INSERT_DEAD, duplicate: INSERT_DUPLICATE, ignored: INSERT_IGNORED },
       log,
+      onThread,
     );
   }
 

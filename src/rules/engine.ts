@@ -135,6 +135,7 @@ export class RuleEngine {
   private file!: RuleFile;
   /** Event types some rule may act on; null when a rule has no `event` condition (then all are). */
   private relevant: Set<string> | null = null;
+  private urgent: ReadonlySet<string> = new Set();
   private readonly now: () => number;
   /** Every event up to this log seq has had its rule effects committed (or had none). */
   private cursor = 0;
@@ -224,10 +225,23 @@ export class RuleEngine {
     }
   }
 
+  /**
+   * Event types a rule raises a high-priority alert on at once (no `unless` wait): the ingest's
+   * urgent lane. A rule without an event condition does not make every event urgent.
+   */
+  get urgentTypes(): ReadonlySet<string> {
+    return this.urgent;
+  }
+
   private use(file: RuleFile): void {
     this.file = file;
-    const types = new Set<string>(["staff.presence"]);
     const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
+    const urgent = new Set<string>();
+    for (const r of file.rules)
+      if (r.raise?.priority === "high" && !r.raise.unless && r.when.event !== undefined)
+        for (const t of expand(list(r.when.event))) urgent.add(t);
+    this.urgent = urgent;
+    const types = new Set<string>(["staff.presence"]);
     for (const r of file.rules) {
       if (r.when.event === undefined) {
         this.relevant = null;

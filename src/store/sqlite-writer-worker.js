@@ -4,8 +4,16 @@
 // It owns one connection to one database file, prepares the statements it was given, and commits
 // each message's batches in one transaction (one fsync), answering with what each row changed.
 // The main thread keeps serving sockets while a batch waits for the disk.
-import { parentPort, workerData } from "node:worker_threads";
+
+import { readlinkSync } from "node:fs";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+
+// This thread's Linux id, for per-thread CPU accounting (Linux only).
+try {
+  const tid = /\/task\/(\d+)$/.exec(readlinkSync("/proc/thread-self"))?.[1];
+  if (tid) parentPort.postMessage({ type: "thread", tid: Number(tid) });
+} catch {}
 
 const db = new Database(workerData.path);
 db.pragma("journal_mode = WAL");
@@ -47,22 +55,60 @@ const commit = db.transaction((batches) =>
   }),
 );
 
-parentPort.on("message", (msg) => {
-  if (msg.type === "close") {
-    db.close();
-    parentPort.postMessage({ type: "closed" });
+function failure(id, err) {
+  return {
+    type: "done",
+    id,
+    ok: false,
+    error: err instanceof Error ? err.message : String(err),
+    // SQLITE_FULL, SQLITE_IOERR_*: the main thread tells a full disk from a bug by it.
+    code: err && typeof err.code === "string" ? err.code : undefined,
+  };
+}
+
+/** Several messages in one transaction, in order: one fsync for all; each answered on its own. */
+const commitMany = db.transaction((msgs) => msgs.map((m) => commit(m.batches)));
+
+function write(msgs) {
+  if (msgs.length === 1) {
+    try {
+      parentPort.postMessage({ type: "done", id: msgs[0].id, ok: true, results: commit(msgs[0].batches) });
+    } catch (err) {
+      parentPort.postMessage(failure(msgs[0].id, err));
+    }
     return;
   }
+  let results;
   try {
-    parentPort.postMessage({ type: "done", id: msg.id, ok: true, results: commit(msg.batches) });
-  } catch (err) {
-    parentPort.postMessage({
-      type: "done",
-      id: msg.id,
-      ok: false,
-      error: err instanceof Error ? err.message : String(err),
-      // SQLITE_FULL, SQLITE_IOERR_*: the main thread tells a full disk from a bug by it.
-      code: err && typeof err.code === "string" ? err.code : undefined,
-    });
+    results = commitMany(msgs);
+  } catch {
+    // One of them failed: each on its own, so the others are not failed with it.
+    for (const m of msgs) write([m]);
+    return;
   }
+  for (let i = 0; i < msgs.length; i++)
+    parentPort.postMessage({ type: "done", id: msgs[i].id, ok: true, results: results[i] });
+}
+
+function close() {
+  db.close();
+  parentPort.postMessage({ type: "closed" });
+}
+
+parentPort.on("message", (msg) => {
+  if (msg.type === "close") return close();
+  // Whatever else waits for this thread (a fall posted while the last group committed, behind the
+  // next background group) goes into the same transaction, in order: it waits for one commit, not
+  // one per group ahead of it.
+  const msgs = [msg];
+  let closing = false;
+  for (let next = receiveMessageOnPort(parentPort); next; next = receiveMessageOnPort(parentPort)) {
+    if (next.message.type === "close") {
+      closing = true;
+      break;
+    }
+    msgs.push(next.message);
+  }
+  write(msgs);
+  if (closing) close();
 });

@@ -30,7 +30,13 @@ export class SqliteWriterThread {
   private nextId = 1;
   private failed: Error | null = null;
 
-  constructor(path: string, statements: Record<string, string>, log: Logger) {
+  constructor(
+    path: string,
+    statements: Record<string, string>,
+    log: Logger,
+    /** Told the thread's Linux id once it runs (per-thread CPU accounting). */
+    onThread?: (tid: number) => void,
+  ) {
     this.worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), {
       workerData: { path, statements },
     });
@@ -44,6 +50,7 @@ export class SqliteWriterThread {
         error?: string;
         code?: string;
       }) => {
+        if (m.type === "thread") onThread?.((m as unknown as { tid: number }).tid);
         if (m.type !== "done") return;
         const w = this.waiting.get(m.id);
         this.waiting.delete(m.id);
