@@ -366,6 +366,9 @@ export class Ingest extends EventEmitter {
   private post(batch: Pending[], lane: Lane): void {
     const rows = toRows(batch, this.ctx.options.maxDeadLetterBytes);
     const t0 = process.hrtime.bigint();
+    // Urgent groups too go to the writer thread, which merges them with what waits there.
+    // (Committing them on this thread while the writer idles was measured: p99 19.6-79.6 ms against
+    // 14.4-15.1 ms, the fsync and the log's checkpoints then holding the event loop.)
     let written: WriteResult | Promise<WriteResult>;
     try {
       written = this.writer.write(rows.events, rows.dead, rows.duplicates);

@@ -292,6 +292,8 @@ export class TimeSeriesSink extends EventEmitter {
     while (this.running && generation === this.generation) {
       let worked = false;
       let wait = this.pollIntervalMs;
+      /** Rows are waiting for their batch to fill or fall due: notify() need not wake the loop. */
+      let waitingForDue = false;
       for (const s of this.sources) {
         if (!this.running || generation !== this.generation) return;
         const pending = this.maxSeqOf(s) - s.cursor;
@@ -305,6 +307,7 @@ export class TimeSeriesSink extends EventEmitter {
           const due = s.pendingSince + this.maxDelayMs - now;
           if (due > 0) {
             wait = Math.min(wait, due);
+            waitingForDue = true;
             continue;
           }
         }
@@ -312,7 +315,9 @@ export class TimeSeriesSink extends EventEmitter {
         worked = true;
       }
       if (this.flushing && this.backlog() === 0) return;
-      if (!worked) await this.sleep(wait, true);
+      // Every commit notifies; while rows wait to fall due, waking for each would only count them
+      // again (two queries per commit on the event loop). A full batch waits at most maxDelayMs.
+      if (!worked) await this.sleep(wait, !waitingForDue);
     }
   }
 

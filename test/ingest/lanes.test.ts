@@ -1,0 +1,131 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { PROFILES } from "../../devices/index.js";
+import { Ingest, type IngestResult, type LoggedEvent } from "../../src/ingest/pipeline.js";
+import { silentLogger } from "../../src/log.js";
+import { Metrics } from "../../src/metrics.js";
+import { Registry } from "../../src/registry/registry.js";
+import { type Db, eventLogPath, openDb } from "../../src/store/db.js";
+
+/**
+ * The urgent lane: a fall does not wait for the background group's timer or for a free slot
+ * behind background groups, and a device's earlier publishes still waiting go with it, in order.
+ * Background groups here wait 300 ms for companions, so a fall that waited with them would show.
+ */
+describe("ingest lanes", () => {
+  const dirs: string[] = [];
+  const open: { ingest: Ingest; db: Db }[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0)) {
+      await o.ingest.stop();
+      o.db.close();
+    }
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  function build(urgent: string[]) {
+    const dir = mkdtempSync(join(tmpdir(), "ata-lanes-"));
+    dirs.push(dir);
+    const path = join(dir, "ata.db");
+    const db = openDb({ path, synchronous: "NORMAL" });
+    const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), { hasUnit: () => true });
+    registry.addMany(
+      ["a", "b", "c"].map((id) => ({
+        id,
+        profile: "ata/native",
+        siteId: "s",
+        unitId: "u",
+        roomId: `room-${id}`,
+        secret: `${id}-secret-0123456789`,
+      })),
+      { generatedSecrets: true },
+    );
+    const metrics = new Metrics({ defaultMetrics: false });
+    const ingest = new Ingest({
+      db,
+      registry,
+      profiles: new Map(PROFILES.map((p) => [p.id, p])),
+      log: silentLogger(),
+      metrics,
+      urgentTypes: () => new Set(urgent),
+      options: {
+        writer: "worker",
+        dbPath: eventLogPath(path),
+        commitMaxDelayMs: 300,
+        commitMaxEvents: 1000,
+        keepRawPayload: false,
+        maxPayloadBytes: 4096,
+        maxDeadLetterBytes: 4096,
+      },
+    });
+    ingest.start();
+    open.push({ ingest, db });
+    const logged: LoggedEvent[] = [];
+    ingest.on("events", (events: LoggedEvent[]) => logged.push(...events));
+    const settled = new Map<string, number>();
+    const t0 = performance.now();
+    const submit = (device: string, eventId: string, type: string): Promise<IngestResult> =>
+      ingest
+        .submit(
+          device,
+          `ata/v1/${device}/events`,
+          "events",
+          Buffer.from(
+            JSON.stringify({ eventId, type, data: type === "device.heartbeat" ? {} : { confidence: 0.9 } }),
+          ),
+        )
+        .then((r) => {
+          settled.set(eventId, performance.now() - t0);
+          return r;
+        });
+    return { ingest, metrics, logged, settled, submit };
+  }
+
+  it("a fall is committed at once while heartbeats wait for their group", async () => {
+    const { metrics, logged, settled, submit } = build(["fall.detected"]);
+    const heartbeat = submit("a", "hb-1", "device.heartbeat");
+    await submit("b", "fall-1", "fall.detected");
+    expect(settled.get("fall-1")).toBeLessThan(200);
+    expect(settled.has("hb-1")).toBe(false); // still waiting for companions
+    await heartbeat; // (with the next group: after the fall's commit, what waits goes next)
+    expect(logged.map((e) => e.eventId)).toEqual(["fall-1", "hb-1"]);
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/ata_commit_seconds_count\{lane="urgent"\} 1/);
+    expect(text).toMatch(/ata_commit_seconds_count\{lane="background"\} 1/);
+  });
+
+  it("a device's earlier publishes still waiting go with its fall, ahead of it", async () => {
+    const { logged, settled, submit } = build(["fall.detected"]);
+    const before = submit("c", "hb-c", "device.heartbeat");
+    const other = submit("a", "hb-a", "device.heartbeat");
+    await submit("c", "fall-c", "fall.detected");
+    await before;
+    expect(settled.get("hb-c")).toBeLessThan(200);
+    expect(settled.has("hb-a")).toBe(false); // another device's heartbeat keeps its group
+    const c = logged.filter((e) => e.deviceId === "c");
+    expect(c.map((e) => e.eventId)).toEqual(["hb-c", "fall-c"]);
+    expect(c[0]!.logSeq).toBeLessThan(c[1]!.logSeq);
+    await other;
+  });
+
+  it("a type no rule raises a high-priority alert on takes the background lane", async () => {
+    const { settled, submit } = build([]);
+    await submit("b", "fall-2", "fall.detected");
+    expect(settled.get("fall-2")).toBeGreaterThanOrEqual(250);
+  });
+
+  it("an event the device marks high priority is urgent whatever the rules say", async () => {
+    const { ingest, settled } = build([]);
+    const t0 = performance.now();
+    await ingest.submit(
+      "b",
+      "ata/v1/b/events",
+      "events",
+      Buffer.from(JSON.stringify({ eventId: "call-1", type: "call.manual", priority: "high", data: {} })),
+    );
+    expect(performance.now() - t0).toBeLessThan(200);
+    expect(settled.size).toBe(0);
+  });
+});
