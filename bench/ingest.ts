@@ -3,6 +3,7 @@
  * validate, place, dedupe, group commit with fsync, rules) against bare aedes in the same run
  * (PUBACK only). Both brokers run as child processes; the publishers share this process.
  * Target (DESIGN.md): >= 40k events/s and >= 0.7x bare aedes.
+ * CPU per thread (from /proc) is reported per 10k events, so work moved between threads shows.
  * Then memory per connected device: 10k idle device connections to each.
  *
  *   npm run bench -- ingest [events=100000] [runs=3] [idle=10000]
@@ -12,12 +13,15 @@ import {
   type BenchDevice,
   type Child,
   connectMany,
+  cpuByThread,
   median,
   rssKiB,
-  scrape,
+  type Sample,
+  scrapeSamples,
   startBareAedes,
   startGatewayProcess,
   table,
+  threadCpuSeconds,
 } from "./lib.js";
 
 const EVENTS = Number(process.argv[2] ?? 100_000);
@@ -76,13 +80,33 @@ async function run(
     .slice(0, PUBLISHERS)
     .map((d) => (kind === "gateway" ? d : { id: `${d.id}-bare`, secret: d.secret }));
   const clients = await connectMany(port, devices, PUBLISHERS);
+  const pid = kind === "gateway" ? gw.pid : aedes.pid;
+  const cpuBefore = threadCpuSeconds(pid);
   const rate = await pump(
     clients,
     devices.map((d) => d.id),
     run * 1_000_000,
   );
+  // CPU per thread for these events: work moved between threads shows as such.
+  const perThread = cpuByThread(
+    kind === "gateway"
+      ? await gatewayThreads()
+      : [{ name: "ata_thread_info", labels: { thread: "main", tid: String(pid) }, value: 1 }],
+    cpuBefore,
+    threadCpuSeconds(pid),
+  );
+  const per10k = EVENTS / 10_000;
+  if (run !== 99) for (const [t, sec] of Object.entries(perThread)) (cpu[kind][t] ??= []).push(sec / per10k);
   await Promise.all(clients.map((c) => c.endAsync()));
   return rate;
+}
+
+/** CPU seconds per 10k events, per thread, per run. */
+const cpu: Record<"gateway" | "aedes", Record<string, number[]>> = { gateway: {}, aedes: {} };
+let threadNames: Sample[] | null = null;
+async function gatewayThreads(): Promise<Sample[]> {
+  threadNames ??= (await scrapeSamples(gw.ports.http!)).filter((x) => x.name === "ata_thread_info");
+  return threadNames;
 }
 
 const gw = await startGatewayProcess(
@@ -104,13 +128,16 @@ try {
       rows.push([`run ${r + 1}`, kind, rate]);
     }
   }
-  const m = await scrape(gw.ports.http!);
-  const batches = m.get("ata_commit_batch_size_count") ?? 0;
-  const batchSum = m.get("ata_commit_batch_size_sum") ?? 0;
-  const commitSecSum = m.get("ata_commit_seconds_sum") ?? 0;
-  const accepted = [...m]
-    .filter(([k]) => k.startsWith("ata_events_accepted_total"))
-    .reduce((a, [, v]) => a + v, 0);
+  const m = await scrapeSamples(gw.ports.http!);
+  const sum = (name: string) => m.filter((x) => x.name === name).reduce((a, x) => a + x.value, 0);
+  const batches = sum("ata_commit_batch_size_count");
+  const batchSum = sum("ata_commit_batch_size_sum");
+  const commitSecSum = sum("ata_commit_seconds_sum");
+  const accepted = sum("ata_events_accepted_total");
+  const cpuMedian = (kind: "gateway" | "aedes") =>
+    Object.fromEntries(Object.entries(cpu[kind]).map(([t, xs]) => [t, Math.round(median(xs) * 1000) / 1000]));
+  const cpuPer10k = { gateway: cpuMedian("gateway"), aedes: cpuMedian("aedes") };
+  const cpuTotal = (c: Record<string, number>) => Object.values(c).reduce((a, x) => a + x, 0);
   const rssIngest = rssKiB(gw.pid);
 
   // Memory per idle connection: RSS before and after IDLE device connections, both brokers.
@@ -147,6 +174,15 @@ try {
         ["group commits", batches],
         ["mean commit batch (publishes)", batchSum / Math.max(1, batches)],
         ["mean commit time ms", (commitSecSum / Math.max(1, batches)) * 1000],
+        ...Object.entries(cpuPer10k.gateway).map(([t, x]) => [
+          `gateway CPU-s per 10k events: ${t} thread`,
+          x,
+        ]),
+        ["gateway CPU-s per 10k events: all threads", cpuTotal(cpuPer10k.gateway)],
+        ...Object.entries(cpuPer10k.aedes).map(([t, x]) => [
+          `bare aedes CPU-s per 10k events: ${t} thread`,
+          x,
+        ]),
         ["gateway RSS after ingest MiB", rssIngest / 1024],
         [`gateway KiB per idle connection (${IDLE})`, mem.gateway!.perConnKiB],
         [`aedes KiB per idle connection (${IDLE})`, mem.aedes!.perConnKiB],
@@ -164,6 +200,7 @@ try {
       runs: rates,
       meanCommitBatch: Number((batchSum / Math.max(1, batches)).toFixed(1)),
       meanCommitMs: Number(((commitSecSum / Math.max(1, batches)) * 1000).toFixed(3)),
+      cpuSecondsPer10kEventsByThread: cpuPer10k,
       gatewayRssMiB: Math.round(rssIngest / 1024),
       idleConnections: IDLE,
       gatewayKiBPerConnection: Number(mem.gateway!.perConnKiB.toFixed(2)),
