@@ -22,4 +22,7 @@ VOLUME ["/data"]
 EXPOSE 1883 8083 8883 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.ATA_HTTP_PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "--import", "tsx", "src/main.ts"]
+# 64 MiB semi-spaces for the young generation, as `npm start`: the objects of the group commits in
+# flight die young instead of being promoted and marked again. Measured with bench/ingest.ts on
+# 2 cores: 29k -> 36k durable events/s, GC helper threads' CPU per event halved, RSS +60 MiB.
+CMD ["node", "--max-semi-space-size=64", "--import", "tsx", "src/main.ts"]

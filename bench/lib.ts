@@ -23,13 +23,29 @@ export interface Child {
   stop(): Promise<void>;
 }
 
+/**
+ * The node flags `npm start` runs the gateway with (package.json's start script, between `node` and
+ * `--import`), so the benchmarked gateway runs as it does in production.
+ */
+export const GATEWAY_NODE_FLAGS: string[] = (() => {
+  const start = (
+    JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } }
+  ).scripts.start;
+  const m = /^node ((?:--[\w-]+(?:=\S+)? )*)--import tsx/.exec(start);
+  return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
+})();
+
 /** Spawn a node/tsx script that prints one JSON line with `ready: true` and its ports. */
-export function spawnReady(args: string[], env: Record<string, string> = {}): Promise<Child> {
+export function spawnReady(
+  args: string[],
+  env: Record<string, string> = {},
+  nodeFlags: string[] = [],
+): Promise<Child> {
   // BENCH_CPU_PROF=<dir> writes a V8 CPU profile of each child, for finding where the time goes.
   const prof = process.env.BENCH_CPU_PROF
     ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
     : [];
-  const child = spawn(process.execPath, [...prof, "--import", "tsx", ...args], {
+  const child = spawn(process.execPath, [...nodeFlags, ...prof, "--import", "tsx", ...args], {
     cwd: ROOT,
     env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
@@ -105,7 +121,11 @@ export async function startGatewayProcess(
     ...extra,
   };
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
-  const child = await spawnReady([join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")], env);
+  const child = await spawnReady(
+    [join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")],
+    env,
+    GATEWAY_NODE_FLAGS,
+  );
   return {
     ...child,
     devices,
