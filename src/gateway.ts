@@ -41,6 +41,7 @@ import { EnrolmentStore } from "./staff/enrolment.js";
 import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
+import { Checkpointer } from "./store/checkpointer.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { Durability, walPathOf } from "./store/durability.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
@@ -119,6 +120,8 @@ export class Gateway {
   storage!: StorageHealth;
   /** fsyncs the main database off the event loop; visible effects wait for it. */
   durability!: Durability;
+  /** WAL checkpoints of the main database and the event log, on their own thread. */
+  checkpointer: Checkpointer | null = null;
   readonly readiness: ReadinessCheck[] = [];
   private started = false;
   private registryPoll: NodeJS.Timeout | null = null;
@@ -135,7 +138,16 @@ export class Gateway {
     const t0 = performance.now();
     const dbPath = this.options.dbPath ?? join(config.dataDir, "ata.db");
     // Commits without an fsync on the event loop; what they make visible waits for the durability.
-    this.db = openDb({ path: dbPath, synchronous: "NORMAL" });
+    this.db = openDb({ path: dbPath, synchronous: "NORMAL", autoCheckpoint: dbPath === ":memory:" });
+    // Checkpoints on their own thread, never inside a commit (a fall's, or the event loop's).
+    this.checkpointer =
+      dbPath === ":memory:"
+        ? null
+        : new Checkpointer(
+            { paths: [dbPath, eventLogPath(dbPath)] },
+            log.child({ component: "checkpointer" }),
+            this.metrics,
+          );
     this.durability = new Durability(this.db, walPathOf(dbPath), log.child({ component: "durability" }));
     this.storage = new StorageHealth({
       db: this.db,
@@ -169,7 +181,8 @@ export class Gateway {
       options: {
         ...config.ingest,
         maxPayloadBytes: config.mqtt.maxPayloadBytes,
-        dbPath: eventLogPath(this.options.dbPath ?? join(config.dataDir, "ata.db")),
+        dbPath: eventLogPath(dbPath),
+        autoCheckpoint: this.checkpointer === null,
       },
     });
     this.ingest.start();
@@ -518,6 +531,7 @@ export class Gateway {
     for (const c of this.channels.values()) await c.stop?.();
     this.presence.stop();
     this.storage.stop();
+    await this.checkpointer?.close();
     this.db.close();
     this.log.info("gateway stopped");
   }

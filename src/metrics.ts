@@ -57,6 +57,12 @@ export class Metrics {
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
     registers: [this.registry],
   });
+  readonly walCheckpointSeconds = new Histogram({
+    name: "ata_wal_checkpoint_seconds",
+    help: "WAL checkpoints by the checkpointer thread (off the commit paths)",
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    registers: [this.registry],
+  });
   readonly commitSeconds = new Histogram({
     name: "ata_commit_seconds",
     help: "Time from handing a group to the event-log writer to its commit, by lane",

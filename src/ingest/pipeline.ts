@@ -44,6 +44,8 @@ export interface IngestOptions {
   maxDeadLetterBytes: number;
   /** The same bytes without an eventId within this window are a redelivery (default 120 s). */
   redeliveryWindowSec?: number;
+  /** false when a Checkpointer thread checkpoints the log (the gateway runs one). */
+  autoCheckpoint?: boolean;
 }
 
 export interface IngestContext {
@@ -151,8 +153,11 @@ export class Ingest extends EventEmitter {
     this.primeRedeliveries();
     this.writer =
       options.writer === "worker" && options.dbPath && options.dbPath !== ":memory:"
-        ? new WorkerWriter(options.dbPath, this.ctx.log, (tid) =>
-            this.ctx.metrics.threads.set({ thread: "event-log-writer", tid: String(tid) }, 1),
+        ? new WorkerWriter(
+            options.dbPath,
+            this.ctx.log,
+            (tid) => this.ctx.metrics.threads.set({ thread: "event-log-writer", tid: String(tid) }, 1),
+            options.autoCheckpoint ?? true,
           )
         : new InlineWriter(db);
   }
@@ -656,12 +661,13 @@ class InlineWriter implements EventLogWriter {
 class WorkerWriter implements EventLogWriter {
   private readonly thread: SqliteWriterThread;
 
-  constructor(path: string, log: Logger, onThread: (tid: number) => void) {
+  constructor(path: string, log: Logger, onThread: (tid: number) => void, autoCheckpoint: boolean) {
     this.thread = new SqliteWriterThread(
       path,
       { event: INSERT_EVENT, dead: INSERT_DEAD, duplicate: INSERT_DUPLICATE, ignored: INSERT_IGNORED },
       log,
       onThread,
+      autoCheckpoint,
     );
   }
 

@@ -452,9 +452,16 @@ export interface OpenOptions {
    * the gateway's own. Everything else (the CLI, tools) commits with an fsync.
    */
   synchronous?: "FULL" | "NORMAL";
+  /** false when a Checkpointer thread checkpoints this connection's databases instead. */
+  autoCheckpoint?: boolean;
 }
 
-export function openDb({ path, migrations = MIGRATIONS, synchronous = "FULL" }: OpenOptions): Db {
+export function openDb({
+  path,
+  migrations = MIGRATIONS,
+  synchronous = "FULL",
+  autoCheckpoint = true,
+}: OpenOptions): Db {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   // WAL with synchronous=NORMAL alone would lose the last commits on power loss; an acknowledged
@@ -469,6 +476,8 @@ export function openDb({ path, migrations = MIGRATIONS, synchronous = "FULL" }: 
   db.pragma(`${EVENT_LOG_SCHEMA}.synchronous = FULL`);
   migrate(db, EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA);
   migrate(db, migrations);
+  // Per connection, for every database on it (main and the attached log).
+  if (!autoCheckpoint) db.pragma("wal_autocheckpoint = 0");
   return db;
 }
 

@@ -20,6 +20,9 @@ db.pragma("journal_mode = WAL");
 // As the main connections: what a writer acknowledges must survive power loss, not only a crash.
 db.pragma("synchronous = FULL");
 db.pragma("busy_timeout = 5000");
+// A checkpoint inside a commit would hold every PUBACK (and a fall) behind it: a Checkpointer
+// thread does them instead when the owner runs one.
+if (workerData.autoCheckpoint === false) db.pragma("wal_autocheckpoint = 0");
 
 /** @type {Record<string, import("better-sqlite3").Statement>} */
 const statements = {};

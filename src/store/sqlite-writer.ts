@@ -36,9 +36,11 @@ export class SqliteWriterThread {
     log: Logger,
     /** Told the thread's Linux id once it runs (per-thread CPU accounting). */
     onThread?: (tid: number) => void,
+    /** false when a Checkpointer thread checkpoints this file. */
+    autoCheckpoint = true,
   ) {
     this.worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), {
-      workerData: { path, statements },
+      workerData: { path, statements, autoCheckpoint },
     });
     this.worker.on(
       "message",

@@ -1,0 +1,64 @@
+// The WAL checkpointer thread. Plain JavaScript, like the writer thread, so it loads the same way
+// under every runner.
+//
+// The gateway's connections commit with automatic checkpoints off; this thread copies the WAL's
+// pages back into each database file (PRAGMA wal_checkpoint(PASSIVE)) on its own connection, once
+// a WAL has grown past a threshold. A checkpoint copies megabytes and fsyncs the database file:
+// done inside a commit, as SQLite does by default, it stalled the event-log writer (and a fall's
+// commit behind it) or the event loop (the main connection) for 10-30 ms every few seconds.
+// PASSIVE never waits for readers or writers; what it could not copy it copies on a later pass.
+import { statSync } from "node:fs";
+import { parentPort, workerData } from "node:worker_threads";
+import Database from "better-sqlite3";
+
+/** @type {{ paths: string[]; intervalMs: number; minWalBytes: number }} */
+const { paths, intervalMs, minWalBytes } = workerData;
+const dbs = paths.map((path) => {
+  const db = new Database(path);
+  db.pragma("busy_timeout = 5000");
+  db.pragma("wal_autocheckpoint = 0");
+  return { path, db };
+});
+
+function walBytes(path) {
+  try {
+    return statSync(`${path}-wal`).size;
+  } catch {
+    return 0;
+  }
+}
+
+function pass(force) {
+  for (const { path, db } of dbs) {
+    const before = walBytes(path);
+    if (!force && before < minWalBytes) continue;
+    const t0 = performance.now();
+    try {
+      const [r] = db.pragma("wal_checkpoint(PASSIVE)");
+      parentPort.postMessage({
+        type: "checkpoint",
+        path,
+        ms: performance.now() - t0,
+        walBytes: before,
+        frames: r.log,
+        copied: r.checkpointed,
+      });
+    } catch (err) {
+      parentPort.postMessage({
+        type: "failed",
+        path,
+        error: err instanceof Error ? err.message : String(err),
+      });
+    }
+  }
+}
+
+const timer = setInterval(() => pass(false), intervalMs);
+
+parentPort.on("message", (msg) => {
+  if (msg.type !== "close") return;
+  clearInterval(timer);
+  pass(true);
+  for (const { db } of dbs) db.close();
+  parentPort.postMessage({ type: "closed" });
+});

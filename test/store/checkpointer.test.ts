@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { silentLogger } from "../../src/log.js";
+import { Metrics } from "../../src/metrics.js";
+import { Checkpointer } from "../../src/store/checkpointer.js";
+import { type Db, eventLogPath, openDb } from "../../src/store/db.js";
+
+describe("WAL checkpoints on their own thread", () => {
+  const dirs: string[] = [];
+  const dbs: Db[] = [];
+  afterEach(() => {
+    for (const db of dbs.splice(0)) if (db.open) db.close();
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("the gateway's connection never checkpoints in a commit; the thread does, past the threshold", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ata-checkpointer-"));
+    dirs.push(dir);
+    const path = join(dir, "ata.db");
+    const db = openDb({ path, synchronous: "NORMAL", autoCheckpoint: false });
+    dbs.push(db);
+    expect(db.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
+    expect(openDb({ path: join(dir, "other.db") }).pragma("wal_autocheckpoint", { simple: true })).toBe(1000);
+
+    // ~2 MiB through the WAL with nobody checkpointing: it only grows.
+    const insert = db.prepare("INSERT INTO cursors (name, position, updated_at) VALUES (?, 1, 1)");
+    const rows = () => db.prepare("SELECT count(*) FROM cursors").pluck().get() as number;
+    const before = rows();
+    const pad = "x".repeat(2000);
+    db.transaction(() => {
+      for (let i = 0; i < 1000; i++) insert.run(`${pad}-${i}`);
+    })();
+    const grown = statSync(`${path}-wal`).size;
+    expect(grown).toBeGreaterThan(1 << 20);
+
+    const metrics = new Metrics({ defaultMetrics: false });
+    const c = new Checkpointer(
+      { paths: [path, eventLogPath(path)], intervalMs: 50, minWalBytes: 1 << 20 },
+      silentLogger(),
+      metrics,
+    );
+    const deadline = Date.now() + 5000;
+    while (c.stats.checkpoints === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(c.stats.checkpoints).toBeGreaterThanOrEqual(1);
+    // The pages are in the database file now: the next writer starts the WAL from its beginning.
+    insert.run("after");
+    expect(statSync(`${path}-wal`).size).toBe(grown);
+    expect(rows()).toBe(before + 1001);
+    await c.close();
+    expect(await metrics.registry.metrics()).toMatch(/ata_wal_checkpoint_seconds_count [1-9]/);
+  });
+});
