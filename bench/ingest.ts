@@ -96,7 +96,12 @@ async function run(
     threadCpuSeconds(pid),
   );
   const per10k = EVENTS / 10_000;
-  if (run !== 99) for (const [t, sec] of Object.entries(perThread)) (cpu[kind][t] ??= []).push(sec / per10k);
+  if (run !== 99)
+    for (const [t, sec] of Object.entries(perThread)) {
+      const runs = cpu[kind][t] ?? [];
+      runs.push(sec / per10k);
+      cpu[kind][t] = runs;
+    }
   await Promise.all(clients.map((c) => c.endAsync()));
   return rate;
 }

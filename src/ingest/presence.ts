@@ -229,7 +229,7 @@ export class Presence {
     void this.retryUnrecorded();
     // Runs in a timer: an error here would be uncaught and end the process (a full disk did).
     try {
-      this.persist(seen, 500);
+      this.persist(seen, 200);
       if (seen) this.seenPersistedAt = now;
     } catch (err) {
       if (!this.ctx.storage?.failed("presence", err))
@@ -239,8 +239,8 @@ export class Presence {
 
   /**
    * Write changed device states. Online/offline changes go every supervision pass; last-seen times
-   * (which every heartbeat touches) only with `seen`, every few minutes and at stop. Chunks of 500
-   * rows per transaction keep any one write short: a long one holds the database's write lock,
+   * (which every heartbeat touches) only with `seen`, every few minutes and at stop. Chunks of 200
+   * rows per transaction (under 2 ms each) keep any one write short: a long one holds the event loop,
    * and the event-log writer (and so every PUBACK) would wait behind it.
    */
   private persist(seen: boolean, chunk = Number.POSITIVE_INFINITY): void {
