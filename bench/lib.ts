@@ -4,7 +4,7 @@
  * statistics the tables print.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,6 +51,9 @@ export function spawnReady(
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  // BENCH_GATEWAY_STDOUT=<file>: the gateway's stdout (with BENCH_GATEWAY_FLAGS=--trace-gc-nvp, its GC trace).
+  if (process.env.BENCH_GATEWAY_STDOUT && args[0]?.endsWith("main.ts"))
+    child.stdout!.pipe(createWriteStream(process.env.BENCH_GATEWAY_STDOUT));
   return new Promise((resolve, reject) => {
     const onExit = (code: number | null) =>
       reject(new Error(`${args.join(" ")} exited with ${code} before ready`));
@@ -124,7 +127,8 @@ export async function startGatewayProcess(
   const child = await spawnReady(
     [join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")],
     env,
-    GATEWAY_NODE_FLAGS,
+    // BENCH_GATEWAY_FLAGS: further node flags for the gateway only (--trace-gc-nvp, --inspect=...).
+    [...GATEWAY_NODE_FLAGS, ...(process.env.BENCH_GATEWAY_FLAGS ?? "").split(" ").filter(Boolean)],
   );
   return {
     ...child,

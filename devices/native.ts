@@ -101,6 +101,8 @@ export const nativeProfile: DeviceProfile = {
     "The gateway's own format: canonical events without deviceId/receivedAt/schemaVersion on `events`, " +
     "health on `heartbeat`. For devices and integrators that map to the canonical model themselves.",
   topics: ["events", "heartbeat"],
+  // decodeEvent checks envelope and data with the canonical schemas themselves.
+  canonicalChannels: ["events"],
   // Same supervision as a fall sensor: a native device may be one, and the gateway cannot tell.
   supervision: { heartbeatSec: 60, missedHeartbeats: 3 },
   // No SCAIP device type of its own: forwarding to an alarm receiving centre maps per canonical type.

@@ -271,7 +271,8 @@ export class Ingest extends EventEmitter {
     }
     // Only publishes with an event that lacks the device's own id need the payload's hash.
     const key = decoded.some((d) => d.eventId === undefined) ? payloadKey(device.id, channel, payload) : null;
-    const built = canonicalise(device, key, decoded, receivedAt, receivedAtMs);
+    const checked = profile.canonicalChannels?.includes(channel) ?? false;
+    const built = canonicalise(device, key, decoded, receivedAt, receivedAtMs, checked);
     if (typeof built === "string") return { code: "bad_schema", message: built };
     return { events: built, profile: profile.id, key };
   }
@@ -497,13 +498,18 @@ export class Ingest extends EventEmitter {
   }
 }
 
-/** Fill the envelope, validate, attach placement. A string is the first validation problem. */
-function canonicalise(
-  device: Device,
+/**
+ * Fill the envelope, validate, attach placement. A string is the first validation problem.
+ * `checked`: the decoder already checked the events with the canonical schemas (the profile's
+ * `canonicalChannels`); what this adds (deviceId, receivedAt, a derived eventId) is the gateway's own.
+ */
+export function canonicalise(
+  device: Pick<Device, "id" | "siteId" | "unitId" | "roomId" | "residentRef">,
   key: string | null,
   decoded: readonly DecodedEvent[],
   receivedAt: string,
   receivedAtMs: number,
+  checked = false,
 ): PlacedEvent[] | string {
   const placement = {
     siteId: device.siteId,
@@ -514,18 +520,24 @@ function canonicalise(
   const events: PlacedEvent[] = [];
   for (let i = 0; i < decoded.length; i++) {
     const d = decoded[i]!;
-    const candidate = {
+    const candidate: Record<string, unknown> = {
       eventId: d.eventId ?? deriveEventId(key!, i, receivedAtMs),
       schemaVersion: SCHEMA_VERSION,
       type: d.type,
       deviceId: device.id,
       occurredAt: d.occurredAt ?? receivedAt,
       receivedAt,
-      ...(d.seq === undefined ? {} : { seq: d.seq }),
-      ...(d.priority === undefined ? {} : { priority: d.priority }),
       phase: d.phase ?? defaultPhase(d.type),
       data: d.data,
     };
+    if (d.seq !== undefined) candidate.seq = d.seq;
+    if (d.priority !== undefined) candidate.priority = d.priority;
+    if (checked) {
+      const placed = candidate as unknown as PlacedEvent;
+      placed.placement = placement;
+      events.push(placed);
+      continue;
+    }
     const parsed = CanonicalEvent.safeParse(candidate);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
