@@ -31,7 +31,7 @@ export const GATEWAY_NODE_FLAGS: string[] = (() => {
   const start = (
     JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } }
   ).scripts.start;
-  const m = /^node ((?:--[\w-]+(?:=\S+)? )*)--import tsx/.exec(start);
+  const m = /^(?:exec )?node ((?:--[\w-]+(?:=\S+)? )*)--import tsx/.exec(start);
   return m?.[1]?.trim().split(/\s+/).filter(Boolean) ?? [];
 })();
 

@@ -30,6 +30,10 @@ export const ERRORS = {
   alert_not_found: { status: 404, text: "No such alert" },
   illegal_transition: { status: 409, text: "The alert's state does not allow this action" },
   already_taken: { status: 409, text: "Another person has already accepted this alert" },
+  already_signed_in: {
+    status: 409,
+    text: "This connection is already signed in; open a new one to sign in as someone else",
+  },
   outcome_not_allowed: { status: 422, text: "This outcome is not allowed for the alert's type" },
   enrolment_invalid: { status: 401, text: "The enrolment code is unknown, used or expired" },
   device_token_not_found: { status: 404, text: "No such enrolled device" },

@@ -202,7 +202,7 @@ export class Gateway {
     this.ingest.on("events", (events) => this.presence.onEvents(events));
 
     this.tokens = new TokenStore(this.db);
-    for (const t of config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
+    this.ensureStaffTokens();
     this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
     this.timers.storage = this.storage;
     let staff: StaffServer | null = null;
@@ -534,6 +534,25 @@ export class Gateway {
     await this.checkpointer?.close();
     this.db.close();
     this.log.info("gateway stopped");
+  }
+
+  /**
+   * The configuration's staff tokens, created when missing. A token already held by another staff
+   * token in the database (made with `ata tokens create`) is a configuration error with its path,
+   * listed with every other such clash: otherwise one secret would sign in as either of two people.
+   */
+  private ensureStaffTokens(): void {
+    const problems: { path: string; message: string }[] = [];
+    this.config.staff.forEach((t, i) => {
+      const holder = this.tokens.holderOf(t.token);
+      if (holder !== null && holder !== t.id)
+        problems.push({
+          path: formatPath(["staff", i, "token"]),
+          message: `already the token of "${holder}" in the database; each staff token needs its own`,
+        });
+    });
+    if (problems.length) throw new ConfigError("configuration", problems);
+    for (const t of this.config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
   }
 
   /** SIGHUP: re-read the rule file; an invalid one keeps the running rules. */

@@ -107,6 +107,12 @@ try {
       `${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: gateway.mqttPort() })}\n`,
     );
 } catch (err) {
+  // Problems only the database can show (a configured staff token another one already holds, a
+  // paging address naming an unknown handset) are configuration errors too: listed, exit 2.
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
   log.fatal({ err }, "gateway failed to start");
   process.exit(1);
 }

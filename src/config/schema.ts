@@ -275,7 +275,24 @@ export function crossCheck(
     else if (!u.has(unit))
       problems.push({ path: [...path, "unit"], message: `unknown unit "${unit}" in site "${site}"` });
   };
+  const staffIds = new Map<string, number>();
+  const staffTokens = new Map<string, number>();
   config.staff.forEach((t, i) => {
+    const sameId = staffIds.get(t.id);
+    if (sameId !== undefined)
+      problems.push({
+        path: ["staff", i, "id"],
+        message: `duplicate staff id "${t.id}" (also staff[${sameId}])`,
+      });
+    else staffIds.set(t.id, i);
+    // Named by position only: the token itself is a secret and never goes into a message.
+    const sameToken = staffTokens.get(t.token);
+    if (sameToken !== undefined)
+      problems.push({
+        path: ["staff", i, "token"],
+        message: `the same token as staff[${sameToken}]; each needs its own`,
+      });
+    else staffTokens.set(t.token, i);
     t.sites.forEach((site, j) => {
       if (!units.has(site))
         problems.push({ path: ["staff", i, "sites", j], message: `unknown site "${site}"` });

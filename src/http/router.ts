@@ -41,6 +41,8 @@ interface Route {
 }
 
 const MAX_BODY = 256 * 1024;
+/** What is read and dropped after a refused body before the connection is cut. */
+const DISCARD_LIMIT = 4 * MAX_BODY;
 
 export class Router {
   private readonly routes: Route[] = [];
@@ -90,9 +92,10 @@ export class Router {
       params,
       url,
       query: url.searchParams,
-      bearer: auth?.startsWith("Bearer ") ? auth.slice(7).trim() : (url.searchParams.get("token") ?? null),
+      // Only from the header: a token in a URL ends up in proxy logs, browser history and Referer.
+      bearer: auth?.startsWith("Bearer ") ? auth.slice(7).trim() : null,
       body: async (schema) => {
-        const raw = await readBody(req);
+        const raw = await readBody(req, res);
         let json: unknown;
         try {
           json = raw.length ? JSON.parse(raw.toString("utf8")) : {};
@@ -160,20 +163,34 @@ export function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+/**
+ * The body, up to MAX_BODY. Past it the request is refused with 413 and the error envelope: the
+ * rest is read and dropped (a client still sending would otherwise see a reset, not the answer),
+ * up to DISCARD_LIMIT, after which the connection is cut; the answer closes the connection.
+ */
+function readBody(req: IncomingMessage, res: ServerResponse): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let refused = false;
     req.on("data", (c: Buffer) => {
       size += c.length;
+      if (refused) {
+        if (size > DISCARD_LIMIT) req.destroy();
+        return;
+      }
       if (size > MAX_BODY) {
+        refused = true;
+        chunks.length = 0;
+        res.setHeader("connection", "close");
         reject(new ApiError("body_too_large", `the body exceeds ${MAX_BODY} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);
     });
-    req.on("end", () => resolve(Buffer.concat(chunks)));
+    req.on("end", () => {
+      if (!refused) resolve(Buffer.concat(chunks));
+    });
     req.on("error", reject);
   });
 }

@@ -248,6 +248,13 @@ export class StaffServer implements StaffDirectory {
   }
 
   private hello(s: Session, msg: Extract<ClientMessage, { type: "hello" }>): void {
+    // One identity per connection: a second hello (another person's token, or a replay) would
+    // change whose scope the open session has; it is refused and the session stays as it was.
+    if (s.staff) {
+      this.log.warn({ staffId: s.staff.id }, "second hello on a signed-in staff connection refused");
+      this.fail(s, msg.id, "already_signed_in");
+      return;
+    }
     const verified = this.tokens.verifyToken(msg.token);
     const staff = verified?.identity;
     if (!verified || !staff) {

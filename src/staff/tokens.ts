@@ -95,6 +95,14 @@ export class TokenStore {
     if (!exists) this.create(input);
   }
 
+  /** The id of the staff token with this secret (revoked or not), or null: a clash check. */
+  holderOf(token: string): string | null {
+    const row = this.db.prepare("SELECT id FROM staff_tokens WHERE token_hash = ?").get(digest(token)) as
+      | { id: string }
+      | undefined;
+    return row?.id ?? null;
+  }
+
   verify(token: string): StaffIdentity | null {
     return this.verifyToken(token)?.identity ?? null;
   }

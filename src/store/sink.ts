@@ -136,6 +136,7 @@ export class TimeSeriesSink extends EventEmitter {
     pointsRejected: 0,
     writeFailures: 0,
   };
+  /** The last error, until writes succeed again (shown by /readyz). */
   lastError: Error | undefined;
   lastErrorAt: number | undefined;
   /** Failed writes since the last successful one: > 0 means the store is unreachable right now. */
@@ -460,6 +461,9 @@ export class TimeSeriesSink extends EventEmitter {
             "time-series store writes again",
           );
           this.tell("recovered", { source: s.source.name, failures: this.consecutiveFailures });
+          // What /readyz shows is the present: the outage's error ends with it.
+          this.lastError = undefined;
+          this.lastErrorAt = undefined;
         }
         this.consecutiveFailures = 0;
         this.counters.pointsWritten += batch.points.length;

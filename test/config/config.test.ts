@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { PROFILES } from "../../devices/index.js";
 import { applyEnv, ConfigError, loadConfig, validateConfig } from "../../src/config/load.js";
-import { runGatewayExpectingFailure, writeConfig } from "../helpers/process.js";
+import { runGatewayExpectingFailure, spawnGateway, writeConfig } from "../helpers/process.js";
 
 const known = new Set(PROFILES.map((p) => p.id));
 const base = { sites: [{ id: "s1", name: "S1", units: [{ id: "u1", name: "U1" }] }] };
@@ -103,6 +103,43 @@ describe("configuration", () => {
         ]),
       );
     }
+  });
+
+  it("duplicate staff ids and tokens are config errors with their paths, the token never in the message", () => {
+    const token = "same-token-0123456789";
+    const staff = (id: string) => ({ id, name: id, role: "staff", sites: ["s1"], token });
+    try {
+      validateConfig({ ...base, staff: [staff("anna"), staff("anna"), staff("bo")] }, "t", known);
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      const problems = (err as ConfigError).problems;
+      expect(problems.map((p) => p.path)).toEqual(
+        expect.arrayContaining(["staff[1].id", "staff[1].token", "staff[2].token"]),
+      );
+      expect(JSON.stringify(problems)).not.toContain(token);
+    }
+  });
+
+  it("a configured staff token another staff token in the database already holds stops the boot with its path", async () => {
+    const data = join(dir, "clash");
+    const cfg = (staff: unknown[]) =>
+      writeConfig(dir, {
+        dataDir: data,
+        mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 } },
+        http: { host: "127.0.0.1", port: 0 },
+        ...base,
+        staff,
+      });
+    const anna = { id: "anna", name: "Anna", role: "staff", sites: ["s1"], token: "clash-token-0123456789" };
+    // First boot creates anna's token; the second names the same secret for someone else.
+    const first = await spawnGateway(cfg([anna]));
+    await first.stop();
+    const { code, stderr } = await runGatewayExpectingFailure(cfg([{ ...anna, id: "bo", name: "Bo" }]));
+    expect(code).toBe(2);
+    expect(stderr).toContain("- staff[0].token:");
+    expect(stderr).not.toContain(anna.token);
+    expect(stderr).not.toMatch(/at .*\.ts:\d+/);
   });
 
   it("environment variables override the file: shortcuts and ATA__path__to__key", () => {

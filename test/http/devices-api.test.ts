@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, connectDevice, startGateway, type TestGateway } from "../helpers/gateway.js";
+import { ADMIN_TOKEN, api, connectDevice, startGateway, type TestGateway } from "../helpers/gateway.js";
 
 describe("device administration over HTTP", () => {
   let t: TestGateway;
@@ -69,6 +69,26 @@ describe("device administration over HTTP", () => {
     expect([missing.status, missing.body.error.code]).toEqual([404, "device_not_found"]);
     const method = await api(t.httpUrl, "DELETE", "/api/v1/devices");
     expect([method.status, method.body.error.code]).toEqual([405, "method_not_allowed"]);
+  });
+
+  it("a body over the limit gets 413 with the error envelope, not a reset, and the connection closes", async () => {
+    const big = JSON.stringify({ id: "x".repeat(300 * 1024) });
+    const res = await fetch(`${t.httpUrl}/api/v1/devices`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: big,
+    });
+    expect(res.status).toBe(413);
+    expect(res.headers.get("connection")).toBe("close");
+    expect(await res.json()).toMatchObject({ error: { code: "body_too_large" } });
+    // The gateway still answers.
+    expect((await api(t.httpUrl, "GET", "/api/v1/devices")).status).toBe(200);
+  });
+
+  it("a token in the URL is not accepted, only in the Authorization header", async () => {
+    const res = await fetch(`${t.httpUrl}/api/v1/devices?token=${ADMIN_TOKEN}`);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("unauthenticated");
   });
 
   it("lists dead letters without their payload bodies", async () => {

@@ -33,6 +33,17 @@ describe("staff protocol robustness", () => {
     expect(c.closed).toBeNull();
   };
 
+  it("a second hello on a signed-in connection is refused, and the session keeps its identity", async () => {
+    const c = await connect();
+    const e = error(c);
+    c.send({ type: "hello", id: "h2", token: STAFF.bo.token });
+    expect(await e).toMatchObject({ id: "h2", ok: false, error: { code: "already_signed_in" } });
+    await alive(c);
+    // Still Anna: a command in Bo's scope only would not be hers (the welcome is not sent again).
+    expect(c.messages.filter((m) => m.type === "welcome")).toHaveLength(1);
+    expect(c.messages.find((m) => m.type === "welcome")).toMatchObject({ staff: { id: "anna" } });
+  });
+
   it("malformed JSON gets bad_request and the connection stays open", async () => {
     const c = await connect();
     const e = error(c);

@@ -230,6 +230,8 @@ describe("TimeSeriesSink with InfluxDB", () => {
     expect(getCursor(db, EVENTS_CURSOR)).toBe(inserted);
     expect(sink.consecutiveFailures).toBe(0);
     expect(failures.length).toBeGreaterThan(0);
+    // /readyz shows lastError: the outage's error is history once writes succeed again.
+    expect(sink.lastError).toBeUndefined();
   });
 
   it("resumes from the persisted cursor after a restart of the sink, and a replay from zero overwrites", async () => {
