@@ -49,7 +49,12 @@ export class Broker extends EventEmitter {
   aedes!: Aedes;
   private servers: { name: ListenerAddress["name"]; server: NetServer | TlsServer | HttpServer }[] = [];
   private wss: WebSocketServer | null = null;
+  /** Failed CONNECTs by remote address, and by device id (both windowed by authFailures). */
   private readonly failures = new Map<string, number[]>();
+  private readonly idFailures = new Map<string, number[]>();
+  /** Secrets being checked now, and attempts waiting for a slot, by "a:<address>" / "i:<id>". */
+  private readonly checking = new Map<string, number>();
+  private readonly waiting = new Map<string, (() => void)[]>();
   private readonly sockets = new Set<Socket>();
   readonly addresses: ListenerAddress[] = [];
 
@@ -221,10 +226,11 @@ export class Broker extends EventEmitter {
       this.ctx.log.info({ deviceId: username ?? null, address, reason }, "CONNECT refused");
       return refusal(code, message);
     };
-    if (this.throttled(address))
-      throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-    if (!username || !password) {
-      this.recordFailure(address);
+    const secret = password?.toString("utf8");
+    if (!username || secret === undefined) {
+      if (this.throttled(this.failures, address))
+        throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
+      this.recordFailure(this.failures, address);
       throw refuse(
         CONNACK.badCredentials,
         "no_credentials",
@@ -234,31 +240,101 @@ export class Broker extends EventEmitter {
     if (client.id !== username) {
       throw refuse(CONNACK.identifierRejected, "client_id_mismatch", "client id must equal the device id");
     }
-    const outcome = await this.ctx.registry.authenticate(username, password.toString("utf8"));
+    // A pair that connected before goes past the throttles: a device behind the same NAT as an
+    // attacker keeps connecting while the attacker's failures lock the address.
+    const knownGood = this.ctx.registry.knownGood(username, secret);
+    const slots: string[] = [];
+    if (!knownGood) {
+      // Each attempt holds a slot while its secret is checked, and failures plus slots never pass
+      // the limit: parallel attempts wait their turn instead of all passing the throttle while the
+      // first ones are still being verified. A storm of good devices is only paced.
+      for (const [table, key] of [
+        [this.failures, address],
+        [this.idFailures, username],
+      ] as const) {
+        const slot = await this.admit(table, key);
+        if (slot === null) {
+          for (const held of slots) this.release(held);
+          throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
+        }
+        slots.push(slot);
+      }
+    }
+    let outcome: Awaited<ReturnType<Registry["authenticate"]>>;
+    try {
+      outcome = await this.ctx.registry.authenticate(username, secret);
+    } finally {
+      for (const held of slots) this.release(held);
+    }
     if (outcome === "ok") return;
     if (outcome === "disabled") throw refuse(CONNACK.notAuthorized, "disabled", "device is disabled");
-    this.recordFailure(address);
+    this.recordFailure(this.failures, address);
+    this.recordFailure(this.idFailures, username);
     throw refuse(CONNACK.badCredentials, outcome, "unknown device or wrong secret");
   }
 
-  private throttled(address: string): boolean {
+  /**
+   * A slot to check a secret for this key (an address, a device id), or null when its failures
+   * alone reach the limit. While failures plus the attempts being checked fill the limit, waits for
+   * one of those to finish.
+   */
+  private async admit(table: Map<string, number[]>, key: string): Promise<string | null> {
+    const slot = `${table === this.failures ? "a" : "i"}:${key}`;
+    const { max } = this.ctx.config.authFailures;
+    for (;;) {
+      if (this.throttled(table, key)) {
+        // Whoever waits behind learns it too, rather than waiting for a release that never comes.
+        this.wakeNext(slot);
+        return null;
+      }
+      const failures = table.get(key)?.length ?? 0;
+      const checking = this.checking.get(slot) ?? 0;
+      if (failures + checking < max) {
+        this.checking.set(slot, checking + 1);
+        return slot;
+      }
+      await new Promise<void>((resolve) => {
+        const queue = this.waiting.get(slot) ?? [];
+        queue.push(resolve);
+        this.waiting.set(slot, queue);
+      });
+    }
+  }
+
+  private release(slot: string): void {
+    const n = (this.checking.get(slot) ?? 1) - 1;
+    if (n > 0) this.checking.set(slot, n);
+    else this.checking.delete(slot);
+    this.wakeNext(slot);
+  }
+
+  private wakeNext(slot: string): void {
+    const queue = this.waiting.get(slot);
+    const next = queue?.shift();
+    if (queue && !queue.length) this.waiting.delete(slot);
+    next?.();
+  }
+
+  /** Failures for this key (an address, a device id) within the window reach the limit. */
+  private throttled(table: Map<string, number[]>, key: string | undefined): boolean {
+    if (key === undefined) return false;
     const { max, windowSec } = this.ctx.config.authFailures;
-    const list = this.failures.get(address);
+    const list = table.get(key);
     if (!list) return false;
     const since = Date.now() - windowSec * 1000;
     while (list.length && list[0]! < since) list.shift();
-    if (!list.length) this.failures.delete(address);
+    if (!list.length) table.delete(key);
     return list.length >= max;
   }
 
-  private recordFailure(address: string): void {
-    const list = this.failures.get(address) ?? [];
+  private recordFailure(table: Map<string, number[]>, key: string): void {
+    const list = table.get(key) ?? [];
     list.push(Date.now());
-    this.failures.set(address, list);
-    if (this.failures.size > 10_000) {
-      // Bound memory under a spray of addresses: forget the oldest entry.
-      const first = this.failures.keys().next().value;
-      if (first !== undefined) this.failures.delete(first);
+    table.set(key, list);
+    if (table.size > 10_000) {
+      // Bound memory under a spray of addresses or ids: forget the oldest entry.
+      const first = table.keys().next().value;
+      if (first !== undefined) table.delete(first);
     }
   }
 

@@ -3,12 +3,12 @@
  * path and authentication without a query per publish. This process is the database's only writer,
  * so the copy is updated with each write.
  */
-import { createHash } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { isValidDeviceId } from "../broker/topics.js";
 import type { Placement } from "../model/event.js";
 import type { Db } from "../store/db.js";
-import { hashGeneratedSecret, hashSecret, newSecret, verifySecret } from "./secrets.js";
+import { hashGeneratedSecret, hashSecret, newSecret, UNKNOWN_DEVICE_HASH, verifySecret } from "./secrets.js";
 
 export interface Device {
   id: string;
@@ -275,15 +275,39 @@ export class Registry extends EventEmitter {
   }
 
   /** The outcome of a CONNECT's credentials. */
+  /**
+   * This id with this secret connected before (this process): a known-good pair, which a flood of
+   * failures from the same address (a NAT shared with an attacker) must not lock out. A hash
+   * compare, no KDF.
+   */
+  knownGood(id: string, secret: string): boolean {
+    const d = this.devices.get(id);
+    const memo = this.proven.get(id);
+    if (!d || !memo || memo.hash !== d.secretHash) return false;
+    const digest = createHash("sha256").update(secret).digest();
+    const known = Buffer.from(memo.digest, "base64");
+    return digest.length === known.length && timingSafeEqual(digest, known);
+  }
+
+  /** Secret verifications run (KDF or hash), unknown ids included: they cost the same. */
+  readonly authStats = { verifications: 0 };
+
   async authenticate(id: string, secret: string): Promise<"ok" | "unknown" | "disabled" | "bad_secret"> {
     this.refreshIfChanged();
     const d = this.devices.get(id);
-    if (!d) return "unknown";
+    if (!d) {
+      // As long as a wrong secret for a real device: the answer's timing must not tell which
+      // device ids exist.
+      this.authStats.verifications++;
+      await verifySecret(secret, UNKNOWN_DEVICE_HASH);
+      return "unknown";
+    }
     const memo = this.proven.get(id);
     let ok: boolean;
     const digest = createHash("sha256").update(secret).digest("base64");
     if (memo && memo.hash === d.secretHash) ok = memo.digest === digest;
     else {
+      this.authStats.verifications++;
       ok = await verifySecret(secret, d.secretHash);
       if (ok) this.proven.set(id, { digest, hash: d.secretHash });
     }

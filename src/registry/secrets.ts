@@ -60,6 +60,12 @@ export function verifySecret(secret: string, stored: string): Promise<boolean> {
   });
 }
 
+/**
+ * What an unknown device id is verified against: the KDF of a person-chosen secret, with random
+ * salt and hash no secret matches, so that an unknown id costs what a wrong secret costs.
+ */
+export const UNKNOWN_DEVICE_HASH = `scrypt$${N}$${R}$${P}$KPRwPbuFx05vGsRzic6E5A$7BNbFTq-UV8g9bUYz_G2fJmdVdm-arLiyDiu63edK8c`;
+
 /** A new random secret or token for the CLI to print once. */
 export function newSecret(bytes = 24): string {
   return randomBytes(bytes).toString("base64url");

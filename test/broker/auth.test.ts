@@ -152,6 +152,75 @@ describe("device authentication and authorisation", () => {
     }
   });
 
+  it("counts a CONNECT as failed before its secret is checked: parallel attempts cannot pass the limit", async () => {
+    const t2 = await startGateway({
+      overrides: {
+        mqtt: {
+          tcp: { host: "127.0.0.1", port: 0 },
+          ws: { enabled: false, port: 0 },
+          authFailures: { max: 3, windowSec: 60 },
+        },
+      },
+    });
+    try {
+      const codes = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          connectDevice(t2.mqttPort, `no-such-device-${i}`, "guessed-secret-123").then(
+            () => 0,
+            (e) => connackCode(e),
+          ),
+        ),
+      );
+      // Only as many reach the secret check as the limit allows; the rest are turned away unchecked.
+      expect(codes.filter((c) => c === 4).length).toBeLessThanOrEqual(3);
+      expect(codes.filter((c) => c === 3).length).toBeGreaterThanOrEqual(9);
+      expect(t2.gateway.registry.authStats.verifications).toBeLessThanOrEqual(3);
+    } finally {
+      await t2.stop();
+    }
+  });
+
+  it("a device that connected before keeps connecting from an address others' failures locked", async () => {
+    const t2 = await startGateway({
+      overrides: {
+        mqtt: {
+          tcp: { host: "127.0.0.1", port: 0 },
+          ws: { enabled: false, port: 0 },
+          authFailures: { max: 3, windowSec: 60 },
+        },
+      },
+    });
+    try {
+      (await connectDevice(t2.mqttPort, NATIVE, NATIVE_SECRET)).end(true);
+      for (let i = 0; i < 3; i++)
+        await expect(connectDevice(t2.mqttPort, LIFT, "bad-secret-123")).rejects.toSatisfy(
+          (e) => connackCode(e) === 4,
+        );
+      // The address is locked for pairs it has not seen succeed, the lift's right secret included...
+      await expect(connectDevice(t2.mqttPort, LIFT, LIFT_SECRET)).rejects.toSatisfy(
+        (e) => connackCode(e) === 3,
+      );
+      // ...but the radar behind the same NAT goes on.
+      const c = await connectDevice(t2.mqttPort, NATIVE, NATIVE_SECRET);
+      expect(c.connected).toBe(true);
+      c.end(true);
+      // A wrong secret for the radar does not ride on its good name.
+      await expect(connectDevice(t2.mqttPort, NATIVE, "bad-secret-123")).rejects.toSatisfy(
+        (e) => connackCode(e) === 3,
+      );
+    } finally {
+      await t2.stop();
+    }
+  });
+
+  it("an unknown device id costs a secret verification, as a wrong secret does", async () => {
+    const before = t.gateway.registry.authStats.verifications;
+    await expect(connectDevice(t.mqttPort, "never-registered", "whatever-secret")).rejects.toSatisfy(
+      (e) => connackCode(e) === 4 || connackCode(e) === 3,
+    );
+    expect(t.gateway.registry.authStats.verifications).toBe(before + 1);
+  });
+
   it("keeps device presence: online on connect, offline on disconnect, both in the event log", async () => {
     const c = await connectDevice(t.mqttPort, NATIVE, NATIVE_SECRET);
     await eventually(() => t.gateway.presence.status(NATIVE).online);
