@@ -406,6 +406,7 @@ export class Gateway {
       presence: this.presence,
       metrics: this.metrics,
       adminToken: config.http.adminToken,
+      metricsToken: config.http.metricsToken,
       readiness: this.readiness,
       rules: () => this.rules.rules,
     });

@@ -52,6 +52,8 @@ export class Broker extends EventEmitter {
   /** Failed CONNECTs by remote address, and by device id (both windowed by authFailures). */
   private readonly failures = new Map<string, number[]>();
   private readonly idFailures = new Map<string, number[]>();
+  /** KDF secret checks per second, for all addresses together (mqtt.authFailures.kdfPerSec). */
+  private readonly kdfBudget: TokenBucket;
   /** Secrets being checked now, and attempts waiting for a slot, by "a:<address>" / "i:<id>". */
   private readonly checking = new Map<string, number>();
   private readonly waiting = new Map<string, (() => void)[]>();
@@ -60,6 +62,7 @@ export class Broker extends EventEmitter {
 
   constructor(private readonly ctx: BrokerContext) {
     super();
+    this.kdfBudget = new TokenBucket(ctx.config.authFailures.kdfPerSec);
   }
 
   async start(): Promise<void> {
@@ -260,6 +263,12 @@ export class Broker extends EventEmitter {
         slots.push(slot);
       }
     }
+    // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot take
+    // the CPU (each scrypt is tens of milliseconds), and devices with generated secrets never wait.
+    if (this.ctx.registry.verificationCost(username, secret) === "kdf" && !this.kdfBudget.take()) {
+      for (const held of slots) this.release(held);
+      throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
+    }
     let outcome: Awaited<ReturnType<Registry["authenticate"]>>;
     try {
       outcome = await this.ctx.registry.authenticate(username, secret);
@@ -410,4 +419,23 @@ export class Broker extends EventEmitter {
 function remoteAddress(client: Client): string {
   const conn = client.conn as unknown as { remoteAddress?: string; _socket?: { remoteAddress?: string } };
   return conn.remoteAddress ?? conn._socket?.remoteAddress ?? "unknown";
+}
+
+/** At most `perSec` takes per second, in bursts of up to `perSec`. */
+class TokenBucket {
+  private tokens: number;
+  private at = performance.now();
+
+  constructor(private readonly perSec: number) {
+    this.tokens = perSec;
+  }
+
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.perSec, this.tokens + ((now - this.at) / 1000) * this.perSec);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
 }

@@ -35,6 +35,7 @@ const SHORTCUTS: Record<string, string[]> = {
   ATA_HTTP_PORT: ["http", "port"],
   ATA_HTTP_HOST: ["http", "host"],
   ATA_ADMIN_TOKEN: ["http", "adminToken"],
+  ATA_METRICS_TOKEN: ["http", "metricsToken"],
   ATA_INFLUX_URL: ["influx", "url"],
 };
 

@@ -110,6 +110,12 @@ export const ConfigSchema = z.strictObject({
         .strictObject({
           max: z.number().int().min(1).default(10),
           windowSec: z.number().int().min(1).default(60),
+          /**
+           * scrypt checks per second for all addresses together (person-chosen secrets and unknown
+           * ids; generated secrets are a hash and do not count). Each is tens of milliseconds of
+           * CPU on libuv's pool; past the ceiling a CONNECT gets CONNACK 3 and retries later.
+           */
+          kdfPerSec: z.number().int().min(1).default(40),
         })
         .prefault({}),
     })
@@ -120,6 +126,11 @@ export const ConfigSchema = z.strictObject({
       port: Port.default(8080),
       /** Operator token for device administration over HTTP; none disables the admin API. */
       adminToken: z.string().min(16).optional(),
+      /**
+       * A bearer token Prometheus sends to read /metrics (which shows device counts, channel health
+       * and traffic); without it /metrics is open, as /healthz and /readyz always are.
+       */
+      metricsToken: z.string().min(16).optional(),
       tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).optional(),
     })
     .prefault({}),

@@ -22,6 +22,8 @@ export interface OperationsContext {
   presence: Presence;
   metrics: Metrics;
   adminToken: string | undefined;
+  /** When set, /metrics answers only with this bearer token; /healthz stays open. */
+  metricsToken?: string | undefined;
   readiness: ReadinessCheck[];
   /** The rules running now (after the last SIGHUP reload that succeeded). */
   rules: () => readonly { id: string; description?: string | undefined; enabled: boolean }[];
@@ -30,9 +32,14 @@ export interface OperationsContext {
 export function requireAdmin(ctx: RequestContext, adminToken: string | undefined): void {
   if (!adminToken)
     throw new ApiError("forbidden", "the admin API is disabled: set http.adminToken (ATA_ADMIN_TOKEN)");
+  requireBearer(ctx, adminToken);
+}
+
+/** The request carries exactly this bearer token (compared in constant time), or 401. */
+function requireBearer(ctx: RequestContext, token: string): void {
   if (!ctx.bearer) throw new ApiError("unauthenticated");
   const a = Buffer.from(ctx.bearer);
-  const b = Buffer.from(adminToken);
+  const b = Buffer.from(token);
   if (a.length !== b.length || !timingSafeEqual(a, b)) throw new ApiError("unauthenticated");
 }
 
@@ -77,11 +84,10 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
       JSON.stringify({ status: ok ? "ready" : "not_ready", checks: results }),
     );
   });
-  router.add(
-    "GET",
-    "/metrics",
-    async () => new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics()),
-  );
+  router.add("GET", "/metrics", async (r) => {
+    if (ctx.metricsToken) requireBearer(r, ctx.metricsToken);
+    return new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics());
+  });
 
   router.add("GET", "/api/v1/devices", (r) => {
     admin(r);

@@ -289,6 +289,16 @@ export class Registry extends EventEmitter {
     return digest.length === known.length && timingSafeEqual(digest, known);
   }
 
+  /**
+   * What checking a secret for this id costs: "kdf" (scrypt: a person-chosen secret, or an unknown
+   * id, verified as one) or "hash" (a generated secret, or a pair proven since start).
+   */
+  verificationCost(id: string, secret: string): "kdf" | "hash" {
+    if (this.knownGood(id, secret)) return "hash";
+    const d = this.devices.get(id);
+    return !d || d.secretHash.startsWith("scrypt$") ? "kdf" : "hash";
+  }
+
   /** Secret verifications run (KDF or hash), unknown ids included: they cost the same. */
   readonly authStats = { verifications: 0 };
 

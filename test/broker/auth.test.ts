@@ -213,6 +213,47 @@ describe("device authentication and authorisation", () => {
     }
   });
 
+  it("a global ceiling on scrypt checks per second turns the excess away with CONNACK 3, counted as busy", async () => {
+    const t2 = await startGateway({
+      overrides: {
+        mqtt: {
+          tcp: { host: "127.0.0.1", port: 0 },
+          ws: { enabled: false, port: 0 },
+          authFailures: { max: 100, windowSec: 60, kdfPerSec: 2 },
+        },
+      },
+    });
+    try {
+      // Registered over the API: a generated secret, stored as a salted hash, not scrypt.
+      const reg = await api(t2.httpUrl, "POST", "/api/v1/devices", {
+        id: "generated-1",
+        profile: "ata/native",
+        site: "home-a",
+        unit: "unit-1",
+      });
+      expect(reg.status).toBe(201);
+      const codes: (number | undefined)[] = [];
+      for (let i = 0; i < 6; i++)
+        codes.push(
+          await connectDevice(t2.mqttPort, `sprayed-id-${i}`, "guessed-secret-123").then(
+            () => 0,
+            (e) => connackCode(e),
+          ),
+        );
+      expect(codes.slice(0, 2)).toEqual([4, 4]);
+      expect(codes.filter((c) => c === 3).length).toBeGreaterThanOrEqual(3);
+      expect(t2.gateway.registry.authStats.verifications).toBeLessThanOrEqual(3);
+      const metrics = await fetch(`${t2.httpUrl}/metrics`).then((r) => r.text());
+      expect(metrics).toMatch(/ata_mqtt_connects_refused_total\{reason="busy"\} [3-9]/);
+      // A device with a generated secret does not wait for that budget.
+      const c = await connectDevice(t2.mqttPort, "generated-1", reg.body.secret);
+      expect(c.connected).toBe(true);
+      c.end(true);
+    } finally {
+      await t2.stop();
+    }
+  });
+
   it("an unknown device id costs a secret verification, as a wrong secret does", async () => {
     const before = t.gateway.registry.authStats.verifications;
     await expect(connectDevice(t.mqttPort, "never-registered", "whatever-secret")).rejects.toSatisfy(
