@@ -223,18 +223,6 @@ function fmt(n: number): string {
   return n.toFixed(2);
 }
 
-/** Prometheus text -> value of a metric line (exact name with labels, or bare name). */
-export async function scrape(httpPort: number): Promise<Map<string, number>> {
-  const text = await fetch(`http://127.0.0.1:${httpPort}/metrics`).then((r) => r.text());
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
-    const i = line.lastIndexOf(" ");
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
 export interface Sample {
   name: string;
   labels: Record<string, string>;
@@ -255,12 +243,14 @@ export async function scrapeSamples(httpPort: number): Promise<Sample[]> {
   return out;
 }
 
+/** The sample has this name and at least these labels. */
+function matches(s: Sample, name: string, labels: Record<string, string>): boolean {
+  return s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v);
+}
+
 /** The value of one sample (0 when absent): name and the labels it must have. */
 export function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  const s = samples.find(
-    (x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v),
-  );
-  return s?.value ?? 0;
+  return samples.find((x) => matches(x, name, labels))?.value ?? 0;
 }
 
 /**
@@ -276,12 +266,7 @@ export function histogramDelta(
   const d = (n: string, l: Record<string, string>) => sampleValue(after, n, l) - sampleValue(before, n, l);
   const count = d(`${name}_count`, labels);
   const bounds = after
-    .filter(
-      (x) =>
-        x.name === `${name}_bucket` &&
-        x.labels.le !== "+Inf" &&
-        Object.entries(labels).every(([k, v]) => x.labels[k] === v),
-    )
+    .filter((x) => matches(x, `${name}_bucket`, labels) && x.labels.le !== "+Inf")
     .map((x) => Number(x.labels.le))
     .sort((a, b) => a - b);
   const buckets = bounds.map((b): [number, number] => [b, d(`${name}_bucket`, { ...labels, le: String(b) })]);

@@ -138,16 +138,16 @@ export class Gateway {
     const t0 = performance.now();
     const dbPath = this.options.dbPath ?? join(config.dataDir, "ata.db");
     // Commits without an fsync on the event loop; what they make visible waits for the durability.
-    this.db = openDb({ path: dbPath, synchronous: "NORMAL", autoCheckpoint: dbPath === ":memory:" });
+    const onDisk = dbPath !== ":memory:";
+    this.db = openDb({ path: dbPath, synchronous: "NORMAL", autoCheckpoint: !onDisk });
     // Checkpoints on their own thread, never inside a commit (a fall's, or the event loop's).
-    this.checkpointer =
-      dbPath === ":memory:"
-        ? null
-        : new Checkpointer(
-            { paths: [dbPath, eventLogPath(dbPath)] },
-            log.child({ component: "checkpointer" }),
-            this.metrics,
-          );
+    this.checkpointer = !onDisk
+      ? null
+      : new Checkpointer(
+          { paths: [dbPath, eventLogPath(dbPath)] },
+          log.child({ component: "checkpointer" }),
+          this.metrics,
+        );
     this.durability = new Durability(this.db, walPathOf(dbPath), log.child({ component: "durability" }));
     this.storage = new StorageHealth({
       db: this.db,

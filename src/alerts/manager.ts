@@ -169,9 +169,7 @@ export class AlertManager extends EventEmitter {
   private queued: AlertChange[] = [];
   /** Channel calls waiting for the outermost batch() to commit (their attempts are rows by then). */
   private calls: (() => void)[] = [];
-  /** Open replayable() calls; the outermost batch() takes its kind from whether one is open. */
-  private replayableDepth = 0;
-  /** Whether the outermost batch() now open is replayable (see replayable()). */
+  /** Whether the outermost step now open is replayable (see replayable()); nested steps follow it. */
   private outermostReplayable = false;
   private readonly configured: ReadonlySet<ChannelName>;
 
@@ -841,12 +839,7 @@ export class AlertManager extends EventEmitter {
    * replayable and wait (Durability).
    */
   replayable<T>(fn: () => T): T {
-    this.replayableDepth++;
-    try {
-      return this.batch(fn);
-    } finally {
-      this.replayableDepth--;
-    }
+    return this.step(fn, true);
   }
 
   /**
@@ -856,7 +849,11 @@ export class AlertManager extends EventEmitter {
    * its writes and its announcements with it.
    */
   batch<T>(fn: () => T): T {
-    if (this.depth === 0) this.outermostReplayable = this.replayableDepth > 0;
+    return this.step(fn, false);
+  }
+
+  private step<T>(fn: () => T, replayable: boolean): T {
+    if (this.depth === 0) this.outermostReplayable = replayable;
     const mark = this.queued.length;
     // Timers armed or cancelled inside leave memory again if the transaction rolls back (a full
     // disk at COMMIT): the database and the armed timers never disagree.

@@ -245,32 +245,21 @@ export class Broker extends EventEmitter {
     }
     // A pair that connected before goes past the throttles: a device behind the same NAT as an
     // attacker keeps connecting while the attacker's failures lock the address.
-    const knownGood = this.ctx.registry.knownGood(username, secret);
-    const slots: string[] = [];
-    if (!knownGood) {
-      // Each attempt holds a slot while its secret is checked, and failures plus slots never pass
-      // the limit: parallel attempts wait their turn instead of all passing the throttle while the
-      // first ones are still being verified. A storm of good devices is only paced.
-      for (const [table, key] of [
-        [this.failures, address],
-        [this.idFailures, username],
-      ] as const) {
-        const slot = await this.admit(table, key);
-        if (slot === null) {
-          for (const held of slots) this.release(held);
-          throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-        }
-        slots.push(slot);
-      }
-    }
-    // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot take
-    // the CPU (each scrypt is tens of milliseconds), and devices with generated secrets never wait.
-    if (this.ctx.registry.verificationCost(username, secret) === "kdf" && !this.kdfBudget.take()) {
-      for (const held of slots) this.release(held);
-      throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
-    }
+    const cost = this.ctx.registry.verificationCost(username, secret);
+    const slots =
+      cost === "known"
+        ? []
+        : await this.admitAll([
+            [this.failures, address],
+            [this.idFailures, username],
+          ]);
+    if (slots === null) throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
     let outcome: Awaited<ReturnType<Registry["authenticate"]>>;
     try {
+      // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot
+      // take the CPU (each scrypt is tens of milliseconds); devices with generated secrets never wait.
+      if (cost === "kdf" && !this.kdfBudget.take())
+        throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
       outcome = await this.ctx.registry.authenticate(username, secret);
     } finally {
       for (const held of slots) this.release(held);
@@ -280,6 +269,28 @@ export class Broker extends EventEmitter {
     this.recordFailure(this.failures, address);
     this.recordFailure(this.idFailures, username);
     throw refuse(CONNACK.badCredentials, outcome, "unknown device or wrong secret");
+  }
+
+  /**
+   * A slot per key (address, device id) to check a secret, or null (and none held) when one key's
+   * failures alone reach the limit. Each attempt holds its slots while its secret is checked, and
+   * failures plus slots never pass the limit: parallel attempts wait their turn instead of all
+   * passing the throttle while the first ones are still being verified. A storm of good devices is
+   * only paced.
+   */
+  private async admitAll(
+    keys: readonly (readonly [Map<string, number[]>, string])[],
+  ): Promise<string[] | null> {
+    const slots: string[] = [];
+    for (const [table, key] of keys) {
+      const slot = await this.admit(table, key);
+      if (slot === null) {
+        for (const held of slots) this.release(held);
+        return null;
+      }
+      slots.push(slot);
+    }
+    return slots;
   }
 
   /**

@@ -248,7 +248,6 @@ export const ConfigSchema = z.strictObject({
 export type Config = z.infer<typeof ConfigSchema>;
 export type SiteConfig = z.infer<typeof SiteConfig>;
 
-/** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
 /**
  * The delivery channels this configuration turns on (the console always). The gateway builds the
  * same set from what it started; main.ts checks the rule file's ladders against it before start.
@@ -261,6 +260,7 @@ export function configuredChannels(config: Config): Set<ChannelName> {
   return out;
 }
 
+/** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
 export function crossCheck(
   config: Config,
   knownProfiles: ReadonlySet<string>,

@@ -112,9 +112,14 @@ export class Router {
         return parsed.data;
       },
     };
+    // An answer to a request that may have written (an action, or the audit entry of a refused
+    // one) waits until those writes are on disk.
+    const durable = async () => {
+      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
+    };
     try {
       const result = await route.handler(ctx);
-      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
+      await durable();
       if (res.headersSent) return;
       if (result instanceof RawReply) {
         res.writeHead(result.status, { "content-type": result.contentType, ...result.headers });
@@ -125,8 +130,7 @@ export class Router {
         req.method === "POST" && result && typeof result === "object" && "created" in result ? 201 : 200;
       send(res, status, result === undefined ? { ok: true } : result);
     } catch (err) {
-      // A refusal may follow a write too (an audit entry of a refused action).
-      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
+      await durable();
       if (err instanceof ApiError) {
         send(res, err.status, errorBody(err.code, err.message, err.details));
         return;

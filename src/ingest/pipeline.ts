@@ -133,14 +133,7 @@ export class Ingest extends EventEmitter {
   private readonly recent: RecentPayloads;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
-  readonly stats = {
-    commits: 0,
-    committedEvents: 0,
-    duplicates: 0,
-    deadLetters: 0,
-    maxBatch: 0,
-    urgentCommits: 0,
-  };
+  readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
 
   constructor(private readonly ctx: IngestContext) {
     super();
@@ -443,7 +436,6 @@ export class Ingest extends EventEmitter {
     m.commitSeconds.observe({ lane }, seconds);
     m.commitBatchSize.observe({ lane }, batch.length);
     this.stats.commits++;
-    if (lane === "urgent") this.stats.urgentCommits++;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
     const logged: LoggedEvent[] = [];
     let e = 0;

@@ -274,34 +274,28 @@ export class Registry extends EventEmitter {
     return secret;
   }
 
-  /** The outcome of a CONNECT's credentials. */
   /**
-   * This id with this secret connected before (this process): a known-good pair, which a flood of
-   * failures from the same address (a NAT shared with an attacker) must not lock out. A hash
-   * compare, no KDF.
+   * How a CONNECT with this id and secret will be checked, before it is: "known", the pair
+   * connected before in this process (a hash compare; a flood of failures from the same address, a
+   * NAT shared with an attacker, must not lock it out); "hash", a generated secret; "kdf", scrypt
+   * (a person-chosen secret, or an unknown id, verified as one).
    */
-  knownGood(id: string, secret: string): boolean {
+  verificationCost(id: string, secret: string): "known" | "hash" | "kdf" {
     const d = this.devices.get(id);
+    if (!d) return "kdf";
     const memo = this.proven.get(id);
-    if (!d || !memo || memo.hash !== d.secretHash) return false;
-    const digest = createHash("sha256").update(secret).digest();
-    const known = Buffer.from(memo.digest, "base64");
-    return digest.length === known.length && timingSafeEqual(digest, known);
-  }
-
-  /**
-   * What checking a secret for this id costs: "kdf" (scrypt: a person-chosen secret, or an unknown
-   * id, verified as one) or "hash" (a generated secret, or a pair proven since start).
-   */
-  verificationCost(id: string, secret: string): "kdf" | "hash" {
-    if (this.knownGood(id, secret)) return "hash";
-    const d = this.devices.get(id);
-    return !d || d.secretHash.startsWith("scrypt$") ? "kdf" : "hash";
+    if (memo && memo.hash === d.secretHash) {
+      const digest = createHash("sha256").update(secret).digest();
+      const known = Buffer.from(memo.digest, "base64");
+      if (digest.length === known.length && timingSafeEqual(digest, known)) return "known";
+    }
+    return d.secretHash.startsWith("scrypt$") ? "kdf" : "hash";
   }
 
   /** Secret verifications run (KDF or hash), unknown ids included: they cost the same. */
   readonly authStats = { verifications: 0 };
 
+  /** The outcome of a CONNECT's credentials. */
   async authenticate(id: string, secret: string): Promise<"ok" | "unknown" | "disabled" | "bad_secret"> {
     this.refreshIfChanged();
     const d = this.devices.get(id);

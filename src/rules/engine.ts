@@ -226,8 +226,8 @@ export class RuleEngine {
   }
 
   /**
-   * Event types a rule raises a high-priority alert on at once (no `unless` wait): the ingest's
-   * urgent lane. A rule without an event condition does not make every event urgent.
+   * Event types an enabled rule raises a high-priority alert on at once (no `unless` wait): the
+   * ingest's urgent lane. A rule without an event condition does not make every event urgent.
    */
   get urgentTypes(): ReadonlySet<string> {
     return this.urgent;
@@ -238,7 +238,7 @@ export class RuleEngine {
     const list = (v: string | string[]) => (Array.isArray(v) ? v : [v]);
     const urgent = new Set<string>();
     for (const r of file.rules)
-      if (r.raise?.priority === "high" && !r.raise.unless && r.when.event !== undefined)
+      if (r.enabled && r.raise?.priority === "high" && !r.raise.unless && r.when.event !== undefined)
         for (const t of expand(list(r.when.event))) urgent.add(t);
     this.urgent = urgent;
     const types = new Set<string>(["staff.presence"]);

@@ -30,19 +30,11 @@ function walBytes(path) {
 
 function pass(force) {
   for (const { path, db } of dbs) {
-    const before = walBytes(path);
-    if (!force && before < minWalBytes) continue;
+    if (!force && walBytes(path) < minWalBytes) continue;
     const t0 = performance.now();
     try {
-      const [r] = db.pragma("wal_checkpoint(PASSIVE)");
-      parentPort.postMessage({
-        type: "checkpoint",
-        path,
-        ms: performance.now() - t0,
-        walBytes: before,
-        frames: r.log,
-        copied: r.checkpointed,
-      });
+      db.pragma("wal_checkpoint(PASSIVE)");
+      parentPort.postMessage({ type: "checkpoint", path, ms: performance.now() - t0 });
     } catch (err) {
       parentPort.postMessage({
         type: "failed",

@@ -19,7 +19,7 @@ export interface CheckpointerOptions {
 export class Checkpointer {
   private readonly worker: Worker;
   private closed = false;
-  readonly stats = { checkpoints: 0, maxMs: 0, failures: 0 };
+  readonly stats = { checkpoints: 0 };
 
   constructor(
     options: CheckpointerOptions,
@@ -34,20 +34,15 @@ export class Checkpointer {
       },
     });
     this.worker.unref();
-    this.worker.on(
-      "message",
-      (m: { type: string; path: string; ms: number; error?: string; frames?: number; copied?: number }) => {
-        if (m.type === "checkpoint") {
-          this.stats.checkpoints++;
-          this.stats.maxMs = Math.max(this.stats.maxMs, m.ms);
-          metrics?.walCheckpointSeconds.observe(m.ms / 1000);
-        } else if (m.type === "failed") {
-          this.stats.failures++;
-          // A full disk or a busy database: the WAL keeps growing until a later pass succeeds.
-          this.log.warn({ path: m.path, error: m.error }, "WAL checkpoint failed; retried on the next pass");
-        }
-      },
-    );
+    this.worker.on("message", (m: { type: string; path: string; ms: number; error?: string }) => {
+      if (m.type === "checkpoint") {
+        this.stats.checkpoints++;
+        metrics?.walCheckpointSeconds.observe(m.ms / 1000);
+      } else if (m.type === "failed") {
+        // A full disk or a busy database: the WAL keeps growing until a later pass succeeds.
+        this.log.warn({ path: m.path, error: m.error }, "WAL checkpoint failed; retried on the next pass");
+      }
+    });
     this.worker.on("error", (err) => this.log.error({ err }, "WAL checkpointer thread failed"));
   }
 

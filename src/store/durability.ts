@@ -31,11 +31,12 @@ export class Durability {
   private readonly changes: () => number;
   private fd: number | null = null;
   private readonly queue: Waiting[] = [];
-  /** total_changes() when the fsync now running (or the last one) started; -1 before the first. */
-  private syncing: number | null = null;
+  /** An fsync is running on the thread pool. */
+  private syncing = false;
+  /** total_changes() when the last completed fsync started: everything up to it is on disk. */
   private synced: number;
   private closed = false;
-  readonly stats = { fsyncs: 0, fsyncMs: 0, maxFsyncMs: 0 };
+  readonly stats = { fsyncs: 0 };
 
   /**
    * @param walPath the main database's WAL file (`<path>-wal`), or null for a database without
@@ -97,22 +98,18 @@ export class Durability {
   }
 
   private kick(): void {
-    if (this.syncing !== null || this.queue.length === 0) return;
+    if (this.syncing || this.queue.length === 0) return;
     if (this.fd === null) this.fd = openSync(this.walPath!, "r+");
     const startedAt = this.changes();
-    this.syncing = startedAt;
-    const t0 = performance.now();
+    this.syncing = true;
     fsync(this.fd, (err) => {
-      this.syncing = null;
+      this.syncing = false;
       if (this.closed) return;
       if (err) {
         this.onFatal(err);
         return;
       }
-      const ms = performance.now() - t0;
       this.stats.fsyncs++;
-      this.stats.fsyncMs += ms;
-      if (ms > this.stats.maxFsyncMs) this.stats.maxFsyncMs = ms;
       this.synced = startedAt;
       this.release();
       this.kick();

@@ -73,20 +73,13 @@ function failure(id, err) {
 const commitMany = db.transaction((msgs) => msgs.map((m) => commit(m.batches)));
 
 function write(msgs) {
-  if (msgs.length === 1) {
-    try {
-      parentPort.postMessage({ type: "done", id: msgs[0].id, ok: true, results: commit(msgs[0].batches) });
-    } catch (err) {
-      parentPort.postMessage(failure(msgs[0].id, err));
-    }
-    return;
-  }
   let results;
   try {
-    results = commitMany(msgs);
-  } catch {
+    results = msgs.length === 1 ? [commit(msgs[0].batches)] : commitMany(msgs);
+  } catch (err) {
+    if (msgs.length === 1) parentPort.postMessage(failure(msgs[0].id, err));
     // One of them failed: each on its own, so the others are not failed with it.
-    for (const m of msgs) write([m]);
+    else for (const m of msgs) write([m]);
     return;
   }
   for (let i = 0; i < msgs.length; i++)

@@ -20,6 +20,34 @@ function connackCode(err: unknown): number | undefined {
   return (err as { code?: number }).code;
 }
 
+/** The CONNACK a CONNECT ends with: 0 when accepted (the client is closed again), else its code. */
+function connack(attempt: Promise<MqttClient>): Promise<number | undefined> {
+  return attempt.then(
+    (c) => {
+      c.end(true);
+      return 0;
+    },
+    (e) => connackCode(e),
+  );
+}
+
+/** A gateway of its own with these CONNECT limits, for a test that locks its address. */
+async function withOwnGateway(
+  authFailures: Record<string, number>,
+  test: (t2: TestGateway) => Promise<void>,
+): Promise<void> {
+  const t2 = await startGateway({
+    overrides: {
+      mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 }, authFailures },
+    },
+  });
+  try {
+    await test(t2);
+  } finally {
+    await t2.stop();
+  }
+}
+
 describe("device authentication and authorisation", () => {
   let t: TestGateway;
   const clients: MqttClient[] = [];
@@ -127,16 +155,7 @@ describe("device authentication and authorisation", () => {
   });
 
   it("throttles an address after repeated failures, even with the right secret afterwards", async () => {
-    const t2 = await startGateway({
-      overrides: {
-        mqtt: {
-          tcp: { host: "127.0.0.1", port: 0 },
-          ws: { enabled: false, port: 0 },
-          authFailures: { max: 3, windowSec: 60 },
-        },
-      },
-    });
-    try {
+    await withOwnGateway({ max: 3, windowSec: 60 }, async (t2) => {
       for (let i = 0; i < 3; i++) {
         await expect(connectDevice(t2.mqttPort, NATIVE, "bad-secret-123")).rejects.toSatisfy(
           (e) => connackCode(e) === 4,
@@ -147,50 +166,25 @@ describe("device authentication and authorisation", () => {
       );
       const metrics = await fetch(`${t2.httpUrl}/metrics`).then((r) => r.text());
       expect(metrics).toMatch(/ata_mqtt_connects_refused_total\{reason="throttled"\} 1/);
-    } finally {
-      await t2.stop();
-    }
+    });
   });
 
   it("counts a CONNECT as failed before its secret is checked: parallel attempts cannot pass the limit", async () => {
-    const t2 = await startGateway({
-      overrides: {
-        mqtt: {
-          tcp: { host: "127.0.0.1", port: 0 },
-          ws: { enabled: false, port: 0 },
-          authFailures: { max: 3, windowSec: 60 },
-        },
-      },
-    });
-    try {
+    await withOwnGateway({ max: 3, windowSec: 60 }, async (t2) => {
       const codes = await Promise.all(
         Array.from({ length: 12 }, (_, i) =>
-          connectDevice(t2.mqttPort, `no-such-device-${i}`, "guessed-secret-123").then(
-            () => 0,
-            (e) => connackCode(e),
-          ),
+          connack(connectDevice(t2.mqttPort, `no-such-device-${i}`, "guessed-secret-123")),
         ),
       );
       // Only as many reach the secret check as the limit allows; the rest are turned away unchecked.
       expect(codes.filter((c) => c === 4).length).toBeLessThanOrEqual(3);
       expect(codes.filter((c) => c === 3).length).toBeGreaterThanOrEqual(9);
       expect(t2.gateway.registry.authStats.verifications).toBeLessThanOrEqual(3);
-    } finally {
-      await t2.stop();
-    }
+    });
   });
 
   it("a device that connected before keeps connecting from an address others' failures locked", async () => {
-    const t2 = await startGateway({
-      overrides: {
-        mqtt: {
-          tcp: { host: "127.0.0.1", port: 0 },
-          ws: { enabled: false, port: 0 },
-          authFailures: { max: 3, windowSec: 60 },
-        },
-      },
-    });
-    try {
+    await withOwnGateway({ max: 3, windowSec: 60 }, async (t2) => {
       (await connectDevice(t2.mqttPort, NATIVE, NATIVE_SECRET)).end(true);
       for (let i = 0; i < 3; i++)
         await expect(connectDevice(t2.mqttPort, LIFT, "bad-secret-123")).rejects.toSatisfy(
@@ -208,22 +202,11 @@ describe("device authentication and authorisation", () => {
       await expect(connectDevice(t2.mqttPort, NATIVE, "bad-secret-123")).rejects.toSatisfy(
         (e) => connackCode(e) === 3,
       );
-    } finally {
-      await t2.stop();
-    }
+    });
   });
 
   it("a global ceiling on scrypt checks per second turns the excess away with CONNACK 3, counted as busy", async () => {
-    const t2 = await startGateway({
-      overrides: {
-        mqtt: {
-          tcp: { host: "127.0.0.1", port: 0 },
-          ws: { enabled: false, port: 0 },
-          authFailures: { max: 100, windowSec: 60, kdfPerSec: 2 },
-        },
-      },
-    });
-    try {
+    await withOwnGateway({ max: 100, windowSec: 60, kdfPerSec: 2 }, async (t2) => {
       // Registered over the API: a generated secret, stored as a salted hash, not scrypt.
       const reg = await api(t2.httpUrl, "POST", "/api/v1/devices", {
         id: "generated-1",
@@ -234,12 +217,7 @@ describe("device authentication and authorisation", () => {
       expect(reg.status).toBe(201);
       const codes: (number | undefined)[] = [];
       for (let i = 0; i < 6; i++)
-        codes.push(
-          await connectDevice(t2.mqttPort, `sprayed-id-${i}`, "guessed-secret-123").then(
-            () => 0,
-            (e) => connackCode(e),
-          ),
-        );
+        codes.push(await connack(connectDevice(t2.mqttPort, `sprayed-id-${i}`, "guessed-secret-123")));
       expect(codes.slice(0, 2)).toEqual([4, 4]);
       expect(codes.filter((c) => c === 3).length).toBeGreaterThanOrEqual(3);
       expect(t2.gateway.registry.authStats.verifications).toBeLessThanOrEqual(3);
@@ -249,9 +227,7 @@ describe("device authentication and authorisation", () => {
       const c = await connectDevice(t2.mqttPort, "generated-1", reg.body.secret);
       expect(c.connected).toBe(true);
       c.end(true);
-    } finally {
-      await t2.stop();
-    }
+    });
   });
 
   it("an unknown device id costs a secret verification, as a wrong secret does", async () => {

@@ -4,17 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, describe, expect, it } from "vitest";
+import { isAlive } from "../helpers/process.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The processes whose parent is `pid` (Linux /proc). */
 function children(pid: number): number[] {
@@ -71,8 +63,8 @@ describe("npm start", () => {
     npm.kill("SIGTERM");
     await exited;
     const deadline = Date.now() + 10_000;
-    while (alive(gateway!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    const orphan = alive(gateway!);
+    while (isAlive(gateway!) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    const orphan = isAlive(gateway!);
     if (orphan) process.kill(gateway!, "SIGKILL");
     expect(orphan).toBe(false);
   }, 45_000);

@@ -13,6 +13,7 @@ import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Browser, type BrowserContext, type BrowserServer, chromium, type Page } from "playwright-core";
+import { isAlive } from "./process.js";
 
 export const CHROMIUM_PATH = process.env.ATA_CHROMIUM ?? "/usr/bin/chromium";
 
@@ -109,15 +110,6 @@ export async function launchBrowser(): Promise<TestBrowser> {
       }
     },
   };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Where screenshots go (looked at by a person; not compared by the tests). */

@@ -22,6 +22,16 @@ export interface GatewayProcess {
   stop(): Promise<number | null>;
 }
 
+/** Whether a process with this pid still exists. */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export function writeConfig(dir: string, config: unknown): string {
   const path = join(dir, "config.json");
   // JSON is YAML, so the loader reads it as is.

@@ -458,3 +458,32 @@ describe("escalation with nobody connected", () => {
     expect(h.fallbackSends).toHaveLength(2);
   });
 });
+
+describe("urgent types: what the ingest's urgent lane carries", () => {
+  const rules = (enabled: boolean) => `
+rules:
+  - id: fall
+    enabled: ${enabled}
+    when: { event: [fall.detected, fall.confirmed] }
+    raise: { alert: fall, priority: high, message: { da: "Fald", en: "Fall" } }
+  - id: bed-exit
+    when: { event: bed.exit }
+    raise:
+      alert: bed-exit
+      priority: high
+      message: { da: "Ude", en: "Out" }
+      unless: { event: bed.return, within: 10m }
+  - id: call
+    when: { event: call.* }
+    raise: { alert: call, priority: medium, message: { da: "Kald", en: "Call" } }
+`;
+
+  it("types an enabled rule raises a high-priority alert on at once; not a disabled rule's, a delayed one's or a medium one's", () => {
+    const on = buildHarness({ rulesYaml: rules(true) });
+    expect([...on.engine.urgentTypes].sort()).toEqual(["fall.confirmed", "fall.detected"]);
+    on.close();
+    const off = buildHarness({ rulesYaml: rules(false) });
+    expect([...off.engine.urgentTypes]).toEqual([]);
+    off.close();
+  });
+});

@@ -1,28 +1,21 @@
-import { mkdtempSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { statSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
 import { Checkpointer } from "../../src/store/checkpointer.js";
-import { type Db, eventLogPath, openDb } from "../../src/store/db.js";
+import { eventLogPath, openDb } from "../../src/store/db.js";
+import { tempDbs } from "../helpers/tempdb.js";
 
 describe("WAL checkpoints on their own thread", () => {
-  const dirs: string[] = [];
-  const dbs: Db[] = [];
-  afterEach(() => {
-    for (const db of dbs.splice(0)) if (db.open) db.close();
-    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  });
+  const temp = tempDbs("ata-checkpointer-");
+  afterEach(() => temp.cleanup());
 
   it("the gateway's connection never checkpoints in a commit; the thread does, past the threshold", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "ata-checkpointer-"));
-    dirs.push(dir);
-    const path = join(dir, "ata.db");
-    const db = openDb({ path, synchronous: "NORMAL", autoCheckpoint: false });
-    dbs.push(db);
+    const { db, path, dir } = temp.open({ synchronous: "NORMAL", autoCheckpoint: false });
     expect(db.pragma("wal_autocheckpoint", { simple: true })).toBe(0);
-    expect(openDb({ path: join(dir, "other.db") }).pragma("wal_autocheckpoint", { simple: true })).toBe(1000);
+    const other = temp.track(openDb({ path: join(dir, "other.db") }));
+    expect(other.pragma("wal_autocheckpoint", { simple: true })).toBe(1000);
 
     // ~2 MiB through the WAL with nobody checkpointing: it only grows.
     const insert = db.prepare("INSERT INTO cursors (name, position, updated_at) VALUES (?, 1, 1)");

@@ -1,28 +1,17 @@
-import { closeSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { closeSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.js";
 import { type Db, openDb } from "../../src/store/db.js";
 import { Durability, walPathOf } from "../../src/store/durability.js";
+import { api, startGateway } from "../helpers/gateway.js";
+import { tempDbs } from "../helpers/tempdb.js";
 
 const log = silentLogger();
 
 describe("Durability: visible effects wait for the WAL's fsync, off the event loop", () => {
-  const dirs: string[] = [];
-  const dbs: Db[] = [];
-  afterEach(() => {
-    for (const db of dbs.splice(0)) if (db.open) db.close();
-    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-  });
-  function open(): { db: Db; path: string } {
-    const dir = mkdtempSync(join(tmpdir(), "ata-durability-unit-"));
-    dirs.push(dir);
-    const path = join(dir, "ata.db");
-    const db = openDb({ path, synchronous: "NORMAL" });
-    dbs.push(db);
-    return { db, path };
-  }
+  const temp = tempDbs("ata-durability-unit-");
+  afterEach(() => temp.cleanup());
+  const open = () => temp.open({ synchronous: "NORMAL" });
   const write = (db: Db, name: string) =>
     db.prepare("INSERT INTO cursors (name, position, updated_at) VALUES (?, 1, 1)").run(name);
 
@@ -99,8 +88,7 @@ describe("Durability: visible effects wait for the WAL's fsync, off the event lo
   });
 
   it("in memory there is no WAL to wait for: callbacks run at once", () => {
-    const db = openDb({ path: ":memory:" });
-    dbs.push(db);
+    const db = temp.track(openDb({ path: ":memory:" }));
     const d = new Durability(db, walPathOf(":memory:"), log);
     write(db, "a");
     let ran = false;
@@ -139,5 +127,22 @@ describe("Durability: visible effects wait for the WAL's fsync, off the event lo
     expect((failures[0] as NodeJS.ErrnoException).code).toBe("EBADF");
     expect(ran).toBe(false);
     (d as unknown as { fd: number | null }).fd = null;
+  });
+
+  it("the gateway answers a request that wrote only after the WAL's fsync", async () => {
+    const t = await startGateway();
+    try {
+      const before = t.gateway.durability.stats.fsyncs;
+      const res = await api(t.httpUrl, "POST", "/api/v1/devices", {
+        id: "durable-1",
+        profile: "ata/native",
+        site: "home-a",
+        unit: "unit-1",
+      });
+      expect(res.status).toBe(201);
+      expect(t.gateway.durability.stats.fsyncs).toBeGreaterThan(before);
+    } finally {
+      await t.stop();
+    }
   });
 });
