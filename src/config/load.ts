@@ -36,6 +36,7 @@ const SHORTCUTS: Record<string, string[]> = {
   ATA_HTTP_HOST: ["http", "host"],
   ATA_ADMIN_TOKEN: ["http", "adminToken"],
   ATA_METRICS_TOKEN: ["http", "metricsToken"],
+  ATA_TLS_ONLY: ["tlsOnly"],
   ATA_INFLUX_URL: ["influx", "url"],
 };
 

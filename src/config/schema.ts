@@ -74,8 +74,20 @@ const Listener = z.strictObject({
   port: Port,
 });
 
+/**
+ * The oldest TLS version a listener accepts. TLS 1.0 and 1.1 are deprecated (RFC 8996) and not
+ * offered at all; node's own default is TLSv1.2 too, but a node flag (--tls-min-v1.0) or an OpenSSL
+ * configuration can lower it, so the gateway always sets it.
+ */
+const TlsMinVersion = z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.2");
+
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().default("data"),
+  /**
+   * Only encrypted transports: plain MQTT (mqtt.tcp), plain MQTT over WebSocket (mqtt.ws) and plain
+   * HTTP are not opened at all, whatever their own settings say. Needs mqtt.tls and http.tls.
+   */
+  tlsOnly: z.boolean().default(false),
   log: z
     .strictObject({
       level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
@@ -93,12 +105,25 @@ export const ConfigSchema = z.strictObject({
           certFile: z.string().optional(),
           keyFile: z.string().optional(),
           caFile: z.string().optional(),
+          minVersion: TlsMinVersion,
         })
         .prefault({})
         .refine((t) => !t.enabled || (t.certFile && t.keyFile), {
           message: "TLS needs certFile and keyFile",
           path: ["certFile"],
         }),
+      /**
+       * MQTT over WebSocket with TLS (wss://host:port/mqtt), with mqtt.tls's certificate, key, CA and
+       * minVersion; off by default. Its own listener beside the plain one, so a site can move its
+       * devices over before it turns tlsOnly on.
+       */
+      wss: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          host: z.string().default("0.0.0.0"),
+          port: Port.default(8084),
+        })
+        .prefault({}),
       /** Payloads above this are dead-lettered and the device is told why. */
       maxPayloadBytes: z.number().int().min(256).max(1_048_576).default(16_384),
       /** MQTT frames above this are not even buffered: the connection is closed with a logged reason. */
@@ -131,7 +156,21 @@ export const ConfigSchema = z.strictObject({
        * and traffic); without it /metrics is open, as /healthz and /readyz always are.
        */
       metricsToken: z.string().min(16).optional(),
-      tls: z.strictObject({ certFile: z.string(), keyFile: z.string() }).optional(),
+      tls: z
+        .strictObject({ certFile: z.string(), keyFile: z.string(), minVersion: TlsMinVersion })
+        .optional(),
+      /**
+       * /metrics on its own address (and then not on the main port); /healthz and /readyz stay on
+       * the main port. Plain HTTP unless tls (with http.tls's certificate and key); with tlsOnly a
+       * plain metrics listener must be on a loopback address. metricsToken applies here too.
+       */
+      metrics: z
+        .strictObject({
+          host: z.string().default("127.0.0.1"),
+          port: Port.default(9464),
+          tls: z.boolean().default(false),
+        })
+        .optional(),
     })
     .prefault({}),
   ingest: z
@@ -337,5 +376,52 @@ export function crossCheck(
   if (config.channels.paging)
     for (const p of pagingProblems(config.channels.paging, config.sites))
       problems.push({ path: ["channels", "paging", ...p.path], message: p.message });
+  problems.push(...transportProblems(config));
   return problems;
+}
+
+/** Listeners that need a certificate configured elsewhere, and what tlsOnly requires. */
+function transportProblems(config: Config): { path: (string | number)[]; message: string }[] {
+  const problems: { path: (string | number)[]; message: string }[] = [];
+  const { mqtt, http } = config;
+  if (mqtt.wss.enabled && !(mqtt.tls.certFile && mqtt.tls.keyFile))
+    problems.push({
+      path: ["mqtt", "wss", "enabled"],
+      message: "MQTT over secure WebSocket uses mqtt.tls.certFile and mqtt.tls.keyFile; set them",
+    });
+  if (http.metrics?.tls && !http.tls)
+    problems.push({
+      path: ["http", "metrics", "tls"],
+      message: "the metrics listener uses http.tls's certificate and key; set http.tls",
+    });
+  if (!config.tlsOnly) return problems;
+  if (!mqtt.tls.enabled)
+    problems.push({
+      path: ["mqtt", "tls", "enabled"],
+      message:
+        "tlsOnly closes plain MQTT, so devices need MQTT over TLS: enable it with certFile and keyFile",
+    });
+  if (!http.tls)
+    problems.push({
+      path: ["http", "tls"],
+      message: "tlsOnly closes plain HTTP, so the console and API need HTTPS: set certFile and keyFile",
+    });
+  if (http.metrics && !http.metrics.tls && !isLoopback(http.metrics.host))
+    problems.push({
+      path: ["http", "metrics", "host"],
+      message: `tlsOnly allows a plain-HTTP metrics listener on a loopback address only, not "${http.metrics.host}": bind it to 127.0.0.1 or ::1, or set http.metrics.tls`,
+    });
+  if (config.demo.enabled)
+    problems.push({
+      path: ["demo", "enabled"],
+      message:
+        "the demo's simulated devices connect over plain MQTT, which tlsOnly closes: turn the demo off",
+    });
+  return problems;
+}
+
+/** 127.0.0.0/8, ::1 (also IPv4-mapped) or "localhost": reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^(::ffff:)?127\.\d+\.\d+\.\d+$/.test(h);
 }
