@@ -6,9 +6,10 @@
  */
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
-import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
+import { createServer as createTlsServer, type TlsOptions, type Server as TlsServer } from "node:tls";
 import { Aedes, type Client, type PublishPacket, type Subscription } from "aedes";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { Config } from "../config/schema.js";
@@ -21,6 +22,8 @@ import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "
 
 export interface BrokerContext {
   config: Config["mqtt"];
+  /** Open no plain listener (mqtt.tcp, mqtt.ws) whatever their own settings say. */
+  tlsOnly?: boolean;
   registry: Registry;
   log: Logger;
   metrics: Metrics;
@@ -29,9 +32,10 @@ export interface BrokerContext {
 }
 
 export interface ListenerAddress {
-  name: "tcp" | "ws" | "tls";
+  name: "tcp" | "ws" | "tls" | "wss";
   host: string;
   port: number;
+  tls: boolean;
 }
 
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
@@ -48,7 +52,7 @@ function refusal(code: number, message: string): Error & { returnCode: number } 
 export class Broker extends EventEmitter {
   aedes!: Aedes;
   private servers: { name: ListenerAddress["name"]; server: NetServer | TlsServer | HttpServer }[] = [];
-  private wss: WebSocketServer | null = null;
+  private wss: WebSocketServer[] = [];
   /** Failed CONNECTs by remote address, and by device id (both windowed by authFailures). */
   private readonly failures = new Map<string, number[]>();
   private readonly idFailures = new Map<string, number[]>();
@@ -111,35 +115,48 @@ export class Broker extends EventEmitter {
       handle(socket);
     };
 
-    if (config.tcp.enabled) {
+    const plain = !this.ctx.tlsOnly;
+    // The TLS and WSS listeners share one certificate, key, CA and minVersion (mqtt.tls). Node's
+    // default cipher list is kept (forward-secret AEAD suites first; no RC4, DES, MD5, export or
+    // anonymous suites): a narrower list would lock out older device TLS stacks for little gain.
+    const tlsOptions = (): TlsOptions => ({
+      cert: readFileSync(config.tls.certFile!),
+      key: readFileSync(config.tls.keyFile!),
+      minVersion: config.tls.minVersion,
+      ...(config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}),
+    });
+    if (plain && config.tcp.enabled) {
       const server = createNetServer(onSocket);
       await this.listen("tcp", server, config.tcp.host, config.tcp.port);
     }
     if (config.tls.enabled) {
-      const server = createTlsServer(
-        {
-          cert: readFileSync(config.tls.certFile!),
-          key: readFileSync(config.tls.keyFile!),
-          ...(config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}),
-        },
-        (socket) => onSocket(socket as unknown as Socket),
-      );
+      const server = createTlsServer(tlsOptions(), (socket) => onSocket(socket as unknown as Socket));
       await this.listen("tls", server, config.tls.host, config.tls.port);
     }
-    if (config.ws.enabled) {
-      const server = createHttpServer((_req, res) => {
-        res
-          .writeHead(426, { "content-type": "text/plain" })
-          .end("MQTT over WebSocket: connect with ws://host:port/mqtt\n");
-      });
-      this.wss = new WebSocketServer({ server, maxPayload: config.maxFrameBytes });
-      this.wss.on("connection", (ws, req) => {
+    const webSocket = (server: HttpServer) => {
+      const wss = new WebSocketServer({ server, maxPayload: config.maxFrameBytes });
+      wss.on("connection", (ws, req) => {
         const stream = createWebSocketStream(ws);
         (req.socket as Socket).setNoDelay(true);
         stream.on("error", () => ws.terminate());
         handle(stream as unknown as Socket);
       });
+      this.wss.push(wss);
+    };
+    const upgradeRequired = (scheme: string) => (_req: unknown, res: ServerResponse) => {
+      res
+        .writeHead(426, { "content-type": "text/plain" })
+        .end(`MQTT over WebSocket: connect with ${scheme}://host:port/mqtt\n`);
+    };
+    if (plain && config.ws.enabled) {
+      const server = createHttpServer(upgradeRequired("ws"));
+      webSocket(server);
       await this.listen("ws", server, config.ws.host, config.ws.port);
+    }
+    if (config.wss.enabled) {
+      const server = createHttpsServer(tlsOptions(), upgradeRequired("wss"));
+      webSocket(server);
+      await this.listen("wss", server, config.wss.host, config.wss.port);
     }
   }
 
@@ -159,14 +176,15 @@ export class Broker extends EventEmitter {
     const addr = server.address();
     const bound = typeof addr === "object" && addr ? addr.port : port;
     this.servers.push({ name, server });
-    this.addresses.push({ name, host, port: bound });
+    this.addresses.push({ name, host, port: bound, tls: name === "tls" || name === "wss" });
     this.ctx.log.info({ listener: name, host, port: bound }, "MQTT listener ready");
   }
 
   /** Stop accepting, close every device connection (their wills fire), close the broker. */
   async stop(): Promise<void> {
     for (const { server } of this.servers) server.close();
-    this.wss?.close();
+    for (const wss of this.wss) wss.close();
+    this.wss = [];
     for (const s of this.sockets) s.destroy();
     if (this.aedes) await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     this.servers = [];
