@@ -19,7 +19,7 @@ import { ConfigError, formatPath } from "./config/load.js";
 import type { Config } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
-import { operationsRoutes, type ReadinessCheck } from "./http/operations.js";
+import { metricsRoutes, operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
@@ -104,6 +104,8 @@ export class Gateway {
   broker!: Broker;
   router!: Router;
   http!: HttpServer;
+  /** /metrics on its own address (http.metrics), or null when it is served on the main port. */
+  metricsHttp: HttpServer | null = null;
   timers!: DurableTimers;
   alerts!: AlertManager;
   rules!: RuleEngine;
@@ -326,6 +328,7 @@ export class Gateway {
 
     this.broker = new Broker({
       config: config.mqtt,
+      tlsOnly: config.tlsOnly,
       registry: this.registry,
       log: log.child({ component: "broker" }),
       metrics: this.metrics,
@@ -406,16 +409,12 @@ export class Gateway {
       presence: this.presence,
       metrics: this.metrics,
       adminToken: config.http.adminToken,
-      metricsToken: config.http.metricsToken,
       readiness: this.readiness,
       rules: () => this.rules.rules,
     });
     alertRoutes(this.router, {
       db: this.db,
       alerts: this.alerts,
-      tokens: this.tokens,
-      adminToken: config.http.adminToken,
-      allSites: config.sites.map((s) => s.id),
       places: siteCatalogue(config),
     });
     enrolmentRoutes(this.router, {
@@ -468,12 +467,31 @@ export class Gateway {
       adminToken: config.http.adminToken,
       job: this.timeSaved,
     });
+    const metricsAt = config.http.metrics;
+    const metricsLog = log.child({ component: "metrics-http" });
+    const metricsRouter = metricsAt ? new Router(metricsLog) : this.router;
+    metricsRoutes(metricsRouter, { metrics: this.metrics, metricsToken: config.http.metricsToken });
+    if (metricsAt)
+      this.metricsHttp = new HttpServer(metricsRouter, metricsLog, {
+        host: metricsAt.host,
+        port: metricsAt.port,
+        tls: metricsAt.tls ? config.http.tls : undefined,
+      });
     this.http = new HttpServer(this.router, log.child({ component: "http" }), config.http);
     this.http.onUpgrade("/staff/ws", this.staff.handleUpgrade);
     this.http.fallback(staticFiles());
 
     await this.broker.start();
     await this.http.start();
+    await this.metricsHttp?.start();
+    // One line an operator can check against what the site means to expose (tlsOnly or not).
+    log.info(
+      {
+        tlsOnly: config.tlsOnly,
+        listeners: this.listeners().map((l) => `${l.scheme}://${l.host}:${l.port} (${l.service})`),
+      },
+      "listeners open",
+    );
     // In the background: the first run backfills missing days and must not delay accepting devices.
     void this.timeSaved
       .start()
@@ -520,6 +538,7 @@ export class Gateway {
     // Staff sockets first: the HTTP server's close waits for every open upgrade.
     this.staff.stop();
     await this.http.stop();
+    await this.metricsHttp?.stop();
     await this.broker.stop();
     await this.ingest.stop();
     await this.timeSaved.stop();
@@ -570,7 +589,44 @@ export class Gateway {
     checkRuleChannels(file, new Set(this.channels.keys()), this.config.rulesFile);
   }
 
-  mqttPort(name: "tcp" | "ws" | "tls" = "tcp"): number {
+  /** Every listener this gateway has open: MQTT, the console/API/staff WebSocket, metrics. */
+  listeners(): {
+    service: "mqtt" | "http" | "metrics";
+    scheme: string;
+    host: string;
+    port: number;
+    tls: boolean;
+  }[] {
+    const mqttScheme = { tcp: "mqtt", tls: "mqtts", ws: "ws", wss: "wss" } as const;
+    const web = (tls: boolean) => (tls ? "https" : "http");
+    const out: ReturnType<Gateway["listeners"]> = this.broker.addresses.map((a) => ({
+      service: "mqtt" as const,
+      scheme: mqttScheme[a.name],
+      host: a.host,
+      port: a.port,
+      tls: a.tls,
+    }));
+    const httpTls = Boolean(this.config.http.tls);
+    out.push({
+      service: "http",
+      scheme: web(httpTls),
+      host: this.config.http.host,
+      port: this.http.port,
+      tls: httpTls,
+    });
+    const m = this.config.http.metrics;
+    if (m && this.metricsHttp)
+      out.push({
+        service: "metrics",
+        scheme: web(m.tls),
+        host: m.host,
+        port: this.metricsHttp.port,
+        tls: m.tls,
+      });
+    return out;
+  }
+
+  mqttPort(name: "tcp" | "ws" | "tls" | "wss" = "tcp"): number {
     const a = this.broker.addresses.find((x) => x.name === name);
     if (!a) throw new Error(`no ${name} listener`);
     return a.port;

@@ -98,13 +98,15 @@ try {
   await gateway.start();
   const host = config.http.host === "0.0.0.0" ? "localhost" : config.http.host;
   const scheme = config.http.tls ? "https" : "http";
+  const mqtt = gateway.listeners().filter((l) => l.service === "mqtt");
   log.info(
-    `ATA Gateway is running: open ${scheme}://${host}:${gateway.http.port}/ (MQTT on port ${gateway.mqttPort()})`,
+    `ATA Gateway is running: open ${scheme}://${host}:${gateway.http.port}/ (MQTT: ${mqtt.map((l) => `${l.scheme} on port ${l.port}`).join(", ") || "no listener"})`,
   );
-  // For process supervisors and tests: one machine-readable line on stdout when ready.
+  // For process supervisors and tests: one machine-readable line on stdout when ready. mqtt is the
+  // plain TCP port, null with tlsOnly.
   if (process.env.ATA_READY_LINE)
     process.stdout.write(
-      `${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: gateway.mqttPort() })}\n`,
+      `${JSON.stringify({ ready: true, http: gateway.http.port, mqtt: mqtt.find((l) => l.scheme === "mqtt")?.port ?? null })}\n`,
     );
 } catch (err) {
   // Problems only the database can show (a configured staff token another one already holds, a

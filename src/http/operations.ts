@@ -22,8 +22,6 @@ export interface OperationsContext {
   presence: Presence;
   metrics: Metrics;
   adminToken: string | undefined;
-  /** When set, /metrics answers only with this bearer token; /healthz stays open. */
-  metricsToken?: string | undefined;
   readiness: ReadinessCheck[];
   /** The rules running now (after the last SIGHUP reload that succeeded). */
   rules: () => readonly { id: string; description?: string | undefined; enabled: boolean }[];
@@ -62,6 +60,20 @@ function registryCall<T>(fn: () => T): T {
   }
 }
 
+/**
+ * /metrics, on the main router or on the metrics listener's own (http.metrics). When metricsToken
+ * is set it answers only with that bearer token; /healthz and /readyz stay open either way.
+ */
+export function metricsRoutes(
+  router: Router,
+  ctx: { metrics: Metrics; metricsToken: string | undefined },
+): void {
+  router.add("GET", "/metrics", async (r) => {
+    if (ctx.metricsToken) requireBearer(r, ctx.metricsToken);
+    return new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics());
+  });
+}
+
 export function operationsRoutes(router: Router, ctx: OperationsContext): void {
   const admin = (r: RequestContext) => requireAdmin(r, ctx.adminToken);
 
@@ -84,11 +96,6 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
       JSON.stringify({ status: ok ? "ready" : "not_ready", checks: results }),
     );
   });
-  router.add("GET", "/metrics", async (r) => {
-    if (ctx.metricsToken) requireBearer(r, ctx.metricsToken);
-    return new RawReply(200, ctx.metrics.registry.contentType, await ctx.metrics.registry.metrics());
-  });
-
   router.add("GET", "/api/v1/devices", (r) => {
     admin(r);
     return { devices: ctx.registry.list().map((d) => ({ ...d, status: ctx.presence.status(d.id) })) };

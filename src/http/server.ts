@@ -11,6 +11,7 @@ import {
 } from "node:http";
 import { createServer as createHttps } from "node:https";
 import type { Duplex } from "node:stream";
+import type { SecureVersion } from "node:tls";
 import { errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
 import { type Router, send } from "./router.js";
@@ -21,7 +22,8 @@ export type FallbackHandler = (req: IncomingMessage, res: ServerResponse) => Pro
 export interface HttpOptions {
   host: string;
   port: number;
-  tls?: { certFile: string; keyFile: string } | undefined;
+  /** Node's default cipher list is kept; minVersion is set even though node's default is the same. */
+  tls?: { certFile: string; keyFile: string; minVersion?: SecureVersion } | undefined;
 }
 
 export class HttpServer {
@@ -54,7 +56,14 @@ export class HttpServer {
     };
     const tls = this.options.tls;
     this.server = tls
-      ? createHttps({ cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) }, onRequest)
+      ? createHttps(
+          {
+            cert: readFileSync(tls.certFile),
+            key: readFileSync(tls.keyFile),
+            minVersion: tls.minVersion ?? "TLSv1.2",
+          },
+          onRequest,
+        )
       : createHttp(onRequest);
     this.server.on("upgrade", (req, socket, head) => {
       const path = new URL(req.url ?? "/", "http://localhost").pathname;
