@@ -415,6 +415,9 @@ export class Gateway {
     alertRoutes(this.router, {
       db: this.db,
       alerts: this.alerts,
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      allSites: config.sites.map((s) => s.id),
       places: siteCatalogue(config),
     });
     enrolmentRoutes(this.router, {
