@@ -184,7 +184,12 @@ export const ConfigSchema = z.strictObject({
       /** Commit on a writer thread (default) or on the main thread. */
       writer: z.enum(["worker", "inline"]).default("worker"),
       keepRawPayload: z.boolean().default(true),
-      maxDeadLetterBytes: z.number().int().min(256).default(65_536),
+      /**
+       * The most of a refused payload the dead-letter store keeps (its size and SHA-256 are of the
+       * whole). Never more than mqtt.maxPayloadBytes, which is also the default: a refused payload
+       * takes no more room than the largest accepted one. Lower keeps less of each.
+       */
+      maxDeadLetterBytes: z.number().int().min(256).optional(),
       /**
        * A payload without an eventId gets one derived from its bytes; the same bytes again within
        * this many seconds are a redelivery (dropped, with a trace), later ones a new event. See

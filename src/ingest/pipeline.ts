@@ -41,7 +41,11 @@ export interface IngestOptions {
   commitMaxEvents: number;
   keepRawPayload: boolean;
   maxPayloadBytes: number;
-  maxDeadLetterBytes: number;
+  /**
+   * The most of a refused payload that is stored. Never more than maxPayloadBytes, whatever this
+   * says: a refused payload takes no more room than the largest accepted one.
+   */
+  maxDeadLetterBytes?: number;
   /** The same bytes without an eventId within this window are a redelivery (default 120 s). */
   redeliveryWindowSec?: number;
   /** false when a Checkpointer thread checkpoints the log (the gateway runs one). */
@@ -131,6 +135,8 @@ export class Ingest extends EventEmitter {
   private readonly inFlight: Promise<void>[] = [];
   private readonly now: () => number;
   private readonly recent: RecentPayloads;
+  /** The most of a refused payload that is stored: maxDeadLetterBytes, at most maxPayloadBytes. */
+  private readonly maxStored: number;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
   readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
@@ -139,6 +145,7 @@ export class Ingest extends EventEmitter {
     super();
     this.now = ctx.now ?? Date.now;
     this.recent = new RecentPayloads((ctx.options.redeliveryWindowSec ?? 120) * 1000);
+    this.maxStored = Math.min(ctx.options.maxDeadLetterBytes ?? Infinity, ctx.options.maxPayloadBytes);
   }
 
   start(): void {
@@ -363,7 +370,7 @@ export class Ingest extends EventEmitter {
   }
 
   private post(batch: Pending[], lane: Lane): void {
-    const rows = toRows(batch, this.ctx.options.maxDeadLetterBytes);
+    const rows = toRows(batch, this.maxStored);
     const t0 = process.hrtime.bigint();
     // Urgent groups too go to the writer thread, which merges them with what waits there.
     // (Committing them on this thread while the writer idles was measured: p99 19.6-79.6 ms against
