@@ -42,6 +42,7 @@ import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { Checkpointer } from "./store/checkpointer.js";
+import { deadLetterUsage } from "./store/dead-letter-quota.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { Durability, walPathOf } from "./store/durability.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
@@ -188,6 +189,7 @@ export class Gateway {
       },
     });
     this.ingest.start();
+    this.metrics.deadLetters = () => deadLetterUsage(this.db);
 
     this.presence = new Presence({
       db: this.db,

@@ -38,6 +38,26 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly deadLettersDropped = new Counter({
+    name: "ata_dead_letters_dropped_total",
+    help: "Oldest dead letters deleted to keep the store within its quotas, by quota (device_quota, total_quota); counts from the store's creation, carried across restarts",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  /** Set by the gateway; read at scrape time (one row, kept by the store's triggers). */
+  deadLetters: () => { letters: number; bytes: number } = () => ({ letters: 0, bytes: 0 });
+  readonly deadLettersStored: Gauge = new Gauge({
+    name: "ata_dead_letters_stored",
+    help: "Dead letters in the store (bounded by ingest.deadLetters.total)",
+    registers: [this.registry],
+    collect: (): void => this.deadLettersStored.set(this.deadLetters().letters),
+  });
+  readonly deadLettersStoredBytes: Gauge = new Gauge({
+    name: "ata_dead_letters_stored_bytes",
+    help: "Bytes of stored payloads, reasons and topics in the dead-letter store (bounded by ingest.deadLetters.totalBytes)",
+    registers: [this.registry],
+    collect: (): void => this.deadLettersStoredBytes.set(this.deadLetters().bytes),
+  });
   readonly connectsRefused = new Counter({
     name: "ata_mqtt_connects_refused_total",
     help: "Refused MQTT CONNECTs, by reason",

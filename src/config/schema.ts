@@ -191,6 +191,22 @@ export const ConfigSchema = z.strictObject({
        */
       maxDeadLetterBytes: z.number().int().min(256).optional(),
       /**
+       * Bounds of the dead-letter store. A new dead letter over a quota deletes the oldest rows
+       * (the device's own for perDevice, anyone's for the totals) in the same transaction, counted
+       * in ata_dead_letters_dropped_total and kept across restarts. A lowered quota applies at
+       * start. Worst case on disk: about totalBytes plus 300 bytes of row per dead letter.
+       */
+      deadLetters: z
+        .strictObject({
+          /** Rows per device: a device flooding refused publishes cannot push others' out. */
+          perDevice: z.number().int().min(1).default(1000),
+          /** Rows in all. */
+          total: z.number().int().min(1).default(100_000),
+          /** Bytes in all (stored payloads, reasons, topics): 256 MiB. */
+          totalBytes: z.number().int().min(1_048_576).default(268_435_456),
+        })
+        .prefault({}),
+      /**
        * A payload without an eventId gets one derived from its bytes; the same bytes again within
        * this many seconds are a redelivery (dropped, with a trace), later ones a new event. See
        * docs/mqtt-contract.md for why 120 s.

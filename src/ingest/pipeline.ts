@@ -23,6 +23,15 @@ import {
 import { DecodeError, type DeviceProfile } from "../model/profile.js";
 import type { Device, Registry } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import {
+  applyQuota,
+  type DeadLetterQuota,
+  deadLetterUsage,
+  TALLY_DEVICE,
+  TALLY_TOTAL,
+  TRIM_DEVICE,
+  TRIM_TOTAL,
+} from "../store/dead-letter-quota.js";
 import type { StorageHealth } from "../store/health.js";
 import { SqliteWriterThread } from "../store/sqlite-writer.js";
 import { parseDerivedId, RecentPayloads } from "./redelivery.js";
@@ -46,6 +55,8 @@ export interface IngestOptions {
    * says: a refused payload takes no more room than the largest accepted one.
    */
   maxDeadLetterBytes?: number;
+  /** Bounds of the dead-letter store (store/dead-letter-quota.ts); none when absent. */
+  deadLetters?: DeadLetterQuota;
   /** The same bytes without an eventId within this window are a redelivery (default 120 s). */
   redeliveryWindowSec?: number;
   /** false when a Checkpointer thread checkpoints the log (the gateway runs one). */
@@ -151,6 +162,16 @@ export class Ingest extends EventEmitter {
   start(): void {
     const { db, options } = this.ctx;
     this.primeRedeliveries();
+    if (options.deadLetters) {
+      // Before the writer thread starts: the quotas may have been lowered since the last run.
+      const trimmed = applyQuota(db, options.deadLetters, this.now());
+      if (trimmed.device || trimmed.total)
+        this.ctx.log.info(trimmed, "dead letters over the configured quotas deleted, oldest first");
+      // The counter carries the durable count, so it and the store agree across restarts.
+      const { dropped } = deadLetterUsage(db);
+      this.ctx.metrics.deadLettersDropped.inc({ reason: "device_quota" }, dropped.device);
+      this.ctx.metrics.deadLettersDropped.inc({ reason: "total_quota" }, dropped.total);
+    }
     this.writer =
       options.writer === "worker" && options.dbPath && options.dbPath !== ":memory:"
         ? new WorkerWriter(
@@ -370,14 +391,14 @@ export class Ingest extends EventEmitter {
   }
 
   private post(batch: Pending[], lane: Lane): void {
-    const rows = toRows(batch, this.maxStored);
+    const rows = toRows(batch, this.maxStored, this.ctx.options.deadLetters !== undefined);
     const t0 = process.hrtime.bigint();
     // Urgent groups too go to the writer thread, which merges them with what waits there.
     // (Committing them on this thread while the writer idles was measured: p99 19.6-79.6 ms against
     // 14.4-15.1 ms, the fsync and the log's checkpoints then holding the event loop.)
     let written: WriteResult | Promise<WriteResult>;
     try {
-      written = this.writer.write(rows.events, rows.dead, rows.duplicates);
+      written = this.writer.write(rows);
     } catch (err) {
       this.failed(batch, err as Error);
       return;
@@ -445,6 +466,8 @@ export class Ingest extends EventEmitter {
     this.stats.commits++;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
     const logged: LoggedEvent[] = [];
+    if (result.dropped.device) m.deadLettersDropped.inc({ reason: "device_quota" }, result.dropped.device);
+    if (result.dropped.total) m.deadLettersDropped.inc({ reason: "total_quota" }, result.dropped.total);
     let e = 0;
     let d = 0;
     for (const p of batch) {
@@ -563,10 +586,21 @@ interface WriteResult {
   /** Log position per event row, 0 for a duplicate (eventId already logged for the device). */
   seqs: number[];
   deadIds: number[];
+  /** Old dead letters deleted for the per-device and the total quotas in this commit. */
+  dropped: { device: number; total: number };
+}
+
+/** One group commit's rows, positional parameters for the statements below. */
+interface Rows {
+  events: Row[];
+  dead: Row[];
+  duplicates: Row[];
+  /** Per device with a dead letter in this group, its id twice (TRIM_DEVICE); empty without quotas. */
+  trims: Row[];
 }
 
 interface EventLogWriter {
-  write(events: Row[], dead: Row[], duplicates: Row[]): WriteResult | Promise<WriteResult>;
+  write(rows: Rows): WriteResult | Promise<WriteResult>;
   close(): Promise<void>;
 }
 
@@ -582,10 +616,11 @@ const IGNORED_COLUMNS = [6, 1, 0, 15];
 const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
-function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]; duplicates: Row[] } {
+function toRows(batch: Pending[], maxDead: number, quotas: boolean): Rows {
   const events: Row[] = [];
   const dead: Row[] = [];
   const duplicates: Row[] = [];
+  const trimmed = new Set<string | null>();
   // The raw payloads are views into the sockets' read buffers (64 KiB each). Handed to the writer
   // thread as they are, every one of those whole buffers would be copied with the batch; copied
   // into one buffer of exactly their size, the batch carries only its own bytes.
@@ -615,6 +650,7 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
         own(truncated ? p.payload.subarray(0, maxDead) : p.payload),
         truncated ? 1 : 0,
       ]);
+      if (quotas) trimmed.add(p.deviceId);
       continue;
     }
     for (const d of p.redelivered) duplicates.push(d);
@@ -640,30 +676,44 @@ function toRows(batch: Pending[], maxDead: number): { events: Row[]; dead: Row[]
       ]);
     });
   }
-  return { events, dead, duplicates };
+  const trims: Row[] = [];
+  for (const id of trimmed) trims.push([id, id]);
+  return { events, dead, duplicates, trims };
 }
 
 class InlineWriter implements EventLogWriter {
-  private readonly commit: (events: Row[], dead: Row[], duplicates: Row[]) => WriteResult;
+  private readonly commit: (rows: Rows) => WriteResult;
 
   constructor(db: Db) {
     const insertEvent = db.prepare(INSERT_EVENT);
     const insertDead = db.prepare(INSERT_DEAD);
     const insertDuplicate = db.prepare(INSERT_DUPLICATE);
     const insertIgnored = db.prepare(INSERT_IGNORED);
-    this.commit = db.transaction((events: Row[], dead: Row[], duplicates: Row[]) => {
+    const trimDevice = db.prepare(TRIM_DEVICE);
+    const trimTotal = db.prepare(TRIM_TOTAL);
+    const tallyDevice = db.prepare(TALLY_DEVICE);
+    const tallyTotal = db.prepare(TALLY_TOTAL);
+    this.commit = db.transaction(({ events, dead, duplicates, trims }: Rows) => {
       const seqs = events.map((r) => {
         const info = insertEvent.run(r);
         if (info.changes === 0) insertIgnored.run(IGNORED_COLUMNS.map((c) => r[c]));
         return info.changes === 0 ? 0 : Number(info.lastInsertRowid);
       });
       for (const d of duplicates) insertDuplicate.run(d);
-      return { seqs, deadIds: dead.map((r) => Number(insertDead.run(r).lastInsertRowid)) };
+      const deadIds = dead.map((r) => Number(insertDead.run(r).lastInsertRowid));
+      // As the writer thread's repeat batches (store/sqlite-writer.ts).
+      let device = 0;
+      for (const t of trims) device += trimDevice.run(t).changes;
+      let total = 0;
+      if (trims.length) while (trimTotal.run().changes > 0) total++;
+      if (device) tallyDevice.run(device);
+      if (total) tallyTotal.run(total);
+      return { seqs, deadIds, dropped: { device, total } };
     });
   }
 
-  write(events: Row[], dead: Row[], duplicates: Row[]): WriteResult {
-    return this.commit(events, dead, duplicates);
+  write(rows: Rows): WriteResult {
+    return this.commit(rows);
   }
 
   async close(): Promise<void> {}
@@ -675,20 +725,40 @@ class WorkerWriter implements EventLogWriter {
   constructor(path: string, log: Logger, onThread: (tid: number) => void, autoCheckpoint: boolean) {
     this.thread = new SqliteWriterThread(
       path,
-      { event: INSERT_EVENT, dead: INSERT_DEAD, duplicate: INSERT_DUPLICATE, ignored: INSERT_IGNORED },
+      {
+        event: INSERT_EVENT,
+        dead: INSERT_DEAD,
+        duplicate: INSERT_DUPLICATE,
+        ignored: INSERT_IGNORED,
+        trimDevice: TRIM_DEVICE,
+        trimTotal: TRIM_TOTAL,
+        tallyDevice: TALLY_DEVICE,
+        tallyTotal: TALLY_TOTAL,
+      },
       log,
       onThread,
       autoCheckpoint,
     );
   }
 
-  async write(events: Row[], dead: Row[], duplicates: Row[]): Promise<WriteResult> {
-    const [seqs, deadIds] = await this.thread.run([
+  async write({ events, dead, duplicates, trims }: Rows): Promise<WriteResult> {
+    const [seqs, deadIds, , device, total] = await this.thread.run([
       { stmt: "event", rows: events, ids: true, ignored: { stmt: "ignored", columns: IGNORED_COLUMNS } },
       { stmt: "dead", rows: dead, ids: true },
-      ...(duplicates.length ? [{ stmt: "duplicate", rows: duplicates }] : []),
+      { stmt: "duplicate", rows: duplicates },
+      // After the inserts, in the same transaction: the oldest dead letters beyond the quotas.
+      ...(trims.length
+        ? [
+            { stmt: "trimDevice", rows: trims, repeat: { tally: "tallyDevice" } },
+            { stmt: "trimTotal", rows: [[]], repeat: { tally: "tallyTotal" } },
+          ]
+        : []),
     ]);
-    return { seqs: seqs ?? [], deadIds: deadIds ?? [] };
+    return {
+      seqs: seqs ?? [],
+      deadIds: deadIds ?? [],
+      dropped: { device: device?.[0] ?? 0, total: total?.[0] ?? 0 },
+    };
   }
 
   close(): Promise<void> {

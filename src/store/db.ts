@@ -434,6 +434,60 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
       );
       CREATE INDEX log.duplicates_device ON duplicates(device_id, received_at);
     `,
+  },  {
+    version: 4,
+    name: "dead-letter quotas",
+    sql: `
+      -- The dead-letter store is bounded per device and in total (src/store/dead-letter-quota.ts):
+      -- the oldest rows go first, in the transaction that inserts the new one. What it holds is
+      -- counted here by triggers, so no insert counts the table and every connection that inserts
+      -- or deletes (the writer thread, the ata CLI, a migration) keeps the counts right.
+      -- bytes: the stored payload (already cut to the largest accepted one), its reason and topic.
+      CREATE TABLE log.dead_letter_usage (
+        device_id TEXT PRIMARY KEY,      -- '' for dead letters without a device
+        letters INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      -- One row: the quotas the gateway applies (set at each start from ingest.deadLetters; NULL
+      -- means none yet), what the store holds, and how many rows each quota deleted, ever.
+      CREATE TABLE log.dead_letter_quota (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        per_device_max INTEGER,
+        total_max INTEGER,
+        bytes_max INTEGER,
+        letters INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        dropped_device INTEGER NOT NULL DEFAULT 0,
+        dropped_total INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER
+      );
+      INSERT INTO log.dead_letter_usage (device_id, letters, bytes)
+        SELECT coalesce(device_id, ''), count(*), sum(length(payload) + octet_length(reason) + octet_length(topic))
+        FROM log.dead_letters GROUP BY 1;
+      INSERT INTO log.dead_letter_quota (id, letters, bytes)
+        SELECT 1, count(*), coalesce(sum(length(payload) + octet_length(reason) + octet_length(topic)), 0)
+        FROM log.dead_letters;
+      CREATE TRIGGER log.dead_letters_count_i AFTER INSERT ON dead_letters BEGIN
+        INSERT INTO dead_letter_usage (device_id, letters, bytes)
+          VALUES (coalesce(NEW.device_id, ''), 1, length(NEW.payload) + octet_length(NEW.reason) + octet_length(NEW.topic))
+          ON CONFLICT (device_id) DO UPDATE SET letters = letters + 1, bytes = bytes + excluded.bytes;
+        UPDATE dead_letter_quota
+          SET letters = letters + 1, bytes = bytes + length(NEW.payload) + octet_length(NEW.reason) + octet_length(NEW.topic);
+      END;
+      CREATE TRIGGER log.dead_letters_count_d AFTER DELETE ON dead_letters BEGIN
+        UPDATE dead_letter_usage
+          SET letters = letters - 1, bytes = bytes - (length(OLD.payload) + octet_length(OLD.reason) + octet_length(OLD.topic))
+          WHERE device_id = coalesce(OLD.device_id, '');
+        DELETE FROM dead_letter_usage WHERE device_id = coalesce(OLD.device_id, '') AND letters = 0;
+        UPDATE dead_letter_quota
+          SET letters = letters - 1, bytes = bytes - (length(OLD.payload) + octet_length(OLD.reason) + octet_length(OLD.topic));
+      END;
+      -- A device's oldest first: (device_id) carries the rowid, so it serves "WHERE device_id = ?
+      -- ORDER BY id" (the quota's delete, the newest-first listing) without a sort; nothing looks a
+      -- device's dead letters up by time.
+      DROP INDEX log.dead_letters_device;
+      CREATE INDEX log.dead_letters_device ON dead_letters(device_id);
+    `,
   },
 ];
 

@@ -39,9 +39,17 @@ function fixBlobs(row) {
 }
 
 const commit = db.transaction((batches) =>
-  batches.map(({ stmt, rows, ids, ignored }) => {
+  batches.map(({ stmt, rows, ids, ignored, repeat }) => {
     const s = statements[stmt];
     if (!s) throw new Error(`unknown statement ${stmt}`);
+    if (repeat) {
+      let n = 0;
+      for (const row of rows) {
+        for (let c = s.run(row).changes; c > 0; c = s.run(row).changes) n += c;
+      }
+      if (n > 0 && repeat.tally) statements[repeat.tally].run(n);
+      return [n];
+    }
     if (!ids) {
       for (const row of rows) s.run(fixBlobs(row));
       return null;

@@ -19,6 +19,12 @@ export interface WriteBatch {
    * transaction, with these columns of the ignored row (a trace of what was dropped).
    */
   ignored?: { stmt: string; columns: number[] };
+  /**
+   * Run each row's statement again until it changes nothing (a DELETE of the oldest row while a
+   * quota is exceeded, say). The rows changed in all come back as [n]; the `tally` statement, if
+   * named, is run with [n] in the same transaction when n > 0.
+   */
+  repeat?: { tally?: string };
 }
 
 export class SqliteWriterThread {
