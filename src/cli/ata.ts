@@ -6,7 +6,7 @@
  *   ata devices list [--site S]
  *   ata devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
  *   ata devices disable ID | enable ID | rotate-secret ID
- *   ata dead-letters [--device ID] [--limit N]
+ *   ata dead-letters [--device ID] [--limit N] | --usage [--device ID]
  *   ata duplicates [--device ID] [--limit N]
  *   ata profiles
  *   ata conform --profile P --file samples.jsonl
@@ -20,6 +20,7 @@ import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { Registry, RegistryError } from "../registry/registry.js";
 import { openDb } from "../store/db.js";
+import { deadLetterUsage, deviceDeadLetterUsage } from "../store/dead-letter-quota.js";
 import { latestRefused } from "../store/diagnostics.js";
 import { extraCommands } from "./commands.js";
 
@@ -35,6 +36,7 @@ const USAGE = `usage: ata [--config FILE] <command>
   devices add --id ID --profile P --site S --unit U [--room R] [--resident REF] [--secret S]
   devices disable ID | enable ID | rotate-secret ID
   dead-letters [--device ID] [--limit N]
+  dead-letters --usage [--device ID]       (the store's quotas, what it holds, what the quotas deleted)
   duplicates [--device ID] [--limit N]      (events dropped as redeliveries or repeated eventIds)
   profiles
   conform --profile P --file samples.jsonl   (one {"topic": "...", "payload": <json> | "payloadHex": "..."} per line)
@@ -141,6 +143,21 @@ export async function runCli(
       const db = openDb({ path: join(config.dataDir, "ata.db") });
       try {
         const kind = cmd === "dead-letters" ? "dead_letters" : "duplicates";
+        if (kind === "dead_letters" && args.includes("--usage")) {
+          const u = deadLetterUsage(db);
+          const max = (n: number | null, unit: string) => (n === null ? "none" : `${n} ${unit}`);
+          out(
+            `quota\tper device ${max(u.quota.perDevice, "rows")}\ttotal ${max(u.quota.total, "rows")}, ${max(u.quota.totalBytes, "B")}`,
+          );
+          out(`stored\t${u.letters} rows\t${u.bytes} B`);
+          out(`dropped\tdevice_quota ${u.dropped.device}\ttotal_quota ${u.dropped.total}`);
+          const device = option(args, "device");
+          if (device) {
+            const d = deviceDeadLetterUsage(db, device);
+            out(`device\t${device}\t${d.letters} rows\t${d.bytes} B`);
+          }
+          return;
+        }
         const rows = latestRefused(db, kind, {
           device: option(args, "device") ?? null,
           limit: Number(option(args, "limit") ?? 20),

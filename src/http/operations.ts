@@ -8,6 +8,7 @@ import type { Presence } from "../ingest/presence.js";
 import type { Metrics } from "../metrics.js";
 import { type Registry, RegistryError } from "../registry/registry.js";
 import type { Db } from "../store/db.js";
+import { deadLetterUsage, deviceDeadLetterUsage } from "../store/dead-letter-quota.js";
 import { latestRefused, type Refused, refusedCounts } from "../store/diagnostics.js";
 import { RawReply, type RequestContext, type Router } from "./router.js";
 
@@ -147,12 +148,20 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
       rules: ctx.rules().map((x) => ({ id: x.id, description: x.description ?? null, enabled: x.enabled })),
     };
   });
-  const refused = (path: string, kind: Refused, key: string) =>
+  const refused = (path: string, kind: Refused, key: string, extra?: (device: string | null) => object) =>
     router.add("GET", path, (r) => {
       admin(r);
       const limit = Math.min(Number(r.query.get("limit") ?? 100) || 100, 1000);
-      return { [key]: latestRefused(ctx.db, kind, { device: r.query.get("device"), limit }) };
+      const device = r.query.get("device");
+      return { [key]: latestRefused(ctx.db, kind, { device, limit }), ...extra?.(device) };
     });
   refused("/api/v1/duplicates", "duplicates", "duplicates");
-  refused("/api/v1/dead-letters", "dead_letters", "deadLetters");
+  // With the store's quotas, what it holds (the device's share when asked for one) and what the
+  // quotas deleted.
+  refused("/api/v1/dead-letters", "dead_letters", "deadLetters", (device) => ({
+    usage: {
+      ...deadLetterUsage(ctx.db),
+      ...(device ? { device: { id: device, ...deviceDeadLetterUsage(ctx.db, device) } } : {}),
+    },
+  }));
 }

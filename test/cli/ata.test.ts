@@ -104,6 +104,14 @@ describe("the ata command line", () => {
     expect(dead.stdout.trim().split("\n")).toEqual([
       expect.stringMatching(/^\d+\t\S+Z\tcli-native-1\tata\/v1\/cli-native-1\/events\tbad_json\t9 B\t/),
     ]);
+    // The store's quotas (as the gateway last applied them), what it holds, what they deleted.
+    const usage = await ata("dead-letters", "--usage", "--device", "cli-native-1");
+    expect(usage.stdout.trim().split("\n")).toEqual([
+      "quota\tper device 1000 rows\ttotal 100000 rows, 268435456 B",
+      expect.stringMatching(/^stored\t1 rows\t\d+ B$/),
+      "dropped\tdevice_quota 0\ttotal_quota 0",
+      expect.stringMatching(/^device\tcli-native-1\t1 rows\t\d+ B$/),
+    ]);
     const dups = await ata("duplicates", "--device", "cli-native-1");
     expect(dups.stdout.trim().split("\n")).toEqual([
       expect.stringMatching(/^\d+\t\S+Z\tcli-native-1\tevents\tcall-1\tevent_id \(already logged\)$/),
