@@ -64,7 +64,9 @@ export function secretFor(profileId: string): string {
 export interface TestGateway {
   gateway: Gateway;
   dir: string;
+  /** The plain MQTT TCP port; 0 when there is none (tlsOnly). */
   mqttPort: number;
+  /** http:// or, with http.tls, https:// */
   httpUrl: string;
   stop(): Promise<void>;
 }
@@ -85,8 +87,8 @@ export async function startGateway(
   return {
     gateway,
     dir,
-    mqttPort: gateway.mqttPort(),
-    httpUrl: `http://127.0.0.1:${gateway.http.port}`,
+    mqttPort: gateway.broker.addresses.find((a) => a.name === "tcp")?.port ?? 0,
+    httpUrl: `${config.http.tls ? "https" : "http"}://127.0.0.1:${gateway.http.port}`,
     stop: async () => {
       await gateway.stop();
       if (!opts.keepDir) rmSync(dir, { recursive: true, force: true });
