@@ -375,7 +375,10 @@ export class StaffServer implements StaffDirectory {
     s.errors.push(now);
     if (s.errors.length > this.options.maxErrorsPerMinute) {
       this.log.warn({ staffId: s.staff?.id }, "staff client sent too many bad messages; closed");
-      s.ws.close(1008, "too many bad messages");
+      // Behind the reply just queued: a reply waiting for an fsync would be dropped by a close now.
+      const close = () => s.ws.close(1008, "too many bad messages");
+      if (this.durability) this.durability.after(close, { sync: false });
+      else close();
     }
   }
 
