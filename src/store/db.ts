@@ -528,12 +528,20 @@ export function openDb({
   db.prepare(`ATTACH DATABASE ? AS ${EVENT_LOG_SCHEMA}`).run(eventLogPath(path));
   db.pragma(`${EVENT_LOG_SCHEMA}.journal_mode = WAL`);
   db.pragma(`${EVENT_LOG_SCHEMA}.synchronous = FULL`);
-  migrate(db, EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA);
-  migrate(db, migrations);
+  try {
+    migrate(db, EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA);
+    migrate(db, migrations);
+  } catch (err) {
+    db.close(); // a refused database (SchemaTooNewError) is not left open
+    throw err;
+  }
   // Per connection, for every database on it (main and the attached log).
   if (!autoCheckpoint) db.pragma("wal_autocheckpoint = 0");
   return db;
 }
+
+/** A database that has migrations this gateway does not know: written by a newer version. */
+export class SchemaTooNewError extends Error {}
 
 export function migrate(db: Db, migrations: Migration[], schema = "main"): void {
   db.exec(
@@ -545,6 +553,22 @@ export function migrate(db: Db, migrations: Migration[], schema = "main"): void 
       .all()
       .map((r) => (r as { version: number }).version),
   );
+  // Migrations are forward-only. An older gateway on a newer database would read and write tables
+  // whose columns, triggers and data migrations it has never heard of, and nothing would say so:
+  // refuse at open, naming both versions (a downgrade is restoring the backup taken before the
+  // upgrade). Compared by set, not by the highest number: versions can land out of order (6, 7).
+  const known = new Set(migrations.map((m) => m.version));
+  const unknown = [...applied].filter((v) => !known.has(v)).sort((a, b) => a - b);
+  if (unknown.length) {
+    const file =
+      (db.pragma("database_list") as { name: string; file: string }[]).find((d) => d.name === schema)?.file ||
+      schema;
+    throw new SchemaTooNewError(
+      `${file} has schema version ${Math.max(...applied)} (migrations ${unknown.join(", ")} unknown here); ` +
+        `this ATA Gateway knows versions up to ${Math.max(0, ...known)}. It was written by a newer gateway: ` +
+        "run that version, or restore the backup taken before the upgrade (docs/operations.md).",
+    );
+  }
   const sorted = [...migrations].sort((a, b) => a.version - b.version);
   for (const m of sorted) {
     if (applied.has(m.version)) continue;
