@@ -19,7 +19,8 @@ import { PROFILES } from "../../devices/index.js";
 import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { Registry, RegistryError } from "../registry/registry.js";
-import { openDb } from "../store/db.js";
+import { BackupError } from "../store/backup.js";
+import { openDb, SchemaTooNewError } from "../store/db.js";
 import { deadLetterUsage, deviceDeadLetterUsage } from "../store/dead-letter-quota.js";
 import { latestRefused } from "../store/diagnostics.js";
 import { extraCommands } from "./commands.js";
@@ -217,7 +218,12 @@ export async function main(argv: string[]): Promise<void> {
     await runCli(argv);
   } catch (err) {
     if (err instanceof UsageError) process.stderr.write(`${err.message}\n\n${USAGE}\n`);
-    else if (err instanceof ConfigError || err instanceof RegistryError)
+    else if (
+      err instanceof ConfigError ||
+      err instanceof RegistryError ||
+      err instanceof BackupError ||
+      err instanceof SchemaTooNewError
+    )
       process.stderr.write(`${err.message}\n`);
     else process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 2;

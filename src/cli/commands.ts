@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { simulateCommand } from "../sim/cli.js";
 import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import { Role, TokenStore } from "../staff/tokens.js";
+import { backupDataDir } from "../store/backup.js";
 import { openDb } from "../store/db.js";
 import type { CliContext } from "./ata.js";
 
@@ -136,4 +137,27 @@ const enrol: CliCommand = {
   },
 };
 
-export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand];
+/** Restoring is stopping the gateway and putting the files back: docs/operations.md. */
+const backup: CliCommand = {
+  name: "backup",
+  usage: "backup DIR                               (an online, consistent copy of the data directory)",
+  async run({ config, args, out }) {
+    const target = args[args.indexOf("backup") + 1];
+    if (!target || target.startsWith("--")) throw new Error(`usage: ata ${backup.usage}`);
+    const files = await backupDataDir({ dataDir: config.dataDir, targetDir: target });
+    for (const f of files)
+      out(
+        [
+          f.path,
+          `${f.bytes} B`,
+          f.kind === "sqlite" ? "SQLite online backup" : "copied",
+          f.schemaVersion === null ? "" : `schema version ${f.schemaVersion}`,
+        ]
+          .filter(Boolean)
+          .join("\t"),
+      );
+    out(`backed up ${files.length} files of ${config.dataDir} to ${target}`);
+  },
+};
+
+export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand, backup];
