@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { eventLogPath, MIGRATIONS, NOT_HEARTBEAT, openDb } from "../../src/store/db.js";
+import {
+  EVENT_LOG_MIGRATIONS,
+  eventLogPath,
+  MIGRATIONS,
+  migrate,
+  NOT_HEARTBEAT,
+  openDb,
+} from "../../src/store/db.js";
+import { applyQuota, deadLetterUsage } from "../../src/store/dead-letter-quota.js";
 
 describe("the operational database and its event-log file", () => {
   let dir: string;
@@ -93,6 +101,76 @@ describe("the operational database and its event-log file", () => {
       db.close();
     }
     expect(existsSync(join(dir, "ata-events.db"))).toBe(true);
+  });
+
+  it("counts the dead letters of a log from before the quotas, and keeps counting whoever inserts or deletes", () => {
+    const path = join(dir, "ata.db");
+    const old = new Database(path);
+    old.prepare("ATTACH DATABASE ? AS log").run(eventLogPath(path));
+    migrate(
+      old,
+      EVENT_LOG_MIGRATIONS.filter((m) => m.version <= 3),
+      "log",
+    );
+    const insert = (o: Database.Database, device: string | null, payload: string) =>
+      o
+        .prepare(
+          `INSERT INTO log.dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload)
+           VALUES (1, ?, 't', 'bad_json', 'not JSON', 3, 'abc', ?)`,
+        )
+        .run(device, Buffer.from(payload));
+    insert(old, "d1", "x{}");
+    insert(old, "d1", "yy");
+    insert(old, null, "z");
+    old.close();
+
+    const db = openDb({ path });
+    try {
+      const perDevice = () =>
+        db.prepare("SELECT device_id, letters, bytes FROM dead_letter_usage ORDER BY 1").all();
+      // bytes: payload, reason ('not JSON', 8) and topic ('t', 1).
+      expect(deadLetterUsage(db)).toMatchObject({
+        letters: 3,
+        bytes: 12 + 11 + 10,
+        dropped: { device: 0, total: 0 },
+      });
+      expect(perDevice()).toEqual([
+        { device_id: "", letters: 1, bytes: 10 },
+        { device_id: "d1", letters: 2, bytes: 23 },
+      ]);
+      // No quota until a gateway sets one: nothing is trimmed.
+      expect(deadLetterUsage(db).quota).toEqual({ perDevice: null, total: null, totalBytes: null });
+      insert(db, null, "w");
+      insert(db, null, "v");
+      db.prepare("DELETE FROM dead_letters WHERE payload = ?").run(Buffer.from("yy"));
+      expect(perDevice()).toEqual([
+        { device_id: "", letters: 3, bytes: 30 },
+        { device_id: "d1", letters: 1, bytes: 12 },
+      ]);
+
+      // Dead letters without a device are one bucket under the per-device quota.
+      expect(applyQuota(db, { perDevice: 2, total: 100, totalBytes: 1 << 20 }, 5)).toEqual({
+        device: 1,
+        total: 0,
+      });
+      expect(
+        db.prepare("SELECT payload FROM dead_letters WHERE device_id IS NULL ORDER BY id").pluck().all(),
+      ).toEqual([Buffer.from("w"), Buffer.from("v")]);
+      expect(applyQuota(db, { perDevice: 2, total: 1, totalBytes: 1 << 20 }, 6)).toEqual({
+        device: 0,
+        total: 2,
+      });
+      db.prepare("DELETE FROM dead_letters").run();
+      expect(perDevice()).toEqual([]);
+      expect(deadLetterUsage(db)).toEqual({
+        quota: { perDevice: 2, total: 1, totalBytes: 1 << 20 },
+        letters: 0,
+        bytes: 0,
+        dropped: { device: 1, total: 2 },
+      });
+    } finally {
+      db.close();
+    }
   });
 
   it("leaves heartbeats out of the per-device and per-resident indexes, which queries for other types use", () => {
