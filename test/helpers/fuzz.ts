@@ -112,7 +112,12 @@ export function preview(input: unknown, max = 300): string {
   } else if (typeof input === "string") text = JSON.stringify(input);
   else {
     try {
-      text = JSON.stringify(input) ?? String(input);
+      // Buffers inside an object print as text or hex, not as Buffer.toJSON's array of numbers.
+      text =
+        JSON.stringify(input, (_k, v: unknown) => {
+          const b = v as { type?: unknown; data?: unknown } | null;
+          return b?.type === "Buffer" && Array.isArray(b.data) ? preview(Buffer.from(b.data), max) : v;
+        }) ?? String(input);
     } catch {
       text = String(input);
     }
