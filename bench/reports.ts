@@ -21,6 +21,8 @@ import { silentLogger } from "../src/log.js";
 import { loadTimeModel, siteModel } from "../src/reports/model.js";
 import { reportRoutes } from "../src/reports/routes.js";
 import { TimeSavedJob } from "../src/reports/timesaved.js";
+import { SecurityLog } from "../src/security/log.js";
+import { StaffAuth } from "../src/security/staff-auth.js";
 import { TokenStore } from "../src/staff/tokens.js";
 import { EmbeddedSeriesStore } from "../src/store/embedded-series.js";
 import { InfluxStore } from "../src/store/influx.js";
@@ -128,15 +130,20 @@ async function main(): Promise<void> {
       timeSavedCsv: `/api/v1/reports/time-saved?site=big&from=${from}&to=${to}&interval=month&format=csv`,
     };
     for (const [name, store] of Object.entries(stores)) {
-      const router = new Router(silentLogger());
+      const auth = new StaffAuth({
+        tokens,
+        adminToken: undefined,
+        allSites: () => [BIG.id],
+        security: new SecurityLog(t.db, silentLogger()),
+        options: { maxFailures: 20, windowSec: 60 },
+      });
+      const router = new Router(silentLogger(), null, auth);
       reportRoutes(router, {
         db: t.db,
         store,
         model,
         sites: [BIG],
         profiles: BIG_PROFILES,
-        tokens,
-        adminToken: undefined,
         now: () => AFTER_MONTH,
       });
       const http = new HttpServer(router, silentLogger(), { host: "127.0.0.1", port: 0 });

@@ -36,14 +36,16 @@ import { TimeSavedJob } from "./reports/timesaved.js";
 import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
+import { SecurityLog } from "./security/log.js";
+import { StaffAuth } from "./security/staff-auth.js";
 import { DemoMode } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
 import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { Checkpointer } from "./store/checkpointer.js";
-import { deadLetterUsage } from "./store/dead-letter-quota.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
+import { deadLetterUsage } from "./store/dead-letter-quota.js";
 import { Durability, walPathOf } from "./store/durability.js";
 import { EmbeddedSeriesStore } from "./store/embedded-series.js";
 import { StorageHealth } from "./store/health.js";
@@ -114,6 +116,10 @@ export class Gateway {
   /** The Web Push channel, when configured. */
   push: PushChannel | null = null;
   staff!: StaffServer;
+  /** Refused connects, throttling, takeovers, token and admin actions (append-only). */
+  security!: SecurityLog;
+  /** Staff and operator sign-in for HTTP and the staff WebSocket. */
+  staffAuth!: StaffAuth;
   /** Delivery channels by name: console always; webhook, push and paging when configured. */
   readonly channels = new Map<ChannelName, AlertChannel>();
   series!: TimeSeriesStore;
@@ -206,6 +212,16 @@ export class Gateway {
     this.ingest.on("events", (events) => this.presence.onEvents(events));
 
     this.tokens = new TokenStore(this.db);
+    this.security = new SecurityLog(this.db, log.child({ component: "security" }));
+    this.security.start();
+    this.tokens.onAudit = (e) => this.security.record(e);
+    this.staffAuth = new StaffAuth({
+      tokens: this.tokens,
+      adminToken: config.http.adminToken,
+      allSites: () => config.sites.map((s) => s.id),
+      security: this.security,
+      options: config.staffAuth,
+    });
     this.ensureStaffTokens();
     this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
     this.timers.storage = this.storage;
@@ -275,6 +291,7 @@ export class Gateway {
       DEFAULT_STAFF_OPTIONS,
       siteCatalogue(config),
       this.durability,
+      { auth: this.staffAuth, log: this.security },
     );
     this.rules = new RuleEngine(
       {
@@ -350,7 +367,7 @@ export class Gateway {
     this.registryPoll = setInterval(() => this.registry.refreshIfChanged(), 2000);
     this.registryPoll.unref();
 
-    this.router = new Router(log.child({ component: "http" }), this.durability);
+    this.router = new Router(log.child({ component: "http" }), this.durability, this.staffAuth);
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
     this.readiness.push({
       name: "disk",
@@ -412,14 +429,12 @@ export class Gateway {
       metrics: this.metrics,
       adminToken: config.http.adminToken,
       readiness: this.readiness,
+      security: this.security,
       rules: () => this.rules.rules,
     });
     alertRoutes(this.router, {
       db: this.db,
       alerts: this.alerts,
-      tokens: this.tokens,
-      adminToken: config.http.adminToken,
-      allSites: config.sites.map((s) => s.id),
       places: siteCatalogue(config),
     });
     enrolmentRoutes(this.router, {
@@ -427,7 +442,6 @@ export class Gateway {
       enrolments: new EnrolmentStore(this.db, this.tokens, {
         ttlMs: config.enrolment.codeTtlMinutes * 60_000,
       }),
-      adminToken: config.http.adminToken,
       sites: siteCatalogue(config),
       publicUrl: config.enrolment.publicUrl,
       tls: Boolean(config.http.tls),
@@ -444,8 +458,6 @@ export class Gateway {
       push: this.push,
       alerts: this.alerts,
       tokens: this.tokens,
-      adminToken: config.http.adminToken,
-      allSites: config.sites.map((s) => s.id),
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);
     const modelProblems = checkTimeModelSites(
@@ -468,8 +480,6 @@ export class Gateway {
       model: timeModel,
       sites,
       profiles: this.profiles,
-      tokens: this.tokens,
-      adminToken: config.http.adminToken,
       job: this.timeSaved,
     });
     const metricsAt = config.http.metrics;
@@ -555,6 +565,7 @@ export class Gateway {
     this.durability.close();
     for (const c of this.channels.values()) await c.stop?.();
     this.presence.stop();
+    this.security.stop();
     this.storage.stop();
     await this.checkpointer?.close();
     this.db.close();
@@ -577,7 +588,7 @@ export class Gateway {
         });
     });
     if (problems.length) throw new ConfigError("configuration", problems);
-    for (const t of this.config.staff) this.tokens.ensure({ ...t, units: t.units ?? null });
+    for (const t of this.config.staff) this.tokens.ensure({ ...t, units: t.units ?? null, actor: "config" });
   }
 
   /** SIGHUP: re-read the rule file; an invalid one keeps the running rules. */

@@ -18,7 +18,9 @@ import { checkSamples, formatSampleResults } from "../../devices/conformance.js"
 import { PROFILES } from "../../devices/index.js";
 import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
+import { silentLogger } from "../log.js";
 import { Registry, RegistryError } from "../registry/registry.js";
+import { SecurityLog } from "../security/log.js";
 import { BackupError } from "../store/backup.js";
 import { openDb, SchemaTooNewError } from "../store/db.js";
 import { deadLetterUsage, deviceDeadLetterUsage } from "../store/dead-letter-quota.js";
@@ -93,12 +95,15 @@ export async function runCli(
         flags: r.flags,
       })),
     );
-    return { registry, close: () => db.close() };
+    const security = new SecurityLog(db, silentLogger());
+    const audit = (action: string, device: string) =>
+      security.record({ kind: "admin_action", actor: "cli", subject: device, detail: { action } });
+    return { registry, audit, close: () => db.close() };
   };
 
   switch (cmd) {
     case "devices": {
-      const { registry, close } = openRegistry();
+      const { registry, audit, close } = openRegistry();
       try {
         if (sub === "list") {
           const site = option(args, "site");
@@ -124,15 +129,19 @@ export async function runCli(
             residentRef: option(args, "resident") ?? null,
             ...(secret ? { secret } : {}),
           });
+          audit("device_added", device.id);
           out(`added ${device.id} (${device.profile}) in ${device.siteId}/${device.unitId}`);
           if (generated) out(`secret: ${generated}\n(shown once; the gateway keeps only a hash)`);
         } else if (sub === "disable" || sub === "enable") {
           const id = rest[0] ?? "";
           registry.setEnabled(id, sub === "enable");
+          audit(`device_${sub}d`, id);
           out(`${id} ${sub}d`);
         } else if (sub === "rotate-secret") {
           const id = rest[0] ?? "";
-          out(`secret: ${registry.rotateSecret(id)}\n(shown once; the old secret no longer works)`);
+          const secret = registry.rotateSecret(id);
+          audit("device_secret_rotated", id);
+          out(`secret: ${secret}\n(shown once; the old secret no longer works)`);
         } else throw new UsageError(`unknown devices command "${sub ?? ""}"`);
       } finally {
         close();

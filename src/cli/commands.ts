@@ -4,6 +4,8 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { silentLogger } from "../log.js";
+import { SECURITY_EVENT_KINDS, SecurityLog } from "../security/log.js";
 import { simulateCommand } from "../sim/cli.js";
 import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import { Role, TokenStore } from "../staff/tokens.js";
@@ -51,6 +53,8 @@ const tokens: CliCommand = {
     const db = openDb({ path: join(config.dataDir, "ata.db") });
     try {
       const store = new TokenStore(db);
+      const security = new SecurityLog(db, silentLogger());
+      store.onAudit = (e) => security.record(e);
       const sub = args.find((a) => ["create", "list", "revoke"].includes(a));
       if (sub === "list") {
         for (const t of store.list())
@@ -68,7 +72,7 @@ const tokens: CliCommand = {
       }
       if (sub === "revoke") {
         const id = args[args.indexOf("revoke") + 1] ?? "";
-        if (!store.revoke(id)) throw new Error(`no active token "${id}"`);
+        if (!store.revoke(id, "cli")) throw new Error(`no active token "${id}"`);
         out(`revoked ${id}`);
         return;
       }
@@ -79,6 +83,7 @@ const tokens: CliCommand = {
         role,
         sites,
         units: units ?? null,
+        actor: "cli",
       });
       out(
         `created ${identity.id} for ${identity.name} (${identity.role}) on ${sites.join(",")}${units ? ` units ${units.join(",")}` : ""}`,
@@ -160,4 +165,43 @@ const backup: CliCommand = {
   },
 };
 
-export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand, backup];
+const securityLog: CliCommand = {
+  name: "security-log",
+  usage: "security-log [--since 24h|ISO-TIME] [--kind K1,K2] [--limit N]   (newest first)",
+  run({ config, args, out }) {
+    const db = openDb({ path: join(config.dataDir, "ata.db") });
+    try {
+      const since = flag(args, "since");
+      const hours = since?.match(/^(\d+)h$/);
+      const from = hours ? Date.now() - Number(hours[1]) * 3_600_000 : since ? Date.parse(since) : undefined;
+      if (from !== undefined && Number.isNaN(from)) throw new Error("--since takes 24h or an ISO time");
+      const kinds = flag(args, "kind")?.split(",");
+      const unknown = kinds?.filter((k) => !(SECURITY_EVENT_KINDS as readonly string[]).includes(k));
+      if (unknown?.length)
+        throw new Error(`unknown kind ${unknown.join(", ")}; kinds: ${SECURITY_EVENT_KINDS.join(", ")}`);
+      const rows = new SecurityLog(db, silentLogger()).list({
+        ...(from !== undefined ? { since: from } : {}),
+        ...(kinds ? { kinds } : {}),
+        limit: Number(flag(args, "limit") ?? 100),
+      });
+      for (const r of rows)
+        out(
+          [
+            r.at,
+            r.kind,
+            r.count > 1 ? `x${r.count} until ${r.lastAt}` : "",
+            r.actor ? `by ${r.actor}` : "",
+            r.address ? `from ${r.address}` : "",
+            r.subject ? `on ${r.subject}` : "",
+            Object.keys(r.detail).length ? JSON.stringify(r.detail) : "",
+          ]
+            .filter(Boolean)
+            .join("\t"),
+        );
+    } finally {
+      db.close();
+    }
+  },
+};
+
+export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand, backup, securityLog];

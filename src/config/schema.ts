@@ -194,7 +194,8 @@ export const ConfigSchema = z.strictObject({
        * Bounds of the dead-letter store. A new dead letter over a quota deletes the oldest rows
        * (the device's own for perDevice, anyone's for the totals) in the same transaction, counted
        * in ata_dead_letters_dropped_total and kept across restarts. A lowered quota applies at
-       * start. Worst case on disk: about totalBytes plus 300 bytes of row per dead letter.
+       * start. On disk the store takes about totalBytes plus 500 bytes per row (row headers,
+       * indexes, page slack; 4,653 bytes a row for 4,162 counted, measured).
        */
       deadLetters: z
         .strictObject({
@@ -271,6 +272,17 @@ export const ConfigSchema = z.strictObject({
     .strictObject({
       push: PushOptions.optional(),
       paging: PagingOptions.optional(),
+    })
+    .prefault({}),
+  /**
+   * Staff and operator sign-in (HTTP bearer tokens and the staff WebSocket's hello): failed tokens
+   * allowed per address, and per token prefix, per window before further attempts are refused
+   * unchecked (429 rate_limited). A token that has signed in from an address before still gets in.
+   */
+  staffAuth: z
+    .strictObject({
+      maxFailures: z.number().int().min(1).max(10_000).default(20),
+      windowSec: z.number().int().min(1).max(86_400).default(60),
     })
     .prefault({}),
   /** Staff tokens created at boot when missing (demo and first run); use `ata tokens create` otherwise. */

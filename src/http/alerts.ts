@@ -17,28 +17,8 @@ import type { RequestContext, Router } from "./router.js";
 export interface AlertRoutesContext {
   db: Db;
   alerts: AlertManager;
-  tokens: TokenStore;
-  adminToken: string | undefined;
-  allSites: readonly string[];
   /** The configured sites and units with their names, for /me. */
   places?: readonly SiteCatalogueEntry[];
-}
-
-/** The caller: a staff token, or the operator's admin token (every site). */
-export function principal(
-  r: RequestContext,
-  ctx: Pick<AlertRoutesContext, "tokens" | "adminToken" | "allSites">,
-): StaffIdentity {
-  if (!r.bearer) throw new ApiError("unauthenticated");
-  if (
-    ctx.adminToken &&
-    r.bearer.length === ctx.adminToken.length &&
-    timingSafeEqual(Buffer.from(r.bearer), Buffer.from(ctx.adminToken))
-  )
-    return { id: "admin", name: "operator", role: "admin", sites: [...ctx.allSites], units: null };
-  const staff = ctx.tokens.verify(r.bearer);
-  if (!staff) throw new ApiError("unauthenticated");
-  return staff;
 }
 
 const ListQuery = z.strictObject({
@@ -100,7 +80,7 @@ const MaintenanceBody = z
   .refine((b) => Boolean(b.device) !== Boolean(b.room), { message: "give either device or room" });
 
 export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
-  const who = (r: RequestContext) => principal(r, ctx);
+  const who = (r: RequestContext) => r.staff();
 
   router.add("GET", "/api/v1/me", (r) => {
     const staff = who(r);

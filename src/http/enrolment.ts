@@ -9,13 +9,11 @@ import type { Logger } from "../log.js";
 import { type EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import type { SiteCatalogueEntry, StaffIdentity } from "../staff/protocol.js";
 import { ROLES, type TokenRecord, type TokenStore } from "../staff/tokens.js";
-import { principal } from "./alerts.js";
 import type { RequestContext, Router } from "./router.js";
 
 export interface EnrolmentRoutesContext {
   tokens: TokenStore;
   enrolments: EnrolmentStore;
-  adminToken: string | undefined;
   sites: readonly SiteCatalogueEntry[];
   /** The console's address as phones reach it; otherwise taken from the request's Host. */
   publicUrl?: string | undefined;
@@ -125,14 +123,9 @@ export function mayManage(
 }
 
 export function enrolmentRoutes(router: Router, ctx: EnrolmentRoutesContext): void {
-  const auth = {
-    tokens: ctx.tokens,
-    adminToken: ctx.adminToken,
-    allSites: ctx.sites.map((s) => s.id),
-  };
   const limiter = new AddressLimiter(ctx.limits, ctx.now);
   const manager = (r: RequestContext) => {
-    const staff = principal(r, auth);
+    const staff = r.staff();
     if (staff.role !== "admin" && staff.role !== "manager")
       throw new ApiError("forbidden", "enrolment needs a manager or admin token");
     return staff;
@@ -237,7 +230,7 @@ export function enrolmentRoutes(router: Router, ctx: EnrolmentRoutesContext): vo
     const actor = manager(r);
     const t = ctx.tokens.get(r.params.tokenId!);
     if (!t || !mayManage(actor, t)) throw new ApiError("device_token_not_found");
-    if (!t.revoked) ctx.tokens.revoke(t.tokenId);
+    if (!t.revoked) ctx.tokens.revoke(t.tokenId, `staff:${actor.id}`);
     ctx.onRevoked(t.tokenId);
     ctx.log.info({ tokenId: t.tokenId, person: t.id, by: actor.id }, "device token revoked");
     return { revoked: true, tokenId: t.tokenId };

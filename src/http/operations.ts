@@ -7,9 +7,11 @@ import { ApiError } from "../errors.js";
 import type { Presence } from "../ingest/presence.js";
 import type { Metrics } from "../metrics.js";
 import { type Registry, RegistryError } from "../registry/registry.js";
+import { SECURITY_EVENT_KINDS, type SecurityLog } from "../security/log.js";
 import type { Db } from "../store/db.js";
 import { deadLetterUsage, deviceDeadLetterUsage } from "../store/dead-letter-quota.js";
 import { latestRefused, type Refused, refusedCounts } from "../store/diagnostics.js";
+import { parseQuery } from "./alerts.js";
 import { RawReply, type RequestContext, type Router } from "./router.js";
 
 export interface ReadinessCheck {
@@ -24,14 +26,10 @@ export interface OperationsContext {
   metrics: Metrics;
   adminToken: string | undefined;
   readiness: ReadinessCheck[];
+  /** Device administration is an admin action: each goes to the security log. */
+  security: SecurityLog;
   /** The rules running now (after the last SIGHUP reload that succeeded). */
   rules: () => readonly { id: string; description?: string | undefined; enabled: boolean }[];
-}
-
-export function requireAdmin(ctx: RequestContext, adminToken: string | undefined): void {
-  if (!adminToken)
-    throw new ApiError("forbidden", "the admin API is disabled: set http.adminToken (ATA_ADMIN_TOKEN)");
-  requireBearer(ctx, adminToken);
 }
 
 /** The request carries exactly this bearer token (compared in constant time), or 401. */
@@ -50,6 +48,19 @@ const NewDeviceBody = z.strictObject({
   room: z.string().max(64).optional(),
   resident: z.string().optional(),
   secret: z.string().min(8).optional(),
+});
+
+const SecurityLogQuery = z.strictObject({
+  since: z.iso.datetime({ offset: true }).optional(),
+  until: z.iso.datetime({ offset: true }).optional(),
+  kind: z
+    .string()
+    .refine((k) => k.split(",").every((x) => (SECURITY_EVENT_KINDS as readonly string[]).includes(x)), {
+      message: `comma-separated kinds of: ${SECURITY_EVENT_KINDS.join(", ")}`,
+    })
+    .optional(),
+  before: z.coerce.number().int().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(200),
 });
 
 function registryCall<T>(fn: () => T): T {
@@ -76,7 +87,15 @@ export function metricsRoutes(
 }
 
 export function operationsRoutes(router: Router, ctx: OperationsContext): void {
-  const admin = (r: RequestContext) => requireAdmin(r, ctx.adminToken);
+  const admin = (r: RequestContext) => r.admin();
+  const audit = (r: RequestContext, action: string, device: string) =>
+    ctx.security.record({
+      kind: "admin_action",
+      actor: "admin",
+      address: r.address,
+      subject: device,
+      detail: { action },
+    });
 
   router.add("GET", "/healthz", () => ({ status: "ok" }));
   router.add("GET", "/readyz", async (r) => {
@@ -128,19 +147,40 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
         ...(body.secret ? { secret: body.secret } : {}),
       }),
     );
+    audit(r, "device_added", device.id);
     return { created: true, device, ...(secret ? { secret } : {}) };
   });
   router.add("POST", "/api/v1/devices/:id/disable", (r) => {
     admin(r);
-    return { device: registryCall(() => ctx.registry.setEnabled(r.params.id!, false)) };
+    const device = registryCall(() => ctx.registry.setEnabled(r.params.id!, false));
+    audit(r, "device_disabled", device.id);
+    return { device };
   });
   router.add("POST", "/api/v1/devices/:id/enable", (r) => {
     admin(r);
-    return { device: registryCall(() => ctx.registry.setEnabled(r.params.id!, true)) };
+    const device = registryCall(() => ctx.registry.setEnabled(r.params.id!, true));
+    audit(r, "device_enabled", device.id);
+    return { device };
   });
   router.add("POST", "/api/v1/devices/:id/rotate-secret", (r) => {
     admin(r);
-    return { secret: registryCall(() => ctx.registry.rotateSecret(r.params.id!)) };
+    const secret = registryCall(() => ctx.registry.rotateSecret(r.params.id!));
+    audit(r, "device_secret_rotated", r.params.id!);
+    return { secret };
+  });
+  // The security log, newest first; page back with ?before=<id of the last row seen>.
+  router.add("GET", "/api/v1/security-log", (r) => {
+    admin(r);
+    const q = parseQuery(SecurityLogQuery, r.query);
+    return {
+      events: ctx.security.list({
+        ...(q.since ? { since: Date.parse(q.since) } : {}),
+        ...(q.until ? { until: Date.parse(q.until) } : {}),
+        ...(q.before ? { beforeId: q.before } : {}),
+        ...(q.kind ? { kinds: q.kind.split(",") } : {}),
+        limit: q.limit,
+      }),
+    };
   });
   router.add("GET", "/api/v1/rules", (r) => {
     admin(r);

@@ -12,16 +12,13 @@ import type { PushSubscriptionRow } from "../alerts/channels/push-store.js";
 import type { AlertManager } from "../alerts/manager.js";
 import { ApiError } from "../errors.js";
 import type { TokenStore } from "../staff/tokens.js";
-import { principal } from "./alerts.js";
-import type { Router } from "./router.js";
+import type { RequestContext, Router } from "./router.js";
 
 export interface PushRoutesContext {
   /** Null when the gateway has no push channel configured. */
   push: PushChannel | null;
   alerts: AlertManager;
   tokens: TokenStore;
-  adminToken: string | undefined;
-  allSites: readonly string[];
 }
 
 /** A person's phones are few; a cap keeps a looping client from filling the table. */
@@ -96,8 +93,8 @@ export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
     return ctx.push;
   };
   /** A person with their own token: the operator's admin token has no phone, managers get no alerts. */
-  const person = (r: Parameters<typeof principal>[0]) => {
-    const staff = principal(r, ctx);
+  const person = (r: RequestContext) => {
+    const staff = r.staff();
     if (!ctx.tokens.identity(staff.id))
       throw new ApiError("forbidden", "push notifications need a personal staff token");
     if (staff.role === "manager") throw new ApiError("forbidden", "managers are not alerted on their phones");

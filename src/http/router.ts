@@ -7,6 +7,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { z } from "zod";
 import { ApiError, errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { StaffAuth } from "../security/staff-auth.js";
+import type { StaffIdentity } from "../staff/protocol.js";
 import type { Durability } from "../store/durability.js";
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
@@ -20,6 +22,16 @@ export interface RequestContext {
   /** Parse and validate the JSON body with a zod schema (400 invalid_body with every problem). */
   body<T>(schema: z.ZodType<T>): Promise<T>;
   bearer: string | null;
+  /** The peer's address (for throttling and the security log). */
+  address: string;
+  /**
+   * Who is asking: a staff token or the operator's admin token, from the Authorization header
+   * (401 unauthenticated, 429 rate_limited). Every route's authentication goes through here or
+   * admin(); the route then checks what that identity may see.
+   */
+  staff(): StaffIdentity;
+  /** The operator's admin token, or 401/403. */
+  admin(): void;
 }
 
 /** A reply other than JSON (CSV, HTML, metrics text). */
@@ -51,6 +63,8 @@ export class Router {
     private readonly log: Logger,
     /** Answers to requests that may have written wait until the writes are on disk. */
     private readonly durability: Durability | null = null,
+    /** Sign-in for routes that need a token; a router without it refuses them. */
+    private readonly auth: StaffAuth | null = null,
   ) {}
 
   add(method: Method, path: string, handler: Handler): this {
@@ -86,14 +100,23 @@ export class Router {
     res: ServerResponse,
   ) {
     const auth = req.headers.authorization;
+    // Only from the header: a token in a URL ends up in proxy logs, browser history and Referer.
+    const bearer = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : null;
+    const address = req.socket.remoteAddress ?? "unknown";
+    const signIn = () => {
+      if (!this.auth) throw new ApiError("forbidden", "no sign-in on this listener");
+      return this.auth;
+    };
     const ctx: RequestContext = {
       req,
       res,
       params,
       url,
       query: url.searchParams,
-      // Only from the header: a token in a URL ends up in proxy logs, browser history and Referer.
-      bearer: auth?.startsWith("Bearer ") ? auth.slice(7).trim() : null,
+      bearer,
+      address,
+      staff: () => signIn().signIn(bearer, address, "http").identity,
+      admin: () => signIn().admin(bearer, address),
       body: async (schema) => {
         const raw = await readBody(req, res);
         let json: unknown;

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { ApiError } from "../errors.js";
-import { parseQuery, principal } from "../http/alerts.js";
+import { parseQuery } from "../http/alerts.js";
 import { RawReply, type RequestContext, type Router } from "../http/router.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import type { TokenStore } from "../staff/tokens.js";
@@ -28,8 +28,6 @@ import {
 import type { TimeSavedJob } from "./timesaved.js";
 
 export interface ReportRoutesContext extends ReportContext {
-  tokens: TokenStore;
-  adminToken: string | undefined;
   /** When given, POST /api/v1/reports/time-saved/recompute is offered to managers and admins. */
   job?: TimeSavedJob;
   /** Token roles that may read reports; default manager and admin (the dashboard's audience). */
@@ -176,11 +174,10 @@ function reply(
 }
 
 export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
-  const auth = { tokens: ctx.tokens, adminToken: ctx.adminToken, allSites: ctx.sites.map((s) => s.id) };
   const now = () => (ctx.now ?? Date.now)();
   const roles = ctx.roles ?? DEFAULT_REPORT_ROLES;
   const who = (r: RequestContext) => {
-    const staff = principal(r, auth);
+    const staff = r.staff();
     if (!roles.includes(staff.role))
       throw new ApiError("forbidden", `reports need one of these roles: ${roles.join(", ")}`);
     return staff;

@@ -147,6 +147,7 @@ export class EnrolmentStore {
         units: hit.units ? JSON.parse(hit.units) : null,
         personId: hit.person_id,
         deviceLabel,
+        actor: `enrolment:${hit.id}`,
       });
       this.db
         .prepare("UPDATE staff_enrolments SET used_at = ?, token_id = ? WHERE id = ? AND used_at IS NULL")

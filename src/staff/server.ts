@@ -13,6 +13,8 @@ import type { AlertView } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { SecurityLog } from "../security/log.js";
+import type { StaffAuth } from "../security/staff-auth.js";
 import type { Durability } from "../store/durability.js";
 import { isStorageError } from "../store/health.js";
 import {
@@ -58,6 +60,7 @@ export const CLOSE_REVOKED = 4003;
 
 interface Session {
   ws: WebSocket;
+  address: string;
   staff: StaffIdentity | null;
   tokenId: string | null;
   alive: boolean;
@@ -84,10 +87,12 @@ export class StaffServer implements StaffDirectory {
     private readonly sites: readonly SiteCatalogueEntry[] = [],
     /** Messages wait until the commits they report are on disk (the connection commits without fsync). */
     private readonly durability: Durability | null = null,
+    /** Sign-in (throttled, logged) and the security log; without them tokens are checked plainly. */
+    private readonly security: { auth: StaffAuth; log: SecurityLog } | null = null,
   ) {
     // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
-    this.wss.on("connection", (ws) => this.onConnection(ws));
+    this.wss.on("connection", (ws, req) => this.onConnection(ws, req.socket.remoteAddress ?? "unknown"));
   }
 
   start(): void {
@@ -117,6 +122,7 @@ export class StaffServer implements StaffDirectory {
     try {
       for (const id of this.tokens.revokedAmong([...ids])) {
         const n = this.closeToken(id);
+        this.security?.log.record({ kind: "session_revoked", subject: id, detail: { sessions: n } });
         this.log.info({ tokenId: id, sessions: n }, "closed sessions of a revoked token");
       }
       // A connected console is using its token: keep "last used" honest for the dashboard.
@@ -162,8 +168,16 @@ export class StaffServer implements StaffDirectory {
     return this.sessions.size;
   }
 
-  private onConnection(ws: WebSocket): void {
-    const session: Session = { ws, staff: null, tokenId: null, alive: true, errors: [], helloTimer: null };
+  private onConnection(ws: WebSocket, address: string): void {
+    const session: Session = {
+      ws,
+      address,
+      staff: null,
+      tokenId: null,
+      alive: true,
+      errors: [],
+      helloTimer: null,
+    };
     this.sessions.add(session);
     this.stats.connections++;
     session.helloTimer = setTimeout(() => ws.close(4001, "hello expected"), this.options.helloTimeoutMs);
@@ -255,11 +269,23 @@ export class StaffServer implements StaffDirectory {
       this.fail(s, msg.id, "already_signed_in");
       return;
     }
-    const verified = this.tokens.verifyToken(msg.token);
+    let verified: { identity: StaffIdentity; tokenId: string | null } | null;
+    try {
+      verified = this.security
+        ? this.security.auth.signIn(msg.token, s.address, "hello")
+        : this.tokens.verifyToken(msg.token);
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      this.fail(s, msg.id, err.code, err.message, undefined, false);
+      this.closeAfterSent(s, 4003, err.code);
+      return;
+    }
+    // The operator's admin token administers the gateway; it is nobody's console session.
+    if (verified && verified.tokenId === null) verified = null;
     const staff = verified?.identity;
     if (!verified || !staff) {
       this.fail(s, msg.id, "unauthenticated", "unknown or revoked token", undefined, false);
-      s.ws.close(4003, "unauthenticated");
+      this.closeAfterSent(s, 4003, "unauthenticated");
       return;
     }
     if (s.helloTimer) clearTimeout(s.helloTimer);
@@ -339,6 +365,12 @@ export class StaffServer implements StaffDirectory {
   private send(s: Session, msg: ServerMessage, sync = true): void {
     if (this.durability) this.durability.after(() => this.sendNow(s, msg), { sync });
     else this.sendNow(s, msg);
+  }
+
+  /** Closes once what was sent before has gone out (sends may wait for an fsync). */
+  private closeAfterSent(s: Session, code: number, reason: string): void {
+    if (this.durability) this.durability.after(() => s.ws.close(code, reason), { sync: true });
+    else s.ws.close(code, reason);
   }
 
   private sendNow(s: Session, msg: ServerMessage): void {

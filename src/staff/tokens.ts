@@ -1,12 +1,20 @@
 /**
  * Staff tokens: a person's (or a wall screen's) credential, scoped to sites, optionally units, and
- * a role. Only a SHA-256 of the token is stored; tokens are 192 random bits, so a fast hash is
- * enough and a lookup is one indexed query.
+ * a role. Only an HMAC-SHA-256 of the token is stored, keyed with a server secret kept outside the
+ * database (src/staff/token-key.ts): a copy of the database alone does not let anyone test guesses
+ * offline, not even against the shorter tokens an operator writes into the configuration.
+ * Generated tokens are 192 random bits, so a fast keyed hash is enough, and a lookup is one indexed
+ * query on it. That lookup is the constant-time comparison: an attacker cannot steer the keyed hash
+ * of a guess, so how long the index search takes says nothing about any stored token.
+ *
+ * Databases from before the key hold a plain SHA-256; a token with such a hash is re-hashed with the
+ * key the first time it is used.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { Db } from "../store/db.js";
 import type { StaffIdentity } from "./protocol.js";
+import { tokenKeyFor } from "./token-key.js";
 
 export const ROLES = ["staff", "nurse", "manager", "admin"] as const;
 export const Role = z.enum(ROLES);
@@ -24,6 +32,16 @@ export interface NewToken {
   personId?: string;
   /** Which phone or screen holds it ("Android · Chrome"), for the dashboard's device list. */
   deviceLabel?: string;
+  /** Who made it, for the security log: "cli", "config", "staff:<id>", "enrolment:<by>". */
+  actor?: string;
+}
+
+/** What the security log is told when a token is made or revoked (never the token). */
+export interface TokenAuditEvent {
+  kind: "token_created" | "token_revoked";
+  actor: string | null;
+  subject: string;
+  detail: Record<string, unknown>;
 }
 
 /** A token as the dashboard lists it: never the token itself. */
@@ -51,11 +69,53 @@ interface TokenRow {
 /** "Last used" is for people reading a list: a write per minute per token is plenty. */
 const TOUCH_EVERY_MS = 60_000;
 
-const digest = (token: string) => createHash("sha256").update(token).digest("hex");
+/** The stored form: "h1:" and the keyed hash, so a legacy plain SHA-256 (64 hex) is told apart. */
+const KEYED = "h1:";
+const legacyDigest = (token: string) => createHash("sha256").update(token).digest("hex");
 
 export class TokenStore {
-  constructor(private readonly db: Db) {
+  private readonly key: Buffer;
+  /** Told of every token created or revoked: the security log. */
+  onAudit: ((e: TokenAuditEvent) => void) | null = null;
+  /** Whether any token still has a legacy hash (then a miss looks for that too). */
+  private legacyLeft: boolean;
+
+  /** The key defaults to the one kept beside the database file (or in ATA_TOKEN_KEY). */
+  constructor(
+    private readonly db: Db,
+    key?: Buffer,
+  ) {
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS staff_tokens_hash ON staff_tokens(token_hash)");
+    this.key = key ?? tokenKeyFor(db.name);
+    this.legacyLeft = !!db
+      .prepare(`SELECT 1 FROM staff_tokens WHERE token_hash NOT LIKE '${KEYED}%' LIMIT 1`)
+      .get();
+  }
+
+  private digest(token: string): string {
+    return KEYED + createHmac("sha256", this.key).update(token).digest("base64url");
+  }
+
+  /**
+   * The row id holding this token's hash, keyed or legacy. A legacy hash found is replaced by the
+   * keyed one on the spot.
+   */
+  private findHash(token: string): string {
+    const keyed = this.digest(token);
+    if (!this.legacyLeft || this.db.prepare("SELECT 1 FROM staff_tokens WHERE token_hash = ?").get(keyed))
+      return keyed;
+    const legacy = legacyDigest(token);
+    const row = this.db.prepare("SELECT id FROM staff_tokens WHERE token_hash = ?").get(legacy) as
+      | { id: string }
+      | undefined;
+    if (!row) return keyed;
+    try {
+      this.db.prepare("UPDATE staff_tokens SET token_hash = ? WHERE id = ?").run(keyed, row.id);
+      return keyed;
+    } catch {
+      // A read-only disk: the token still works by its old hash.
+      return legacy;
+    }
   }
 
   create(input: NewToken): { identity: StaffIdentity; token: string; tokenId: string } {
@@ -71,11 +131,17 @@ export class TokenStore {
         input.role,
         JSON.stringify(input.sites),
         input.units ? JSON.stringify(input.units) : null,
-        digest(token),
+        this.digest(token),
         Date.now(),
         input.personId ?? null,
         input.deviceLabel ?? null,
       );
+    this.onAudit?.({
+      kind: "token_created",
+      actor: input.actor ?? null,
+      subject: id,
+      detail: { role: input.role, sites: input.sites, units: input.units ?? null },
+    });
     return {
       identity: {
         id: input.personId ?? id,
@@ -97,9 +163,9 @@ export class TokenStore {
 
   /** The id of the staff token with this secret (revoked or not), or null: a clash check. */
   holderOf(token: string): string | null {
-    const row = this.db.prepare("SELECT id FROM staff_tokens WHERE token_hash = ?").get(digest(token)) as
-      | { id: string }
-      | undefined;
+    const row = this.db
+      .prepare("SELECT id FROM staff_tokens WHERE token_hash = ?")
+      .get(this.findHash(token)) as { id: string } | undefined;
     return row?.id ?? null;
   }
 
@@ -113,7 +179,7 @@ export class TokenStore {
       .prepare(
         "SELECT id, name, role, sites, units, person_id, last_used_at FROM staff_tokens WHERE token_hash = ? AND revoked_at IS NULL",
       )
-      .get(digest(token)) as Omit<TokenRow, "device_label" | "created_at" | "revoked_at"> | undefined;
+      .get(this.findHash(token)) as Omit<TokenRow, "device_label" | "created_at" | "revoked_at"> | undefined;
     if (!row) return null;
     const now = Date.now();
     if (row.last_used_at === null || now - row.last_used_at > TOUCH_EVERY_MS) this.touch([row.id], now);
@@ -208,12 +274,13 @@ export class TokenStore {
     );
   }
 
-  revoke(id: string): boolean {
-    return (
+  revoke(id: string, actor?: string): boolean {
+    const done =
       this.db
         .prepare("UPDATE staff_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .run(Date.now(), id).changes > 0
-    );
+        .run(Date.now(), id).changes > 0;
+    if (done) this.onAudit?.({ kind: "token_revoked", actor: actor ?? null, subject: id, detail: {} });
+    return done;
   }
 }
 

@@ -336,6 +336,33 @@ export const MIGRATIONS: Migration[] = [
         SELECT 'rules:events', coalesce(max(seq), 0), CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM log.events;
     `,
   },
+  {
+    version: 9,
+    name: "security log",
+    sql: `
+      -- Refused connects, throttling, session takeovers, token and admin actions (src/security/log.ts).
+      -- Append-only: no row is ever changed, and none is deleted before it is 400 days old.
+      -- Never a secret: a token appears only as its id, a device secret never.
+      CREATE TABLE security_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,              -- ms since the epoch; the first of count occurrences
+        last_at INTEGER NOT NULL,         -- the last of them
+        kind TEXT NOT NULL,
+        actor TEXT,                       -- who acted: a staff token id, "admin", "cli", a device id
+        address TEXT,                     -- the remote address, when there is one
+        subject TEXT,                     -- what it was about: a device id, a token id
+        count INTEGER NOT NULL DEFAULT 1, -- occurrences folded into this row
+        detail TEXT NOT NULL DEFAULT '{}' -- JSON
+      );
+      CREATE INDEX security_log_at ON security_log(at);
+      CREATE INDEX security_log_kind_at ON security_log(kind, at);
+      CREATE TRIGGER security_log_append_only BEFORE UPDATE ON security_log
+        BEGIN SELECT RAISE(ABORT, 'the security log is append-only'); END;
+      CREATE TRIGGER security_log_retention BEFORE DELETE ON security_log
+        WHEN old.at > CAST(unixepoch('subsec') * 1000 AS INTEGER) - 400 * 86400000
+        BEGIN SELECT RAISE(ABORT, 'security log rows are kept for 400 days'); END;
+    `,
+  },
 ];
 
 /**
@@ -434,7 +461,8 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
       );
       CREATE INDEX log.duplicates_device ON duplicates(device_id, received_at);
     `,
-  },  {
+  },
+  {
     version: 4,
     name: "dead-letter quotas",
     sql: `

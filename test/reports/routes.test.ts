@@ -4,6 +4,8 @@ import { HttpServer } from "../../src/http/server.js";
 import { silentLogger } from "../../src/log.js";
 import { reportRoutes } from "../../src/reports/routes.js";
 import { TimeSavedJob } from "../../src/reports/timesaved.js";
+import { SecurityLog } from "../../src/security/log.js";
+import { StaffAuth } from "../../src/security/staff-auth.js";
 import { TokenStore } from "../../src/staff/tokens.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
 import { addDevice, addEvent, PROFILES, shippedModel, tempDb } from "./fixtures.js";
@@ -83,15 +85,20 @@ describe("reports API over HTTP", () => {
     });
     await job.recompute(SITE.id, WEEK.from, WEEK.to);
     await job.recompute(OTHER.id, WEEK.from, WEEK.to);
-    const router = new Router(silentLogger());
+    const auth = new StaffAuth({
+      tokens,
+      adminToken: ADMIN,
+      allSites: () => sites.map((s) => s.id),
+      security: new SecurityLog(t.db, silentLogger()),
+      options: { maxFailures: 20, windowSec: 60 },
+    });
+    const router = new Router(silentLogger(), null, auth);
     reportRoutes(router, {
       db: t.db,
       store,
       model,
       sites,
       profiles: PROFILES,
-      tokens,
-      adminToken: ADMIN,
       job,
       now: () => AFTER_WEEK,
     });

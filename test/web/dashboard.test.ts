@@ -224,8 +224,6 @@ async function wire(t: TestGateway): Promise<TimeSavedJob> {
       model,
       sites,
       profiles: g.profiles,
-      tokens: g.tokens,
-      adminToken: ADMIN_TOKEN,
       job,
     });
   return job;
