@@ -216,6 +216,15 @@ describe("staff WebSocket fuzz", () => {
     expect(await c.waitClosed()).toMatchObject({ code: 1008 });
   });
 
+  it("regression: a refused token's unauthenticated reply arrives before the 4003 close, even while a commit waits for its fsync", async () => {
+    const c = await StaffClient.open(t.httpUrl);
+    const reply = c.next((m) => m.type === "reply" && m.id === "bad-token");
+    pendingCommit();
+    c.send({ type: "hello", id: "bad-token", token: "wrong-token" });
+    expect(await reply).toMatchObject({ ok: false, error: { code: "unauthenticated" } });
+    expect(await c.waitClosed()).toMatchObject({ code: 4003 });
+  });
+
   it(`${MESSAGES} bad messages on ${WORKERS} sockets: one reply from the catalogue or a documented close each; a live fall still reaches a signed-in console`, {
     timeout: 90_000,
   }, async () => {
