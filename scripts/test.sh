@@ -23,9 +23,10 @@ if ((${#need[@]})); then
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  # npm install, not npm ci: it installs exactly the locked versions too, and does not fail on the
-  # lock omitting optional packages for other platforms (biome and esbuild binaries).
-  npm install --no-audit --no-fund
+  # npm ci: exactly the lock, from a clean node_modules, or fail if package.json and the lock
+  # disagree. The lock holds every platform's optional binaries (biome, esbuild, rolldown), so it
+  # installs on any machine. After changing package.json, npm install updates the lock: commit both.
+  npm ci --no-audit --no-fund
 fi
 
 echo "== types"; npx tsc --noEmit && npx tsc -p web
