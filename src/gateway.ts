@@ -187,6 +187,12 @@ export class Gateway {
       storage: this.storage,
       // The rules are built later; until then (and for a rule-less gateway) nothing is urgent.
       urgentTypes: () => this.rules?.urgentTypes ?? NOTHING_URGENT,
+      onRateLimited: (deviceId) =>
+        this.security.record({
+          kind: "device_rate_limited",
+          subject: deviceId,
+          detail: config.ingest.deviceRate,
+        }),
       options: {
         ...config.ingest,
         maxPayloadBytes: config.mqtt.maxPayloadBytes,
@@ -352,6 +358,25 @@ export class Gateway {
       log: log.child({ component: "broker" }),
       metrics: this.metrics,
       submit: (deviceId, topic, channel, payload) => this.ingest.submit(deviceId, topic, channel, payload),
+      security: this.security,
+    });
+    // A device whose session keeps being taken over: its secret is in two places. The rules turn
+    // the tamper event into an alert (config/rules.yaml, "tamper"), like a sensor forced open.
+    this.broker.on("device.credentials_shared", (id: string, takeovers: number) => {
+      const at = new Date();
+      this.ingest
+        .record(id, [
+          {
+            type: "device.tamper",
+            phase: "point",
+            occurredAt: at.toISOString(),
+            eventId: `gw:credentials-shared:${at.getTime()}`,
+            data: { reason: `credentials_shared: ${takeovers} session takeovers` },
+          },
+        ])
+        .catch((err: Error) =>
+          log.error({ deviceId: id, err: err.message }, "could not record the takeover alert"),
+        );
     });
     this.broker.on("device.connected", (id: string) => this.presence.onConnected(id));
     this.broker.on("device.disconnected", (id: string, reason: string) =>

@@ -64,6 +64,17 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly connectionsRefused = new Counter({
+    name: "ata_mqtt_connections_refused_total",
+    help: "MQTT connections closed on arrival, by reason: connection_cap (mqtt.maxConnections) or pending_cap (mqtt.maxPendingPerAddress)",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly sessionTakeovers = new Counter({
+    name: "ata_mqtt_session_takeovers_total",
+    help: "Device sessions replaced by a new connection with the same credentials",
+    registers: [this.registry],
+  });
   readonly publishesDenied = new Counter({
     name: "ata_mqtt_publishes_denied_total",
     help: "Publishes or subscriptions refused by authorisation",

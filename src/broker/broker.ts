@@ -18,6 +18,8 @@ import type { IngestResult } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Registry } from "../registry/registry.js";
+import type { SecurityLog } from "../security/log.js";
+import { FailureWindows, TokenBucket } from "../security/throttle.js";
 import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
 
 export interface BrokerContext {
@@ -29,6 +31,8 @@ export interface BrokerContext {
   metrics: Metrics;
   /** Durable intake of a device publish; the PUBACK is sent when it resolves. */
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult>;
+  /** Refused connects, limits and takeovers. */
+  security: SecurityLog;
 }
 
 export interface ListenerAddress {
@@ -54,8 +58,14 @@ export class Broker extends EventEmitter {
   private servers: { name: ListenerAddress["name"]; server: NetServer | TlsServer | HttpServer }[] = [];
   private wss: WebSocketServer[] = [];
   /** Failed CONNECTs by remote address, and by device id (both windowed by authFailures). */
-  private readonly failures = new Map<string, number[]>();
-  private readonly idFailures = new Map<string, number[]>();
+  private readonly failures: FailureWindows;
+  private readonly idFailures: FailureWindows;
+  /** Session takeovers per device id (mqtt.takeovers): repeated ones mean a shared secret. */
+  private readonly takeovers: FailureWindows;
+  /** Open connections on every listener, and those not past CONNECT per address. */
+  private open = 0;
+  private readonly pending = new Map<string, number>();
+  private readonly slots = new WeakMap<Client, { settled(): void; closed(): void }>();
   /** KDF secret checks per second, for all addresses together (mqtt.authFailures.kdfPerSec). */
   private readonly kdfBudget: TokenBucket;
   /** Secrets being checked now, and attempts waiting for a slot, by "a:<address>" / "i:<id>". */
@@ -67,6 +77,13 @@ export class Broker extends EventEmitter {
   constructor(private readonly ctx: BrokerContext) {
     super();
     this.kdfBudget = new TokenBucket(ctx.config.authFailures.kdfPerSec);
+    const limits = () => ctx.config.authFailures;
+    this.failures = new FailureWindows("a", limits);
+    this.idFailures = new FailureWindows("i", limits);
+    this.takeovers = new FailureWindows("takeover", () => ({
+      max: ctx.config.takeovers.alertAfter,
+      windowSec: ctx.config.takeovers.windowSec,
+    }));
   }
 
   async start(): Promise<void> {
@@ -89,6 +106,7 @@ export class Broker extends EventEmitter {
     this.aedes.authorizePublish = (client, packet, cb) => this.authorizePublish(client, packet, cb);
     this.aedes.authorizeSubscribe = (client, sub, cb) => this.authorizeSubscribe(client, sub, cb);
     this.aedes.on("client", (client) => {
+      this.slots.get(client)?.settled();
       this.ctx.metrics.devicesConnected.inc();
       this.emit("device.connected", client.id, remoteAddress(client));
     });
@@ -106,13 +124,20 @@ export class Broker extends EventEmitter {
       log.debug({ deviceId: client?.id, reason: err.message }, "connection refused");
     });
 
-    const handle = (stream: Parameters<Aedes["handle"]>[0]) => this.limitFrames(this.aedes.handle(stream));
+    const handle = (stream: Parameters<Aedes["handle"]>[0], address: string, refuse: () => void) => {
+      const slot = this.admitConnection(address);
+      if (!slot) return refuse();
+      stream.once("close", slot.closed);
+      const client = this.aedes.handle(stream);
+      this.slots.set(client, slot);
+      this.limitFrames(client);
+    };
     const onSocket = (socket: Socket) => {
       // mqtt.js does not disable Nagle; without this, small PUBACKs wait up to 40 ms.
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
-      handle(socket);
+      handle(socket, socket.remoteAddress ?? "unknown", () => socket.destroy());
     };
 
     const plain = !this.ctx.tlsOnly;
@@ -139,7 +164,7 @@ export class Broker extends EventEmitter {
         const stream = createWebSocketStream(ws);
         (req.socket as Socket).setNoDelay(true);
         stream.on("error", () => ws.terminate());
-        handle(stream as unknown as Socket);
+        handle(stream as unknown as Socket, req.socket.remoteAddress ?? "unknown", () => ws.terminate());
       });
       this.wss.push(wss);
     };
@@ -211,11 +236,85 @@ export class Broker extends EventEmitter {
   }
 
   /**
+   * A device id already connected is taken over by this connection (MQTT 3.1.1 3.1.4-2: the old
+   * session is closed). Once is a device reconnecting before its old socket timed out; again and
+   * again within the window is two holders of one secret fighting over the session: a stolen secret
+   * shows itself. Each is a security event; at mqtt.takeovers.alertAfter the gateway is told
+   * ("device.credentials_shared") and raises a tamper alert.
+   */
+  private noteTakeover(client: Client, address: string): void {
+    // aedes keeps its connected clients by id; the typings do not say so.
+    const previous = (this.aedes as unknown as { clients: Record<string, Client | undefined> }).clients[
+      client.id
+    ];
+    if (!previous || previous === client) return;
+    const previousAddress = remoteAddress(previous);
+    this.ctx.metrics.sessionTakeovers.inc();
+    this.ctx.security.record({
+      kind: "session_takeover",
+      address,
+      subject: client.id,
+      detail: { previousAddress },
+    });
+    this.takeovers.record(client.id);
+    const n = this.takeovers.count(client.id);
+    if (n === this.ctx.config.takeovers.alertAfter) {
+      this.ctx.security.record({
+        kind: "takeover_alert",
+        address,
+        subject: client.id,
+        detail: { takeovers: n, windowSec: this.ctx.config.takeovers.windowSec },
+      });
+      this.emit("device.credentials_shared", client.id, n);
+    }
+  }
+
+  /**
+   * Whether to take a new connection: under the cap on all listeners (mqtt.maxConnections), and
+   * under the cap of connections from one address that have not completed CONNECT yet
+   * (mqtt.maxPendingPerAddress), so one host cannot hold every slot open with idle sockets. Counts
+   * it when taken; `settled` marks CONNECT done, `closed` gives the slot back.
+   */
+  private admitConnection(address: string): { settled(): void; closed(): void } | null {
+    const { maxConnections, maxPendingPerAddress } = this.ctx.config;
+    const pending = this.pending.get(address) ?? 0;
+    const why =
+      this.open >= maxConnections ? "connection_cap" : pending >= maxPendingPerAddress ? "pending_cap" : null;
+    if (why) {
+      this.ctx.metrics.connectionsRefused.inc({ reason: why });
+      this.ctx.security.record({ kind: "connection_limited", address, detail: { reason: why } });
+      return null;
+    }
+    this.open++;
+    this.pending.set(address, pending + 1);
+    let isPending = true;
+    const settled = () => {
+      if (!isPending) return;
+      isPending = false;
+      const n = (this.pending.get(address) ?? 1) - 1;
+      if (n > 0) this.pending.set(address, n);
+      else this.pending.delete(address);
+    };
+    let isOpen = true;
+    return {
+      settled,
+      closed: () => {
+        settled();
+        if (isOpen) this.open--;
+        isOpen = false;
+      },
+    };
+  }
+
+  /**
    * MQTT 3.1.1 has no way to refuse an oversized PUBLISH, and aedes buffers whole packets. A frame
-   * whose declared length exceeds maxFrameBytes closes the connection before it is buffered.
+   * whose declared length exceeds the limit closes the connection before it is buffered: before
+   * CONNECT has succeeded the limit is mqtt.maxConnectFrameBytes (a CONNECT with its will), after
+   * it mqtt.maxFrameBytes.
    */
   private limitFrames(client: Client): void {
-    const max = this.ctx.config.maxFrameBytes;
+    const { maxFrameBytes, maxConnectFrameBytes } = this.ctx.config;
+    const security = this.ctx.security;
     const parser = (
       client as unknown as { _parser: { _parseLength(): boolean; packet: { length: number; cmd: string } } }
     )._parser;
@@ -223,7 +322,16 @@ export class Broker extends EventEmitter {
     const log = this.ctx.log;
     parser._parseLength = function limitedParseLength(this: typeof parser) {
       const done = original();
+      // aedes sets connackSent once CONNECT succeeded (not in its typings).
+      const connected = (client as unknown as { connackSent: boolean }).connackSent;
+      const max = connected ? maxFrameBytes : maxConnectFrameBytes;
       if (done && this.packet.length > max) {
+        security.record({
+          kind: "connection_limited",
+          address: remoteAddress(client),
+          subject: client.id ?? null,
+          detail: { reason: connected ? "frame_too_large" : "connect_frame_too_large", limit: max },
+        });
         log.warn(
           {
             deviceId: client.id ?? null,
@@ -245,13 +353,20 @@ export class Broker extends EventEmitter {
     const refuse = (code: number, reason: string, message: string) => {
       this.ctx.metrics.connectsRefused.inc({ reason });
       this.ctx.log.info({ deviceId: username ?? null, address, reason }, "CONNECT refused");
+      this.ctx.security.record({
+        kind: reason === "throttled" || reason === "busy" ? "connect_throttled" : "connect_refused",
+        address,
+        // An unknown id is an attacker's word, not a device: kept, but it names nothing registered.
+        subject: username ? username.slice(0, 64) : null,
+        detail: { reason },
+      });
       return refusal(code, message);
     };
     const secret = password?.toString("utf8");
     if (!username || secret === undefined) {
-      if (this.throttled(this.failures, address))
+      if (this.failures.throttled(address))
         throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-      this.recordFailure(this.failures, address);
+      this.failures.record(address);
       throw refuse(
         CONNACK.badCredentials,
         "no_credentials",
@@ -282,10 +397,10 @@ export class Broker extends EventEmitter {
     } finally {
       for (const held of slots) this.release(held);
     }
-    if (outcome === "ok") return;
+    if (outcome === "ok") return this.noteTakeover(client, address);
     if (outcome === "disabled") throw refuse(CONNACK.notAuthorized, "disabled", "device is disabled");
-    this.recordFailure(this.failures, address);
-    this.recordFailure(this.idFailures, username);
+    this.failures.record(address);
+    this.idFailures.record(username);
     throw refuse(CONNACK.badCredentials, outcome, "unknown device or wrong secret");
   }
 
@@ -296,9 +411,7 @@ export class Broker extends EventEmitter {
    * passing the throttle while the first ones are still being verified. A storm of good devices is
    * only paced.
    */
-  private async admitAll(
-    keys: readonly (readonly [Map<string, number[]>, string])[],
-  ): Promise<string[] | null> {
+  private async admitAll(keys: readonly (readonly [FailureWindows, string])[]): Promise<string[] | null> {
     const slots: string[] = [];
     for (const [table, key] of keys) {
       const slot = await this.admit(table, key);
@@ -316,16 +429,16 @@ export class Broker extends EventEmitter {
    * alone reach the limit. While failures plus the attempts being checked fill the limit, waits for
    * one of those to finish.
    */
-  private async admit(table: Map<string, number[]>, key: string): Promise<string | null> {
-    const slot = `${table === this.failures ? "a" : "i"}:${key}`;
+  private async admit(table: FailureWindows, key: string): Promise<string | null> {
+    const slot = `${table.name}:${key}`;
     const { max } = this.ctx.config.authFailures;
     for (;;) {
-      if (this.throttled(table, key)) {
+      if (table.throttled(key)) {
         // Whoever waits behind learns it too, rather than waiting for a release that never comes.
         this.wakeNext(slot);
         return null;
       }
-      const failures = table.get(key)?.length ?? 0;
+      const failures = table.count(key);
       const checking = this.checking.get(slot) ?? 0;
       if (failures + checking < max) {
         this.checking.set(slot, checking + 1);
@@ -351,29 +464,6 @@ export class Broker extends EventEmitter {
     const next = queue?.shift();
     if (queue && !queue.length) this.waiting.delete(slot);
     next?.();
-  }
-
-  /** Failures for this key (an address, a device id) within the window reach the limit. */
-  private throttled(table: Map<string, number[]>, key: string | undefined): boolean {
-    if (key === undefined) return false;
-    const { max, windowSec } = this.ctx.config.authFailures;
-    const list = table.get(key);
-    if (!list) return false;
-    const since = Date.now() - windowSec * 1000;
-    while (list.length && list[0]! < since) list.shift();
-    if (!list.length) table.delete(key);
-    return list.length >= max;
-  }
-
-  private recordFailure(table: Map<string, number[]>, key: string): void {
-    const list = table.get(key) ?? [];
-    list.push(Date.now());
-    table.set(key, list);
-    if (table.size > 10_000) {
-      // Bound memory under a spray of addresses or ids: forget the oldest entry.
-      const first = table.keys().next().value;
-      if (first !== undefined) table.delete(first);
-    }
   }
 
   private authorizePublish(
@@ -448,23 +538,4 @@ export class Broker extends EventEmitter {
 function remoteAddress(client: Client): string {
   const conn = client.conn as unknown as { remoteAddress?: string; _socket?: { remoteAddress?: string } };
   return conn.remoteAddress ?? conn._socket?.remoteAddress ?? "unknown";
-}
-
-/** At most `perSec` takes per second, in bursts of up to `perSec`. */
-class TokenBucket {
-  private tokens: number;
-  private at = performance.now();
-
-  constructor(private readonly perSec: number) {
-    this.tokens = perSec;
-  }
-
-  take(): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(this.perSec, this.tokens + ((now - this.at) / 1000) * this.perSec);
-    this.at = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
 }

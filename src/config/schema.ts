@@ -128,8 +128,30 @@ export const ConfigSchema = z.strictObject({
       maxPayloadBytes: z.number().int().min(256).max(1_048_576).default(16_384),
       /** MQTT frames above this are not even buffered: the connection is closed with a logged reason. */
       maxFrameBytes: z.number().int().min(1024).max(16_777_216).default(262_144),
+      /**
+       * Frames above this before CONNECT has succeeded close the connection: a CONNECT carries an id,
+       * a secret and perhaps a will, and nobody unauthenticated gets maxFrameBytes of our memory.
+       */
+      maxConnectFrameBytes: z.number().int().min(256).max(1_048_576).default(8192),
       /** A connection that has not sent CONNECT (or a whole first packet) by then is closed. */
-      connectTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+      connectTimeoutMs: z.number().int().min(100).max(120_000).default(5000),
+      /**
+       * Open MQTT connections on all listeners together; past it new ones are closed at once. Below
+       * the process's file limit (ulimit -n), with room for the database, HTTP and staff sockets.
+       */
+      maxConnections: z.number().int().min(1).max(1_000_000).default(15_000),
+      /** Connections from one address that have not completed CONNECT yet (idle sockets held open). */
+      maxPendingPerAddress: z.number().int().min(1).max(100_000).default(100),
+      /**
+       * A device id taken over by a new connection this many times within the window raises a
+       * tamper alert: two holders of one secret (a stolen secret) fight over the session.
+       */
+      takeovers: z
+        .strictObject({
+          alertAfter: z.number().int().min(2).max(1000).default(5),
+          windowSec: z.number().int().min(10).max(86_400).default(600),
+        })
+        .prefault({}),
       /** Failed CONNECTs allowed per remote address per window before refusing outright. */
       authFailures: z
         .strictObject({
@@ -213,6 +235,18 @@ export const ConfigSchema = z.strictObject({
        * docs/mqtt-contract.md for why 120 s.
        */
       redeliveryWindowSec: z.number().int().min(1).max(86_400).default(120),
+      /**
+       * Publishes per device per second, sustained (perSec) and at once (burst). Past it a publish
+       * is dead-lettered with rate_limited and the device told why, unless it carries an event that
+       * can raise a high-priority alert. Real care devices send a few a minute; this bounds what a
+       * runaway or hostile one costs the others (the event log, the rules, the disk).
+       */
+      deviceRate: z
+        .strictObject({
+          perSec: z.number().min(0.1).max(100_000).default(50),
+          burst: z.number().int().min(1).max(1_000_000).default(500),
+        })
+        .prefault({}),
     })
     .prefault({}),
   influx: z

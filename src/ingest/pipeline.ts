@@ -61,6 +61,12 @@ export interface IngestOptions {
   redeliveryWindowSec?: number;
   /** false when a Checkpointer thread checkpoints the log (the gateway runs one). */
   autoCheckpoint?: boolean;
+  /**
+   * Publishes per device per second, sustained and in a burst; past it a publish is dead-lettered
+   * with rate_limited (and the device told why), unless it carries an urgent event: a fall from a
+   * device that is also flooding is still a fall. None: no limit.
+   */
+  deviceRate?: { perSec: number; burst: number };
 }
 
 export interface IngestContext {
@@ -78,6 +84,8 @@ export interface IngestContext {
    * the urgent lane. Events a device itself marks high priority always do.
    */
   urgentTypes?: () => ReadonlySet<string>;
+  /** Told of each device found publishing past its rate (folded there). */
+  onRateLimited?: (deviceId: string) => void;
 }
 
 /**
@@ -150,6 +158,8 @@ export class Ingest extends EventEmitter {
   private readonly maxStored: number;
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
+  /** Publish budgets per device (options.deviceRate), or null for no limit. */
+  private readonly rates: DeviceRates | null;
   readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
 
   constructor(private readonly ctx: IngestContext) {
@@ -157,6 +167,7 @@ export class Ingest extends EventEmitter {
     this.now = ctx.now ?? Date.now;
     this.recent = new RecentPayloads((ctx.options.redeliveryWindowSec ?? 120) * 1000);
     this.maxStored = Math.min(ctx.options.maxDeadLetterBytes ?? Infinity, ctx.options.maxPayloadBytes);
+    this.rates = ctx.options.deviceRate ? new DeviceRates(ctx.options.deviceRate) : null;
   }
 
   start(): void {
@@ -202,9 +213,23 @@ export class Ingest extends EventEmitter {
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const receivedAtMs = this.now();
-    const outcome = this.decode(deviceId, channel, payload, receivedAtMs);
+    let outcome = this.decode(deviceId, channel, payload, receivedAtMs);
     if ("events" in outcome && outcome.events.length === 0)
       return Promise.resolve({ ok: true, events: 0, duplicates: 0 });
+    // Before the redelivery check: a publish refused for its rate is not remembered as seen.
+    if (
+      this.rates &&
+      "events" in outcome &&
+      !this.isUrgent(outcome.events) &&
+      !this.rates.take(deviceId, receivedAtMs)
+    ) {
+      this.ctx.onRateLimited?.(deviceId);
+      const { perSec, burst } = this.rates;
+      outcome = {
+        code: "rate_limited",
+        message: `more than ${perSec} publishes a second (bursts of ${burst}); this one was not logged`,
+      };
+    }
     const redelivered: Row[] = [];
     let key: { key: string; at: number } | null = null;
     if ("events" in outcome && outcome.key) {
@@ -615,6 +640,46 @@ const INSERT_IGNORED =
 const IGNORED_COLUMNS = [6, 1, 0, 15];
 const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+/**
+ * A token bucket per device: `burst` publishes at once, refilled at `perSec`. A device idle long
+ * enough to be full again is forgotten, so memory follows the devices publishing now.
+ */
+class DeviceRates {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+  private sweptAt = 0;
+
+  constructor(readonly limits: { perSec: number; burst: number }) {}
+
+  get perSec(): number {
+    return this.limits.perSec;
+  }
+  get burst(): number {
+    return this.limits.burst;
+  }
+
+  take(deviceId: string, now: number): boolean {
+    const { perSec, burst } = this.limits;
+    const b = this.buckets.get(deviceId);
+    if (!b) {
+      this.buckets.set(deviceId, { tokens: burst - 1, at: now });
+      this.sweep(now);
+      return true;
+    }
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSec);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  private sweep(now: number): void {
+    const full = (this.limits.burst / this.limits.perSec) * 1000;
+    if (now - this.sweptAt < full) return;
+    this.sweptAt = now;
+    for (const [id, b] of this.buckets) if (now - b.at >= full) this.buckets.delete(id);
+  }
+}
 
 function toRows(batch: Pending[], maxDead: number, quotas: boolean): Rows {
   const events: Row[] = [];
