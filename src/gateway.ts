@@ -16,7 +16,7 @@ import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
 import { Broker } from "./broker/broker.js";
 import { ConfigError, formatPath } from "./config/load.js";
-import type { Config } from "./config/schema.js";
+import { type Config, isLoopback } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
 import { metricsRoutes, operationsRoutes, type ReadinessCheck } from "./http/operations.js";
@@ -36,6 +36,7 @@ import { TimeSavedJob } from "./reports/timesaved.js";
 import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
+import { DemoCredentials, shippedDemoSeeds } from "./security/demo-credentials.js";
 import { SecurityLog } from "./security/log.js";
 import { StaffAuth } from "./security/staff-auth.js";
 import { DemoMode } from "./sim/demo.js";
@@ -229,6 +230,16 @@ export class Gateway {
       options: config.staffAuth,
     });
     this.ensureStaffTokens();
+    // Demo secrets are public: they exist only while demo mode is on.
+    const demoCredentials = new DemoCredentials({
+      db: this.db,
+      registry: this.registry,
+      tokens: this.tokens,
+      security: this.security,
+      log,
+    });
+    if (config.demo.enabled) demoCredentials.enable(config.demo);
+    else await demoCredentials.disable(config.demo, shippedDemoSeeds());
     this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
     this.timers.storage = this.storage;
     let staff: StaffServer | null = null;
@@ -455,6 +466,18 @@ export class Gateway {
       adminToken: config.http.adminToken,
       readiness: this.readiness,
       security: this.security,
+      notices: () => {
+        const demoExposed = this.demoExposed();
+        return {
+          demo: config.demo.enabled,
+          demoExposed,
+          warnings: demoExposed
+            ? [
+                "demo mode on a network address: the demo's device secrets and staff tokens are public; turn demo mode off or listen on 127.0.0.1 only",
+              ]
+            : [],
+        };
+      },
       rules: () => this.rules.rules,
     });
     alertRoutes(this.router, {
@@ -532,6 +555,15 @@ export class Gateway {
       },
       "listeners open",
     );
+    if (this.demoExposed())
+      log.warn(
+        {
+          listeners: this.listeners()
+            .filter((l) => !isLoopback(l.host))
+            .map((l) => `${l.host}:${l.port}`),
+        },
+        "DEMO MODE ON A NETWORK ADDRESS: the demo's device secrets and staff tokens are public, and simulated devices and a simulated colleague are running. Anyone who can reach these ports can sign in. Turn demo mode off (demo.enabled: false) or listen on 127.0.0.1 only.",
+      );
     // In the background: the first run backfills missing days and must not delay accepting devices.
     void this.timeSaved
       .start()
@@ -631,6 +663,11 @@ export class Gateway {
   }
 
   /** Every listener this gateway has open: MQTT, the console/API/staff WebSocket, metrics. */
+  /** Demo mode with a listener reachable from other machines: said at start, in /readyz and on the sign-in page. */
+  demoExposed(): boolean {
+    return this.config.demo.enabled && this.listeners().some((l) => !isLoopback(l.host));
+  }
+
   listeners(): {
     service: "mqtt" | "http" | "metrics";
     scheme: string;

@@ -57,6 +57,7 @@ const els = {
   token: /** @type {HTMLInputElement} */ ($("token")),
   signinSubmit: /** @type {HTMLButtonElement} */ ($("signin-submit")),
   signinError: $("signin-error"),
+  demoNotice: $("demo-notice"),
   enrolForm: /** @type {HTMLFormElement} */ ($("enrol-form")),
   enrolCode: /** @type {HTMLInputElement} */ ($("enrol-code")),
   enrolDevice: /** @type {HTMLInputElement} */ ($("enrol-device")),
@@ -331,6 +332,25 @@ function showSignIn(/** @type {string | null} */ error = null) {
   els.token.focus();
   renderConn();
   renderSound();
+  void showDemoNotice();
+}
+
+/** The demo says so before anyone signs in; loudly when other machines can reach it. */
+async function showDemoNotice() {
+  try {
+    const res = await fetch("/api/v1/about");
+    if (!res.ok) return;
+    const about = /** @type {{ demo: boolean, demoExposed: boolean }} */ (await res.json());
+    els.demoNotice.hidden = !about.demo;
+    els.demoNotice.classList.toggle("demo-exposed", about.demoExposed);
+    els.demoNotice.textContent = about.demoExposed
+      ? t("signin.demoExposed")
+      : about.demo
+        ? t("signin.demo")
+        : "";
+  } catch {
+    // Unreachable: the sign-in itself says so.
+  }
 }
 
 async function submitSignIn() {

@@ -21,6 +21,9 @@ export const STRINGS = {
     "signin.checking": "Kontrollerer …",
     "signin.invalid": "Adgangsnøglen er ukendt eller spærret.",
     "signin.unreachable": "Kan ikke nå gatewayen. Prøv igen.",
+    "signin.demo": "Demo: simulerede enheder og en simuleret kollega. Demoens adgangsnøgler er offentlige.",
+    "signin.demoExposed":
+      "ADVARSEL: demo-tilstand på en netværksadresse. Demoens adgangsnøgler er offentlige, så alle der kan nå denne adresse kan logge ind. Slå demo-tilstand fra før brug.",
     "enrol.or": "Har du fået en kode? Skriv den her, eller scan QR-koden med telefonens kamera.",
     "enrol.code": "Kode (fx ABCDE-FGHJK)",
     "enrol.device": "Navn på denne enhed (valgfrit)",
@@ -285,6 +288,9 @@ export const STRINGS = {
     "signin.checking": "Checking …",
     "signin.invalid": "The token is unknown or revoked.",
     "signin.unreachable": "Cannot reach the gateway. Try again.",
+    "signin.demo": "Demo: simulated devices and a simulated colleague. The demo's access tokens are public.",
+    "signin.demoExposed":
+      "WARNING: demo mode on a network address. The demo's access tokens are public, so anyone who can reach this address can sign in. Turn demo mode off before use.",
     "enrol.or": "Got a code? Type it here, or scan the QR code with the phone's camera.",
     "enrol.code": "Code (e.g. ABCDE-FGHJK)",
     "enrol.device": "Name of this device (optional)",

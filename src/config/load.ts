@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { type Config, ConfigSchema, crossCheck } from "./schema.js";
+import { type Config, ConfigSchema, crossCheck, effectiveConfig, formatPath } from "./schema.js";
 
 export const DEFAULT_CONFIG_PATH = "config/default.yaml";
 
@@ -74,11 +74,7 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
   return out;
 }
 
-/** `rules[0].when.event`: one way to print a path in every configuration problem. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return "(root)";
-  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
-}
+export { formatPath } from "./schema.js";
 
 export function validateConfig(raw: unknown, source: string, knownProfiles: ReadonlySet<string>): Config {
   const parsed = ConfigSchema.safeParse(raw);
@@ -94,7 +90,7 @@ export function validateConfig(raw: unknown, source: string, knownProfiles: Read
       source,
       problems.map((p) => ({ path: formatPath(p.path), message: p.message })),
     );
-  return parsed.data;
+  return effectiveConfig(parsed.data);
 }
 
 export function readConfigFile(path: string): Record<string, unknown> {

@@ -68,6 +68,16 @@ export const SeedDeviceConfig = z.strictObject({
   resident: z.string().optional(),
 });
 
+/** Staff tokens created at boot when missing. */
+export const SeedStaffConfig = z.strictObject({
+  id: z.string().regex(/^[a-z0-9-]{2,40}$/),
+  name: z.string().min(1),
+  role: z.enum(["staff", "nurse", "manager", "admin"]),
+  sites: z.array(Id).min(1),
+  units: z.array(Id).optional(),
+  token: z.string().min(16, "tokens need at least 16 characters"),
+});
+
 const Listener = z.strictObject({
   enabled: z.boolean().default(true),
   host: z.string().default("0.0.0.0"),
@@ -320,18 +330,7 @@ export const ConfigSchema = z.strictObject({
     })
     .prefault({}),
   /** Staff tokens created at boot when missing (demo and first run); use `ata tokens create` otherwise. */
-  staff: z
-    .array(
-      z.strictObject({
-        id: z.string().regex(/^[a-z0-9-]{2,40}$/),
-        name: z.string().min(1),
-        role: z.enum(["staff", "nurse", "manager", "admin"]),
-        sites: z.array(Id).min(1),
-        units: z.array(Id).optional(),
-        token: z.string().min(16, "tokens need at least 16 characters"),
-      }),
-    )
-    .default([]),
+  staff: z.array(SeedStaffConfig).default([]),
   /**
    * Demo mode: a simulated nursing home plays the configured devices against this gateway over MQTT
    * (a week of history first, then live with boosted rates) and a simulated colleague answers
@@ -344,6 +343,14 @@ export const ConfigSchema = z.strictObject({
       liveBoost: z.number().min(1).max(500).default(60),
       staffBot: z.boolean().default(true),
       botAcceptAfterSec: z.tuple([z.number().min(0), z.number().min(0)]).default([45, 90]),
+      /**
+       * The demo's devices and staff tokens. Their secrets are public (they ship in this project),
+       * so they exist only while demo mode is on: seeded then, disabled and revoked at the next
+       * start with demo mode off (src/security/demo-credentials.ts). Real devices and people go in
+       * the top-level devices and staff, or better in the database (`ata devices add`, `ata tokens create`).
+       */
+      devices: z.array(SeedDeviceConfig).default([]),
+      staff: z.array(SeedStaffConfig).default([]),
     })
     .prefault({}),
   sites: z.array(SiteConfig).min(1),
@@ -364,6 +371,36 @@ export function configuredChannels(config: Config): Set<ChannelName> {
   if (config.channels.push) out.add("push");
   if (config.channels.paging) out.add("paging");
   return out;
+}
+
+/** The operator's seeds, then the demo's, each with its path in the file. */
+function seeds<K extends "devices" | "staff">(
+  config: Config,
+  key: K,
+): [Config[K][number], (string | number)[]][] {
+  return [
+    ...config[key].map((x, i): [Config[K][number], (string | number)[]] => [x, [key, i]]),
+    ...config.demo[key].map((x, i): [Config[K][number], (string | number)[]] => [x, ["demo", key, i]]),
+  ];
+}
+
+/** `rules[0].when.event`: one way to print a path in every configuration problem. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "(root)";
+  return path.map((p, i) => (typeof p === "number" ? `[${p}]` : `${i ? "." : ""}${String(p)}`)).join("");
+}
+
+/**
+ * The configuration the gateway runs on: with demo mode on, the demo's devices and staff tokens
+ * join the operator's seeds; with it off they are not seeded at all.
+ */
+export function effectiveConfig(config: Config): Config {
+  if (!config.demo.enabled) return config;
+  return {
+    ...config,
+    devices: [...config.devices, ...config.demo.devices],
+    staff: [...config.staff, ...config.demo.staff],
+  };
 }
 
 /** Cross-references the schema cannot express: returned as issues with paths, like zod's. */
@@ -392,34 +429,29 @@ export function crossCheck(
     else if (!u.has(unit))
       problems.push({ path: [...path, "unit"], message: `unknown unit "${unit}" in site "${site}"` });
   };
-  const staffIds = new Map<string, number>();
-  const staffTokens = new Map<string, number>();
-  config.staff.forEach((t, i) => {
+  // The operator's seeds and the demo's are checked together: one id or token in both is a clash.
+  const name = formatPath;
+  const staffIds = new Map<string, (string | number)[]>();
+  const staffTokens = new Map<string, (string | number)[]>();
+  seeds(config, "staff").forEach(([t, at]) => {
     const sameId = staffIds.get(t.id);
     if (sameId !== undefined)
-      problems.push({
-        path: ["staff", i, "id"],
-        message: `duplicate staff id "${t.id}" (also staff[${sameId}])`,
-      });
-    else staffIds.set(t.id, i);
+      problems.push({ path: [...at, "id"], message: `duplicate staff id "${t.id}" (also ${name(sameId)})` });
+    else staffIds.set(t.id, at);
     // Named by position only: the token itself is a secret and never goes into a message.
     const sameToken = staffTokens.get(t.token);
     if (sameToken !== undefined)
       problems.push({
-        path: ["staff", i, "token"],
-        message: `the same token as staff[${sameToken}]; each needs its own`,
+        path: [...at, "token"],
+        message: `the same token as ${name(sameToken)}; each needs its own`,
       });
-    else staffTokens.set(t.token, i);
+    else staffTokens.set(t.token, at);
     t.sites.forEach((site, j) => {
-      if (!units.has(site))
-        problems.push({ path: ["staff", i, "sites", j], message: `unknown site "${site}"` });
+      if (!units.has(site)) problems.push({ path: [...at, "sites", j], message: `unknown site "${site}"` });
     });
     t.units?.forEach((unit, j) => {
       if (!t.sites.some((site) => units.get(site)?.has(unit)))
-        problems.push({
-          path: ["staff", i, "units", j],
-          message: `unit "${unit}" is not in the token's sites`,
-        });
+        problems.push({ path: [...at, "units", j], message: `unit "${unit}" is not in the token's sites` });
     });
   });
   const refs = new Set<string>();
@@ -430,14 +462,13 @@ export function crossCheck(
     refs.add(r.ref);
   });
   const deviceIds = new Set<string>();
-  config.devices.forEach((d, i) => {
-    placeOk(d.site, d.unit, ["devices", i]);
+  seeds(config, "devices").forEach(([d, at]) => {
+    placeOk(d.site, d.unit, at);
     if (!knownProfiles.has(d.profile))
-      problems.push({ path: ["devices", i, "profile"], message: `unknown profile "${d.profile}"` });
+      problems.push({ path: [...at, "profile"], message: `unknown profile "${d.profile}"` });
     if (d.resident && !refs.has(d.resident))
-      problems.push({ path: ["devices", i, "resident"], message: `unknown resident "${d.resident}"` });
-    if (deviceIds.has(d.id))
-      problems.push({ path: ["devices", i, "id"], message: `duplicate device id "${d.id}"` });
+      problems.push({ path: [...at, "resident"], message: `unknown resident "${d.resident}"` });
+    if (deviceIds.has(d.id)) problems.push({ path: [...at, "id"], message: `duplicate device id "${d.id}"` });
     deviceIds.add(d.id);
   });
   if (config.channels.paging)

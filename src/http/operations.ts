@@ -26,6 +26,11 @@ export interface OperationsContext {
   metrics: Metrics;
   adminToken: string | undefined;
   readiness: ReadinessCheck[];
+  /**
+   * What an operator must hear about even while the gateway is ready (demo mode on a network
+   * address): in /readyz, and (demo only) for the sign-in page at /api/v1/about.
+   */
+  notices: () => { demo: boolean; demoExposed: boolean; warnings: string[] };
   /** Device administration is an admin action: each goes to the security log. */
   security: SecurityLog;
   /** The rules running now (after the last SIGHUP reload that succeeded). */
@@ -113,8 +118,17 @@ export function operationsRoutes(router: Router, ctx: OperationsContext): void {
     return new RawReply(
       ok ? 200 : 503,
       "application/json",
-      JSON.stringify({ status: ok ? "ready" : "not_ready", checks: results }),
+      JSON.stringify({
+        status: ok ? "ready" : "not_ready",
+        checks: results,
+        warnings: ctx.notices().warnings,
+      }),
     );
+  });
+  // Unauthenticated, for the sign-in page: whether this is the demo, and whether it is exposed.
+  router.add("GET", "/api/v1/about", () => {
+    const { demo, demoExposed } = ctx.notices();
+    return { demo, demoExposed };
   });
   router.add("GET", "/api/v1/devices", (r) => {
     admin(r);

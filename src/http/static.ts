@@ -7,28 +7,14 @@
  * with an ETag, so a deploy reaches every wall screen at its next reload.
  */
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, extname, join, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
+import { PACKAGE_ROOT } from "../util/package-root.js";
 import type { FallbackHandler } from "./server.js";
 
-/**
- * The package's `web/` directory: beside the package.json found by walking up from this module.
- * The same folder whether the gateway runs from source through tsx (src/http/static.ts) or compiled
- * (dist/src/http/static.js); a fixed "../../web/" would point at dist/web from the build, and
- * copying web/ into dist would serve a stale copy after an edit. No package.json is emitted into
- * dist, so the first one up is the package's own.
- */
-export const WEB_ROOT = join(packageRoot(dirname(fileURLToPath(import.meta.url))), "web");
-
-function packageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, "package.json"))) return dir;
-    if (dirname(dir) === dir) throw new Error(`no package.json above ${from}`);
-  }
-}
+/** The package's `web/` directory, from source or compiled (src/util/package-root.ts). */
+export const WEB_ROOT = join(PACKAGE_ROOT, "web");
 
 /** Only these are served; anything else under web/ (notes, tsconfig) stays private. */
 const TYPES: Record<string, string> = {

@@ -274,6 +274,22 @@ export class TokenStore {
     );
   }
 
+  /** Takes back a revocation (demo tokens when demo mode is turned on again). */
+  reinstate(id: string, actor?: string): boolean {
+    const done =
+      this.db
+        .prepare("UPDATE staff_tokens SET revoked_at = NULL WHERE id = ? AND revoked_at IS NOT NULL")
+        .run(id).changes > 0;
+    if (done)
+      this.onAudit?.({
+        kind: "token_created",
+        actor: actor ?? null,
+        subject: id,
+        detail: { reinstated: true },
+      });
+    return done;
+  }
+
   revoke(id: string, actor?: string): boolean {
     const done =
       this.db

@@ -363,6 +363,21 @@ export const MIGRATIONS: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'security log rows are kept for 400 days'); END;
     `,
   },
+  {
+    version: 10,
+    name: "demo credentials",
+    sql: `
+      -- Devices and staff tokens seeded by demo mode, whose secrets are public (src/security/
+      -- demo-credentials.ts). disabled_at: when a start with demo mode off disabled or revoked it,
+      -- so that turning the demo on again brings back exactly those.
+      CREATE TABLE demo_credentials (
+        kind TEXT NOT NULL,               -- device | staff_token
+        id TEXT NOT NULL,
+        disabled_at INTEGER,
+        PRIMARY KEY (kind, id)
+      );
+    `,
+  },
 ];
 
 /**

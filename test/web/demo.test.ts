@@ -104,6 +104,9 @@ describe("demo mode on the shipped configuration", () => {
   it("brings live simulated alerts to the console within a minute", async () => {
     const { page, problems }: { page: Page; problems: PageProblems } = await browser.newPage();
     await page.goto(`${base}/`);
+    // Before anyone signs in, the page says this is the demo (on loopback: not the loud warning).
+    await expect.poll(() => page.textContent("#demo-notice")).toMatch(/^Demo: simulerede enheder/);
+    expect(await page.getAttribute("#demo-notice", "class")).not.toContain("demo-exposed");
     await page.fill("#token", NURSE_TOKEN);
     await page.click("#signin-submit");
     await page.waitForSelector("#conn[data-state='live']", { timeout: 10_000 });
