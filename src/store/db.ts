@@ -393,6 +393,9 @@ export const MIGRATIONS: Migration[] = [
  */
 export const EVENT_LOG_SCHEMA = "log";
 
+/** The size a WAL is cut back to after a burst (PRAGMA journal_size_limit), bytes. */
+export const WAL_SIZE_LIMIT = 16 * 1024 * 1024;
+
 /**
  * The condition of the partial indexes on the event log. A query can use them only when its WHERE
  * contains this very term (SQLite's rule for partial indexes), so queries for non-heartbeat types
@@ -580,6 +583,10 @@ export function openDb({
   }
   // Per connection, for every database on it (main and the attached log).
   if (!autoCheckpoint) db.pragma("wal_autocheckpoint = 0");
+  // A burst grows a WAL past the checkpoint threshold; SQLite cuts it back to this when it next
+  // starts the WAL over, instead of keeping the high-water mark on disk for good.
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
+  db.pragma(`${EVENT_LOG_SCHEMA}.journal_size_limit = ${WAL_SIZE_LIMIT}`);
   return db;
 }
 

@@ -20,6 +20,10 @@ db.pragma("journal_mode = WAL");
 // As the main connections: what a writer acknowledges must survive power loss, not only a crash.
 db.pragma("synchronous = FULL");
 db.pragma("busy_timeout = 5000");
+// A burst (a device flooding dead letters, a backlog after an outage) grows the WAL past the
+// checkpoint threshold; without a limit the file keeps its high-water mark for good. With one,
+// SQLite cuts it back to this size when it next starts the WAL over (store/db.ts WAL_SIZE_LIMIT).
+db.pragma(`journal_size_limit = ${workerData.walSizeLimit ?? 16 * 1024 * 1024}`);
 // A checkpoint inside a commit would hold every PUBACK (and a fall) behind it: a Checkpointer
 // thread does them instead when the owner runs one.
 if (workerData.autoCheckpoint === false) db.pragma("wal_autocheckpoint = 0");

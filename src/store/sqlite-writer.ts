@@ -6,6 +6,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
+import { WAL_SIZE_LIMIT } from "./db.js";
 
 export interface WriteBatch {
   /** Name of a statement given to the constructor. */
@@ -46,7 +47,7 @@ export class SqliteWriterThread {
     autoCheckpoint = true,
   ) {
     this.worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), {
-      workerData: { path, statements, autoCheckpoint },
+      workerData: { path, statements, autoCheckpoint, walSizeLimit: WAL_SIZE_LIMIT },
     });
     this.worker.on(
       "message",
