@@ -9,7 +9,12 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
-import { createServer as createTlsServer, type TlsOptions, type Server as TlsServer } from "node:tls";
+import {
+  createServer as createTlsServer,
+  TLSSocket,
+  type TlsOptions,
+  type Server as TlsServer,
+} from "node:tls";
 import { Aedes, type Client, type PublishPacket, type Subscription } from "aedes";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { Config } from "../config/schema.js";
@@ -66,6 +71,8 @@ export class Broker extends EventEmitter {
   private open = 0;
   private readonly pending = new Map<string, number>();
   private readonly slots = new WeakMap<Client, { settled(): void; closed(): void }>();
+  /** The subject CN of a connection's verified client certificate (mutual TLS). */
+  private readonly certificateNames = new WeakMap<Client, string>();
   /** KDF secret checks per second, for all addresses together (mqtt.authFailures.kdfPerSec). */
   private readonly kdfBudget: TokenBucket;
   /** Secrets being checked now, and attempts waiting for a slot, by "a:<address>" / "i:<id>". */
@@ -124,12 +131,18 @@ export class Broker extends EventEmitter {
       log.debug({ deviceId: client?.id, reason: err.message }, "connection refused");
     });
 
-    const handle = (stream: Parameters<Aedes["handle"]>[0], address: string, refuse: () => void) => {
+    const handle = (
+      stream: Parameters<Aedes["handle"]>[0],
+      address: string,
+      refuse: () => void,
+      certificateName: string | null,
+    ) => {
       const slot = this.admitConnection(address);
       if (!slot) return refuse();
       stream.once("close", slot.closed);
       const client = this.aedes.handle(stream);
       this.slots.set(client, slot);
+      if (certificateName !== null) this.certificateNames.set(client, certificateName);
       this.limitFrames(client);
     };
     const onSocket = (socket: Socket) => {
@@ -137,7 +150,7 @@ export class Broker extends EventEmitter {
       socket.setNoDelay(true);
       this.sockets.add(socket);
       socket.once("close", () => this.sockets.delete(socket));
-      handle(socket, socket.remoteAddress ?? "unknown", () => socket.destroy());
+      handle(socket, socket.remoteAddress ?? "unknown", () => socket.destroy(), peerName(socket));
     };
 
     const plain = !this.ctx.tlsOnly;
@@ -149,6 +162,11 @@ export class Broker extends EventEmitter {
       key: readFileSync(config.tls.keyFile!),
       minVersion: config.tls.minVersion,
       ...(config.tls.caFile ? { ca: readFileSync(config.tls.caFile) } : {}),
+      // Mutual TLS: the handshake fails without a certificate from caFile; authenticate() then
+      // checks that its CN is the device id the CONNECT names.
+      ...(config.tls.clientCertificates === "required"
+        ? { requestCert: true, rejectUnauthorized: true }
+        : {}),
     });
     if (plain && config.tcp.enabled) {
       const server = createNetServer(onSocket);
@@ -164,7 +182,12 @@ export class Broker extends EventEmitter {
         const stream = createWebSocketStream(ws);
         (req.socket as Socket).setNoDelay(true);
         stream.on("error", () => ws.terminate());
-        handle(stream as unknown as Socket, req.socket.remoteAddress ?? "unknown", () => ws.terminate());
+        handle(
+          stream as unknown as Socket,
+          req.socket.remoteAddress ?? "unknown",
+          () => ws.terminate(),
+          peerName(req.socket),
+        );
       });
       this.wss.push(wss);
     };
@@ -376,6 +399,15 @@ export class Broker extends EventEmitter {
     if (client.id !== username) {
       throw refuse(CONNACK.identifierRejected, "client_id_mismatch", "client id must equal the device id");
     }
+    // With mutual TLS the certificate names the device: another device's certificate (or one
+    // without a CN) does not open this one's session, whatever secret comes with it.
+    const certified = this.certificateNames.get(client);
+    if (certified !== undefined && certified !== username)
+      throw refuse(
+        CONNACK.notAuthorized,
+        "certificate_mismatch",
+        "the client certificate names another device",
+      );
     // A pair that connected before goes past the throttles: a device behind the same NAT as an
     // attacker keeps connecting while the attacker's failures lock the address.
     const cost = this.ctx.registry.verificationCost(username, secret);
@@ -538,4 +570,14 @@ export class Broker extends EventEmitter {
 function remoteAddress(client: Client): string {
   const conn = client.conn as unknown as { remoteAddress?: string; _socket?: { remoteAddress?: string } };
   return conn.remoteAddress ?? conn._socket?.remoteAddress ?? "unknown";
+}
+
+/**
+ * The subject CN of a TLS peer's client certificate, when the handshake verified one against
+ * mqtt.tls.caFile (mutual TLS; "" when it has no CN); null otherwise.
+ */
+function peerName(socket: Socket | TLSSocket): string | null {
+  if (!(socket instanceof TLSSocket) || !socket.authorized) return null;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  return typeof cn === "string" ? cn : (cn?.[0] ?? "");
 }

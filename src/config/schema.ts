@@ -114,13 +114,24 @@ export const ConfigSchema = z.strictObject({
           port: Port.default(8883),
           certFile: z.string().optional(),
           keyFile: z.string().optional(),
+          /** The CA that signs devices' client certificates (with clientCertificates: required). */
           caFile: z.string().optional(),
           minVersion: TlsMinVersion,
+          /**
+           * "required": mutual TLS on the TLS and WSS listeners. A device must present a certificate
+           * signed by caFile whose subject CN is its device id, and still its id and secret in
+           * CONNECT (a copied secret alone, or a copied certificate alone, is not enough).
+           */
+          clientCertificates: z.enum(["off", "required"]).default("off"),
         })
         .prefault({})
         .refine((t) => !t.enabled || (t.certFile && t.keyFile), {
           message: "TLS needs certFile and keyFile",
           path: ["certFile"],
+        })
+        .refine((t) => t.clientCertificates === "off" || t.caFile, {
+          message: "client certificates need caFile, the CA that signs them",
+          path: ["caFile"],
         }),
       /**
        * MQTT over WebSocket with TLS (wss://host:port/mqtt), with mqtt.tls's certificate, key, CA and

@@ -70,6 +70,45 @@ export function makeCertificates(dir: string): TestCertificates {
   };
 }
 
+/** A device's client certificate, signed by the test CA, with this subject CN (mutual TLS). */
+export function makeClientCertificate(dir: string, cn: string): { cert: Buffer; key: Buffer } {
+  const path = (name: string) => join(dir, `client-${cn}.${name}`);
+  const openssl = (...args: string[]) => execFileSync("openssl", args, { stdio: "ignore" });
+  openssl(
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-subj",
+    `/CN=${cn}`,
+    "-keyout",
+    path("key"),
+    "-out",
+    path("csr"),
+  );
+  writeFileSync(path("ext"), "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n");
+  openssl(
+    "x509",
+    "-req",
+    "-in",
+    path("csr"),
+    "-CA",
+    join(dir, "ca.pem"),
+    "-CAkey",
+    join(dir, "ca.key"),
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    path("ext"),
+    "-out",
+    path("pem"),
+  );
+  return { cert: readFileSync(path("pem")), key: readFileSync(path("key")) };
+}
+
 /**
  * A client that offers TLS 1.1 at most. Node's client offers nothing below TLS 1.2 unless asked,
  * and OpenSSL 3 allows TLS 1.0/1.1 (SHA-1 handshake signatures) only at security level 0.
