@@ -67,6 +67,8 @@ export class Broker extends EventEmitter {
   private readonly idFailures: FailureWindows;
   /** Session takeovers per device id (mqtt.takeovers): repeated ones mean a shared secret. */
   private readonly takeovers: FailureWindows;
+  /** Rejected publishes logged at info per device (one per 10 s). */
+  private readonly rejectionsLogged = new FailureWindows("rejections", () => ({ max: 1, windowSec: 10 }));
   /** Open connections on every listener, and those not past CONNECT per address. */
   private open = 0;
   private readonly pending = new Map<string, number>();
@@ -375,7 +377,8 @@ export class Broker extends EventEmitter {
     const address = remoteAddress(client);
     const refuse = (code: number, reason: string, message: string) => {
       this.ctx.metrics.connectsRefused.inc({ reason });
-      this.ctx.log.info({ deviceId: username ?? null, address, reason }, "CONNECT refused");
+      // The security log has it at warn, folded when repeated; a line each would flood the log.
+      this.ctx.log.debug({ deviceId: username ?? null, address, reason }, "CONNECT refused");
       this.ctx.security.record({
         kind: reason === "throttled" || reason === "busy" ? "connect_throttled" : "connect_refused",
         address,
@@ -508,6 +511,12 @@ export class Broker extends EventEmitter {
     const deviceId = client.id;
     if (!mayPublish(deviceId, packet.topic)) {
       this.ctx.metrics.publishesDenied.inc({ kind: "publish" });
+      this.ctx.security.record({
+        kind: "topic_denied",
+        address: remoteAddress(client),
+        subject: deviceId,
+        detail: { action: "publish", topic: packet.topic.slice(0, 128) },
+      });
       this.ctx.log.warn(
         { deviceId, topic: packet.topic },
         "publish outside the device's own topics; disconnected",
@@ -525,14 +534,20 @@ export class Broker extends EventEmitter {
     this.ctx.submit(deviceId, packet.topic, channel, payload).then(
       (result) => {
         if (!result.ok) {
-          this.ctx.log.info(
+          // One line per device per window at info, the rest at debug: a device sending garbage
+          // fast must not flood the log (the dead letters and metrics count every one).
+          const quiet = this.rejectionsLogged.count(deviceId) > 0;
+          if (!quiet) this.rejectionsLogged.record(deviceId);
+          this.ctx.log[quiet ? "debug" : "info"](
             {
               deviceId,
               topic: packet.topic,
               code: result.rejection.code,
               deadLetterId: result.rejection.deadLetterId,
             },
-            "publish rejected and dead-lettered",
+            quiet
+              ? "publish rejected and dead-lettered"
+              : "publish rejected and dead-lettered (further ones within 10 s at debug)",
           );
           this.publishError(deviceId, {
             code: result.rejection.code,
@@ -561,6 +576,12 @@ export class Broker extends EventEmitter {
   ): void {
     if (maySubscribe(client.id, sub.topic)) return cb(null, sub);
     this.ctx.metrics.publishesDenied.inc({ kind: "subscribe" });
+    this.ctx.security.record({
+      kind: "topic_denied",
+      address: remoteAddress(client),
+      subject: client.id,
+      detail: { action: "subscribe", topic: sub.topic.slice(0, 128) },
+    });
     this.ctx.log.warn({ deviceId: client.id, topic: sub.topic }, "subscription refused");
     // SUBACK 0x80 (failure) for this topic; the connection stays up.
     cb(null, null);

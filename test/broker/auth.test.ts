@@ -117,6 +117,12 @@ describe("device authentication and authorisation", () => {
     });
     expect(granted).toEqual([128, 128, 128, 1, 1]);
     expect(c.connected).toBe(true);
+    t.gateway.security.flush(true);
+    const denied = t.gateway.security
+      .list({ kinds: ["topic_denied"], limit: 10 })
+      .filter((r) => r.subject === NATIVE)
+      .map((r) => r.detail.topic);
+    expect(denied.sort()).toEqual(["#", "$SYS/#", errorTopic(LIFT)].sort());
   });
 
   it("disconnects a device that publishes as another device; the other device sees nothing and nothing is logged", async () => {
@@ -142,6 +148,17 @@ describe("device authentication and authorisation", () => {
       )
       .get(LIFT) as { n: number };
     expect(logged.n).toBe(0);
+    t.gateway.security.flush(true);
+    expect(
+      t.gateway.security
+        .list({ kinds: ["topic_denied"], limit: 20 })
+        .some(
+          (r) =>
+            r.subject === NATIVE &&
+            r.detail.action === "publish" &&
+            r.detail.topic === deviceTopic(LIFT, "cycle"),
+        ),
+    ).toBe(true);
   });
 
   it("refuses publishing on the gateway's own channels and on $SYS", async () => {
