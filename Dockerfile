@@ -14,7 +14,8 @@ COPY devices ./devices
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production ATA_DATA_DIR=/data
+# The production template by default (no credentials, demo off); compose mounts the operator's copy.
+ENV NODE_ENV=production ATA_DATA_DIR=/data ATA_CONFIG=/app/config/production.yaml
 WORKDIR /app
 # package.json at run time: "type": "module" makes node load dist/ as ES modules, and the web root
 # is found beside it (src/http/static.ts). The device profiles are compiled into dist/devices.
@@ -29,9 +30,11 @@ COPY web ./web
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-EXPOSE 1883 8083 8883 8080
-HEALTHCHECK --interval=15s --timeout=5s --start-period=20s \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.ATA_HTTP_PORT||8080)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# MQTT (1883), MQTT over WebSocket (8083), MQTT over TLS (8883), secure WebSocket (8084), the
+# console and API (8080), and /metrics when http.metrics moves it to a port of its own (9464).
+EXPOSE 1883 8083 8883 8084 8080 9464
+# /readyz over HTTP, or HTTPS when http.tls is set (bin/healthcheck.js).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s CMD ["node", "bin/healthcheck.js"]
 # 64 MiB semi-spaces for the young generation, as `npm start` and `npm run start:prod`: the objects
 # of the group commits in flight die young instead of being promoted and marked again. Measured
 # with bench/ingest.ts on 2 cores: 29k -> 36k durable events/s, GC helper threads' CPU per event
