@@ -2,10 +2,12 @@
  * `npm start`: load configuration (every problem reported at once, exit 2), start the gateway,
  * stop gracefully on SIGTERM/SIGINT.
  */
+
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { PROFILES } from "../devices/index.js";
-import { ConfigError, loadConfig } from "./config/load.js";
-import { configuredChannels } from "./config/schema.js";
+import { applyEnv, ConfigError, DEFAULT_CONFIG_PATH, loadConfig, readConfigFile } from "./config/load.js";
+import { ConfigSchema, configuredChannels } from "./config/schema.js";
 import { Gateway } from "./gateway.js";
 import { createLogger } from "./log.js";
 import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
@@ -20,46 +22,66 @@ if (values.help) {
   process.exit(0);
 }
 
-let config: ReturnType<typeof loadConfig>;
-let rules: ReturnType<typeof loadRuleFile>;
-let timeModel: ReturnType<typeof loadTimeModel>;
-try {
-  config = loadConfig({
-    path: values.config,
-    env: process.env,
-    knownProfiles: new Set(PROFILES.map((p) => p.id)),
-  });
-  // The rule file and the time model are configuration too: every problem in all three is listed
-  // before the process stops.
+let config: ReturnType<typeof loadConfig> | undefined;
+let rules: ReturnType<typeof loadRuleFile> | undefined;
+let timeModel: ReturnType<typeof loadTimeModel> | undefined;
+{
+  // The main file, the rule file and the time model are all configuration: every problem in all
+  // three is listed before the process stops (exit 2), even when the main file itself has some.
   const failures: string[] = [];
+  const configPath = resolve(values.config ?? process.env.ATA_CONFIG ?? DEFAULT_CONFIG_PATH);
   try {
-    rules = loadRuleFile(config.rulesFile);
-    checkRuleChannels(rules, configuredChannels(config), config.rulesFile);
+    config = loadConfig({
+      path: configPath,
+      env: process.env,
+      knownProfiles: new Set(PROFILES.map((p) => p.id)),
+    });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    failures.push(err.message);
+  }
+  // Where the other two are: from the configuration, or as far as a broken one says.
+  const files = config ?? companionFiles(configPath);
+  try {
+    rules = loadRuleFile(files.rulesFile);
+    if (config) checkRuleChannels(rules, configuredChannels(config), files.rulesFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     failures.push(err.message);
   }
   try {
-    timeModel = loadTimeModel(config.timeModelFile);
-    const problems = checkTimeModelSites(
-      timeModel,
-      config.sites.map((s) => s.id),
-    );
-    if (problems.length) throw new TimeModelError(config.timeModelFile, problems);
+    timeModel = loadTimeModel(files.timeModelFile);
+    const problems = config
+      ? checkTimeModelSites(
+          timeModel,
+          config.sites.map((s) => s.id),
+        )
+      : [];
+    if (problems.length) throw new TimeModelError(files.timeModelFile, problems);
   } catch (err) {
     if (!(err instanceof TimeModelError)) throw err;
     failures.push(err.message);
   }
-  if (failures.length) {
+  if (failures.length || !config) {
     process.stderr.write(`${failures.join("\n")}\n`);
     process.exit(2);
   }
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(2);
+}
+
+/** The rule file and time model a configuration names, read leniently from a file that failed validation. */
+function companionFiles(path: string): { rulesFile: string; timeModelFile: string } {
+  let raw: Record<string, unknown> = {};
+  try {
+    raw = applyEnv(readConfigFile(path), process.env);
+  } catch {
+    // Unreadable: the defaults, as the schema would give them.
   }
-  throw err;
+  // The schema's own defaults for a missing or malformed value.
+  const { rulesFile, timeModelFile } = ConfigSchema.shape;
+  return {
+    rulesFile: rulesFile.safeParse(raw.rulesFile).data ?? rulesFile.parse(undefined),
+    timeModelFile: timeModelFile.safeParse(raw.timeModelFile).data ?? timeModelFile.parse(undefined),
+  };
 }
 
 const log = createLogger(config.log.level);

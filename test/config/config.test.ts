@@ -64,6 +64,22 @@ describe("configuration", () => {
     expect(stderr).toContain(timeModelFile);
   });
 
+  it("lists the rule file's and time model's problems even when the main file has its own", async () => {
+    const rulesFile = join(dir, "bad-rules-2.yaml");
+    writeFileSync(
+      rulesFile,
+      "rules:\n  - id: x\n    when: { event: fall.imagined }\n    raise: { alert: fall, priority: high }\n",
+    );
+    const timeModelFile = join(dir, "bad-model-2.yaml");
+    writeFileSync(timeModelFile, "version: 1\nparameters: nope\n");
+    const path = writeConfig(dir, { ...base, rulesFile, timeModelFile, mqtt: { maxPayloadBytes: 1 } });
+    const { code, stderr } = await runGatewayExpectingFailure(path);
+    expect(code).toBe(2);
+    expect(stderr).toContain("mqtt.maxPayloadBytes");
+    expect(stderr).toContain("rules[0].when.event");
+    expect(stderr).toContain(timeModelFile);
+  });
+
   it("a ladder naming a channel the configuration does not turn on stops the boot with the level's path", async () => {
     const rulesFile = join(dir, "paging-rules.yaml");
     writeFileSync(
