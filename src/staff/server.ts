@@ -367,9 +367,12 @@ export class StaffServer implements StaffDirectory {
     else this.sendNow(s, msg);
   }
 
-  /** Closes once what was sent before has gone out (sends may wait for an fsync). */
+  /**
+   * Closes behind the replies already queued: a reply waiting for an fsync would be dropped by a
+   * close now. The close needs no fsync of its own, only its place in the order.
+   */
   private closeAfterSent(s: Session, code: number, reason: string): void {
-    if (this.durability) this.durability.after(() => s.ws.close(code, reason), { sync: true });
+    if (this.durability) this.durability.after(() => s.ws.close(code, reason), { sync: false });
     else s.ws.close(code, reason);
   }
 
@@ -407,10 +410,7 @@ export class StaffServer implements StaffDirectory {
     s.errors.push(now);
     if (s.errors.length > this.options.maxErrorsPerMinute) {
       this.log.warn({ staffId: s.staff?.id }, "staff client sent too many bad messages; closed");
-      // Behind the reply just queued: a reply waiting for an fsync would be dropped by a close now.
-      const close = () => s.ws.close(1008, "too many bad messages");
-      if (this.durability) this.durability.after(close, { sync: false });
-      else close();
+      this.closeAfterSent(s, 1008, "too many bad messages");
     }
   }
 
