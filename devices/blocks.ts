@@ -207,19 +207,28 @@ export function byChannel(handlers: Readonly<Record<string, Decoder>>): Decoder 
 // SCAIP-style JSON
 
 /**
+ * SCAIP codes as field devices send them: 1 to 4 digits, with or without leading zeros ("10", "010"
+ * and "0010" are one code), read as the four-digit form the profiles' mappings use.
+ */
+export const ScaipCode = z
+  .string()
+  .regex(/^\d{1,4}$/, "a SCAIP code is 1 to 4 digits")
+  .transform((v) => v.padStart(4, "0"));
+
+/**
  * A SCAIP alarm message (CLC/TS 50134-9, from SS 91100) carried as JSON over MQTT instead of XML over
- * SIP, keeping SCAIP's element names: `mty` message type (AL alarm, PI periodic heartbeat), `dty`
- * device type, `stc` status code, `ref` the sender's reference for this message. `dur` (button press,
- * seconds), `bat`, `rssi` and `fw` are this gateway's additions.
+ * SIP, keeping SCAIP's element names: `mty` message type (ME message/alarm, IN information, RE reset,
+ * PI periodic heartbeat; the element values of the public SCAIP schema, e.g. caruhome/scaip-gateway
+ * `xml/scaip.py`), `dty` device type, `stc` status code, `ref` the sender's reference for this
+ * message. AL is the name early bridges used for ME and is still read as ME. `dur` (button press,
+ * seconds), `bat`, `rssi` and `fw` are this gateway's additions. Every element of the SCAIP request
+ * that has no canonical field (cid, did, pri, lco, lva, lte, ...) may be present and is kept in `raw`.
  */
 export const ScaipMessage = z
   .looseObject({
-    mty: z.enum(["AL", "PI"]),
-    dty: z.string().regex(/^\d{4}$/, "SCAIP dty is four digits"),
-    stc: z
-      .string()
-      .regex(/^\d{4}$/, "SCAIP stc is four digits")
-      .optional(),
+    mty: z.enum(["AL", "ME", "IN", "RE", "PI"]),
+    dty: ScaipCode,
+    stc: ScaipCode.optional(),
     ref: DeviceEventId.optional(),
     ts: ClockTime.optional(),
     dur: z.number().nonnegative().optional(),
@@ -227,8 +236,8 @@ export const ScaipMessage = z
     rssi: HealthFields.rssi,
     fw: HealthFields.firmware,
   })
-  .refine((m) => m.mty !== "AL" || m.stc !== undefined, {
-    message: "an AL message needs stc",
+  .refine((m) => m.mty === "PI" || m.stc !== undefined, {
+    message: "a SCAIP message other than a heartbeat (PI) needs stc",
     path: ["stc"],
   });
 export type ScaipMessage = z.output<typeof ScaipMessage>;
@@ -236,7 +245,10 @@ export type ScaipMessage = z.output<typeof ScaipMessage>;
 /**
  * Decoder for one SCAIP device type, driven by the profile's own `scaip` mapping read backwards
  * (stc -> canonical type), so the mapping used for decoding is the one used to forward to an alarm
- * receiving centre. Unknown stc is `unknown_event`; another device type is `unsupported`.
+ * receiving centre. Unknown stc is `unknown_event`; another device type is `unsupported`. ME, IN and
+ * RE are all read through the stc: the status code, not the message type, says what happened (an RE
+ * "reset" with stc 0093 is a manual reset, with 0010 it would be a call), so a reset whose code the
+ * profile does not map is refused as unknown_event and kept as a dead letter, never guessed at.
  */
 export function scaipDecoder(mapping: ScaipMapping): Decoder {
   const byStc = new Map<string, EventType>();

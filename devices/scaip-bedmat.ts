@@ -1,6 +1,8 @@
 /**
  * `scaip/bed-mat`: a bed-exit mat (SCAIP device type 0012) whose transmitter publishes SCAIP alarm
- * messages as JSON on channel `scaip` (the message is described at `ScaipMessage` in blocks.ts):
+ * messages as JSON on channel `scaip` (the message is described at `ScaipMessage` in blocks.ts), from
+ * a bridge or from the gateway's SCAIP receiver (src/scaip/, docs/scaip.md); ME/IN/RE/PI and codes
+ * of 1-4 digits are read:
  *
  *   {"mty":"AL","dty":"0012","stc":"0010","ref":"B-004512","ts":1736907185}   left the bed
  *   {"mty":"AL","dty":"0012","stc":"0117","ref":"B-004513","ts":1736907520}   lying in bed again
@@ -81,6 +83,28 @@ export const scaipBedMat: DeviceProfile = {
       topic: "scaip",
       payload: { mty: "PI", dty: "0012", ts: 1736907240, bat: 71 },
       expected: [{ type: "device.heartbeat", occurredAt: "2025-01-15T02:14:00.000Z", data: { battery: 71 } }],
+    },
+    {
+      name: "SCAIP mty ME from a field unit: dty 12, stc 010",
+      topic: "scaip",
+      payload: { mty: "ME", cid: "4670005678", dty: "12", stc: "010", ref: "B-004520.a1b2c3d4" },
+      expected: [
+        { type: "bed.exit", eventId: "B-004520.a1b2c3d4", occurredAt: "2025-01-15T02:14:07.250Z", data: {} },
+      ],
+    },
+    {
+      name: "SCAIP mty IN lying in bed again with a three-digit code (117)",
+      topic: "scaip",
+      payload: { mty: "IN", dty: "0012", stc: "117", ref: "B-004521" },
+      expected: [
+        { type: "bed.return", eventId: "B-004521", occurredAt: "2025-01-15T02:14:07.250Z", data: {} },
+      ],
+    },
+    {
+      name: "SCAIP mty PI heartbeat",
+      topic: "scaip",
+      payload: { mty: "PI", dty: "12", ref: "P-000002" },
+      expected: [{ type: "device.heartbeat", occurredAt: "2025-01-15T02:14:07.250Z", data: {} }],
     },
     {
       name: "a status code a mat does not have is rejected",

@@ -1,6 +1,8 @@
 /**
  * `scaip/pendant`: a social-alarm pendant (SCAIP device type 0003) whose base unit publishes SCAIP
- * alarm messages as JSON on channel `scaip` (the message is described at `ScaipMessage` in blocks.ts):
+ * alarm messages as JSON on channel `scaip` (the message is described at `ScaipMessage` in blocks.ts),
+ * directly over MQTT from a bridge or from the gateway's own SCAIP receiver (src/scaip/, SIP MESSAGE
+ * with `<mrq>` XML, docs/scaip.md). Message types ME/IN/RE/PI and codes of 1-4 digits are read:
  *
  *   {"mty":"AL","dty":"0003","stc":"0010","ref":"A-000731","ts":1736907185,"dur":1.2}   manual call
  *   {"mty":"PI","dty":"0003","ts":1736907185,"bat":64,"rssi":-72,"fw":"3.1.4"}         heartbeat
@@ -89,6 +91,52 @@ export const scaipPendant: DeviceProfile = {
           data: { battery: 8, reason: "battery 8% is below 20%" },
         },
       ],
+    },
+    {
+      name: "SCAIP mty ME with short codes as field units send them (dty 3, stc 10)",
+      topic: "scaip",
+      payload: { mty: "ME", cid: "4670001234", dty: "3", stc: "10", ref: "A-000741.1f2e3d4c" },
+      expected: [
+        {
+          type: "call.manual",
+          eventId: "A-000741.1f2e3d4c",
+          occurredAt: "2025-01-15T02:14:07.250Z",
+          data: {},
+        },
+      ],
+    },
+    {
+      name: "SCAIP mty IN (information) with a three-digit battery code",
+      topic: "scaip",
+      payload: { mty: "IN", dty: "003", stc: "016", ref: "A-000742", bat: 9 },
+      expected: [
+        {
+          type: "device.battery_low",
+          eventId: "A-000742",
+          occurredAt: "2025-01-15T02:14:07.250Z",
+          data: { battery: 9, reason: "SCAIP stc 0016" },
+        },
+      ],
+    },
+    {
+      name: "SCAIP mty PI heartbeat with a two-digit device type",
+      topic: "scaip",
+      payload: { mty: "PI", cid: "4670001234", dty: "03", ref: "P-000001" },
+      expected: [{ type: "device.heartbeat", occurredAt: "2025-01-15T02:14:07.250Z", data: {} }],
+    },
+    {
+      name: "a reset (RE) with a code the pendant does not map (0093 manual reset) is refused, not guessed",
+      topic: "scaip",
+      payload: { mty: "RE", dty: "0003", stc: "0093", ref: "A-000743" },
+      expected: [],
+      rejects: "unknown_event",
+    },
+    {
+      name: "a five-digit status code is rejected",
+      topic: "scaip",
+      payload: { mty: "ME", dty: "0003", stc: "00010", ref: "A-000744" },
+      expected: [],
+      rejects: "bad_schema",
     },
     {
       name: "an unknown status code is rejected",

@@ -254,53 +254,64 @@ describe("ata/native", () => {
 });
 
 describe("vayyar/care", () => {
-  const fall = { fallId: "f-1", fallStatus: "fall_detected", timestamp: 1736907185 };
+  const fall = (status: string, extra: Record<string, unknown> = {}) => ({
+    type: 1,
+    payload: { status, timestamp: 1736907185, ...extra },
+  });
 
   it("reads the fall time in seconds, milliseconds and ISO alike", () => {
     const times = [1736907185, 1736907185000, "2025-01-15T02:13:05Z"].map(
-      (timestamp) => decode(vayyarCare, "events", { ...fall, timestamp })[0]?.occurredAt,
+      (timestamp) => decode(vayyarCare, "events", fall("fall_detected", { timestamp }))[0]?.occurredAt,
     );
     expect(times).toEqual(Array(3).fill("2025-01-15T02:13:05.000Z"));
   });
 
   it("gives each transition of one fall its own eventId, and a redelivery the same one", () => {
     const ids = ["fall_detected", "fall_confirmed", "calling", "finished"].map(
-      (fallStatus) => decode(vayyarCare, "events", { ...fall, fallStatus })[0]?.eventId,
+      (status) => decode(vayyarCare, "events", fall(status))[0]?.eventId,
     );
     expect(new Set(ids).size).toBe(4);
-    expect(decode(vayyarCare, "events", fall)[0]?.eventId).toBe(ids[0]);
+    expect(decode(vayyarCare, "events", fall("fall_detected"))[0]?.eventId).toBe(ids[0]);
+  });
+
+  it("reads a status spelled with spaces or underscores, in any case, as one status with one eventId", () => {
+    const spellings = ["fall exit", "fall_exit", "Fall Exit"].map(
+      (status) => decode(vayyarCare, "events", fall(status, { endTimestamp: 1736907245 }))[0],
+    );
+    expect(spellings).toEqual(Array(3).fill(spellings[0]));
+    expect(spellings[0]).toMatchObject({ type: "fall.ended", data: { onGroundSec: 60 } });
   });
 
   it("uses the gateway clock when the device clock is unset or absent", () => {
-    expect(decode(vayyarCare, "events", { ...fall, timestamp: 0 })[0]?.occurredAt).toBe(RECEIVED_AT);
-    expect(decode(vayyarCare, "events", { fallStatus: "fall_detected" })).toEqual([
+    expect(decode(vayyarCare, "events", fall("fall_detected", { timestamp: 0 }))).toEqual([
+      { type: "fall.detected", occurredAt: RECEIVED_AT, data: {} },
+    ]);
+    expect(decode(vayyarCare, "events", { type: 1, payload: { status: "fall_detected" } })).toEqual([
       { type: "fall.detected", occurredAt: RECEIVED_AT, data: {} },
     ]);
   });
 
   it("ignores fields it does not know, so a firmware update does not silence falls", () => {
     const events = decode(vayyarCare, "events", {
-      ...fall,
-      isSilent: false,
-      isSimulated: false,
-      radarVersion: "41",
+      ...fall("fall_detected", { isSilent: false, radarVersion: "41" }),
+      deviceId: "id_ODQ6ODk6ZWM6NDA6NDc6ZDA",
     });
     expect(events).toEqual([
       {
         type: "fall.detected",
-        eventId: "f-1:fall_detected",
+        eventId: "1736907185000:fall_detected",
         occurredAt: "2025-01-15T02:13:05.000Z",
         data: {},
       },
     ]);
   });
 
-  it("rejects a confidence outside 0-1 and a fall id with spaces", () => {
-    expect(rejection(vayyarCare, "events", { ...fall, confidence: 91 })).toMatch(
-      /^bad_schema: fall event: confidence/,
+  it("rejects a message without a numeric type and a fall status that is not text", () => {
+    expect(rejection(vayyarCare, "events", { type: "fall", payload: {} })).toMatch(
+      /^bad_schema: event: type/,
     );
-    expect(rejection(vayyarCare, "events", { ...fall, fallId: "fall 1" })).toMatch(
-      /^bad_schema: fall event: fallId/,
+    expect(rejection(vayyarCare, "events", fall("fall_detected", { status: 3 }))).toMatch(
+      /^bad_schema: fall event: payload: status/,
     );
   });
 });
@@ -379,13 +390,21 @@ describe("scaip/pendant and scaip/bed-mat", () => {
     );
   });
 
-  it("rejects a ref that cannot be an eventId and a dty that is not four digits", () => {
+  it("rejects a ref that cannot be an eventId and a dty that is not 1 to 4 digits", () => {
     expect(rejection(scaipPendant, "scaip", { mty: "AL", dty: "0003", stc: "0010", ref: "a/b" })).toMatch(
       /^bad_schema: SCAIP message: ref/,
     );
-    expect(rejection(scaipPendant, "scaip", { mty: "PI", dty: "3" })).toMatch(
+    expect(rejection(scaipPendant, "scaip", { mty: "PI", dty: "00003" })).toMatch(
       /^bad_schema: SCAIP message: dty/,
     );
+    expect(rejection(scaipPendant, "scaip", { mty: "PI", dty: "3a" })).toMatch(
+      /^bad_schema: SCAIP message: dty/,
+    );
+  });
+
+  it("reads SCAIP codes of 1 to 4 digits as one code, as field units send them", () => {
+    for (const stc of ["10", "010", "0010"])
+      expect(decode(scaipPendant, "scaip", { mty: "ME", dty: "3", stc })[0]?.type).toBe("call.manual");
   });
 });
 
