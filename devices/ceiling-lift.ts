@@ -56,6 +56,7 @@ export const ceilingLift: DeviceProfile = {
   // SCAIP has no device type for lifts; lift cycles are not forwarded to an alarm receiving centre.
   scaip: { dty: "0000" },
   emits: ["lift.cycle", "device.heartbeat", "device.battery_low"],
+  payloads: { cycle: Cycle, heartbeat: Heartbeat },
   decode: byChannel({
     cycle: ({ payload }) => {
       const c = decodeJson(payload, Cycle, "lift cycle");

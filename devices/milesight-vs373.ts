@@ -89,6 +89,26 @@ const DeviceInfo = z.looseObject({
 
 const Report = z.looseObject({ device_info: DeviceInfo, trigger_data: TriggerData.optional() });
 
+/** The same keys spelt with spaces, as in Milesight's own examples ("device info", "trigger id"). */
+function spaced(shape: z.ZodRawShape): z.ZodRawShape {
+  return Object.fromEntries(Object.entries(shape).map(([k, v]) => [k.replaceAll("_", " "), v]));
+}
+const TriggerDataSpaced = z.looseObject(spaced(TriggerData.shape));
+/**
+ * A report as the device sends it, in either spelling, for docs/asyncapi.yaml; the decoder reads the
+ * spaced one through normaliseKeys (which also takes the two spellings mixed).
+ */
+const ReportAsSent = z.union([
+  Report,
+  z.looseObject({
+    "device info": z.looseObject({
+      ...spaced(DeviceInfo.omit({ trigger_data: true }).shape),
+      "trigger data": TriggerDataSpaced.optional(),
+    }),
+    "trigger data": TriggerDataSpaced.optional(),
+  }),
+]);
+
 /** "device info" -> "device_info", one level deep and inside device_info, as Milesight's examples vary. */
 function normaliseKeys(value: unknown): unknown {
   if (value === null || typeof value !== "object" || Array.isArray(value)) return value;
@@ -155,6 +175,7 @@ export const milesightVs373: DeviceProfile = {
     "bed.return",
     "device.heartbeat",
   ],
+  payloads: { up: ReportAsSent },
   decode: byChannel({
     up: ({ payload, receivedAt }) => {
       const report = parseWith(Report, normaliseKeys(parseJson(payload)), "VS373 report");

@@ -92,6 +92,21 @@ const ONE_OF_EACH: DecodedEvent[] = [
 
 const NativeHeartbeat = z.strictObject({ occurredAt: envelope.occurredAt.optional(), ...HealthFields });
 
+/**
+ * What `events` accepts, as one schema per type, for docs/asyncapi.yaml. decodeEvent checks the same
+ * in two steps (envelope, then the type's data) so that an unknown type is unknown_event, not bad_schema.
+ */
+const NativeEventOfType = NATIVE_TYPES.map((type) =>
+  NativeEvent.extend({ type: z.literal(type), data: EVENT_DATA[type] }),
+);
+const NativeEventPayload = z.discriminatedUnion(
+  "type",
+  NativeEventOfType as unknown as [
+    (typeof NativeEventOfType)[number],
+    ...(typeof NativeEventOfType)[number][],
+  ],
+);
+
 export const nativeProfile: DeviceProfile = {
   id: "ata/native",
   vendor: "ATA Gateway",
@@ -103,6 +118,10 @@ export const nativeProfile: DeviceProfile = {
   topics: ["events", "heartbeat"],
   // decodeEvent checks envelope and data with the canonical schemas themselves.
   canonicalChannels: ["events"],
+  payloads: {
+    events: z.union([NativeEventPayload, z.array(NativeEventPayload)]),
+    heartbeat: NativeHeartbeat,
+  },
   // Same supervision as a fall sensor: a native device may be one, and the gateway cannot tell.
   supervision: { heartbeatSec: 60, missedHeartbeats: 3 },
   // No SCAIP device type of its own: forwarding to an alarm receiving centre maps per canonical type.

@@ -15,7 +15,7 @@
  * how long the bed was empty; rules derive that from the exit/return pair.
  */
 import type { DeviceProfile, ScaipMapping } from "../src/model/profile.js";
-import { byChannel, scaipDecoder } from "./blocks.js";
+import { byChannel, ScaipMessage, scaipDecoder } from "./blocks.js";
 
 const scaip: ScaipMapping = {
   dty: "0012",
@@ -37,6 +37,7 @@ export const scaipBedMat: DeviceProfile = {
   scaip,
   emits: ["bed.exit", "bed.return", "device.heartbeat", "device.battery_low"],
   decode: byChannel({ scaip: scaipDecoder(scaip) }),
+  payloads: { scaip: ScaipMessage },
   fixtures: [
     {
       name: "out of bed, time in epoch seconds",

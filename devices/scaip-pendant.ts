@@ -13,7 +13,7 @@
  * centre. `ref`, SCAIP's reference for the message, becomes the eventId, so a resend dedupes.
  */
 import type { DeviceProfile, ScaipMapping } from "../src/model/profile.js";
-import { byChannel, scaipDecoder } from "./blocks.js";
+import { byChannel, ScaipMessage, scaipDecoder } from "./blocks.js";
 
 const scaip: ScaipMapping = { dty: "0003", stc: { "call.manual": "0010", "device.battery_low": "0016" } };
 
@@ -32,6 +32,7 @@ export const scaipPendant: DeviceProfile = {
   scaip,
   emits: ["call.manual", "device.heartbeat", "device.battery_low"],
   decode: byChannel({ scaip: scaipDecoder(scaip) }),
+  payloads: { scaip: ScaipMessage },
   fixtures: [
     {
       name: "manual call with press duration, time in epoch seconds",

@@ -12,8 +12,11 @@ import { CanonicalEvent, EVENT_DATA, Phase, Priority, SCHEMA_VERSION } from "../
 
 export const SCHEMA_PATH = fileURLToPath(new URL("../docs/canonical-event.schema.json", import.meta.url));
 
-/** Names for the shared parts, so that the generated $defs read as documentation, not __schema0. */
-function registry() {
+/**
+ * Names for the shared parts, so that the generated $defs read as documentation, not __schema0.
+ * scripts/gen-asyncapi.ts uses the same names for its components.
+ */
+export function registry() {
   const reg = z.registry<{ id: string; description?: string }>();
   const envelope = CanonicalEvent.options[0].shape;
   reg.add(envelope.eventId, {

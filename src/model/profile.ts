@@ -2,6 +2,7 @@
  * A device profile is data plus pure decoders. Core code never branches on a vendor or a model: it
  * looks the profile up by id and calls `decode`.
  */
+import type { z } from "zod";
 import type { DecodedEvent, EventType } from "./event.js";
 
 export const DEVICE_KINDS = [
@@ -90,6 +91,13 @@ export interface DeviceProfile {
    * decoders that do; a vendor profile leaves it out and its output is always checked.
    */
   canonicalChannels?: readonly string[];
+  /**
+   * Channel -> the zod schema of a payload as the device sends it, for docs/asyncapi.yaml
+   * (scripts/gen-asyncapi.ts turns its input side into JSON Schema; refinements are left out). The
+   * decoder may check more, but every fixture that decodes must match it
+   * (test/devices/asyncapi.test.ts). A channel without one is described by its fixtures alone.
+   */
+  payloads?: Readonly<Record<string, z.ZodType>>;
   fixtures: readonly Fixture[];
 }
 
