@@ -29,6 +29,9 @@ import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
 import type { DeviceProfile } from "./model/profile.js";
+import { OBSERVE_PROFILE } from "./observe/config.js";
+import { ObserveMode } from "./observe/mode.js";
+import { observeRoutes } from "./observe/routes.js";
 import { Registry } from "./registry/registry.js";
 import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
 import { reportRoutes } from "./reports/routes.js";
@@ -126,6 +129,8 @@ export class Gateway {
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
+  /** Observe mode for unknown devices (off unless configured; src/observe/). */
+  observe!: ObserveMode;
   timeSaved!: TimeSavedJob;
   storage!: StorageHealth;
   /** fsyncs the main database off the event loop; visible effects wait for it. */
@@ -165,7 +170,8 @@ export class Gateway {
       metrics: this.metrics,
     });
     const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
-    this.registry = new Registry(this.db, new Set(this.profiles.keys()), {
+    // `observe`: registered to be observed, never decoded (src/observe/).
+    this.registry = new Registry(this.db, new Set([...this.profiles.keys(), OBSERVE_PROFILE]), {
       hasUnit: (site, unit) => units.has(`${site}/${unit}`),
     });
     this.registry.syncResidents(
@@ -222,6 +228,15 @@ export class Gateway {
     this.security = new SecurityLog(this.db, log.child({ component: "security" }));
     this.security.start();
     this.tokens.onAudit = (e) => this.security.record(e);
+    this.observe = new ObserveMode({
+      db: this.db,
+      config: config.observe,
+      sites: config.sites,
+      registry: this.registry,
+      security: this.security,
+      log: log.child({ component: "observe" }),
+    });
+    this.observe.start();
     this.staffAuth = new StaffAuth({
       tokens: this.tokens,
       adminToken: config.http.adminToken,
@@ -370,6 +385,7 @@ export class Gateway {
       metrics: this.metrics,
       submit: (deviceId, topic, channel, payload) => this.ingest.submit(deviceId, topic, channel, payload),
       security: this.security,
+      observe: this.observe,
     });
     // A device whose session keeps being taken over: its secret is in two places. The rules turn
     // the tamper event into an alert (config/rules.yaml, "tamper"), like a sensor forced open.
@@ -397,6 +413,10 @@ export class Gateway {
     this.registry.on("device.changed", (d: { id: string; enabled: boolean }) => {
       // A disabled device loses its session at once, not at its next reconnect.
       if (!d.enabled) this.disconnectDevice(d.id);
+    });
+    // An observed device registered with its real profile reconnects with its own secret.
+    this.registry.on("device.changed", (d: { id: string; profile: string }) => {
+      if (d.profile !== OBSERVE_PROFILE && this.broker.isObserved(d.id)) this.disconnectDevice(d.id);
     });
 
     // Devices added or disabled with the `ata` CLI while the gateway runs.
@@ -471,11 +491,14 @@ export class Gateway {
         return {
           demo: config.demo.enabled,
           demoExposed,
-          warnings: demoExposed
-            ? [
-                "demo mode on a network address: the demo's device secrets and staff tokens are public; turn demo mode off or listen on 127.0.0.1 only",
-              ]
-            : [],
+          warnings: [
+            ...(demoExposed
+              ? [
+                  "demo mode on a network address: the demo's device secrets and staff tokens are public; turn demo mode off or listen on 127.0.0.1 only",
+                ]
+              : []),
+            ...this.observe.warnings(),
+          ],
         };
       },
       rules: () => this.rules.rules,
@@ -484,6 +507,13 @@ export class Gateway {
       db: this.db,
       alerts: this.alerts,
       places: siteCatalogue(config),
+    });
+    observeRoutes(this.router, {
+      observe: this.observe,
+      config: config.observe,
+      sites: config.sites,
+      registry: this.registry,
+      security: this.security,
     });
     enrolmentRoutes(this.router, {
       tokens: this.tokens,

@@ -38,6 +38,29 @@ export interface BrokerContext {
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult>;
   /** Refused connects, limits and takeovers. */
   security: SecurityLog;
+  /** Observe mode (src/observe/mode.ts); absent, no device is ever observed. */
+  observe?: ObserveGate;
+}
+
+/**
+ * Observe mode's side of the hooks. An observed device authenticates here like any other, publishes
+ * only below its own `ata/v1/<id>/`, and its publishes go to `keep`, never to `submit`.
+ */
+export interface ObserveGate {
+  /**
+   * A CONNECT under an id nobody registered: observed when the secret is a live enrolment secret
+   * for it; refused with a reason when it is an enrolment secret that is used, expired or revoked;
+   * null when it is no enrolment secret (refused exactly as without observe mode).
+   */
+  admitUnknown(
+    deviceId: string,
+    secret: string,
+    address: string,
+  ): { ok: true } | { ok: false; reason: string } | null;
+  /** A registered device whose secret checked out: decoded as usual, observed, or refused. */
+  registered(deviceId: string): "native" | "observed" | "refused";
+  /** An observed device's publish (acknowledged once this returns). */
+  keep(deviceId: string, channel: string, payload: Buffer): void;
 }
 
 export interface ListenerAddress {
@@ -81,6 +104,9 @@ export class Broker extends EventEmitter {
   private readonly checking = new Map<string, number>();
   private readonly waiting = new Map<string, (() => void)[]>();
   private readonly sockets = new Set<Socket>();
+  /** Connections admitted in observe mode, and the one per device id. */
+  private readonly observed = new WeakSet<Client>();
+  private readonly observedIds = new Map<string, Client>();
   readonly addresses: ListenerAddress[] = [];
 
   constructor(private readonly ctx: BrokerContext) {
@@ -117,11 +143,14 @@ export class Broker extends EventEmitter {
     this.aedes.on("client", (client) => {
       this.slots.get(client)?.settled();
       this.ctx.metrics.devicesConnected.inc();
-      this.emit("device.connected", client.id, remoteAddress(client));
+      // An observed device has no presence: nothing supervises a device without a profile.
+      if (this.observed.has(client)) this.observedIds.set(client.id, client);
+      else this.emit("device.connected", client.id, remoteAddress(client));
     });
     this.aedes.on("clientDisconnect", (client) => {
       this.ctx.metrics.devicesConnected.dec();
-      this.emit("device.disconnected", client.id, "disconnect");
+      if (!this.observed.has(client)) this.emit("device.disconnected", client.id, "disconnect");
+      else if (this.observedIds.get(client.id) === client) this.observedIds.delete(client.id);
     });
     this.aedes.on("keepaliveTimeout", (client) => {
       log.info({ deviceId: client.id }, "keepalive timeout");
@@ -238,6 +267,11 @@ export class Broker extends EventEmitter {
     for (const s of this.sockets) s.destroy();
     if (this.aedes) await new Promise<void>((resolve) => this.aedes.close(() => resolve()));
     this.servers = [];
+  }
+
+  /** Whether this device id is connected in observe mode now. */
+  isObserved(deviceId: string): boolean {
+    return this.observedIds.has(deviceId);
   }
 
   /** Tell a device why its publish was rejected, on its own error topic. */
@@ -422,17 +456,31 @@ export class Broker extends EventEmitter {
             [this.idFailures, username],
           ]);
     if (slots === null) throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-    let outcome: Awaited<ReturnType<Registry["authenticate"]>>;
+    let outcome: Awaited<ReturnType<Registry["authenticate"]>> | "observed" | string;
     try {
-      // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot
-      // take the CPU (each scrypt is tens of milliseconds); devices with generated secrets never wait.
-      if (cost === "kdf" && !this.kdfBudget.take())
-        throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
-      outcome = await this.ctx.registry.authenticate(username, secret);
+      // Observe mode: an unregistered id with an enrolment secret (behind the same throttles).
+      const observation = this.ctx.registry.peek(username)
+        ? null
+        : (this.ctx.observe?.admitUnknown(username, secret, address) ?? null);
+      if (observation) outcome = observation.ok ? "observed" : observation.reason;
+      else {
+        // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot
+        // take the CPU (each scrypt is tens of milliseconds); devices with generated secrets never wait.
+        if (cost === "kdf" && !this.kdfBudget.take())
+          throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
+        outcome = await this.ctx.registry.authenticate(username, secret);
+      }
     } finally {
       for (const held of slots) this.release(held);
     }
-    if (outcome === "ok") return this.noteTakeover(client, address);
+    if (outcome === "ok" && this.ctx.observe) {
+      const admission = this.ctx.observe.registered(username);
+      if (admission === "refused")
+        throw refuse(CONNACK.notAuthorized, "observe_off", "observe mode is off for this device's site");
+      if (admission === "observed") outcome = "observed";
+    }
+    if (outcome === "observed") this.observed.add(client);
+    if (outcome === "ok" || outcome === "observed") return this.noteTakeover(client, address);
     if (outcome === "disabled") throw refuse(CONNACK.notAuthorized, "disabled", "device is disabled");
     this.failures.record(address);
     this.idFailures.record(username);
@@ -525,6 +573,20 @@ export class Broker extends EventEmitter {
     }
     const { channel } = parseDeviceTopic(packet.topic)!;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (this.observed.has(client)) {
+      // Kept for onboarding, status included; never decoded, never logged as an event.
+      packet.retain = false;
+      try {
+        this.ctx.observe!.keep(deviceId, channel, payload);
+      } catch (err) {
+        this.ctx.log.error(
+          { deviceId, err: (err as Error).message },
+          "observed publish not kept; connection closed",
+        );
+        return cb(err as Error);
+      }
+      return cb(null);
+    }
     if (channel === STATUS) {
       this.emit("device.status", deviceId, payload.toString("utf8").slice(0, 32));
       return cb(null);

@@ -19,6 +19,8 @@ import { PROFILES } from "../../devices/index.js";
 import { ConfigError, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { silentLogger } from "../log.js";
+import { OBSERVE_PROFILE } from "../observe/config.js";
+import { ObserveError } from "../observe/mode.js";
 import { Registry, RegistryError } from "../registry/registry.js";
 import { SecurityLog } from "../security/log.js";
 import { BackupError } from "../store/backup.js";
@@ -83,7 +85,7 @@ export async function runCli(
   const openRegistry = () => {
     const db = openDb({ path: join(config.dataDir, "ata.db") });
     const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
-    const registry = new Registry(db, new Set(PROFILES.map((p) => p.id)), {
+    const registry = new Registry(db, new Set([...PROFILES.map((p) => p.id), OBSERVE_PROFILE]), {
       hasUnit: (site, unit) => units.has(`${site}/${unit}`),
     });
     registry.syncResidents(
@@ -230,6 +232,7 @@ export async function main(argv: string[]): Promise<void> {
     else if (
       err instanceof ConfigError ||
       err instanceof RegistryError ||
+      err instanceof ObserveError ||
       err instanceof BackupError ||
       err instanceof SchemaTooNewError
     )

@@ -5,6 +5,7 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../log.js";
+import { observeCommand } from "../observe/cli.js";
 import { SECURITY_EVENT_KINDS, SecurityLog } from "../security/log.js";
 import { simulateCommand } from "../sim/cli.js";
 import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
@@ -204,4 +205,11 @@ const securityLog: CliCommand = {
   },
 };
 
-export const extraCommands: CliCommand[] = [tokens, enrol, simulateCommand, backup, securityLog];
+export const extraCommands: CliCommand[] = [
+  tokens,
+  enrol,
+  simulateCommand,
+  backup,
+  securityLog,
+  observeCommand,
+];

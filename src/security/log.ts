@@ -42,6 +42,10 @@ export const SECURITY_EVENT_KINDS = [
   "admin_action",
   /** Demo credentials disabled because demo mode is off. */
   "demo_credentials_disabled",
+  /** The gateway started with observe mode on (src/observe/): unregistered devices may be admitted. */
+  "observe_mode_on",
+  /** An unregistered device admitted in observe mode: an enrolment secret bound to its id. */
+  "observe_admitted",
 ] as const;
 export type SecurityEventKind = (typeof SECURITY_EVENT_KINDS)[number];
 

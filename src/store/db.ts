@@ -378,6 +378,56 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 11,
+    name: "observe mode",
+    sql: `
+      -- Observe mode (src/observe/, docs/observe.md). Enrolment secrets are kept as their SHA-256
+      -- only (generated, 192 random bits); device_id is bound at first use (or given at creation).
+      CREATE TABLE observe_enrolments (
+        id TEXT PRIMARY KEY,               -- public, for listing and revoking; not the secret
+        secret_hash TEXT NOT NULL UNIQUE,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        device_id TEXT,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used_at INTEGER,
+        revoked_at INTEGER
+      );
+      -- One row per observed device with running counts, so quotas never count the samples table.
+      CREATE TABLE observe_devices (
+        device_id TEXT PRIMARY KEY,
+        site_id TEXT NOT NULL,
+        unit_id TEXT NOT NULL,
+        via TEXT NOT NULL,                 -- enrolment | registered
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        received INTEGER NOT NULL DEFAULT 0,
+        stored INTEGER NOT NULL DEFAULT 0,
+        dropped_quota INTEGER NOT NULL DEFAULT 0,  -- deleted to stay within perDevice or total
+        dropped_rate INTEGER NOT NULL DEFAULT 0    -- never kept: over observe.ratePerSec
+      );
+      -- What observed devices sent, never decoded, never in the event log or the rules.
+      CREATE TABLE observe_samples (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        size INTEGER NOT NULL,             -- the payload's full size; payload may be cut
+        payload BLOB NOT NULL
+      );
+      CREATE INDEX observe_samples_device ON observe_samples(device_id, id);
+      CREATE TABLE observe_totals (
+        one INTEGER PRIMARY KEY CHECK (one = 1),
+        stored INTEGER NOT NULL DEFAULT 0,
+        dropped_device INTEGER NOT NULL DEFAULT 0,
+        dropped_total INTEGER NOT NULL DEFAULT 0
+      );
+      INSERT INTO observe_totals (one) VALUES (1);
+    `,
+  },
 ];
 
 /**
