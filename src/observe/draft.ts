@@ -28,6 +28,8 @@ const MAX_VALUES = 8;
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$/;
 const TIME_NAME = /(time|stamp|date|^ts$|At$|_at$)/i;
 const STATUS_NAME = /(status|state|type|kind|event|mode|level|reason|cmd|command)/i;
+/** Identifiers repeat across samples (one fall's transitions) but are never a closed set. */
+const ID_NAME = /(^id|Id|_id|ID|uuid|Uuid|UUID|eui|Eui|EUI|serial|Serial)$/;
 /** Epoch seconds and milliseconds between 2001 and 2100. */
 const EPOCH_S = [978_307_200, 4_102_444_800] as const;
 const EPOCH_MS = [978_307_200_000, 4_102_444_800_000] as const;
@@ -159,13 +161,14 @@ export function renderZod(s: Shape, name: string, indent = ""): { code: string; 
       const repeated = s.count > values.length;
       const enumLike =
         !s.manyValues &&
+        !ID_NAME.test(name) &&
         values.length > 0 &&
         values.every((v) => v.length <= 40) &&
         (STATUS_NAME.test(name) || (repeated && values.length <= 4));
       if (enumLike)
         return {
           code: `z.enum([${values.map((v) => JSON.stringify(v)).join(", ")}])`,
-          note: "the values seen; the vendor's documentation lists the rest",
+          note: "values seen; the vendor's documentation has the rest",
         };
       return {
         code: "z.string()",
@@ -382,6 +385,22 @@ export function draftFixtures(
   return out;
 }
 
+/** A value as a TypeScript literal in the style of devices/*.ts: identifier keys unquoted, two-space indent. */
+function literal(v: unknown, indent: string): string {
+  if (Array.isArray(v)) {
+    if (!v.length) return "[]";
+    const inner = `${indent}  `;
+    return `[\n${v.map((x) => `${inner}${literal(x, inner)},`).join("\n")}\n${indent}]`;
+  }
+  if (v !== null && typeof v === "object") {
+    const entries = Object.entries(v as Record<string, unknown>);
+    if (!entries.length) return "{}";
+    const inner = `${indent}  `;
+    return `{\n${entries.map(([k, x]) => `${inner}${key(k)}: ${literal(x, inner)},`).join("\n")}\n${indent}}`;
+  }
+  return JSON.stringify(v) ?? "null";
+}
+
 const pascal = (s: string) =>
   s
     .split(/[^A-Za-z0-9]+/)
@@ -420,11 +439,12 @@ export function draftProfile(deviceId: string, samples: readonly Sample[], opts:
   const kept = samples.filter((s) => !NOT_A_PROFILE_TOPIC.has(s.channel));
   const channels = describeChannels(kept);
   const fixtures = draftFixtures(kept, channels);
+  // A profile id's model part: lowercase letters and digits in runs joined by - (conformance).
   const slug =
     deviceId
       .toLowerCase()
-      .replace(/[^a-z0-9.-]+/g, "-")
-      .replace(/^[-.]+|[-.]+$/g, "") || "device";
+      .replace(/[^a-z0-9]+/g, "-")
+      .replace(/^-+|-+$/g, "") || "device";
   const profileId = `draft/${slug}`;
   const constName = camel(`draft ${slug}`);
   const usesClock = channels.some((c) => c.shape && renderZod(c.shape, "").code.includes("ClockTime"));
@@ -487,10 +507,7 @@ export function draftProfile(deviceId: string, samples: readonly Sample[], opts:
     usesClock ? "ClockTime" : null,
     channels.some((c) => c.format === "json") ? "decodeJson" : null,
   ].filter(Boolean);
-  const fixtureText = JSON.stringify(fixtures, null, 2)
-    .split("\n")
-    .map((l, i) => (i === 0 ? l : `  ${l}`))
-    .join("\n");
+  const fixtureText = literal(fixtures, "  ");
   const module = `${header}
 ${channels.some((c) => c.format === "json") ? 'import { z } from "zod";\n' : ""}import { ${profileImports.join(", ")} } from "${imports.profile}";
 import { ${blockImports.join(", ")} } from "${imports.blocks}";
@@ -503,7 +520,7 @@ export const ${constName}: DeviceProfile = {
   model: ${JSON.stringify(deviceId)},
   kind: "gateway-native", // set: one of DEVICE_KINDS in src/model/profile.ts
   description: "Drafted from observation; describe what the device is and sends on each channel.",
-  topics: ${JSON.stringify(channels.map((c) => c.channel))},
+  topics: [${channels.map((c) => JSON.stringify(c.channel)).join(", ")}],
   supervision: { heartbeatSec: ${heartbeat}, missedHeartbeats: 3 },
   scaip: { dty: "????" }, // set: the SCAIP device type (CLC/TS 50134-9), four digits
   emits: [], // set: the canonical event types the decoders return

@@ -206,7 +206,7 @@ describe("observe mode on", () => {
     const d = await api(t.httpUrl, "GET", "/api/v1/observe/vendor-d-1/draft");
     expect(d.status).toBe(200);
     expect(d.body.channels.map((ch: { channel: string }) => ch.channel)).toEqual(["events", "heartbeat"]);
-    expect(d.body.module).toContain('topics: ["events","heartbeat"]');
+    expect(d.body.module).toContain('topics: ["events", "heartbeat"]');
     expect(d.body.module).toContain('fallStatus: z.enum(["fall_detected", "fall_confirmed", "finished"])');
     expect(d.body.module).toContain("timestamp: ClockTime,");
     expect(d.body.module).toMatch(/confidence: z\.number\(\)\.optional\(\), \/\/ 0\.9 seen; in 1 of 3/);
