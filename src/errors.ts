@@ -7,6 +7,7 @@ export const ERRORS = {
   // Device payloads (sent on ata/v1/<id>/errors and kept with the dead letter).
   bad_json: { status: 400, text: "The payload is not valid JSON" },
   bad_encoding: { status: 400, text: "The payload is not valid UTF-8" },
+  bad_xml: { status: 400, text: "The payload is not a well-formed XML message of the expected kind" },
   bad_schema: { status: 400, text: "The payload does not match the device profile's schema" },
   unknown_event: { status: 400, text: "The payload names an event the profile does not know" },
   unknown_topic: { status: 400, text: "The device's profile does not publish on this topic" },

@@ -39,6 +39,7 @@ import { TimeSavedJob } from "./reports/timesaved.js";
 import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
+import { ScaipReceiver } from "./scaip/receiver.js";
 import { DemoCredentials, shippedDemoSeeds } from "./security/demo-credentials.js";
 import { SecurityLog } from "./security/log.js";
 import { StaffAuth } from "./security/staff-auth.js";
@@ -129,6 +130,8 @@ export class Gateway {
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
+  /** The SCAIP receiver (SIP over UDP/TCP), when scaip.enabled. */
+  scaip: ScaipReceiver | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
   observe!: ObserveMode;
   timeSaved!: TimeSavedJob;
@@ -447,6 +450,10 @@ export class Gateway {
     });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
     this.readiness.push({
+      name: "scaip",
+      check: () => (this.scaip ? this.scaip.readiness() : { ok: true, detail: { enabled: false } }),
+    });
+    this.readiness.push({
       name: "channels",
       // A channel that is down does not make the gateway unready (the ladder skips it and the
       // console still works), but an operator sees it here and in ata_channel_healthy.
@@ -575,6 +582,18 @@ export class Gateway {
     this.http.fallback(staticFiles());
 
     await this.broker.start();
+    if (config.scaip.enabled) {
+      this.scaip = new ScaipReceiver({
+        config: config.scaip,
+        seeds: config.devices,
+        registry: this.registry,
+        profiles: this.profiles,
+        ingest: this.ingest,
+        security: this.security,
+        log: log.child({ component: "scaip" }),
+      });
+      await this.scaip.start();
+    }
     await this.http.start();
     await this.metricsHttp?.start();
     // One line an operator can check against what the site means to expose (tlsOnly or not).
@@ -641,6 +660,7 @@ export class Gateway {
     this.staff.stop();
     await this.http.stop();
     await this.metricsHttp?.stop();
+    await this.scaip?.stop();
     await this.broker.stop();
     await this.ingest.stop();
     await this.timeSaved.stop();

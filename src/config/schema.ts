@@ -7,6 +7,7 @@ import type { ChannelName } from "../alerts/channels/channel.js";
 import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
+import { ScaipConfig, scaipProblems } from "../scaip/config.js";
 
 const Id = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "lowercase letters, digits, - and _ (max 64)");
 const Port = z.number().int().min(0).max(65535);
@@ -367,6 +368,8 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   /** Observe mode for unknown devices (src/observe/, docs/observe.md): off unless turned on. */
   observe: ObserveConfig.prefault({}),
+  /** The SCAIP receiver (SIP MESSAGE from social-alarm units, src/scaip/, docs/scaip.md): off by default. */
+  scaip: ScaipConfig.prefault({}),
   sites: z.array(SiteConfig).min(1),
   residents: z.array(ResidentConfig).default([]),
   devices: z.array(SeedDeviceConfig).default([]),
@@ -489,6 +492,7 @@ export function crossCheck(
     for (const p of pagingProblems(config.channels.paging, config.sites))
       problems.push({ path: ["channels", "paging", ...p.path], message: p.message });
   problems.push(...transportProblems(config));
+  problems.push(...scaipProblems(config.scaip, config.tlsOnly));
   const siteIds = config.sites.map((s) => s.id);
   problems.push(...observeProblems(config.observe, siteIds));
   return problems;
