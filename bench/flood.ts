@@ -587,7 +587,8 @@ async function main(): Promise<void> {
     const sampleNow = () =>
       samples.push({ phase, t: (now() - t00) / 1000, rss: rssKiB(gw.pid), disk: diskSample(dataDir) });
     sampleNow();
-    timers.push(setInterval(sampleNow, 1000));
+    const sampler = setInterval(sampleNow, 1000);
+    timers.push(sampler);
     const loop = monitorEventLoopDelay({ resolution: 5 });
     loop.enable();
     const boundary: {
@@ -722,6 +723,9 @@ async function main(): Promise<void> {
     while (publishes.some((p) => p.ms === null && !p.err) && now() < grace) await sleep(100);
     await mark();
     stopping = true;
+    // The last sample of the calm; none once the gateway is stopping (its RSS is gone, its WAL
+    // checkpointed away).
+    clearInterval(sampler);
     sampleNow();
 
     // What the stores hold, read while the gateway runs, then after a graceful stop.

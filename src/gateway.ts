@@ -14,6 +14,8 @@ import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channe
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
+import { Bridges } from "./bridges/index.js";
+import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
@@ -110,6 +112,8 @@ export class Gateway {
   ingest!: Ingest;
   presence!: Presence;
   broker!: Broker;
+  /** Connections to LoRaWAN network servers' and zigbee2mqtt's brokers (config `bridges`). */
+  bridges!: Bridges;
   router!: Router;
   http!: HttpServer;
   /** /metrics on its own address (http.metrics), or null when it is served on the main port. */
@@ -449,6 +453,16 @@ export class Gateway {
       },
     });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
+    this.bridges = new Bridges(config.bridges, {
+      isRegistered: (id) => this.registry.peek(id) !== undefined,
+      submit: (id, topic, channel, payload) => this.ingest.submit(id, topic, channel, payload),
+      refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
+      seen: (id, reason) => this.presence.onSeen(id, reason),
+      gone: (id, reason) => this.presence.onGone(id, reason),
+      log,
+      metrics: new BridgeMetrics(this.metrics),
+    });
+    this.readiness.push(...this.bridges.readiness());
     this.readiness.push({
       name: "scaip",
       check: () => (this.scaip ? this.scaip.readiness() : { ok: true, detail: { enabled: false } }),
@@ -582,6 +596,8 @@ export class Gateway {
     this.http.fallback(staticFiles());
 
     await this.broker.start();
+    // Background connects: a network server that is away does not hold up the gateway.
+    this.bridges.start();
     if (config.scaip.enabled) {
       this.scaip = new ScaipReceiver({
         config: config.scaip,
@@ -662,6 +678,7 @@ export class Gateway {
     await this.metricsHttp?.stop();
     await this.scaip?.stop();
     await this.broker.stop();
+    await this.bridges.stop();
     await this.ingest.stop();
     await this.timeSaved.stop();
     await this.sink.stop();

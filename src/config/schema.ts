@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { ChannelName } from "../alerts/channels/channel.js";
 import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
+import { BridgesConfig, bridgeProblems } from "../bridges/config.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
 import { ScaipConfig, scaipProblems } from "../scaip/config.js";
 
@@ -368,6 +369,8 @@ export const ConfigSchema = z.strictObject({
     .prefault({}),
   /** Observe mode for unknown devices (src/observe/, docs/observe.md): off unless turned on. */
   observe: ObserveConfig.prefault({}),
+  /** Brokers of LoRaWAN network servers and zigbee2mqtt that devices reach the gateway through (docs/bridges.md). */
+  bridges: BridgesConfig.prefault({}),
   /** The SCAIP receiver (SIP MESSAGE from social-alarm units, src/scaip/, docs/scaip.md): off by default. */
   scaip: ScaipConfig.prefault({}),
   sites: z.array(SiteConfig).min(1),
@@ -495,6 +498,7 @@ export function crossCheck(
   problems.push(...scaipProblems(config.scaip, config.tlsOnly));
   const siteIds = config.sites.map((s) => s.id);
   problems.push(...observeProblems(config.observe, siteIds));
+  problems.push(...bridgeProblems(config.bridges));
   return problems;
 }
 
