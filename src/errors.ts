@@ -14,6 +14,10 @@ export const ERRORS = {
   unsupported: { status: 400, text: "The payload uses a feature this profile does not support" },
   payload_too_large: { status: 413, text: "The payload is larger than the gateway accepts" },
   profile_missing: { status: 500, text: "The device's profile is not installed on this gateway" },
+  unknown_device: {
+    status: 404,
+    text: "A bridged network sent a message for a device this gateway has not registered",
+  },
   // Requests (HTTP and WebSocket).
   bad_request: { status: 400, text: "The request is malformed" },
   invalid_body: { status: 400, text: "The request body does not match the schema" },

@@ -285,6 +285,24 @@ export class Ingest extends EventEmitter {
     });
   }
 
+  /**
+   * Dead-letter a message that never reached a decoder: a bridge's message for a device the registry
+   * does not know, or one without a readable device id (deviceId null). Resolves once it is durable.
+   */
+  refuse(
+    deviceId: string | null,
+    topic: string,
+    code: ErrorCode,
+    message: string,
+    payload: Buffer,
+  ): Promise<IngestResult> {
+    if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
+    const receivedAt = this.now();
+    return new Promise<IngestResult>((resolve, reject) =>
+      this.enqueue({ kind: "dead", deviceId, topic, code, message, payload, receivedAt, resolve, reject }),
+    );
+  }
+
   /** A publish to canonical, placed events, or the reason it is refused. */
   private decode(
     deviceId: string,

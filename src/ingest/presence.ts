@@ -140,6 +140,17 @@ export class Presence {
     } else this.seen(deviceId, s, "status");
   }
 
+  /** A sign of life that did not come through this broker: a bridge's uplink or availability. */
+  onSeen(deviceId: string, reason: string): void {
+    this.seen(deviceId, this.get(deviceId), reason);
+  }
+
+  /** Another network says the device is gone (zigbee2mqtt availability "offline"). */
+  onGone(deviceId: string, reason: string): void {
+    const s = this.get(deviceId);
+    if (s.online) this.change(deviceId, s, false, reason);
+  }
+
   /** Every committed event is proof of life. */
   onEvents(events: readonly LoggedEvent[]): void {
     for (const e of events) {
