@@ -1,43 +1,66 @@
 /**
- * `vayyar/care`: a wall- or ceiling-mounted radar fall sensor, "Vayyar-style".
+ * `vayyar/care`: a wall- or ceiling-mounted radar fall sensor of the Vayyar Care / Walabot Home family.
  *
- * Vayyar does not publish its device MQTT format openly. What is public (integrator notes on the
- * Vayyar Care device class) and followed here: the fall status sequence fall_detected ->
- * fall_confirmed -> calling -> finished, with canceled and fall_exit; epoch-millisecond
- * `timestamp` / `statusUpdateTimestamp`; fall location in metres in the sensor's X/Y/Z frame; a
- * per-fall identity; presence, bed-region and heartbeat reports beside the fall events. The field
- * names `fallId`, `fallStatus`, `bedStatus` and the split over three channels are this gateway's
- * design, to be replaced by recorded payloads from a real device when a vendor provides them.
+ * The message layout follows public material on these devices' MQTT interface:
+ * - an MQTT interface page ("MQTT", reStructuredText, generated with the firmware header
+ *   `ex_com_mqtt.h`) for an ESP32 radar fall sensor of this family, in the public GitHub index this
+ *   project searched: the device publishes below `/devices/{deviceId}/` on `events` and `state`.
+ *   `events` carries `{"type": 0, "payload": {"presenceDetected", "timestamp"}}` for presence,
+ *   `{"type": 1, "payload": {"status", "timestamp", "statusUpdateTimestamp", "endTimestamp"}}` for
+ *   each fall transition (statuses written there as "fall confirmed", "fall exit", "calling",
+ *   "finished") and `{"type": 2, "payload": {"id", "code", "msg", "timestamp"}}` answering a
+ *   command; `state` is sent every 2 minutes: `{"status": "monitoring", "uptime", "radar_uptime",
+ *   "memory_usage", "fall_led", "nw_led", "buzzer", "wifi": {"ssid", "rssi"}}`.
+ * - People Power's "Vayyar Device Class Information" (botlab, integrator notes on Vayyar Care): the
+ *   lifecycle fall_suspected -> fall_detected -> fall_confirmed -> calling, `durationUntilConfirm`
+ *   (52 s) and `callingDurationSec` (30 s), `outOfBed` reporting "Empty bed (out of bed)" for the
+ *   first sub-region, presence reports on a change of state.
+ * - Public integration code for Vayyar's MQTT (a Python radar-event model and a Java fall service,
+ *   both in the same index): the snake_case statuses fall_detected, fall_confirmed, calling, on_call,
+ *   finished, fall_exit, canceled; `timestamp` in epoch milliseconds; event type code 10 for an
+ *   out-of-bed event; presence payloads with `presenceRegionMap` ({"<region>": 0 | 1}),
+ *   `roomPresenceIndication` and `trackerTargets`.
+ * - PureLife Cloud's sensor FAQ (docs.vayyar-cloud.smart-altern.de): from firmware 0.40 a bed region
+ *   gives an event when a person enters or leaves it, within 15 to 60 seconds.
  *
- *   events     {"fallId","fallStatus","timestamp","statusUpdateTimestamp"?,"location"?,"confidence"?}
- *   state      {"timestamp"?,"presenceDetected"?,"bedStatus"?: "in"|"out"}, sent on change
- *   heartbeat  {"timestamp"?,"firmware"?,"rssi"?}, every 60 s (Vayyar's default presence report rate)
+ * Where the public material is silent, this profile infers (and a recording from a real device
+ * should confirm):
+ * - Topics: the device's `/devices/<id>/events` and `/state` arrive as `ata/v1/<id>/events` and
+ *   `/state` (the device's topic prefix configured, or a bridge rewriting it).
+ * - Statuses are read in both spellings: lower case, a space and an underscore alike ("fall exit" =
+ *   "fall_exit"); `cancelled` is read like Vayyar's `canceled`.
+ * - `timestamp` is when the fall began and stays the same through its transitions, so it identifies
+ *   the fall: eventId is `<timestamp ms>:<status>`, one per transition, and a QoS 1 redelivery of the
+ *   same transition dedupes even when re-serialised. Without a timestamp the gateway derives the id.
+ * - occurredAt is `statusUpdateTimestamp` (when the device entered the status), else `timestamp`.
+ * - onGroundSec, for fall_exit only, is from `timestamp` to `endTimestamp` (else to
+ *   `statusUpdateTimestamp`): the time from the fall to leaving the fall location.
+ * - The out-of-bed event (type 10) carries at least `timestamp` in its payload; its other fields are
+ *   not public and are ignored.
+ * - The bed is the first sub-region (the one `outOfBed` watches) and is key "0" in
+ *   `presenceRegionMap`; a presence report showing it occupied is bed.return. Presence reports come
+ *   on a change of state (a region's enter/exit durations), so this is the bed filling again; with
+ *   periodic presence reporting switched on, each report while the bed is occupied repeats it, which
+ *   the rules take as "still in bed" (bed.return only ever resolves a bed-exit alert). An empty bed
+ *   region in a presence report is not a bed exit: a resident moving about by day would raise one on
+ *   every change, so exits come from the out-of-bed event alone.
+ * - The `state` report is the heartbeat (every 2 minutes); it has no device time.
  *
  * Mapping decisions:
- * - `calling` -> fall.confirmed with phase "update" and eventId `<fallId>:calling`: the device has
- *   escalated (buzzer, dry contact) on a fall it already confirmed. It re-triggers the open alert
- *   rather than raising a second one, and still raises one if fall_confirmed was never seen
- *   (demo mode, or a device configured to call directly).
- * - `finished` and `fall_exit` -> fall.ended. `finished` only means the device's calling period is
- *   over, not that the resident is up, so onGroundSec is given for fall_exit alone (time from the
- *   fall to leaving the fall location). fall.ended must not resolve an alert by itself.
- * - eventId is `<fallId>:<fallStatus>`: each transition is its own event, and a QoS 1 redelivery of the
- *   same transition dedupes even if the device re-serialises it.
- * - `presenceDetected` has no canonical type and is accepted but not mapped.
+ * - `calling` and `on_call` -> fall.confirmed, phase "update": the device escalates (buzzer, dry
+ *   contact) a fall it confirmed. That re-triggers the open alert rather than raising a second one,
+ *   and still raises one if fall_confirmed never arrived.
+ * - `finished` and `fall_exit` -> fall.ended. `finished` only means the calling period is over, not
+ *   that the resident is up; fall.ended never resolves an alert by itself.
+ * - Presence (type 0) without the bed region occupied, and command replies (type 2), have no
+ *   canonical event: accepted, nothing logged.
+ *   Another type number is rejected with unknown_event, so a firmware that adds one is seen in the
+ *   dead letters instead of silently dropped.
  */
 import { z } from "zod";
 import type { EventType, Phase } from "../src/model/event.js";
 import { DecodeError, type DeviceProfile } from "../src/model/profile.js";
-import {
-  byChannel,
-  ClockTime,
-  compact,
-  DeviceEventId,
-  decodeJson,
-  event,
-  HealthFields,
-  heartbeat,
-} from "./blocks.js";
+import { byChannel, ClockTime, DeviceEventId, decodeJson, event, heartbeat, parseWith } from "./blocks.js";
 
 type FallType = Extract<EventType, `fall.${string}`>;
 const FALL_STATUS: Readonly<Record<string, { type: FallType; phase?: Phase }>> = {
@@ -45,45 +68,69 @@ const FALL_STATUS: Readonly<Record<string, { type: FallType; phase?: Phase }>> =
   fall_detected: { type: "fall.detected" },
   fall_confirmed: { type: "fall.confirmed" },
   calling: { type: "fall.confirmed", phase: "update" },
+  on_call: { type: "fall.confirmed", phase: "update" },
   finished: { type: "fall.ended" },
   fall_exit: { type: "fall.ended" },
   canceled: { type: "fall.cancelled" },
+  cancelled: { type: "fall.cancelled" },
 };
 
-const FallMessage = z.looseObject({
-  fallId: DeviceEventId.optional(),
-  fallStatus: z.string(),
+/** The message types on `events` this profile reads. */
+const TYPE = { presence: 0, fall: 1, commandReply: 2, outOfBed: 10 } as const;
+
+const EventsMessage = z.looseObject({ type: z.number().int(), payload: z.unknown() });
+
+const FallPayload = z.looseObject({
+  status: z.string().min(1).max(32),
   /** When the fall began. */
   timestamp: ClockTime.optional(),
   /** When the device entered this status. */
   statusUpdateTimestamp: ClockTime.optional(),
-  location: z.object({ x: z.number(), y: z.number(), z: z.number().optional() }).optional(),
-  confidence: z.number().min(0).max(1).optional(),
+  /** When the fall (or the status) ended. */
+  endTimestamp: ClockTime.optional(),
 });
+
+/** Key of the bed (the first sub-region) in `presenceRegionMap`. */
+const BED_REGION = "0";
+const PresencePayload = z.looseObject({
+  presenceDetected: z.boolean(),
+  presenceRegionMap: z.record(z.string(), z.number()).optional(),
+  timestamp: ClockTime.optional(),
+});
+
+const OutOfBedPayload = z.looseObject({ timestamp: ClockTime.optional() });
 
 const StateMessage = z.looseObject({
-  timestamp: ClockTime.optional(),
-  presenceDetected: z.boolean().optional(),
-  bedStatus: z.enum(["in", "out"]).optional(),
+  status: z.string().max(32).optional(),
+  uptime: z.number().optional(),
+  wifi: z
+    .looseObject({ ssid: z.string().optional(), rssi: z.number().min(-200).max(50).optional() })
+    .optional(),
 });
 
-const HeartbeatMessage = z.looseObject({
-  timestamp: ClockTime.optional(),
-  firmware: HealthFields.firmware,
-  rssi: HealthFields.rssi,
-});
+/** "Fall Exit", "fall exit" and "fall_exit" are one status. */
+function normaliseStatus(status: string): string {
+  return status
+    .trim()
+    .toLowerCase()
+    .replace(/[\s-]+/g, "_");
+}
+
+const ms = (iso: string) => Date.parse(iso);
 
 export const vayyarCare: DeviceProfile = {
   id: "vayyar/care",
   vendor: "Vayyar",
-  model: "Care (Vayyar-style MQTT)",
+  model: "Care / Walabot Home (radar, MQTT)",
   kind: "fall-sensor",
   description:
-    "Radar fall sensor with Vayyar Care's fall status sequence on `events`, bed region in/out on `state` " +
-    "and a heartbeat every 60 s. Vayyar-style: field names are ours until a device recording replaces them.",
-  topics: ["events", "state", "heartbeat"],
-  // A silent fall sensor is itself an alert: three missed 60 s reports is three minutes unwatched.
-  supervision: { heartbeatSec: 60, missedHeartbeats: 3 },
+    "Radar fall sensor: `events` messages {type, payload} with the fall status sequence " +
+    "(fall_detected, fall_confirmed, calling, finished, fall_exit, canceled), out-of-bed and presence " +
+    "(bed region occupied is back in bed); " +
+    "`state` every 2 minutes as the heartbeat.",
+  topics: ["events", "state"],
+  // The state report comes every 2 minutes: three missed is six minutes unwatched, then an alert.
+  supervision: { heartbeatSec: 120, missedHeartbeats: 3 },
   // SCAIP dty for a fall detector (DESIGN.md); no stc mapping until verified against CLC/TS 50134-9.
   scaip: { dty: "0005" },
   emits: [
@@ -98,96 +145,105 @@ export const vayyarCare: DeviceProfile = {
   ],
   decode: byChannel({
     events: ({ payload, receivedAt }) => {
-      const m = decodeJson(payload, FallMessage, "fall event");
-      const mapped = Object.hasOwn(FALL_STATUS, m.fallStatus) ? FALL_STATUS[m.fallStatus] : undefined;
-      if (!mapped) {
-        throw new DecodeError(
-          "unknown_event",
-          `fallStatus "${m.fallStatus}" is not a known Vayyar fall status`,
-        );
+      const m = decodeJson(payload, EventsMessage, "event");
+      switch (m.type) {
+        case TYPE.fall: {
+          const p = parseWith(FallPayload, m.payload, "fall event: payload");
+          const status = normaliseStatus(p.status);
+          const mapped = Object.hasOwn(FALL_STATUS, status) ? FALL_STATUS[status] : undefined;
+          if (!mapped)
+            throw new DecodeError(
+              "unknown_event",
+              `fall status "${p.status}" is not a known Vayyar fall status`,
+            );
+          const exitAt = p.endTimestamp ?? p.statusUpdateTimestamp;
+          const onGroundSec =
+            status === "fall_exit" && p.timestamp && exitAt
+              ? Math.max(0, (ms(exitAt) - ms(p.timestamp)) / 1000)
+              : undefined;
+          const eventId = p.timestamp
+            ? parseWith(DeviceEventId, `${ms(p.timestamp)}:${status}`, "eventId")
+            : undefined;
+          return [
+            event(
+              mapped.type,
+              { onGroundSec },
+              {
+                occurredAt: p.statusUpdateTimestamp ?? p.timestamp ?? receivedAt,
+                eventId,
+                phase: mapped.phase,
+              },
+            ),
+          ];
+        }
+        case TYPE.outOfBed: {
+          const p = parseWith(OutOfBedPayload, m.payload ?? {}, "out-of-bed event: payload");
+          return [event("bed.exit", {}, { occurredAt: p.timestamp ?? receivedAt })];
+        }
+        case TYPE.presence: {
+          const p = parseWith(PresencePayload, m.payload, "presence event: payload");
+          if (p.presenceRegionMap?.[BED_REGION] !== 1) return [];
+          return [event("bed.return", {}, { occurredAt: p.timestamp ?? receivedAt })];
+        }
+        case TYPE.commandReply:
+          return [];
+        default:
+          throw new DecodeError("unknown_event", `event type ${m.type} is not a known Vayyar event type`);
       }
-      const onGroundSec =
-        m.fallStatus === "fall_exit" && m.timestamp && m.statusUpdateTimestamp
-          ? Math.max(0, (Date.parse(m.statusUpdateTimestamp) - Date.parse(m.timestamp)) / 1000)
-          : undefined;
-      return [
-        event(
-          mapped.type,
-          { confidence: m.confidence, location: m.location && compact(m.location), onGroundSec },
-          {
-            occurredAt: m.statusUpdateTimestamp ?? m.timestamp ?? receivedAt,
-            eventId: m.fallId && `${m.fallId}:${m.fallStatus}`,
-            phase: mapped.phase,
-          },
-        ),
-      ];
     },
     state: ({ payload, receivedAt }) => {
       const m = decodeJson(payload, StateMessage, "state report");
-      if (m.bedStatus === undefined) return [];
-      return [
-        event(
-          m.bedStatus === "out" ? "bed.exit" : "bed.return",
-          {},
-          { occurredAt: m.timestamp ?? receivedAt },
-        ),
-      ];
-    },
-    heartbeat: ({ payload, receivedAt }) => {
-      const m = decodeJson(payload, HeartbeatMessage, "heartbeat");
-      return heartbeat({ firmware: m.firmware, rssi: m.rssi }, m.timestamp ?? receivedAt);
+      return heartbeat({ rssi: m.wifi?.rssi }, receivedAt);
     },
   }),
   fixtures: [
     {
-      name: "fall_detected with location and confidence, times in epoch ms",
+      name: "fall_suspected, times in epoch ms",
       topic: "events",
-      payload: {
-        fallId: "f-7c21",
-        fallStatus: "fall_detected",
-        timestamp: 1736907185000,
-        statusUpdateTimestamp: 1736907190000,
-        location: { x: -0.8, y: 2.35, z: 0.2 },
-        confidence: 0.91,
-      },
-      expected: [
-        {
-          type: "fall.detected",
-          eventId: "f-7c21:fall_detected",
-          occurredAt: "2025-01-15T02:13:10.000Z",
-          data: { confidence: 0.91, location: { x: -0.8, y: 2.35, z: 0.2 } },
-        },
-      ],
-    },
-    {
-      name: "fall_suspected with only the fall time, in epoch seconds",
-      topic: "events",
-      payload: { fallId: "f-7c21", fallStatus: "fall_suspected", timestamp: 1736907185 },
+      payload: { type: 1, payload: { status: "fall_suspected", timestamp: 1736907185000 } },
       expected: [
         {
           type: "fall.suspected",
-          eventId: "f-7c21:fall_suspected",
+          eventId: "1736907185000:fall_suspected",
           occurredAt: "2025-01-15T02:13:05.000Z",
           data: {},
         },
       ],
     },
     {
-      name: "fall_confirmed",
+      name: "fall_detected",
       topic: "events",
       payload: {
-        fallId: "f-7c21",
-        fallStatus: "fall_confirmed",
-        timestamp: 1736907185000,
-        statusUpdateTimestamp: 1736907237000,
-        location: { x: -0.8, y: 2.35 },
+        type: 1,
+        payload: { status: "fall_detected", timestamp: 1736907185000, statusUpdateTimestamp: 1736907190000 },
+      },
+      expected: [
+        {
+          type: "fall.detected",
+          eventId: "1736907185000:fall_detected",
+          occurredAt: "2025-01-15T02:13:10.000Z",
+          data: {},
+        },
+      ],
+    },
+    {
+      name: "fall confirmed, spelled with a space as in the interface page",
+      topic: "events",
+      payload: {
+        type: 1,
+        payload: {
+          status: "fall confirmed",
+          timestamp: 1736907185000,
+          statusUpdateTimestamp: 1736907237000,
+          endTimestamp: 0,
+        },
       },
       expected: [
         {
           type: "fall.confirmed",
-          eventId: "f-7c21:fall_confirmed",
+          eventId: "1736907185000:fall_confirmed",
           occurredAt: "2025-01-15T02:13:57.000Z",
-          data: { location: { x: -0.8, y: 2.35 } },
+          data: {},
         },
       ],
     },
@@ -195,15 +251,13 @@ export const vayyarCare: DeviceProfile = {
       name: "calling updates the confirmed fall",
       topic: "events",
       payload: {
-        fallId: "f-7c21",
-        fallStatus: "calling",
-        timestamp: 1736907185000,
-        statusUpdateTimestamp: 1736907267000,
+        type: 1,
+        payload: { status: "calling", timestamp: 1736907185000, statusUpdateTimestamp: 1736907267000 },
       },
       expected: [
         {
           type: "fall.confirmed",
-          eventId: "f-7c21:calling",
+          eventId: "1736907185000:calling",
           occurredAt: "2025-01-15T02:14:27.000Z",
           phase: "update",
           data: {},
@@ -211,19 +265,22 @@ export const vayyarCare: DeviceProfile = {
       ],
     },
     {
-      name: "fall_exit ends the fall with the time spent on the ground",
+      name: "fall exit ends the fall with the time spent on the ground",
       topic: "events",
       payload: {
-        fallId: "f-7c21",
-        fallStatus: "fall_exit",
-        timestamp: 1736907185000,
-        statusUpdateTimestamp: 1736907520000,
+        type: 1,
+        payload: {
+          status: "fall exit",
+          timestamp: 1736907185000,
+          statusUpdateTimestamp: 1736907521000,
+          endTimestamp: 1736907520000,
+        },
       },
       expected: [
         {
           type: "fall.ended",
-          eventId: "f-7c21:fall_exit",
-          occurredAt: "2025-01-15T02:18:40.000Z",
+          eventId: "1736907185000:fall_exit",
+          occurredAt: "2025-01-15T02:18:41.000Z",
           data: { onGroundSec: 335 },
         },
       ],
@@ -232,62 +289,104 @@ export const vayyarCare: DeviceProfile = {
       name: "finished ends the device's calling period, without a time on the ground",
       topic: "events",
       payload: {
-        fallId: "f-7c21",
-        fallStatus: "finished",
-        timestamp: 1736907185000,
-        statusUpdateTimestamp: 1736907520000,
+        type: 1,
+        payload: {
+          status: "finished",
+          timestamp: 1736907185000,
+          statusUpdateTimestamp: 1736907520000,
+          endTimestamp: 1736907520000,
+        },
       },
       expected: [
-        { type: "fall.ended", eventId: "f-7c21:finished", occurredAt: "2025-01-15T02:18:40.000Z", data: {} },
-      ],
-    },
-    {
-      name: "canceled, with an ISO time and no fall id (the gateway derives one)",
-      topic: "events",
-      payload: { fallStatus: "canceled", timestamp: "2025-01-15T03:14:00+01:00" },
-      expected: [{ type: "fall.cancelled", occurredAt: "2025-01-15T02:14:00.000Z", data: {} }],
-    },
-    {
-      name: "bed region empty is a bed exit",
-      topic: "state",
-      payload: { timestamp: 1736907240000, presenceDetected: true, bedStatus: "out" },
-      expected: [{ type: "bed.exit", occurredAt: "2025-01-15T02:14:00.000Z", data: {} }],
-    },
-    {
-      name: "back in bed, without a device time",
-      topic: "state",
-      payload: { presenceDetected: true, bedStatus: "in" },
-      expected: [{ type: "bed.return", occurredAt: "2025-01-15T02:14:07.250Z", data: {} }],
-    },
-    {
-      name: "presence alone has no canonical event",
-      topic: "state",
-      payload: { timestamp: 1736907240000, presenceDetected: false },
-      expected: [],
-    },
-    {
-      name: "heartbeat with firmware and Wi-Fi signal",
-      topic: "heartbeat",
-      payload: { timestamp: 1736907240000, firmware: "v40.5.2", rssi: -58, uptime: 86400 },
-      expected: [
         {
-          type: "device.heartbeat",
-          occurredAt: "2025-01-15T02:14:00.000Z",
-          data: { rssi: -58, firmware: "v40.5.2" },
+          type: "fall.ended",
+          eventId: "1736907185000:finished",
+          occurredAt: "2025-01-15T02:18:40.000Z",
+          data: {},
         },
       ],
     },
     {
+      name: "canceled, with an ISO time",
+      topic: "events",
+      payload: { type: 1, payload: { status: "canceled", timestamp: "2025-01-15T03:14:00+01:00" } },
+      expected: [
+        {
+          type: "fall.cancelled",
+          eventId: "1736907240000:canceled",
+          occurredAt: "2025-01-15T02:14:00.000Z",
+          data: {},
+        },
+      ],
+    },
+    {
+      name: "out of bed (type 10) is a bed exit",
+      topic: "events",
+      payload: { type: 10, payload: { timestamp: 1736907240000 } },
+      expected: [{ type: "bed.exit", occurredAt: "2025-01-15T02:14:00.000Z", data: {} }],
+    },
+    {
+      name: "presence with the bed region occupied is back in bed",
+      topic: "events",
+      payload: {
+        type: 0,
+        payload: {
+          presenceDetected: true,
+          presenceRegionMap: { "0": 1, "1": 0 },
+          roomPresenceIndication: 1,
+          timestamp: 1736907300000,
+        },
+      },
+      expected: [{ type: "bed.return", occurredAt: "2025-01-15T02:15:00.000Z", data: {} }],
+    },
+    {
+      name: "presence elsewhere in the room has no canonical event",
+      topic: "events",
+      payload: {
+        type: 0,
+        payload: { presenceDetected: true, presenceRegionMap: { "0": 0, "1": 1 }, timestamp: 1736907240000 },
+      },
+      expected: [],
+    },
+    {
+      name: "a command reply has no canonical event",
+      topic: "events",
+      payload: { type: 2, payload: { id: "cmd-17", code: 0, msg: "Success", timestamp: 1736907240000 } },
+      expected: [],
+    },
+    {
+      name: "the 2-minute state report is the heartbeat, with the Wi-Fi signal",
+      topic: "state",
+      payload: {
+        status: "monitoring",
+        uptime: 86400,
+        radar_uptime: 86380,
+        memory_usage: 61,
+        fall_led: true,
+        nw_led: true,
+        buzzer: true,
+        wifi: { ssid: "care-iot", rssi: -58 },
+      },
+      expected: [{ type: "device.heartbeat", occurredAt: "2025-01-15T02:14:07.250Z", data: { rssi: -58 } }],
+    },
+    {
       name: "an unknown fall status is rejected",
       topic: "events",
-      payload: { fallId: "f-7c22", fallStatus: "fall_maybe", timestamp: 1736907185000 },
+      payload: { type: 1, payload: { status: "fall_maybe", timestamp: 1736907185000 } },
       expected: [],
       rejects: "unknown_event",
     },
     {
-      name: "a bed status other than in/out is rejected",
-      topic: "state",
-      payload: { timestamp: 1736907240000, bedStatus: "sitting" },
+      name: "an unknown event type is rejected",
+      topic: "events",
+      payload: { type: 7, payload: { timestamp: 1736907185000 } },
+      expected: [],
+      rejects: "unknown_event",
+    },
+    {
+      name: "a fall without a status is rejected",
+      topic: "events",
+      payload: { type: 1, payload: { timestamp: 1736907185000 } },
       expected: [],
       rejects: "bad_schema",
     },

@@ -220,7 +220,10 @@ const nativeEncoder = define("ata/native", {
 });
 
 // ---------------------------------------------------------------------------------------------------
-// vayyar/care: fallStatus transitions on `events`, bed region on `state`, `heartbeat`.
+// vayyar/care: `events` as {type, payload}: type 1 a fall status, type 10 out of bed, type 0 presence
+// (the bed region, key "0", occupied again is the return); `state` every 2 minutes is the heartbeat
+// (devices/vayyar-care.ts names the public sources). The format has no fall id, confidence or
+// location: the fall's start time identifies it.
 
 const VAYYAR_STATUS: Record<FallStage, string> = {
   suspected: "fall_suspected",
@@ -230,6 +233,7 @@ const VAYYAR_STATUS: Record<FallStage, string> = {
   // `ended` is fall_exit when the resident got up (time on the ground known), else finished.
   ended: "finished",
 };
+const VAYYAR_TYPE = { presence: 0, fall: 1, outOfBed: 10 } as const;
 
 const vayyarEncoder = define("vayyar/care", {
   kinds: ["fall", "bed.exit", "bed.return", "heartbeat"],
@@ -238,25 +242,32 @@ const vayyarEncoder = define("vayyar/care", {
   firmware: "v40.5.2",
   encode(h, _ctx, unsupported) {
     switch (h.kind) {
-      case "fall":
+      case "fall": {
+        const onGround = h.stage === "ended" ? h.onGroundSec : undefined;
         return json("events", {
-          fallId: h.fall.id,
-          fallStatus:
-            h.stage === "ended" && h.onGroundSec !== undefined ? "fall_exit" : VAYYAR_STATUS[h.stage],
-          timestamp: h.fall.at,
-          statusUpdateTimestamp: h.at,
-          location: h.location,
-          confidence: h.confidence,
+          type: VAYYAR_TYPE.fall,
+          payload: {
+            status: onGround === undefined ? VAYYAR_STATUS[h.stage] : "fall_exit",
+            timestamp: h.fall.at,
+            statusUpdateTimestamp: h.at,
+            ...(onGround === undefined ? {} : { endTimestamp: h.fall.at + Math.round(onGround * 1000) }),
+          },
         });
+      }
       case "bed.exit":
+        return json("events", { type: VAYYAR_TYPE.outOfBed, payload: { timestamp: h.at } });
       case "bed.return":
-        return json("state", {
-          timestamp: h.at,
-          presenceDetected: true,
-          bedStatus: h.kind === "bed.exit" ? "out" : "in",
+        return json("events", {
+          type: VAYYAR_TYPE.presence,
+          payload: { presenceDetected: true, presenceRegionMap: { "0": 1 }, timestamp: h.at },
         });
       case "heartbeat":
-        return json("heartbeat", { timestamp: h.at, firmware: h.firmware, rssi: h.rssi });
+        // A real report differs from the last by its uptime; identical bytes would dedupe as a redelivery.
+        return json("state", {
+          status: "monitoring",
+          uptime: Math.floor(h.at / 1000),
+          wifi: { rssi: h.rssi },
+        });
       default:
         return unsupported();
     }
