@@ -10,6 +10,7 @@
 import { hbars, ranges, vbars } from "./charts.js";
 import { $, placeNames } from "./dom.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
+import { observePanel } from "./observe.js";
 import { staffPanel } from "./staff-panel.js";
 
 const TOKEN_KEY = "ata.dashboard.token";
@@ -320,6 +321,16 @@ const staff = staffPanel({
   toast,
 });
 
+// The operator's observe-mode panel (admin only; web/observe.js).
+const observe = observePanel({
+  staff: () => state.staff,
+  site: () => els.site.value,
+  units: enrolUnits,
+  unitName: (u) => unitName(u),
+  fetch: (path, init) => apiFetch(path, {}, /** @type {any} */ (init)),
+  toast,
+});
+
 // ------------------------------------------------------------------ sign-in
 
 function init() {
@@ -429,6 +440,7 @@ function signOut(/** @type {string | null} */ message = null) {
   els.who.textContent = "";
   els.token.value = "";
   staff.reset();
+  observe.reset();
   showSignIn(message);
 }
 
@@ -542,6 +554,7 @@ async function load() {
     job("outcomes", () => apiJson("/api/v1/reports/outcomes", q), ["p-outcomes"]),
     job("coverage", () => apiJson("/api/v1/reports/coverage", q), ["p-coverage"]),
     staff.load(),
+    observe.load(),
     job("model", () => apiJson("/api/v1/reports/model", { site: q.site }), ["p-model"]),
   ]);
 }
