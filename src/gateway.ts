@@ -134,7 +134,7 @@ export class Gateway {
   series!: TimeSeriesStore;
   sink!: TimeSeriesSink;
   demo: DemoMode | null = null;
-  /** The SCAIP receiver (SIP over UDP/TCP), when scaip.enabled. */
+  /** The SCAIP receiver (SIP over UDP, TCP and TLS), when scaip.enabled. */
   scaip: ScaipReceiver | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
   observe!: ObserveMode;
@@ -601,6 +601,8 @@ export class Gateway {
     if (config.scaip.enabled) {
       this.scaip = new ScaipReceiver({
         config: config.scaip,
+        tlsOnly: config.tlsOnly,
+        tls: config.mqtt.tls,
         seeds: config.devices,
         registry: this.registry,
         profiles: this.profiles,

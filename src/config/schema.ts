@@ -495,7 +495,7 @@ export function crossCheck(
     for (const p of pagingProblems(config.channels.paging, config.sites))
       problems.push({ path: ["channels", "paging", ...p.path], message: p.message });
   problems.push(...transportProblems(config));
-  problems.push(...scaipProblems(config.scaip, config.tlsOnly));
+  problems.push(...scaipProblems(config.scaip, config.tlsOnly, config.mqtt.tls));
   const siteIds = config.sites.map((s) => s.id);
   problems.push(...observeProblems(config.observe, siteIds));
   problems.push(...bridgeProblems(config.bridges));

@@ -15,6 +15,17 @@ export const ScaipConfig = z.strictObject({
   enabled: z.boolean().default(false),
   udp: SipListener.prefault({}),
   tcp: SipListener.prefault({}),
+  /**
+   * SIP over TLS (RFC 3261 §26.2, port 5061) with mqtt.tls's certificate, key and minVersion; off by
+   * default. Under tlsOnly it is the only SCAIP listener: udp and tcp are not opened.
+   */
+  tls: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      host: z.string().default("0.0.0.0"),
+      port: Port.default(5061),
+    })
+    .prefault({}),
   /** The digest realm units are configured with (RFC 3261 §22.1). */
   realm: z
     .string()
@@ -52,18 +63,24 @@ export type ScaipConfig = z.output<typeof ScaipConfig>;
 export function scaipProblems(
   scaip: ScaipConfig,
   tlsOnly: boolean,
+  mqttTls: { certFile?: string | undefined; keyFile?: string | undefined },
 ): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];
-  if (scaip.enabled && tlsOnly && (scaip.udp.enabled || scaip.tcp.enabled))
+  if (!scaip.enabled) return problems;
+  if (tlsOnly && !scaip.tls.enabled)
+    problems.push({
+      path: ["scaip", "tls", "enabled"],
+      message: "tlsOnly opens no plain SIP listener: SCAIP needs scaip.tls.enabled (or turn scaip off)",
+    });
+  if (scaip.tls.enabled && !(mqttTls.certFile && mqttTls.keyFile))
+    problems.push({
+      path: ["scaip", "tls", "enabled"],
+      message: "SIP over TLS uses mqtt.tls's certFile and keyFile; set them",
+    });
+  if (!scaip.udp.enabled && !scaip.tcp.enabled && !scaip.tls.enabled)
     problems.push({
       path: ["scaip", "enabled"],
-      message:
-        "tlsOnly forbids plain listeners, and SIP over TLS is not implemented for SCAIP yet: turn scaip off or tlsOnly off",
-    });
-  if (scaip.enabled && !scaip.udp.enabled && !scaip.tcp.enabled)
-    problems.push({
-      path: ["scaip", "udp", "enabled"],
-      message: "SCAIP is enabled but neither udp nor tcp is",
+      message: "SCAIP is enabled but none of udp, tcp and tls is",
     });
   const seen = new Set<string>();
   scaip.credentials.forEach((c, i) => {

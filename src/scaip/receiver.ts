@@ -1,5 +1,5 @@
 /**
- * The SCAIP receiver: a MESSAGE-only SIP user agent server (RFC 3261, RFC 3428) on UDP and TCP that
+ * The SCAIP receiver: a MESSAGE-only SIP user agent server (RFC 3261, RFC 3428) on UDP, TCP and TLS that
  * takes `<mrq>` requests from social-alarm units (SS 91100 / CLC/TS 50134-9; sources in mrq.ts and
  * docs/scaip.md) and answers each with a 200 OK carrying an `<mrs>`, after the message is durable.
  *
@@ -14,7 +14,9 @@
  * for 32 s (64*T1); after that the eventId (ref + Call-ID) dedupes in the event log.
  */
 import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
+import { readFileSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import type { Ingest, IngestResult } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { DeviceProfile } from "../model/profile.js";
@@ -46,6 +48,10 @@ const MAX_TRANSACTIONS = 20_000;
 
 export interface ScaipReceiverOptions {
   config: ScaipConfig;
+  /** Under tlsOnly the plain UDP and TCP listeners are not opened, whatever their settings say. */
+  tlsOnly: boolean;
+  /** mqtt.tls: the certificate, key and minimum version SIP over TLS uses. */
+  tls: { certFile?: string | undefined; keyFile?: string | undefined; minVersion: "TLSv1.2" | "TLSv1.3" };
   /** The configuration's device seeds: SCAIP controllers among them get digest credentials. */
   seeds: readonly { id: string; profile: string; secret?: string | undefined }[];
   registry: Registry;
@@ -55,7 +61,7 @@ export interface ScaipReceiverOptions {
   log: Logger;
 }
 
-type Transport = "udp" | "tcp";
+type Transport = "udp" | "tcp" | "tls";
 
 /** snu for a refusal from the ingest pipeline. */
 function snuFor(result: IngestResult): { snu: Snu; ste?: string } {
@@ -71,6 +77,7 @@ function snuFor(result: IngestResult): { snu: Snu; ste?: string } {
 export class ScaipReceiver {
   private udp: UdpSocket | null = null;
   private tcp: Server | null = null;
+  private tls: Server | null = null;
   private readonly sockets = new Set<Socket>();
   private readonly transactions = new Map<string, { at: number; response: Promise<Buffer> }>();
   private readonly ha1s = new Map<string, string>();
@@ -99,7 +106,15 @@ export class ScaipReceiver {
 
   async start(): Promise<void> {
     const { config, log } = this.o;
-    if (config.udp.enabled) {
+    const listen = (server: Server, at: { host: string; port: number }) =>
+      new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(at.port, at.host, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      });
+    if (config.udp.enabled && !this.o.tlsOnly) {
       const udp = createSocket({ type: config.udp.host.includes(":") ? "udp6" : "udp4" });
       udp.on("message", (msg, rinfo) => this.onDatagram(msg, rinfo));
       udp.on("error", (err) => log.error({ err: err.message }, "SCAIP UDP socket error"));
@@ -112,19 +127,23 @@ export class ScaipReceiver {
       });
       this.udp = udp;
     }
-    if (config.tcp.enabled) {
-      const tcp = createServer((s) => this.onConnection(s));
-      await new Promise<void>((resolve, reject) => {
-        tcp.once("error", reject);
-        tcp.listen(config.tcp.port, config.tcp.host, () => {
-          tcp.off("error", reject);
-          resolve();
-        });
-      });
+    if (config.tcp.enabled && !this.o.tlsOnly) {
+      const tcp = createServer((s) => this.onConnection(s, "tcp"));
+      await listen(tcp, config.tcp);
       this.tcp = tcp;
     }
+    if (config.tls.enabled) {
+      const { certFile, keyFile, minVersion } = this.o.tls;
+      const tls = createTlsServer(
+        { cert: readFileSync(certFile!), key: readFileSync(keyFile!), minVersion },
+        (s) => this.onConnection(s, "tls"),
+      );
+      tls.on("tlsClientError", (err) => log.debug({ err: err.message }, "SCAIP TLS handshake failed"));
+      await listen(tls, config.tls);
+      this.tls = tls;
+    }
     log.info(
-      { udp: this.udpPort(), tcp: this.tcpPort(), controllers: this.ha1s.size },
+      { udp: this.udpPort(), tcp: this.tcpPort(), tls: this.tlsPort(), controllers: this.ha1s.size },
       "SCAIP receiver listening",
     );
   }
@@ -133,10 +152,11 @@ export class ScaipReceiver {
     const udp = this.udp;
     this.udp = null;
     if (udp) await new Promise<void>((r) => udp.close(() => r()));
-    const tcp = this.tcp;
+    const servers = [this.tcp, this.tls];
     this.tcp = null;
+    this.tls = null;
     for (const s of this.sockets) s.destroy();
-    if (tcp) await new Promise<void>((r) => tcp.close(() => r()));
+    for (const server of servers) if (server) await new Promise<void>((r) => server.close(() => r()));
     // What is being committed finishes in the ingest's own drain; nothing more is answered.
     this.transactions.clear();
   }
@@ -151,15 +171,25 @@ export class ScaipReceiver {
     return a && typeof a === "object" ? a.port : null;
   }
 
+  tlsPort(): number | null {
+    const a = this.tls?.address();
+    return a && typeof a === "object" ? a.port : null;
+  }
+
   readiness(): { ok: boolean; detail: Record<string, unknown> } {
     const { config } = this.o;
-    const ok = (!config.udp.enabled || this.udp !== null) && (!config.tcp.enabled || this.tcp !== null);
+    const plain = !this.o.tlsOnly;
+    const ok =
+      (!config.udp.enabled || !plain || this.udp !== null) &&
+      (!config.tcp.enabled || !plain || this.tcp !== null) &&
+      (!config.tls.enabled || this.tls !== null);
     return {
       ok,
       detail: {
         enabled: true,
         udp: this.udpPort(),
         tcp: this.tcpPort(),
+        tls: this.tlsPort(),
         tcpConnections: this.sockets.size,
         controllersWithCredentials: this.ha1s.size,
         ...this.counters,
@@ -183,7 +213,7 @@ export class ScaipReceiver {
     void this.transact(req, "udp", rinfo.address).then(send);
   }
 
-  private onConnection(socket: Socket): void {
+  private onConnection(socket: Socket, transport: "tcp" | "tls"): void {
     const { config, log } = this.o;
     if (this.sockets.size >= config.maxConnections) {
       socket.destroy();
@@ -208,7 +238,7 @@ export class ScaipReceiver {
         return;
       }
       for (const req of reqs) {
-        const answer = this.transact(req, "tcp", address);
+        const answer = this.transact(req, transport, address);
         chain = chain.then(async () => {
           const b = await answer;
           if (!socket.destroyed) socket.write(b);

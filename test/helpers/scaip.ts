@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { connect, type Socket } from "node:net";
+import { connect as connectTls } from "node:tls";
 
 export interface SipReply {
   status: number;
@@ -79,10 +80,11 @@ export class ScaipUnit {
   private cseq = 1;
 
   constructor(
-    readonly transport: "udp" | "tcp",
+    readonly transport: "udp" | "tcp" | "tls",
     readonly port: number,
     readonly cid: string,
-    readonly realm = "test-realm",
+    /** For TLS: the CA the receiver's certificate is checked against (verification on). */
+    readonly ca?: Buffer,
   ) {}
 
   async open(): Promise<this> {
@@ -92,14 +94,17 @@ export class ScaipUnit {
       await new Promise<void>((r) => s.bind(0, "127.0.0.1", () => r()));
       this.udp = s;
     } else {
-      const s = connect(this.port, "127.0.0.1");
+      const tls = this.transport === "tls";
+      const s = tls
+        ? connectTls({ port: this.port, host: "127.0.0.1", ...(this.ca ? { ca: this.ca } : {}) })
+        : connect(this.port, "127.0.0.1");
       s.setNoDelay(true);
-      s.on("data", (c) => this.onTcp(c));
-      s.on("error", () => {});
+      s.on("data", (c: Buffer) => this.onTcp(c));
       await new Promise<void>((r, j) => {
-        s.once("connect", () => r());
+        s.once(tls ? "secureConnect" : "connect", () => r());
         s.once("error", j);
       });
+      s.on("error", () => {});
       this.tcp = s;
     }
     return this;
