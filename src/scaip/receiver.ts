@@ -206,7 +206,8 @@ export class ScaipReceiver {
     try {
       req = parseDatagram(msg, this.limits);
     } catch (err) {
-      this.answerUnparsed(err, msg, send);
+      const answer = this.answerUnparsed(err, msg);
+      if (answer) send(answer);
       return;
     }
     // Responses go back to the datagram's source (as with rport, RFC 3581): units sit behind NAT.
@@ -232,9 +233,9 @@ export class ScaipReceiver {
         reqs = framer.push(chunk);
       } catch (err) {
         socket.pause();
-        this.answerUnparsed(err, chunk, (b) => {
-          chain = chain.then(() => void socket.end(b));
-        });
+        // The stream cannot be resynchronised: answer what can be answered, then close.
+        const answer = this.answerUnparsed(err, chunk);
+        chain = chain.then(() => void (answer ? socket.end(answer) : socket.destroy()));
         return;
       }
       for (const req of reqs) {
@@ -250,21 +251,19 @@ export class ScaipReceiver {
   }
 
   /** A request whose SIP could not be read: a 400/413/505 where its Via and CSeq were found. */
-  private answerUnparsed(err: unknown, raw: Buffer, send: (b: Buffer) => void): void {
+  private answerUnparsed(err: unknown, raw: Buffer): Buffer | null {
     this.counters.malformed++;
     if (!(err instanceof SipError)) {
       this.o.log.error({ err: (err as Error).message }, "SCAIP request handling failed");
-      return;
+      return null;
     }
     this.o.log.debug({ status: err.status, reason: err.message }, "SCAIP request refused at the SIP layer");
     const headers = err instanceof SizeError ? err.head.headers : bestEffortHeaders(raw);
-    if (!headers) return;
-    send(
-      writeResponse(
-        { headers },
-        { status: err.status, headers: [["Warning", `399 ata "${err.message}"`]] },
-        SERVER,
-      ),
+    if (!headers) return null;
+    return writeResponse(
+      { headers },
+      { status: err.status, headers: [["Warning", `399 ata "${err.message}"`]] },
+      SERVER,
     );
   }
 

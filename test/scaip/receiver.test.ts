@@ -267,6 +267,15 @@ describe("SCAIP receiver", () => {
     expect(reply?.status).toBe(400);
   });
 
+  it("over TCP, a request without Content-Length gets 400 and the connection is closed", async () => {
+    const u = await unit("tcp", PENDANT);
+    const bytes = u.request({ body: mrqXml({ ref: "S2", cid: PENDANT, dty: "3", stc: "10" }) });
+    const reply = await u.raw(Buffer.from(bytes.toString().replace(/\r\nContent-Length: \d+/, "")));
+    expect(reply?.status).toBe(400);
+    expect(reply && replyHeader(reply, "Warning")).toMatch(/Content-Length is required/);
+    expect(await u.raw(u.request({ body: "x" }), 300)).toBeNull();
+  });
+
   it("an unknown controller is refused with 403 and a security-log record", async () => {
     const u = await unit("udp", "4670009999");
     const { reply } = await u.message({
