@@ -9,12 +9,12 @@ import { SecurityLog } from "../security/log.js";
 import { openDb } from "../store/db.js";
 import { draftProfile } from "./draft.js";
 import { ObserveEnrolments } from "./enrolment.js";
-import { createEnrolment, ObserveError } from "./mode.js";
+import { createEnrolment, ObserveError, promote } from "./mode.js";
 import { observedDetail } from "./routes.js";
 import { ObserveStore } from "./store.js";
 
 const USAGE =
-  "observe enrol --site S --unit U [--id ID] [--hours H] | enrolments | revoke ENROLMENT | list | show ID | draft ID [--samples] | forget ID";
+  "observe enrol --site S --unit U [--id ID] [--hours H] | enrolments | revoke ENROLMENT | list | show ID | draft ID [--samples] | promote ID --profile P [--room R] | forget ID";
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -74,6 +74,37 @@ export const observeCommand: CliCommand = {
           `valid until ${enrolment.expiresAt}; the first device id that connects with it (as the MQTT password) is bound to it`,
         );
         out("(shown once; the gateway keeps only a hash)");
+      } finally {
+        db.close();
+        close();
+      }
+      return;
+    }
+    if (sub === "promote") {
+      const id = needTarget();
+      const profile = flag(args, "profile");
+      if (!profile) throw new ObserveError("usage", "--profile is required");
+      const { registry, close } = openRegistry();
+      const db = openDb({ path: join(config.dataDir, "ata.db") });
+      try {
+        const store = new ObserveStore(db, {
+          perDevice: config.observe.perDevice,
+          total: config.observe.total,
+          maxPayloadBytes: config.observe.maxPayloadBytes,
+        });
+        const { device, secret } = promote(
+          { registry, store },
+          { deviceId: id, profile, roomId: flag(args, "room") ?? null },
+        );
+        new SecurityLog(db, silentLogger()).record({
+          kind: "admin_action",
+          actor: "cli",
+          subject: id,
+          detail: { action: "observe_promoted", profile },
+        });
+        out(`promoted ${device.id} to ${device.profile} in ${device.siteId}/${device.unitId}`);
+        if (secret) out(`secret: ${secret}\n(shown once; the gateway keeps only a hash)`);
+        else out("it keeps its secret; the gateway drops its observed session within seconds");
       } finally {
         db.close();
         close();

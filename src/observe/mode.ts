@@ -8,7 +8,7 @@
  */
 import { isValidDeviceId } from "../broker/topics.js";
 import type { Logger } from "../log.js";
-import type { Registry } from "../registry/registry.js";
+import type { Device, Registry } from "../registry/registry.js";
 import type { SecurityLog } from "../security/log.js";
 import { TokenBucket } from "../security/throttle.js";
 import type { Db } from "../store/db.js";
@@ -87,6 +87,38 @@ export function createEnrolment(
     deviceId: input.deviceId ?? null,
     ttlMs: Math.round(hours * 3_600_000),
     createdBy: input.createdBy,
+  });
+}
+
+/**
+ * Promote an observed device to a real profile. One registered as `observe` gets the profile (its
+ * secret and placement stay); one admitted with an enrolment secret is registered under its id with
+ * the placement it was enrolled for, and a generated secret returned once. Either way the gateway
+ * ends its observed session, and it reconnects as a device like any other.
+ */
+export function promote(
+  ctx: { registry: Registry; store: ObserveStore },
+  input: { deviceId: string; profile: string; roomId?: string | null },
+): { device: Device; secret?: string } {
+  if (input.profile === OBSERVE_PROFILE)
+    throw new ObserveError("usage", "promote to the device's real profile, not observe");
+  const registered = ctx.registry.get(input.deviceId);
+  if (registered) {
+    if (registered.profile !== OBSERVE_PROFILE)
+      throw new ObserveError(
+        "device_exists",
+        `device "${input.deviceId}" is already registered with profile ${registered.profile}`,
+      );
+    return { device: ctx.registry.setProfile(input.deviceId, input.profile) };
+  }
+  const seen = ctx.store.get(input.deviceId);
+  if (!seen) throw new ObserveError("not_found", `no observed device "${input.deviceId}"`);
+  return ctx.registry.add({
+    id: input.deviceId,
+    profile: input.profile,
+    siteId: seen.siteId,
+    unitId: seen.unitId,
+    roomId: input.roomId ?? null,
   });
 }
 

@@ -6,11 +6,11 @@
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import type { RequestContext, Router } from "../http/router.js";
-import type { Registry } from "../registry/registry.js";
+import { type Registry, RegistryError } from "../registry/registry.js";
 import type { SecurityLog } from "../security/log.js";
 import type { ObserveConfig } from "./config.js";
 import { channelSummary, describeChannels, draftProfile, preview } from "./draft.js";
-import { createEnrolment, ObserveError, type ObserveMode, type ObserveModeContext } from "./mode.js";
+import { createEnrolment, ObserveError, type ObserveMode, type ObserveModeContext, promote } from "./mode.js";
 import type { ObserveStore } from "./store.js";
 
 export interface ObserveRoutesContext {
@@ -19,6 +19,29 @@ export interface ObserveRoutesContext {
   sites: ObserveModeContext["sites"];
   registry: Registry;
   security: SecurityLog;
+}
+
+const PromoteBody = z.strictObject({ profile: z.string(), room: z.string().max(64).optional() });
+
+/** Observe and registry errors as the catalogue's. */
+function observeCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ObserveError) {
+      const code =
+        err.code === "observe_off"
+          ? "conflict"
+          : err.code === "not_found"
+            ? "device_not_found"
+            : err.code === "usage"
+              ? "bad_request"
+              : err.code;
+      throw new ApiError(code, err.message);
+    }
+    if (err instanceof RegistryError) throw new ApiError(err.code, err.message);
+    throw err;
+  }
 }
 
 const EnrolmentBody = z.strictObject({
@@ -100,12 +123,24 @@ export function observeRoutes(router: Router, ctx: ObserveRoutesContext): void {
     audit(r, "observe_forgotten", id, { samples });
     return { forgotten: id, samples };
   });
+  router.add("POST", "/api/v1/observe/:id/promote", async (r) => {
+    admin(r);
+    const body = await r.body(PromoteBody);
+    const id = r.params.id!;
+    const { device, secret } = observeCall(() =>
+      promote(
+        { registry: ctx.registry, store: ctx.observe.store },
+        { deviceId: id, profile: body.profile, roomId: body.room ?? null },
+      ),
+    );
+    audit(r, "observe_promoted", id, { profile: body.profile });
+    return { promoted: true, device, ...(secret ? { secret } : {}) };
+  });
   router.add("POST", "/api/v1/observe/enrolments", async (r) => {
     admin(r);
     const body = await r.body(EnrolmentBody);
-    let created: ReturnType<typeof createEnrolment>;
-    try {
-      created = createEnrolment(
+    const created = observeCall(() =>
+      createEnrolment(
         { config: ctx.config, sites: ctx.sites, registry: ctx.registry, enrolments: ctx.observe.enrolments },
         {
           siteId: body.site,
@@ -114,19 +149,8 @@ export function observeRoutes(router: Router, ctx: ObserveRoutesContext): void {
           ...(body.hours !== undefined ? { ttlHours: body.hours } : {}),
           createdBy: "admin",
         },
-      );
-    } catch (err) {
-      if (err instanceof ObserveError)
-        throw new ApiError(
-          err.code === "observe_off"
-            ? "conflict"
-            : err.code === "usage" || err.code === "not_found"
-              ? "bad_request"
-              : err.code,
-          err.message,
-        );
-      throw err;
-    }
+      ),
+    );
     audit(r, "observe_enrolment_created", created.enrolment.id, {
       site: body.site,
       unit: body.unit,

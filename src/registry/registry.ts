@@ -260,6 +260,23 @@ export class Registry extends EventEmitter {
     return publicDevice(d);
   }
 
+  /**
+   * Give a registered device another profile: a device registered as `observe` (src/observe/)
+   * promoted to its real one. Its secret and placement stay.
+   */
+  setProfile(id: string, profile: string): Device {
+    const d = this.devices.get(id);
+    if (!d) throw new RegistryError("device_not_found", `no device "${id}"`);
+    if (!this.profiles.has(profile))
+      throw new RegistryError("unknown_profile", `unknown profile "${profile}"`);
+    const now = Date.now();
+    this.db.prepare("UPDATE devices SET profile = ?, updated_at = ? WHERE id = ?").run(profile, now, id);
+    d.profile = profile;
+    d.updatedAt = now;
+    this.emit("device.changed", publicDevice(d));
+    return publicDevice(d);
+  }
+
   /** Issue a new generated secret; the old one stops working at once. */
   rotateSecret(id: string): string {
     const d = this.devices.get(id);

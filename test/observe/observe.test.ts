@@ -235,7 +235,35 @@ describe("observe mode on", () => {
     });
     expect(countRows(t, "SELECT count(*) FROM events WHERE device_id = 'vendor-r-1'")).toBe(0);
 
-    // Promoting an enrolled device: registered with its real profile, its observed session ends.
+    // Promoted to its real profile: the observed session ends, the same secret now connects a
+    // device whose falls are alerts.
+    const dropped = new Promise<void>((resolve) => c.once("close", () => resolve()));
+    const promotedR = await api(t.httpUrl, "POST", "/api/v1/observe/vendor-r-1/promote", {
+      profile: "ata/native",
+    });
+    expect(promotedR.status).toBe(200);
+    expect(promotedR.body).toMatchObject({ device: { profile: "ata/native", unitId: "unit-2" } });
+    expect(promotedR.body.secret).toBeUndefined();
+    await dropped;
+    const r1 = await connect("vendor-r-1", added.body.secret);
+    await publish(r1, "ata/v1/vendor-r-1/events", FALL);
+    await eventually(() => countRows(t, "SELECT count(*) FROM alerts WHERE device_id = 'vendor-r-1'") > 0);
+    expect(t.gateway.observe.store.get("vendor-r-1")?.stored).toBe(1); // the samples stay
+
+    // An enrolled device promoted: registered where it was enrolled, with a secret of its own.
+    const enrolled = await enrol({ site: "home-a", unit: "unit-2" });
+    const e = await connect("vendor-e-1", enrolled.secret);
+    const gone = new Promise<void>((resolve) => e.once("close", () => resolve()));
+    const promotedE = await api(t.httpUrl, "POST", "/api/v1/observe/vendor-e-1/promote", {
+      profile: "ata/native",
+      room: "r4",
+    });
+    expect(promotedE.body).toMatchObject({ device: { siteId: "home-a", unitId: "unit-2", roomId: "r4" } });
+    await gone;
+    expect(await refusalCode(connectDevice(t.mqttPort, "vendor-e-1", enrolled.secret))).toBe(4);
+    await connect("vendor-e-1", promotedE.body.secret);
+
+    // Registering an enrolled device with `ata devices add` (the API here) works as usual too.
     const { secret } = await enrol();
     const p = await connect("vendor-p-1", secret);
     const closed = new Promise<void>((resolve) => p.once("close", () => resolve()));
