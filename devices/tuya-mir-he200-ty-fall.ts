@@ -42,6 +42,7 @@ export const tuyaMirHe200TyFall: DeviceProfile = {
   supervision: { heartbeatSec: 300, missedHeartbeats: 2 },
   scaip: { dty: "0005" },
   emits: ["fall.suspected", "fall.detected", "fall.ended", "device.heartbeat"],
+  payloads: { [ZIGBEE2MQTT_CHANNEL]: RadarState },
   decode: byChannel({
     [ZIGBEE2MQTT_CHANNEL]: zigbee2mqttDecoder([MODEL], RadarState, (s, ctx) => {
       const { occurredAt } = ctx;

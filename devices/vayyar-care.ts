@@ -100,6 +100,17 @@ const PresencePayload = z.looseObject({
 
 const OutOfBedPayload = z.looseObject({ timestamp: ClockTime.optional() });
 
+/**
+ * `events` as the device sends it, one schema per message type, for docs/asyncapi.yaml (decode reads
+ * `type` first, so that an unknown type is unknown_event rather than bad_schema).
+ */
+const EventsAsSent = z.discriminatedUnion("type", [
+  z.looseObject({ type: z.literal(TYPE.presence), payload: PresencePayload }),
+  z.looseObject({ type: z.literal(TYPE.fall), payload: FallPayload }),
+  z.looseObject({ type: z.literal(TYPE.commandReply), payload: z.unknown() }),
+  z.looseObject({ type: z.literal(TYPE.outOfBed), payload: OutOfBedPayload.nullish() }),
+]);
+
 const StateMessage = z.looseObject({
   status: z.string().max(32).optional(),
   uptime: z.number().optional(),
@@ -143,6 +154,7 @@ export const vayyarCare: DeviceProfile = {
     "bed.return",
     "device.heartbeat",
   ],
+  payloads: { events: EventsAsSent, state: StateMessage },
   decode: byChannel({
     events: ({ payload, receivedAt }) => {
       const m = decodeJson(payload, EventsMessage, "event");

@@ -36,7 +36,8 @@ const Base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, "not base64");
 const Rssi = z.looseObject({ rssi: z.number().optional() });
 const VendorObject = z.record(z.string(), z.unknown());
 
-const ChirpStackUp = z.looseObject({
+/** A ChirpStack v4 uplink event as the network server publishes it (also for docs/asyncapi.yaml). */
+export const ChirpStackUp = z.looseObject({
   deduplicationId: z.string().regex(/^[A-Za-z0-9-]{1,64}$/),
   time: z.string().optional(),
   deviceInfo: z.looseObject({ devEui: z.string() }),
@@ -47,7 +48,8 @@ const ChirpStackUp = z.looseObject({
   rxInfo: z.array(Rssi).optional(),
 });
 
-const TtsUp = z.looseObject({
+/** A The Things Stack v3 uplink message as its MQTT server publishes it (also for docs/asyncapi.yaml). */
+export const TtsUp = z.looseObject({
   end_device_ids: z.looseObject({ dev_eui: z.string(), device_id: z.string().optional() }),
   correlation_ids: z.array(z.string()).optional(),
   received_at: z.string().optional(),

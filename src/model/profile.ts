@@ -96,6 +96,8 @@ export interface DeviceProfile {
    * (scripts/gen-asyncapi.ts turns its input side into JSON Schema; refinements are left out). The
    * decoder may check more, but every fixture that decodes must match it
    * (test/devices/asyncapi.test.ts). A channel without one is described by its fixtures alone.
+   * Behind a bridge: the state as zigbee2mqtt publishes it (not the bridge's envelope); a LoRaWAN
+   * uplink's JSON is described by the bridge (src/bridges/envelope.ts), so LoRaWAN profiles need none.
    */
   payloads?: Readonly<Record<string, z.ZodType>>;
   fixtures: readonly Fixture[];
