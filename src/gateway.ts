@@ -34,6 +34,7 @@ import type { DeviceProfile } from "./model/profile.js";
 import { OBSERVE_PROFILE } from "./observe/config.js";
 import { ObserveMode } from "./observe/mode.js";
 import { observeRoutes } from "./observe/routes.js";
+import { ProfileCatalogue, type ProfileStatus } from "./profiles/catalogue.js";
 import { Registry } from "./registry/registry.js";
 import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
 import { reportRoutes } from "./reports/routes.js";
@@ -107,6 +108,8 @@ export class Gateway {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly profiles: Map<string, DeviceProfile>;
+  /** Built-in and external profiles (profiles.dir); `profiles` is its live map. */
+  readonly catalogue: ProfileCatalogue;
   db!: Db;
   registry!: Registry;
   ingest!: Ingest;
@@ -152,7 +155,12 @@ export class Gateway {
     this.config = options.config;
     this.log = options.log;
     this.metrics = new Metrics({ defaultMetrics: options.defaultMetrics ?? true });
-    this.profiles = profileMap(options.profiles);
+    this.catalogue = new ProfileCatalogue({
+      builtIn: options.profiles ?? PROFILES,
+      dir: options.config.profiles.dir,
+      log: options.log.child({ component: "profiles" }),
+    });
+    this.profiles = this.catalogue.map;
   }
 
   async start(): Promise<void> {
@@ -176,6 +184,8 @@ export class Gateway {
       log: log.child({ component: "storage" }),
       metrics: this.metrics,
     });
+    // External profiles before the registry, so devices registered with them are known at once.
+    await this.catalogue.load();
     const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
     // `observe`: registered to be observed, never decoded (src/observe/).
     this.registry = new Registry(this.db, new Set([...this.profiles.keys(), OBSERVE_PROFILE]), {
@@ -463,6 +473,8 @@ export class Gateway {
       metrics: new BridgeMetrics(this.metrics),
     });
     this.readiness.push(...this.bridges.readiness());
+    // A refused external profile does not make the gateway unready (the others run); it shows here.
+    this.readiness.push({ name: "profiles", check: () => ({ ok: true, detail: this.catalogue.status() }) });
     this.readiness.push({
       name: "scaip",
       check: () => (this.scaip ? this.scaip.readiness() : { ok: true, detail: { enabled: false } }),
@@ -715,6 +727,21 @@ export class Gateway {
     });
     if (problems.length) throw new ConfigError("configuration", problems);
     for (const t of this.config.staff) this.tokens.ensure({ ...t, units: t.units ?? null, actor: "config" });
+  }
+
+  /**
+   * SIGHUP: re-read the external profile directory. A changed profile serves new publishes at once;
+   * a removed one's devices stay registered and dead-letter `profile_missing`.
+   */
+  async reloadProfiles(): Promise<ProfileStatus> {
+    const before = new Set(this.catalogue.ids);
+    const status = await this.catalogue.load();
+    const after = this.catalogue.ids;
+    this.registry.updateProfiles({
+      added: [...after].filter((id) => !before.has(id)),
+      removed: [...before].filter((id) => !after.has(id)),
+    });
+    return status;
   }
 
   /** SIGHUP: re-read the rule file; an invalid one keeps the running rules. */

@@ -5,11 +5,11 @@
 
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { PROFILES } from "../devices/index.js";
 import { applyEnv, ConfigError, DEFAULT_CONFIG_PATH, loadConfig, readConfigFile } from "./config/load.js";
 import { ConfigSchema, configuredChannels } from "./config/schema.js";
 import { Gateway } from "./gateway.js";
 import { createLogger } from "./log.js";
+import { configProfileIds } from "./profiles/config.js";
 import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
 import { checkRuleChannels, loadRuleFile } from "./rules/engine.js";
 
@@ -34,7 +34,8 @@ let timeModel: ReturnType<typeof loadTimeModel> | undefined;
     config = loadConfig({
       path: configPath,
       env: process.env,
-      knownProfiles: new Set(PROFILES.map((p) => p.id)),
+      // Devices in the file may name an external profile (profiles.dir) as well as a built-in one.
+      knownProfiles: (await configProfileIds(configPath, process.env)).ids,
     });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -110,6 +111,10 @@ process.on("SIGINT", () => void shutdown("SIGINT"));
 process.on("SIGHUP", () => {
   const result = gateway.reloadRules();
   if (!result.ok) log.error(result.error.message);
+  // Each refused profile is logged with its reasons by the catalogue; the others keep running.
+  gateway
+    .reloadProfiles()
+    .catch((err: Error) => log.error({ err: err.message }, "external profiles could not be reloaded"));
 });
 process.on("uncaughtException", (err) => {
   log.fatal({ err }, "uncaught exception");

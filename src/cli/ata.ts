@@ -8,19 +8,22 @@
  *   ata devices disable ID | enable ID | rotate-secret ID
  *   ata dead-letters [--device ID] [--limit N] | --usage [--device ID]
  *   ata duplicates [--device ID] [--limit N]
- *   ata profiles
- *   ata conform --profile P --file samples.jsonl
+ *   ata profiles [check DIR]
+ *   ata conform --profile P --file samples.jsonl [--dir DIR]
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { checkSamples, formatSampleResults } from "../../devices/conformance.js";
 import { PROFILES } from "../../devices/index.js";
-import { ConfigError, loadConfig } from "../config/load.js";
+import { ConfigError, DEFAULT_CONFIG_PATH, loadConfig } from "../config/load.js";
 import type { Config } from "../config/schema.js";
 import { silentLogger } from "../log.js";
 import { OBSERVE_PROFILE } from "../observe/config.js";
 import { ObserveError } from "../observe/mode.js";
+import { checkProfileDir, listProfiles } from "../profiles/cli.js";
+import { configProfileIds } from "../profiles/config.js";
+import { loadProfileDir } from "../profiles/loader.js";
 import { Registry, RegistryError } from "../registry/registry.js";
 import { SecurityLog } from "../security/log.js";
 import { BackupError } from "../store/backup.js";
@@ -43,8 +46,9 @@ const USAGE = `usage: ata [--config FILE] <command>
   dead-letters [--device ID] [--limit N]
   dead-letters --usage [--device ID]       (the store's quotas, what it holds, what the quotas deleted)
   duplicates [--device ID] [--limit N]      (events dropped as redeliveries or repeated eventIds)
-  profiles
-  conform --profile P --file samples.jsonl   (one {"topic": "...", "payload": <json> | "payloadHex": "..."} per line)
+  profiles                                  (built-in and the configured profiles.dir's)
+  profiles check DIR                        (the checks the gateway runs on external profiles; exit 1 if any fails)
+  conform --profile P --file samples.jsonl [--dir DIR]   (one {"topic": "...", "payload": <json> | "payloadHex": "..."} per line)
 ${extraCommands.map((c) => `  ${c.usage}`).join("\n")}`;
 
 class UsageError extends Error {}
@@ -73,11 +77,12 @@ export async function runCli(
     strict: false,
     allowPositionals: true,
   });
-  const config = loadConfig({
-    path: values.config as string | undefined,
-    env: process.env,
-    knownProfiles: new Set(PROFILES.map((p) => p.id)),
-  });
+  // Devices may name external profiles (profiles.dir) as well as built-in ones.
+  const configPath = resolve(
+    (values.config as string | undefined) ?? process.env.ATA_CONFIG ?? DEFAULT_CONFIG_PATH,
+  );
+  const known = await configProfileIds(configPath, process.env);
+  const config = loadConfig({ path: configPath, env: process.env, knownProfiles: known.ids });
   const args = argv.filter(
     (a, i) => a !== "--config" && argv[i - 1] !== "--config" && a !== "-c" && argv[i - 1] !== "-c",
   );
@@ -97,6 +102,7 @@ export async function runCli(
         flags: r.flags,
       })),
     );
+    registry.updateProfiles({ added: known.ids, removed: [] });
     const security = new SecurityLog(db, silentLogger());
     const audit = (action: string, device: string) =>
       security.record({ kind: "admin_action", actor: "cli", subject: device, detail: { action } });
@@ -186,12 +192,27 @@ export async function runCli(
       }
       return;
     }
-    case "profiles":
-      for (const p of PROFILES) out([p.id, p.kind, p.topics.join(","), p.emits.join(",")].join("\t"));
+    case "profiles": {
+      if (sub === "check") {
+        const dir = rest[0];
+        if (!dir) throw new UsageError("profiles check needs a directory");
+        if (!(await checkProfileDir(dir, out))) process.exitCode = 1;
+      } else if (sub === undefined) listProfiles(known.report, out);
+      else throw new UsageError(`unknown profiles command "${sub}"`);
       return;
+    }
     case "conform": {
-      const profile = PROFILES.find((p) => p.id === required(args, "profile"));
-      if (!profile) throw new UsageError(`unknown profile; known: ${PROFILES.map((p) => p.id).join(", ")}`);
+      // A vendor's profile before it is installed: --dir names the directory it is in.
+      const dir = option(args, "dir");
+      const fromDir = dir ? (await loadProfileDir(dir, new Set(PROFILES.map((p) => p.id)))).loaded : [];
+      const candidates = [...PROFILES, ...(known.report?.loaded ?? []), ...fromDir].map((l) =>
+        "profile" in l ? l.profile : l,
+      );
+      const profile = candidates.find((p) => p.id === required(args, "profile"));
+      if (!profile)
+        throw new UsageError(
+          `unknown profile (one that fails "ata profiles check" is not loaded); known: ${candidates.map((p) => p.id).join(", ")}`,
+        );
       const lines = readFileSync(required(args, "file"), "utf8")
         .split("\n")
         .filter((l) => l.trim());

@@ -373,6 +373,12 @@ export const ConfigSchema = z.strictObject({
   bridges: BridgesConfig.prefault({}),
   /** The SCAIP receiver (SIP MESSAGE from social-alarm units, src/scaip/, docs/scaip.md): off by default. */
   scaip: ScaipConfig.prefault({}),
+  /**
+   * External device profiles (src/profiles/, docs/vendor-guide.md): every .js/.mjs module in `dir`
+   * (and .ts under tsx) is checked like a built-in profile and loaded at start and on SIGHUP.
+   * Relative to the working directory.
+   */
+  profiles: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
   sites: z.array(SiteConfig).min(1),
   residents: z.array(ResidentConfig).default([]),
   devices: z.array(SeedDeviceConfig).default([]),

@@ -84,12 +84,16 @@ export class Registry extends EventEmitter {
   /** Secrets already proven this process: reconnects skip the KDF. Keyed by device id. */
   private readonly proven = new Map<string, { digest: string; hash: string }>();
 
+  /** Profile ids a new device may name; changes when external profiles are reloaded. */
+  private readonly profiles: Set<string>;
+
   constructor(
     private readonly db: Db,
-    private readonly profiles: ReadonlySet<string>,
+    profiles: ReadonlySet<string>,
     private readonly places: PlacementCatalogue,
   ) {
     super();
+    this.profiles = new Set(profiles);
     const q = this.db.prepare("SELECT value FROM meta WHERE key = 'registry_version'").pluck();
     this.versionQuery = () => q.get() as number;
     this.reload();
@@ -347,6 +351,15 @@ export class Registry extends EventEmitter {
       for (const r of residents) upsert.run({ ...r, flags: JSON.stringify(r.flags) });
     })();
     for (const r of residents) this.residents.set(r.ref, { ...r });
+  }
+
+  /**
+   * External profiles loaded or dropped at run time (src/profiles/). Devices already registered with
+   * a dropped profile keep their registration; only new registrations are checked against this.
+   */
+  updateProfiles(change: { added: Iterable<string>; removed: Iterable<string> }): void {
+    for (const id of change.removed) this.profiles.delete(id);
+    for (const id of change.added) this.profiles.add(id);
   }
 
   private validate(input: NewDevice): void {

@@ -50,9 +50,10 @@ describe("device presence", () => {
     await eventually(() => presenceEvents(RADAR).at(-1)?.type === "device.offline");
     expect(JSON.parse(presenceEvents(RADAR).at(-1)!.data).reason).toMatch(/^silent for \d+ s$/);
 
+    // The radar's 2-minute state report (devices/vayyar-care.ts) is its heartbeat.
     await client.publishAsync(
-      `ata/v1/${RADAR}/heartbeat`,
-      JSON.stringify({ battery: 80, timestamp: Date.now() }),
+      `ata/v1/${RADAR}/state`,
+      JSON.stringify({ status: "monitoring", uptime: 86_400, wifi: { rssi: -60 } }),
       { qos: 1 },
     );
     await eventually(() => t.gateway.presence.status(RADAR).online);

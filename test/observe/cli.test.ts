@@ -102,7 +102,16 @@ describe("ata observe", () => {
     const enrolments = await ata(on, "observe", "enrolments");
     expect(enrolments.stdout).toMatch(/^oe-[0-9a-f]+\thome-a\/unit-1\tacme-mat-7\tbound\tuntil /m);
 
-    const promoted = await ata(on, "observe", "promote", "acme-mat-7", "--profile", "ata/native", "--room", "r2");
+    const promoted = await ata(
+      on,
+      "observe",
+      "promote",
+      "acme-mat-7",
+      "--profile",
+      "ata/native",
+      "--room",
+      "r2",
+    );
     expect(promoted.stdout).toMatch(/^promoted acme-mat-7 to ata\/native in home-a\/unit-1$/m);
     expect(promoted.stdout).toMatch(/^secret: \S+$/m);
     const devices = await ata(on, "devices", "list");

@@ -10,6 +10,7 @@ import {
   secretFor,
   startGateway,
   type TestGateway,
+  testConfig,
 } from "../helpers/gateway.js";
 
 /** A detected fall in the gateway's own format: what the registered ata/native test device turns into an alert. */
@@ -52,6 +53,17 @@ describe("observe mode off (the default)", () => {
     expect(rows.some((r) => r.subject === "vendor-off-1" && r.detail.reason === "unknown")).toBe(true);
     expect(countRows(t, "SELECT count(*) FROM observe_devices")).toBe(0);
     t.gateway.security.start();
+  });
+
+  it("refuses a device registered with the observe profile while observe mode is off", async () => {
+    const added = await api(t.httpUrl, "POST", "/api/v1/devices", {
+      id: "vendor-off-2",
+      profile: "observe",
+      site: "home-a",
+      unit: "unit-1",
+    });
+    expect(added.status).toBe(201);
+    expect(await refusalCode(connectDevice(t.mqttPort, "vendor-off-2", added.body.secret))).toBe(5);
   });
 
   it("says nothing about observe mode in /readyz, and refuses to create enrolments", async () => {
@@ -280,5 +292,33 @@ describe("observe mode on", () => {
     const real = await connect("vendor-p-1", promoted.body.secret);
     await publish(real, "ata/v1/vendor-p-1/events", FALL);
     await eventually(() => countRows(t, "SELECT count(*) FROM alerts WHERE device_id = 'vendor-p-1'") > 0);
+  });
+});
+
+describe("observe mode's bounds and configuration", () => {
+  it("keeps at most ratePerSec samples a second from a device, and counts the rest", async () => {
+    const t = await startGateway({ overrides: { observe: { enabled: true, ratePerSec: 1 } } });
+    try {
+      const r = await api(t.httpUrl, "POST", "/api/v1/observe/enrolments", {
+        site: "home-a",
+        unit: "unit-1",
+      });
+      const c = await connectDevice(t.mqttPort, "vendor-fast-1", r.body.secret);
+      // Five acknowledged publishes well within a second: one token, so one kept.
+      await Promise.all([0, 1, 2, 3, 4].map((i) => publish(c, "ata/v1/vendor-fast-1/events", `{"n":${i}}`)));
+      c.end(true);
+      const d = t.gateway.observe.store.get("vendor-fast-1")!;
+      expect(d.received).toBe(5);
+      expect(d.stored + d.dropped.rate).toBe(5);
+      expect(d.stored).toBeLessThanOrEqual(2);
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it("names an unknown site in observe.sites as a configuration problem with its path", () => {
+    expect(() =>
+      testConfig("/nonexistent", { observe: { enabled: true, sites: ["home-a", "nowhere"] } }),
+    ).toThrow(/observe\.sites\[1\]: unknown site "nowhere"/);
   });
 });
