@@ -602,7 +602,8 @@ export function buildAsyncApi(profiles: readonly DeviceProfile[] = PROFILES): Re
         "Devices on other networks (LoRaWAN network servers, zigbee2mqtt) do not connect to the gateway: " +
           "the gateway's bridges subscribe to those networks' brokers, the servers `chirpstack`, " +
           "`the-things-stack` and `zigbee2mqtt` here, and such a device is registered under its network " +
-          "address (DevEUI, IEEE address).",
+          "address (DevEUI, IEEE address). Social-alarm units that speak SCAIP over SIP reach the gateway's " +
+          "SCAIP receiver instead (docs/scaip.md), which is not MQTT and not described here.",
         `Generated from the code by scripts/gen-asyncapi.ts; do not edit. Regenerate: ${REGENERATE}.`,
       ].join("\n\n"),
       license: { name: pkg.license, url: `https://spdx.org/licenses/${pkg.license}.html` },
