@@ -50,7 +50,8 @@ describe("observe mode off (the default)", () => {
     expect(await refusalCode(connectDevice(t.mqttPort, "vendor-off-1", secret))).toBe(4);
     t.gateway.security.stop(); // flush folded rows
     const rows = t.gateway.security.list({ kinds: ["connect_refused"], limit: 100 });
-    expect(rows.some((r) => r.subject === "vendor-off-1" && r.detail.reason === "unknown")).toBe(true);
+    // Refused as an unknown id (the security log does not name unregistered ids).
+    expect(rows.map((r) => r.detail.reason)).toEqual(["unknown"]);
     expect(countRows(t, "SELECT count(*) FROM observe_devices")).toBe(0);
     t.gateway.security.start();
   });
@@ -151,7 +152,7 @@ describe("observe mode on", () => {
     expect(
       t.gateway.security
         .list({ kinds: ["connect_refused"], limit: 100 })
-        .some((r) => r.subject === "vendor-y-2" && r.detail.reason === "enrolment_bound"),
+        .some((r) => r.detail.reason === "enrolment_bound"),
     ).toBe(true);
     t.gateway.security.start();
     await connect("vendor-y-1", secret);
