@@ -58,6 +58,7 @@ export const aqaraMccgq11lm: DeviceProfile = {
   supervision: { heartbeatSec: 3600, missedHeartbeats: 3 },
   scaip: { dty: "0014" },
   emits: ["door.open", "device.heartbeat", "device.battery_low"],
+  payloads: { [ZIGBEE2MQTT_CHANNEL]: DoorState },
   decode: byChannel({
     [ZIGBEE2MQTT_CHANNEL]: zigbee2mqttDecoder(["MCCGQ11LM"], DoorState, (s, ctx) => {
       const { occurredAt } = ctx;
@@ -142,6 +143,7 @@ export const aqaraWxkg11lm: DeviceProfile = {
   supervision: { heartbeatSec: 3600, missedHeartbeats: 3 },
   scaip: { dty: "0003", stc: { "call.manual": "0010" } },
   emits: ["call.manual", "device.heartbeat", "device.battery_low"],
+  payloads: { [ZIGBEE2MQTT_CHANNEL]: ButtonState },
   decode: byChannel({
     [ZIGBEE2MQTT_CHANNEL]: zigbee2mqttDecoder(["WXKG11LM"], ButtonState, (s, { occurredAt }) => {
       const out: DecodedEvent[] = [];
