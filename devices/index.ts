@@ -3,7 +3,8 @@
  * test/devices/catalogue.test.ts fails when a profile file in devices/ is missing here.
  */
 import type { DeviceProfile } from "../src/model/profile.js";
-import { aqaraMccgq11lm, aqaraWxkg11lm } from "./aqara-zigbee.js";
+import { aqaraMccgq11lm } from "./aqara-mccgq11lm.js";
+import { aqaraWxkg11lm } from "./aqara-wxkg11lm.js";
 import { ceilingLift } from "./ceiling-lift.js";
 import { milesightVs373 } from "./milesight-vs373.js";
 import { milesightVs373Lorawan } from "./milesight-vs373-lorawan.js";

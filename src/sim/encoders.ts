@@ -443,11 +443,135 @@ const liftEncoder = define("generic/ceiling-lift", {
   },
 });
 
+// ---------------------------------------------------------------------------------------------------
+// Devices behind a bridge (src/bridges/, docs/bridges.md). The simulator publishes on the device's
+// channel exactly what the bridge would hand to ingest: the network server's uplink JSON on
+// `lorawan` (ChirpStack v4's format, with the happening's id as deduplicationId and its time as the
+// network server's receive time), zigbee2mqtt's state with the previous state on `zigbee2mqtt`.
+
+/** A ChirpStack v4 up event around Milesight channel records. */
+function chirpstackUp(h: Happening, hex: string): Encoded {
+  return json("lorawan", {
+    deduplicationId: h.id.replace(/[^A-Za-z0-9-]/g, "-").slice(0, 64),
+    time: iso(h.at),
+    deviceInfo: { applicationName: "sim", devEui: "24e124713d07ffff" },
+    fCnt: h.n,
+    fPort: 85,
+    data: Buffer.from(hex, "hex").toString("base64"),
+    rxInfo: [{ rssi: "rssi" in h && h.rssi !== undefined ? h.rssi : -90 }],
+  });
+}
+const u16le = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(n & 0xffff);
+  return b.toString("hex");
+};
+const u8 = (n: number) => (n & 0xff).toString(16).padStart(2, "0");
+
+const vs373LorawanEncoder = define("milesight/vs373-lorawan", {
+  kinds: ["fall", "bed.exit", "bed.return", "heartbeat"],
+  // LoRaWAN alarm types have Fall and its deactivation; no lying, confirmation or cancellation.
+  fallStages: ["detected", "ended"],
+  battery: false,
+  firmware: "v1.2",
+  encode(h, _ctx, unsupported) {
+    // 06 fb: alarm_id u16le, alarm_type (0 fall, 3 out of bed), alarm_status (1 triggered, 2 deactivated), region
+    const alarm = (type: number, on: boolean, id: number) =>
+      `06fb${u16le(id)}${u8(type)}${on ? "01" : "02"}01`;
+    switch (h.kind) {
+      case "fall":
+        return chirpstackUp(h, alarm(0, h.stage !== "ended", h.fall.n));
+      case "bed.exit":
+      case "bed.return":
+        return chirpstackUp(h, alarm(3, h.kind === "bed.exit", h.n));
+      case "heartbeat":
+        // ff 0a firmware 1.2, 03 f8 room detection (in bed, normal target, use times).
+        return chirpstackUp(h, `ff0a0102 03f802000000${u16le(h.n)}`.replace(" ", ""));
+      default:
+        return unsupported();
+    }
+  },
+});
+
+const ws301Encoder = define("milesight/ws301", {
+  kinds: ["heartbeat"],
+  battery: true,
+  firmware: "v1.4",
+  encode(h, _ctx, unsupported) {
+    if (h.kind !== "heartbeat") return unsupported();
+    // 01 75 battery: the periodic report.
+    return chirpstackUp(h, `0175${u8(h.battery ?? 100)}`);
+  },
+});
+
+const z2m = (model: string, h: Happening, state: object, previous: object | null): Encoded =>
+  json("zigbee2mqtt", { model, state: { ...state, last_seen: iso(h.at) }, previous });
+
+const aqaraDoorEncoder = define("aqara/mccgq11lm", {
+  kinds: ["heartbeat"],
+  battery: true,
+  firmware: "zigbee",
+  encode(h, _ctx, unsupported) {
+    if (h.kind !== "heartbeat") return unsupported();
+    const state = { battery: h.battery, contact: true, linkquality: 120 };
+    return z2m("MCCGQ11LM", h, state, state);
+  },
+});
+
+const aqaraButtonEncoder = define("aqara/wxkg11lm", {
+  kinds: ["call.manual", "heartbeat"],
+  battery: true,
+  firmware: "zigbee",
+  encode(h, _ctx, unsupported) {
+    if (h.kind === "call.manual") return z2m("WXKG11LM", h, { action: "single", battery: 90 }, null);
+    if (h.kind === "heartbeat") return z2m("WXKG11LM", h, { battery: h.battery }, null);
+    return unsupported();
+  },
+});
+
+const TUYA_FALL: Partial<Record<FallStage, [string, string]>> = {
+  suspected: ["maybe_fall", "none"],
+  detected: ["fall", "maybe_fall"],
+  ended: ["none", "fall"],
+};
+const tuyaRadarEncoder = define("tuya/mir-he200-ty-fall", {
+  kinds: ["fall", "heartbeat"],
+  fallStages: ["suspected", "detected", "ended"],
+  battery: false,
+  firmware: "zigbee",
+  encode(h, _ctx, unsupported) {
+    const MODEL = "MIR-HE200-TY_fall";
+    if (h.kind === "fall") {
+      const [now, before] = TUYA_FALL[h.stage] ?? unsupported();
+      return z2m(
+        MODEL,
+        h,
+        { fall_down_status: now, presence: true },
+        { fall_down_status: before, presence: true },
+      );
+    }
+    if (h.kind === "heartbeat") {
+      const state = { fall_down_status: "none", presence: true, illuminance_lux: h.n % 500 };
+      return z2m(MODEL, h, state, { ...state, illuminance_lux: (h.n + 1) % 500 });
+    }
+    return unsupported();
+  },
+});
+
 export const ENCODERS: ReadonlyMap<string, Encoder> = new Map(
-  [nativeEncoder, vayyarEncoder, milesightEncoder, pendantEncoder, bedMatEncoder, liftEncoder].map((e) => [
-    e.profile,
-    e,
-  ]),
+  [
+    nativeEncoder,
+    vayyarEncoder,
+    milesightEncoder,
+    pendantEncoder,
+    bedMatEncoder,
+    liftEncoder,
+    vs373LorawanEncoder,
+    ws301Encoder,
+    aqaraDoorEncoder,
+    aqaraButtonEncoder,
+    tuyaRadarEncoder,
+  ].map((e) => [e.profile, e]),
 );
 
 export function getEncoder(profile: string): Encoder | undefined {

@@ -111,15 +111,16 @@ describe("the device catalogue", () => {
       "lift.cycle",
       "device.heartbeat",
       "device.battery_low",
+      // Door contacts (milesight/ws301 over LoRaWAN, aqara/mccgq11lm via zigbee2mqtt); WS301 tamper.
+      "door.open",
+      "device.tamper",
     ];
-    // No profile yet: chair mats, door sensors, presence buttons, tamper and mains supervision.
+    // No profile yet: chair mats, room-exit sensors, presence buttons and mains supervision.
     const NO_DEVICE_YET: EventType[] = [
       "chair.exit",
       "room.exit",
-      "door.open",
       "staff.presence",
       "intervention.complete",
-      "device.tamper",
       "device.power",
     ];
     // Derived by the gateway from the status topic and supervision, never sent.

@@ -294,6 +294,89 @@ const CASES: Record<string, { name: string; h: Happening; expected: DecodedEvent
       ],
     },
   ],
+  // Behind bridges: the network server's uplink JSON or zigbee2mqtt's state, with its time.
+  "milesight/vs373-lorawan": [
+    {
+      name: "fall alarm, event id from the uplink id",
+      h: fall("detected"),
+      expected: [{ type: "fall.detected", eventId: "lw:m-detected", occurredAt: ISO, data: {} }],
+    },
+    {
+      name: "fall deactivated",
+      h: fall("ended"),
+      expected: [{ type: "fall.ended", eventId: "lw:m-ended", occurredAt: ISO, data: {} }],
+    },
+    {
+      name: "out of bed and back",
+      h: { kind: "bed.exit", at: T, id: "b-1", n: 1 },
+      expected: [{ type: "bed.exit", eventId: "lw:b-1", occurredAt: ISO, data: {} }],
+    },
+    {
+      name: "back in bed",
+      h: { kind: "bed.return", at: T, id: "b-2", n: 2 },
+      expected: [{ type: "bed.return", eventId: "lw:b-2", occurredAt: ISO, data: {} }],
+    },
+    {
+      name: "periodic report",
+      h: heartbeat(),
+      expected: [
+        {
+          type: "device.heartbeat",
+          eventId: "lw:h-1",
+          occurredAt: ISO,
+          data: { rssi: -61, firmware: "v1.2" },
+        },
+      ],
+    },
+  ],
+  "milesight/ws301": [
+    {
+      name: "battery report, low",
+      h: heartbeat(15),
+      expected: [
+        { type: "device.heartbeat", eventId: "lw:h-1:0", occurredAt: ISO, data: { battery: 15, rssi: -61 } },
+        {
+          type: "device.battery_low",
+          eventId: "lw:h-1:1",
+          occurredAt: ISO,
+          data: { battery: 15, reason: "battery 15% is below 20%" },
+        },
+      ],
+    },
+  ],
+  "aqara/mccgq11lm": [
+    {
+      name: "an unchanged closed door is a heartbeat",
+      h: heartbeat(88),
+      expected: [{ type: "device.heartbeat", occurredAt: ISO, data: { battery: 88 } }],
+    },
+  ],
+  "aqara/wxkg11lm": [
+    {
+      name: "a press is a call",
+      h: { kind: "call.manual", at: T, id: "c-1", n: 1 },
+      expected: [{ type: "call.manual", occurredAt: ISO, data: {} }],
+    },
+    {
+      name: "battery report",
+      h: heartbeat(70),
+      expected: [{ type: "device.heartbeat", occurredAt: ISO, data: { battery: 70 } }],
+    },
+  ],
+  "tuya/mir-he200-ty-fall": [
+    {
+      name: "maybe a fall",
+      h: fall("suspected"),
+      expected: [{ type: "fall.suspected", occurredAt: ISO, data: {} }],
+    },
+    { name: "a fall", h: fall("detected"), expected: [{ type: "fall.detected", occurredAt: ISO, data: {} }] },
+    { name: "fall over", h: fall("ended"), expected: [{ type: "fall.ended", occurredAt: ISO, data: {} }] },
+    {
+      name: "a presence report is a heartbeat",
+      h: heartbeat(),
+      expected: [{ type: "device.heartbeat", occurredAt: ISO, data: {} }],
+    },
+  ],
 };
 
 /** What a happening is, canonically: the types its decoded events must have (occurredAt aside). */

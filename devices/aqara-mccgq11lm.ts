@@ -1,22 +1,16 @@
 /**
- * Aqara Zigbee sensors through a zigbee2mqtt bridge (src/bridges/, docs/bridges.md), registered with
- * their IEEE address as the device id (`0x00158d0001a2b3c4`).
+ * `aqara/mccgq11lm`: Aqara door & window sensor through a zigbee2mqtt bridge (src/bridges/,
+ * docs/bridges.md), registered with its IEEE address as the device id (`0x00158d0001a2b3c4`).
  *
- * Payloads are zigbee2mqtt's published state (zigbee2mqtt.io device pages, "Exposes"):
- * - MCCGQ11LM door & window sensor (zigbee2mqtt.io/devices/MCCGQ11LM.html): `contact` (true = closed,
- *   false = open), `battery` %, `voltage` mV, `linkquality`.
- * - WXKG11LM wireless mini switch (zigbee2mqtt.io/devices/WXKG11LM.html): `action` one of single,
- *   double, triple, quadruple, hold, release; `battery`, `voltage`, `linkquality`.
- * The bridge wraps each message with the previous state it saw (src/bridges/envelope.ts), because
- * zigbee2mqtt repeats every cached attribute in every message.
+ * Payload: zigbee2mqtt's published state (zigbee2mqtt.io/devices/MCCGQ11LM.html, "Exposes"):
+ * `contact` (true = closed, false = open), `battery` %, `voltage` mV, `linkquality`. The bridge wraps
+ * each message with the previous state it saw (src/bridges/envelope.ts), because zigbee2mqtt repeats
+ * every cached attribute in every message.
  *
  * Mapping decisions:
  * - contact changed to false -> door.open phase start; changed to true -> door.open phase end. An
  *   unchanged contact (a battery report) gives nothing. After a gateway restart (no previous state)
  *   an open door is reported again rather than missed; a closed one ends nothing.
- * - action single/double/triple/quadruple/hold -> call.manual (a wall or bedside button used as a call
- *   button); release -> nothing (the end of a hold). zigbee2mqtt does not cache `action`, so each
- *   message with one is one press.
  * - Any message without such an event -> device.heartbeat with the battery (+ device.battery_low
  *   under 20 %). `linkquality` is an LQI (0-255), not an RSSI, and is not carried.
  */
@@ -29,11 +23,6 @@ import { byChannel, event, heartbeat } from "./blocks.js";
 const Battery = { battery: z.number().min(0).max(100).optional(), voltage: z.number().optional() };
 
 const DoorState = z.looseObject({ contact: z.boolean().optional(), ...Battery });
-const ButtonState = z.looseObject({
-  action: z.enum(["single", "double", "triple", "quadruple", "hold", "release", ""]).optional(),
-  ...Battery,
-});
-
 function orHeartbeat(
   events: DecodedEvent[],
   battery: number | undefined,
@@ -126,71 +115,6 @@ export const aqaraMccgq11lm: DeviceProfile = {
       name: "a contact that is not a boolean is refused",
       topic: ZIGBEE2MQTT_CHANNEL,
       payload: env("MCCGQ11LM", { contact: "open" }, null),
-      expected: [],
-      rejects: "bad_schema",
-    },
-  ],
-};
-
-export const aqaraWxkg11lm: DeviceProfile = {
-  id: "aqara/wxkg11lm",
-  vendor: "Aqara",
-  model: "WXKG11LM",
-  kind: "pendant",
-  description:
-    "Zigbee wireless mini switch via zigbee2mqtt, used as a call button: `action` on `zigbee2mqtt`.",
-  topics: [ZIGBEE2MQTT_CHANNEL],
-  supervision: { heartbeatSec: 3600, missedHeartbeats: 3 },
-  scaip: { dty: "0003", stc: { "call.manual": "0010" } },
-  emits: ["call.manual", "device.heartbeat", "device.battery_low"],
-  payloads: { [ZIGBEE2MQTT_CHANNEL]: ButtonState },
-  decode: byChannel({
-    [ZIGBEE2MQTT_CHANNEL]: zigbee2mqttDecoder(["WXKG11LM"], ButtonState, (s, { occurredAt }) => {
-      const out: DecodedEvent[] = [];
-      if (s.action && s.action !== "release") out.push(event("call.manual", {}, { occurredAt }));
-      return orHeartbeat(out, s.battery, occurredAt);
-    }),
-  }),
-  fixtures: [
-    {
-      name: "a single press is a call",
-      topic: ZIGBEE2MQTT_CHANNEL,
-      payload: env("WXKG11LM", { action: "single", battery: 100, linkquality: 87, voltage: 3045 }, null),
-      expected: [{ type: "call.manual", occurredAt: ts, data: {} }],
-    },
-    {
-      name: "the same press again is another call",
-      topic: ZIGBEE2MQTT_CHANNEL,
-      payload: env(
-        "WXKG11LM",
-        { action: "single", battery: 100, linkquality: 90 },
-        { action: "single", battery: 100, linkquality: 87 },
-      ),
-      expected: [{ type: "call.manual", occurredAt: ts, data: {} }],
-    },
-    {
-      name: "a hold is a call, its release is not",
-      topic: ZIGBEE2MQTT_CHANNEL,
-      payload: env("WXKG11LM", { action: "release", battery: 100 }, { action: "hold", battery: 100 }),
-      expected: [{ type: "device.heartbeat", occurredAt: ts, data: { battery: 100 } }],
-    },
-    {
-      name: "a battery report without an action is a heartbeat, low under 20 %",
-      topic: ZIGBEE2MQTT_CHANNEL,
-      payload: env("WXKG11LM", { battery: 17, voltage: 2755 }, null),
-      expected: [
-        { type: "device.heartbeat", occurredAt: ts, data: { battery: 17 } },
-        {
-          type: "device.battery_low",
-          occurredAt: ts,
-          data: { battery: 17, reason: "battery 17% is below 20%" },
-        },
-      ],
-    },
-    {
-      name: "an action the switch does not have is refused",
-      topic: ZIGBEE2MQTT_CHANNEL,
-      payload: env("WXKG11LM", { action: "brightness_up" }, null),
       expected: [],
       rejects: "bad_schema",
     },
