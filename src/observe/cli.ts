@@ -13,6 +13,10 @@ import { createEnrolment, ObserveError, promote } from "./mode.js";
 import { observedDetail } from "./routes.js";
 import { ObserveStore } from "./store.js";
 
+/** C0 and C1 control characters but tab: a payload must not drive the operator's terminal. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/g;
+
 const USAGE =
   "observe enrol --site S --unit U [--id ID] [--hours H] | enrolments | revoke ENROLMENT | list | show ID | draft ID [--samples] | promote ID --profile P [--room R] | forget ID";
 
@@ -28,6 +32,7 @@ export const observeCommand: CliCommand = {
   name: "observe",
   usage: `${USAGE}   (observe mode: docs/observe.md)`,
   run({ config, args, out, openRegistry }) {
+    const print = out;
     const at = args.indexOf("observe");
     const sub = args[at + 1];
     const target = args[at + 2];
@@ -119,6 +124,34 @@ export const observeCommand: CliCommand = {
         maxPayloadBytes: config.observe.maxPayloadBytes,
       });
       const enrolments = new ObserveEnrolments(db);
+      /** A device's channels, inferred fields and latest samples; a stranger's bytes escaped for the terminal. */
+      const show = (id: string) => {
+        const detail = observedDetail(store, id, Number(flag(args, "limit") ?? 10));
+        if (!detail) throw new ObserveError("not_found", `no observed device "${id}"; see ata observe list`);
+        const out = (line: string) =>
+          print(line.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+        const d = detail.device;
+        out(`${d.deviceId}\t${d.siteId}/${d.unitId}\tvia ${d.via}\tfirst ${d.firstAt}\tlast ${d.lastAt}`);
+        out(
+          `received ${d.received}\tstored ${d.stored}\tdropped quota ${d.dropped.quota}, rate ${d.dropped.rate}`,
+        );
+        for (const c of detail.channels) {
+          out(
+            `channel ${c.channel}\t${c.format}\t${c.samples} samples\t${c.sizes.min === c.sizes.max ? c.sizes.min : `${c.sizes.min}..${c.sizes.max}`} B${c.firstBytes.length ? `\tfirst bytes ${c.firstBytes.slice(0, 4).join(",")}` : ""}`,
+          );
+          for (const f of c.fields) out(`  ${f.path}\t${f.type}${f.optional ? "?" : ""}\t${f.seen}`);
+        }
+        out("latest samples:");
+        for (const s of detail.samples)
+          out(
+            [
+              s.receivedAt,
+              s.channel,
+              `${s.size} B${s.cut ? " (cut)" : ""}`,
+              "text" in s ? s.text : `hex ${s.hex}`,
+            ].join("\t"),
+          );
+      };
       switch (sub) {
         case "enrolments":
           for (const e of enrolments.list()) {
@@ -169,31 +202,7 @@ export const observeCommand: CliCommand = {
           return;
         }
         case "show": {
-          const id = needTarget();
-          const detail = observedDetail(store, id, Number(flag(args, "limit") ?? 10));
-          if (!detail)
-            throw new ObserveError("not_found", `no observed device "${id}"; see ata observe list`);
-          const d = detail.device;
-          out(`${d.deviceId}\t${d.siteId}/${d.unitId}\tvia ${d.via}\tfirst ${d.firstAt}\tlast ${d.lastAt}`);
-          out(
-            `received ${d.received}\tstored ${d.stored}\tdropped quota ${d.dropped.quota}, rate ${d.dropped.rate}`,
-          );
-          for (const c of detail.channels) {
-            out(
-              `channel ${c.channel}\t${c.format}\t${c.samples} samples\t${c.sizes.min === c.sizes.max ? c.sizes.min : `${c.sizes.min}..${c.sizes.max}`} B${c.firstBytes.length ? `\tfirst bytes ${c.firstBytes.slice(0, 4).join(",")}` : ""}`,
-            );
-            for (const f of c.fields) out(`  ${f.path}\t${f.type}${f.optional ? "?" : ""}\t${f.seen}`);
-          }
-          out("latest samples:");
-          for (const s of detail.samples)
-            out(
-              [
-                s.receivedAt,
-                s.channel,
-                `${s.size} B${s.cut ? " (cut)" : ""}`,
-                "text" in s ? s.text : `hex ${s.hex}`,
-              ].join("\t"),
-            );
+          show(needTarget());
           return;
         }
         case "draft": {
@@ -212,6 +221,8 @@ export const observeCommand: CliCommand = {
           return;
         }
         default:
+          // `ata observe <id>`: the same as show.
+          if (sub && !sub.startsWith("--") && store.get(sub)) return show(sub);
           throw new ObserveError("usage", `usage: ata ${USAGE}`);
       }
     } finally {

@@ -65,27 +65,32 @@ describe("ata observe", () => {
         JSON.stringify({ state: "empty", pressure: 3, ts: 1762077660 }),
       );
       await publish(c, "ata/v1/acme-mat-7/diag", Buffer.from("a5010203", "hex"));
+      // Text with a terminal escape: a stranger's bytes must not drive the operator's terminal.
+      await publish(c, "ata/v1/acme-mat-7/log", "boot \u001b[2Jok");
       c.end(true);
     } finally {
       await t.stop();
     }
 
     const list = await ata(on, "observe", "list");
-    expect(list.stdout).toMatch(/^observe mode ON \(every site\)\tstored 3 of 20000/m);
+    expect(list.stdout).toMatch(/^observe mode ON \(every site\)\tstored 4 of 20000/m);
     expect(list.stdout).toMatch(
-      /^acme-mat-7\thome-a\/unit-1\tenrolment\treceived 3\tstored 3\tdropped 0\tdiag:1,up:2\t/m,
+      /^acme-mat-7\thome-a\/unit-1\tenrolment\treceived 4\tstored 4\tdropped 0\tdiag:1,log:1,up:2\t/m,
     );
 
-    const show = await ata(on, "observe", "show", "acme-mat-7");
+    // `ata observe <id>` is `ata observe show <id>`.
+    const show = await ata(on, "observe", "acme-mat-7");
     expect(show.stdout).toMatch(/^channel up\tjson\t2 samples\t/m);
     expect(show.stdout).toMatch(/^ {2}state\tstring\t"occupied" "empty"$/m);
     expect(show.stdout).toMatch(/^ {2}pressure\tinteger\t3\.\.412$/m);
     expect(show.stdout).toMatch(/^channel diag\tbinary\t1 samples\t4 B\tfirst bytes a5010203$/m);
     expect(show.stdout).toMatch(/\tdiag\t4 B\thex a5010203$/m);
+    expect(show.stdout).toContain("\tlog\t11 B\tboot \\u001b[2Jok");
+    expect(show.stdout).not.toContain("\u001b");
 
     const draft = await ata(on, "observe", "draft", "acme-mat-7");
     expect(draft.stdout).toContain('state: z.enum(["occupied", "empty"]),');
-    expect(draft.stdout).toContain('topics: ["diag", "up"],');
+    expect(draft.stdout).toContain('topics: ["diag", "log", "up"],');
     expect(draft.stdout).toContain("if (payload.length !== 4)");
     const samples = await ata(on, "observe", "draft", "acme-mat-7", "--samples");
     expect(
@@ -97,6 +102,7 @@ describe("ata observe", () => {
       { topic: "up", payload: { state: "occupied", pressure: 412, ts: 1762077600 } },
       { topic: "up", payload: { state: "empty", pressure: 3, ts: 1762077660 } },
       { topic: "diag", payloadHex: "a5010203" },
+      { topic: "log", payloadHex: Buffer.from("boot \u001b[2Jok").toString("hex") },
     ]);
 
     const enrolments = await ata(on, "observe", "enrolments");
