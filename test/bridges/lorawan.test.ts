@@ -4,6 +4,7 @@
  * examples are published with mqtt.js, and the gateway's event log, alerts, dead letters and /readyz
  * are read back.
  */
+import { rmSync } from "node:fs";
 import type { MqttClient } from "mqtt";
 import mqtt from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -81,34 +82,37 @@ async function bridgeCheck(name: string) {
   return r.body.checks.find((c: { name: string }) => c.name === `bridge:${name}`);
 }
 
+const device = (id: string, profile: string) => ({
+  id,
+  profile,
+  secret: "lorawan-unused-secret",
+  site: "home-a",
+  unit: "unit-1",
+  room: "r1",
+  resident: "R-0001",
+});
+const gatewayOptions = () => ({
+  keepDir: true,
+  overrides: {
+    devices: [device(RADAR, "milesight/vs373-lorawan"), device(DOOR, "milesight/ws301")],
+    bridges: {
+      lorawan: [
+        { name: "chirpstack", kind: "chirpstack", url: broker.url, reconnect: { minMs: 100, maxMs: 400 } },
+        {
+          name: "tts",
+          kind: "tts",
+          url: broker.url,
+          applications: ["care-doors@home"],
+          reconnect: { minMs: 100, maxMs: 400 },
+        },
+      ],
+    },
+  },
+});
+
 beforeAll(async () => {
   broker = await startMosquitto();
-  const device = (id: string, profile: string) => ({
-    id,
-    profile,
-    secret: "lorawan-unused-secret",
-    site: "home-a",
-    unit: "unit-1",
-    room: "r1",
-    resident: "R-0001",
-  });
-  gw = await startGateway({
-    overrides: {
-      devices: [device(RADAR, "milesight/vs373-lorawan"), device(DOOR, "milesight/ws301")],
-      bridges: {
-        lorawan: [
-          { name: "chirpstack", kind: "chirpstack", url: broker.url, reconnect: { minMs: 100, maxMs: 400 } },
-          {
-            name: "tts",
-            kind: "tts",
-            url: broker.url,
-            applications: ["care-doors@home"],
-            reconnect: { minMs: 100, maxMs: 400 },
-          },
-        ],
-      },
-    },
-  });
+  gw = await startGateway(gatewayOptions());
   await eventually(async () => (await bridgeCheck("chirpstack"))?.detail.connected, 5000);
   await eventually(async () => (await bridgeCheck("tts"))?.detail.connected, 5000);
   ns = mqtt.connect(broker.url, { clientId: "network-server", reconnectPeriod: 200, protocolVersion: 4 });
@@ -119,6 +123,7 @@ beforeAll(async () => {
 afterAll(async () => {
   ns?.end(true);
   await gw?.stop();
+  if (gw) rmSync(gw.dir, { recursive: true, force: true });
   await broker?.close();
 });
 
@@ -247,4 +252,23 @@ describe("LoRaWAN through ChirpStack v4 and The Things Stack v3", () => {
     expect(check.detail.reconnects).toBeGreaterThanOrEqual(1);
     expect(check.detail.url).toBe(`${broker.url}`.replace(/\/?$/, ""));
   }, 30_000);
+
+  it("uplinks sent while the gateway restarts wait in its broker session and arrive after it", async () => {
+    const dir = gw.dir;
+    await gw.gateway.stop();
+    // The gateway is gone; the network server goes on publishing at QoS 1.
+    await publish(
+      ns,
+      csTopic(RADAR),
+      chirpstackUp(RADAR, "c0c0c0c0-0000-4000-8000-000000000001", 30, "06fb0d00010100"),
+    );
+    await publish(
+      ns,
+      csTopic(RADAR),
+      chirpstackUp(RADAR, "c0c0c0c0-0000-4000-8000-000000000002", 31, "06fb0d00010200"),
+    );
+    gw = await startGateway({ ...gatewayOptions(), dir });
+    await eventually(() => eventsOf(RADAR, "presence.motionless").length === 3, 10_000);
+    expect(eventsOf(RADAR, "presence.motionless").map((e) => e.phase)).toEqual(["start", "start", "end"]);
+  }, 20_000);
 });
