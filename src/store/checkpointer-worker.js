@@ -11,8 +11,8 @@ import { statSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 
-/** @type {{ paths: string[]; intervalMs: number; minWalBytes: number }} */
-const { paths, intervalMs, minWalBytes } = workerData;
+/** @type {{ paths: string[]; intervalMs: number; minWalBytes: number; maxWalBytes: number }} */
+const { paths, intervalMs, minWalBytes, maxWalBytes } = workerData;
 const dbs = paths.map((path) => {
   const db = new Database(path);
   db.pragma("busy_timeout = 5000");
@@ -30,11 +30,17 @@ function walBytes(path) {
 
 function pass(force) {
   for (const { path, db } of dbs) {
-    if (!force && walBytes(path) < minWalBytes) continue;
+    const size = walBytes(path);
+    if (!force && size < minWalBytes) continue;
     const t0 = performance.now();
     try {
-      db.pragma("wal_checkpoint(PASSIVE)");
-      parentPort.postMessage({ type: "checkpoint", path, ms: performance.now() - t0 });
+      // A WAL past the ceiling: a writer that never pauses keeps PASSIVE behind for good. RESTART
+      // waits (busy_timeout) for the commit in progress, holds the next one while it copies, and
+      // lets the WAL start over, cut back to journal_size_limit. Only under a flood; it costs that
+      // writer one pause of the copy's length.
+      const mode = size > maxWalBytes ? "RESTART" : "PASSIVE";
+      db.pragma(`wal_checkpoint(${mode})`);
+      parentPort.postMessage({ type: "checkpoint", path, mode, ms: performance.now() - t0 });
     } catch (err) {
       parentPort.postMessage({
         type: "failed",

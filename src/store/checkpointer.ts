@@ -14,12 +14,20 @@ export interface CheckpointerOptions {
   intervalMs?: number;
   /** Below this WAL size a pass leaves the file alone (SQLite's own default is ~4 MiB). */
   minWalBytes?: number;
+  /**
+   * Past this WAL size a pass checkpoints with RESTART instead of PASSIVE: it waits for the writer
+   * between two commits and holds the next one until the WAL is copied, so the WAL starts over. A
+   * writer committing without pause (a flood) never lets a PASSIVE pass catch up, and the file
+   * grew without bound (2.6 GB in 60 s here). Default 64 MiB.
+   */
+  maxWalBytes?: number;
 }
 
 export class Checkpointer {
   private readonly worker: Worker;
   private closed = false;
-  readonly stats = { checkpoints: 0 };
+  /** restarts: passes that found a WAL past maxWalBytes and checkpointed with RESTART. */
+  readonly stats = { checkpoints: 0, restarts: 0 };
 
   constructor(
     options: CheckpointerOptions,
@@ -31,18 +39,29 @@ export class Checkpointer {
         paths: options.paths,
         intervalMs: options.intervalMs ?? 1000,
         minWalBytes: options.minWalBytes ?? 1 << 20,
+        maxWalBytes: options.maxWalBytes ?? 64 << 20,
       },
     });
     this.worker.unref();
-    this.worker.on("message", (m: { type: string; path: string; ms: number; error?: string }) => {
-      if (m.type === "checkpoint") {
-        this.stats.checkpoints++;
-        metrics?.walCheckpointSeconds.observe(m.ms / 1000);
-      } else if (m.type === "failed") {
-        // A full disk or a busy database: the WAL keeps growing until a later pass succeeds.
-        this.log.warn({ path: m.path, error: m.error }, "WAL checkpoint failed; retried on the next pass");
-      }
-    });
+    this.worker.on(
+      "message",
+      (m: { type: string; path: string; mode?: string; ms: number; error?: string }) => {
+        if (m.type === "checkpoint") {
+          this.stats.checkpoints++;
+          if (m.mode === "RESTART") {
+            this.stats.restarts++;
+            this.log.warn(
+              { path: m.path, ms: Math.round(m.ms) },
+              "WAL past its ceiling; checkpointed with RESTART",
+            );
+          }
+          metrics?.walCheckpointSeconds.observe(m.ms / 1000);
+        } else if (m.type === "failed") {
+          // A full disk or a busy database: the WAL keeps growing until a later pass succeeds.
+          this.log.warn({ path: m.path, error: m.error }, "WAL checkpoint failed; retried on the next pass");
+        }
+      },
+    );
     this.worker.on("error", (err) => this.log.error({ err }, "WAL checkpointer thread failed"));
   }
 

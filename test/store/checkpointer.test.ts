@@ -45,3 +45,35 @@ describe("WAL checkpoints on their own thread", () => {
     expect(await metrics.registry.metrics()).toMatch(/ata_wal_checkpoint_seconds_count [1-9]/);
   });
 });
+
+describe("a WAL past its ceiling", () => {
+  const temp = tempDbs("ata-checkpointer-ceiling-");
+  afterEach(() => temp.cleanup());
+
+  async function firstPass(maxWalBytes: number) {
+    const { db, path } = temp.open({ autoCheckpoint: false });
+    const insert = db.prepare("INSERT OR REPLACE INTO cursors (name, position, updated_at) VALUES (?, 1, 1)");
+    const blob = "y".repeat(64 * 1024);
+    db.transaction(() => {
+      for (let i = 0; i < 150; i++) insert.run(`${blob}${i}`);
+    })();
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(8 << 20);
+    const c = new Checkpointer(
+      { paths: [path], intervalMs: 20, minWalBytes: 1 << 20, maxWalBytes },
+      silentLogger(),
+    );
+    const deadline = Date.now() + 5000;
+    while (c.stats.checkpoints === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await c.close();
+    // The next commit starts the WAL over, cut back to the limit.
+    insert.run("after");
+    return { restarts: c.stats.restarts, wal: statSync(`${path}-wal`).size };
+  }
+
+  it("is checkpointed with RESTART, which a writer that never pauses cannot outrun; below it, PASSIVE", async () => {
+    // A writer committing without pause never lets a PASSIVE pass back-fill the whole WAL, so it
+    // never starts over (2.6 GB in 60 s under the flood benchmark); RESTART holds the next commit.
+    expect((await firstPass(4 << 20)).restarts).toBeGreaterThanOrEqual(1);
+    expect((await firstPass(64 << 20)).restarts).toBe(0);
+  }, 30_000);
+});
