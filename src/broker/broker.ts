@@ -90,11 +90,14 @@ export class Broker extends EventEmitter {
   private readonly idFailures: FailureWindows;
   /** Session takeovers per device id (mqtt.takeovers): repeated ones mean a shared secret. */
   private readonly takeovers: FailureWindows;
+  /** Devices told they are past their publish rate (once a second). */
+  private readonly rateTold = new FailureWindows("rate-told", () => ({ max: 1, windowSec: 1 }));
   /** Rejected publishes logged at info per device (one per 10 s). */
   private readonly rejectionsLogged = new FailureWindows("rejections", () => ({ max: 1, windowSec: 10 }));
   /** Open connections on every listener, and those not past CONNECT per address. */
   private open = 0;
-  private readonly pending = new Map<string, number>();
+  /** Per address, the connections not yet past CONNECT, oldest first (each by how to close it). */
+  private readonly pending = new Map<string, Set<() => void>>();
   private readonly slots = new WeakMap<Client, { settled(): void; closed(): void }>();
   /** The subject CN of a connection's verified client certificate (mutual TLS). */
   private readonly certificateNames = new WeakMap<Client, string>();
@@ -168,7 +171,7 @@ export class Broker extends EventEmitter {
       refuse: () => void,
       certificateName: string | null,
     ) => {
-      const slot = this.admitConnection(address);
+      const slot = this.admitConnection(address, refuse);
       if (!slot) return refuse();
       stream.once("close", slot.closed);
       const client = this.aedes.handle(stream);
@@ -329,30 +332,42 @@ export class Broker extends EventEmitter {
   }
 
   /**
-   * Whether to take a new connection: under the cap on all listeners (mqtt.maxConnections), and
-   * under the cap of connections from one address that have not completed CONNECT yet
-   * (mqtt.maxPendingPerAddress), so one host cannot hold every slot open with idle sockets. Counts
-   * it when taken; `settled` marks CONNECT done, `closed` gives the slot back.
+   * Whether to take a new connection: not past the cap on all listeners (mqtt.maxConnections).
+   * Connections from one address that have not completed CONNECT yet are capped too
+   * (mqtt.maxPendingPerAddress): past it the oldest of them is closed to make room, so one host
+   * cannot hold the slots with idle sockets. Counts the connection when taken; `settled` marks
+   * CONNECT done, `closed` gives the slot back.
    */
-  private admitConnection(address: string): { settled(): void; closed(): void } | null {
+  private admitConnection(address: string, close: () => void): { settled(): void; closed(): void } | null {
     const { maxConnections, maxPendingPerAddress } = this.ctx.config;
-    const pending = this.pending.get(address) ?? 0;
-    const why =
-      this.open >= maxConnections ? "connection_cap" : pending >= maxPendingPerAddress ? "pending_cap" : null;
-    if (why) {
-      this.ctx.metrics.connectionsRefused.inc({ reason: why });
-      this.ctx.security.record({ kind: "connection_limited", address, detail: { reason: why } });
+    if (this.open >= maxConnections) {
+      this.ctx.metrics.connectionsRefused.inc({ reason: "connection_cap" });
+      this.ctx.security.record({ kind: "connection_limited", address, detail: { reason: "connection_cap" } });
       return null;
     }
+    let pending = this.pending.get(address);
+    if (!pending) {
+      pending = new Set();
+      this.pending.set(address, pending);
+    }
+    if (pending.size >= maxPendingPerAddress) {
+      // The oldest connection still waiting for CONNECT goes, not the new one: a device's CONNECT
+      // arrives within milliseconds of its socket, an attacker's idle sockets sit for the connect
+      // timeout. So idle sockets cannot keep a device behind the same address out.
+      const oldest = pending.values().next().value;
+      if (oldest) {
+        pending.delete(oldest);
+        oldest();
+      }
+      this.ctx.metrics.connectionsRefused.inc({ reason: "pending_cap" });
+      this.ctx.security.record({ kind: "connection_limited", address, detail: { reason: "pending_cap" } });
+    }
     this.open++;
-    this.pending.set(address, pending + 1);
-    let isPending = true;
+    pending.add(close);
+    const set = pending;
     const settled = () => {
-      if (!isPending) return;
-      isPending = false;
-      const n = (this.pending.get(address) ?? 1) - 1;
-      if (n > 0) this.pending.set(address, n);
-      else this.pending.delete(address);
+      if (!set.delete(close)) return;
+      if (!set.size && this.pending.get(address) === set) this.pending.delete(address);
     };
     let isOpen = true;
     return {
@@ -416,8 +431,9 @@ export class Broker extends EventEmitter {
       this.ctx.security.record({
         kind: reason === "throttled" || reason === "busy" ? "connect_throttled" : "connect_refused",
         address,
-        // An unknown id is an attacker's word, not a device: kept, but it names nothing registered.
-        subject: username ? username.slice(0, 64) : null,
+        // Only a registered device is named: an unknown id is the attacker's choice, and naming each
+        // would keep a spray of random ids from folding into one row per address.
+        subject: username && this.ctx.registry.get(username) ? username : null,
         detail: { reason },
       });
       return refusal(code, message);
@@ -611,12 +627,17 @@ export class Broker extends EventEmitter {
               ? "publish rejected and dead-lettered"
               : "publish rejected and dead-lettered (further ones within 10 s at debug)",
           );
-          this.publishError(deviceId, {
-            code: result.rejection.code,
-            message: result.rejection.message,
-            topic: packet.topic,
-            receivedAt: new Date().toISOString(),
-          });
+          // Past its rate a device hears so once a second, not once a publish: telling it must not
+          // cost what refusing it saves.
+          const told = result.rejection.code === "rate_limited" && this.rateTold.count(deviceId) > 0;
+          if (result.rejection.code === "rate_limited" && !told) this.rateTold.record(deviceId);
+          if (!told)
+            this.publishError(deviceId, {
+              code: result.rejection.code,
+              message: result.rejection.message,
+              topic: packet.topic,
+              receivedAt: new Date().toISOString(),
+            });
         }
         cb(null);
       },

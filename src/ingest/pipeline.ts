@@ -98,7 +98,8 @@ export type Lane = "urgent" | "background";
 export interface Rejection {
   code: ErrorCode;
   message: string;
-  deadLetterId: number;
+  /** The dead letter keeping the payload; null for a publish past its device's rate (not stored). */
+  deadLetterId: number | null;
 }
 
 export type IngestResult =
@@ -213,22 +214,30 @@ export class Ingest extends EventEmitter {
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const receivedAtMs = this.now();
-    let outcome = this.decode(deviceId, channel, payload, receivedAtMs);
+    const outcome = this.decode(deviceId, channel, payload, receivedAtMs);
     if ("events" in outcome && outcome.events.length === 0)
       return Promise.resolve({ ok: true, events: 0, duplicates: 0 });
-    // Before the redelivery check: a publish refused for its rate is not remembered as seen.
+    // Every publish counts against its device's rate, valid or not; only one carrying an urgent
+    // event always passes. Past the rate nothing is written, neither event nor dead letter: a device
+    // flooding (garbage or not) must not turn into a flood of writes (the disk, the WAL, the commits
+    // a fall shares). It is counted, and the device told. Checked before the redelivery check, so
+    // refused bytes are not remembered as seen.
     if (
       this.rates &&
-      "events" in outcome &&
-      !this.isUrgent(outcome.events) &&
+      !("events" in outcome && this.isUrgent(outcome.events)) &&
       !this.rates.take(deviceId, receivedAtMs)
     ) {
       this.ctx.onRateLimited?.(deviceId);
+      this.ctx.metrics.eventsRejected.inc({ reason: "rate_limited" });
       const { perSec, burst } = this.rates;
-      outcome = {
-        code: "rate_limited",
-        message: `more than ${perSec} publishes a second (bursts of ${burst}); this one was not logged`,
-      };
+      return Promise.resolve({
+        ok: false,
+        rejection: {
+          code: "rate_limited",
+          message: `more than ${perSec} publishes a second (bursts of ${burst}); this one was not logged or kept`,
+          deadLetterId: null,
+        },
+      });
     }
     const redelivered: Row[] = [];
     let key: { key: string; at: number } | null = null;

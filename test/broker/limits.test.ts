@@ -87,13 +87,20 @@ describe("connection limits", () => {
     expect(ms).toBeLessThan(3000);
   });
 
-  it("caps idle connections per address and connections in all, and frees the slots when they go", async () => {
+  it("closes the oldest idle connection past the per-address cap, caps connections in all, and frees the slots", async () => {
     const g = await gateway({ maxPendingPerAddress: 3, maxConnections: 5 });
-    const idle = await Promise.all([1, 2, 3].map(() => raw(g.mqttPort)));
+    const idle: Awaited<ReturnType<typeof raw>>[] = [];
+    for (let i = 0; i < 3; i++) idle.push(await raw(g.mqttPort));
+    // A fourth idle socket from the same address: the oldest waiting one is closed to make room.
     const fourth = await raw(g.mqttPort);
-    expect(await fourth.closed).toBeLessThan(1000);
-    for (const s of idle) s.socket.destroy();
-    await Promise.all(idle.map((s) => s.closed));
+    expect(await idle[0]!.closed).toBeLessThan(1000);
+    // A device behind the same address still gets in while the idle sockets keep coming.
+    const fifth = await raw(g.mqttPort);
+    expect(await idle[1]!.closed).toBeLessThan(1000);
+    const device = await connectDevice(g.mqttPort, NATIVE, NATIVE_SECRET);
+    device.end(true);
+    for (const s of [idle[2]!, fourth, fifth]) s.socket.destroy();
+    await Promise.all([idle[2]!, fourth, fifth].map((s) => s.closed));
     // Devices past CONNECT do not count as idle: five connect, the sixth connection is refused.
     for (const p of ["ata/native", "vayyar/care", "milesight/vs373", "scaip/bed-mat", "scaip/pendant"])
       clients.push(await connectDevice(g.mqttPort, deviceIdFor(p), secretFor(p)));
@@ -110,13 +117,13 @@ describe("connection limits", () => {
       return open;
     });
     const refused = await (await fetch(`${g.httpUrl}/metrics`)).text();
-    expect(refused).toMatch(/ata_mqtt_connections_refused_total\{reason="pending_cap"\} 1/);
+    expect(refused).toMatch(/ata_mqtt_connections_refused_total\{reason="pending_cap"\} [2-9]/);
     expect(refused).toMatch(/ata_mqtt_connections_refused_total\{reason="connection_cap"\} [1-9]/);
   });
 });
 
 describe("per-device publish rate", () => {
-  it("dead-letters publishes past the burst with rate_limited and tells the device, but never a fall", async () => {
+  it("refuses publishes past the burst without writing them, tells the device once a second, and never holds back a fall", async () => {
     const g = await gateway({}, { ingest: { deviceRate: { perSec: 0.5, burst: 5 } } });
     const client = await connectDevice(g.mqttPort, NATIVE, NATIVE_SECRET);
     clients.push(client);
@@ -140,12 +147,21 @@ describe("per-device publish rate", () => {
       .all(NATIVE)
       .map((r) => (r as { event_id: string }).event_id);
     expect(logged).toEqual(["hb-0", "hb-1", "hb-2", "hb-3", "hb-4", "fall-1"]);
+    // Past the rate nothing is written: no dead letter (a flood must not become a flood of writes).
     const dead = g.gateway.db.prepare("SELECT code FROM dead_letters WHERE device_id = ?").all(NATIVE);
-    expect(dead).toEqual(Array(3).fill({ code: "rate_limited" }));
-    await eventually(() => told.length === 3);
-    expect(told.every((m) => m.code === "rate_limited")).toBe(true);
+    expect(dead).toEqual([]);
+    // Told once a second, not once a publish.
+    await eventually(() => told.length === 1);
+    expect(told[0]).toMatchObject({ code: "rate_limited" });
     g.gateway.security.flush(true);
     expect(rows(g, "device_rate_limited")).toBe(3);
+    const metrics = await (await fetch(`${g.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/ata_events_rejected_total\{reason="rate_limited"\} 3/);
+    // Garbage counts against the rate too, and past it is not stored either.
+    await publish(client, topic, "{not json");
+    expect(
+      g.gateway.db.prepare("SELECT count(*) AS n FROM dead_letters WHERE device_id = ?").get(NATIVE),
+    ).toEqual({ n: 0 });
   });
 });
 
