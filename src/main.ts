@@ -10,6 +10,7 @@ import { ConfigSchema, configuredChannels } from "./config/schema.js";
 import { Gateway } from "./gateway.js";
 import { createLogger } from "./log.js";
 import { configProfileIds } from "./profiles/config.js";
+import { formatRefusals } from "./profiles/loader.js";
 import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
 import { checkRuleChannels, loadRuleFile } from "./rules/engine.js";
 
@@ -30,16 +31,17 @@ let timeModel: ReturnType<typeof loadTimeModel> | undefined;
   // three is listed before the process stops (exit 2), even when the main file itself has some.
   const failures: string[] = [];
   const configPath = resolve(values.config ?? process.env.ATA_CONFIG ?? DEFAULT_CONFIG_PATH);
+  // Devices in the file may name an external profile (profiles.dir) as well as a built-in one.
+  const external = await configProfileIds(configPath, process.env);
   try {
-    config = loadConfig({
-      path: configPath,
-      env: process.env,
-      // Devices in the file may name an external profile (profiles.dir) as well as a built-in one.
-      knownProfiles: (await configProfileIds(configPath, process.env)).ids,
-    });
+    config = loadConfig({ path: configPath, env: process.env, knownProfiles: external.ids });
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     failures.push(err.message);
+    // An "unknown profile" may be one that was refused: say why beside it.
+    const refused = external.report ? formatRefusals(external.report) : [];
+    if (refused.length)
+      failures.push(`external profiles refused:\n${refused.map((r) => `  - ${r}`).join("\n")}`);
   }
   // Where the other two are: from the configuration, or as far as a broken one says.
   const files = config ?? companionFiles(configPath);

@@ -15,11 +15,12 @@
  * hook only (its CommonJS hook triples the command's start-up time), so there a `.ts` file outside a
  * `"type": "module"` package is read as CommonJS and fails: `.mts` works everywhere tsx runs. Node caches modules by URL, so each file is
  * imported with its content hash in the URL: an unchanged file is the same module, a changed one is
- * evaluated afresh. Old versions stay in memory until the process restarts (Node cannot unload an ES
+ * evaluated afresh (a file read as CommonJS is cached by name instead, so its entry is dropped first). Old versions stay in memory until the process restarts (Node cannot unload an ES
  * module); that is a few kilobytes per edit of a profile.
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { basename, extname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { z } from "zod";
@@ -29,6 +30,7 @@ import { PROFILE_KIT } from "./kit.js";
 
 export const PROFILE_EXTENSIONS = [".js", ".mjs", ".ts", ".mts"] as const;
 const TYPESCRIPT = new Set([".ts", ".mts"]);
+const requireCache = createRequire(import.meta.url).cache;
 
 export interface LoadedProfile {
   profile: DeviceProfile;
@@ -106,6 +108,9 @@ async function importProfile(
     return { id: null, problems: [`cannot read the file: ${errorText(err)}`] };
   }
   const version = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+  // A file Node reads as CommonJS (a .ts outside a "type": "module" package, under tsx) is cached
+  // by file name whatever the URL says: forget it, or a reload would get the old version back.
+  delete requireCache[file];
   let mod: { default?: unknown };
   try {
     mod = (await import(`${pathToFileURL(file).href}?v=${version}`)) as { default?: unknown };
