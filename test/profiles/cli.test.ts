@@ -23,6 +23,7 @@ describe("ata profiles", () => {
   write(bad, "broken.js", "export default {{ not javascript");
   write(bad, "twin-1.mjs", buttonProfile({ id: "acme/twin" }));
   write(bad, "twin-2.mjs", buttonProfile({ id: "acme/twin" }));
+  write(bad, "half.mjs", 'export default { id: "acme/half", vendor: "Acme", topics: "press" };');
   const config = join(dir, "config.json");
   writeFileSync(
     config,
@@ -67,7 +68,20 @@ describe("ata profiles", () => {
     );
     expect(lines).toContain('FAIL twin-1.mjs (acme/twin): id "acme/twin" is also declared by twin-2.mjs');
     expect(lines).toContain('FAIL twin-2.mjs (acme/twin): id "acme/twin" is also declared by twin-1.mjs');
-    expect(lines.at(-1)).toBe(`0 of 5 profile(s) in ${bad} pass the checks`);
+    // A module that is not a profile: each missing or mistyped field by name, before any check runs.
+    const half = lines.filter((l) => l.startsWith("FAIL half.mjs (acme/half): "));
+    expect(half.map((l) => l.slice("FAIL half.mjs (acme/half): ".length).split(":")[0])).toEqual([
+      "model",
+      "kind",
+      "description",
+      "topics",
+      "supervision",
+      "scaip",
+      "emits",
+      "decode",
+      "fixtures",
+    ]);
+    expect(lines.at(-1)).toBe(`0 of 6 profile(s) in ${bad} pass the checks`);
   });
 
   it("check of a missing directory fails, and of no directory is a usage error", async () => {
@@ -93,7 +107,9 @@ describe("ata profiles", () => {
     mkdirSync(plain);
     write(plain, "acme-tag.ts", text);
     const refused = await fails("profiles", "check", plain);
-    expect(refused.stdout).toMatch(/^FAIL acme-tag\.ts: the module does not load: SyntaxError: .*name it \.mts\)$/m);
+    expect(refused.stdout).toMatch(
+      /^FAIL acme-tag\.ts: the module does not load: SyntaxError: .*name it \.mts\)$/m,
+    );
   });
 
   it("lists the configured directory's profiles beside the built-in ones, and registers devices with them", async () => {
