@@ -1,8 +1,3 @@
-/**
- * Alerts over HTTP: list and filter, one alert with its history and response times, the same
- * actions as the staff WebSocket, maintenance windows. Scoped by the caller's staff token.
- */
-import { timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 import type { AlertManager } from "../alerts/manager.js";
 import { ALERT_STATES, type AuditEntry, Outcome } from "../alerts/model.js";
@@ -10,7 +5,6 @@ import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError } from "../errors.js";
 import { PRIORITIES } from "../model/event.js";
 import { placesInScope, type SiteCatalogueEntry, type StaffIdentity } from "../staff/protocol.js";
-import type { TokenStore } from "../staff/tokens.js";
 import type { Db } from "../store/db.js";
 import type { RequestContext, Router } from "./router.js";
 

@@ -9,7 +9,7 @@
 import { createHash } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { dirname, extname, join, resolve, sep } from "node:path";
+import { extname, join, resolve, sep } from "node:path";
 import { PACKAGE_ROOT } from "../util/package-root.js";
 import type { FallbackHandler } from "./server.js";
 

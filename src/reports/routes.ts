@@ -8,7 +8,6 @@ import { ApiError } from "../errors.js";
 import { parseQuery } from "../http/alerts.js";
 import { RawReply, type RequestContext, type Router } from "../http/router.js";
 import type { StaffIdentity } from "../staff/protocol.js";
-import type { TokenStore } from "../staff/tokens.js";
 import { addDays, DAY, dayWindow, isDate, localDate, wallTime } from "./calendar.js";
 import { tableCsv, tablesCsv } from "./csv.js";
 import { outcomesReport } from "./outcomes.js";
