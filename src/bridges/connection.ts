@@ -49,6 +49,8 @@ export class BridgeConnection {
   private client: MqttClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private attempt = 0;
+  /** The last connection was dropped because a message could not be handled (storage refused it). */
+  private backingOff = false;
   private stopped = true;
   private readonly health: ConnectionHealth;
 
@@ -110,7 +112,9 @@ export class BridgeConnection {
     this.client = client;
     client.on("connect", (connack) => {
       (client.stream as unknown as Socket | undefined)?.setNoDelay?.(true);
-      this.attempt = 0;
+      // After a drop for a message that could not be handled, the waits keep growing until one is:
+      // a full disk must not turn into a reconnect every second.
+      if (!this.backingOff) this.attempt = 0;
       this.health.connected = true;
       this.health.connectedSince = new Date().toISOString();
       this.metrics.connected.set({ bridge: o.name }, 1);
@@ -156,6 +160,7 @@ export class BridgeConnection {
     this.metrics.messages.inc({ bridge: this.options.name });
     try {
       await this.handle(topic, message, retained);
+      this.backingOff = false;
     } catch (err) {
       this.failed(`handling a message failed: ${(err as Error).message}`);
       throw err;
@@ -169,6 +174,7 @@ export class BridgeConnection {
   }
 
   private dropConnection(reason: string): void {
+    this.backingOff = true;
     this.log.warn(
       { url: this.health.url, reason },
       "bridge drops its connection to be sent the message again",
