@@ -101,6 +101,30 @@ function duration(/** @type {number | null | undefined} */ sec) {
   return t("dash.hours", { n: num(sec / 3600, 1) });
 }
 
+/** A length of time at the scale a reader thinks in: "3 min", "5 t", "2 dage", "4 uger". */
+function span(/** @type {number} */ hours) {
+  if (hours < 1.5) return t("dash.minutes", { n: num(hours * 60, 0) });
+  if (hours < 48) return t("dash.hours", { n: num(hours, 0) });
+  const days = Math.round(hours / 24);
+  if (days < 14) return t(days === 1 ? "dash.day" : "dash.days", { n: num(days, 0) });
+  const weeks = Math.round(days / 7);
+  return t(weeks === 1 ? "dash.week" : "dash.weeks", { n: num(weeks, 0) });
+}
+
+/**
+ * An uptime share with how much of the window it rests on: a device registered 3 minutes ago is not
+ * "100 %" of four weeks. No share (nothing registered in the window): no figure at all.
+ */
+function uptimeText(
+  /** @type {{ onlineShare: number | null, observedHours?: number, windowHours?: number }} */ x,
+) {
+  if (x.onlineShare === null) return t("dash.notObserved");
+  const share = pct(x.onlineShare, 1);
+  const { observedHours: seen, windowHours: window } = x;
+  if (seen === undefined || window === undefined || seen >= window) return share;
+  return `${share} (${t("dash.observedOf", { observed: span(seen), window: span(window) })})`;
+}
+
 function label(/** @type {string} */ prefix, /** @type {string} */ key) {
   return has(`${prefix}.${key}`) ? t(`${prefix}.${key}`) : key;
 }
@@ -915,8 +939,15 @@ function renderCoverage(/** @type {any} */ r) {
       { label: t("dash.col.unitId"), value: (u) => unitName(u.unit) },
       { label: t("dash.col.devices"), value: (u) => num(u.devices, 0), num: true },
       { label: t("dash.col.fallSensors"), value: (u) => num(u.fallSensors, 0), num: true },
-      { label: t("dash.col.uptime"), value: (u) => pct(u.onlineShare, 1), num: true },
-      { label: t("dash.col.fallSensorUptime"), value: (u) => pct(u.fallSensorOnlineShare, 1), num: true },
+      { label: t("dash.col.uptime"), value: (u) => uptimeText(u), num: true },
+      {
+        label: t("dash.col.fallSensorUptime"),
+        value: (u) =>
+          u.fallSensorOnlineShare === null && u.fallSensors > 0
+            ? t("dash.notObserved")
+            : pct(u.fallSensorOnlineShare, 1),
+        num: true,
+      },
       {
         label: t("dash.col.residentCoverage"),
         value: (u) =>
@@ -940,7 +971,7 @@ function renderCoverage(/** @type {any} */ r) {
     rows: shown.map((d) => ({
       label: d.device,
       value: d.onlineShare === null ? null : d.onlineShare * 100,
-      display: d.onlineShare === null ? t("dash.notObserved") : pct(d.onlineShare, 1),
+      display: uptimeText(d),
       className: d.onlineShare !== null && d.onlineShare < 0.95 ? "bar-warn" : "",
     })),
   });
@@ -949,7 +980,7 @@ function renderCoverage(/** @type {any} */ r) {
       { label: t("dash.col.device"), value: (d) => d.device },
       { label: t("dash.col.kind"), value: (d) => d.kind ?? d.profile },
       { label: t("dash.col.room"), value: (d) => d.room ?? "–" },
-      { label: t("dash.col.uptime"), value: (d) => pct(d.onlineShare, 1), num: true },
+      { label: t("dash.col.uptime"), value: (d) => uptimeText(d), num: true },
       { label: t("dash.col.outages"), value: (d) => num(d.outages, 0), num: true },
       {
         label: t("dash.col.longestOutage"),

@@ -214,7 +214,13 @@ export const STRINGS = {
     "dash.outcomes.open": "Åbne",
     "dash.outcomes.cancelled": "Annulleret",
     "dash.uptimeByDevice": "Oppetid pr. enhed (laveste først)",
-    "dash.notObserved": "ikke observeret",
+    "dash.notObserved": "ingen data",
+    // Coverage over a window the devices were only partly registered in says how much was seen.
+    "dash.observedOf": "observeret {observed} af {window}",
+    "dash.day": "{n} dag",
+    "dash.days": "{n} dage",
+    "dash.week": "{n} uge",
+    "dash.weeks": "{n} uger",
     "dash.assumptions": "Forudsætninger",
     "dash.assumptions.help":
       "Alle tal ovenfor er beregnet med disse parametre. Pladsholdere er markeret og bør erstattes med målinger fra eget plejecenter.",
@@ -479,7 +485,12 @@ export const STRINGS = {
     "dash.outcomes.open": "Open",
     "dash.outcomes.cancelled": "Cancelled",
     "dash.uptimeByDevice": "Uptime per device (lowest first)",
-    "dash.notObserved": "not observed",
+    "dash.notObserved": "no data",
+    "dash.observedOf": "observed {observed} of {window}",
+    "dash.day": "{n} day",
+    "dash.days": "{n} days",
+    "dash.week": "{n} week",
+    "dash.weeks": "{n} weeks",
     "dash.assumptions": "Assumptions",
     "dash.assumptions.help":
       "Every figure above is computed with these parameters. Placeholders are marked and should be replaced with the home's own measurements.",

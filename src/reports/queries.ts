@@ -808,6 +808,9 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
     profile: string;
     kind: string | null;
     enabled: boolean;
+    /** The window the report asks about, up to now. */
+    windowHours: number;
+    /** The part of it since the device was registered: a share is only ever of this. */
     observedHours: number;
     onlineHours: number;
     offlineHours: number;
@@ -821,6 +824,9 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
     unit: string;
     devices: number;
     fallSensors: number;
+    windowHours: number;
+    /** From the first registration of one of its devices in the window: how long anything was seen. */
+    observedHours: number;
     onlineShare: number | null;
     fallSensorOnlineShare: number | null;
     residents: number;
@@ -832,6 +838,7 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
   for (const site of scope.sites) {
     const range = rangeOf(site);
     const end = Math.min(range.to, now);
+    const windowMs = Math.max(0, end - range.from);
     const inScope = (unit: string) => !scope.units || scope.units.includes(unit);
     const rows = (
       ctx.db
@@ -850,7 +857,15 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
     ).filter((d) => inScope(d.unit_id));
     const agg = new Map<
       string,
-      { online: number; observed: number; fsOnline: number; fsObserved: number; n: number; fs: number }
+      {
+        online: number;
+        observed: number;
+        longest: number;
+        fsOnline: number;
+        fsObserved: number;
+        n: number;
+        fs: number;
+      }
     >();
     const fallRooms = new Map<string, Set<string>>();
     const fallResidents = new Set<string>();
@@ -870,6 +885,7 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
         profile: d.profile,
         kind,
         enabled: d.enabled === 1,
+        windowHours: round(windowMs / HOUR),
         observedHours: round(observed / HOUR),
         onlineHours: round((up?.onlineMs ?? 0) / HOUR),
         offlineHours: round((up?.offlineMs ?? 0) / HOUR),
@@ -880,12 +896,13 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
       });
       let a = agg.get(d.unit_id);
       if (!a) {
-        a = { online: 0, observed: 0, fsOnline: 0, fsObserved: 0, n: 0, fs: 0 };
+        a = { online: 0, observed: 0, longest: 0, fsOnline: 0, fsObserved: 0, n: 0, fs: 0 };
         agg.set(d.unit_id, a);
       }
       a.n++;
       a.online += up?.onlineMs ?? 0;
       a.observed += observed;
+      a.longest = Math.max(a.longest, observed);
       if (kind === "fall-sensor") {
         a.fs++;
         a.fsOnline += up?.onlineMs ?? 0;
@@ -907,7 +924,15 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
     ).filter((r) => inScope(r.unit_id));
     const unitIds = new Set([...site.units.map((u) => u.id).filter(inScope), ...agg.keys()]);
     for (const unit of [...unitIds].sort()) {
-      const a = agg.get(unit) ?? { online: 0, observed: 0, fsOnline: 0, fsObserved: 0, n: 0, fs: 0 };
+      const a = agg.get(unit) ?? {
+        online: 0,
+        observed: 0,
+        longest: 0,
+        fsOnline: 0,
+        fsObserved: 0,
+        n: 0,
+        fs: 0,
+      };
       const res = residents.filter((r) => r.unit_id === unit);
       const covered = res.filter(
         (r) =>
@@ -920,6 +945,8 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
         unit,
         devices: a.n,
         fallSensors: a.fs,
+        windowHours: round(windowMs / HOUR),
+        observedHours: round(a.longest / HOUR),
         onlineShare: a.observed > 0 ? round(a.online / a.observed, 4) : null,
         fallSensorOnlineShare: a.fsObserved > 0 ? round(a.fsOnline / a.fsObserved, 4) : null,
         residents: res.length,
@@ -950,6 +977,8 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
           "unit",
           "devices",
           "fall_sensors",
+          "window_hours",
+          "observed_hours",
           "online_share",
           "fall_sensor_online_share",
           "residents",
@@ -963,6 +992,8 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
           u.unit,
           u.devices,
           u.fallSensors,
+          u.windowHours,
+          u.observedHours,
           u.onlineShare,
           u.fallSensorOnlineShare,
           u.residents,
@@ -982,6 +1013,7 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
           "profile",
           "kind",
           "enabled",
+          "window_hours",
           "observed_hours",
           "online_hours",
           "offline_hours",
@@ -998,6 +1030,7 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
           d.profile,
           d.kind,
           d.enabled,
+          d.windowHours,
           d.observedHours,
           d.onlineHours,
           d.offlineHours,

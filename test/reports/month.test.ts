@@ -216,6 +216,8 @@ describe("reports over a month of simulated data for 200 devices", () => {
       unit: "u0",
       devices: 20,
       fallSensors: 8,
+      windowHours: 745,
+      observedHours: 745,
       onlineShare: 0.9979, // (19 x 745 + 714) / (20 x 745) = 14869 / 14900
       fallSensorOnlineShare: 0.9948, // (7 x 745 + 714) / (8 x 745) = 5929 / 5960
       residents: 10,
