@@ -3,6 +3,7 @@
  * event itself comes in through the context, so tests can evaluate without a database.
  */
 import type { LoggedEvent } from "../ingest/pipeline.js";
+import { isWithinLocalWindow } from "../time/zone.js";
 import type { Condition } from "./schema.js";
 
 export interface EvalContext {
@@ -21,34 +22,6 @@ export function typeMatches(type: string, patterns: readonly string[]): boolean 
   return patterns.some(
     (p) => p === "*" || p === type || (p.endsWith(".*") && type.startsWith(p.slice(0, -1))),
   );
-}
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-/** Minutes after local midnight in the zone: DST-correct because Intl applies the zone's rules. */
-export function localMinutes(epochMs: number, timeZone: string): number {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
-    formatters.set(timeZone, f);
-  }
-  let h = 0;
-  let m = 0;
-  for (const part of f.formatToParts(epochMs)) {
-    if (part.type === "hour") h = Number(part.value);
-    else if (part.type === "minute") m = Number(part.value);
-  }
-  return h * 60 + m;
-}
-
-const clock = (s: string) => Number(s.slice(0, 2)) * 60 + Number(s.slice(3, 5));
-
-/** [from, to) in local time; from > to spans midnight. */
-export function inWindow(epochMs: number, timeZone: string, window: { from: string; to: string }): boolean {
-  const t = localMinutes(epochMs, timeZone);
-  const from = clock(window.from);
-  const to = clock(window.to);
-  return from <= to ? t >= from && t < to : t >= from || t < to;
 }
 
 export function evaluate(c: Condition, ctx: EvalContext): boolean {
@@ -73,7 +46,8 @@ export function evaluate(c: Condition, ctx: EvalContext): boolean {
     if (!c.dataPresent.every((k) => data[k] !== undefined && data[k] !== null)) return false;
   }
   if (c.residentFlags && !c.residentFlags.every((f) => ctx.residentFlags.includes(f))) return false;
-  if (c.time && !inWindow(Date.parse(e.occurredAt), ctx.timeZone, c.time)) return false;
+  // [from, to) by the local wall clock; from > to spans midnight (src/time/zone.ts).
+  if (c.time && !isWithinLocalWindow(Date.parse(e.occurredAt), c.time, ctx.timeZone)) return false;
   if (c.all && !c.all.every((x) => evaluate(x, ctx))) return false;
   if (c.any && !c.any.some((x) => evaluate(x, ctx))) return false;
   if (c.not && evaluate(c.not, ctx)) return false;

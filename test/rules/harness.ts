@@ -64,6 +64,8 @@ export function buildHarness(
     channels?: AlertChannel[];
     /** An existing database (a restart in the same test); default a fresh in-memory one. */
     db?: Db;
+    /** The site's time zone; default Europe/Copenhagen. */
+    timeZone?: string;
   } = {},
 ): Harness {
   const log = silentLogger();
@@ -131,7 +133,7 @@ export function buildHarness(
       alerts,
       timers,
       log,
-      timeZones: new Map([["home-a", "Europe/Copenhagen"]]),
+      timeZones: new Map([["home-a", opts.timeZone ?? "Europe/Copenhagen"]]),
     },
     file,
   );
