@@ -1,9 +1,20 @@
 /**
- * CSV export (RFC 4180: comma separated, CRLF line ends, fields quoted when they hold a comma, quote
- * or line break). A report has several tables: one table alone is a plain CSV; all of them are
- * sections separated by an empty line, each starting with its own header row whose first column is
- * `table`, so every row says which table it belongs to.
+ * CSV export in two dialects.
+ *
+ * Machine CSV (format=csv; RFC 4180: comma separated, CRLF line ends, fields quoted when they hold a
+ * comma, quote or line break). A report has several tables: one table alone is a plain CSV; all of
+ * them are sections separated by an empty line, each starting with its own header row whose first
+ * column is `table`, so every row says which table it belongs to.
+ *
+ * Spreadsheet CSV (format=csv-da), for a Danish Excel opened by double-click: Excel reads a CSV
+ * with the list separator and decimal mark of the Windows region, which for Danish are ";" and ",",
+ * and reads it as UTF-8 only after a byte order mark (without it "æøå" turn into "Ã¦Ã¸Ã¥"). So:
+ * UTF-8 with BOM, ";" between fields (quoted per RFC 4180 with ";" in place of ","), decimal comma
+ * and no thousands separator, headings in the chosen language, one table per file. Dates stay ISO
+ * (2026-10-12), which Excel reads as a date in every region; an instant becomes the site's local
+ * wall time "2026-10-12 00:00", also read as a date and time. Booleans are words (ja/nej).
  */
+import { heading, type Lang } from "./columns.js";
 import type { Cell, Table } from "./queries.js";
 
 const NEEDS_QUOTES = /[",\r\n]/;
@@ -29,4 +40,57 @@ export function tablesCsv(tables: readonly Table[]): string {
   return tables
     .map((t) => line(["table", ...t.columns]) + t.rows.map((r) => line([t.name, ...r])).join(""))
     .join("\r\n");
+}
+
+const BOM = "\uFEFF";
+const NEEDS_QUOTES_SEMI = /[";\r\n]/;
+const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?Z$/;
+
+export interface SpreadsheetOptions {
+  lang: Lang;
+  /** The time zone a row's instants are shown in: the zone of the row's site. */
+  timeZoneOf: (site: string | undefined) => string;
+}
+
+/** "yyyy-mm-dd hh:mm" on the wall clock of the zone. */
+function wallClock(ms: number, timeZone: string): string {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat("en-GB", {
+      timeZone,
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h23",
+    })
+      .formatToParts(ms)
+      .map((p) => [p.type, p.value]),
+  );
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+}
+
+export function spreadsheetCell(value: Cell, lang: Lang, timeZone: string): string {
+  if (value === null || value === undefined) return "";
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) return "";
+    // Never exponent notation, never grouping: Excel would read "1.234" as text or a thousand.
+    return value.toLocaleString("en-US", { useGrouping: false, maximumFractionDigits: 20 }).replace(".", ",");
+  }
+  if (typeof value === "boolean") return lang === "da" ? (value ? "ja" : "nej") : value ? "yes" : "no";
+  let text = INSTANT.test(value) ? wallClock(Date.parse(value), timeZone) : value;
+  if (FORMULA.test(text)) text = `'${text}`;
+  if (NEEDS_QUOTES_SEMI.test(text)) text = `"${text.replace(/"/g, '""')}"`;
+  return text;
+}
+
+/** One table as a Danish spreadsheet opens it: BOM, ";", decimal comma, headings in `lang`. */
+export function spreadsheetCsv(table: Table, opts: SpreadsheetOptions): string {
+  const site = table.columns.indexOf("site");
+  const head = table.columns.map((c) => spreadsheetCell(heading(table.name, c, opts.lang), opts.lang, "UTC"));
+  const rows = table.rows.map((r) => {
+    const zone = opts.timeZoneOf(site >= 0 ? String(r[site]) : undefined);
+    return r.map((c) => spreadsheetCell(c, opts.lang, zone));
+  });
+  return BOM + [head, ...rows].map((cells) => `${cells.join(";")}\r\n`).join("");
 }

@@ -1,7 +1,7 @@
 /**
  * The reports API (docs/reports-api.md): time saved, response times, alert volume, false alarms,
- * coverage and the model's assumptions, as JSON or CSV, scoped by the caller's staff token (its
- * sites, and its units when the token names units).
+ * coverage and the model's assumptions, as JSON, machine CSV or a Danish spreadsheet's CSV, scoped by
+ * the caller's staff token (its sites, and its units when the token names units).
  */
 import { z } from "zod";
 import { ApiError } from "../errors.js";
@@ -9,7 +9,7 @@ import { parseQuery } from "../http/alerts.js";
 import { RawReply, type RequestContext, type Router } from "../http/router.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import { addDays, DAY, dayWindow, isDate, localDate, wallTime } from "./calendar.js";
-import { tableCsv, tablesCsv } from "./csv.js";
+import { spreadsheetCsv, tableCsv, tablesCsv } from "./csv.js";
 import { outcomesReport } from "./outcomes.js";
 import {
   alertVolumeReport,
@@ -53,8 +53,10 @@ const common = {
   unit: z.string().min(1).max(64).optional(),
   from: DateOrInstant.optional(),
   to: DateOrInstant.optional(),
-  format: z.enum(["json", "csv"]).default("json"),
+  format: z.enum(["json", "csv", "csv-da"]).default("json"),
   table: z.string().max(64).optional(),
+  /** Headings of format=csv-da. */
+  lang: z.enum(["da", "en"]).default("da"),
   // Read by the router as a bearer token when there is no Authorization header.
   token: z.string().optional(),
 };
@@ -67,6 +69,7 @@ const ModelQuery = z.strictObject({
   site: common.site,
   format: common.format,
   table: common.table,
+  lang: common.lang,
   token: common.token,
 });
 const RecomputeBody = z.strictObject({
@@ -151,8 +154,14 @@ function resolveRange(
 
 function reply(
   name: string,
-  q: { format: "json" | "csv"; table?: string | undefined; site?: string | undefined },
+  q: {
+    format: "json" | "csv" | "csv-da";
+    table?: string | undefined;
+    site?: string | undefined;
+    lang: "da" | "en";
+  },
   report: { body: unknown; tables: Table[] },
+  scope: Scope,
 ) {
   if (q.table !== undefined && !report.tables.some((t) => t.name === q.table)) {
     invalid([
@@ -164,8 +173,26 @@ function reply(
   }
   if (q.format === "json") return report.body;
   const tables = q.table !== undefined ? report.tables.filter((t) => t.name === q.table) : report.tables;
-  const body = tables.length === 1 ? tableCsv(tables[0]!) : tablesCsv(tables);
-  const file = [name, q.site ?? "all", q.table].filter(Boolean).join("-");
+  let body: string;
+  if (q.format === "csv-da") {
+    // A spreadsheet has no place for a second header row: one table per file.
+    if (tables.length !== 1)
+      invalid([
+        {
+          param: "table",
+          message: `format=csv-da is one table per file; choose one of ${report.tables.map((t) => t.name).join(", ")}`,
+        },
+      ]);
+    const zones = new Map(scope.sites.map((s) => [s.id, s.timeZone]));
+    const fallback = scope.sites[0]?.timeZone ?? "UTC";
+    body = spreadsheetCsv(tables[0]!, {
+      lang: q.lang,
+      timeZoneOf: (site) => (site !== undefined ? zones.get(site) : undefined) ?? fallback,
+    });
+  } else body = tables.length === 1 ? tableCsv(tables[0]!) : tablesCsv(tables);
+  const file = [name, q.site ?? "all", q.format === "csv-da" ? tables[0]!.name : q.table]
+    .filter(Boolean)
+    .join("-");
   return new RawReply(200, "text/csv; charset=utf-8", body, {
     "content-disposition": `attachment; filename="${file}.csv"`,
     "cache-control": "no-store",
@@ -193,7 +220,7 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
       const staff = who(r);
       const q = parseQuery(RangeQuery, r.query);
       const scope = resolveScope(ctx, staff, q);
-      return reply(name, q, await run(scope, resolveRange(scope, q, now())));
+      return reply(name, q, await run(scope, resolveRange(scope, q, now())), scope);
     });
 
   router.add("GET", "/api/v1/reports/time-saved", async (r) => {
@@ -201,7 +228,7 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
     const q = parseQuery(TimeSavedQuery, r.query);
     const scope = resolveScope(ctx, staff, q);
     const report = await timeSavedReport(ctx, scope, resolveRange(scope, q, now()), q.interval);
-    return reply("time-saved", q, report);
+    return reply("time-saved", q, report, scope);
   });
   rangeReport("response-times", (scope, range) => responseTimesReport(ctx, scope, range));
   rangeReport("alert-volume", (scope, range) => alertVolumeReport(ctx, scope, range));
@@ -212,7 +239,8 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
   router.add("GET", "/api/v1/reports/model", (r) => {
     const staff = who(r);
     const q = parseQuery(ModelQuery, r.query);
-    return reply("model", q, modelReport(ctx, resolveScope(ctx, staff, q)));
+    const scope = resolveScope(ctx, staff, q);
+    return reply("model", q, modelReport(ctx, scope), scope);
   });
 
   const job = ctx.job;
