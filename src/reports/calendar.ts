@@ -7,7 +7,7 @@
  * Temporal and of most calendars. Midnight in a gap is therefore the instant the clocks jump, which
  * is also where the time-series stores start a "1d" bucket.
  */
-import { zoneOffsetMs } from "../store/timeseries.js";
+import { zoneOffsetMs } from "../time/zone.js";
 
 export const MINUTE = 60_000;
 export const HOUR = 60 * MINUTE;

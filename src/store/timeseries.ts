@@ -24,6 +24,16 @@
  *   reported start may lie before `from`; only points in [from, to) are counted.
  */
 
+import {
+  addDays,
+  HOUR,
+  isTimeZone,
+  localDate,
+  startOfLocalDay,
+  startOfLocalHour,
+  startOfLocalWeek,
+} from "../time/zone.js";
+
 export type FieldValue = number | boolean | string;
 
 export interface Point {
@@ -326,101 +336,20 @@ export function sortRows(rows: AggregateRow[], groupBy: readonly string[]): Aggr
 // hour off after a DST change: measured on 1.6 with Europe/Copenhagen, 2026-03-30 and 2026-10-26).
 
 const TZ_NAME = /^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/;
-const formatters = new Map<string, Intl.DateTimeFormat>();
 
 export function assertTimeZone(tz: unknown): asserts tz is string {
   if (typeof tz !== "string" || !TZ_NAME.test(tz)) {
     throw new InvalidInputError(`timeZone ${JSON.stringify(tz)} is not an IANA zone name`);
   }
-  try {
-    formatter(tz);
-  } catch {
-    throw new InvalidInputError(`timeZone ${JSON.stringify(tz)} is not a known IANA zone`);
-  }
+  if (!isTimeZone(tz)) throw new InvalidInputError(`timeZone ${JSON.stringify(tz)} is not a known IANA zone`);
 }
 
-function formatter(tz: string): Intl.DateTimeFormat {
-  let f = formatters.get(tz);
-  if (f === undefined) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone: tz,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "numeric",
-      day: "numeric",
-      hour: "numeric",
-      minute: "numeric",
-      second: "numeric",
-    });
-    formatters.set(tz, f);
-  }
-  return f;
-}
-
-interface LocalTime {
-  year: number;
-  month: number;
-  day: number;
-  hour: number;
-  minute: number;
-  second: number;
-}
-
-function localTime(ms: number, tz: string): LocalTime {
-  const out: LocalTime = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0 };
-  for (const part of formatter(tz).formatToParts(ms)) {
-    if (part.type in out) out[part.type as keyof LocalTime] = Number(part.value);
-  }
-  return out;
-}
-
-/** The zone's offset from UTC at an instant, in ms (positive east of Greenwich). */
-export function zoneOffsetMs(ms: number, tz: string | undefined): number {
-  if (tz === undefined) return 0;
-  const l = localTime(ms, tz);
-  const asUtc = Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute, l.second);
-  return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
-}
-
-const HOUR = 3_600_000;
-const DAY = 24 * HOUR;
-
-/** The instant a local calendar date starts (its midnight, or the end of a DST gap that swallows it). */
-function localMidnight(year: number, month: number, day: number, tz: string | undefined): number {
-  const wall = Date.UTC(year, month - 1, day);
-  if (tz === undefined) return wall;
-  const before = zoneOffsetMs(wall - DAY, tz);
-  const after = zoneOffsetMs(wall + DAY, tz);
-  const candidates = [wall - before, wall - after].sort((a, b) => a - b);
-  for (const c of candidates) {
-    if (zoneOffsetMs(c, tz) === wall - c) return c;
-  }
-  // Midnight does not exist (the clocks jump over it): the day starts when the jump happens.
-  return wall - before;
-}
-
-function localDate(ms: number, tz: string | undefined): { year: number; month: number; day: number } {
-  if (tz === undefined) {
-    const d = new Date(ms);
-    return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
-  }
-  const l = localTime(ms, tz);
-  return { year: l.year, month: l.month, day: l.day };
-}
-
-/** The start of the bucket holding instant `ms`. */
+/** The start of the bucket holding instant `ms`; without a zone, UTC. */
 export function bucketStart(ms: number, interval: Interval, tz: string | undefined): number {
-  if (interval === "1h") {
-    const shifted = ms + zoneOffsetMs(ms, tz);
-    return ms - (((shifted % HOUR) + HOUR) % HOUR);
-  }
-  const { year, month, day } = localDate(ms, tz);
-  if (interval === "1d") return localMidnight(year, month, day, tz);
-  // ISO week: Monday is day 1; Date.UTC on the wall date gives the weekday independent of the zone.
-  const weekday = new Date(Date.UTC(year, month - 1, day)).getUTCDay();
-  const back = (weekday + 6) % 7;
-  const monday = new Date(Date.UTC(year, month - 1, day - back));
-  return localMidnight(monday.getUTCFullYear(), monday.getUTCMonth() + 1, monday.getUTCDate(), tz);
+  const zone = tz ?? "UTC";
+  if (interval === "1h") return startOfLocalHour(ms, zone);
+  if (interval === "1d") return startOfLocalDay(localDate(ms, zone), zone);
+  return startOfLocalWeek(ms, zone);
 }
 
 /** The start of the bucket after the one starting at `start`. */
@@ -430,11 +359,10 @@ export function nextBucketStart(start: number, interval: Interval, tz: string | 
     // A zone whose offset changes by a fraction of an hour moves the grid; re-align.
     return Math.max(bucketStart(next, "1h", tz), start + 1);
   }
-  const span = interval === "1d" ? 1 : 7;
+  const zone = tz ?? "UTC";
   // Middle of the local day, well clear of any DST change, then step whole local days.
-  const { year, month, day } = localDate(start + 12 * HOUR, tz);
-  const next = new Date(Date.UTC(year, month - 1, day + span));
-  return localMidnight(next.getUTCFullYear(), next.getUTCMonth() + 1, next.getUTCDate(), tz);
+  const date = localDate(start + 12 * HOUR, zone);
+  return startOfLocalDay(addDays(date, interval === "1d" ? 1 : 7), zone);
 }
 
 /** Bucket starts covering [fromMs, toMs): the first may lie before fromMs. */
