@@ -7,8 +7,8 @@
  */
 import type { Db } from "../store/db.js";
 import { bucketStarts, type TimeSeriesStore } from "../store/timeseries.js";
+import { HOUR, localDate, localHour, MINUTE, monthStart, monthStarts } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
-import { HOUR, localDate, localHour, MINUTE, monthStart, monthStarts } from "./calendar.js";
 import { type ModelView, modelView, siteModel, type TimeModel } from "./model.js";
 import { CATEGORIES, type Category, type ProfileKinds, TIME_SAVED_MEASUREMENT } from "./timesaved.js";
 import { uptime } from "./uptime.js";

@@ -8,7 +8,7 @@ import { ApiError } from "../errors.js";
 import { parseQuery } from "../http/alerts.js";
 import { RawReply, type RequestContext, type Router } from "../http/router.js";
 import type { StaffIdentity } from "../staff/protocol.js";
-import { addDays, DAY, dayWindow, isDate, localDate, wallTime } from "./calendar.js";
+import { addDays, DAY, dayWindow, isDate, localDate, startOfLocalDay } from "../time/zone.js";
 import { spreadsheetCsv, tableCsv, tablesCsv } from "./csv.js";
 import { outcomesReport } from "./outcomes.js";
 import {
@@ -117,7 +117,7 @@ function resolveScope(
 }
 
 function instant(value: string, tz: string): number {
-  return isDate(value) ? wallTime(value, "00:00", tz) : Date.parse(value);
+  return isDate(value) ? startOfLocalDay(value, tz) : Date.parse(value);
 }
 
 /**
@@ -137,7 +137,7 @@ function resolveRange(
     const from =
       q.from !== undefined
         ? instant(q.from, tz)
-        : wallTime(addDays(localDate(to - 1, tz), 1 - DEFAULT_RANGE_DAYS), "00:00", tz);
+        : startOfLocalDay(addDays(localDate(to - 1, tz), 1 - DEFAULT_RANGE_DAYS), tz);
     if (from >= to) {
       problems.push({ param: q.to !== undefined ? "to" : "from", message: "from must be before to" });
       break;

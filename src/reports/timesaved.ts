@@ -18,8 +18,8 @@ import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
 import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
+import { addDays, DAY, dayWindow, isDate, localDate, localDays, MINUTE, nightWindow } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
-import { addDays, DAY, datesBetween, dayWindow, isDate, localDate, MINUTE, nightWindow } from "./calendar.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
 import { onlineThroughout } from "./uptime.js";
 
@@ -627,7 +627,7 @@ export class TimeSavedJob extends EventEmitter {
           timeZone: site.timeZone,
         });
         const present = new Set(rows.map((r) => localDate(r.time!.getTime(), site.timeZone)));
-        const missing = datesBetween(fromMs, toMs, site.timeZone).filter((d) => !present.has(d));
+        const missing = localDays(fromMs, toMs, site.timeZone).filter((d) => !present.has(d));
         // Contiguous runs, so a long gap is one range with one write per batch of days.
         let start: string | undefined;
         let prev: string | undefined;

@@ -1,5 +1,4 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { addDays, nightWindow } from "../../src/reports/calendar.js";
 import { siteModel } from "../../src/reports/model.js";
 import { timeSavedReport } from "../../src/reports/queries.js";
 import {
@@ -12,6 +11,8 @@ import {
 } from "../../src/reports/timesaved.js";
 import type { Db } from "../../src/store/db.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
+import { addDays, nightWindow } from "../../src/time/zone.js";
+import { DST_DAYS } from "../time/dst-table.js";
 import { ms, PROFILES, shippedModel, tempDb } from "./fixtures.js";
 import { AFTER_WEEK, buildScenario, EXPECTED, OVERRIDES, SITE, WEEK, WEEK_TOTAL } from "./scenario.js";
 
@@ -24,16 +25,16 @@ function unitA(day: DayResult, category: (typeof CATEGORIES)[number]) {
 }
 
 describe("night windows in the site's time zone", () => {
-  it("the night starting on Saturday 24 October 2026 in Copenhagen lasts 10 hours (clocks go back)", () => {
-    const [start, end] = nightWindow("2026-10-24", "22:00", "07:00", "Europe/Copenhagen");
-    expect(new Date(start).toISOString()).toBe("2026-10-24T20:00:00.000Z");
-    expect(new Date(end).toISOString()).toBe("2026-10-25T06:00:00.000Z");
-    expect((end - start) / HOUR).toBe(10);
-  });
+  const { nightStart, nightEnd } = siteModel(shippedModel(), null).params;
 
-  it("the night starting on Saturday 28 March 2026 lasts 8 hours (clocks go forward)", () => {
-    const [start, end] = nightWindow("2026-03-28", "22:00", "07:00", "Europe/Copenhagen");
-    expect((end - start) / HOUR).toBe(8);
+  it.each(DST_DAYS)("the shipped model's night before $date in $zone is the table's night", (d) => {
+    expect([nightStart, nightEnd]).toEqual([d.night.from, d.night.to]);
+    const [start, end] = nightWindow(d.eve, nightStart, nightEnd, d.zone);
+    expect([new Date(start).toISOString(), new Date(end).toISOString()]).toEqual([
+      d.night.start,
+      d.night.end,
+    ]);
+    expect((end - start) / HOUR).toBe(d.night.hours);
   });
 
   it("a night window inside one date (00:00-06:00) belongs to that date", () => {
