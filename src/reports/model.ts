@@ -52,11 +52,21 @@ export interface Params {
   nightEnd: string;
 }
 
+/**
+ * A parameter's unit and source in Danish. `unit` and `source` themselves are English (the API's
+ * language); the dashboard shows these when its language is Danish. Citations stay as published.
+ */
+export interface DanishTexts {
+  unit: string;
+  source: string;
+}
+
 /** One parameter as the assumptions panel shows it. */
 export interface ParameterInfo {
   value: number | string;
   unit: string;
   source: string;
+  da?: DanishTexts;
   range?: [number, number];
   /** No published figure: the value is a stand-in until the site measures its own. */
   placeholder: boolean;
@@ -72,6 +82,8 @@ export interface Reference {
   value: string;
   detail?: string;
   source: string;
+  /** Danish texts; the source's citation is kept as published. */
+  da?: { name: string; value?: string; detail?: string };
 }
 
 export interface TimeModel {
@@ -113,6 +125,7 @@ export class TimeModelError extends Error {
 }
 
 const CLOCK = /^([01]\d|2[0-3]):[0-5]\d$/;
+const Danish = z.strictObject({ unit: z.string().min(1), source: z.string().min(1) }).optional();
 const Clock = z.string().regex(CLOCK, 'a local time "HH:MM" (00:00-23:59)');
 
 function numberParam(min: number, max: number) {
@@ -120,6 +133,7 @@ function numberParam(min: number, max: number) {
     value: z.number().min(min).max(max),
     unit: z.string().min(1),
     source: z.string().min(1),
+    da: Danish,
     range: z.tuple([z.number(), z.number()]).optional(),
     placeholder: z.boolean().default(false),
     usedFor: z.enum(["arithmetic", "plausibility"]).default("arithmetic"),
@@ -129,6 +143,7 @@ const clockParam = z.strictObject({
   value: Clock,
   unit: z.string().min(1),
   source: z.string().min(1),
+  da: Danish,
   placeholder: z.boolean().default(false),
   usedFor: z.enum(["arithmetic", "plausibility"]).default("arithmetic"),
 });
@@ -176,6 +191,13 @@ const TimeModelFile = z.strictObject({
         value: z.union([z.string(), z.number()]).transform(String),
         detail: z.string().optional(),
         source: z.string().min(1),
+        da: z
+          .strictObject({
+            name: z.string().min(1),
+            value: z.string().min(1).optional(),
+            detail: z.string().min(1).optional(),
+          })
+          .optional(),
       }),
     )
     .default([]),
@@ -224,8 +246,19 @@ export function parseTimeModel(raw: unknown, source = "time model"): TimeModel {
     version: file.version,
     parameters,
     references: file.references.map((r) => ({
-      ...r,
+      name: r.name,
+      value: r.value,
       ...(r.detail === undefined ? {} : { detail: r.detail }),
+      source: r.source,
+      ...(r.da === undefined
+        ? {}
+        : {
+            da: {
+              name: r.da.name,
+              ...(r.da.value === undefined ? {} : { value: r.da.value }),
+              ...(r.da.detail === undefined ? {} : { detail: r.da.detail }),
+            },
+          }),
     })),
     sites,
     source,
@@ -264,6 +297,9 @@ export function checkTimeModelSites(model: TimeModel, siteIds: readonly string[]
 
 const cache = new WeakMap<TimeModel, Map<string, SiteModel>>();
 
+/** A number in Danish text: decimal comma. */
+const comma = (v: number | string) => String(v).replace(".", ",");
+
 /** The parameters in force for a site (null: the file's defaults). */
 export function siteModel(model: TimeModel, siteId: string | null): SiteModel {
   let perModel = cache.get(model);
@@ -284,14 +320,22 @@ export function siteModel(model: TimeModel, siteId: string | null): SiteModel {
       parameters[k] = { ...base };
       continue;
     }
-    // A site value with a source is a measurement: it is no longer a placeholder.
+    // A site value with a source is a measurement: it is no longer a placeholder. Its source is the
+    // site's own text, in whatever language the site wrote it.
+    const { da, ...rest } = base;
     const info: ParameterInfo = {
-      ...base,
+      ...rest,
       value: o.value,
       source: o.source ?? `site value (no source given); default ${base.value}: ${base.source}`,
       placeholder: o.source === undefined && base.placeholder,
       siteOverride: true,
     };
+    if (da)
+      info.da = {
+        unit: da.unit,
+        source:
+          o.source ?? `stedets værdi (ingen kilde angivet); standard ${comma(base.value)}: ${da.source}`,
+      };
     parameters[k] = info;
   }
   const floor = parameters.transferSecondsFloorLift.value as number;
@@ -300,6 +344,10 @@ export function siteModel(model: TimeModel, siteId: string | null): SiteModel {
     value: (2 * floor - 1 * ceiling) / 60,
     unit: "staff-minutes per transfer",
     source: `derived: (2 helpers x ${floor} s floor lift - 1 helper x ${ceiling} s ceiling lift) / 60`,
+    da: {
+      unit: "personaleminutter pr. forflytning",
+      source: `afledt: (2 hjælpere x ${comma(floor)} s gulvlift - 1 hjælper x ${comma(ceiling)} s loftlift) / 60`,
+    },
     derived: "(2 * transferSecondsFloorLift - 1 * transferSecondsCeilingLift) / 60",
     placeholder: false,
     usedFor: "arithmetic",
@@ -362,6 +410,7 @@ function parameterView(m: SiteModel) {
           value: p.value,
           unit: p.unit,
           source: p.source,
+          ...(p.da ? { da: p.da } : {}),
           ...(p.range ? { range: p.range } : {}),
           placeholder: p.placeholder,
           // What the dashboard prints next to a placeholder value.
