@@ -9,17 +9,11 @@ import { PushOptions } from "../alerts/channels/push.js";
 import { BridgesConfig, bridgeProblems } from "../bridges/config.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
 import { ScaipConfig, scaipProblems } from "../scaip/config.js";
+import { isTimeZone } from "../time/zone.js";
 
 const Id = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "lowercase letters, digits, - and _ (max 64)");
 const Port = z.number().int().min(0).max(65535);
-const TimeZone = z.string().refine((tz) => {
-  try {
-    new Intl.DateTimeFormat("en", { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
-}, "unknown IANA time zone");
+const TimeZone = z.string().refine(isTimeZone, "unknown IANA time zone");
 
 export const UnitConfig = z.strictObject({
   id: Id,
