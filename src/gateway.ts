@@ -671,6 +671,7 @@ export class Gateway {
           for (const site of config.sites)
             await this.timeSaved.recompute(site.id, new Date(from), new Date(to));
         },
+        lastEventAt: (ids) => this.lastEventAt(ids),
       });
       this.demo.start();
     }
@@ -759,6 +760,31 @@ export class Gateway {
   }
 
   /** Every listener this gateway has open: MQTT, the console/API/staff WebSocket, metrics. */
+  /**
+   * The latest occurred_at of any of these devices' events, heartbeats included. Through the
+   * (site, time) index from the newest row back (`+device_id` keeps the planner off the per-device
+   * index, which would read every row of each device): a few rows when the devices were active.
+   */
+  private lastEventAt(deviceIds: readonly string[]): number | null {
+    const ids = JSON.stringify(deviceIds);
+    const sites = this.db
+      .prepare("SELECT DISTINCT site_id FROM devices WHERE id IN (SELECT value FROM json_each(?))")
+      .pluck()
+      .all(ids) as string[];
+    const newest = this.db
+      .prepare(
+        `SELECT occurred_at FROM events WHERE site_id = ? AND +device_id IN (SELECT value FROM json_each(?))
+         ORDER BY occurred_at DESC LIMIT 1`,
+      )
+      .pluck();
+    let last: number | null = null;
+    for (const site of sites) {
+      const at = newest.get(site, ids) as number | undefined;
+      if (at !== undefined && (last === null || at > last)) last = at;
+    }
+    return last;
+  }
+
   /** Demo mode with a listener reachable from other machines: said at start, in /readyz and on the sign-in page. */
   demoExposed(): boolean {
     return this.config.demo.enabled && this.listeners().some((l) => !isLoopback(l.host));

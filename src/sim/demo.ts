@@ -4,7 +4,11 @@
  *
  * 1. History: the last `historyDays` are played as fast as the gateway acknowledges, with the
  *    model's realistic rates. The rule engine logs them without paging anyone (the demo's devices
- *    count as replaying until the history is in).
+ *    count as replaying until the history is in). On a restart with the same data directory the
+ *    event log already holds the demo's history (and its live phase): only the time since its last
+ *    event is played (the gateway was down then), never the whole window again on top.
+ *    The event log itself is the record of what was played: a separate marker could disagree with
+ *    it after a crash mid-history, the log cannot.
  * 2. Live: from now on, in real time, with call and fall rates boosted so that something happens
  *    every minute or so (documented in the config; real sites never run this).
  * 3. A simulated colleague ("Demo-kollega") accepts, attends and resolves live alerts after a
@@ -42,9 +46,17 @@ export interface DemoContext {
    * simulated history needs its devices marked online from the start of that history).
    */
   markOnline(deviceId: string, at: number): Promise<void>;
-  /** Called once the history is in the event log, to compute its days (time-saved job). */
+  /**
+   * Called once the history is in the event log, to compute its days (time-saved job). Not awaited
+   * by the live phase: with the time-series store down it waits for the store, the home need not.
+   */
   historyPlayed(from: number, to: number): Promise<void>;
+  /** The latest occurred_at in the event log of any of these devices, or null when they have none. */
+  lastEventAt(deviceIds: readonly string[]): number | null;
 }
+
+/** A gap shorter than this since the demo's last event is not worth a history playback. */
+const MIN_GAP_MS = 60_000;
 
 /** Outcomes the simulated colleague reports, by alert type, with weights. */
 const OUTCOMES: Record<string, [Outcome, number][]> = {
@@ -70,6 +82,8 @@ export class DemoMode {
   private readonly timers = new Set<NodeJS.Timeout>();
   private stopped = false;
   private readonly bot: StaffIdentity;
+  /** Where the demo is: for /readyz-style questions and tests ("is the home live yet?"). */
+  phase: "starting" | "history" | "live" | "stopped" = "starting";
 
   constructor(private readonly ctx: DemoContext) {
     this.bot = {
@@ -91,6 +105,7 @@ export class DemoMode {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.phase = "stopped";
     this.ctx.alerts.off("change", this.onChange);
     for (const t of this.timers) clearTimeout(t);
     await Promise.all([this.history?.stop(), this.live?.stop()]);
@@ -119,17 +134,34 @@ export class DemoMode {
     const population = populationFromConfig(config);
     const now = Date.now();
     const historyMs = options.historyDays * 86_400_000;
+    const last = historyMs > 0 ? this.ctx.lastEventAt(runner.map((d) => d.id)) : null;
+    const from = last === null ? now - historyMs : Math.max(now - historyMs, last + 1);
+    if (last !== null)
+      log.info(
+        { lastEventAt: new Date(last).toISOString(), playFrom: new Date(from).toISOString() },
+        "demo: history already in the event log; playing only the time since",
+      );
 
-    if (historyMs > 0) {
+    if (historyMs > 0 && now - from >= MIN_GAP_MS) {
       // History arrives late by definition: log it, page nobody. Only the demo's own devices, and
       // only until the history is in (finally: a failed playback must not leave them silent).
       this.ctx.rules.replaying = new Set(runner.map((d) => d.id));
+      this.phase = "history";
       try {
-        await this.playHistory(runner, specs, population, now, historyMs);
+        await this.playHistory(runner, specs, population, from, now);
       } finally {
         this.ctx.rules.replaying = new Set();
       }
-      await this.ctx.historyPlayed(now - historyMs, Date.now());
+      // The live phase does not wait for the days to be computed: they are written to the
+      // time-series store, which may be down (the job retries failed days on its next run).
+      void this.ctx
+        .historyPlayed(from, Date.now())
+        .catch((err: Error) =>
+          log.warn(
+            { err: err.message },
+            "demo: days of the history not computed yet; the time-saved job retries",
+          ),
+        );
     }
     if (this.stopped) return;
 
@@ -153,6 +185,7 @@ export class DemoMode {
     });
     this.live = new SimRunner({ url: this.ctx.mqttUrl, devices: runner, source: model, speed: 1 });
     log.info({ boost: b }, "demo: live simulation running (boosted rates)");
+    this.phase = "live";
     await this.live.start();
     await this.live.done;
   }
@@ -162,17 +195,17 @@ export class DemoMode {
     runner: RunnerDevice[],
     specs: DeviceSpec[],
     population: ReturnType<typeof populationFromConfig>,
-    now: number,
-    historyMs: number,
+    from: number,
+    to: number,
   ): Promise<void> {
-    const { options, log } = this.ctx;
-    for (const d of runner) await this.ctx.markOnline(d.id, now - historyMs);
+    const { log } = this.ctx;
+    for (const d of runner) await this.ctx.markOnline(d.id, from);
     const model = new NursingHomeModel({
       ...population,
       devices: specs,
       seed: "demo-history",
-      start: now - historyMs,
-      durationSec: historyMs / 1000,
+      start: from,
+      durationSec: (to - from) / 1000,
       params: { heartbeatKeepEvery: 5 },
     });
     this.history = new SimRunner({
@@ -181,7 +214,10 @@ export class DemoMode {
       source: model,
       speed: Number.POSITIVE_INFINITY,
     });
-    log.info({ days: options.historyDays, devices: runner.length }, "demo: playing simulated history");
+    log.info(
+      { days: Math.round(((to - from) / 86_400_000) * 100) / 100, devices: runner.length },
+      "demo: playing simulated history",
+    );
     await this.history.start();
     await this.history.done;
     const stats = await this.history.stop();
