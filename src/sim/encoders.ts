@@ -12,6 +12,7 @@
  * redelivery dedupes at the gateway.
  */
 import type { TRANSFERS } from "../model/event.js";
+import { localParts } from "../time/zone.js";
 
 /** Epoch milliseconds of simulated time. */
 export type SimTime = number;
@@ -285,33 +286,6 @@ export function localTimeString(t: SimTime, timeZone: string): string {
   const parts = localParts(t, timeZone);
   const p2 = (n: number) => String(n).padStart(2, "0");
   return `${parts.year}-${p2(parts.month)}-${p2(parts.day)} ${p2(parts.hour)}:${p2(parts.minute)}:${p2(parts.second)}`;
-}
-
-const formatters = new Map<string, Intl.DateTimeFormat>();
-/** Calendar fields of an instant in a time zone (hour 0-23). */
-export function localParts(
-  t: SimTime,
-  timeZone: string,
-): { year: number; month: number; day: number; hour: number; minute: number; second: number } {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat("en-US", {
-      timeZone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "numeric",
-      day: "numeric",
-      hour: "numeric",
-      minute: "numeric",
-      second: "numeric",
-    });
-    formatters.set(timeZone, f);
-  }
-  const out = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0 };
-  for (const part of f.formatToParts(t)) {
-    if (part.type in out) out[part.type as keyof typeof out] = Number(part.value);
-  }
-  return out;
 }
 
 const mm = (metres: number) => Math.round(metres * 1000);

@@ -20,6 +20,7 @@
 import { getProfile } from "../../devices/index.js";
 import type { Config } from "../config/schema.js";
 import type { TRANSFERS } from "../model/event.js";
+import { zoneOffsetMs } from "../time/zone.js";
 import {
   type Encoder,
   type FallHappening,
@@ -27,7 +28,6 @@ import {
   getEncoder,
   type Happening,
   type Location,
-  localParts,
   type SimTime,
   supports,
 } from "./encoders.js";
@@ -388,9 +388,7 @@ export class LocalClock {
     const bucket = Math.floor(t / OFFSET_BUCKET);
     let off = this.offsets.get(bucket);
     if (off === undefined) {
-      const at = bucket * OFFSET_BUCKET;
-      const p = localParts(at, this.timeZone);
-      off = Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second) - at;
+      off = zoneOffsetMs(bucket * OFFSET_BUCKET, this.timeZone);
       if (this.offsets.size > 100_000) this.offsets.clear();
       this.offsets.set(bucket, off);
     }
