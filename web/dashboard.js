@@ -291,19 +291,22 @@ function query() {
 }
 
 /**
- * CSV through fetch (the token travels in a header, not in the URL) and a Blob download.
+ * CSV through fetch (the token travels in a header, not in the URL) and a Blob download. In Danish
+ * the file is the one a Danish Excel opens by double-click (format=csv-da: ";", decimal comma,
+ * BOM, Danish headings); in English the machine CSV (RFC 4180, comma, decimal point).
  * @param {string} report
  * @param {string} tableName
  */
 async function downloadCsv(report, tableName) {
   const q = query();
+  const format = lang() === "da" ? { format: "csv-da", lang: "da" } : { format: "csv" };
   /** @type {Record<string, string | undefined>} */
   const params =
     report === "model"
-      ? { site: q.site, format: "csv", table: tableName }
+      ? { site: q.site, ...format, table: tableName }
       : {
           ...q,
-          format: "csv",
+          ...format,
           table: tableName,
           ...(report === "time-saved" ? { interval: els.interval.value } : {}),
         };
@@ -1002,7 +1005,12 @@ function renderModel(/** @type {any} */ r) {
     el("strong", "", t("dash.model", { version: r.version ?? r.model?.version ?? "?" })),
     el("span", "model-fingerprint", ` · ${r.model?.modelVersion ?? ""}`),
   );
-  const rows = params.map(([key, info]) => ({ key, .../** @type {any} */ (info) }));
+  // Unit and source in the page's language: the model file gives each in English and Danish.
+  const da = lang() === "da";
+  const rows = params.map(([key, info]) => {
+    const p = /** @type {any} */ (info);
+    return { key, ...p, ...(da && p.da ? { unit: p.da.unit, source: p.da.source } : {}) };
+  });
   const tbl = table(
     [
       {
@@ -1037,7 +1045,9 @@ function renderModel(/** @type {any} */ r) {
   tbl.querySelectorAll("tbody tr").forEach((tr, i) => {
     if (rows[i]?.placeholder) tr.classList.add("row-placeholder");
   });
-  const refs = r.model?.references ?? [];
+  const refs = (r.model?.references ?? []).map((/** @type {any} */ x) =>
+    da && x.da ? { ...x, ...x.da } : x,
+  );
   const nodes = [version, tbl];
   if (refs.length) {
     nodes.push(

@@ -229,8 +229,8 @@ async function wire(t: TestGateway): Promise<TimeSavedJob> {
   return job;
 }
 
-/** RFC 4180: quoted fields with doubled quotes and embedded commas or line breaks. */
-function parseCsv(text: string): string[][] {
+/** RFC 4180: quoted fields with doubled quotes and embedded separators or line breaks. */
+function parseCsv(text: string, sep = ","): string[][] {
   const rows: string[][] = [];
   let row: string[] = [];
   let field = "";
@@ -244,7 +244,7 @@ function parseCsv(text: string): string[][] {
       } else if (c === '"') quoted = false;
       else field += c;
     } else if (c === '"') quoted = true;
-    else if (c === ",") {
+    else if (c === sep) {
       row.push(field);
       field = "";
     } else if (c === "\n" || c === "\r") {
@@ -402,7 +402,7 @@ describe("managers' dashboard in a real browser", () => {
     );
   });
 
-  it("downloads every table as CSV that parses into a header and rows", async () => {
+  it("downloads every table as the Danish spreadsheet's CSV (BOM, semicolons) that parses into a header and rows", async () => {
     const buttons = await page.locator("[data-csv]").all();
     expect(buttons.length).toBeGreaterThanOrEqual(12);
     for (const b of buttons) {
@@ -412,7 +412,9 @@ describe("managers' dashboard in a real browser", () => {
       const what = `${await b.getAttribute("data-csv")}/${await b.getAttribute("data-table")}`;
       const [download] = await Promise.all([page.waitForEvent("download", { timeout: 5000 }), b.click()]);
       expect(download.suggestedFilename(), what).toMatch(/\.csv$/);
-      const rows = parseCsv(await readDownload(download));
+      const text = await readDownload(download);
+      expect(text.startsWith("\uFEFF"), what).toBe(true);
+      const rows = parseCsv(text.slice(1), ";");
       expect(rows.length, what).toBeGreaterThan(1);
       const header = rows[0]!;
       expect(header.length, what).toBeGreaterThan(1);
