@@ -14,6 +14,7 @@
  * (2026-10-12), which Excel reads as a date in every region; an instant becomes the site's local
  * wall time "2026-10-12 00:00", also read as a date and time. Booleans are words (ja/nej).
  */
+import { localParts } from "../time/zone.js";
 import { heading, type Lang } from "./columns.js";
 import type { Cell, Table } from "./queries.js";
 
@@ -54,20 +55,9 @@ export interface SpreadsheetOptions {
 
 /** "yyyy-mm-dd hh:mm" on the wall clock of the zone. */
 function wallClock(ms: number, timeZone: string): string {
-  const parts = Object.fromEntries(
-    new Intl.DateTimeFormat("en-GB", {
-      timeZone,
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      hourCycle: "h23",
-    })
-      .formatToParts(ms)
-      .map((p) => [p.type, p.value]),
-  );
-  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}`;
+  const p = localParts(ms, timeZone);
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return `${p.year}-${p2(p.month)}-${p2(p.day)} ${p2(p.hour)}:${p2(p.minute)}`;
 }
 
 export function spreadsheetCell(value: Cell, lang: Lang, timeZone: string): string {
