@@ -5,6 +5,7 @@ import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
+import { DST_DAYS } from "../time/dst-table.js";
 import { timeSeriesContract } from "./timeseries.contract.js";
 
 timeSeriesContract("embedded (SQLite)", async () => {
@@ -65,6 +66,45 @@ describe("EmbeddedSeriesStore", () => {
     expect(plan.map((r) => r.detail).join("\n")).toMatch(
       /SEARCH p USING PRIMARY KEY \(measurement=\? AND time_ns>\? AND time_ns<\?\)/,
     );
+    await store.stop();
+    db.close();
+  });
+});
+
+describe.each(DST_DAYS)("EmbeddedSeriesStore buckets $name", (d) => {
+  const QUARTER = 15 * 60_000;
+  const start = Date.parse(d.start);
+  const end = Date.parse(d.end);
+
+  it(`as one ${d.hours}-hour day and ${d.hours} local hours`, async () => {
+    const db = new Database(":memory:");
+    const store = new EmbeddedSeriesStore({ db });
+    await store.start();
+    const points = [];
+    for (let t = start - 3_600_000; t < end + 2 * 3_600_000; t += QUARTER) {
+      points.push({ measurement: "m", tags: {}, fields: { v: 1 }, timeNs: BigInt(t) * 1_000_000n });
+    }
+    await store.write(points);
+    const query = { measurement: "m", field: "v", fn: "count" as const, timeZone: d.zone };
+    const days = await store.aggregate({
+      ...query,
+      interval: "1d",
+      from: new Date(start),
+      to: new Date(end + 3_600_000),
+    });
+    expect(days.map((r) => [r.time?.toISOString(), r.value])).toEqual([
+      [d.start, d.hours * 4],
+      [d.end, 4],
+    ]);
+    const hours = await store.aggregate({
+      ...query,
+      interval: "1h",
+      from: new Date(start),
+      to: new Date(end),
+    });
+    expect(hours).toHaveLength(d.hours);
+    expect(hours.every((r) => r.value === 4)).toBe(true);
+    expect(hours[0]?.time?.toISOString()).toBe(d.start);
     await store.stop();
     db.close();
   });
