@@ -12,7 +12,8 @@
  * UTF-8 with BOM, ";" between fields (quoted per RFC 4180 with ";" in place of ","), decimal comma
  * and no thousands separator, headings in the chosen language, one table per file. Dates stay ISO
  * (2026-10-12), which Excel reads as a date in every region; an instant becomes the site's local
- * wall time "2026-10-12 00:00", also read as a date and time. Booleans are words (ja/nej).
+ * wall time "2026-10-12 00:00", also read as a date and time. Booleans are words (ja/nej). A table
+ * with Danish texts (the model's units and sources) gives them in Danish.
  */
 import { localParts } from "../time/zone.js";
 import { heading, type Lang } from "./columns.js";
@@ -78,7 +79,7 @@ export function spreadsheetCell(value: Cell, lang: Lang, timeZone: string): stri
 export function spreadsheetCsv(table: Table, opts: SpreadsheetOptions): string {
   const site = table.columns.indexOf("site");
   const head = table.columns.map((c) => spreadsheetCell(heading(table.name, c, opts.lang), opts.lang, "UTC"));
-  const rows = table.rows.map((r) => {
+  const rows = ((opts.lang === "da" && table.da) || table.rows).map((r) => {
     const zone = opts.timeZoneOf(site >= 0 ? String(r[site]) : undefined);
     return r.map((c) => spreadsheetCell(c, opts.lang, zone));
   });

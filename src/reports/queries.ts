@@ -42,6 +42,8 @@ export interface Table {
   name: string;
   columns: string[];
   rows: Cell[][];
+  /** The same rows with their texts in Danish, when the table has texts (the model's units and sources). */
+  da?: Cell[][];
 }
 
 /** Minutes keep three decimals: the derived lift saving (6.505) and its multiples stay exact. */
@@ -59,16 +61,19 @@ export function rangeView(scope: Scope, rangeOf: RangeOf) {
 }
 
 function modelTable(view: ModelView): Table {
+  const row = (k: string, p: ModelView["parameters"][string], unit: string, source: string): Cell[] => [
+    k,
+    typeof p.value === "number" ? round(p.value, 4) : p.value,
+    unit,
+    p.placeholder,
+    source,
+  ];
+  const params = Object.entries(view.parameters);
   return {
     name: "model",
     columns: ["parameter", "value", "unit", "placeholder", "source"],
-    rows: Object.entries(view.parameters).map(([k, p]) => [
-      k,
-      typeof p.value === "number" ? round(p.value, 4) : p.value,
-      p.unit,
-      p.placeholder,
-      p.source,
-    ]),
+    rows: params.map(([k, p]) => row(k, p, p.unit, p.source)),
+    da: params.map(([k, p]) => row(k, p, p.da?.unit ?? p.unit, p.da?.source ?? p.source)),
   };
 }
 
@@ -1061,5 +1066,11 @@ function referencesTable(model: TimeModel): Table {
     name: "references",
     columns: ["name", "value", "detail", "source"],
     rows: model.references.map((r) => [r.name, r.value, r.detail ?? null, r.source]),
+    da: model.references.map((r) => [
+      r.da?.name ?? r.name,
+      r.da?.value ?? r.value,
+      r.da?.detail ?? r.detail ?? null,
+      r.source,
+    ]),
   };
 }

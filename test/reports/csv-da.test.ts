@@ -186,6 +186,7 @@ describe("reports as a Danish spreadsheet's CSV (format=csv-da)", () => {
   });
 
   it("every table of every report reads back to the machine CSV's values, with a heading per column", async () => {
+    // lang=en: the same texts as the machine CSV (in Danish the model's units and sources are Danish).
     for (const report of REPORTS) {
       // The tables the report has: the error names them when there are several, the file name when one.
       const whole = await get(`/api/v1/reports/${report}?site=solbakken${range(report)}&format=csv-da`);
@@ -206,7 +207,7 @@ describe("reports as a Danish spreadsheet's CSV (format=csv-da)", () => {
           ",",
         );
         const res = await get(
-          `/api/v1/reports/${report}?site=solbakken${range(report)}&format=csv-da&table=${table}`,
+          `/api/v1/reports/${report}?site=solbakken${range(report)}&format=csv-da&table=${table}&lang=en`,
         );
         expect(res.status, what).toBe(200);
         expect(res.headers.get("content-disposition"), what).toContain(`${report}-solbakken-${table}.csv`);
@@ -225,7 +226,7 @@ describe("reports as a Danish spreadsheet's CSV (format=csv-da)", () => {
               expect(cell, where).toMatch(DANISH_NUMBER);
               expect(danishNumber(cell), where).toBe(Number(value));
             } else if (value === "true" || value === "false")
-              expect(cell, where).toBe(value === "true" ? "ja" : "nej");
+              expect(cell, where).toBe(value === "true" ? "yes" : "no");
             else if (/^\d{4}-\d{2}-\d{2}T.*Z$/.test(value)) {
               // An instant is the site's wall clock (the scenario's week crosses the end of summer time).
               const local = new Date(value).toLocaleString("sv-SE", { timeZone: SITE.timeZone }).slice(0, 16);
@@ -260,6 +261,16 @@ describe("reports as a Danish spreadsheet's CSV (format=csv-da)", () => {
     expect(ceiling[1]).toBe("156,9");
     expect(ceiling[4]).toMatch(/^Injury 2009;40:987/);
     expect(rows.every((r) => r[3] === "ja" || r[3] === "nej")).toBe(true);
+    // In Danish, the model's units and sources are its Danish texts, as on the dashboard.
+    const json = (await (await get("/api/v1/reports/model?site=solbakken")).json()) as {
+      parameters: Record<string, { da: { unit: string; source: string } }>;
+    };
+    expect(rows).toHaveLength(Object.keys(json.parameters).length);
+    for (const r of rows)
+      expect([r[2], r[4]], r[0]).toEqual([
+        json.parameters[r[0]!]!.da.unit,
+        json.parameters[r[0]!]!.da.source,
+      ]);
   });
 
   it("is one table per file: a report with several tables needs table=, a report with one does not", async () => {
