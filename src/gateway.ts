@@ -372,6 +372,8 @@ export class Gateway {
     this.sink = new TimeSeriesSink({
       db: this.db,
       store: this.series,
+      // A cursor per store: a store configured anew is filled from the event log from its start.
+      storeId: this.seriesStoreId(),
       logger: log.child({ component: "sink" }),
       // The embedded store writes on this thread: smaller batches keep each stretch short, so an
       // alert never waits behind a large time-series write. InfluxDB takes large ones over HTTP.
@@ -830,6 +832,14 @@ export class Gateway {
     const a = this.broker.addresses.find((x) => x.name === name);
     if (!a) throw new Error(`no ${name} listener`);
     return a.port;
+  }
+
+  /** Names the store the configuration points at, for the sink's cursors: `embedded`, `influx:<url>/<db>`. */
+  private seriesStoreId(): string {
+    const influx = this.config.influx;
+    if (!influx) return "embedded";
+    const url = new URL(influx.url);
+    return `influx:${url.origin}${url.pathname.replace(/\/+$/, "")}/${influx.database}`;
   }
 
   private createSeriesStore(): TimeSeriesStore {

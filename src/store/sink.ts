@@ -3,11 +3,18 @@
  * them to the time-series store (InfluxDB or embedded).
  *
  * Each source is `{ name, table, map(row) }`: rows are read in the order of their sequence column from
- * a cursor persisted in `cursors` under `sink:<name>`, mapped to points and written in batches. The
+ * a cursor persisted in `cursors` under `sink:<name>@<store>` (`sink:events@embedded`,
+ * `sink:events@influx:http://host:8086/ata`), mapped to points and written in batches. The
  * cursor moves only after the store accepted the batch, so a crash or an outage replays from the last
  * acknowledged batch; points have deterministic identities (measurement + tags + time), so a replay
  * overwrites instead of duplicating. SQLite has one writer and commits a transaction's rows at once, so
  * a row with a lower seq can never become visible after a higher one: `seq > cursor` misses nothing.
+ *
+ * The cursor is per store so that switching stores (embedded to InfluxDB, or back, or another
+ * InfluxDB) fills the new one from the log from its own position: from the start for a store never
+ * written, from where it stopped for one written before. Installs from before per-store cursors have
+ * `sink:<name>`: the first start that names its store adopts it for that store (the store it was
+ * written for, unless the configuration changed in the same upgrade), and removes it.
  *
  * Store failures are retried with capped exponential backoff, forever: the event log is the buffer,
  * and `backlog()` says how far behind the store is. Points a store refuses for good (a field type
@@ -33,7 +40,7 @@ import {
 } from "./timeseries.js";
 
 export interface OutboxSource<Row extends object = Record<string, unknown>> {
-  /** Names the cursor: `sink:<name>`. */
+  /** Names the cursor: `sink:<name>@<store>`. */
   name: string;
   table: string;
   /** An increasing integer column; default "seq". Index it (the rowid alias is best). */
@@ -57,6 +64,11 @@ export interface OutboxSource<Row extends object = Record<string, unknown>> {
 export interface TimeSeriesSinkOptions {
   db: Db;
   store: TimeSeriesStore;
+  /**
+   * Which store this is, for its cursors (`embedded`, `influx:<url>/<database>`). Without it the
+   * cursors are the shared `sink:<name>` (one store for the life of the database, as in tests).
+   */
+  storeId?: string;
   /** Default: the event log only. More can be added with addSource(). */
   sources?: OutboxSource<never>[];
   logger?: Logger;
@@ -125,7 +137,31 @@ interface SourceState {
   pendingSince: number | undefined;
 }
 
+/** The event log's cursor without a store id (tests, benchmarks, installs before per-store cursors). */
 export const EVENTS_CURSOR = "sink:events";
+
+/** `sink:<source>@<store>`, or `sink:<source>` without a store id. */
+export function sinkCursorName(source: string, storeId: string | undefined): string {
+  return storeId === undefined ? `sink:${source}` : `sink:${source}@${storeId}`;
+}
+
+/**
+ * The cursor of an install from before per-store cursors becomes the named store's, once: returns
+ * the position adopted, or undefined when there was nothing to adopt (or the store has its own).
+ */
+function adoptLegacyCursor(db: Db, legacy: string, name: string): number | undefined {
+  return db.transaction((): number | undefined => {
+    const old = db.prepare("SELECT position FROM cursors WHERE name = ?").pluck().get(legacy) as
+      | number
+      | undefined;
+    if (old === undefined) return undefined;
+    const own = db.prepare("SELECT 1 FROM cursors WHERE name = ?").pluck().get(name);
+    db.prepare("DELETE FROM cursors WHERE name = ?").run(legacy);
+    if (own !== undefined) return undefined;
+    setCursor(db, name, old);
+    return old;
+  })();
+}
 
 export class TimeSeriesSink extends EventEmitter {
   readonly counters: SinkCounters = {
@@ -144,6 +180,7 @@ export class TimeSeriesSink extends EventEmitter {
 
   private readonly db: Db;
   private readonly store: TimeSeriesStore;
+  private readonly storeId: string | undefined;
   private readonly log: Logger | undefined;
   private readonly batchSize: number;
   private readonly maxDelayMs: number;
@@ -166,6 +203,7 @@ export class TimeSeriesSink extends EventEmitter {
     super();
     this.db = options.db;
     this.store = options.store;
+    this.storeId = options.storeId;
     this.log = options.logger;
     this.batchSize = options.batchSize ?? 5000;
     this.maxDelayMs = options.maxDelayMs ?? 1000;
@@ -201,7 +239,15 @@ export class TimeSeriesSink extends EventEmitter {
       `SELECT ${columns} FROM "${source.table}" WHERE "${seqColumn}" > ? ORDER BY "${seqColumn}" LIMIT ?`,
     );
     if (source.raw === true) select.raw(true);
-    const cursorName = `sink:${source.name}`;
+    const cursorName = sinkCursorName(source.name, this.storeId);
+    if (this.storeId !== undefined) {
+      const adopted = adoptLegacyCursor(this.db, `sink:${source.name}`, cursorName);
+      if (adopted !== undefined)
+        this.log?.info(
+          { source: source.name, cursor: cursorName, position: adopted },
+          "sink cursor is now per store",
+        );
+    }
     const cursor = getCursor(this.db, cursorName);
     this.sources.push({
       source: source as unknown as OutboxSource<Record<string, unknown>>,
