@@ -152,9 +152,10 @@ export class DemoMode {
       } finally {
         this.ctx.rules.replaying = new Set();
       }
-      // The live phase does not wait for the days to be computed: they are written to the
-      // time-series store, which may be down (the job retries failed days on its next run).
-      void this.ctx
+      // The days are computed before the live phase, so the dashboard has them when it starts; but
+      // they are written to the time-series store, which may be down: then the home goes live
+      // anyway (the job retries failed days on its next run).
+      await this.ctx
         .historyPlayed(from, Date.now())
         .catch((err: Error) =>
           log.warn(
