@@ -11,6 +11,7 @@ import type { StaffIdentity } from "../staff/protocol.js";
 import { addDays, DAY, dayWindow, isDate, localDate, startOfLocalDay } from "../time/zone.js";
 import { spreadsheetCsv, tableCsv, tablesCsv } from "./csv.js";
 import { outcomesReport } from "./outcomes.js";
+import { qualityReport } from "./quality.js";
 import {
   alertVolumeReport,
   coverageReport,
@@ -235,6 +236,7 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
   rangeReport("false-alarms", (scope, range) => falseAlarmReport(ctx, scope, range));
   rangeReport("outcomes", (scope, range) => outcomesReport(ctx, scope, range));
   rangeReport("coverage", (scope, range) => coverageReport(ctx, scope, range));
+  rangeReport("quality", (scope, range) => qualityReport(ctx, scope, range));
 
   router.add("GET", "/api/v1/reports/model", (r) => {
     const staff = who(r);
