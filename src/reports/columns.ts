@@ -89,6 +89,14 @@ const HEADINGS: Record<string, Heading> = {
   name: ["Navn", "Name"],
   detail: ["Detalje", "Detail"],
   "model.unit": ["Enhed", "Unit of measure"],
+  // The quality report (src/reports/quality.ts).
+  figure: ["Nøgletal", "Figure"],
+  "figures.unit": ["Enhed", "Unit of measure"],
+  n: ["Grundlag (antal)", "Based on (count)"],
+  enough: ["Nok data", "Enough data"],
+  note: ["Bemærkning", "Note"],
+  week: ["Uge (mandag)", "Week (Monday)"],
+  median_accept_sec: ["Tid til accept, median (sekunder)", "Time to accept, median (seconds)"],
 };
 
 /** The heading of a column; the key itself when no heading is known (a new column still exports). */

@@ -61,6 +61,7 @@ const REPORTS = [
   "false-alarms",
   "outcomes",
   "coverage",
+  "quality",
   "model",
 ];
 
