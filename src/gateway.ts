@@ -36,6 +36,7 @@ import { ObserveMode } from "./observe/mode.js";
 import { observeRoutes } from "./observe/routes.js";
 import { ProfileCatalogue, type ProfileStatus } from "./profiles/catalogue.js";
 import { Registry } from "./registry/registry.js";
+import { baselineRoutes } from "./reports/baseline/routes.js";
 import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
@@ -595,6 +596,7 @@ export class Gateway {
       profiles: this.profiles,
       job: this.timeSaved,
     });
+    baselineRoutes(this.router, { db: this.db, sites });
     const metricsAt = config.http.metrics;
     const metricsLog = log.child({ component: "metrics-http" });
     const metricsRouter = metricsAt ? new Router(metricsLog) : this.router;

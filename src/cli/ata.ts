@@ -25,6 +25,7 @@ import { checkProfileDir, listProfiles } from "../profiles/cli.js";
 import { configProfileIds } from "../profiles/config.js";
 import { loadProfileDir } from "../profiles/loader.js";
 import { Registry, RegistryError } from "../registry/registry.js";
+import { BaselineError } from "../reports/baseline/schema.js";
 import { SecurityLog } from "../security/log.js";
 import { BackupError } from "../store/backup.js";
 import { openDb, SchemaTooNewError } from "../store/db.js";
@@ -255,6 +256,7 @@ export async function main(argv: string[]): Promise<void> {
       err instanceof RegistryError ||
       err instanceof ObserveError ||
       err instanceof BackupError ||
+      err instanceof BaselineError ||
       err instanceof SchemaTooNewError
     )
       process.stderr.write(`${err.message}\n`);

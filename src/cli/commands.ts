@@ -6,6 +6,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { silentLogger } from "../log.js";
 import { observeCommand } from "../observe/cli.js";
+import { baselineCommand } from "../reports/baseline/cli.js";
 import { SECURITY_EVENT_KINDS, SecurityLog } from "../security/log.js";
 import { simulateCommand } from "../sim/cli.js";
 import { EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
@@ -212,4 +213,5 @@ export const extraCommands: CliCommand[] = [
   backup,
   securityLog,
   observeCommand,
+  baselineCommand,
 ];

@@ -428,6 +428,28 @@ export const MIGRATIONS: Migration[] = [
       INSERT INTO observe_totals (one) VALUES (1);
     `,
   },
+  {
+    version: 12,
+    name: "baselines",
+    sql: `
+      -- A site's (or unit's) measured baseline before the technology (src/reports/baseline/). Every
+      -- save is a new version; a version is never changed, so a figure computed against it can
+      -- always be traced back to it.
+      CREATE TABLE baselines (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        site_id TEXT NOT NULL,
+        unit_id TEXT,                      -- NULL: the whole site
+        version INTEGER NOT NULL,          -- 1, 2, 3... per site and unit
+        fingerprint TEXT NOT NULL,         -- sha256 hex of body
+        recorded_at INTEGER NOT NULL,
+        saved_by TEXT NOT NULL,            -- staff id, "admin" or "cli"
+        body TEXT NOT NULL                 -- canonical JSON of what was recorded
+      );
+      CREATE UNIQUE INDEX baselines_version ON baselines(site_id, ifnull(unit_id, ''), version);
+      CREATE TRIGGER baselines_append_only BEFORE UPDATE ON baselines
+        BEGIN SELECT RAISE(ABORT, 'baselines are append-only: save a new version'); END;
+    `,
+  },
 ];
 
 /**

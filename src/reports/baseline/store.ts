@@ -1,0 +1,84 @@
+/**
+ * Baselines in the main database (table `baselines`, migration 12): append only. A save never
+ * updates a row; it adds the next version for its site and unit, with the fingerprint of what was
+ * recorded, so a computation can name the exact baseline it used ("home-a v3 9f2c4e1a...").
+ */
+import type { Db } from "../../store/db.js";
+import { type Baseline, type BaselineInput, baselineFingerprint, canonicalJson } from "./schema.js";
+
+interface Row {
+  id: number;
+  site_id: string;
+  unit_id: string | null;
+  version: number;
+  fingerprint: string;
+  recorded_at: number;
+  saved_by: string;
+  body: string;
+}
+
+function fromRow(row: Row): Baseline {
+  return {
+    ...(JSON.parse(row.body) as BaselineInput),
+    id: row.id,
+    version: row.version,
+    fingerprint: row.fingerprint,
+    recordedAt: new Date(row.recorded_at).toISOString(),
+    savedBy: row.saved_by,
+  };
+}
+
+export class BaselineStore {
+  constructor(
+    private readonly db: Db,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Saves `input` (already parsed and checked) as the next version of its site and unit. */
+  save(input: BaselineInput, savedBy: string): Baseline {
+    const body = canonicalJson(input);
+    const fingerprint = baselineFingerprint(input);
+    const unit = input.unit ?? null;
+    const insert = this.db.transaction(() => {
+      const { next } = this.db
+        .prepare(
+          "SELECT ifnull(max(version), 0) + 1 AS next FROM baselines WHERE site_id = ? AND unit_id IS ?",
+        )
+        .get(input.site, unit) as { next: number };
+      const { lastInsertRowid } = this.db
+        .prepare(
+          "INSERT INTO baselines (site_id, unit_id, version, fingerprint, recorded_at, saved_by, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .run(input.site, unit, next, fingerprint, this.now(), savedBy, body);
+      return Number(lastInsertRowid);
+    });
+    // IMMEDIATE: two saves at once (the CLI and the API) never pick the same version number.
+    return this.get(insert.immediate())!;
+  }
+
+  get(id: number): Baseline | undefined {
+    const row = this.db.prepare("SELECT * FROM baselines WHERE id = ?").get(id) as Row | undefined;
+    return row ? fromRow(row) : undefined;
+  }
+
+  /**
+   * A site's versions, newest first. `unit`: that unit's only; `null`: the whole site's only;
+   * absent: all of the site's.
+   */
+  list(site: string, unit?: string | null): Baseline[] {
+    const rows = (
+      unit === undefined
+        ? this.db.prepare("SELECT * FROM baselines WHERE site_id = ? ORDER BY id DESC").all(site)
+        : this.db
+            .prepare("SELECT * FROM baselines WHERE site_id = ? AND unit_id IS ? ORDER BY id DESC")
+            .all(site, unit)
+    ) as Row[];
+    return rows.map(fromRow);
+  }
+}
+
+/** Where a resident lives, from the registry's table (for checkBaselineScope). */
+export function residentLookup(db: Db): (ref: string) => { site: string; unit: string } | undefined {
+  const stmt = db.prepare("SELECT site_id AS site, unit_id AS unit FROM residents WHERE ref = ?");
+  return (ref) => stmt.get(ref) as { site: string; unit: string } | undefined;
+}
