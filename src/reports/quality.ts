@@ -136,13 +136,15 @@ export async function qualityReport(ctx: ReportContext, scope: Scope, rangeOf: R
       } else if (a.outcome === "false-alarm" && CARE_PRIORITIES.has(a.priority)) falseAlarms++;
     }
 
-    liftDevices += (
-      ctx.db
-        .prepare(
-          `SELECT COUNT(*) AS n FROM devices WHERE site_id = ? AND profile IN (${liftProfiles(ctx)})${unitSql}`,
-        )
-        .get(site.id, ...unitArgs) as { n: number }
-    ).n;
+    const lifts = liftProfiles(ctx);
+    if (lifts.length > 0)
+      liftDevices += (
+        ctx.db
+          .prepare(
+            `SELECT COUNT(*) AS n FROM devices WHERE site_id = ? AND profile IN (${lifts.map(() => "?").join(", ")})${unitSql}`,
+          )
+          .get(site.id, ...lifts, ...unitArgs) as { n: number }
+      ).n;
     const cycles = ctx.db
       .prepare(
         `SELECT data FROM events WHERE site_id = ? AND type = 'lift.cycle' AND occurred_at >= ? AND occurred_at < ?${unitSql}`,
@@ -252,8 +254,7 @@ export async function qualityReport(ctx: ReportContext, scope: Scope, rangeOf: R
   return { body, tables };
 }
 
-/** SQL list of the profile ids whose kind is a ceiling lift ('' when none is known). */
-function liftProfiles(ctx: ReportContext): string {
-  const ids = [...ctx.profiles.entries()].filter(([, p]) => p.kind === "ceiling-lift").map(([id]) => id);
-  return ids.length === 0 ? "''" : ids.map((id) => `'${id.replace(/'/g, "''")}'`).join(", ");
+/** The profile ids whose kind is a ceiling lift. */
+function liftProfiles(ctx: ReportContext): string[] {
+  return [...ctx.profiles.entries()].filter(([, p]) => p.kind === "ceiling-lift").map(([id]) => id);
 }

@@ -1,7 +1,8 @@
 /**
  * The reports API (docs/reports-api.md): time saved, response times, alert volume, false alarms,
- * coverage and the model's assumptions, as JSON, machine CSV or a Danish spreadsheet's CSV, scoped by
- * the caller's staff token (its sites, and its units when the token names units).
+ * coverage, quality (falls, time on the floor, lifts) and the model's assumptions, as JSON, machine
+ * CSV or a Danish spreadsheet's CSV, scoped by the caller's staff token (its sites, and its units
+ * when the token names units).
  */
 import { z } from "zod";
 import { ApiError } from "../errors.js";

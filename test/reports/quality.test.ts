@@ -6,9 +6,9 @@
  * Bed-days = resident-nights = 13 x 28 = 364 (unit "b" alone: 28, too little for any rate).
  * Falls (resolved with a fall outcome, any alert type): F1-F6 in "a", Fb in "b" = 7; with injury F2,
  * F6 = 2. Not falls: false alarms, a cancelled fall alert, assistance given, a fall before the range.
- * Floor time (detection -> attended): F1 120, F2 300, F3 90 (its event was seen 30 s before the
- * raise), F4 600, F5 180, Fb 45; F6 never attended. Sorted 45 90 120 180 300 600: nearest-rank
- * median is the 3rd = 120 s; n = 6 < 10, so no p90.
+ * Floor time (detection -> attended): F1 120, F2 300, F3 130 (attended 100 s after the raise, its
+ * event seen 30 s before it), F4 600, F5 180, Fb 45; F6 never attended. Sorted 45 120 130 180 300
+ * 600: nearest-rank median is the 3rd = 130 s (from the raise it would be 120); n = 6 < 10, no p90.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Router } from "../../src/http/router.js";
@@ -124,7 +124,7 @@ function build(db: Parameters<typeof addAlert>[0]): void {
   alert("F3", "2026-10-12T08:00:00+02:00", {
     type: fall,
     accept: 60,
-    attend: 60,
+    attend: 100,
     outcome: "fall-without-injury",
   });
   alert("F4", "2026-10-13T08:00:00+02:00", {
@@ -163,7 +163,7 @@ function build(db: Parameters<typeof addAlert>[0]): void {
   // After the range: not counted.
   alert("L1", "2026-11-02T00:30:00+01:00", { type: fall, accept: 1, attend: 2, outcome: "fall-with-injury" });
 
-  // F3's sensor saw the fall 30 s before the raise: detection is the event, floor time 60 + 30 = 90 s.
+  // F3's sensor saw the fall 30 s before the raise: detection is the event, floor time 100 + 30 = 130 s.
   addEvent(db, {
     device: "radar-1",
     type: "fall.detected",
@@ -259,7 +259,7 @@ describe("quality report", () => {
       enough: true,
       note: null,
       unattended: 1,
-      medianSec: 120,
+      medianSec: 130,
       p90Sec: null,
     });
     expect(b.responseTrend).toEqual([
@@ -333,6 +333,19 @@ describe("quality report", () => {
     expect(w.bedDays).toBe(91);
     expect(w.falls).toMatchObject({ enough: false, events: 2, per1000BedDays: null });
     expect(w.lift).toMatchObject({ n: 12, enough: false, note: little, cycles: 13, oneHelperShare: null });
+    // A week with a lift but no cycles: the lift figure is there, with nothing to go on.
+    const last = await json("/api/v1/reports/quality?site=solbakken&from=2026-10-26&to=2026-11-02");
+    expect(last.lift).toEqual({
+      n: 0,
+      minimum: 20,
+      enough: false,
+      note: little,
+      cycles: 0,
+      oneHelper: 0,
+      twoHelper: 0,
+      faults: 0,
+      oneHelperShare: null,
+    });
   });
 
   it("serves the figures as CSV, and only to the report roles", async () => {
