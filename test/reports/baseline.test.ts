@@ -1,9 +1,12 @@
+import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
 import {
   BaselineError,
   type BaselineInput,
   baselineFingerprint,
   checkBaselineScope,
+  MEASUREMENT_KEYS,
   parseBaseline,
 } from "../../src/reports/baseline/schema.js";
 import { BaselineStore, residentLookup } from "../../src/reports/baseline/store.js";
@@ -112,6 +115,21 @@ describe("baseline schema", () => {
         { path: "period.from", message: "a date YYYY-MM-DD" },
       ]),
     );
+  });
+
+  it("the example in docs/time-model.md is a valid baseline for the shipped configuration's site", () => {
+    const doc = readFileSync(new URL("../../docs/time-model.md", import.meta.url), "utf8");
+    const section = doc.slice(doc.indexOf("## Baseline: how it was before"));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    const b = parseBaseline(parseYaml(yaml));
+    const config = parseYaml(readFileSync(new URL("../../config/default.yaml", import.meta.url), "utf8")) as {
+      sites: { id: string; units: { id: string; rooms?: string[] }[] }[];
+      residents: { ref: string; site: string; unit: string }[];
+    };
+    const residentOf = (ref: string) => config.residents.find((r) => r.ref === ref);
+    expect(checkBaselineScope(b, config.sites, residentOf)).toEqual([]);
+    // The example shows every measurement there is.
+    expect(Object.keys(b.measurements).sort()).toEqual([...MEASUREMENT_KEYS].sort());
   });
 
   it("checks the site, unit, rooms and resident refs against the configuration and registry", () => {
