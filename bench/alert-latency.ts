@@ -43,6 +43,7 @@ import {
   connectMany,
   cpuByThread,
   histogramDelta,
+  ONE_ADDRESS_LOAD,
   percentile,
   sampleValue,
   scrapeSamples,
@@ -257,6 +258,7 @@ try {
   const gw = await startGatewayProcess(
     N,
     {
+      mqtt: ONE_ADDRESS_LOAD,
       staff: [{ id: "bench-staff", name: "Bench", role: "staff", sites: ["bench"], token: STAFF_TOKEN }],
       channels: {
         push: { timeoutMs: 2000 },

@@ -19,6 +19,7 @@ import { openDb } from "../src/store/db.js";
 import {
   type Child,
   connectMany,
+  ONE_ADDRESS_LOAD,
   rssKiB,
   spawnReady,
   startBareAedes,
@@ -103,7 +104,7 @@ async function measure(name: string, child: Child, devices: { id: string; secret
   return { name, before, after, perConnKiB: (after - before) / devices.length, connectSec };
 }
 
-const gw = await startGatewayProcess(N);
+const gw = await startGatewayProcess(N, { mqtt: ONE_ADDRESS_LOAD });
 const rows: (string | number)[][] = [];
 const results: Record<string, { perConnKiB: number; connectSec: number; afterMiB: number }> = {};
 try {

@@ -15,6 +15,7 @@ import {
   connectMany,
   cpuByThread,
   median,
+  ONE_ADDRESS_LOAD,
   rssKiB,
   type Sample,
   scrapeSamples,
@@ -117,6 +118,7 @@ async function gatewayThreads(): Promise<Sample[]> {
 // Each of the 50 publishers sends hundreds of events a second, far past a real device's rate: the
 // per-device limit (ingest.deviceRate) would refuse them, and this measures the pipeline, not it.
 const gw = await startGatewayProcess(Math.max(PUBLISHERS, IDLE), {
+  mqtt: ONE_ADDRESS_LOAD,
   ingest: {
     deviceRate: { perSec: 100_000, burst: 1_000_000 },
     ...(process.env.BENCH_WRITER ? { writer: process.env.BENCH_WRITER } : {}),
