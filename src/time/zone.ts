@@ -65,9 +65,36 @@ export function localParts(ms: number, tz: string): LocalParts {
   return out;
 }
 
+/**
+ * Offsets by zone and 15-minute slot of UTC. Every transition in today's tz database falls on a
+ * quarter hour, so an offset holds for its whole slot; the cache saves a formatToParts (a dozen
+ * small objects) per call on paths that run for every event: the rule windows, the series buckets.
+ * Instants before 1970 are not cached (local mean times changed at odd seconds).
+ */
+const SLOT_MS = 15 * MINUTE;
+const offsets = new Map<string, Map<number, number>>();
+const MAX_CACHED_SLOTS = 20_000;
+
 /** The zone's offset from UTC at an instant, in ms (positive east of Greenwich). */
 export function zoneOffsetMs(ms: number, tz: string): number {
   if (tz === "UTC") return 0;
+  if (ms < 0) return computeOffset(ms, tz);
+  const slot = Math.floor(ms / SLOT_MS);
+  let byZone = offsets.get(tz);
+  if (!byZone) {
+    byZone = new Map();
+    offsets.set(tz, byZone);
+  }
+  let offset = byZone.get(slot);
+  if (offset === undefined) {
+    offset = computeOffset(slot * SLOT_MS, tz);
+    if (byZone.size >= MAX_CACHED_SLOTS) byZone.clear();
+    byZone.set(slot, offset);
+  }
+  return offset;
+}
+
+function computeOffset(ms: number, tz: string): number {
   const l = localParts(ms, tz);
   const asUtc = Date.UTC(l.year, l.month - 1, l.day, l.hour, l.minute, l.second);
   return asUtc - (ms - (((ms % 1000) + 1000) % 1000));
