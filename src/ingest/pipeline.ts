@@ -22,6 +22,7 @@ import {
 } from "../model/event.js";
 import { DecodeError, type DeviceProfile } from "../model/profile.js";
 import type { Device, Registry } from "../registry/registry.js";
+import { KeyedBuckets } from "../security/throttle.js";
 import type { Db } from "../store/db.js";
 import {
   applyQuota,
@@ -160,7 +161,7 @@ export class Ingest extends EventEmitter {
   private stopped = false;
   /** Totals since start, for benchmarks and /metrics-free inspection. */
   /** Publish budgets per device (options.deviceRate), or null for no limit. */
-  private readonly rates: DeviceRates | null;
+  private readonly rates: KeyedBuckets | null;
   readonly stats = { commits: 0, committedEvents: 0, duplicates: 0, deadLetters: 0, maxBatch: 0 };
 
   constructor(private readonly ctx: IngestContext) {
@@ -168,7 +169,7 @@ export class Ingest extends EventEmitter {
     this.now = ctx.now ?? Date.now;
     this.recent = new RecentPayloads((ctx.options.redeliveryWindowSec ?? 120) * 1000);
     this.maxStored = Math.min(ctx.options.maxDeadLetterBytes ?? Infinity, ctx.options.maxPayloadBytes);
-    this.rates = ctx.options.deviceRate ? new DeviceRates(ctx.options.deviceRate) : null;
+    this.rates = ctx.options.deviceRate ? new KeyedBuckets(ctx.options.deviceRate) : null;
   }
 
   start(): void {
@@ -222,14 +223,11 @@ export class Ingest extends EventEmitter {
     // flooding (garbage or not) must not turn into a flood of writes (the disk, the WAL, the commits
     // a fall shares). It is counted, and the device told. Checked before the redelivery check, so
     // refused bytes are not remembered as seen.
-    if (
-      this.rates &&
-      !("events" in outcome && this.isUrgent(outcome.events)) &&
-      !this.rates.take(deviceId, receivedAtMs)
-    ) {
+    const urgent = "events" in outcome && this.isUrgent(outcome.events);
+    if (this.rates && !urgent && !this.rates.take(deviceId, receivedAtMs)) {
       this.ctx.onRateLimited?.(deviceId);
       this.ctx.metrics.eventsRejected.inc({ reason: "rate_limited" });
-      const { perSec, burst } = this.rates;
+      const { perSec, burst } = this.rates.limits;
       return Promise.resolve({
         ok: false,
         rejection: {
@@ -261,7 +259,6 @@ export class Ingest extends EventEmitter {
     }
     // One anonymous executor: this runs for every publish, and named closures cost more than nothing
     // under the TypeScript loader.
-    const urgent = "events" in outcome && this.isUrgent(outcome.events);
     return new Promise<IngestResult>((resolve, reject) => {
       if ("events" in outcome)
         this.enqueue(
@@ -667,46 +664,6 @@ const INSERT_IGNORED =
 const IGNORED_COLUMNS = [6, 1, 0, 15];
 const INSERT_DEAD = `INSERT INTO dead_letters (received_at, device_id, topic, code, reason, size, sha256, payload, truncated)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`;
-
-/**
- * A token bucket per device: `burst` publishes at once, refilled at `perSec`. A device idle long
- * enough to be full again is forgotten, so memory follows the devices publishing now.
- */
-class DeviceRates {
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-  private sweptAt = 0;
-
-  constructor(readonly limits: { perSec: number; burst: number }) {}
-
-  get perSec(): number {
-    return this.limits.perSec;
-  }
-  get burst(): number {
-    return this.limits.burst;
-  }
-
-  take(deviceId: string, now: number): boolean {
-    const { perSec, burst } = this.limits;
-    const b = this.buckets.get(deviceId);
-    if (!b) {
-      this.buckets.set(deviceId, { tokens: burst - 1, at: now });
-      this.sweep(now);
-      return true;
-    }
-    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSec);
-    b.at = now;
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
-
-  private sweep(now: number): void {
-    const full = (this.limits.burst / this.limits.perSec) * 1000;
-    if (now - this.sweptAt < full) return;
-    this.sweptAt = now;
-    for (const [id, b] of this.buckets) if (now - b.at >= full) this.buckets.delete(id);
-  }
-}
 
 function toRows(batch: Pending[], maxDead: number, quotas: boolean): Rows {
   const events: Row[] = [];

@@ -10,7 +10,7 @@ import { isValidDeviceId } from "../broker/topics.js";
 import type { Logger } from "../log.js";
 import type { Device, Registry } from "../registry/registry.js";
 import type { SecurityLog } from "../security/log.js";
-import { TokenBucket } from "../security/throttle.js";
+import { KeyedBuckets } from "../security/throttle.js";
 import type { Db } from "../store/db.js";
 import { OBSERVE_PROFILE, type ObserveConfig, observesSite } from "./config.js";
 import { type ObserveEnrolment, ObserveEnrolments } from "./enrolment.js";
@@ -128,9 +128,11 @@ export type RegisteredAdmission = "native" | "observed" | "refused";
 export class ObserveMode {
   readonly store: ObserveStore;
   readonly enrolments: ObserveEnrolments;
-  private readonly buckets = new Map<string, TokenBucket>();
+  /** Samples kept per device per second (bursts of as many); forgotten once full again. */
+  private readonly rates: KeyedBuckets;
 
   constructor(private readonly ctx: ObserveModeContext) {
+    this.rates = new KeyedBuckets({ perSec: ctx.config.ratePerSec, burst: ctx.config.ratePerSec });
     this.store = new ObserveStore(ctx.db, {
       perDevice: ctx.config.perDevice,
       total: ctx.config.total,
@@ -213,12 +215,7 @@ export class ObserveMode {
 
   /** An observed device's publish: kept within its rate and the quotas, acknowledged either way. */
   keep(deviceId: string, channel: string, payload: Buffer): void {
-    let bucket = this.buckets.get(deviceId);
-    if (!bucket) {
-      bucket = new TokenBucket(this.ctx.config.ratePerSec);
-      this.buckets.set(deviceId, bucket);
-    }
-    if (!bucket.take()) {
+    if (!this.rates.take(deviceId)) {
       this.store.countRateDrop(deviceId);
       return;
     }

@@ -78,21 +78,56 @@ export class KnownPairs {
   }
 }
 
-/** At most `perSec` takes per second, in bursts of up to `perSec`. */
+/** At most `perSec` takes per second, in bursts of up to `burst` (default `perSec`). */
 export class TokenBucket {
   private tokens: number;
-  private at = performance.now();
 
-  constructor(private readonly perSec: number) {
-    this.tokens = perSec;
+  constructor(
+    private readonly perSec: number,
+    private readonly burst = perSec,
+    private at = performance.now(),
+  ) {
+    this.tokens = burst;
   }
 
-  take(): boolean {
-    const now = performance.now();
-    this.tokens = Math.min(this.perSec, this.tokens + ((now - this.at) / 1000) * this.perSec);
+  take(now = performance.now()): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSec);
     this.at = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;
     return true;
+  }
+
+  /** Full again, so forgetting it changes nothing. */
+  fullAt(now: number): boolean {
+    return this.tokens + ((now - this.at) / 1000) * this.perSec >= this.burst;
+  }
+}
+
+/**
+ * A token bucket per key (a device): memory follows the keys taking now, since a bucket that is
+ * full again is forgotten (checked at most once per refill time).
+ */
+export class KeyedBuckets {
+  private readonly buckets = new Map<string, TokenBucket>();
+  private sweptAt = 0;
+
+  constructor(readonly limits: { perSec: number; burst: number }) {}
+
+  take(key: string, now = performance.now()): boolean {
+    let bucket = this.buckets.get(key);
+    if (!bucket) {
+      // Before adding it: a new bucket is full, and the sweep would forget it at once.
+      this.sweep(now);
+      bucket = new TokenBucket(this.limits.perSec, this.limits.burst, now);
+      this.buckets.set(key, bucket);
+    }
+    return bucket.take(now);
+  }
+
+  private sweep(now: number): void {
+    if (now - this.sweptAt < (this.limits.burst / this.limits.perSec) * 1000) return;
+    this.sweptAt = now;
+    for (const [key, b] of this.buckets) if (b.fullAt(now)) this.buckets.delete(key);
   }
 }
