@@ -37,6 +37,7 @@ import { observeRoutes } from "./observe/routes.js";
 import { ProfileCatalogue, type ProfileStatus } from "./profiles/catalogue.js";
 import { Registry } from "./registry/registry.js";
 import { baselineRoutes } from "./reports/baseline/routes.js";
+import { BaselineStore } from "./reports/baseline/store.js";
 import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } from "./reports/model.js";
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
@@ -580,12 +581,14 @@ export class Gateway {
     );
     if (modelProblems.length) throw new TimeModelError(config.timeModelFile, modelProblems);
     const sites = config.sites.map((s) => ({ id: s.id, timeZone: s.timeZone, units: s.units }));
+    const baselineStore = new BaselineStore(this.db);
     this.timeSaved = new TimeSavedJob({
       db: this.db,
       store: this.series,
       model: timeModel,
       sites,
       profiles: this.profiles,
+      baselineStore,
       log: log.child({ component: "time-saved" }),
     });
     reportRoutes(this.router, {
@@ -595,8 +598,16 @@ export class Gateway {
       sites,
       profiles: this.profiles,
       job: this.timeSaved,
+      baselineStore,
     });
-    baselineRoutes(this.router, { db: this.db, sites });
+    const timeSaved = this.timeSaved;
+    baselineRoutes(this.router, {
+      db: this.db,
+      sites,
+      store: baselineStore,
+      // Not awaited: the history is recomputed in the background, as on start.
+      saved: () => void timeSaved.runOnce().catch(() => undefined),
+    });
     const metricsAt = config.http.metrics;
     const metricsLog = log.child({ component: "metrics-http" });
     const metricsRouter = metricsAt ? new Router(metricsLog) : this.router;

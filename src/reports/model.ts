@@ -12,6 +12,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { Citation, type Economics, EconomicsFile, EconomicsOverrides, siteEconomics } from "./economics.js";
 
 export const DEFAULT_TIME_MODEL_PATH = "config/time-model.yaml";
 
@@ -75,6 +76,8 @@ export interface ParameterInfo {
   derived?: string;
   /** Set when a site override replaced the file's default. */
   siteOverride?: boolean;
+  /** Ids of `citations` the source rests on. */
+  cites?: string[];
 }
 
 export interface Reference {
@@ -84,6 +87,7 @@ export interface Reference {
   source: string;
   /** Danish texts; the source's citation is kept as published. */
   da?: { name: string; value?: string; detail?: string };
+  cites?: string[];
 }
 
 export interface TimeModel {
@@ -92,6 +96,12 @@ export interface TimeModel {
   references: Reference[];
   /** siteId -> overrides. */
   sites: Record<string, Partial<Record<BaseKey, { value: number | string; source?: string }>>>;
+  /** Årsværk and kroner (src/reports/economics.ts); not part of the fingerprint. */
+  economics: EconomicsFile;
+  /** siteId -> its economics overrides. */
+  siteEconomics: Record<string, EconomicsOverrides>;
+  /** Published sources in full, referred to by `cites` of parameters and references. */
+  citations: Citation[];
   /** Where it was read from (for messages). */
   source: string;
 }
@@ -137,6 +147,7 @@ function numberParam(min: number, max: number) {
     range: z.tuple([z.number(), z.number()]).optional(),
     placeholder: z.boolean().default(false),
     usedFor: z.enum(["arithmetic", "plausibility"]).default("arithmetic"),
+    cites: z.array(z.string()).optional(),
   });
 }
 const clockParam = z.strictObject({
@@ -146,6 +157,7 @@ const clockParam = z.strictObject({
   da: Danish,
   placeholder: z.boolean().default(false),
   usedFor: z.enum(["arithmetic", "plausibility"]).default("arithmetic"),
+  cites: z.array(z.string()).optional(),
 });
 
 const NUMBER_LIMITS: Record<NumericKey, [number, number]> = {
@@ -178,6 +190,7 @@ const SiteOverrides = z.strictObject({
   ),
   nightStart: overrideOf(Clock).optional(),
   nightEnd: overrideOf(Clock).optional(),
+  economics: EconomicsOverrides,
 });
 
 const TimeModelFile = z.strictObject({
@@ -191,6 +204,7 @@ const TimeModelFile = z.strictObject({
         value: z.union([z.string(), z.number()]).transform(String),
         detail: z.string().optional(),
         source: z.string().min(1),
+        cites: z.array(z.string()).optional(),
         da: z
           .strictObject({
             name: z.string().min(1),
@@ -201,6 +215,8 @@ const TimeModelFile = z.strictObject({
       }),
     )
     .default([]),
+  economics: EconomicsFile,
+  citations: z.array(Citation).default([]),
   sites: z.record(z.string(), SiteOverrides).nullable().default({}),
 });
 
@@ -229,8 +245,23 @@ export function parseTimeModel(raw: unknown, source = "time model"): TimeModel {
         message: "the range's low end is above its high end",
       });
   }
+  const citationIds = new Set<string>();
+  file.citations.forEach((c, i) => {
+    if (citationIds.has(c.id))
+      problems.push({ path: `citations[${i}].id`, message: `"${c.id}" is listed twice` });
+    citationIds.add(c.id);
+  });
+  const checkCites = (cites: readonly string[] | undefined, path: string): void => {
+    for (const [i, id] of (cites ?? []).entries())
+      if (!citationIds.has(id))
+        problems.push({ path: `${path}.cites[${i}]`, message: `no citation "${id}"` });
+  };
+  for (const key of BASE_KEYS) checkCites(parameters[key].cites, `parameters.${key}`);
+  for (const [i, r] of file.references.entries()) checkCites(r.cites, `references[${i}]`);
   const sites: TimeModel["sites"] = {};
+  const siteEconomics: TimeModel["siteEconomics"] = {};
   for (const [siteId, overrides] of Object.entries(file.sites ?? {})) {
+    if (overrides.economics) siteEconomics[siteId] = overrides.economics;
     const out: TimeModel["sites"][string] = {};
     for (const key of BASE_KEYS) {
       const o = (overrides as Record<string, unknown>)[key];
@@ -250,6 +281,7 @@ export function parseTimeModel(raw: unknown, source = "time model"): TimeModel {
       value: r.value,
       ...(r.detail === undefined ? {} : { detail: r.detail }),
       source: r.source,
+      ...(r.cites === undefined ? {} : { cites: r.cites }),
       ...(r.da === undefined
         ? {}
         : {
@@ -261,6 +293,9 @@ export function parseTimeModel(raw: unknown, source = "time model"): TimeModel {
           }),
     })),
     sites,
+    economics: file.economics,
+    siteEconomics,
+    citations: file.citations,
     source,
   };
   // Night windows must have a length, for the defaults and for every site.
@@ -322,9 +357,11 @@ export function siteModel(model: TimeModel, siteId: string | null): SiteModel {
     }
     // A site value with a source is a measurement: it is no longer a placeholder. Its source is the
     // site's own text, in whatever language the site wrote it.
-    const { da, ...rest } = base;
+    const { da, cites, ...rest } = base;
     const info: ParameterInfo = {
       ...rest,
+      // A site's own measurement rests on the site's source, not the default's publications.
+      ...(cites && o.source === undefined ? { cites } : {}),
       value: o.value,
       source: o.source ?? `site value (no source given); default ${base.value}: ${base.source}`,
       placeholder: o.source === undefined && base.placeholder,
@@ -395,10 +432,16 @@ export function modelView(model: TimeModel, siteIds: readonly string[]) {
       }),
     ),
     references: model.references,
+    citations: model.citations,
   };
 }
 
 export type ModelView = ReturnType<typeof modelView>;
+
+/** The årsværk and kroner figures in force for a site (null: the file's defaults). */
+export function economicsOf(model: TimeModel, siteId: string | null): Economics {
+  return siteEconomics(model.economics, siteId !== null ? model.siteEconomics[siteId] : undefined);
+}
 
 function parameterView(m: SiteModel) {
   return Object.fromEntries(
@@ -418,6 +461,7 @@ function parameterView(m: SiteModel) {
           usedFor: p.usedFor,
           ...(p.derived ? { derived: p.derived } : {}),
           ...(p.siteOverride ? { siteOverride: true } : {}),
+          ...(p.cites ? { cites: p.cites } : {}),
         },
       ];
     }),

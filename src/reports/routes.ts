@@ -10,6 +10,7 @@ import { parseQuery } from "../http/alerts.js";
 import { RawReply, type RequestContext, type Router } from "../http/router.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import { addDays, DAY, dayWindow, isDate, localDate, startOfLocalDay } from "../time/zone.js";
+import { type BenefitsContext, benefitsReport } from "./benefits.js";
 import { spreadsheetCsv, tableCsv, tablesCsv } from "./csv.js";
 import { outcomesReport } from "./outcomes.js";
 import { qualityReport } from "./quality.js";
@@ -28,7 +29,7 @@ import {
 } from "./queries.js";
 import type { TimeSavedJob } from "./timesaved.js";
 
-export interface ReportRoutesContext extends ReportContext {
+export interface ReportRoutesContext extends BenefitsContext {
   /** When given, POST /api/v1/reports/time-saved/recompute is offered to managers and admins. */
   job?: TimeSavedJob;
   /** Token roles that may read reports; default manager and admin (the dashboard's audience). */
@@ -238,6 +239,7 @@ export function reportRoutes(router: Router, ctx: ReportRoutesContext): void {
   rangeReport("outcomes", (scope, range) => outcomesReport(ctx, scope, range));
   rangeReport("coverage", (scope, range) => coverageReport(ctx, scope, range));
   rangeReport("quality", (scope, range) => qualityReport(ctx, scope, range));
+  rangeReport("benefits", (scope, range) => benefitsReport(ctx, scope, range));
 
   router.add("GET", "/api/v1/reports/model", (r) => {
     const staff = who(r);

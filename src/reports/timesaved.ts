@@ -20,10 +20,16 @@ import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
 import { addDays, DAY, dayWindow, isDate, localDate, localDays, MINUTE, nightWindow } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
+import type { Baseline } from "./baseline/schema.js";
+import { type BaselineStore, baselineForUnit, baselineKey, baselinesInForce } from "./baseline/store.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
+import { perResidentValue, REALISED_NEEDS, type RealisedRates, realisedRates } from "./realised.js";
 import { onlineThroughout } from "./uptime.js";
 
+/** Potential time saved: what the technology makes possible, with the model's figures. */
 export const TIME_SAVED_MEASUREMENT = "time_saved";
+/** Realised time saved: what changed against the site's baseline (src/reports/realised.ts). */
+export const REALISED_MEASUREMENT = "time_saved_realised";
 
 export const CATEGORIES = [
   "night_supervision",
@@ -74,6 +80,11 @@ export interface ResidentNight {
   visits: number[];
   checksSaved: number;
   minutes: number;
+  /** The resident's night checks in the baseline, or null without a baseline measurement. */
+  baselineChecks: number | null;
+  /** Against that baseline; null when not measured. */
+  realisedChecksSaved: number | null;
+  realisedMinutes: number | null;
 }
 
 export interface DayResult {
@@ -84,6 +95,10 @@ export interface DayResult {
   /** False while the night that starts on this date has not ended: its saving is still 0. */
   nightComplete: boolean;
   results: CategoryResult[];
+  /** Against the baselines in force; empty without any. Units without one have no rows. */
+  realised: CategoryResult[];
+  /** The `baseline` tag of the realised points; null without a baseline. */
+  baselineKey: string | null;
   nights: ResidentNight[];
 }
 
@@ -151,6 +166,8 @@ function prepared(db: Db): Statements {
 export interface ComputeContext {
   db: Db;
   profiles: ProfileKinds;
+  /** The site's baselines in force (baselinesInForce); absent or empty: no realised figures. */
+  baselines?: readonly Baseline[];
 }
 
 type Place = { room_id: string | null; resident_ref: string | null };
@@ -293,7 +310,45 @@ export function* computeDaySteps(
     }
     return r;
   };
+  // Realised: per unit with a baseline, the categories its baseline measured.
+  const baselines = ctx.baselines ?? [];
+  const placeholders = {
+    minutesPerNightCheck: sm.parameters.minutesPerNightCheck.placeholder,
+    minutesPerFalseAlarm: sm.parameters.minutesPerFalseAlarm.placeholder,
+  };
+  const realisedOf = new Map<string, { baseline: Baseline; rates: RealisedRates }>();
+  const realisedResults = new Map<string, CategoryResult>();
+  const realisedBucket = (unit: string, category: Category): CategoryResult | undefined => {
+    const r = realisedOf.get(unit);
+    if (!r || r.baseline.measurements[REALISED_NEEDS[category]] === undefined) return undefined;
+    const key = `${unit}\u0000${category}`;
+    let c = realisedResults.get(key);
+    if (!c) {
+      c = { unit, category, minutes: 0, count: 0, ints: {}, floats: {} };
+      realisedResults.set(key, c);
+    }
+    return c;
+  };
   for (const u of site.units) {
+    const baseline = baselineForUnit(baselines, u.id);
+    if (baseline) realisedOf.set(u.id, { baseline, rates: realisedRates(baseline, p, placeholders) });
+    const n = realisedBucket(u.id, "night_supervision");
+    if (n) {
+      n.ints = {
+        eligible: 0,
+        visits: 0,
+        placeholder: realisedOf.get(u.id)!.rates.nightCheckPlaceholder ? 1 : 0,
+      };
+      n.floats = { checks_saved: 0, baseline_checks: 0 };
+    }
+    const l = realisedBucket(u.id, "lift_transfers");
+    if (l) {
+      l.ints = { one_helper: 0 };
+      l.floats = { two_helper_share: 0 };
+    }
+    realisedBucket(u.id, "remote_resolution");
+    const f = realisedBucket(u.id, "false_alarms");
+    if (f) f.ints = { placeholder: realisedOf.get(u.id)!.rates.falseAlarmPlaceholder ? 1 : 0 };
     bucket(u.id, "night_supervision").ints = { eligible: 0, visits: 0 };
     bucket(u.id, "night_supervision").floats = { checks_saved: 0 };
     bucket(u.id, "lift_transfers").ints = { two_helper: 0, faults: 0 };
@@ -323,16 +378,28 @@ export function* computeDaySteps(
       const r = bucket(a.unit_id, "remote_resolution");
       r.count++;
       r.minutes += p.minutesPerAvoidedVisit;
+      const real = realisedBucket(a.unit_id, "remote_resolution");
+      if (real) {
+        real.count++;
+        real.minutes += realisedOf.get(a.unit_id)!.rates.minutesPerAlarm!;
+      }
     } else if (isAttendedFalseAlarm(a, visit)) {
       const r = bucket(a.unit_id, "false_alarms");
       r.count++;
       r.minutes -= p.minutesPerFalseAlarm;
+      const real = realisedBucket(a.unit_id, "false_alarms");
+      if (real) {
+        real.count++;
+        real.minutes -= realisedOf.get(a.unit_id)!.rates.minutesPerFalseAlarm;
+      }
     }
   }
 
   // Lift transfers: cycles that ended on this day.
   const cycles = s.eventsOfType.all(site.id, "lift.cycle", site.id, dayStart, dayEnd) as {
     unit_id: string;
+    room_id: string | null;
+    resident_ref: string | null;
     data: string;
   }[];
   for (const c of cycles) {
@@ -344,6 +411,20 @@ export function* computeDaySteps(
     else if (data.helpers === 1) {
       r.count++;
       r.minutes += p.liftMinutesSavedPerTransfer;
+      const real = realisedBucket(c.unit_id, "lift_transfers");
+      if (real) {
+        const { baseline, rates } = realisedOf.get(c.unit_id)!;
+        const share = perResidentValue(
+          baseline.measurements.twoHelperTransferShare,
+          c.resident_ref,
+          c.room_id,
+        )!;
+        real.ints.one_helper! += 1;
+        real.floats.two_helper_share! += share;
+        // Counted where the baseline had two helpers for this resident at all; credited by its share.
+        if (share > 0) real.count++;
+        real.minutes += share * rates.liftMinutesSaved;
+      }
     } else if ((data.helpers ?? 0) >= 2) r.ints.two_helper++;
   }
 
@@ -406,6 +487,15 @@ export function* computeDaySteps(
     r.floats.checks_saved ??= 0;
     if (!nightComplete) continue;
     const qualified = sensors.some((d) => onlineThroughout(db, d.id, nightStart, nightEnd));
+    const realisedNight = realisedBucket(res.unit_id, "night_supervision");
+    const baselineChecks = realisedNight
+      ? perResidentValue(
+          realisedOf.get(res.unit_id)!.baseline.measurements.nightChecksPerResident,
+          res.ref,
+          res.room_id,
+        )!
+      : null;
+    if (realisedNight) realisedNight.ints.eligible! += 1;
     const night: ResidentNight = {
       resident: res.ref,
       unit: res.unit_id,
@@ -414,6 +504,9 @@ export function* computeDaySteps(
       visits: [],
       checksSaved: 0,
       minutes: 0,
+      baselineChecks,
+      realisedChecksSaved: null,
+      realisedMinutes: null,
     };
     nights.push(night);
     if (!qualified) continue;
@@ -442,33 +535,52 @@ export function* computeDaySteps(
     r.ints.visits += night.visits.length;
     r.floats.checks_saved! += night.checksSaved;
     r.minutes += night.minutes;
+    if (realisedNight && baselineChecks !== null) {
+      night.realisedChecksSaved = Math.max(0, baselineChecks - night.visits.length);
+      night.realisedMinutes =
+        night.realisedChecksSaved * realisedOf.get(res.unit_id)!.rates.minutesPerNightCheck;
+      // A resident-night counts where the baseline had night checks for the resident.
+      if (baselineChecks > 0) realisedNight.count++;
+      realisedNight.ints.visits! += night.visits.length;
+      realisedNight.floats.checks_saved! += night.realisedChecksSaved;
+      realisedNight.floats.baseline_checks! += baselineChecks;
+      realisedNight.minutes += night.realisedMinutes;
+    }
   }
 
+  const byUnitAndCategory = (a: CategoryResult, b: CategoryResult) =>
+    (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0) ||
+    CATEGORIES.indexOf(a.category) - CATEGORIES.indexOf(b.category);
   return {
     site: site.id,
     date,
     dayStart,
     modelVersion: sm.modelVersion,
     nightComplete,
-    results: [...results.values()].sort(
-      (a, b) =>
-        (a.unit < b.unit ? -1 : a.unit > b.unit ? 1 : 0) ||
-        CATEGORIES.indexOf(a.category) - CATEGORIES.indexOf(b.category),
-    ),
+    results: [...results.values()].sort(byUnitAndCategory),
+    realised: [...realisedResults.values()].sort(byUnitAndCategory),
+    baselineKey: baselineKey(baselines),
     nights,
   };
 }
 
-/** A computed day as points: one per unit x category, at the day's local midnight. */
+/**
+ * A computed day as points, at the day's local midnight: potential, one per unit x category; and
+ * realised, one per unit x category its baseline measured, tagged with the baseline key.
+ */
 export function dayPoints(day: DayResult): Point[] {
   const timeNs = BigInt(day.dayStart) * 1_000_000n;
-  return day.results.map((r) => ({
-    measurement: TIME_SAVED_MEASUREMENT,
-    tags: { site: day.site, unit: r.unit, category: r.category, model_version: day.modelVersion },
+  const point = (measurement: string, r: CategoryResult, extra: Record<string, string>): Point => ({
+    measurement,
+    tags: { site: day.site, unit: r.unit, category: r.category, model_version: day.modelVersion, ...extra },
     fields: { minutes: r.minutes, count: r.count, ...r.ints, ...r.floats },
     ints: ["count", ...Object.keys(r.ints)],
     timeNs,
-  }));
+  });
+  const points = day.results.map((r) => point(TIME_SAVED_MEASUREMENT, r, {}));
+  if (day.baselineKey !== null)
+    for (const r of day.realised) points.push(point(REALISED_MEASUREMENT, r, { baseline: day.baselineKey }));
+  return points;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,14 +593,17 @@ export interface TimeSavedJobContext {
   sites: readonly SiteInfo[];
   /** Profile id -> kind; the gateway's `profiles` map. Fall sensors are kind "fall-sensor". */
   profiles: ProfileKinds;
+  /** Where sites' baselines are; without it only potential time is computed. */
+  baselineStore?: BaselineStore;
   log?: Logger;
   now?: () => number;
   /** How often yesterday and today are recomputed; default 10 minutes. */
   intervalMs?: number;
   /**
-   * On start, days this far back that have no points of the current model version are computed
-   * (after a restart, an outage of the store, or a parameter change); default 62. Older ranges:
-   * recompute().
+   * On start, and when a site's baseline changes, days this far back that have no points of the
+   * current model version (and baseline) are computed: after a restart, an outage of the store, a
+   * parameter change or a new baseline. Default 400: this quarter, the previous one and a baseline
+   * period up to a year back. Older ranges: recompute().
    */
   backfillDays?: number;
 }
@@ -515,6 +630,8 @@ export class TimeSavedJob extends EventEmitter {
   private running = false;
   /** Set by start(); stays set while the backfill could not ask the store what is missing. */
   private backfillPending = false;
+  /** Site -> the baseline key its history was last brought up to. */
+  private readonly keys = new Map<string, string | null>();
   lastError: Error | undefined;
 
   constructor(private readonly ctx: TimeSavedJobContext) {
@@ -572,6 +689,12 @@ export class TimeSavedJob extends EventEmitter {
   }
 
   private async run(): Promise<RunSummary[]> {
+    // A baseline saved since the last run (through the API, or `ata baseline set` from another
+    // process) changes which history is current: fill it in.
+    if (
+      this.ctx.sites.some((site) => this.keys.has(site.id) && this.keys.get(site.id) !== this.keyOf(site.id))
+    )
+      this.backfillPending = true;
     if (this.backfillPending) await this.backfill();
     const out: RunSummary[] = [];
     for (const site of this.ctx.sites) {
@@ -600,13 +723,45 @@ export class TimeSavedJob extends EventEmitter {
     });
   }
 
-  /** Days in the backfill window without points of the current model version. */
+  private inForce(siteId: string): Baseline[] {
+    return this.ctx.baselineStore ? baselinesInForce(this.ctx.baselineStore, siteId) : [];
+  }
+
+  private keyOf(siteId: string): string | null {
+    return baselineKey(this.inForce(siteId));
+  }
+
+  /** Local dates in [fromMs, toMs) with no point of `measurement` matching `where`. */
+  private async missingDays(
+    site: SiteInfo,
+    measurement: string,
+    where: Record<string, string>,
+    fromMs: number,
+    toMs: number,
+  ): Promise<string[]> {
+    const rows = await this.ctx.store.aggregate({
+      measurement,
+      field: "count",
+      fn: "count",
+      from: new Date(fromMs),
+      to: new Date(toMs),
+      where,
+      interval: "1d",
+      timeZone: site.timeZone,
+    });
+    const present = new Set(rows.map((r) => localDate(r.time!.getTime(), site.timeZone)));
+    return localDays(fromMs, toMs, site.timeZone).filter((d) => !present.has(d));
+  }
+
+  /** Days in the backfill window without points of the current model version (and baseline). */
   private async backfill(): Promise<void> {
-    const days = this.ctx.backfillDays ?? 62;
+    const days = this.ctx.backfillDays ?? 400;
     this.backfillPending = false;
     for (const site of this.ctx.sites) {
       try {
         const sm = siteModel(this.ctx.model, site.id);
+        const inForce = this.inForce(site.id);
+        const key = baselineKey(inForce);
         const today = localDate(this.now(), site.timeZone);
         const first = this.firstActivity(site.id);
         if (first === undefined) continue;
@@ -615,19 +770,26 @@ export class TimeSavedJob extends EventEmitter {
         if (firstDate > from) from = firstDate;
         const [fromMs] = dayWindow(from, site.timeZone);
         const [toMs] = dayWindow(addDays(today, -1), site.timeZone);
-        if (fromMs >= toMs) continue;
-        const rows = await this.ctx.store.aggregate({
-          measurement: TIME_SAVED_MEASUREMENT,
-          field: "count",
-          fn: "count",
-          from: new Date(fromMs),
-          to: new Date(toMs),
-          where: { site: site.id, model_version: sm.modelVersion },
-          interval: "1d",
-          timeZone: site.timeZone,
-        });
-        const present = new Set(rows.map((r) => localDate(r.time!.getTime(), site.timeZone)));
-        const missing = localDays(fromMs, toMs, site.timeZone).filter((d) => !present.has(d));
+        if (fromMs >= toMs) {
+          this.keys.set(site.id, key);
+          continue;
+        }
+        const where = { site: site.id, model_version: sm.modelVersion };
+        const missingSet = new Set(await this.missingDays(site, TIME_SAVED_MEASUREMENT, where, fromMs, toMs));
+        // Realised points exist where a baseline measured something a category needs.
+        const measuresAny = inForce.some((b) =>
+          Object.values(REALISED_NEEDS).some((k) => b.measurements[k] !== undefined),
+        );
+        if (key !== null && measuresAny)
+          for (const d of await this.missingDays(
+            site,
+            REALISED_MEASUREMENT,
+            { ...where, baseline: key },
+            fromMs,
+            toMs,
+          ))
+            missingSet.add(d);
+        const missing = [...missingSet].sort();
         // Contiguous runs, so a long gap is one range with one write per batch of days.
         let start: string | undefined;
         let prev: string | undefined;
@@ -641,6 +803,7 @@ export class TimeSavedJob extends EventEmitter {
           start = d;
           prev = d;
         }
+        this.keys.set(site.id, key);
       } catch (err) {
         // The store did not answer which days are missing (a range that failed to write is retried
         // through retryFrom instead): ask again on the next run.
@@ -685,12 +848,13 @@ export class TimeSavedJob extends EventEmitter {
   ): Promise<RunSummary | undefined> {
     const t0 = performance.now();
     const sm = siteModel(this.ctx.model, site.id);
+    const compute = { db: this.ctx.db, profiles: this.ctx.profiles, baselines: this.inForce(site.id) };
     let points: Point[] = [];
     let written = 0;
     let days = 0;
     try {
       for (let date = from; date < to; date = addDays(date, 1)) {
-        const day = await sliced(computeDaySteps(this.ctx, site, sm, date, this.now()));
+        const day = await sliced(computeDaySteps(compute, site, sm, date, this.now()));
         points.push(...dayPoints(day));
         days++;
         if (points.length >= 2000) {

@@ -29,6 +29,10 @@ export interface BaselineRoutesContext {
   db: Db;
   sites: readonly BaselineSite[];
   now?: () => number;
+  /** The gateway's; one is made over `db` when absent. */
+  store?: BaselineStore;
+  /** Called after a save, so realised figures are recomputed against the new version. */
+  saved?: (b: Baseline) => void;
 }
 
 const ROLES: readonly string[] = ["manager", "admin"];
@@ -45,7 +49,7 @@ function visible(staff: StaffIdentity, b: { site: string; unit?: string | undefi
 }
 
 export function baselineRoutes(router: Router, ctx: BaselineRoutesContext): void {
-  const store = new BaselineStore(ctx.db, ctx.now);
+  const store = ctx.store ?? new BaselineStore(ctx.db, ctx.now);
   const residentOf = residentLookup(ctx.db);
   const who = (r: RequestContext) => {
     const staff = r.staff();
@@ -95,6 +99,8 @@ export function baselineRoutes(router: Router, ctx: BaselineRoutesContext): void
     const problems = checkBaselineScope(input, ctx.sites, residentOf);
     if (problems.length) throw new ApiError("invalid_body", undefined, problems);
     // Every save is a new version: 201 always, as the push API's `created`.
-    return { created: true, baseline: store.save(input, staff.id) };
+    const saved = store.save(input, staff.id);
+    ctx.saved?.(saved);
+    return { created: true, baseline: saved };
   });
 }

@@ -3,6 +3,7 @@
  * updates a row; it adds the next version for its site and unit, with the fingerprint of what was
  * recorded, so a computation can name the exact baseline it used ("home-a v3 9f2c4e1a...").
  */
+import { createHash } from "node:crypto";
 import type { Db } from "../../store/db.js";
 import { type Baseline, type BaselineInput, baselineFingerprint, canonicalJson } from "./schema.js";
 
@@ -75,6 +76,41 @@ export class BaselineStore {
     ) as Row[];
     return rows.map(fromRow);
   }
+}
+
+/**
+ * The baselines in force for a site: the newest version of the site's own and of each unit's. A
+ * unit's own baseline replaces the site's for that unit.
+ */
+export function baselinesInForce(store: BaselineStore, site: string): Baseline[] {
+  const newest = new Map<string, Baseline>();
+  for (const b of store.list(site)) {
+    const key = b.unit ?? "";
+    if (!newest.has(key)) newest.set(key, b);
+  }
+  return [...newest.values()].sort((a, b) => ((a.unit ?? "") < (b.unit ?? "") ? -1 : 1));
+}
+
+/** The baseline that applies to a unit: its own, else the site's. */
+export function baselineForUnit(inForce: readonly Baseline[], unit: string): Baseline | undefined {
+  return inForce.find((b) => b.unit === unit) ?? inForce.find((b) => b.unit === undefined);
+}
+
+/** How a baseline is named on every figure computed with it: "v3+9f2c4e1a", a unit's "nord:v1+...". */
+export function baselineLabel(b: Baseline): string {
+  return `${b.unit !== undefined ? `${b.unit}:` : ""}v${b.version}+${b.fingerprint.slice(0, 8)}`;
+}
+
+/**
+ * The `baseline` tag of a site's realised points: the one baseline's label, or, when units have
+ * their own, "set+" and a fingerprint of all their labels. Any new version changes it, so the job
+ * sees which days were computed against an older baseline.
+ */
+export function baselineKey(inForce: readonly Baseline[]): string | null {
+  if (inForce.length === 0) return null;
+  if (inForce.length === 1) return baselineLabel(inForce[0]!);
+  const labels = inForce.map(baselineLabel).join(",");
+  return `set+${createHash("sha256").update(labels).digest("hex").slice(0, 8)}`;
 }
 
 /** Where a resident lives, from the registry's table (for checkBaselineScope). */
