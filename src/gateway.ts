@@ -48,7 +48,7 @@ import { ScaipReceiver } from "./scaip/receiver.js";
 import { DemoCredentials, shippedDemoSeeds } from "./security/demo-credentials.js";
 import { SecurityLog } from "./security/log.js";
 import { StaffAuth } from "./security/staff-auth.js";
-import { DemoMode } from "./sim/demo.js";
+import { DemoMode, seedDemoBaselines } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
 import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
@@ -664,6 +664,7 @@ export class Gateway {
       .catch((err: Error) => log.error({ err: err.message }, "time-saved job failed to start"));
     this.started = true;
     if (config.demo.enabled) {
+      seedDemoBaselines(baselineStore, config, log);
       this.demo = new DemoMode({
         config,
         mqttUrl: `mqtt://127.0.0.1:${this.mqttPort()}`,

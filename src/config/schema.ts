@@ -8,6 +8,7 @@ import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
 import { BridgesConfig, bridgeProblems } from "../bridges/config.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
+import { BaselineInput, checkBaselineScope } from "../reports/baseline/schema.js";
 import { ScaipConfig, scaipProblems } from "../scaip/config.js";
 import { isTimeZone } from "../time/zone.js";
 
@@ -359,6 +360,12 @@ export const ConfigSchema = z.strictObject({
        */
       devices: z.array(SeedDeviceConfig).default([]),
       staff: z.array(SeedStaffConfig).default([]),
+      /**
+       * Baselines the demo records for its site when the site has none yet, so the dashboard can
+       * show realised time beside potential. Illustrative figures, said so in their note; a real
+       * site measures its own (`ata baseline set`, docs/time-model.md).
+       */
+      baselines: z.array(BaselineInput).default([]),
     })
     .prefault({}),
   /** Observe mode for unknown devices (src/observe/, docs/observe.md): off unless turned on. */
@@ -499,6 +506,14 @@ export function crossCheck(
   const siteIds = config.sites.map((s) => s.id);
   problems.push(...observeProblems(config.observe, siteIds));
   problems.push(...bridgeProblems(config.bridges));
+  const residentOf = (ref: string) => {
+    const r = config.residents.find((x) => x.ref === ref);
+    return r ? { site: r.site, unit: r.unit } : undefined;
+  };
+  config.demo.baselines.forEach((b, i) => {
+    for (const p of checkBaselineScope(b, config.sites, residentOf))
+      problems.push({ path: ["demo", "baselines", i, ...p.path.split(".")], message: p.message });
+  });
   return problems;
 }
 

@@ -19,6 +19,8 @@ import type { AlertManager } from "../alerts/manager.js";
 import type { AlertView, Outcome } from "../alerts/model.js";
 import type { Config } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { parseBaseline } from "../reports/baseline/schema.js";
+import type { BaselineStore } from "../reports/baseline/store.js";
 import type { RuleEngine } from "../rules/engine.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import { ENCODERS } from "./encoders.js";
@@ -53,6 +55,22 @@ export interface DemoContext {
   historyPlayed(from: number, to: number): Promise<void>;
   /** The latest occurred_at in the event log of any of these devices, or null when they have none. */
   lastEventAt(deviceIds: readonly string[]): number | null;
+}
+
+/**
+ * Records the demo's baselines (config `demo.baselines`) for a site and unit that have none yet: a
+ * baseline someone recorded, even over an earlier demo run, is never replaced.
+ */
+export function seedDemoBaselines(store: BaselineStore, config: Config, log: Logger): void {
+  for (const raw of config.demo.baselines) {
+    const b = parseBaseline(raw);
+    if (store.list(b.site, b.unit ?? null).length > 0) continue;
+    const saved = store.save(b, "demo");
+    log.info(
+      { site: saved.site, unit: saved.unit, version: saved.version },
+      "demo: illustrative baseline recorded",
+    );
+  }
 }
 
 /** A gap shorter than this since the demo's last event is not worth a history playback. */

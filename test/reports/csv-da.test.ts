@@ -62,6 +62,7 @@ const REPORTS = [
   "outcomes",
   "coverage",
   "quality",
+  "benefits",
   "model",
 ];
 

@@ -36,7 +36,7 @@ const ECONOMICS = {
   },
 };
 
-function baselineInput(overrides: Partial<BaselineInput["measurements"]> = {}): BaselineInput {
+function baselineInput(overrides: Record<string, unknown> = {}): BaselineInput {
   return parseBaseline({
     site: SITE.id,
     period: { from: "2026-09-01", to: "2026-09-14" },
