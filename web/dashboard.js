@@ -7,13 +7,15 @@
  *
  * Each panel loads on its own: one report failing or empty never blanks the others.
  */
+import { ApiError, apiRequest, TOKEN_KEY } from "./api.js";
+import { clearHeadline, showHeadline } from "./benefits.js";
 import { hbars, ranges, vbars } from "./charts.js";
 import { $, placeNames } from "./dom.js";
+import { locale, num } from "./format.js";
 import { applyStatic, has, lang, setLang, t } from "./i18n.js";
 import { observePanel } from "./observe.js";
 import { staffPanel } from "./staff-panel.js";
 
-const TOKEN_KEY = "ata.dashboard.token";
 const CATEGORIES = ["night_supervision", "lift_transfers", "remote_resolution", "false_alarms"];
 const MANAGER_ROLES = new Set(["manager", "admin"]);
 
@@ -32,11 +34,21 @@ const els = {
   unit: /** @type {HTMLSelectElement} */ ($("f-unit")),
   days: /** @type {HTMLSelectElement} */ ($("f-days")),
   interval: /** @type {HTMLSelectElement} */ ($("f-interval")),
-  headlineValue: $("headline-value"),
   headlineSub: $("headline-sub"),
   headlineCats: $("headline-cats"),
   headlineModel: $("headline-model"),
+  reportLink: /** @type {HTMLAnchorElement} */ ($("report-link")),
   toast: $("toast"),
+};
+
+/** The benefits headline (web/benefits.js): realised first, the potential beside it, caveats under. */
+const headline = {
+  root: $("headline"),
+  label: $("headline-label"),
+  value: $("headline-value"),
+  potential: $("headline-potential"),
+  caveats: $("headline-caveats"),
+  provenance: $("headline-provenance"),
 };
 
 /** @typedef {{ id: string; name: string; role: string; sites: string[]; units: string[] | null }} Staff */
@@ -60,35 +72,7 @@ const state = {
   data: {},
 };
 
-class ApiError extends Error {
-  /**
-   * @param {number} status
-   * @param {string} code
-   * @param {string} message
-   */
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
 // ------------------------------------------------------------------ formatting
-
-function locale() {
-  return lang() === "da" ? "da-DK" : "en-GB";
-}
-
-/**
- * @param {number | null | undefined} n
- * @param {number} [digits]
- */
-function num(n, digits = 1) {
-  if (n === null || n === undefined || !Number.isFinite(n)) return "–";
-  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits, minimumFractionDigits: 0 }).format(
-    n,
-  );
-}
 
 function pct(/** @type {number | null | undefined} */ share, digits = 1) {
   return share === null || share === undefined ? "–" : t("dash.percent", { n: num(share * 100, digits) });
@@ -240,37 +224,16 @@ function toast(/** @type {string} */ text, error = false) {
 /**
  * @param {string} path
  * @param {Record<string, string | undefined>} [params]
- */
-function apiUrl(path, params = {}) {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== "") q.set(k, v);
-  const qs = q.toString();
-  return `${path}${qs ? `?${qs}` : ""}`;
-}
-
-/**
- * @param {string} path
- * @param {Record<string, string | undefined>} [params]
  * @param {RequestInit & { headers?: Record<string, string> }} [init]
  * @returns {Promise<Response>}
  */
 async function apiFetch(path, params, init = {}) {
-  const res = await fetch(apiUrl(path, params), {
-    ...init,
-    headers: { ...(init.headers ?? {}), authorization: `Bearer ${state.token}` },
-  });
-  if (res.ok) return res;
-  let code = "internal";
-  let message = `HTTP ${res.status}`;
   try {
-    const body = await res.json();
-    code = body?.error?.code ?? code;
-    message = body?.error?.message ?? message;
-  } catch {
-    // Not JSON: keep the status line.
+    return await apiRequest(state.token, path, params, init);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) signOut(t("error.unauthenticated"));
+    throw err;
   }
-  if (res.status === 401) signOut(t("error.unauthenticated"));
-  throw new ApiError(res.status, code, message);
 }
 
 /**
@@ -372,6 +335,7 @@ function init() {
   els.lang.addEventListener("click", () => {
     setLang(lang() === "da" ? "en" : "da");
     document.title = t("app.dashboard");
+    reportLink();
     fillUnitOptions();
     renderAll();
     if (state.token) staff.relabel();
@@ -538,9 +502,10 @@ async function load() {
     "p-model",
   ])
     panel(id).loading();
-  els.headlineValue.textContent = "–";
-  els.headlineSub.textContent = t("dash.loading");
+  clearHeadline(headline, t("dash.loading"));
+  els.headlineSub.textContent = "";
   els.headlineCats.replaceChildren();
+  reportLink();
 
   /**
    * @param {string} key
@@ -559,6 +524,8 @@ async function load() {
       if (key === "timeDay") {
         els.headlineSub.textContent = t("dash.error", { message: /** @type {Error} */ (err).message });
       }
+      if (key === "benefits")
+        clearHeadline(headline, t("dash.error", { message: /** @type {Error} */ (err).message }));
       return;
     }
     render(key);
@@ -567,6 +534,7 @@ async function load() {
   // Per-day figures give the exact number of computed days behind "per week"; the trend uses the
   // interval the manager chose.
   await Promise.all([
+    job("benefits", () => apiJson("/api/v1/reports/benefits", q), []),
     job("timeDay", () => apiJson("/api/v1/reports/time-saved", { ...q, interval: "day" }), [
       "p-units",
       "p-categories",
@@ -586,6 +554,21 @@ async function load() {
   ]);
 }
 
+/**
+ * The printed report (web/report.html) for what the filters show: the same site, unit and days
+ * (to the end of today, as the reports' default), in the page's language.
+ */
+function reportLink() {
+  const q = query();
+  els.reportLink.href = `/report.html?${new URLSearchParams({
+    ...(q.site ? { site: q.site } : {}),
+    ...(q.unit ? { unit: q.unit } : {}),
+    from: q.from,
+    to: daysAgo(-1),
+    lang: lang(),
+  })}`;
+}
+
 /** Chart width in SVG units: narrower on a phone, so the text in the charts stays readable. */
 function chartWidth() {
   return window.innerWidth < 640 ? 400 : 640;
@@ -600,7 +583,8 @@ function render(key) {
   const data = state.data[key];
   if (!data) return;
   try {
-    if (key === "timeDay") {
+    if (key === "benefits") showHeadline(headline, data);
+    else if (key === "timeDay") {
       learnUnits(data.byUnit?.map((/** @type {any} */ u) => u.unit) ?? []);
       renderHeadline(data);
       renderUnits(data);
@@ -617,6 +601,8 @@ function render(key) {
     } else if (key === "model") renderModel(data);
   } catch (err) {
     // A report whose shape changed must not take the page down: that panel says so.
+    if (key === "benefits")
+      clearHeadline(headline, t("dash.error", { message: /** @type {Error} */ (err).message }));
     const ids = /** @type {Record<string, string[]>} */ ({
       timeDay: ["p-units", "p-categories"],
       timeTrend: ["p-trend"],
@@ -654,12 +640,11 @@ function renderHeadline(/** @type {any} */ r) {
   const from = range ? shortDate(range.from) : "";
   const to = range ? shortDate(new Date(Date.parse(range.to) - 1).toISOString()) : "";
   if (!days) {
-    els.headlineValue.textContent = "–";
     els.headlineSub.textContent = t("dash.noComputedDays");
     els.headlineCats.replaceChildren();
   } else {
+    // The chips are the potential per category; the figure above them is the benefits account's.
     const weeks = days / 7;
-    els.headlineValue.textContent = num(r.totals.hours / weeks, 1);
     els.headlineSub.textContent = t("dash.headlineSub", {
       scope: els.unit.value ? unitName(els.unit.value) : t("dash.allUnits"),
       days,

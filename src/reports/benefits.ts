@@ -46,6 +46,12 @@ const round = (x: number, digits: number) => {
   return Math.round(x * f) / f;
 };
 
+/** The comparison's note for a previous period before the site's first data. */
+export const NO_PREVIOUS = {
+  da: "ingen data i forrige periode",
+  en: "no data for the previous period",
+} as const;
+
 /** A caveat in both languages; `code` is stable for clients. */
 export interface Caveat {
   code: string;
@@ -82,7 +88,7 @@ async function sums(
   where: Record<string, string | readonly string[]>,
   from: number,
   to: number,
-): Promise<{ sums: Sums; detail: Record<string, number>; days: number }> {
+): Promise<{ sums: Sums; detail: Record<string, number>; days: number; first: number | null }> {
   const base = {
     measurement,
     fn: "sum" as const,
@@ -111,6 +117,7 @@ async function sums(
     sums: out,
     detail: { visits: total(visits), twoHelper: total(twoHelper), eligible: total(eligible) },
     days: daysRows.filter((r) => r.value > 0).length,
+    first: daysRows.find((r) => r.value > 0)?.time?.getTime() ?? null,
   };
 }
 
@@ -143,8 +150,8 @@ const addSums = (into: Sums, from: Sums) => {
   }
 };
 
-/** Local days of [from, to) that have ended by `now`: the days a figure can rest on. */
-function observedDays(site: ReportSite, from: number, to: number, now: number): number {
+/** Local days of [from, to) that have ended by `now`. */
+function endedDays(site: ReportSite, from: number, to: number, now: number): number {
   const end = Math.min(to, startOfLocalDay(localDate(now, site.timeZone), site.timeZone));
   return end > from ? localDays(from, end, site.timeZone).length : 0;
 }
@@ -183,7 +190,7 @@ interface ComparisonRow {
   baseline: number | null;
   previous: number | null;
   current: number | null;
-  note: typeof TOO_LITTLE | null;
+  note: { da: string; en: string } | null;
 }
 
 export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf: RangeOf) {
@@ -202,6 +209,8 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
   const unmeasured = new Map<Category, string[]>();
   const measured = new Set<Category>();
   let notComputed = 0;
+  /** Sites whose data begin inside the period: "site date". */
+  const firstData: string[] = [];
   let economics: Economics | undefined;
 
   for (const site of scope.sites) {
@@ -262,10 +271,15 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
     ]);
     addSums(potentialTotal, potential.sums);
     if (realised) addSums(realisedTotal, realised.sums);
-    const observed = observedDays(site, from, to, now);
-    const prevObserved = observedDays(site, prevFrom, from, now);
+    // The days a figure rests on are the days computed: from the site's first activity on. Ended
+    // days after the first computed one that have no figures are a gap (the job has not caught up).
+    const observed = potential.days;
+    const prevObserved = prevPotential.days;
     days = Math.max(days, observed);
-    notComputed += Math.max(0, observed - potential.days);
+    if (potential.first !== null) {
+      notComputed += Math.max(0, endedDays(site, potential.first, to, now) - observed);
+      if (potential.first > from) firstData.push(`${site.id} ${localDate(potential.first, site.timeZone)}`);
+    }
 
     // The comparison: the same figures for the baseline period, the period before, and this one.
     const iso = (ms: number) => localDate(ms, site.timeZone);
@@ -290,8 +304,13 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
       return n >= QUALITY_MINIMUMS.liftCycles ? round(s.detail.twoHelper! / n, 3) : null;
     };
     const nightMinutes = bm?.minutesPerNightCheck?.value ?? sm.params.minutesPerNightCheck;
-    const alarmsNow = alarmsPerNight(ctx, site, scope, from, to, now);
-    const alarmsBefore = alarmsPerNight(ctx, site, scope, prevFrom, from, now);
+    // Nights from the first computed day on: before it nothing was observed.
+    const nightsOf = (first: number | null, a: number, b: number) =>
+      first === null
+        ? { alarms: 0, nights: 0 }
+        : alarmsPerNight(ctx, site, scope, Math.max(a, first), b, now);
+    const alarmsNow = nightsOf(potential.first, from, to);
+    const alarmsBefore = nightsOf(prevPotential.first, prevFrom, from);
     const perNightAlarms = (a: { alarms: number; nights: number }) =>
       a.nights >= 7 ? round(a.alarms / a.nights, 2) : null;
     const weekly = (s: Sums | undefined, d: number) => {
@@ -376,8 +395,12 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
       },
     );
     for (const r of rows) {
-      // Too little data where an observed period has no value (the baseline's null is "not recorded").
-      r.note = tooLittle(r.previous, r.current);
+      // A period without computed days has no figures at all (not zeros: nothing was observed).
+      if (prevObserved === 0) r.previous = null;
+      if (observed === 0) r.current = null;
+      // Too little data where this period has no value (the baseline's null is "not recorded"); a
+      // previous period the gateway did not observe says so.
+      r.note = r.current === null ? TOO_LITTLE : prevObserved === 0 ? NO_PREVIOUS : tooLittle(r.previous);
       comparison.push({ site: site.id, ...r });
     }
   }
@@ -441,6 +464,12 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
       da: `Kronebeløbene bygger på pladsholdere for timepris (${names(costPlaceholders)}); sæt stedets egne med kilde.`,
       en: `The amounts rest on placeholder hourly costs (${names(costPlaceholders)}); set the site's own with a source.`,
     });
+  if (firstData.length > 0)
+    caveats.push({
+      code: "partial_period",
+      da: `Perioden begynder før de første data (${firstData.join(", ")}); tallene dækker ${days} dage.`,
+      en: `The period begins before the first data (${firstData.join(", ")}); the figures cover ${days} days.`,
+    });
   if (days < SHORT_PERIOD_DAYS)
     caveats.push({
       code: "short_period",
@@ -452,6 +481,16 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
       code: "not_computed",
       da: `${notComputed} dage i perioden er endnu ikke beregnet; tallene er for lave, indtil de er.`,
       en: `${notComputed} days of the period are not computed yet; the figures are too low until they are.`,
+    });
+
+  const above = CATEGORIES.filter(
+    (c) => measured.has(c) && realisedTotal[c].minutes > potentialTotal[c].minutes + 1e-9,
+  );
+  if (anyBaseline && above.length > 0)
+    caveats.push({
+      code: "realised_above_potential",
+      da: `Den realiserede tid er større end potentialet for ${above.map((c) => categoryDa[c]).join(", ")}: stedets baseline har flere eller længere tilsyn/forflytninger end modellens standardtal. Sæt stedets egne målte tal i modellen, så potentialet bygger på dem.`,
+      en: `Realised time is above the potential for ${above.map((c) => categoryEn[c]).join(", ")}: the site's baseline has more or longer checks or transfers than the model's defaults. Set the site's measured figures in the model so the potential rests on them.`,
     });
 
   const categories = CATEGORIES.map((c) => {

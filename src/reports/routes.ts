@@ -20,7 +20,6 @@ import {
   falseAlarmReport,
   modelReport,
   type RangeOf,
-  type ReportContext,
   type ReportSite,
   responseTimesReport,
   type Scope,

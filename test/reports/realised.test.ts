@@ -264,6 +264,38 @@ describe("realised time saved against a site's baseline (hand-computed week with
       ]);
     });
 
+    it("a period that begins before the first data rests on the computed days, and says so", async () => {
+      baselines.save(baselineInput(), "staff:anna");
+      await job().recompute(SITE.id, WEEK.from, WEEK.to);
+      const { body } = await benefitsReport(
+        {
+          db,
+          store,
+          model,
+          sites: [SITE],
+          profiles: PROFILES,
+          baselineStore: baselines,
+          now: () => AFTER_WEEK,
+        },
+        { sites: [SITE], units: ["a"] },
+        // Two weeks, of which only the second was computed.
+        () => ({ from: ms("2026-10-12T00:00:00+02:00"), to: ms("2026-10-26T00:00:00+01:00") }),
+      );
+      expect(body.observedDays).toBe(7);
+      // Per week over the 7 computed days, not the 14 asked for.
+      expect(body.headline.realised!.hoursPerWeek).toBe(1.39);
+      const partial = body.headline.caveats.find((c) => c.code === "partial_period")!;
+      expect(partial.da).toContain("solbakken 2026-10-19");
+      expect(partial.en).toContain("cover 7 days");
+      // The week before (5-11 October) was not observed: no figures, said so; not zeros.
+      const row = body.comparison.find((r) => r.figure === "potential_hours_per_week")!;
+      expect(row).toMatchObject({
+        previous: null,
+        current: 1.61,
+        note: { en: "no data for the previous period" },
+      });
+    });
+
     it("without a baseline the headline says so in words and realised is null", async () => {
       await job().recompute(SITE.id, WEEK.from, WEEK.to);
       const { body } = await account();
