@@ -18,7 +18,10 @@ export function locale() {
  */
 export function num(n, digits = 1, min = 0) {
   if (n === null || n === undefined || !Number.isFinite(n)) return "–";
-  return new Intl.NumberFormat(locale(), { maximumFractionDigits: digits, minimumFractionDigits: min }).format(n);
+  return new Intl.NumberFormat(locale(), {
+    maximumFractionDigits: digits,
+    minimumFractionDigits: min,
+  }).format(n);
 }
 
 /**
@@ -55,9 +58,12 @@ export function percent(share, digits = 1) {
 export function dateText(iso) {
   const d = new Date(`${iso.slice(0, 10)}T12:00:00Z`);
   if (Number.isNaN(d.getTime())) return iso;
-  return new Intl.DateTimeFormat(locale(), { day: "numeric", month: "short", year: "numeric", timeZone: "UTC" }).format(
-    d,
-  );
+  return new Intl.DateTimeFormat(locale(), {
+    day: "numeric",
+    month: "short",
+    year: "numeric",
+    timeZone: "UTC",
+  }).format(d);
 }
 
 /**

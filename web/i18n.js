@@ -301,13 +301,15 @@ export const STRINGS = {
     "report.summary": "Sammenfatning",
     "report.summaryDays": "Opgjort over {days} dage med data. Årstal er fremskrevet med {weeks} uger pr. år.",
     "report.realisedPotential": "Realiseret og potentiale pr. kategori",
-    "report.realisedPotentialHelp": "Timer i perioden. Realiseret: målt mod stedets egen baseline. Potentiale: hvad teknologien gør muligt efter tidsmodellens tal.",
+    "report.realisedPotentialHelp":
+      "Timer i perioden. Realiseret: målt mod stedets egen baseline. Potentiale: hvad teknologien gør muligt efter tidsmodellens tal.",
     "report.fteCost": "Timer, årsværk og kroner",
     "report.comparison": "Sammenligning: baseline, forrige periode og denne periode",
     "report.quality": "Kvalitet og arbejdsmiljø",
     "report.baseline": "Baseline: sådan var det før",
     "report.assumptions": "Forudsætninger",
-    "report.assumptionsHelp": "Alle tidsmodellens parametre med værdi, enhed og kilde. Pladsholdere er ikke målt: stedet bør måle sine egne.",
+    "report.assumptionsHelp":
+      "Alle tidsmodellens parametre med værdi, enhed og kilde. Pladsholdere er ikke målt: stedet bør måle sine egne.",
     "report.sources": "Kilder",
     "report.method": "Metode",
     "report.col.category": "Kategori",
@@ -382,7 +384,8 @@ export const STRINGS = {
     "report.b.appliesTo": "Gælder for",
     "report.b.note": "Note",
     "report.b.perResident": "{n} borgere eller stuer med egen værdi",
-    "report.b.none": "Der er ingen baseline registreret for stedet, så den realiserede tid kan ikke opgøres. Registrér en baseline (POST /api/v1/baselines eller ata baseline set).",
+    "report.b.none":
+      "Der er ingen baseline registreret for stedet, så den realiserede tid kan ikke opgøres. Registrér en baseline (POST /api/v1/baselines eller ata baseline set).",
     "report.m.nightChecksPerResident": "Natlige tilsyn pr. borger",
     "report.m.minutesPerNightCheck": "Minutter pr. natligt tilsyn",
     "report.m.twoHelperTransferShare": "Andel forflytninger med to hjælpere",
@@ -399,20 +402,33 @@ export const STRINGS = {
     "report.uncited": "Kilder uden fuld kildehenvisning",
     "report.noCitation": "ingen fuld kildehenvisning registreret",
     "report.citedAs": "Kilde {n}",
-    "report.method.potential": "Potentiale er den tid, teknologien gør mulig, regnet med tidsmodellens offentliggjorte tal og pladsholdere (se Forudsætninger): hvert natligt tilsyn, som en sensor gør unødvendigt, hver forflytning, som én hjælper klarer med loftlift, og hver alarm, der afklares uden besøg, tæller med modellens minutter; hver falsk alarm med fremmøde trækker fra. Potentialet siger ikke, at tiden er frigjort – kun at den kan blive det.",
-    "report.method.realised": "Realiseret tid er kun det, stedet faktisk er holdt op med at gøre i forhold til sin egen baseline (målt før teknologien), og som er observeret i perioden. Hver kategori regnes mod baselinen:",
-    "report.method.night": "Natligt tilsyn: for hver borgernat med sensor: (borgerens tilsyn pr. nat i baselinen − de besøg, der faktisk blev gjort, dog mindst 0) × baselinens minutter pr. tilsyn. En borger uden natlige tilsyn i plejeplanen tæller ikke.",
-    "report.method.lift": "Forflytninger: for hver forflytning med én hjælper: baselinens andel af forflytninger med to hjælpere for den borger (eller stue, eller stedet) × (baselinens personaleminutter pr. forflytning med to hjælpere − én hjælpers minutter med loftlift).",
-    "report.method.remote": "Afklaring på afstand: alarmer løst uden besøg × baselinens minutter pr. alarm med fremmøde.",
-    "report.method.false": "Falske alarmer: alarmer med fremmøde, der viste sig at være falske, × baselinens minutter pr. alarm – et fradrag.",
-    "report.method.unmeasured": "Har baselinen ikke målt det, en kategori kræver, står kategorien som »ikke målt i baselinen«: ukendt, ikke nul, og den tæller ikke med i den realiserede tid.",
-    "report.method.perWeek": "Timer pr. uge er periodens timer delt med antal dage med data / 7. Timer pr. år er timer pr. uge × {weeks} uger.",
+    "report.method.potential":
+      "Potentiale er den tid, teknologien gør mulig, regnet med tidsmodellens offentliggjorte tal og pladsholdere (se Forudsætninger): hvert natligt tilsyn, som en sensor gør unødvendigt, hver forflytning, som én hjælper klarer med loftlift, og hver alarm, der afklares uden besøg, tæller med modellens minutter; hver falsk alarm med fremmøde trækker fra. Potentialet siger ikke, at tiden er frigjort – kun at den kan blive det.",
+    "report.method.realised":
+      "Realiseret tid er kun det, stedet faktisk er holdt op med at gøre i forhold til sin egen baseline (målt før teknologien), og som er observeret i perioden. Hver kategori regnes mod baselinen:",
+    "report.method.night":
+      "Natligt tilsyn: for hver borgernat med sensor: (borgerens tilsyn pr. nat i baselinen − de besøg, der faktisk blev gjort, dog mindst 0) × baselinens minutter pr. tilsyn. En borger uden natlige tilsyn i plejeplanen tæller ikke.",
+    "report.method.lift":
+      "Forflytninger: for hver forflytning med én hjælper: baselinens andel af forflytninger med to hjælpere for den borger (eller stue, eller stedet) × (baselinens personaleminutter pr. forflytning med to hjælpere − én hjælpers minutter med loftlift).",
+    "report.method.remote":
+      "Afklaring på afstand: alarmer løst uden besøg × baselinens minutter pr. alarm med fremmøde.",
+    "report.method.false":
+      "Falske alarmer: alarmer med fremmøde, der viste sig at være falske, × baselinens minutter pr. alarm – et fradrag.",
+    "report.method.unmeasured":
+      "Har baselinen ikke målt det, en kategori kræver, står kategorien som »ikke målt i baselinen«: ukendt, ikke nul, og den tæller ikke med i den realiserede tid.",
+    "report.method.perWeek":
+      "Timer pr. uge er periodens timer delt med antal dage med data / 7. Timer pr. år er timer pr. uge × {weeks} uger.",
     "report.method.fte": "Årsværk er timer pr. år / {annual} timer pr. årsværk ({annualSource}).",
-    "report.method.kroner": "Kroner er timer × timeprisen for den personalegruppe, tiden tilhører: natligt tilsyn med nattevagternes timepris ({night}), forflytninger, afklaring på afstand og falske alarmer med dagvagternes ({day}).",
-    "report.method.economics": "Timepriser og timer pr. årsværk omregner kun timerne; de ændrer aldrig et beregnet minut og er ikke en del af tidsmodellens fingeraftryk, så en ny lønaftale genberegner ikke historikken.",
-    "report.method.provenance": "Hvert tal er gemt med den version af tidsmodellen ({model}) og det fingeraftryk af baselinen ({baseline}), det er beregnet med, så tallet altid kan føres tilbage til forudsætningerne bag det. Ændres en forudsætning eller en baseline, får tallene en ny version.",
-    "report.method.tooLittle": "»For lidt data« betyder, at tallet hviler på mindre end det fastsatte minimum (fx {bedDays} sengedøgn for fald pr. 1.000 sengedøgn, {nights} borgernætter for falske alarmer pr. nat, {falls} fald for tid på gulvet, {cycles} forflytninger for andelen med én hjælper). Så vises intet tal frem for et misvisende.",
-    "report.method.period": "Perioden er {from} til og med {to} i stedets lokale tid. Forrige periode er lige så lang og ligger lige før.",
+    "report.method.kroner":
+      "Kroner er timer × timeprisen for den personalegruppe, tiden tilhører: natligt tilsyn med nattevagternes timepris ({night}), forflytninger, afklaring på afstand og falske alarmer med dagvagternes ({day}).",
+    "report.method.economics":
+      "Timepriser og timer pr. årsværk omregner kun timerne; de ændrer aldrig et beregnet minut og er ikke en del af tidsmodellens fingeraftryk, så en ny lønaftale genberegner ikke historikken.",
+    "report.method.provenance":
+      "Hvert tal er gemt med den version af tidsmodellen ({model}) og det fingeraftryk af baselinen ({baseline}), det er beregnet med, så tallet altid kan føres tilbage til forudsætningerne bag det. Ændres en forudsætning eller en baseline, får tallene en ny version.",
+    "report.method.tooLittle":
+      "»For lidt data« betyder, at tallet hviler på mindre end det fastsatte minimum (fx {bedDays} sengedøgn for fald pr. 1.000 sengedøgn, {nights} borgernætter for falske alarmer pr. nat, {falls} fald for tid på gulvet, {cycles} forflytninger for andelen med én hjælper). Så vises intet tal frem for et misvisende.",
+    "report.method.period":
+      "Perioden er {from} til og med {to} i stedets lokale tid. Forrige periode er lige så lang og ligger lige før.",
     "report.perHour": "{amount} pr. time",
     "report.tooLittle": "for lidt data",
     "report.footer": "Tidsmodel {model} · baseline {baseline} · dannet {at}",
@@ -703,17 +719,20 @@ export const STRINGS = {
     "report.loading": "Loading the report …",
     "report.ready": "The report is ready to print.",
     "report.error": "Could not be loaded: {message}",
-    "report.badParams": "Invalid period in the address: from and to must be dates (YYYY-MM-DD), from before to.",
+    "report.badParams":
+      "Invalid period in the address: from and to must be dates (YYYY-MM-DD), from before to.",
     "report.summary": "Summary",
     "report.summaryDays": "Stated over {days} days with data. Yearly figures use {weeks} weeks per year.",
     "report.realisedPotential": "Realised and potential by category",
-    "report.realisedPotentialHelp": "Hours in the period. Realised: measured against the site's own baseline. Potential: what the technology makes possible with the time model's figures.",
+    "report.realisedPotentialHelp":
+      "Hours in the period. Realised: measured against the site's own baseline. Potential: what the technology makes possible with the time model's figures.",
     "report.fteCost": "Hours, full-time equivalents and amounts",
     "report.comparison": "Comparison: baseline, previous period and this period",
     "report.quality": "Quality and work environment",
     "report.baseline": "Baseline: how it was before",
     "report.assumptions": "Assumptions",
-    "report.assumptionsHelp": "Every parameter of the time model with value, unit and source. Placeholders are not measured: the site should measure its own.",
+    "report.assumptionsHelp":
+      "Every parameter of the time model with value, unit and source. Placeholders are not measured: the site should measure its own.",
     "report.sources": "Sources",
     "report.method": "Method",
     "report.col.category": "Category",
@@ -758,7 +777,8 @@ export const STRINGS = {
     "report.eco.day": "Hourly cost, day staff (the other categories)",
     "report.eco.weeksPerYear": "Weeks per year",
     "report.eco.weeksUnit": "weeks",
-    "report.eco.weeksSource": "fixed in the account: the same 52 weeks as the full-time equivalent's 37 × 52 hours",
+    "report.eco.weeksSource":
+      "fixed in the account: the same 52 weeks as the full-time equivalent's 37 × 52 hours",
     "report.cmp.night_checks_per_resident_night": "Night checks or visits",
     "report.cmp.night_check_minutes_per_resident_night": "Minutes of night supervision",
     "report.cmp.two_helper_transfer_share": "Transfers by two helpers",
@@ -788,7 +808,8 @@ export const STRINGS = {
     "report.b.appliesTo": "Applies to",
     "report.b.note": "Note",
     "report.b.perResident": "{n} residents or rooms with their own value",
-    "report.b.none": "No baseline is recorded for the site, so realised time cannot be stated. Record one (POST /api/v1/baselines or ata baseline set).",
+    "report.b.none":
+      "No baseline is recorded for the site, so realised time cannot be stated. Record one (POST /api/v1/baselines or ata baseline set).",
     "report.m.nightChecksPerResident": "Night checks per resident",
     "report.m.minutesPerNightCheck": "Minutes per night check",
     "report.m.twoHelperTransferShare": "Share of transfers by two helpers",
@@ -805,20 +826,34 @@ export const STRINGS = {
     "report.uncited": "Sources without a full citation",
     "report.noCitation": "no full citation recorded",
     "report.citedAs": "Source {n}",
-    "report.method.potential": "Potential is the time the technology makes possible, computed with the time model's published figures and placeholders (see Assumptions): every night check a sensor makes unnecessary, every transfer one helper does with a ceiling lift and every alarm resolved without a visit counts with the model's minutes; every attended false alarm counts against. The potential does not say the time was freed – only that it can be.",
-    "report.method.realised": "Realised time is only what the site actually stopped doing against its own baseline (measured before the technology), as observed in the period. Each category is computed against the baseline:",
-    "report.method.night": "Night supervision: per resident-night with a sensor: (the resident's checks per night in the baseline − the visits actually made, at least 0) × the baseline's minutes per check. A resident whose care plan had no night checks earns nothing.",
-    "report.method.lift": "Transfers: per transfer by one helper: the baseline's share of two-helper transfers for that resident (or room, or the site) × (the baseline's staff-minutes per two-helper transfer − one helper's minutes with a ceiling lift).",
-    "report.method.remote": "Remote resolution: alarms resolved without a visit × the baseline's minutes per attended alarm.",
-    "report.method.false": "False alarms: attended alarms that turned out false × the baseline's minutes per alarm – a deduction.",
-    "report.method.unmeasured": "Where the baseline did not measure what a category needs, the category reads \"not measured in the baseline\": unknown, not zero, and it adds nothing to the realised time.",
-    "report.method.perWeek": "Hours per week are the period's hours divided by the days with data / 7. Hours per year are hours per week × {weeks} weeks.",
-    "report.method.fte": "Full-time equivalents (årsværk) are hours per year / {annual} hours per full-time equivalent ({annualSource}).",
-    "report.method.kroner": "Amounts are hours × the hourly cost of the staff the time belongs to: night supervision at the night staff's rate ({night}), transfers, remote resolution and false alarms at the day staff's ({day}).",
-    "report.method.economics": "Hourly costs and hours per full-time equivalent only convert the hours; they never change a computed minute and are not part of the time model's fingerprint, so a new wage agreement does not recompute history.",
-    "report.method.provenance": "Every figure is stored with the time model version ({model}) and the baseline fingerprint ({baseline}) it was computed with, so it can always be traced to the assumptions behind it. A changed assumption or baseline gives the figures a new version.",
-    "report.method.tooLittle": "\"Too little data\" (for lidt data) means the figure rests on less than its stated minimum (e.g. {bedDays} bed-days for falls per 1,000 bed-days, {nights} resident-nights for false alarms per night, {falls} falls for time on the floor, {cycles} transfers for the one-helper share). Then no figure is shown rather than a misleading one.",
-    "report.method.period": "The period is {from} to {to} inclusive, in the site's local time. The previous period is as long and lies just before it.",
+    "report.method.potential":
+      "Potential is the time the technology makes possible, computed with the time model's published figures and placeholders (see Assumptions): every night check a sensor makes unnecessary, every transfer one helper does with a ceiling lift and every alarm resolved without a visit counts with the model's minutes; every attended false alarm counts against. The potential does not say the time was freed – only that it can be.",
+    "report.method.realised":
+      "Realised time is only what the site actually stopped doing against its own baseline (measured before the technology), as observed in the period. Each category is computed against the baseline:",
+    "report.method.night":
+      "Night supervision: per resident-night with a sensor: (the resident's checks per night in the baseline − the visits actually made, at least 0) × the baseline's minutes per check. A resident whose care plan had no night checks earns nothing.",
+    "report.method.lift":
+      "Transfers: per transfer by one helper: the baseline's share of two-helper transfers for that resident (or room, or the site) × (the baseline's staff-minutes per two-helper transfer − one helper's minutes with a ceiling lift).",
+    "report.method.remote":
+      "Remote resolution: alarms resolved without a visit × the baseline's minutes per attended alarm.",
+    "report.method.false":
+      "False alarms: attended alarms that turned out false × the baseline's minutes per alarm – a deduction.",
+    "report.method.unmeasured":
+      'Where the baseline did not measure what a category needs, the category reads "not measured in the baseline": unknown, not zero, and it adds nothing to the realised time.',
+    "report.method.perWeek":
+      "Hours per week are the period's hours divided by the days with data / 7. Hours per year are hours per week × {weeks} weeks.",
+    "report.method.fte":
+      "Full-time equivalents (årsværk) are hours per year / {annual} hours per full-time equivalent ({annualSource}).",
+    "report.method.kroner":
+      "Amounts are hours × the hourly cost of the staff the time belongs to: night supervision at the night staff's rate ({night}), transfers, remote resolution and false alarms at the day staff's ({day}).",
+    "report.method.economics":
+      "Hourly costs and hours per full-time equivalent only convert the hours; they never change a computed minute and are not part of the time model's fingerprint, so a new wage agreement does not recompute history.",
+    "report.method.provenance":
+      "Every figure is stored with the time model version ({model}) and the baseline fingerprint ({baseline}) it was computed with, so it can always be traced to the assumptions behind it. A changed assumption or baseline gives the figures a new version.",
+    "report.method.tooLittle":
+      '"Too little data" (for lidt data) means the figure rests on less than its stated minimum (e.g. {bedDays} bed-days for falls per 1,000 bed-days, {nights} resident-nights for false alarms per night, {falls} falls for time on the floor, {cycles} transfers for the one-helper share). Then no figure is shown rather than a misleading one.',
+    "report.method.period":
+      "The period is {from} to {to} inclusive, in the site's local time. The previous period is as long and lies just before it.",
     "report.perHour": "{amount} per hour",
     "report.tooLittle": "too little data",
     "report.footer": "Time model {model} · baseline {baseline} · produced {at}",

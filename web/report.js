@@ -287,9 +287,7 @@ function renderAll() {
     if (missing) {
       const err = /** @type {Error | undefined} */ (state.errors[missing]);
       section.dataset.state = "error";
-      body.replaceChildren(
-        el("p", "section-error", t("report.error", { message: err?.message ?? missing })),
-      );
+      body.replaceChildren(el("p", "section-error", t("report.error", { message: err?.message ?? missing })));
       continue;
     }
     try {
@@ -321,7 +319,10 @@ const RENDER = {
     const parts = headlineParts();
     // On paper there is no hover: every caveat in full.
     showHeadline(parts, b, { shown: Number.POSITIVE_INFINITY });
-    return [parts.root, el("p", "help", t("report.summaryDays", { days: b.observedDays, weeks: b.weeksPerYear }))];
+    return [
+      parts.root,
+      el("p", "help", t("report.summaryDays", { days: b.observedDays, weeks: b.weeksPerYear })),
+    ];
   },
 
   "realised-potential"() {
@@ -405,7 +406,12 @@ const RENDER = {
       const { unit, source } = texts(v);
       const cell = el("span", "", value);
       if (v.placeholder) cell.append(" ", placeholderMark());
-      return /** @type {Cell[]} */ ([name, { text: cell, cls: v.placeholder ? "placeholder" : "" }, unit, source]);
+      return /** @type {Cell[]} */ ([
+        name,
+        { text: cell, cls: v.placeholder ? "placeholder" : "" },
+        unit,
+        source,
+      ]);
     };
     const conversion = table(
       [t("report.col.figure"), t("report.col.value"), t("report.col.unit"), t("report.col.source")],
@@ -432,7 +438,8 @@ const RENDER = {
     const b = benefits();
     const da = lang() === "da";
     const period = (/** @type {string} */ name) =>
-      b.periods.find((p) => p.site === state.params.site && p.name === name) ?? b.periods.find((p) => p.name === name);
+      b.periods.find((p) => p.site === state.params.site && p.name === name) ??
+      b.periods.find((p) => p.name === name);
     const head = (/** @type {string} */ key, /** @type {string} */ name) => {
       const p = period(name);
       return p ? t(key, { from: dateText(p.from), to: dateText(p.to) }) : t(key, { from: "–", to: "–" });
@@ -441,14 +448,19 @@ const RENDER = {
       v === null ? "–" : figure.includes("share") ? percent(v, 1) : num(v, 2);
     const rows = b.comparison
       .filter((r) => r.site === state.params.site)
-      .map((r) => /** @type {Cell[]} */ ([
-        label(`report.cmp.${r.figure}`, r.figure),
-        da ? r.unit.da : r.unit.en,
-        r.baseline === null ? { text: t("report.notRecorded"), cls: "not-measured" } : value(r.figure, r.baseline),
-        value(r.figure, r.previous),
-        value(r.figure, r.current),
-        r.note ? { text: da ? r.note.da : r.note.en, cls: "too-little" } : "",
-      ]));
+      .map(
+        (r) =>
+          /** @type {Cell[]} */ ([
+            label(`report.cmp.${r.figure}`, r.figure),
+            da ? r.unit.da : r.unit.en,
+            r.baseline === null
+              ? { text: t("report.notRecorded"), cls: "not-measured" }
+              : value(r.figure, r.baseline),
+            value(r.figure, r.previous),
+            value(r.figure, r.current),
+            r.note ? { text: da ? r.note.da : r.note.en, cls: "too-little" } : "",
+          ]),
+      );
     return [
       table(
         [
@@ -468,7 +480,8 @@ const RENDER = {
   quality() {
     const q = state.data.quality;
     const da = lang() === "da";
-    const note = (/** @type {any} */ f) => (f.note ? { text: da ? f.note.da : f.note.en, cls: "too-little" } : "");
+    const note = (/** @type {any} */ f) =>
+      f.note ? { text: da ? f.note.da : f.note.en, cls: "too-little" } : "";
     const minutes = (/** @type {number | null} */ sec) =>
       sec === null ? "–" : t("report.q.minutes", { n: num(sec / 60, 1) });
     /** @type {Cell[][]} */
@@ -558,7 +571,9 @@ const RENDER = {
       if (x.note) fact("report.b.note", x.note);
       const rows = Object.entries(x.measurements).map(([k, m]) => {
         const v = k.endsWith("Share") ? percent(m.value, 1) : num(m.value, 2);
-        const extra = m.perResident?.length ? ` (${t("report.b.perResident", { n: m.perResident.length })})` : "";
+        const extra = m.perResident?.length
+          ? ` (${t("report.b.perResident", { n: m.perResident.length })})`
+          : "";
         return /** @type {Cell[]} */ ([
           label(`report.m.${k}`, k),
           { text: v + extra, figure: `baseline.${k}` },
@@ -587,7 +602,11 @@ const RENDER = {
       const { unit, source } = texts(p);
       const name = el("span", "param");
       name.append(el("span", "param-name", label(`param.${key}`, key)), " ", el("code", "param-key", key));
-      const value = el("span", "param-value", typeof p.value === "number" ? num(p.value, 3) : String(p.value));
+      const value = el(
+        "span",
+        "param-value",
+        typeof p.value === "number" ? num(p.value, 3) : String(p.value),
+      );
       if (p.range) value.append(` (${num(p.range[0], 2)}–${num(p.range[1], 2)})`);
       if (p.placeholder) value.append(" ", placeholderMark());
       const src = el("span", "", source);
@@ -607,12 +626,17 @@ const RENDER = {
       [t("report.col.parameter"), t("report.col.value"), t("report.col.unit"), t("report.col.source")],
       rows,
     );
-    tbl.querySelectorAll("tbody tr").forEach((tr, i) => {
+    tbl.querySelectorAll("tbody tr").forEach((row, i) => {
+      const tr = /** @type {HTMLElement} */ (row);
       const p = /** @type {any} */ (params[i]?.[1]);
       tr.dataset.param = params[i]?.[0] ?? "";
       if (p?.placeholder) tr.classList.add("placeholder");
     });
-    const version = el("p", "model-version", `${t("dash.model", { version: m.model?.modelVersion ?? m.version })}`);
+    const version = el(
+      "p",
+      "model-version",
+      `${t("dash.model", { version: m.model?.modelVersion ?? m.version })}`,
+    );
     return [el("p", "help", t("report.assumptionsHelp")), version, tbl];
   },
 
@@ -685,7 +709,8 @@ const RENDER = {
     const para = (/** @type {string} */ key, /** @type {Record<string, string | number>} */ vars = {}) =>
       el("p", "", t(key, vars));
     const realised = el("ul", "method-list");
-    for (const k of ["night", "lift", "remote", "false"]) realised.append(el("li", "", t(`report.method.${k}`)));
+    for (const k of ["night", "lift", "remote", "false"])
+      realised.append(el("li", "", t(`report.method.${k}`)));
     const current = b.periods.find((p) => p.name === "current");
     const M = q.minimums ?? {};
     return [
@@ -705,9 +730,7 @@ const RENDER = {
       para("report.method.economics"),
       para("report.method.provenance", {
         model: [...new Set(Object.values(b.modelVersions))].join(", "),
-        baseline:
-          b.baselines.map((x) => `${x.label} (${x.fingerprint.slice(0, 12)})`).join(", ") ||
-          t("benefits.noBaselineShort"),
+        baseline: b.baselines.map((x) => x.label).join(", ") || t("benefits.noBaselineShort"),
       }),
       para("report.method.tooLittle", {
         bedDays: num(M.bedDays, 0),
@@ -728,7 +751,7 @@ const RENDER = {
 function citationNumbers() {
   const m = state.data.model;
   return new Map(
-    (/** @type {any[]} */ (m?.model?.citations ?? [])).map((c, i) => [/** @type {string} */ (c.id), i + 1]),
+    /** @type {any[]} */ (m?.model?.citations ?? []).map((c, i) => [/** @type {string} */ (c.id), i + 1]),
   );
 }
 

@@ -1,6 +1,7 @@
 /**
- * Static pages: the staff console at `/`, the managers' dashboard at `/dashboard`, and their
- * scripts and styles from `web/`. Registered as an HttpServer fallback, so API routes always win.
+ * Static pages: the staff console at `/`, the managers' dashboard at `/dashboard`, the printable
+ * benefits report at `/report.html` (or `/report`), and their scripts and styles from `web/`.
+ * Registered as an HttpServer fallback, so API routes always win.
  *
  * Plain ES modules with no build step: what is on disk is what the browser runs. HTML is never
  * cached (a stale console is a safety problem); scripts and styles are revalidated on every load
@@ -28,11 +29,12 @@ const TYPES: Record<string, string> = {
   ".txt": "text/plain; charset=utf-8",
 };
 
-/** Clean URLs for the two pages. */
+/** Clean URLs for the pages. */
 const PAGES: Record<string, string> = {
   "/": "index.html",
   "/dashboard": "dashboard.html",
   "/dashboard/": "dashboard.html",
+  "/report": "report.html",
 };
 
 /** A Host header we are willing to echo into the CSP; anything odd falls back to 'self' alone. */
