@@ -5,7 +5,7 @@ import { loadTimeModel } from "../../src/reports/model.js";
 import { reportRoutes } from "../../src/reports/routes.js";
 import { TimeSavedJob } from "../../src/reports/timesaved.js";
 import { launchBrowser, type PageProblems, screenshotPath, type TestBrowser } from "../helpers/browser.js";
-import { ADMIN_TOKEN, startGateway, type TestGateway } from "../helpers/gateway.js";
+import { ADMIN_TOKEN, api, startGateway, type TestGateway } from "../helpers/gateway.js";
 import { DAY, DEVICES, RESIDENTS, SITE, seedHistory } from "../helpers/history.js";
 
 const MANAGER = {
@@ -108,6 +108,19 @@ async function panelsSettled(page: Page): Promise<void> {
   );
 }
 
+const TZ = "Europe/Copenhagen";
+const localDate = (ms: number) => new Intl.DateTimeFormat("en-CA", { timeZone: TZ }).format(ms);
+/** Hours per week as the Danish dashboard writes them: one decimal, decimal comma. */
+const danish = (n: number) => new Intl.NumberFormat("da-DK", { maximumFractionDigits: 1 }).format(n);
+
+interface Benefits {
+  headline: {
+    realised: { hoursPerWeek: number } | null;
+    potential: { hoursPerWeek: number };
+    caveats: { code: string; da: string }[];
+  };
+}
+
 describe("managers' dashboard in a real browser", () => {
   let t: TestGateway;
   let browser: TestBrowser;
@@ -139,6 +152,21 @@ describe("managers' dashboard in a real browser", () => {
     await job.recompute(SITE, new Date(now - 15 * DAY), new Date(now + DAY));
     ({ page, problems } = await browser.newPage({ viewport: { width: 1400, height: 1000 } }));
   });
+
+  /** The benefits account for what the dashboard shows: its site and its days up to today. */
+  async function benefitsOfPage(): Promise<Benefits> {
+    const days = Number(await page.inputValue("#f-days"));
+    const from = localDate(Date.now() - (days - 1) * DAY);
+    const r = await api(
+      t.httpUrl,
+      "GET",
+      `/api/v1/reports/benefits?site=${SITE}&from=${from}`,
+      undefined,
+      MANAGER.token,
+    );
+    expect(r.status).toBe(200);
+    return r.body;
+  }
 
   afterAll(async () => {
     await browser?.close();
@@ -268,6 +296,71 @@ describe("managers' dashboard in a real browser", () => {
     await page.click("#lang");
     expect(await page.textContent("#p-model h2")).toBe("Assumptions");
     await page.click("#lang");
+  });
+
+  it("without a baseline the headline says so in words and shows the potential, labelled as potential", async () => {
+    await page.selectOption("#f-unit", "");
+    await panelsSettled(page);
+    await page.waitForFunction(() => document.getElementById("headline")?.dataset.basis !== undefined);
+    const b = await benefitsOfPage();
+    expect(b.headline.realised).toBeNull();
+    expect(b.headline.caveats[0]!.code).toBe("no_baseline");
+    expect(await page.getAttribute("#headline", "data-basis")).toBe("potential");
+    expect(await page.textContent("#headline-value")).toBe(danish(b.headline.potential.hoursPerWeek));
+    const label = (await page.textContent("#headline-label")) ?? "";
+    expect(label).toMatch(/potentiel/i);
+    expect(label).toMatch(/ingen baseline/i);
+    expect(await page.isHidden("#headline-potential")).toBe(true);
+    // The caveats in words: the first two in full, the rest folded and all of them on hover.
+    const shown = await page.locator("#headline-caveats > ul > li.caveat").allTextContents();
+    expect(shown).toEqual(b.headline.caveats.slice(0, 2).map((c) => c.da));
+    expect(await page.getAttribute("#headline-caveats > ul", "title")).toBe(
+      b.headline.caveats.map((c) => c.da).join("\n"),
+    );
+    const href = (await page.getAttribute("#report-link", "href")) ?? "";
+    expect(href).toMatch(/^\/report\.html\?/);
+    expect(new URLSearchParams(href.split("?")[1]).get("site")).toBe(SITE);
+  });
+
+  it("with a baseline the headline shows the realised hours per week first and the potential beside it", async () => {
+    const saved = await api(
+      t.httpUrl,
+      "POST",
+      "/api/v1/baselines",
+      {
+        site: SITE,
+        period: { from: "2026-09-01", to: "2026-09-30" },
+        measurements: {
+          nightChecksPerResident: { value: 3, method: "care plans counted" },
+          minutesPerAlarm: { value: 6, method: "30 alarms timed" },
+        },
+      },
+      MANAGER.token,
+    );
+    expect(saved.status).toBe(201);
+    const now = Date.now();
+    const recomputed = await api(
+      t.httpUrl,
+      "POST",
+      "/api/v1/reports/time-saved/recompute",
+      { site: SITE, from: localDate(now - 30 * DAY), to: localDate(now + DAY) },
+      MANAGER.token,
+    );
+    expect(recomputed.status).toBe(200);
+    await page.click("#refresh");
+    await page.waitForFunction(() => document.getElementById("headline")?.dataset.basis === "realised");
+    const b = await benefitsOfPage();
+    expect(b.headline.realised).not.toBeNull();
+    expect(await page.textContent("#headline-value")).toBe(danish(b.headline.realised!.hoursPerWeek));
+    expect(await page.textContent("#headline-label")).toMatch(/realiseret/i);
+    const beside = (await page.textContent("#headline-potential")) ?? "";
+    expect(beside).toMatch(/potentiale/i);
+    expect(beside).toContain(danish(b.headline.potential.hoursPerWeek));
+    expect(await page.locator("#headline-caveats li.caveat").first().textContent()).toBe(
+      b.headline.caveats[0]!.da,
+    );
+    // The category breakdown stays.
+    expect(await page.locator("#headline-cats .chip").count()).toBe(4);
   });
 
   it("runs without script errors or CSP violations", () => {
