@@ -127,7 +127,7 @@ function dayBefore(/** @type {string} */ iso) {
 }
 
 /** The last complete calendar quarter in local time: [first day, first day of the next). */
-export function lastQuarter(now = new Date()) {
+function lastQuarter(now = new Date()) {
   const start = Math.floor(now.getMonth() / 3) * 3;
   return {
     from: isoDate(new Date(now.getFullYear(), start - 3, 1)),
@@ -328,7 +328,11 @@ const RENDER = {
   "realised-potential"() {
     const b = benefits();
     const cur = b.economics.currency;
-    const notMeasured = () => ({ text: t("report.notMeasured"), cls: "not-measured" });
+    // Without any baseline nothing was measured: say that, not "not measured" per category.
+    const notMeasured = () => ({
+      text: t(b.headline.realised ? "report.notMeasured" : "report.noBaselineRealised"),
+      cls: "not-measured",
+    });
     const rows = b.categories.map((c) => {
       const r = c.realised;
       /** @type {Cell[]} */

@@ -389,6 +389,47 @@ describe("the printable benefits report", () => {
     expect(en.problems.errors).toEqual([]);
   });
 
+  it("without a baseline says so under the headline and shows the potential labelled as potential", async () => {
+    const {
+      page: bare,
+      problems: bareProblems,
+      context,
+    } = await browser.newPage({
+      viewport: { width: 1200, height: 1000 },
+    });
+    const noBaseline = { code: "no_baseline", da: "Ingen baseline (prøve)", en: "No baseline (sample)" };
+    // The account as the API gives it for a site without a baseline: no realised figures at all.
+    await bare.route("**/api/v1/reports/benefits*", async (route) => {
+      const real = (await (await route.fetch()).json()) as Benefits;
+      const body = {
+        ...real,
+        headline: { ...real.headline, realised: null, caveats: [noBaseline, ...real.headline.caveats] },
+        categories: real.categories.map((c) => ({ ...c, realised: null })),
+        baselines: [],
+      };
+      await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
+    });
+    await bare.goto(`${t.httpUrl}/report.html?site=${SITE}&from=${from}&to=${to}&lang=da`);
+    await bare.fill("#token", MANAGER.token);
+    await bare.click("#signin-submit");
+    await reportReady(bare);
+    const summary = bare.locator('[data-section="summary"]');
+    expect(await summary.locator(".benefits-headline").getAttribute("data-basis")).toBe("potential");
+    expect(squash(await summary.locator(".benefits-label").textContent())).toMatch(
+      /potentiel.*ingen baseline/i,
+    );
+    expect(squash(await summary.locator(".benefits-value").textContent())).toBe(
+      fmt("da", benefits.headline.potential.hoursPerWeek, 1),
+    );
+    expect(await summary.locator(".caveat").first().textContent()).toBe(noBaseline.da);
+    expect(
+      await bare.locator('[data-section="realised-potential"] .not-measured').first().textContent(),
+    ).toBe("ingen baseline");
+    expect(await bare.textContent('[data-section="baseline"]')).toMatch(/ingen baseline registreret/i);
+    await context.close();
+    expect(bareProblems.errors).toEqual([]);
+  });
+
   it("runs without script errors or CSP violations", () => {
     expect(problems.errors).toEqual([]);
   });
