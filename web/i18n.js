@@ -407,9 +407,9 @@ export const STRINGS = {
     "report.method.realised":
       "Realiseret tid er kun det, stedet faktisk er holdt op med at gøre i forhold til sin egen baseline (målt før teknologien), og som er observeret i perioden. Hver kategori regnes mod baselinen:",
     "report.method.night":
-      "Natligt tilsyn: for hver borgernat med sensor: (borgerens tilsyn pr. nat i baselinen − de besøg, der faktisk blev gjort, dog mindst 0) × baselinens minutter pr. tilsyn. En borger uden natlige tilsyn i plejeplanen tæller ikke.",
+      "Natligt tilsyn: for hver borgernat med sensor: (borgerens tilsyn pr. nat i baselinen − de besøg, der faktisk blev gjort, dog mindst 0) × baselinens minutter pr. tilsyn (modellens, hvis baselinen ikke har taget tid på dem). En borger uden natlige tilsyn i plejeplanen tæller ikke.",
     "report.method.lift":
-      "Forflytninger: for hver forflytning med én hjælper: baselinens andel af forflytninger med to hjælpere for den borger (eller stue, eller stedet) × (baselinens personaleminutter pr. forflytning med to hjælpere − én hjælpers minutter med loftlift).",
+      "Forflytninger: for hver forflytning med én hjælper: baselinens andel af forflytninger med to hjælpere for den borger (eller stue, eller stedet) × (baselinens personaleminutter pr. forflytning med to hjælpere − én hjælpers minutter med loftlift; modellens besparelse pr. forflytning, hvis baselinen ikke har taget tid på dem).",
     "report.method.remote":
       "Afklaring på afstand: alarmer løst uden besøg × baselinens minutter pr. alarm med fremmøde.",
     "report.method.false":
@@ -831,9 +831,9 @@ export const STRINGS = {
     "report.method.realised":
       "Realised time is only what the site actually stopped doing against its own baseline (measured before the technology), as observed in the period. Each category is computed against the baseline:",
     "report.method.night":
-      "Night supervision: per resident-night with a sensor: (the resident's checks per night in the baseline − the visits actually made, at least 0) × the baseline's minutes per check. A resident whose care plan had no night checks earns nothing.",
+      "Night supervision: per resident-night with a sensor: (the resident's checks per night in the baseline − the visits actually made, at least 0) × the baseline's minutes per check (the model's where the baseline did not time them). A resident whose care plan had no night checks earns nothing.",
     "report.method.lift":
-      "Transfers: per transfer by one helper: the baseline's share of two-helper transfers for that resident (or room, or the site) × (the baseline's staff-minutes per two-helper transfer − one helper's minutes with a ceiling lift).",
+      "Transfers: per transfer by one helper: the baseline's share of two-helper transfers for that resident (or room, or the site) × (the baseline's staff-minutes per two-helper transfer − one helper's minutes with a ceiling lift; the model's saving per transfer where the baseline did not time them).",
     "report.method.remote":
       "Remote resolution: alarms resolved without a visit × the baseline's minutes per attended alarm.",
     "report.method.false":

@@ -671,7 +671,8 @@ const RENDER = {
     const uncited = new Set();
     for (const raw of Object.values(m.model?.parameters ?? {})) {
       const p = /** @type {any} */ (raw);
-      if (!p.cites?.length && !p.placeholder) uncited.add(texts(p).source);
+      // A derived value is arithmetic on other parameters, whose sources are listed themselves.
+      if (!p.cites?.length && !p.placeholder && !p.derived) uncited.add(texts(p).source);
     }
     for (const r of m.model?.references ?? []) if (!r.cites?.length) uncited.add(r.source);
     const eco = benefits().economics;
@@ -688,6 +689,7 @@ const RENDER = {
     const nodes = [el("h3", "", t("report.citations")), list];
     if (refs.length) {
       const numbers = citationNumbers();
+      nodes.push(el("h3", "", t("dash.references")));
       const ul = el("ul", "cited-references");
       for (const r of refs) {
         const name = da && r.da?.name ? r.da.name : r.name;
