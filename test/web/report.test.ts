@@ -341,6 +341,16 @@ describe("the printable benefits report", () => {
 
   it("prints to a multi-page A4 PDF without the buttons", async () => {
     await page.screenshot({ path: screenshotPath("report-da"), fullPage: true });
+    // The button asks the browser to print (the dialog itself is the browser's).
+    await page.evaluate(() => {
+      const w = window as unknown as { printed: number };
+      w.printed = 0;
+      window.print = () => {
+        w.printed++;
+      };
+    });
+    await page.click("#print");
+    expect(await page.evaluate(() => (window as unknown as { printed: number }).printed)).toBe(1);
     await page.emulateMedia({ media: "print" });
     expect(await page.isVisible("#print")).toBe(false);
     expect(await page.isVisible('[data-section="method"]')).toBe(true);
@@ -431,6 +441,23 @@ describe("the printable benefits report", () => {
     expect(await bare.textContent('[data-section="baseline"]')).toMatch(/ingen baseline registreret/i);
     await context.close();
     expect(bareProblems.errors).toEqual([]);
+  });
+
+  it("without from and to covers the last complete calendar quarter", async () => {
+    const { page: q, problems: qProblems, context } = await browser.newPage();
+    await q.goto(`${t.httpUrl}/report.html?site=${SITE}`);
+    await q.fill("#token", MANAGER.token);
+    await q.click("#signin-submit");
+    await reportReady(q);
+    const [year, month] = localDate(Date.now()).split("-").map(Number) as [number, number];
+    const first = Math.floor((month - 1) / 3) * 3; // months before this quarter
+    const start = first === 0 ? [year - 1, 10] : [year, first - 2];
+    const pad = (n: number) => String(n).padStart(2, "0");
+    const url = new URL(q.url());
+    expect(url.searchParams.get("from")).toBe(`${start[0]}-${pad(start[1]!)}-01`);
+    expect(url.searchParams.get("to")).toBe(`${year}-${pad(first + 1)}-01`);
+    await context.close();
+    expect(qProblems.errors).toEqual([]);
   });
 
   it("runs without script errors or CSP violations", () => {
