@@ -46,6 +46,7 @@ import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { ScaipReceiver } from "./scaip/receiver.js";
 import { DemoCredentials, shippedDemoSeeds } from "./security/demo-credentials.js";
+import { DeviceAuthenticator } from "./security/device-auth.js";
 import { SecurityLog } from "./security/log.js";
 import { StaffAuth } from "./security/staff-auth.js";
 import { DemoMode, seedDemoBaselines } from "./sim/demo.js";
@@ -398,7 +399,18 @@ export class Gateway {
       log.warn({ attempts: resumed }, "channel attempts without an outcome made again after restart");
     this.staff.start();
 
+    // One credential check for every way a device comes in: its failed attempts count in the same
+    // throttles whichever way that is.
+    const deviceAuth = new DeviceAuthenticator({
+      limits: config.mqtt.authFailures,
+      registry: this.registry,
+      log: log.child({ component: "broker" }),
+      metrics: this.metrics,
+      security: this.security,
+      observe: this.observe,
+    });
     this.broker = new Broker({
+      auth: deviceAuth,
       config: config.mqtt,
       tlsOnly: config.tlsOnly,
       registry: this.registry,

@@ -23,8 +23,9 @@ import type { IngestResult } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { Registry } from "../registry/registry.js";
+import { DeviceAuthenticator, type ObserveGate, type RefusalKind } from "../security/device-auth.js";
 import type { SecurityLog } from "../security/log.js";
-import { FailureWindows, TokenBucket } from "../security/throttle.js";
+import { FailureWindows } from "../security/throttle.js";
 import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
 
 export interface BrokerContext {
@@ -40,28 +41,14 @@ export interface BrokerContext {
   security: SecurityLog;
   /** Observe mode (src/observe/mode.ts); absent, no device is ever observed. */
   observe?: ObserveGate;
+  /**
+   * The device credential check (shared with cluster mode's RabbitMQ auth backend, so that both
+   * count failures in the same throttles); the broker makes its own when none is given.
+   */
+  auth?: DeviceAuthenticator;
 }
 
-/**
- * Observe mode's side of the hooks. An observed device authenticates here like any other, publishes
- * only below its own `ata/v1/<id>/`, and its publishes go to `keep`, never to `submit`.
- */
-export interface ObserveGate {
-  /**
-   * A CONNECT under an id nobody registered: observed when the secret is a live enrolment secret
-   * for it; refused with a reason when it is an enrolment secret that is used, expired or revoked;
-   * null when it is no enrolment secret (refused exactly as without observe mode).
-   */
-  admitUnknown(
-    deviceId: string,
-    secret: string,
-    address: string,
-  ): { ok: true } | { ok: false; reason: string } | null;
-  /** A registered device whose secret checked out: decoded as usual, observed, or refused. */
-  registered(deviceId: string): "native" | "observed" | "refused";
-  /** An observed device's publish (acknowledged once this returns). */
-  keep(deviceId: string, channel: string, payload: Buffer): void;
-}
+export type { ObserveGate } from "../security/device-auth.js";
 
 export interface ListenerAddress {
   name: "tcp" | "ws" | "tls" | "wss";
@@ -72,6 +59,13 @@ export interface ListenerAddress {
 
 /** MQTT 3.1.1 CONNACK return codes (section 3.2.2.3). */
 const CONNACK = { identifierRejected: 2, serverUnavailable: 3, badCredentials: 4, notAuthorized: 5 } as const;
+
+const CONNACK_FOR: Record<RefusalKind, number> = {
+  identifier_rejected: CONNACK.identifierRejected,
+  unavailable: CONNACK.serverUnavailable,
+  bad_credentials: CONNACK.badCredentials,
+  not_authorized: CONNACK.notAuthorized,
+};
 
 function refusal(code: number, message: string): Error & { returnCode: number } {
   return Object.assign(new Error(message), { returnCode: code });
@@ -85,9 +79,8 @@ export class Broker extends EventEmitter {
   aedes!: Aedes;
   private servers: { name: ListenerAddress["name"]; server: NetServer | TlsServer | HttpServer }[] = [];
   private wss: WebSocketServer[] = [];
-  /** Failed CONNECTs by remote address, and by device id (both windowed by authFailures). */
-  private readonly failures: FailureWindows;
-  private readonly idFailures: FailureWindows;
+  /** Device id and secret checks, throttled per address and per device id. */
+  private readonly auth: DeviceAuthenticator;
   /** Session takeovers per device id (mqtt.takeovers): repeated ones mean a shared secret. */
   private readonly takeovers: FailureWindows;
   /** Devices told they are past their publish rate (once a second). */
@@ -101,11 +94,6 @@ export class Broker extends EventEmitter {
   private readonly slots = new WeakMap<Client, { settled(): void; closed(): void }>();
   /** The subject CN of a connection's verified client certificate (mutual TLS). */
   private readonly certificateNames = new WeakMap<Client, string>();
-  /** KDF secret checks per second, for all addresses together (mqtt.authFailures.kdfPerSec). */
-  private readonly kdfBudget: TokenBucket;
-  /** Secrets being checked now, and attempts waiting for a slot, by "a:<address>" / "i:<id>". */
-  private readonly checking = new Map<string, number>();
-  private readonly waiting = new Map<string, (() => void)[]>();
   private readonly sockets = new Set<Socket>();
   /** Connections admitted in observe mode, and the one per device id. */
   private readonly observed = new WeakSet<Client>();
@@ -114,10 +102,16 @@ export class Broker extends EventEmitter {
 
   constructor(private readonly ctx: BrokerContext) {
     super();
-    this.kdfBudget = new TokenBucket(ctx.config.authFailures.kdfPerSec);
-    const limits = () => ctx.config.authFailures;
-    this.failures = new FailureWindows("a", limits);
-    this.idFailures = new FailureWindows("i", limits);
+    this.auth =
+      ctx.auth ??
+      new DeviceAuthenticator({
+        limits: ctx.config.authFailures,
+        registry: ctx.registry,
+        log: ctx.log,
+        metrics: ctx.metrics,
+        security: ctx.security,
+        observe: ctx.observe,
+      });
     this.takeovers = new FailureWindows("takeover", () => ({
       max: ctx.config.takeovers.alertAfter,
       windowSec: ctx.config.takeovers.windowSec,
@@ -424,145 +418,17 @@ export class Broker extends EventEmitter {
 
   private async authenticate(client: Client, username: string | undefined, password: Buffer | undefined) {
     const address = remoteAddress(client);
-    const refuse = (code: number, reason: string, message: string) => {
-      this.ctx.metrics.connectsRefused.inc({ reason });
-      // The security log has it at warn, folded when repeated; a line each would flood the log.
-      this.ctx.log.debug({ deviceId: username ?? null, address, reason }, "CONNECT refused");
-      this.ctx.security.record({
-        kind: reason === "throttled" || reason === "busy" ? "connect_throttled" : "connect_refused",
-        address,
-        // Only a registered device is named: an unknown id is the attacker's choice, and naming each
-        // would keep a spray of random ids from folding into one row per address.
-        subject: username && this.ctx.registry.get(username) ? username : null,
-        detail: { reason },
-      });
-      return refusal(code, message);
-    };
-    const secret = password?.toString("utf8");
-    if (!username || secret === undefined) {
-      if (this.failures.throttled(address))
-        throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-      this.failures.record(address);
-      throw refuse(
-        CONNACK.badCredentials,
-        "no_credentials",
-        "username (device id) and password (secret) are required",
-      );
-    }
-    if (client.id !== username) {
-      throw refuse(CONNACK.identifierRejected, "client_id_mismatch", "client id must equal the device id");
-    }
-    // With mutual TLS the certificate names the device: another device's certificate (or one
-    // without a CN) does not open this one's session, whatever secret comes with it.
-    const certified = this.certificateNames.get(client);
-    if (certified !== undefined && certified !== username)
-      throw refuse(
-        CONNACK.notAuthorized,
-        "certificate_mismatch",
-        "the client certificate names another device",
-      );
-    // A pair that connected before goes past the throttles: a device behind the same NAT as an
-    // attacker keeps connecting while the attacker's failures lock the address.
-    const cost = this.ctx.registry.verificationCost(username, secret);
-    const slots =
-      cost === "known"
-        ? []
-        : await this.admitAll([
-            [this.failures, address],
-            [this.idFailures, username],
-          ]);
-    if (slots === null) throw refuse(CONNACK.serverUnavailable, "throttled", "too many failed attempts");
-    let outcome: Awaited<ReturnType<Registry["authenticate"]>> | "observed" | string;
-    try {
-      // Observe mode: an unregistered id with an enrolment secret (behind the same throttles).
-      const observation = this.ctx.registry.peek(username)
-        ? null
-        : (this.ctx.observe?.admitUnknown(username, secret, address) ?? null);
-      if (observation) outcome = observation.ok ? "observed" : observation.reason;
-      else {
-        // A global ceiling on KDF checks per second: a spray of guesses from many addresses cannot
-        // take the CPU (each scrypt is tens of milliseconds); devices with generated secrets never wait.
-        if (cost === "kdf" && !this.kdfBudget.take())
-          throw refuse(CONNACK.serverUnavailable, "busy", "too many secret checks right now");
-        outcome = await this.ctx.registry.authenticate(username, secret);
-      }
-    } finally {
-      for (const held of slots) this.release(held);
-    }
-    if (outcome === "ok" && this.ctx.observe) {
-      const admission = this.ctx.observe.registered(username);
-      if (admission === "refused")
-        throw refuse(CONNACK.notAuthorized, "observe_off", "observe mode is off for this device's site");
-      if (admission === "observed") outcome = "observed";
-    }
-    if (outcome === "observed") this.observed.add(client);
-    if (outcome === "ok" || outcome === "observed") return this.noteTakeover(client, address);
-    if (outcome === "disabled") throw refuse(CONNACK.notAuthorized, "disabled", "device is disabled");
-    this.failures.record(address);
-    this.idFailures.record(username);
-    throw refuse(CONNACK.badCredentials, outcome, "unknown device or wrong secret");
-  }
-
-  /**
-   * A slot per key (address, device id) to check a secret, or null (and none held) when one key's
-   * failures alone reach the limit. Each attempt holds its slots while its secret is checked, and
-   * failures plus slots never pass the limit: parallel attempts wait their turn instead of all
-   * passing the throttle while the first ones are still being verified. A storm of good devices is
-   * only paced.
-   */
-  private async admitAll(keys: readonly (readonly [FailureWindows, string])[]): Promise<string[] | null> {
-    const slots: string[] = [];
-    for (const [table, key] of keys) {
-      const slot = await this.admit(table, key);
-      if (slot === null) {
-        for (const held of slots) this.release(held);
-        return null;
-      }
-      slots.push(slot);
-    }
-    return slots;
-  }
-
-  /**
-   * A slot to check a secret for this key (an address, a device id), or null when its failures
-   * alone reach the limit. While failures plus the attempts being checked fill the limit, waits for
-   * one of those to finish.
-   */
-  private async admit(table: FailureWindows, key: string): Promise<string | null> {
-    const slot = `${table.name}:${key}`;
-    const { max } = this.ctx.config.authFailures;
-    for (;;) {
-      if (table.throttled(key)) {
-        // Whoever waits behind learns it too, rather than waiting for a release that never comes.
-        this.wakeNext(slot);
-        return null;
-      }
-      const failures = table.count(key);
-      const checking = this.checking.get(slot) ?? 0;
-      if (failures + checking < max) {
-        this.checking.set(slot, checking + 1);
-        return slot;
-      }
-      await new Promise<void>((resolve) => {
-        const queue = this.waiting.get(slot) ?? [];
-        queue.push(resolve);
-        this.waiting.set(slot, queue);
-      });
-    }
-  }
-
-  private release(slot: string): void {
-    const n = (this.checking.get(slot) ?? 1) - 1;
-    if (n > 0) this.checking.set(slot, n);
-    else this.checking.delete(slot);
-    this.wakeNext(slot);
-  }
-
-  private wakeNext(slot: string): void {
-    const queue = this.waiting.get(slot);
-    const next = queue?.shift();
-    if (queue && !queue.length) this.waiting.delete(slot);
-    next?.();
+    const result = await this.auth.login({
+      username,
+      secret: password?.toString("utf8"),
+      clientId: client.id,
+      address,
+      certificateName: this.certificateNames.get(client),
+      observe: true,
+    });
+    if (!result.ok) throw refusal(CONNACK_FOR[result.kind], result.message);
+    if (result.observed) this.observed.add(client);
+    this.noteTakeover(client, address);
   }
 
   private authorizePublish(
