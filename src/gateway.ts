@@ -17,6 +17,7 @@ import { alertAuditSource } from "./alerts/series.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
+import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
@@ -399,8 +400,8 @@ export class Gateway {
       log.warn({ attempts: resumed }, "channel attempts without an outcome made again after restart");
     this.staff.start();
 
-    // One credential check for every way a device comes in: its failed attempts count in the same
-    // throttles whichever way that is.
+    // One credential check for the embedded broker and RabbitMQ (cluster mode): a device's failed
+    // attempts count in the same throttles whichever way it came in.
     const deviceAuth = new DeviceAuthenticator({
       limits: config.mqtt.authFailures,
       registry: this.registry,
@@ -557,6 +558,18 @@ export class Gateway {
       alerts: this.alerts,
       places: siteCatalogue(config),
     });
+    if (config.cluster.rabbitmq.enabled)
+      rabbitAuthRoutes(
+        this.router,
+        new RabbitAuth({
+          config: config.cluster.rabbitmq,
+          registry: this.registry,
+          auth: deviceAuth,
+          security: this.security,
+          metrics: this.metrics,
+          log: log.child({ component: "rabbitmq-auth" }),
+        }),
+      );
     observeRoutes(this.router, {
       observe: this.observe,
       config: config.observe,

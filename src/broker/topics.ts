@@ -6,6 +6,9 @@
  *   ata/v1/<deviceId>/status         device -> gateway, retained, also the last will ("online"/"offline")
  *   ata/v1/<deviceId>/errors         gateway -> device: why a publish was rejected
  *   ata/v1/<deviceId>/commands       gateway -> device
+ *
+ * On RabbitMQ (cluster mode) the same topics are routing keys on the MQTT plugin's topic exchange,
+ * with "/" written as "." (`ata.v1.<deviceId>.<channel>`); see topicFromRoutingKey.
  */
 
 export const ROOT = "ata/v1";
@@ -54,4 +57,21 @@ export function mayPublish(deviceId: string, topic: string): boolean {
 /** A device may subscribe to its own error and command topics only (no wildcards). */
 export function maySubscribe(deviceId: string, topic: string): boolean {
   return topic === errorTopic(deviceId) || topic === commandTopic(deviceId);
+}
+
+/**
+ * The device topic a RabbitMQ routing key stands for, or null when it is none. RabbitMQ's MQTT
+ * plugin (3.10, rabbit_mqtt_util:to_amqp/1) turns "/" into "." and "+" into "*" and leaves "." as
+ * it is, so `ata/v1/a.b/events` and `ata/v1/a/b/events` are both `ata.v1.a.b.events`. A channel has
+ * no ".", so the last word is the channel and everything between `ata.v1.` and it the device id:
+ * the key reads as exactly one device topic, and the rules above decide on that.
+ */
+export function topicFromRoutingKey(routingKey: string): string | null {
+  const prefix = `${ROOT.replaceAll("/", ".")}.`;
+  if (!routingKey.startsWith(prefix)) return null;
+  const rest = routingKey.slice(prefix.length);
+  const dot = rest.lastIndexOf(".");
+  if (dot <= 0) return null;
+  const topic = deviceTopic(rest.slice(0, dot), rest.slice(dot + 1));
+  return parseDeviceTopic(topic) ? topic : null;
 }

@@ -7,6 +7,7 @@ import type { ChannelName } from "../alerts/channels/channel.js";
 import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
 import { BridgesConfig, bridgeProblems } from "../bridges/config.js";
+import { ClusterConfig } from "../cluster/config.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
 import { BaselineInput, checkBaselineScope } from "../reports/baseline/schema.js";
 import { ScaipConfig, scaipProblems } from "../scaip/config.js";
@@ -380,6 +381,8 @@ export const ConfigSchema = z.strictObject({
    * Relative to the working directory.
    */
   profiles: z.strictObject({ dir: z.string().min(1).optional() }).prefault({}),
+  /** Cluster mode (src/cluster/, docs/cluster.md): off by default. */
+  cluster: ClusterConfig.prefault({}),
   sites: z.array(SiteConfig).min(1),
   residents: z.array(ResidentConfig).default([]),
   devices: z.array(SeedDeviceConfig).default([]),

@@ -21,6 +21,8 @@ export interface RequestContext {
   url: URL;
   /** Parse and validate the JSON body with a zod schema (400 invalid_body with every problem). */
   body<T>(schema: z.ZodType<T>): Promise<T>;
+  /** The body as an HTML form (application/x-www-form-urlencoded), whatever its content type says. */
+  form(): Promise<URLSearchParams>;
   bearer: string | null;
   /** The peer's address (for throttling and the security log). */
   address: string;
@@ -134,6 +136,7 @@ export class Router {
           );
         return parsed.data;
       },
+      form: async () => new URLSearchParams((await readBody(req, res)).toString("utf8")),
     };
     // An answer to a request that may have written (an action, or the audit entry of a refused
     // one) waits until those writes are on disk.

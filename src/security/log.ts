@@ -46,6 +46,8 @@ export const SECURITY_EVENT_KINDS = [
   "observe_mode_on",
   /** An unregistered device admitted in observe mode: an enrolment secret bound to its id. */
   "observe_admitted",
+  /** A request to the RabbitMQ auth backend endpoints (cluster mode) without the shared secret. */
+  "backend_auth_failed",
 ] as const;
 export type SecurityEventKind = (typeof SECURITY_EVENT_KINDS)[number];
 
