@@ -1,0 +1,104 @@
+/**
+ * The RabbitMQ auth backend's request parsing and routing-key reading, called directly: the bodies
+ * are the ones RabbitMQ 3.10.8 sent in test/cluster/rabbit-auth.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import { topicFromRoutingKey } from "../../src/broker/topics.js";
+import { parseRabbitRequest } from "../../src/cluster/rabbit-auth.js";
+import { ConfigError, validateConfig } from "../../src/config/load.js";
+
+describe("RabbitMQ auth backend requests", () => {
+  it("reads a login as RabbitMQ 3.10's MQTT plugin sends it, client id included", () => {
+    const parsed = parseRabbitRequest(
+      "user",
+      new URLSearchParams("username=dev.1&password=p%26ss+word&vhost=%2F&client_id=dev.1"),
+    );
+    expect(parsed).toEqual({
+      ok: true,
+      request: { username: "dev.1", password: "p&ss word", vhost: "/", client_id: "dev.1" },
+    });
+  });
+
+  it("reads a topic check with its routing key and the variable map's client id", () => {
+    const body =
+      "username=dev.1&vhost=%2F&resource=topic&name=amq.topic&permission=write&tags=" +
+      "&routing_key=ata.v1.dev.1.events&variable_map.client_id=dev.1&variable_map.username=dev.1&variable_map.vhost=%2F";
+    const parsed = parseRabbitRequest("topic", new URLSearchParams(body));
+    expect(parsed.ok && parsed.request).toMatchObject({
+      username: "dev.1",
+      permission: "write",
+      routing_key: "ata.v1.dev.1.events",
+      "variable_map.client_id": "dev.1",
+    });
+  });
+
+  it("reads a resource check of a subscription queue", () => {
+    const body =
+      "username=dev.1&vhost=%2F&resource=queue&name=mqtt-subscription-dev.1qos1&permission=configure&tags=&client_id=dev.1";
+    const parsed = parseRabbitRequest("resource", new URLSearchParams(body));
+    expect(parsed.ok && parsed.request).toMatchObject({ resource: "queue", permission: "configure" });
+  });
+
+  it("refuses a parameter given twice, naming it, rather than picking one", () => {
+    const parsed = parseRabbitRequest("user", new URLSearchParams("username=a&username=b&password=x"));
+    expect(parsed).toEqual({ ok: false, problems: [{ path: "username", message: "given more than once" }] });
+  });
+
+  it("lists every missing or unknown-valued parameter by name", () => {
+    const parsed = parseRabbitRequest(
+      "resource",
+      new URLSearchParams("username=a&resource=socket&permission=all"),
+    );
+    expect(parsed.ok).toBe(false);
+    const paths = parsed.ok ? [] : parsed.problems.map((p) => p.path).sort();
+    expect(paths).toEqual(["name", "permission", "resource", "vhost"]);
+  });
+});
+
+describe("routing keys read as device topics", () => {
+  it("takes the last word as the channel, so a device id may contain dots", () => {
+    expect(topicFromRoutingKey("ata.v1.dev-1.events")).toBe("ata/v1/dev-1/events");
+    expect(topicFromRoutingKey("ata.v1.ward.7.events")).toBe("ata/v1/ward.7/events");
+  });
+
+  it("reads no topic from wildcards, other roots or a missing channel", () => {
+    for (const key of [
+      "ata.v1.*.events",
+      "ata.v1.#",
+      "ata.v1.dev",
+      "other.v1.dev.events",
+      "ata.v1..events",
+      "",
+    ])
+      expect(topicFromRoutingKey(key), key).toBeNull();
+  });
+});
+
+describe("cluster configuration", () => {
+  const base = { sites: [{ id: "s", name: "S", units: [{ id: "u", name: "U" }] }] };
+
+  it("is off by default", () => {
+    expect(validateConfig(base, "test", new Set()).cluster.rabbitmq.enabled).toBe(false);
+  });
+
+  it("lists every problem by path: no shared secret, and a user name that cannot go into a URL", () => {
+    let error: unknown;
+    try {
+      validateConfig(
+        { ...base, cluster: { rabbitmq: { enabled: true, username: "a b" } } },
+        "test",
+        new Set(),
+      );
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems).toEqual([
+      { path: "cluster.rabbitmq.username", message: "letters, digits, _ . - (it goes into a URL)" },
+      {
+        path: "cluster.rabbitmq.secret",
+        message: "the RabbitMQ auth endpoints need a shared secret (32 or more characters); set one",
+      },
+    ]);
+  });
+});
