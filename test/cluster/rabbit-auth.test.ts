@@ -128,6 +128,13 @@ describe("RabbitMQ's MQTT plugin with the gateway as its auth backend", () => {
     expect(c.connected).toBe(true);
   });
 
+  it("a QoS 1 publish that no queue takes still gets its PUBACK (3.10 confirms unroutable messages): the ingest queue must exist before devices publish", async () => {
+    // Nothing is bound for ata.v1.*.heartbeat on this node: no ingest queue is built yet, and the
+    // device's own subscription queues are bound to its commands topic only.
+    const c = await device(OTHER);
+    expect(await publishOutcome(c, deviceTopic(OTHER, "heartbeat"))).toBe("acked");
+  });
+
   it("a device id with a dot publishes on its own topic, though RabbitMQ writes '/' and '.' alike in routing keys", async () => {
     const c = await device(DOTTED);
     expect(await publishOutcome(c, deviceTopic(DOTTED, "events"))).toBe("acked");
