@@ -195,19 +195,23 @@ describe("realised time saved against a site's baseline (hand-computed week with
         baselineStore: baselines,
         now: () => AFTER_WEEK,
       });
-    const account = () =>
+    const WEEK_MS = { from: ms("2026-10-19T00:00:00+02:00"), to: ms("2026-10-26T00:00:00+01:00") };
+    /** The account of unit "a" (or the whole site) for a range, with this test's model by default. */
+    const account = (
+      opts: { model?: typeof model; units?: string[] | null; range?: { from: number; to: number } } = {},
+    ) =>
       benefitsReport(
         {
           db,
           store,
-          model,
+          model: opts.model ?? model,
           sites: [SITE],
           profiles: PROFILES,
           baselineStore: baselines,
           now: () => AFTER_WEEK,
         },
-        { sites: [SITE], units: ["a"] },
-        () => ({ from: ms("2026-10-19T00:00:00+02:00"), to: ms("2026-10-26T00:00:00+01:00") }),
+        { sites: [SITE], units: opts.units === undefined ? ["a"] : opts.units },
+        () => opts.range ?? WEEK_MS,
       );
 
     it("realised and potential in hours, årsværk and kroner to the øre", async () => {
@@ -267,20 +271,8 @@ describe("realised time saved against a site's baseline (hand-computed week with
     it("a period that begins before the first data rests on the computed days, and says so", async () => {
       baselines.save(baselineInput(), "staff:anna");
       await job().recompute(SITE.id, WEEK.from, WEEK.to);
-      const { body } = await benefitsReport(
-        {
-          db,
-          store,
-          model,
-          sites: [SITE],
-          profiles: PROFILES,
-          baselineStore: baselines,
-          now: () => AFTER_WEEK,
-        },
-        { sites: [SITE], units: ["a"] },
-        // Two weeks, of which only the second was computed.
-        () => ({ from: ms("2026-10-12T00:00:00+02:00"), to: ms("2026-10-26T00:00:00+01:00") }),
-      );
+      // Two weeks, of which only the second was computed.
+      const { body } = await account({ range: { from: ms("2026-10-12T00:00:00+02:00"), to: WEEK_MS.to } });
       expect(body.observedDays).toBe(7);
       // Per week over the 7 computed days, not the 14 asked for.
       expect(body.headline.realised!.hoursPerWeek).toBe(1.39);
@@ -317,19 +309,7 @@ describe("realised time saved against a site's baseline (hand-computed week with
         }),
         "staff:anna",
       );
-      const { body } = await benefitsReport(
-        {
-          db,
-          store,
-          model: shipped,
-          sites: [SITE],
-          profiles: PROFILES,
-          baselineStore: baselines,
-          now: () => AFTER_WEEK,
-        },
-        { sites: [SITE], units: null },
-        () => ({ from: ms("2026-10-19T00:00:00+02:00"), to: ms("2026-10-26T00:00:00+01:00") }),
-      );
+      const { body } = await account({ model: shipped, units: null });
       const byCode = Object.fromEntries(body.headline.caveats.map((c) => [c.code, c]));
       expect(byCode.realised_placeholders!.en).toContain("minutesPerNightCheck");
       expect(byCode.potential_placeholders!.da).toContain("pladsholdere");

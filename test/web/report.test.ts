@@ -6,6 +6,7 @@
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { benefitsReport } from "../../src/reports/benefits.js";
 import { launchBrowser, type PageProblems, screenshotPath, type TestBrowser } from "../helpers/browser.js";
 import { api, startGateway, type TestGateway } from "../helpers/gateway.js";
 import { DAY, DEVICES, RESIDENTS, SITE, seedHistory } from "../helpers/history.js";
@@ -50,39 +51,9 @@ const BASELINE = {
 type Lang = "da" | "en";
 const LOCALE: Record<Lang, string> = { da: "da-DK", en: "en-GB" };
 
-interface Amounts {
-  minutes: number;
-  hours: number;
-  hoursPerWeek: number;
-  hoursPerYear: number;
-  fte: number;
-  cost: number;
-  costPerYear: number;
-}
-interface EcoValue {
-  value: number;
-  unit: string;
-  source: string;
-  da?: { unit: string; source: string };
-  placeholder: boolean;
-}
-interface Benefits {
-  headline: {
-    realised: Amounts | null;
-    potential: Amounts;
-    caveats: { code: string; da: string; en: string }[];
-  };
-  categories: { category: string; potential: { hours: number }; realised: { hours: number } | null }[];
-  economics: {
-    currency: string;
-    annualHoursPerFte: EcoValue;
-    hourlyCost: { night: EcoValue; day: EcoValue };
-  };
-  baselines: { label: string; fingerprint: string; measurements: Record<string, { method: string }> }[];
-  comparison: { site: string; note: { da: string; en: string } | null }[];
-  modelVersions: Record<string, string>;
-  weeksPerYear: number;
-}
+/** The benefits account as the API sends it (its JSON has no Dates or bigints). */
+type Benefits = Awaited<ReturnType<typeof benefitsReport>>["body"];
+type Amounts = Benefits["headline"]["potential"];
 interface Param {
   value: number | string;
   unit: string;
