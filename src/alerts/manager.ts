@@ -172,10 +172,18 @@ export class AlertManager extends EventEmitter {
   /** Whether the outermost step now open is replayable (see replayable()); nested steps follow it. */
   private outermostReplayable = false;
   private readonly configured: ReadonlySet<ChannelName>;
+  /**
+   * One transaction wrapper for every step (nested ones become savepoints): better-sqlite3 builds a
+   * wrapper's functions on each db.transaction() call, which per alert step was the largest single
+   * source of garbage under load.
+   */
+  private readonly inTransaction: <T>(fn: () => T) => T;
 
   constructor(private readonly ctx: AlertManagerContext) {
     super();
     this.now = ctx.now ?? Date.now;
+    const tx = ctx.db.transaction((fn: () => unknown) => fn());
+    this.inTransaction = <T>(fn: () => T) => tx(fn) as T;
     this.configured = new Set(ctx.channels.keys());
     ctx.timers.on<{ alertId: string; level: number }>("escalate", (t) => this.onEscalateTimer(t));
     ctx.timers.on<{ alertId: string }>("renotify", (t) => this.onRenotifyTimer(t));
@@ -862,7 +870,7 @@ export class AlertManager extends EventEmitter {
     this.depth++;
     let result: T;
     try {
-      result = this.ctx.db.transaction(fn)();
+      result = this.inTransaction(fn);
     } catch (err) {
       this.queued.length = mark;
       this.ctx.timers.undo(timerMark);
