@@ -556,6 +556,10 @@ export class AlertManager extends EventEmitter {
         }),
       retrying: (attemptId, detail) => this.attemptOutcome(channel, attemptId, "retrying", detail),
       healthChanged: () => {
+        // Only a channel going down can leave an alert with nobody to reach: one coming back (a
+        // paging link answering again, push out of its cool-down) cannot, and the re-check scans
+        // every open alert, so a flapping link must not run it twice per flap.
+        if (this.ctx.channels.get(channel)?.health().ok !== false) return;
         try {
           this.recheckUndelivered();
         } catch (err) {

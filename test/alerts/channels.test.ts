@@ -141,6 +141,23 @@ describe("alert channels", () => {
     expect(h.fallbackSends).toHaveLength(1);
   });
 
+  it("a channel coming back re-checks nothing: only one going down can leave an alert unreachable", () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id });
+    let asked = 0;
+    const reach = push.reach.bind(push);
+    push.reach = (a: Audience) => {
+      asked++;
+      return reach(a);
+    };
+    push.reporter!.healthChanged();
+    expect(asked).toBe(0);
+    expect(h.all()[0]).toMatchObject({ level: 0 });
+    // Going down still re-checks at once: level 0 had only push to reach Anna, so level 1 (paging).
+    push.ok = false;
+    push.reporter!.healthChanged();
+    expect(h.all()[0]).toMatchObject({ level: 1 });
+  });
+
   it("a receipt from a person's device clears undelivered and names them; a repeated receipt is not a second name", () => {
     push.answer = "delivered";
     h.emit("fall.detected", { device: DEVICES.radar.id });
