@@ -18,6 +18,7 @@ import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
+import { RabbitIngest } from "./cluster/rabbit-ingest.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
@@ -143,6 +144,8 @@ export class Gateway {
   demo: DemoMode | null = null;
   /** The SCAIP receiver (SIP over UDP, TCP and TLS), when scaip.enabled. */
   scaip: ScaipReceiver | null = null;
+  /** Device publishes consumed from RabbitMQ (cluster.rabbitmq.ingest), or null. */
+  rabbitIngest: RabbitIngest | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
   observe!: ObserveMode;
   timeSaved!: TimeSavedJob;
@@ -490,6 +493,26 @@ export class Gateway {
       metrics: new BridgeMetrics(this.metrics),
     });
     this.readiness.push(...this.bridges.readiness());
+    const rabbitIngest = config.cluster.rabbitmq.ingest;
+    if (rabbitIngest) {
+      const ingest = new RabbitIngest({
+        config: rabbitIngest,
+        exchange: config.cluster.rabbitmq.exchange,
+        submit: (id, topic, channel, payload) => this.ingest.submit(id, topic, channel, payload),
+        refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
+        status: (id, payload) => this.presence.onStatus(id, payload),
+        log: log.child({ component: "rabbitmq-ingest" }),
+      });
+      this.rabbitIngest = ingest;
+      // Not ready while it does not consume: RabbitMQ keeps the publishes, but nothing raises alerts.
+      this.readiness.push({
+        name: "rabbitmq-ingest",
+        check: () => {
+          const detail = ingest.status();
+          return { ok: detail.ready, detail };
+        },
+      });
+    }
     // A refused external profile does not make the gateway unready (the others run); it shows here.
     this.readiness.push({ name: "profiles", check: () => ({ ok: true, detail: this.catalogue.status() }) });
     this.readiness.push({
@@ -568,6 +591,8 @@ export class Gateway {
           security: this.security,
           metrics: this.metrics,
           log: log.child({ component: "rabbitmq-auth" }),
+          // Until the ingest queue exists a publish would be confirmed with nowhere to go.
+          ...(this.rabbitIngest ? { ingestDeclared: () => this.rabbitIngest?.declared ?? false } : {}),
         }),
       );
     observeRoutes(this.router, {
@@ -648,6 +673,9 @@ export class Gateway {
     this.http.fallback(staticFiles());
 
     await this.broker.start();
+    // Before the HTTP listener: the ingest queue is declared before RabbitMQ can ask this gateway
+    // to admit a device (and before the ready line).
+    await this.rabbitIngest?.start();
     // Background connects: a network server that is away does not hold up the gateway.
     this.bridges.start();
     if (config.scaip.enabled) {
@@ -734,6 +762,8 @@ export class Gateway {
     await this.metricsHttp?.stop();
     await this.scaip?.stop();
     await this.broker.stop();
+    // Before ingest stops: what is in flight is committed and acked, the rest stays in the queue.
+    await this.rabbitIngest?.stop();
     await this.bridges.stop();
     await this.ingest.stop();
     await this.timeSaved.stop();

@@ -60,6 +60,15 @@ export function maySubscribe(deviceId: string, topic: string): boolean {
 }
 
 /**
+ * The binding pattern on RabbitMQ's topic exchange that takes every device topic (`ata.v1.#`): "#"
+ * and not `ata.v1.*.*`, because a device id may contain "." and so span several words. It also
+ * matches the gateway's own errors and commands topics, which the ingest consumer passes over.
+ */
+export function deviceRoutingKeyPattern(): string {
+  return `${ROOT.replaceAll("/", ".")}.#`;
+}
+
+/**
  * The device topic a RabbitMQ routing key stands for, or null when it is none. RabbitMQ's MQTT
  * plugin (3.10, rabbit_mqtt_util:to_amqp/1) turns "/" into "." and "+" into "*" and leaves "." as
  * it is, so `ata/v1/a.b/events` and `ata/v1/a/b/events` are both `ata.v1.a.b.events`. A channel has

@@ -5,6 +5,49 @@
  */
 import { z } from "zod";
 
+function isAmqpUrl(u: unknown): boolean {
+  return typeof u === "string" && URL.canParse(u) && /^amqps?:$/.test(new URL(u).protocol);
+}
+
+/**
+ * The ingest consumer (src/cluster/rabbit-ingest.ts): devices' publishes reach the gateway through a
+ * quorum queue bound to the MQTT plugin's exchange.
+ */
+export const RabbitIngestConfig = z
+  .strictObject({
+    /**
+     * AMQP 0-9-1 URL of a RabbitMQ node, `amqp://user:password@host:5672/vhost` (amqps:// for TLS).
+     * The user is an operator's, not a device's: RabbitMQ authenticates it with a second backend
+     * (`auth_backends.2 = internal`), since the gateway admits devices only.
+     */
+    url: z.string().refine(isAmqpUrl, "an amqp:// or amqps:// URL"),
+    /** The quorum queue every gateway node consumes device publishes from. */
+    queue: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,200}$/, "letters, digits, _ . : -")
+      .refine((q) => !q.startsWith("amq."), "names starting amq. are RabbitMQ's own")
+      .default("ata.ingest"),
+    /**
+     * Deliveries in flight to this gateway, unacknowledged: they are what one group commit can take
+     * together (src/ingest/pipeline.ts), so 1 would make every message wait for its own fsync.
+     */
+    prefetch: z.int().min(1).max(65_535).default(500),
+    /** Waits between reconnects: doubling from minMs up to maxMs. */
+    reconnect: z
+      .strictObject({
+        minMs: z.int().min(10).default(500),
+        maxMs: z.int().min(10).default(30_000),
+      })
+      .prefault({})
+      .refine((r) => r.minMs <= r.maxMs, { path: ["minMs"], message: "must not exceed maxMs" }),
+  })
+  .refine((c) => !isAmqpUrl(c.url) || new URL(c.url).username !== "", {
+    path: ["url"],
+    message:
+      "name the user in the URL (amqp://user:password@host/vhost): RabbitMQ's guest may not log in from other hosts",
+  });
+export type RabbitIngestConfig = z.infer<typeof RabbitIngestConfig>;
+
 export const RabbitAuthConfig = z
   .strictObject({
     /** Answer RabbitMQ's HTTP auth backend at /api/v1/cluster/rabbitmq/{user,vhost,resource,topic}. */
@@ -30,11 +73,20 @@ export const RabbitAuthConfig = z
     vhost: z.string().min(1).default("/"),
     /** The topic exchange the MQTT plugin publishes to (RabbitMQ's mqtt.exchange). */
     exchange: z.string().min(1).default("amq.topic"),
+    /** Consume device publishes from RabbitMQ (off unless given). */
+    ingest: RabbitIngestConfig.optional(),
   })
   // In the schema rather than a cross-check, so it is listed with the schema's own problems.
   .refine((c) => !c.enabled || c.secret !== undefined, {
     path: ["secret"],
     message: "the RabbitMQ auth endpoints need a shared secret (32 or more characters); set one",
+  })
+  // The consumer takes the device from the routing key, and RabbitMQ 3.10 carries nothing else that
+  // names the publisher: only the gateway's own topic checks make that key the publisher's.
+  .refine((c) => !c.ingest || c.enabled, {
+    path: ["enabled"],
+    message:
+      "the ingest consumer trusts a message's routing key only because the gateway answers RabbitMQ's topic checks; set enabled: true",
   });
 export type RabbitAuthConfig = z.infer<typeof RabbitAuthConfig>;
 

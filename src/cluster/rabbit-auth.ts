@@ -100,6 +100,11 @@ export interface RabbitAuthContext {
   security: SecurityLog;
   metrics: Metrics;
   log: Logger;
+  /**
+   * With the ingest consumer configured: whether its queue and binding were declared. Until then
+   * publishes are refused, since RabbitMQ 3.10 confirms (and PUBACKs) a publish no queue takes.
+   */
+  ingestDeclared?: () => boolean;
 }
 
 /** The security log's `via` for everything that comes through RabbitMQ. */
@@ -110,10 +115,14 @@ export class RabbitAuth {
   /** Requests without the shared secret, per address: past the limit they are refused unchecked. */
   private readonly secretFailures = new FailureWindows("rabbit-secret", () => ({ max: 20, windowSec: 60 }));
 
+  /** The ingest consumer's AMQP user, when configured. */
+  private readonly consumerUser: string | null;
+
   constructor(private readonly ctx: RabbitAuthContext) {
-    const { username, secret } = ctx.config;
+    const { username, secret, ingest } = ctx.config;
     if (!secret) throw new Error("cluster.rabbitmq.secret is required");
     this.credential = digest(`${username}:${secret}`);
+    this.consumerUser = ingest ? decodeURIComponent(new URL(ingest.url).username) : null;
   }
 
   /** Whether the request carries the shared secret (HTTP Basic); throws 401 or 429 otherwise. */
@@ -141,6 +150,9 @@ export class RabbitAuth {
 
   /** A device logs in: its id (username and client id) and secret, checked as on the embedded broker. */
   async user(req: RabbitRequest<"user">): Promise<boolean> {
+    // The ingest consumer's own AMQP user is RabbitMQ's to check (auth_backends.2 = internal): no
+    // device, no failure to count or log.
+    if (req.client_id === undefined && req.username === this.consumerUser) return false;
     const result = await this.ctx.auth.login({
       username: req.username,
       secret: req.password,
@@ -183,6 +195,13 @@ export class RabbitAuth {
     const deviceId = req.username;
     const action = req.permission === "write" ? "publish" : "subscribe";
     const topic = topicFromRoutingKey(req.routing_key);
+    if (action === "publish" && this.ctx.ingestDeclared && !this.ctx.ingestDeclared()) {
+      this.ctx.log.warn(
+        { deviceId, routingKey: req.routing_key },
+        "publish refused: the ingest queue is not declared yet (RabbitMQ would confirm it unrouted)",
+      );
+      return false;
+    }
     const allowed =
       this.activeDevice(deviceId, req["variable_map.client_id"]) &&
       req.vhost === config.vhost &&

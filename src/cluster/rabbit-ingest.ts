@@ -1,0 +1,312 @@
+/**
+ * The ingest consumer: device publishes that RabbitMQ's MQTT plugin took reach the gateway's ingest
+ * through a quorum queue, and each is acknowledged to RabbitMQ only after the gateway committed it.
+ *
+ * The durability chain (docs/cluster.md): the device's PUBACK waits for RabbitMQ's publisher confirm,
+ * which for a quorum queue waits for a majority of its replicas; the message leaves the queue only
+ * when this consumer acks it, and it acks after `submit()` resolved, that is after the event (or its
+ * dead letter) is in the event log. A gateway that dies in between leaves the message unacked, and
+ * RabbitMQ delivers it again: to the next consumer, where the pipeline's dedupe (the event log's
+ * unique eventId, the payload key for events without one) drops what was already committed.
+ *
+ * Written against RabbitMQ 3.10.8 and amqplib 2.3. What 3.10's MQTT plugin puts on a message
+ * (rabbit_mqtt_processor:amqp_pub/2): the routing key (the topic, "/" written "."), the headers
+ * `x-mqtt-publish-qos` and `x-mqtt-dup`, delivery mode 2 for QoS 1; no client id, no user id. The
+ * publisher cannot be read from the message, so the device is the one the routing key names, and
+ * the gateway's own topic checks (rabbit-auth.ts) are what make that the publisher. A message that
+ * does carry a user id (RabbitMQ checks it against the publishing connection's user) must name the
+ * same device.
+ */
+import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
+import {
+  COMMANDS,
+  deviceRoutingKeyPattern,
+  ERRORS,
+  parseDeviceTopic,
+  STATUS,
+  topicFromRoutingKey,
+} from "../broker/topics.js";
+import type { ErrorCode } from "../errors.js";
+import type { IngestResult } from "../ingest/pipeline.js";
+import type { Logger } from "../log.js";
+import type { RabbitIngestConfig } from "./config.js";
+
+export interface RabbitIngestContext {
+  config: RabbitIngestConfig;
+  /** The topic exchange the MQTT plugin publishes to (cluster.rabbitmq.exchange). */
+  exchange: string;
+  /** The embedded broker's intake: resolves once the publish's events or its dead letter are committed. */
+  submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult>;
+  /** Dead-letter what reached no decoder; resolves once it is committed. */
+  refuse(
+    deviceId: string | null,
+    topic: string,
+    code: ErrorCode,
+    message: string,
+    payload: Buffer,
+  ): Promise<IngestResult>;
+  /** A device's `status` publish (retained "online", or its last will "offline"), for presence. */
+  status(deviceId: string, payload: string): void;
+  log: Logger;
+}
+
+export interface RabbitIngestHealth {
+  /** Connected, the queue declared and bound, and consuming. */
+  ready: boolean;
+  url: string;
+  queue: string;
+  /** The queue and its binding were declared once by this process (devices may publish). */
+  declared: boolean;
+  connectedSince: string | null;
+  lastError: string | null;
+  lastErrorAt: string | null;
+  reconnects: number;
+  /** Deliveries handed to ingest and not yet acknowledged. */
+  inFlight: number;
+  acked: number;
+  requeued: number;
+  deadLettered: number;
+}
+
+/** The URL as shown to operators: without the password. */
+function shownUrl(url: string): string {
+  const u = new URL(url);
+  u.password = "";
+  return u.toString();
+}
+
+/** A message the consumer passes over: the gateway's own direction (errors, commands). */
+const GATEWAY_CHANNELS = new Set([ERRORS, COMMANDS]);
+
+export class RabbitIngest {
+  private connection: ChannelModel | null = null;
+  private channel: Channel | null = null;
+  /** Bumped on every (re)connect: callbacks of an older connection are ignored. */
+  private generation = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private attempt = 0;
+  /** A delivery could not be committed (storage refusing): waits keep growing until one is. */
+  private backingOff = false;
+  private stopped = true;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly health: RabbitIngestHealth;
+
+  constructor(private readonly ctx: RabbitIngestContext) {
+    this.health = {
+      ready: false,
+      url: shownUrl(ctx.config.url),
+      queue: ctx.config.queue,
+      declared: false,
+      connectedSince: null,
+      lastError: null,
+      lastErrorAt: null,
+      reconnects: 0,
+      inFlight: 0,
+      acked: 0,
+      requeued: 0,
+      deadLettered: 0,
+    };
+  }
+
+  status(): RabbitIngestHealth {
+    return { ...this.health, inFlight: this.inFlight.size };
+  }
+
+  /** Whether the ingest queue and its binding exist, so a device's publish is not confirmed unrouted. */
+  get declared(): boolean {
+    return this.health.declared;
+  }
+
+  /**
+   * The first connection is awaited, so that the queue is declared before the gateway reports ready
+   * (and before it answers RabbitMQ's auth requests); when RabbitMQ is not there, the gateway starts
+   * all the same, says so in /readyz, and keeps trying.
+   */
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.connect();
+  }
+
+  /** Stop taking deliveries, ack what is in flight once it is committed, close the connection. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const channel = this.channel;
+    const tag = this.consumerTag;
+    if (channel && tag) await channel.cancel(tag).catch(() => undefined);
+    await Promise.allSettled([...this.inFlight]);
+    await this.close();
+  }
+
+  private consumerTag: string | null = null;
+
+  private async connect(): Promise<void> {
+    const generation = ++this.generation;
+    const { config, exchange } = this.ctx;
+    let connection: ChannelModel | null = null;
+    try {
+      connection = await amqp.connect(config.url, {
+        // Nagle off: an ack must not wait 40 ms for company (the MQTT side does the same).
+        noDelay: true,
+        timeout: 10_000,
+        clientProperties: { connection_name: "ata-gateway ingest" },
+      });
+      if (this.stopped || generation !== this.generation) {
+        await connection.close().catch(() => undefined);
+        return;
+      }
+      this.connection = connection;
+      connection.on("error", (err: Error) => this.failed(`connection: ${err.message}`));
+      connection.on("close", () => this.lost(generation, "connection closed"));
+      const channel = await connection.createChannel();
+      this.channel = channel;
+      channel.on("error", (err: Error) => this.failed(`channel: ${err.message}`));
+      channel.on("close", () => this.lost(generation, "channel closed"));
+      // Durable quorum queue: a confirm (and so the device's PUBACK) waits for a majority of its
+      // replicas. Declared with the same arguments by every gateway node; one declared otherwise (a
+      // classic queue of the same name) is refused by RabbitMQ, and /readyz says so.
+      await channel.assertQueue(config.queue, {
+        durable: true,
+        arguments: { "x-queue-type": "quorum" },
+      });
+      await channel.bindQueue(config.queue, exchange, deviceRoutingKeyPattern());
+      this.health.declared = true;
+      // Per consumer (global: false): the deliveries in flight to this gateway, which one group
+      // commit takes together. One consumer on one channel receives in queue order.
+      await channel.prefetch(config.prefetch, false);
+      const { consumerTag } = await channel.consume(config.queue, (msg) => this.onDelivery(channel, msg), {
+        noAck: false,
+      });
+      this.consumerTag = consumerTag;
+      if (!this.backingOff) this.attempt = 0;
+      this.health.ready = true;
+      this.health.connectedSince = new Date().toISOString();
+      this.ctx.log.info(
+        { url: this.health.url, queue: config.queue, prefetch: config.prefetch },
+        "consuming device publishes from RabbitMQ",
+      );
+    } catch (err) {
+      this.failed(`connect: ${(err as Error).message}`);
+      if (connection) await connection.close().catch(() => undefined);
+      if (generation === this.generation) this.lost(generation, "connect failed");
+    }
+  }
+
+  private onDelivery(channel: Channel, msg: ConsumeMessage | null): void {
+    // null: RabbitMQ cancelled the consumer (the queue was deleted). Reconnecting declares it again.
+    if (msg === null) {
+      this.failed("consumer cancelled by RabbitMQ (queue deleted?)");
+      void channel.close().catch(() => undefined);
+      return;
+    }
+    const done = this.handle(channel, msg).finally(() => this.inFlight.delete(done));
+    this.inFlight.add(done);
+  }
+
+  /**
+   * One delivery to its durable outcome, then its ack. Called in delivery order and hands the message
+   * to ingest before its first await, so the pipeline sees a device's publishes in queue order.
+   */
+  private async handle(channel: Channel, msg: ConsumeMessage): Promise<void> {
+    const routingKey = msg.fields.routingKey;
+    const payload = msg.content;
+    const topic = topicFromRoutingKey(routingKey);
+    const parsed = topic === null ? null : parseDeviceTopic(topic);
+    let outcome: Promise<IngestResult> | null;
+    if (topic === null || parsed === null) {
+      outcome = this.ctx.refuse(
+        null,
+        routingKey.slice(0, 256),
+        "unknown_topic",
+        `routing key "${routingKey.slice(0, 128)}" is no device topic (ata.v1.<deviceId>.<channel>)`,
+        payload,
+      );
+    } else if (GATEWAY_CHANNELS.has(parsed.channel)) {
+      // The gateway's way to a device, which devices may not publish on: nothing to ingest.
+      outcome = null;
+    } else if (msg.properties.userId !== undefined && msg.properties.userId !== parsed.deviceId) {
+      outcome = this.ctx.refuse(
+        parsed.deviceId,
+        topic,
+        "forbidden",
+        `published by "${String(msg.properties.userId).slice(0, 64)}", not by the device the topic names`,
+        payload,
+      );
+    } else if (parsed.channel === STATUS) {
+      this.ctx.status(parsed.deviceId, payload.toString("utf8").slice(0, 32));
+      outcome = null;
+    } else {
+      outcome = this.ctx.submit(parsed.deviceId, topic, parsed.channel, payload);
+    }
+    try {
+      const result = await outcome;
+      if (result && !result.ok) this.health.deadLettered++;
+      this.backingOff = false;
+    } catch (err) {
+      // Not durable (storage refusing, the gateway stopping): back to the queue, and this channel
+      // closed so that the rest in flight go back too and nothing is taken until the reconnect's
+      // wait is over. A full disk must not become a redelivery loop.
+      this.failed(`not committed, requeued: ${(err as Error).message}`);
+      this.backingOff = true;
+      if (this.channel === channel) {
+        try {
+          channel.nack(msg, false, true);
+          this.health.requeued++;
+        } catch {
+          // The channel is already gone: RabbitMQ requeues what it had not seen acked.
+        }
+        void channel.close().catch(() => undefined);
+      }
+      return;
+    }
+    try {
+      channel.ack(msg);
+      this.health.acked++;
+    } catch {
+      // The channel closed after the commit: RabbitMQ delivers the message again, and the
+      // pipeline's dedupe drops it as already logged.
+    }
+  }
+
+  private failed(message: string): void {
+    this.health.lastError = message;
+    this.health.lastErrorAt = new Date().toISOString();
+    this.ctx.log.warn({ url: this.health.url, err: message }, "RabbitMQ ingest error");
+  }
+
+  /** The connection or channel of this generation is gone: tidy up and schedule the reconnect. */
+  private lost(generation: number, reason: string): void {
+    if (generation !== this.generation) return;
+    this.generation++;
+    if (this.health.ready) this.ctx.log.warn({ url: this.health.url, reason }, "RabbitMQ ingest stopped");
+    this.health.ready = false;
+    this.health.connectedSince = null;
+    this.consumerTag = null;
+    void this.close();
+    this.scheduleReconnect();
+  }
+
+  private async close(): Promise<void> {
+    const connection = this.connection;
+    this.connection = null;
+    this.channel = null;
+    this.health.ready = false;
+    if (connection) await connection.close().catch(() => undefined);
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.timer) return;
+    const { minMs, maxMs } = this.ctx.config.reconnect;
+    const base = Math.min(maxMs, minMs * 2 ** Math.min(this.attempt, 20));
+    // Up to a fifth less, so that gateway nodes do not return to one RabbitMQ node in step.
+    const wait = Math.round(base * (0.8 + Math.random() * 0.2));
+    this.attempt++;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (this.stopped) return;
+      this.health.reconnects++;
+      void this.connect();
+    }, wait);
+  }
+}
