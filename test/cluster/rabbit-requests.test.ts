@@ -101,4 +101,51 @@ describe("cluster configuration", () => {
       },
     ]);
   });
+
+  it("lists every problem of the ingest consumer by path, and refuses it without the gateway's topic checks", () => {
+    let error: unknown;
+    try {
+      validateConfig(
+        {
+          ...base,
+          cluster: {
+            rabbitmq: {
+              ingest: {
+                url: "http://rabbit:5672",
+                queue: "amq.mine",
+                prefetch: 0,
+                reconnect: { minMs: 5000, maxMs: 1000 },
+              },
+            },
+          },
+        },
+        "test",
+        new Set(),
+      );
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).problems.map((p) => p.path)).toEqual([
+      "cluster.rabbitmq.ingest.url",
+      "cluster.rabbitmq.ingest.queue",
+      "cluster.rabbitmq.ingest.prefetch",
+      "cluster.rabbitmq.ingest.reconnect.minMs",
+      "cluster.rabbitmq.enabled",
+    ]);
+  });
+
+  it("takes an AMQP URL with its user, and defaults the queue, prefetch and reconnect waits", () => {
+    const cluster = {
+      rabbitmq: { enabled: true, secret: "s".repeat(32), ingest: { url: "amqp://127.0.0.1" } },
+    };
+    expect(() => validateConfig({ ...base, cluster }, "test", new Set())).toThrow(/name the user in the URL/);
+    cluster.rabbitmq.ingest.url = "amqps://gateway:pw@rabbit.internal/%2F";
+    expect(validateConfig({ ...base, cluster }, "test", new Set()).cluster.rabbitmq.ingest).toEqual({
+      url: "amqps://gateway:pw@rabbit.internal/%2F",
+      queue: "ata.ingest",
+      prefetch: 500,
+      reconnect: { minMs: 500, maxMs: 30_000 },
+    });
+  });
 });
