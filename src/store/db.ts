@@ -450,6 +450,16 @@ export const MIGRATIONS: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'baselines are append-only: save a new version'); END;
     `,
   },
+  {
+    version: 13,
+    name: "baselines-no-delete",
+    sql: `
+      -- A deleted version breaks the trace from a figure to its baseline as surely as a changed one;
+      -- PostgreSQL's table (cluster mode) refuses both, and both stores pass one contract.
+      CREATE TRIGGER baselines_no_delete BEFORE DELETE ON baselines
+        BEGIN SELECT RAISE(ABORT, 'baselines are append-only: save a new version'); END;
+    `,
+  },
 ];
 
 /**
