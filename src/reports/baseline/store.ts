@@ -5,9 +5,11 @@
  */
 import { createHash } from "node:crypto";
 import type { Db } from "../../store/db.js";
+import type { BaselineRepository } from "./repository.js";
 import { type Baseline, type BaselineInput, baselineFingerprint, canonicalJson } from "./schema.js";
 
-interface Row {
+/** A row of `baselines`, as both databases store it. */
+export interface BaselineRow {
   id: number;
   site_id: string;
   unit_id: string | null;
@@ -18,7 +20,7 @@ interface Row {
   body: string;
 }
 
-function fromRow(row: Row): Baseline {
+export function baselineFromRow(row: BaselineRow): Baseline {
   return {
     ...(JSON.parse(row.body) as BaselineInput),
     id: row.id,
@@ -58,8 +60,8 @@ export class BaselineStore {
   }
 
   get(id: number): Baseline | undefined {
-    const row = this.db.prepare("SELECT * FROM baselines WHERE id = ?").get(id) as Row | undefined;
-    return row ? fromRow(row) : undefined;
+    const row = this.db.prepare("SELECT * FROM baselines WHERE id = ?").get(id) as BaselineRow | undefined;
+    return row ? baselineFromRow(row) : undefined;
   }
 
   /**
@@ -73,8 +75,29 @@ export class BaselineStore {
         : this.db
             .prepare("SELECT * FROM baselines WHERE site_id = ? AND unit_id IS ? ORDER BY id DESC")
             .all(site, unit)
-    ) as Row[];
-    return rows.map(fromRow);
+    ) as BaselineRow[];
+    return rows.map(baselineFromRow);
+  }
+}
+
+/**
+ * The SQLite store behind the asynchronous repository interface that the PostgreSQL one shares
+ * (repository.ts). Every call is one synchronous statement or IMMEDIATE transaction, so concurrent
+ * callers in this process are serialised by the event loop and other processes by SQLite's write lock.
+ */
+export class SqliteBaselineRepository implements BaselineRepository {
+  constructor(readonly store: BaselineStore) {}
+
+  async save(input: BaselineInput, savedBy: string): Promise<Baseline> {
+    return this.store.save(input, savedBy);
+  }
+
+  async get(id: number): Promise<Baseline | undefined> {
+    return this.store.get(id);
+  }
+
+  async list(site: string, unit?: string | null): Promise<Baseline[]> {
+    return this.store.list(site, unit);
   }
 }
 
@@ -83,8 +106,18 @@ export class BaselineStore {
  * unit's own baseline replaces the site's for that unit.
  */
 export function baselinesInForce(store: BaselineStore, site: string): Baseline[] {
+  return newestOfEach(store.list(site));
+}
+
+/** baselinesInForce from any repository (PostgreSQL in cluster mode). */
+export async function baselinesInForceIn(repo: BaselineRepository, site: string): Promise<Baseline[]> {
+  return newestOfEach(await repo.list(site));
+}
+
+/** The newest of each unit's and of the site's own, from a site's versions listed newest first. */
+function newestOfEach(versions: readonly Baseline[]): Baseline[] {
   const newest = new Map<string, Baseline>();
-  for (const b of store.list(site)) {
+  for (const b of versions) {
     const key = b.unit ?? "";
     if (!newest.has(key)) newest.set(key, b);
   }
