@@ -13,6 +13,8 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # Cluster mode's tests start their own RabbitMQ node (MQTT and HTTP auth plugins ship with it).
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+# Cluster mode's state tests start their own PostgreSQL server (test/helpers/postgres.ts).
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "Installing Debian packages: ${need[*]}"
