@@ -43,6 +43,18 @@ baselineRepositoryContract("PostgreSQL", async (now) => {
   };
 });
 
+describe("PostgreSQL baselines beyond the contract", () => {
+  it("TRUNCATE, which skips row triggers, is refused as well", async () => {
+    const pool = new pg.Pool({ connectionString: await freshDatabase(), max: 1 });
+    try {
+      await migratePg(pool);
+      await expect(pool.query("TRUNCATE baselines")).rejects.toThrow(/append-only/);
+    } finally {
+      await pool.end();
+    }
+  });
+});
+
 describe("PostgreSQL schema migrations", () => {
   it("several gateway nodes migrating one database at once apply each migration once", async () => {
     const url = await freshDatabase();
