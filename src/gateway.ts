@@ -60,10 +60,10 @@ import { Checkpointer } from "./store/checkpointer.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { deadLetterUsage } from "./store/dead-letter-quota.js";
 import { Durability, walPathOf } from "./store/durability.js";
-import { EmbeddedSeriesStore } from "./store/embedded-series.js";
 import { StorageHealth } from "./store/health.js";
-import { InfluxStore } from "./store/influx.js";
+import { type SeriesStoreSpec, seriesStoreFrom } from "./store/series-spec.js";
 import { TimeSeriesSink } from "./store/sink.js";
+import { SinkThread } from "./store/sink-thread.js";
 import type { TimeSeriesStore } from "./store/timeseries.js";
 
 export interface GatewayOptions {
@@ -140,7 +140,8 @@ export class Gateway {
   /** Delivery channels by name: console always; webhook, push and paging when configured. */
   readonly channels = new Map<ChannelName, AlertChannel>();
   series!: TimeSeriesStore;
-  sink!: TimeSeriesSink;
+  /** On its own thread (a database file); in this thread for an in-memory database (tests). */
+  sink!: TimeSeriesSink | SinkThread;
   demo: DemoMode | null = null;
   /** The SCAIP receiver (SIP over UDP, TCP and TLS), when scaip.enabled. */
   scaip: ScaipReceiver | null = null;
@@ -376,17 +377,31 @@ export class Gateway {
         "time-series store not reachable at start; will retry",
       );
     }
-    this.sink = new TimeSeriesSink({
-      db: this.db,
-      store: this.series,
-      // A cursor per store: a store configured anew is filled from the event log from its start.
-      storeId: this.seriesStoreId(),
-      logger: log.child({ component: "sink" }),
-      // The embedded store writes on this thread: smaller batches keep each stretch short, so an
-      // alert never waits behind a large time-series write. InfluxDB takes large ones over HTTP.
-      batchSize: this.series.kind === "embedded" ? 1000 : 5000,
-    });
-    this.sink.addSource(alertAuditSource(this.db));
+    // A cursor per store: a store configured anew is filled from the event log from its start.
+    const storeId = this.seriesStoreId();
+    const sinkLog = log.child({ component: "sink" });
+    if (dbPath === ":memory:") {
+      // Another thread cannot open this database: the sink runs here, in small batches for the
+      // embedded store so that no stretch is long.
+      const sink = new TimeSeriesSink({
+        db: this.db,
+        store: this.series,
+        storeId,
+        logger: sinkLog,
+        batchSize: this.series.kind === "embedded" ? 1000 : 5000,
+      });
+      sink.addSource(alertAuditSource(this.db));
+      this.sink = sink;
+    } else
+      this.sink = new SinkThread({
+        db: this.db,
+        dbPath,
+        store: this.seriesStoreSpec(),
+        storeId,
+        // Off the event loop, batches can be large for either store.
+        batchSize: 5000,
+        log: sinkLog,
+      });
     this.sink.on("cursorFailed", (f: { error: unknown }) => this.storage.failed("sink", f.error));
     this.sink.start();
     this.ingest.on("events", () => this.sink.notify());
@@ -911,25 +926,29 @@ export class Gateway {
     return `influx:${url.origin}${url.pathname.replace(/\/+$/, "")}/${influx.database}`;
   }
 
-  private createSeriesStore(): TimeSeriesStore {
+  /** The time-series store the configuration names, as data (the sink thread makes its own from it). */
+  private seriesStoreSpec(): SeriesStoreSpec {
     const influx = this.config.influx;
-    if (!influx)
-      return new EmbeddedSeriesStore({
-        path: join(this.config.dataDir, "series.db"),
-        writerThread: { log: this.log.child({ component: "series-writer" }) },
-      });
+    if (!influx) return { kind: "embedded", path: join(this.config.dataDir, "series.db") };
     const url = new URL(influx.url);
-    return new InfluxStore({
-      host: url.hostname,
-      port: Number(url.port || (url.protocol === "https:" ? 443 : 8086)),
-      protocol: url.protocol === "https:" ? "https" : "http",
-      database: influx.database,
-      retentionPolicy: influx.retentionPolicy,
-      retentionDuration: influx.retentionDuration,
-      manageDatabase: influx.manageDatabase,
-      ...(influx.username ? { username: influx.username } : {}),
-      ...(influx.password ? { password: influx.password } : {}),
-    });
+    return {
+      kind: "influx",
+      options: {
+        host: url.hostname,
+        port: Number(url.port || (url.protocol === "https:" ? 443 : 8086)),
+        protocol: url.protocol === "https:" ? "https" : "http",
+        database: influx.database,
+        retentionPolicy: influx.retentionPolicy,
+        retentionDuration: influx.retentionDuration,
+        manageDatabase: influx.manageDatabase,
+        ...(influx.username ? { username: influx.username } : {}),
+        ...(influx.password ? { password: influx.password } : {}),
+      },
+    };
+  }
+
+  private createSeriesStore(): TimeSeriesStore {
+    return seriesStoreFrom(this.seriesStoreSpec(), this.log.child({ component: "series-writer" }));
   }
 
   private disconnectDevice(id: string): void {

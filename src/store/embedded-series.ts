@@ -120,6 +120,9 @@ export class EmbeddedSeriesStore implements TimeSeriesStore {
       // The sink advances its cursor after a write returns; a point lost on power failure after that
       // would never be replayed, hence FULL, as for the event log.
       db.pragma("synchronous = FULL");
+      // The sink thread writes events' points and the main thread's writer the time-saved job's,
+      // each on its own connection: one waits for the other's commit rather than failing.
+      db.pragma("busy_timeout = 5000");
     }
     db.exec(SCHEMA);
     this.db = db;

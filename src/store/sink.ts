@@ -78,6 +78,13 @@ export interface TimeSeriesSinkOptions {
   maxDelayMs?: number;
   /** How often to look for new rows when not notified; default 250 ms. */
   pollIntervalMs?: number;
+  /**
+   * Writes a cursor somewhere other than `db` (the sink thread hands its cursors to the main
+   * thread, which keeps the database's only writer connection). Default: setCursor on `db`.
+   */
+  persistCursor?: (name: string, position: number) => void;
+  /** Adopt cursors from before per-store cursors (writes to `db`); default true. */
+  adoptLegacyCursors?: boolean;
   /** First retry delay after a failed write; doubles per failure up to retryMaxMs. Default 250 ms. */
   retryInitialMs?: number;
   /** Default 30 s. */
@@ -149,7 +156,7 @@ export function sinkCursorName(source: string, storeId: string | undefined): str
  * The cursor of an install from before per-store cursors becomes the named store's, once: returns
  * the position adopted, or undefined when there was nothing to adopt (or the store has its own).
  */
-function adoptLegacyCursor(db: Db, legacy: string, name: string): number | undefined {
+export function adoptLegacyCursor(db: Db, legacy: string, name: string): number | undefined {
   return db.transaction((): number | undefined => {
     const old = db.prepare("SELECT position FROM cursors WHERE name = ?").pluck().get(legacy) as
       | number
@@ -198,10 +205,14 @@ export class TimeSeriesSink extends EventEmitter {
   /** Bumped by stop(): a loop of an older generation must not touch the cursors any more. */
   private generation = 0;
   private readonly sleepers = new Set<{ wakeable: boolean; done: () => void }>();
+  private readonly persistCursor: (name: string, position: number) => void;
+  private readonly adoptLegacyCursors: boolean;
 
   constructor(options: TimeSeriesSinkOptions) {
     super();
     this.db = options.db;
+    this.persistCursor = options.persistCursor ?? ((name, position) => setCursor(this.db, name, position));
+    this.adoptLegacyCursors = options.adoptLegacyCursors ?? true;
     this.store = options.store;
     this.storeId = options.storeId;
     this.log = options.logger;
@@ -240,7 +251,7 @@ export class TimeSeriesSink extends EventEmitter {
     );
     if (source.raw === true) select.raw(true);
     const cursorName = sinkCursorName(source.name, this.storeId);
-    if (this.storeId !== undefined) {
+    if (this.storeId !== undefined && this.adoptLegacyCursors) {
       const adopted = adoptLegacyCursor(this.db, `sink:${source.name}`, cursorName);
       if (adopted !== undefined)
         this.log?.info(
@@ -575,7 +586,7 @@ export class TimeSeriesSink extends EventEmitter {
   private persist(s: SourceState): void {
     if (s.persisted === s.cursor) return;
     try {
-      setCursor(this.db, s.cursorName, s.cursor);
+      this.persistCursor(s.cursorName, s.cursor);
     } catch (err) {
       // A full disk: the cursor stays ahead in memory and is written once the disk takes writes.
       // A crash meanwhile replays a little more, which overwrites (see above); it is not a failed
