@@ -15,7 +15,7 @@ import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
 import { type Db, getCursor, setCursor } from "./db.js";
 import type { SeriesStoreSpec } from "./series-spec.js";
-import { adoptLegacyCursor, type SinkCounters, sinkCursorName } from "./sink.js";
+import { adoptLegacyCursor, type SinkCounters, sinkCursorName, zeroCounters } from "./sink.js";
 
 export interface SinkThreadData {
   dbPath: string;
@@ -55,14 +55,7 @@ export interface SinkThreadOptions extends SinkThreadData {
 }
 
 export class SinkThread extends EventEmitter {
-  counters: SinkCounters = {
-    rowsRead: 0,
-    pointsWritten: 0,
-    batchesWritten: 0,
-    pointsSkipped: 0,
-    pointsRejected: 0,
-    writeFailures: 0,
-  };
+  counters: SinkCounters = zeroCounters();
   lastError: Error | undefined;
   lastErrorAt: number | undefined;
   consecutiveFailures = 0;

@@ -118,6 +118,18 @@ export interface SinkCounters {
   writeFailures: number;
 }
 
+/** All counters at zero. */
+export function zeroCounters(): SinkCounters {
+  return {
+    rowsRead: 0,
+    pointsWritten: 0,
+    batchesWritten: 0,
+    pointsSkipped: 0,
+    pointsRejected: 0,
+    writeFailures: 0,
+  };
+}
+
 interface Batch {
   points: Point[];
   /** The sequence value of the row each point came from. */
@@ -171,14 +183,7 @@ export function adoptLegacyCursor(db: Db, legacy: string, name: string): number 
 }
 
 export class TimeSeriesSink extends EventEmitter {
-  readonly counters: SinkCounters = {
-    rowsRead: 0,
-    pointsWritten: 0,
-    batchesWritten: 0,
-    pointsSkipped: 0,
-    pointsRejected: 0,
-    writeFailures: 0,
-  };
+  readonly counters: SinkCounters = zeroCounters();
   /** The last error, until writes succeed again (shown by /readyz). */
   lastError: Error | undefined;
   lastErrorAt: number | undefined;
