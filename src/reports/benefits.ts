@@ -168,19 +168,27 @@ function alarmsPerNight(
   const p = siteModel(ctx.model, site.id).params;
   const units = scope.units;
   const unitSql = units ? ` AND unit_id IN (${units.map(() => "?").join(", ")})` : "";
-  const stmt = ctx.db.prepare(
-    `SELECT COUNT(*) AS n FROM alerts WHERE site_id = ? AND raised_at >= ? AND raised_at < ?
-       AND priority IN ('high', 'medium')${unitSql}`,
-  );
+  const windows = localDays(from, to, site.timeZone)
+    .map((date) => nightWindow(date, p.nightStart, p.nightEnd, site.timeZone))
+    .filter(([, end]) => end <= now && end <= to + DAY);
+  if (windows.length === 0) return { alarms: 0, nights: 0 };
+  // One read of the range's raise times (the alerts' site/time index), placed into the nights here:
+  // the nights are in time order and do not overlap.
+  const raised = ctx.db
+    .prepare(
+      `SELECT raised_at FROM alerts WHERE site_id = ? AND raised_at >= ? AND raised_at < ?
+         AND priority IN ('high', 'medium')${unitSql} ORDER BY raised_at`,
+    )
+    .pluck()
+    .all(site.id, windows[0]![0], windows[windows.length - 1]![1], ...(units ?? [])) as number[];
   let alarms = 0;
-  let nights = 0;
-  for (const date of localDays(from, to, site.timeZone)) {
-    const [start, end] = nightWindow(date, p.nightStart, p.nightEnd, site.timeZone);
-    if (end > now || end > to + DAY) continue;
-    nights++;
-    alarms += (stmt.get(site.id, start, end, ...(units ?? [])) as { n: number }).n;
+  let w = 0;
+  for (const at of raised) {
+    while (w < windows.length && at >= windows[w]![1]) w++;
+    if (w === windows.length) break;
+    if (at >= windows[w]![0]) alarms++;
   }
-  return { alarms, nights };
+  return { alarms, nights: windows.length };
 }
 
 interface ComparisonRow {
@@ -219,7 +227,10 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
     const eco = economicsOf(ctx.model, site.id);
     // Several sites in one account: amounts use the first site's economics; the caveat says so.
     if (!economics) economics = eco;
-    else if (JSON.stringify(economics) !== JSON.stringify(eco))
+    else if (
+      !caveats.some((c) => c.code === "mixed_economics") &&
+      JSON.stringify(economics) !== JSON.stringify(eco)
+    )
       caveats.push({
         code: "mixed_economics",
         da: "Stederne har forskellige timepriser eller årsværk; beløbene er regnet med det første steds.",
@@ -243,10 +254,7 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
         if (b.measurements[REALISED_NEEDS[c]] === undefined)
           unmeasured.set(c, [...(unmeasured.get(c) ?? []), `${site.id}/${u}`]);
         else measured.add(c);
-      const rates = realisedRates(b, sm.params, {
-        minutesPerNightCheck: sm.parameters.minutesPerNightCheck.placeholder,
-        minutesPerFalseAlarm: sm.parameters.minutesPerFalseAlarm.placeholder,
-      });
+      const rates = realisedRates(b, sm);
       if (rates.nightCheckPlaceholder && b.measurements.nightChecksPerResident)
         realisedPlaceholders.add("minutesPerNightCheck");
       if (rates.falseAlarmPlaceholder) realisedPlaceholders.add("minutesPerFalseAlarm");

@@ -18,7 +18,7 @@
  * docs/time-model.md "Realised and potential" works an example.
  */
 import type { Baseline, PerResidentEntry } from "./baseline/schema.js";
-import type { Params } from "./model.js";
+import type { SiteModel } from "./model.js";
 import type { Category } from "./timesaved.js";
 
 /** What a realised category needs from the baseline; without it the category is not measured. */
@@ -44,23 +44,22 @@ export interface RealisedRates {
   falseAlarmPlaceholder: boolean;
 }
 
-export function realisedRates(
-  b: Baseline,
-  p: Params,
-  placeholder: { minutesPerNightCheck: boolean; minutesPerFalseAlarm: boolean },
-): RealisedRates {
+/** The rates a unit's realised figures use: the baseline's measurements, else the site's model. */
+export function realisedRates(b: Baseline, sm: SiteModel): RealisedRates {
   const m = b.measurements;
+  const p = sm.params;
   const ceilingMinutes = p.transferSecondsCeilingLift / 60;
   return {
     minutesPerNightCheck: m.minutesPerNightCheck?.value ?? p.minutesPerNightCheck,
-    nightCheckPlaceholder: m.minutesPerNightCheck === undefined && placeholder.minutesPerNightCheck,
+    nightCheckPlaceholder:
+      m.minutesPerNightCheck === undefined && sm.parameters.minutesPerNightCheck.placeholder,
     liftMinutesSaved:
       m.minutesPerTwoHelperTransfer !== undefined
         ? Math.max(0, m.minutesPerTwoHelperTransfer.value - ceilingMinutes)
         : p.liftMinutesSavedPerTransfer,
     minutesPerAlarm: m.minutesPerAlarm?.value ?? null,
     minutesPerFalseAlarm: m.minutesPerAlarm?.value ?? p.minutesPerFalseAlarm,
-    falseAlarmPlaceholder: m.minutesPerAlarm === undefined && placeholder.minutesPerFalseAlarm,
+    falseAlarmPlaceholder: m.minutesPerAlarm === undefined && sm.parameters.minutesPerFalseAlarm.placeholder,
   };
 }
 

@@ -312,10 +312,6 @@ export function* computeDaySteps(
   };
   // Realised: per unit with a baseline, the categories its baseline measured.
   const baselines = ctx.baselines ?? [];
-  const placeholders = {
-    minutesPerNightCheck: sm.parameters.minutesPerNightCheck.placeholder,
-    minutesPerFalseAlarm: sm.parameters.minutesPerFalseAlarm.placeholder,
-  };
   const realisedOf = new Map<string, { baseline: Baseline; rates: RealisedRates }>();
   const realisedResults = new Map<string, CategoryResult>();
   const realisedBucket = (unit: string, category: Category): CategoryResult | undefined => {
@@ -331,7 +327,7 @@ export function* computeDaySteps(
   };
   for (const u of site.units) {
     const baseline = baselineForUnit(baselines, u.id);
-    if (baseline) realisedOf.set(u.id, { baseline, rates: realisedRates(baseline, p, placeholders) });
+    if (baseline) realisedOf.set(u.id, { baseline, rates: realisedRates(baseline, sm) });
     const n = realisedBucket(u.id, "night_supervision");
     if (n) {
       n.ints = {

@@ -253,6 +253,10 @@ describe("realised time saved against a site's baseline (hand-computed week with
       const row = (f: string) => body.comparison.find((r) => r.figure === f)!;
       expect(row("night_checks_per_resident_night").baseline).toBe(3);
       expect(row("alarms_per_night").baseline).toBe(9);
+      // Care alerts raised in the 7 nights 22:00-07:00: A3 (19th), A4 (20th), A5 (01:00 on the 22nd:
+      // the 21st's night), A1 (22nd), A2 and A6 (03:00 on the 26th: the 25th's night). A7, A9 and A10
+      // are daytime, A8 is low priority. 6 / 7 = 0.86.
+      expect(row("alarms_per_night").current).toBe(0.86);
       // 11 resident-nights is under the 100 a per-night figure needs: for lidt data.
       expect(row("night_checks_per_resident_night")).toMatchObject({
         current: null,
@@ -286,6 +290,27 @@ describe("realised time saved against a site's baseline (hand-computed week with
         current: 1.61,
         note: { en: "no data for the previous period" },
       });
+    });
+
+    it("sites with different hourly costs in one account are said once to use the first site's", async () => {
+      await job().recompute(SITE.id, WEEK.from, WEEK.to);
+      // Two more sites on the file's default economics, unlike solbakken's own.
+      const others = ["elmehaven", "birkely"].map((id) => ({ ...SITE, id }));
+      const { body } = await benefitsReport(
+        {
+          db,
+          store,
+          model,
+          sites: [SITE, ...others],
+          profiles: PROFILES,
+          baselineStore: baselines,
+          now: () => AFTER_WEEK,
+        },
+        { sites: [SITE, ...others], units: null },
+        () => WEEK_MS,
+      );
+      expect(body.headline.caveats.filter((c) => c.code === "mixed_economics")).toHaveLength(1);
+      expect(body.economics.hourlyCost.night.value).toBe(412.5);
     });
 
     it("without a baseline the headline says so in words and realised is null", async () => {
