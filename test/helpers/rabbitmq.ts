@@ -13,7 +13,8 @@
  * do the same through a second Erlang VM that costs seconds of CPU on this 2-core machine. If the
  * node is not gone in time, SIGKILL to the script and to the VM's PID from its pid file.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
@@ -95,114 +96,337 @@ function alive(pid: number): boolean {
 /** Lines of output kept for error messages (the node logs a few hundred lines at start). */
 const KEEP_LINES = 400;
 
-export async function startRabbitMQ(opts: RabbitOptions): Promise<RabbitNode> {
-  if (!existsSync(RABBITMQ_SERVER) || !existsSync(EPMD)) throw new Error(INSTALL_HINT);
-  const dir = mkdtempSync(join(tmpdir(), "ata-rabbitmq-"));
-  const [mqttPort, amqpPort, distPort, epmdPort] = (await distinctFreePorts(4)) as [
-    number,
-    number,
-    number,
-    number,
-  ];
-  const nodeName = `ata-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}@localhost`;
-  const out: string[] = [];
-  const keep = (d: Buffer) => {
-    out.push(d.toString());
-    if (out.length > KEEP_LINES) out.splice(0, out.length - KEEP_LINES);
+/** A line buffer of a process's output, for failure messages. */
+function outputBuffer(): { keep: (d: Buffer) => void; text: () => string; lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    keep: (d: Buffer) => {
+      lines.push(d.toString());
+      if (lines.length > KEEP_LINES) lines.splice(0, lines.length - KEEP_LINES);
+    },
+    text: () => lines.join(""),
   };
-  let epmd: ChildProcess | null = null;
-  let server: ChildProcess | null = null;
-  const pidFile = join(dir, "rabbit.pid");
+}
 
-  const stop = async () => {
-    if (server?.pid !== undefined && server.exitCode === null && server.signalCode === null) {
-      process.kill(server.pid, "SIGTERM");
-      if (!(await exited(server, 20_000))) process.kill(server.pid, "SIGKILL");
-      await exited(server, 5000);
-    }
-    // The Erlang VM is the script's child: make sure it is gone even if the script was killed.
-    const vm = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : Number.NaN;
-    if (Number.isInteger(vm) && vm > 0 && alive(vm)) {
+async function stopChild(child: ChildProcess | null, graceMs: number): Promise<void> {
+  if (child?.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  process.kill(child.pid, "SIGTERM");
+  if (!(await exited(child, graceMs))) process.kill(child.pid, "SIGKILL");
+  await exited(child, 5000);
+}
+
+/** An epmd of its own, in the foreground on a free loopback port, so it can be stopped by PID. */
+async function startEpmd(): Promise<{ port: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const out = outputBuffer();
+  const epmd = spawn(EPMD, ["-port", String(port), "-address", "127.0.0.1"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  epmd.stdout?.on("data", out.keep);
+  epmd.stderr?.on("data", out.keep);
+  const stop = () => stopChild(epmd, 5000);
+  try {
+    await waitFor(() => accepting(port), epmd, 5000, `epmd did not listen on ${port}`, out.lines);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { port, stop };
+}
+
+interface NodePlan {
+  dir: string;
+  nodeName: string;
+  mqttPort: number;
+  amqpPort: number;
+  distPort: number;
+}
+
+/** Ports and a name for one node, its files in `dir`. */
+async function planNode(dir: string, label: string): Promise<NodePlan> {
+  const [mqttPort, amqpPort, distPort] = (await distinctFreePorts(3)) as [number, number, number];
+  const nodeName = `ata-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}@localhost`;
+  return { dir, nodeName, mqttPort, amqpPort, distPort };
+}
+
+/** The environment a node's scripts (rabbitmq-server and the CLI tools) run with. */
+function nodeEnv(plan: NodePlan, home: string, epmdPort: number): NodeJS.ProcessEnv {
+  const { dir } = plan;
+  return {
+    PATH: process.env.PATH ?? "/usr/bin:/bin",
+    LANG: "C.UTF-8",
+    LC_ALL: "C.UTF-8",
+    // The Erlang cookie is written to and read from $HOME/.erlang.cookie.
+    HOME: home,
+    ERL_EPMD_PORT: String(epmdPort),
+    ERL_EPMD_ADDRESS: "127.0.0.1",
+    RABBITMQ_NODENAME: plan.nodeName,
+    RABBITMQ_NODE_IP_ADDRESS: "127.0.0.1",
+    RABBITMQ_NODE_PORT: String(plan.amqpPort),
+    RABBITMQ_DIST_PORT: String(plan.distPort),
+    RABBITMQ_MNESIA_BASE: join(dir, "mnesia"),
+    RABBITMQ_LOG_BASE: join(dir, "log"),
+    RABBITMQ_CONFIG_FILE: join(dir, "rabbitmq.conf"),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, "advanced.config"),
+    RABBITMQ_CONF_ENV_FILE: join(dir, "rabbitmq-env.conf"),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, "enabled_plugins"),
+    RABBITMQ_PID_FILE: join(dir, "rabbit.pid"),
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
+  };
+}
+
+function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): void {
+  const { dir } = plan;
+  mkdirSync(dir, { recursive: true });
+  const base = opts.authBaseUrl.replace(/\/$/, "");
+  const conf = [
+    "auth_backends.1 = http",
+    "auth_http.http_method = post",
+    `auth_http.user_path = ${base}/user`,
+    `auth_http.vhost_path = ${base}/vhost`,
+    `auth_http.resource_path = ${base}/resource`,
+    `auth_http.topic_path = ${base}/topic`,
+    `listeners.tcp.1 = 127.0.0.1:${plan.amqpPort}`,
+    `mqtt.listeners.tcp.1 = 127.0.0.1:${plan.mqttPort}`,
+    "mqtt.allow_anonymous = false",
+    "mqtt.vhost = /",
+    "mqtt.exchange = amq.topic",
+    "log.console = true",
+    "log.console.level = info",
+    "log.file = false",
+    ...extra,
+    ...(opts.extraConfig ?? []),
+  ];
+  writeFileSync(join(dir, "rabbitmq.conf"), `${conf.join("\n")}\n`);
+  writeFileSync(join(dir, "enabled_plugins"), "[rabbitmq_mqtt,rabbitmq_auth_backend_http].\n");
+  // Empty, so that /etc/rabbitmq/rabbitmq-env.conf (a system node's settings) is not read.
+  writeFileSync(join(dir, "rabbitmq-env.conf"), "");
+  mkdirSync(join(dir, "mnesia"));
+  mkdirSync(join(dir, "log"));
+}
+
+/** One node's running processes: rabbitmq-server's script and the Erlang VM it starts. */
+interface Launched {
+  server: ChildProcess;
+  out: ReturnType<typeof outputBuffer>;
+  t0: number;
+  /** SIGKILL to the VM and the script: no shutdown, no goodbye to the other nodes. */
+  kill9(): Promise<void>;
+  /** SIGTERM (an orderly shutdown), SIGKILL if it takes too long. */
+  stop(): Promise<void>;
+}
+
+function launchNode(plan: NodePlan, env: NodeJS.ProcessEnv): Launched {
+  const out = outputBuffer();
+  const pidFile = join(plan.dir, "rabbit.pid");
+  const t0 = performance.now();
+  const server = spawn(RABBITMQ_SERVER, [], { cwd: plan.dir, env, stdio: ["ignore", "pipe", "pipe"] });
+  server.stdout?.on("data", out.keep);
+  server.stderr?.on("data", out.keep);
+  const vmPid = () => {
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : Number.NaN;
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  };
+  // The Erlang VM is the script's child: make sure it is gone even if the script was killed.
+  const killVm = async () => {
+    const vm = vmPid();
+    if (vm !== null && alive(vm)) {
       process.kill(vm, "SIGKILL");
       for (let i = 0; i < 50 && alive(vm); i++) await new Promise((r) => setTimeout(r, 100));
     }
-    if (epmd?.pid !== undefined && epmd.exitCode === null && epmd.signalCode === null) {
-      process.kill(epmd.pid, "SIGTERM");
-      if (!(await exited(epmd, 5000))) process.kill(epmd.pid, "SIGKILL");
-    }
+  };
+  return {
+    server,
+    out,
+    t0,
+    kill9: async () => {
+      await killVm();
+      if (server.pid !== undefined && server.exitCode === null && server.signalCode === null) {
+        process.kill(server.pid, "SIGKILL");
+        await exited(server, 5000);
+      }
+    },
+    stop: async () => {
+      await stopChild(server, 20_000);
+      await killVm();
+    },
+  };
+}
+
+export async function startRabbitMQ(opts: RabbitOptions): Promise<RabbitNode> {
+  if (!existsSync(RABBITMQ_SERVER) || !existsSync(EPMD)) throw new Error(INSTALL_HINT);
+  const dir = mkdtempSync(join(tmpdir(), "ata-rabbitmq-"));
+  let epmd: Awaited<ReturnType<typeof startEpmd>> | null = null;
+  let node: Launched | null = null;
+  const stop = async () => {
+    await node?.stop();
+    await epmd?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
-
   try {
-    epmd = spawn(EPMD, ["-port", String(epmdPort), "-address", "127.0.0.1"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    epmd.stdout?.on("data", keep);
-    epmd.stderr?.on("data", keep);
-    await waitFor(() => accepting(epmdPort), epmd, 5000, `epmd did not listen on ${epmdPort}`, out);
-
-    const base = opts.authBaseUrl.replace(/\/$/, "");
-    const conf = [
-      "auth_backends.1 = http",
-      "auth_http.http_method = post",
-      `auth_http.user_path = ${base}/user`,
-      `auth_http.vhost_path = ${base}/vhost`,
-      `auth_http.resource_path = ${base}/resource`,
-      `auth_http.topic_path = ${base}/topic`,
-      `listeners.tcp.1 = 127.0.0.1:${amqpPort}`,
-      `mqtt.listeners.tcp.1 = 127.0.0.1:${mqttPort}`,
-      "mqtt.allow_anonymous = false",
-      "mqtt.vhost = /",
-      "mqtt.exchange = amq.topic",
-      "log.console = true",
-      "log.console.level = info",
-      "log.file = false",
-      ...(opts.extraConfig ?? []),
-    ];
-    writeFileSync(join(dir, "rabbitmq.conf"), `${conf.join("\n")}\n`);
-    writeFileSync(join(dir, "enabled_plugins"), "[rabbitmq_mqtt,rabbitmq_auth_backend_http].\n");
-    // Empty, so that /etc/rabbitmq/rabbitmq-env.conf (a system node's settings) is not read.
-    writeFileSync(join(dir, "rabbitmq-env.conf"), "");
-    mkdirSync(join(dir, "mnesia"));
-    mkdirSync(join(dir, "log"));
-
-    const t0 = performance.now();
-    server = spawn(RABBITMQ_SERVER, [], {
-      cwd: dir,
-      env: {
-        PATH: process.env.PATH ?? "/usr/bin:/bin",
-        LANG: "C.UTF-8",
-        LC_ALL: "C.UTF-8",
-        // The Erlang cookie is written to and read from $HOME/.erlang.cookie.
-        HOME: dir,
-        ERL_EPMD_PORT: String(epmdPort),
-        ERL_EPMD_ADDRESS: "127.0.0.1",
-        RABBITMQ_NODENAME: nodeName,
-        RABBITMQ_NODE_IP_ADDRESS: "127.0.0.1",
-        RABBITMQ_NODE_PORT: String(amqpPort),
-        RABBITMQ_DIST_PORT: String(distPort),
-        RABBITMQ_MNESIA_BASE: join(dir, "mnesia"),
-        RABBITMQ_LOG_BASE: join(dir, "log"),
-        RABBITMQ_CONFIG_FILE: join(dir, "rabbitmq.conf"),
-        RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, "advanced.config"),
-        RABBITMQ_CONF_ENV_FILE: join(dir, "rabbitmq-env.conf"),
-        RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, "enabled_plugins"),
-        RABBITMQ_PID_FILE: pidFile,
-        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: "-start_epmd false -kernel inet_dist_use_interface {127,0,0,1}",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    server.stdout?.on("data", keep);
-    server.stderr?.on("data", keep);
+    epmd = await startEpmd();
+    const plan = await planNode(dir, "test");
+    writeNodeFiles(plan, opts, []);
+    node = launchNode(plan, nodeEnv(plan, dir, epmd.port));
+    const { server, out, t0 } = node;
     await waitFor(
-      () => accepting(mqttPort),
+      () => accepting(plan.mqttPort),
       server,
       opts.timeoutMs ?? 60_000,
-      `RabbitMQ's MQTT listener did not open on ${mqttPort}`,
-      out,
+      `RabbitMQ's MQTT listener did not open on ${plan.mqttPort}`,
+      out.lines,
     );
     const startupMs = Math.round(performance.now() - t0);
-    return { nodeName, mqttPort, amqpPort, startupMs, output: () => out.join(""), stop };
+    const { nodeName, mqttPort, amqpPort } = plan;
+    return { nodeName, mqttPort, amqpPort, startupMs, output: out.text, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+export interface RabbitClusterNode {
+  nodeName: string;
+  mqttPort: number;
+  amqpPort: number;
+  /** From spawning the node to its MQTT listener accepting connections. */
+  startupMs: number;
+  /** Whether its Erlang VM has not been stopped or killed. */
+  running(): boolean;
+  output(): string;
+  /** SIGKILL to the node's Erlang VM and its script: the others see the node vanish, as in a crash. */
+  kill9(): Promise<void>;
+  /** An orderly stop of this node alone. */
+  stop(): Promise<void>;
+}
+
+export interface RabbitCluster {
+  nodes: RabbitClusterNode[];
+  /** From spawning the nodes (in parallel) to every node having joined the first. */
+  startupMs: number;
+  /** Run one of RabbitMQ's CLI tools (`rabbitmq-queues`, `rabbitmqctl`) against a node; each call starts an Erlang VM. */
+  cli(node: RabbitClusterNode, tool: "rabbitmq-queues" | "rabbitmqctl", args: string[]): Promise<string>;
+  /** Stop every node that still runs, then epmd, by PID; remove the temporary directory. */
+  stop(): Promise<void>;
+}
+
+export interface RabbitClusterOptions extends RabbitOptions {
+  nodes: number;
+}
+
+const RABBIT_BIN = "/usr/lib/rabbitmq/bin";
+
+/**
+ * RabbitMQ nodes clustered at boot by configuration (peer discovery with `classic_config`), started
+ * in parallel, sharing one epmd of their own and one Erlang cookie.
+ *
+ * The first node is the seed: it boots as a blank node. The others list the seed and themselves and
+ * join it as soon as its database runs, retrying every 200 ms meanwhile; their peer-discovery lock
+ * (`global:set_lock` over the listed nodes) is taken on the seed, so they join one at a time. Every
+ * node listing every node is what production does, but with blank nodes starting at the same moment
+ * each may find no peer ready, give up after its retries and boot alone: two clusters. A seed makes
+ * the formation deterministic. Resolves once the seed's console has logged every other node's
+ * `rabbit` application up, that is once each has joined and started.
+ */
+export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<RabbitCluster> {
+  if (!existsSync(RABBITMQ_SERVER) || !existsSync(EPMD)) throw new Error(INSTALL_HINT);
+  const dir = mkdtempSync(join(tmpdir(), "ata-rabbit-cluster-"));
+  // One cookie for every node (and the CLI tools): Erlang wants it readable by its owner only.
+  writeFileSync(join(dir, ".erlang.cookie"), randomBytes(20).toString("hex").toUpperCase(), { mode: 0o400 });
+  let epmd: Awaited<ReturnType<typeof startEpmd>> | null = null;
+  const launched: Launched[] = [];
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await Promise.all(launched.map((n) => n.stop()));
+    await epmd?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    epmd = await startEpmd();
+    const epmdPort = epmd.port;
+    const labels = Array.from({ length: opts.nodes }, (_, i) => String.fromCharCode(97 + i));
+    const plans: NodePlan[] = [];
+    for (const label of labels) plans.push(await planNode(join(dir, label), label));
+    const seed = plans[0]!;
+    for (const plan of plans)
+      writeNodeFiles(
+        plan,
+        opts,
+        plan === seed
+          ? []
+          : [
+              "cluster_formation.peer_discovery_backend = classic_config",
+              `cluster_formation.classic_config.nodes.1 = ${seed.nodeName}`,
+              `cluster_formation.classic_config.nodes.2 = ${plan.nodeName}`,
+              // Until the seed's database runs: up to a minute.
+              "cluster_formation.discovery_retry_limit = 300",
+              "cluster_formation.discovery_retry_interval = 200",
+            ],
+      );
+    const t0 = performance.now();
+    for (const plan of plans) launched.push(launchNode(plan, nodeEnv(plan, dir, epmdPort)));
+    const timeoutMs = opts.timeoutMs ?? 90_000;
+    const startupMs: number[] = [];
+    await Promise.all(
+      plans.map(async (plan, i) => {
+        const node = launched[i]!;
+        await waitFor(
+          () => accepting(plan.mqttPort),
+          node.server,
+          timeoutMs,
+          `RabbitMQ node ${plan.nodeName}: MQTT listener did not open on ${plan.mqttPort}`,
+          node.out.lines,
+        );
+        startupMs[i] = Math.round(performance.now() - node.t0);
+      }),
+    );
+    // The seed logs "rabbit on node '<name>' up" for each node that joined it (rabbit_node_monitor).
+    const seedOut = launched[0]!;
+    await waitFor(
+      async () =>
+        plans.slice(1).every((p) => seedOut.out.text().includes(`rabbit on node '${p.nodeName}' up`)),
+      seedOut.server,
+      timeoutMs,
+      "the nodes did not all join the seed",
+      seedOut.out.lines,
+    );
+    const clusterMs = Math.round(performance.now() - t0);
+    const nodes: RabbitClusterNode[] = plans.map((plan, i) => {
+      const node = launched[i]!;
+      let running = true;
+      return {
+        nodeName: plan.nodeName,
+        mqttPort: plan.mqttPort,
+        amqpPort: plan.amqpPort,
+        startupMs: startupMs[i]!,
+        running: () => running,
+        output: node.out.text,
+        kill9: async () => {
+          running = false;
+          await node.kill9();
+        },
+        stop: async () => {
+          running = false;
+          await node.stop();
+        },
+      };
+    });
+    const cli = (node: RabbitClusterNode, tool: string, args: string[]) => {
+      const plan = plans[nodes.indexOf(node)]!;
+      return new Promise<string>((resolve, reject) => {
+        execFile(
+          join(RABBIT_BIN, tool),
+          ["-n", plan.nodeName, ...args],
+          { env: nodeEnv(plan, dir, epmdPort), timeout: 60_000 },
+          (err, stdout, stderr) =>
+            err ? reject(new Error(`${tool} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout),
+        );
+      });
+    };
+    return { nodes, startupMs: clusterMs, cli, stop };
   } catch (err) {
     await stop();
     throw err;
