@@ -10,17 +10,36 @@ function isAmqpUrl(u: unknown): boolean {
 }
 
 /**
+ * AMQP 0-9-1 URL of a RabbitMQ node, `amqp://user:password@host:5672/vhost` (amqps:// for TLS). The
+ * user is an operator's, not a device's: RabbitMQ authenticates it with a second backend
+ * (`auth_backends.2 = internal`), since the gateway admits devices only.
+ */
+const AmqpUrl = z
+  .string()
+  .refine(isAmqpUrl, "an amqp:// or amqps:// URL")
+  .refine(
+    (u) => !isAmqpUrl(u) || new URL(u).username !== "",
+    "name the user in the URL (amqp://user:password@host/vhost): RabbitMQ's guest may not log in from other hosts",
+  );
+
+/**
  * The ingest consumer (src/cluster/rabbit-ingest.ts): devices' publishes reach the gateway through a
  * quorum queue bound to the MQTT plugin's exchange.
  */
 export const RabbitIngestConfig = z
   .strictObject({
+    /** One RabbitMQ node: shorthand for `urls` with one element. */
+    url: AmqpUrl.optional(),
     /**
-     * AMQP 0-9-1 URL of a RabbitMQ node, `amqp://user:password@host:5672/vhost` (amqps:// for TLS).
-     * The user is an operator's, not a device's: RabbitMQ authenticates it with a second backend
-     * (`auth_backends.2 = internal`), since the gateway admits devices only.
+     * The cluster's nodes, one URL each: the consumer connects to the first and, when it loses a
+     * node, tries the next one round the list, so it survives the loss of the node it consumes from.
      */
-    url: z.string().refine(isAmqpUrl, "an amqp:// or amqps:// URL"),
+    urls: z
+      .array(AmqpUrl)
+      .min(1, "at least one URL")
+      .max(32)
+      .refine((a) => new Set(a).size === a.length, "each URL once")
+      .optional(),
     /** The quorum queue every gateway node consumes device publishes from. */
     queue: z
       .string()
@@ -32,7 +51,7 @@ export const RabbitIngestConfig = z
      * together (src/ingest/pipeline.ts), so 1 would make every message wait for its own fsync.
      */
     prefetch: z.int().min(1).max(65_535).default(500),
-    /** Waits between reconnects: doubling from minMs up to maxMs. */
+    /** Waits between reconnects: doubling from minMs up to maxMs after each round of the URLs. */
     reconnect: z
       .strictObject({
         minMs: z.int().min(10).default(500),
@@ -41,11 +60,15 @@ export const RabbitIngestConfig = z
       .prefault({})
       .refine((r) => r.minMs <= r.maxMs, { path: ["minMs"], message: "must not exceed maxMs" }),
   })
-  .refine((c) => !isAmqpUrl(c.url) || new URL(c.url).username !== "", {
+  .refine((c) => c.url === undefined || c.urls === undefined, {
     path: ["url"],
-    message:
-      "name the user in the URL (amqp://user:password@host/vhost): RabbitMQ's guest may not log in from other hosts",
-  });
+    message: "give url (one node) or urls (the cluster's nodes), not both",
+  })
+  .refine((c) => c.url !== undefined || c.urls !== undefined, {
+    path: ["urls"],
+    message: "name RabbitMQ: url for one node, or urls with one URL per node of the cluster",
+  })
+  .transform(({ url, urls, ...rest }) => ({ ...rest, urls: urls ?? [url as string] }));
 export type RabbitIngestConfig = z.infer<typeof RabbitIngestConfig>;
 
 export const RabbitAuthConfig = z

@@ -115,14 +115,14 @@ export class RabbitAuth {
   /** Requests without the shared secret, per address: past the limit they are refused unchecked. */
   private readonly secretFailures = new FailureWindows("rabbit-secret", () => ({ max: 20, windowSec: 60 }));
 
-  /** The ingest consumer's AMQP user, when configured. */
-  private readonly consumerUser: string | null;
+  /** The ingest consumer's AMQP users (one per URL, usually the same), when configured. */
+  private readonly consumerUsers: ReadonlySet<string>;
 
   constructor(private readonly ctx: RabbitAuthContext) {
     const { username, secret, ingest } = ctx.config;
     if (!secret) throw new Error("cluster.rabbitmq.secret is required");
     this.credential = digest(`${username}:${secret}`);
-    this.consumerUser = ingest ? decodeURIComponent(new URL(ingest.url).username) : null;
+    this.consumerUsers = new Set(ingest?.urls.map((u) => decodeURIComponent(new URL(u).username)) ?? []);
   }
 
   /** Whether the request carries the shared secret (HTTP Basic); throws 401 or 429 otherwise. */
@@ -152,7 +152,7 @@ export class RabbitAuth {
   async user(req: RabbitRequest<"user">): Promise<boolean> {
     // The ingest consumer's own AMQP user is RabbitMQ's to check (auth_backends.2 = internal): no
     // device, no failure to count or log.
-    if (req.client_id === undefined && req.username === this.consumerUser) return false;
+    if (req.client_id === undefined && this.consumerUsers.has(req.username)) return false;
     const result = await this.ctx.auth.login({
       username: req.username,
       secret: req.password,

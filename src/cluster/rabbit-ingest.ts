@@ -9,6 +9,12 @@
  * RabbitMQ delivers it again: to the next consumer, where the pipeline's dedupe (the event log's
  * unique eventId, the payload key for events without one) drops what was already committed.
  *
+ * The consumer survives the loss of the RabbitMQ node it consumes from: it is given one URL per node
+ * and, when a connection is lost or cannot be made, tries the next one round the list. What the dead
+ * connection had unacked is returned to the queue by RabbitMQ (the quorum queue's leader sees the
+ * consumer's node go down) and delivered again on the new connection, where dedupe drops what was
+ * committed.
+ *
  * Written against RabbitMQ 3.10.8 and amqplib 2.3. What 3.10's MQTT plugin puts on a message
  * (rabbit_mqtt_processor:amqp_pub/2): the routing key (the topic, "/" written "."), the headers
  * `x-mqtt-publish-qos` and `x-mqtt-dup`, delivery mode 2 for QoS 1; no client id, no user id. The
@@ -53,7 +59,10 @@ export interface RabbitIngestContext {
 export interface RabbitIngestHealth {
   /** Connected, the queue declared and bound, and consuming. */
   ready: boolean;
+  /** The node connected to, or being tried (without its password). */
   url: string;
+  /** Every node the consumer may use, in the order it tries them (without passwords). */
+  urls: string[];
   queue: string;
   /** The queue and its binding were declared once by this process (devices may publish). */
   declared: boolean;
@@ -85,6 +94,8 @@ export class RabbitIngest {
   private generation = 0;
   private timer: NodeJS.Timeout | null = null;
   private attempt = 0;
+  /** The URL in use or being tried: advances round the list when a node is lost. */
+  private urlIndex = 0;
   /** A delivery could not be committed (storage refusing): waits keep growing until one is. */
   private backingOff = false;
   private stopped = true;
@@ -94,7 +105,8 @@ export class RabbitIngest {
   constructor(private readonly ctx: RabbitIngestContext) {
     this.health = {
       ready: false,
-      url: shownUrl(ctx.config.url),
+      url: shownUrl(ctx.config.urls[0] as string),
+      urls: ctx.config.urls.map(shownUrl),
       queue: ctx.config.queue,
       declared: false,
       connectedSince: null,
@@ -109,7 +121,7 @@ export class RabbitIngest {
   }
 
   status(): RabbitIngestHealth {
-    return { ...this.health, inFlight: this.inFlight.size };
+    return { ...this.health, urls: [...this.health.urls], inFlight: this.inFlight.size };
   }
 
   /** Whether the ingest queue and its binding exist, so a device's publish is not confirmed unrouted. */
@@ -120,11 +132,15 @@ export class RabbitIngest {
   /**
    * The first connection is awaited, so that the queue is declared before the gateway reports ready
    * (and before it answers RabbitMQ's auth requests); when RabbitMQ is not there, the gateway starts
-   * all the same, says so in /readyz, and keeps trying.
+   * all the same, says so in /readyz, and keeps trying. Each node is tried once before that.
    */
   async start(): Promise<void> {
     this.stopped = false;
-    await this.connect();
+    for (const _ of this.ctx.config.urls) {
+      if (await this.connect(false)) return;
+      if (this.stopped) return;
+    }
+    this.scheduleReconnect();
   }
 
   /** Stop taking deliveries, ack what is in flight once it is committed, close the connection. */
@@ -141,12 +157,18 @@ export class RabbitIngest {
 
   private consumerTag: string | null = null;
 
-  private async connect(): Promise<void> {
+  /**
+   * Connect to the current URL, declare, consume. On failure the next URL is current, and a
+   * reconnect is scheduled unless `retry` is false. Resolves whether it consumes.
+   */
+  private async connect(retry = true): Promise<boolean> {
     const generation = ++this.generation;
     const { config, exchange } = this.ctx;
+    const url = config.urls[this.urlIndex] as string;
+    this.health.url = shownUrl(url);
     let connection: ChannelModel | null = null;
     try {
-      connection = await amqp.connect(config.url, {
+      connection = await amqp.connect(url, {
         // Nagle off: an ack must not wait 40 ms for company (the MQTT side does the same).
         noDelay: true,
         timeout: 10_000,
@@ -154,7 +176,7 @@ export class RabbitIngest {
       });
       if (this.stopped || generation !== this.generation) {
         await connection.close().catch(() => undefined);
-        return;
+        return false;
       }
       this.connection = connection;
       connection.on("error", (err: Error) => this.failed(`connection: ${err.message}`));
@@ -186,10 +208,12 @@ export class RabbitIngest {
         { url: this.health.url, queue: config.queue, prefetch: config.prefetch },
         "consuming device publishes from RabbitMQ",
       );
+      return true;
     } catch (err) {
       this.failed(`connect: ${(err as Error).message}`);
       if (connection) await connection.close().catch(() => undefined);
-      if (generation === this.generation) this.lost(generation, "connect failed");
+      if (generation === this.generation) this.lost(generation, "connect failed", retry);
+      return false;
     }
   }
 
@@ -275,16 +299,21 @@ export class RabbitIngest {
     this.ctx.log.warn({ url: this.health.url, err: message }, "RabbitMQ ingest error");
   }
 
-  /** The connection or channel of this generation is gone: tidy up and schedule the reconnect. */
-  private lost(generation: number, reason: string): void {
+  /**
+   * The connection or channel of this generation is gone: tidy up, make the next node current and
+   * schedule the reconnect. A channel closed on a live node (a failed commit, a deleted queue) moves
+   * on too: a node whose queue replica misbehaves is not worse to leave than to return to.
+   */
+  private lost(generation: number, reason: string, retry = true): void {
     if (generation !== this.generation) return;
     this.generation++;
+    this.urlIndex = (this.urlIndex + 1) % this.ctx.config.urls.length;
     if (this.health.ready) this.ctx.log.warn({ url: this.health.url, reason }, "RabbitMQ ingest stopped");
     this.health.ready = false;
     this.health.connectedSince = null;
     this.consumerTag = null;
     void this.close();
-    this.scheduleReconnect();
+    if (retry) this.scheduleReconnect();
   }
 
   private async close(): Promise<void> {
@@ -297,8 +326,12 @@ export class RabbitIngest {
 
   private scheduleReconnect(): void {
     if (this.stopped || this.timer) return;
-    const { minMs, maxMs } = this.ctx.config.reconnect;
-    const base = Math.min(maxMs, minMs * 2 ** Math.min(this.attempt, 20));
+    const { reconnect, urls } = this.ctx.config;
+    const { minMs, maxMs } = reconnect;
+    // Doubling after each round of the list: the next node is tried after the shortest wait, since
+    // the loss of one node says nothing about the others.
+    const rounds = Math.floor(this.attempt / urls.length);
+    const base = Math.min(maxMs, minMs * 2 ** Math.min(rounds, 20));
     // Up to a fifth less, so that gateway nodes do not return to one RabbitMQ node in step.
     const wait = Math.round(base * (0.8 + Math.random() * 0.2));
     this.attempt++;

@@ -142,10 +142,65 @@ describe("cluster configuration", () => {
     expect(() => validateConfig({ ...base, cluster }, "test", new Set())).toThrow(/name the user in the URL/);
     cluster.rabbitmq.ingest.url = "amqps://gateway:pw@rabbit.internal/%2F";
     expect(validateConfig({ ...base, cluster }, "test", new Set()).cluster.rabbitmq.ingest).toEqual({
-      url: "amqps://gateway:pw@rabbit.internal/%2F",
+      urls: ["amqps://gateway:pw@rabbit.internal/%2F"],
       queue: "ata.ingest",
       prefetch: 500,
       reconnect: { minMs: 500, maxMs: 30_000 },
     });
+  });
+
+  const withIngest = (ingest: Record<string, unknown>) => ({
+    ...base,
+    cluster: { rabbitmq: { enabled: true, secret: "s".repeat(32), ingest } },
+  });
+  const problems = (raw: unknown) => {
+    try {
+      validateConfig(raw, "test", new Set());
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems;
+      throw err;
+    }
+    return [];
+  };
+
+  it("takes one URL per node of the cluster, in the order the consumer tries them", () => {
+    const urls = [
+      "amqp://gw:pw@rabbit-1:5672/%2F",
+      "amqp://gw:pw@rabbit-2:5672/%2F",
+      "amqp://gw:pw@rabbit-3:5672/%2F",
+    ];
+    expect(validateConfig(withIngest({ urls }), "test", new Set()).cluster.rabbitmq.ingest?.urls).toEqual(
+      urls,
+    );
+  });
+
+  it("refuses url and urls together, and neither, each by path", () => {
+    expect(problems(withIngest({ url: "amqp://gw:pw@a", urls: ["amqp://gw:pw@b"] }))).toEqual([
+      {
+        path: "cluster.rabbitmq.ingest.url",
+        message: "give url (one node) or urls (the cluster's nodes), not both",
+      },
+    ]);
+    expect(problems(withIngest({ queue: "q" }))).toEqual([
+      {
+        path: "cluster.rabbitmq.ingest.urls",
+        message: "name RabbitMQ: url for one node, or urls with one URL per node of the cluster",
+      },
+    ]);
+  });
+
+  it("lists each bad URL of the list by its index, and refuses an empty list and a URL given twice", () => {
+    expect(
+      problems(withIngest({ urls: ["amqp://gw:pw@a", "http://b", "amqp://c", "amqp://gw:pw@a"] })).map(
+        (p) => p.path,
+      ),
+    ).toEqual([
+      "cluster.rabbitmq.ingest.urls[1]",
+      "cluster.rabbitmq.ingest.urls[2]",
+      "cluster.rabbitmq.ingest.urls",
+    ]);
+    expect(problems(withIngest({ urls: [] }))).toEqual([
+      { path: "cluster.rabbitmq.ingest.urls", message: "at least one URL" },
+    ]);
   });
 });
