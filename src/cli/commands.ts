@@ -4,6 +4,7 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { clusterCommand } from "../cluster/cli.js";
 import { silentLogger } from "../log.js";
 import { observeCommand } from "../observe/cli.js";
 import { baselineCommand } from "../reports/baseline/cli.js";
@@ -214,4 +215,5 @@ export const extraCommands: CliCommand[] = [
   securityLog,
   observeCommand,
   baselineCommand,
+  clusterCommand,
 ];

@@ -1,0 +1,344 @@
+/**
+ * The move from one process to cluster mode: copy the gateway's SQLite state into an empty
+ * PostgreSQL database (`ata cluster export-to-postgres`, docs/cluster.md "Upgrading from a single
+ * process").
+ *
+ * - One snapshot. SQLite is read on a read-only connection in one read transaction, so what is
+ *   copied is the state at one moment even while a gateway writes. The main file's snapshot is taken
+ *   before the event log's (as `ata backup` copies them), so every event an alert or a cursor names
+ *   is in the copy. What a running gateway writes after the snapshot is not carried: stop it first.
+ * - Never a merge. The target is migrated (migratePg), then refused if any mirrored table holds a
+ *   row, with the tables named: two histories would collide on ids and dedupe keys.
+ * - All or nothing. Every table is copied in one PostgreSQL transaction, in dependency order, in
+ *   multi-row INSERTs of at most `batchRows` rows read with `.iterate()`, so a large event log never
+ *   sits in memory. Ids are kept; each identity sequence is set past the largest id.
+ * - Verified before COMMIT. Each table's rows are read back from PostgreSQL inside the transaction
+ *   and compared with what was read from SQLite: the row count and a checksum (the sum modulo 2^256
+ *   of each row's SHA-256 over its canonical form, so it does not depend on the order rows come
+ *   back in). A difference rolls everything back and names the table.
+ *
+ * Progress names tables, counts and times only: token hashes, device secrets, push keys and
+ * payloads are copied (they are state) but never printed, and the URL is shown without password.
+ */
+import { createHash } from "node:crypto";
+import Database from "better-sqlite3";
+import pg from "pg";
+import { EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA, eventLogPath, MIGRATIONS } from "../../store/db.js";
+import { migratePg } from "./migrate.js";
+import { MIRRORED_TABLES, type MirroredTable } from "./schema.js";
+
+/** A refusal or a failure the operator acts on; the message says which and why, without secrets. */
+export class ExportError extends Error {}
+
+export interface ExportOptions {
+  /** The gateway's main database file (`<dataDir>/ata.db`); its event log is found beside it. */
+  sqlitePath: string;
+  /** postgres://user[:password]@host[:port]/database */
+  url: string;
+  out?: (line: string) => void;
+  /** Rows per INSERT and per read-back (fewer for wide tables: PostgreSQL takes 65,535 parameters). */
+  batchRows?: number;
+}
+
+export interface TableResult {
+  table: string;
+  rows: number;
+  ms: number;
+}
+
+export interface ExportResult {
+  tables: TableResult[];
+  rows: number;
+  ms: number;
+}
+
+/** How a value is compared: by the PostgreSQL column's type, which each side's value is read as. */
+type Kind = "integer" | "real" | "text" | "blob";
+
+const MAX_PARAMETERS = 65_535;
+/** Only one import at a time into one database: the advisory lock's keys ("ATA", 2). */
+const IMPORT_LOCK = [0x415441, 2] as const;
+
+/** The URL as it may be printed: no password, no query (which can carry one too). */
+export function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.username ? `${decodeURIComponent(u.username)}@` : ""}${u.host}${u.pathname}`;
+  } catch {
+    return "(unparseable URL)";
+  }
+}
+
+function checkUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ExportError("--url is not a URL; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE");
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:")
+    throw new ExportError(`--url must be a postgres:// URL, not ${u.protocol}//`);
+  if (!u.hostname || u.pathname.length <= 1)
+    throw new ExportError(
+      "--url needs a host and a database: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+    );
+}
+
+const UNREACHABLE = new Set([
+  "ECONNREFUSED",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ECONNRESET",
+]);
+
+/** A failure talking to PostgreSQL, said without the URL's password. */
+function pgFailure(err: unknown, url: string, doing: string): ExportError {
+  const e = err as Error & { code?: string; errors?: { code?: string }[] };
+  const code = e.code ?? e.errors?.[0]?.code;
+  if ((code && UNREACHABLE.has(code)) || /timeout|terminated/i.test(e.message ?? ""))
+    return new ExportError(`cannot reach PostgreSQL at ${describeUrl(url)}: ${e.message || code}`);
+  return new ExportError(
+    `PostgreSQL at ${describeUrl(url)} failed while ${doing}, nothing was imported: ${e.message || code}`,
+  );
+}
+
+function kindOf(pgType: string): Kind {
+  if (pgType === "bigint" || pgType === "integer" || pgType === "smallint") return "integer";
+  if (pgType === "double precision" || pgType === "real") return "real";
+  if (pgType === "bytea") return "blob";
+  return "text";
+}
+
+/**
+ * One value as the checksum sees it. Both sides reach the same string for the same stored value:
+ * SQLite gives integers as bigint (safeIntegers), node-postgres BIGINT as a decimal string; REAL and
+ * DOUBLE PRECISION are JavaScript numbers on both sides; blobs are Buffers on both.
+ */
+function canonical(kind: Kind, v: unknown): string | null {
+  if (v === null || v === undefined) return null;
+  switch (kind) {
+    case "integer":
+      return typeof v === "bigint" ? v.toString() : String(v);
+    case "real":
+      return `${Number(v)}`;
+    case "blob":
+      return Buffer.isBuffer(v) ? `\\x${v.toString("hex")}` : `\\x${Buffer.from(String(v)).toString("hex")}`;
+    default:
+      return Buffer.isBuffer(v) ? v.toString("utf8") : String(v);
+  }
+}
+
+/** An order-independent checksum: the sum of the rows' SHA-256 digests modulo 2^256. */
+class Checksum {
+  rows = 0;
+  private sum = 0n;
+  constructor(private readonly kinds: readonly Kind[]) {}
+  add(row: readonly unknown[]): void {
+    const canon = JSON.stringify(row.map((v, i) => canonical(this.kinds[i]!, v)));
+    this.sum =
+      (this.sum + BigInt(`0x${createHash("sha256").update(canon).digest("hex")}`)) & ((1n << 256n) - 1n);
+    this.rows++;
+  }
+  get hex(): string {
+    return this.sum.toString(16).padStart(64, "0");
+  }
+}
+
+interface SqliteVersions {
+  main: Set<number>;
+  log: Set<number>;
+}
+
+/** The SQLite database must be at exactly this gateway's schema: the mirror is of that version. */
+function checkSqliteVersions(db: Database.Database, path: string): void {
+  const read = (schema: string) =>
+    new Set(
+      (db.prepare(`SELECT version FROM ${schema}.schema_migrations`).all() as { version: number }[]).map(
+        (r) => r.version,
+      ),
+    );
+  let have: SqliteVersions;
+  try {
+    have = { main: read("main"), log: read(EVENT_LOG_SCHEMA) };
+  } catch {
+    throw new ExportError(`${path} is not an ATA Gateway database (no schema_migrations)`);
+  }
+  for (const [schema, known] of [
+    ["main", MIGRATIONS],
+    [EVENT_LOG_SCHEMA, EVENT_LOG_MIGRATIONS],
+  ] as const) {
+    const applied = have[schema];
+    const missing = known.map((m) => m.version).filter((v) => !applied.has(v));
+    const unknown = [...applied].filter((v) => !known.some((m) => m.version === v));
+    if (unknown.length)
+      throw new ExportError(
+        `${path} (${schema}) has schema versions ${unknown.join(", ")} unknown to this ATA Gateway: export with the gateway version that wrote it`,
+      );
+    if (missing.length)
+      throw new ExportError(
+        `${path} (${schema}) lacks migrations ${missing.join(", ")}: start this version of the gateway on it once (or run any ata command, which migrates it), then export`,
+      );
+  }
+}
+
+function insertSql(table: MirroredTable, columns: readonly string[], rows: number): string {
+  const values: string[] = [];
+  for (let r = 0; r < rows; r++) {
+    const base = r * columns.length;
+    values.push(`(${columns.map((_, c) => `$${base + c + 1}`).join(", ")})`);
+  }
+  return `INSERT INTO ${table.name} (${columns.join(", ")})${table.identity ? " OVERRIDING SYSTEM VALUE" : ""} VALUES ${values.join(", ")}`;
+}
+
+export async function exportToPostgres(opts: ExportOptions): Promise<ExportResult> {
+  const out = opts.out ?? (() => {});
+  const batchRows = opts.batchRows ?? 1000;
+  checkUrl(opts.url);
+  const started = Date.now();
+
+  let db: Database.Database;
+  try {
+    db = new Database(opts.sqlitePath, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    throw new ExportError(`cannot open ${opts.sqlitePath}: ${(err as Error).message}`);
+  }
+  const pool = new pg.Pool({ connectionString: opts.url, max: 1, connectionTimeoutMillis: 10_000 });
+  // An idle client's error (the server going away) is reported by the query that needed it.
+  pool.on("error", () => {});
+  let client: pg.PoolClient | undefined;
+  let sqliteOpen = false;
+  try {
+    db.prepare(`ATTACH DATABASE ? AS ${EVENT_LOG_SCHEMA}`).run(eventLogPath(opts.sqlitePath));
+    checkSqliteVersions(db, opts.sqlitePath);
+
+    try {
+      await migratePg(pool);
+    } catch (err) {
+      throw pgFailure(err, opts.url, "migrating");
+    }
+    client = await pool.connect();
+    await client.query("BEGIN");
+    await client.query("SELECT pg_advisory_xact_lock($1, $2)", [...IMPORT_LOCK]);
+    const nonEmpty: string[] = [];
+    for (const t of MIRRORED_TABLES) {
+      const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${t.name}) AS any`);
+      if (rows[0]?.any) nonEmpty.push(t.name);
+    }
+    if (nonEmpty.length)
+      throw new ExportError(
+        `PostgreSQL at ${describeUrl(opts.url)} already holds state (not empty: ${nonEmpty.join(", ")}); an import never merges two histories: use an empty database`,
+      );
+
+    const types = new Map<string, Map<string, string>>();
+    const { rows: pgColumns } = await client.query<{
+      table_name: string;
+      column_name: string;
+      data_type: string;
+    }>(
+      "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = current_schema()",
+    );
+    for (const c of pgColumns) {
+      if (!types.has(c.table_name)) types.set(c.table_name, new Map());
+      types.get(c.table_name)!.set(c.column_name, c.data_type);
+    }
+
+    // The snapshot: main first, then the log (see the header), both held until the end.
+    db.exec("BEGIN");
+    sqliteOpen = true;
+    db.prepare("SELECT count(*) FROM main.sqlite_master").get();
+    db.prepare(`SELECT count(*) FROM ${EVENT_LOG_SCHEMA}.sqlite_master`).get();
+
+    const results: TableResult[] = [];
+    for (const table of MIRRORED_TABLES) {
+      const t0 = Date.now();
+      const columns = (
+        db.prepare(`PRAGMA ${table.sqliteSchema}.table_info(${table.name})`).all() as { name: string }[]
+      ).map((c) => c.name);
+      const pgTypes = types.get(table.name);
+      const missing = columns.filter((c) => !pgTypes?.has(c));
+      if (missing.length)
+        throw new ExportError(
+          `PostgreSQL's ${table.name} lacks columns ${missing.join(", ")} that SQLite has: this gateway's PostgreSQL schema is behind its SQLite schema`,
+        );
+      const kinds = columns.map((c) => kindOf(pgTypes!.get(c)!));
+      const perBatch = Math.max(1, Math.min(batchRows, Math.floor(MAX_PARAMETERS / columns.length)));
+      const fullInsert = insertSql(table, columns, perBatch);
+      const source = new Checksum(kinds);
+
+      for (const trigger of table.importTriggers ?? [])
+        await client.query(`ALTER TABLE ${table.name} DISABLE TRIGGER ${trigger}`);
+      const select = db
+        .prepare(
+          `SELECT ${columns.join(", ")} FROM ${table.sqliteSchema}.${table.name} ORDER BY ${table.key.join(", ")}`,
+        )
+        .raw(true)
+        .safeIntegers(true);
+      let batch: unknown[] = [];
+      let inBatch = 0;
+      const flush = async () => {
+        if (inBatch === 0) return;
+        const sql = inBatch === perBatch ? fullInsert : insertSql(table, columns, inBatch);
+        try {
+          await client!.query(sql, batch);
+        } catch (err) {
+          throw new ExportError(`copying ${table.name}: ${(err as Error).message}`);
+        }
+        batch = [];
+        inBatch = 0;
+      };
+      for (const row of select.iterate() as IterableIterator<unknown[]>) {
+        source.add(row);
+        for (const v of row) batch.push(v);
+        if (++inBatch === perBatch) await flush();
+      }
+      await flush();
+      for (const trigger of table.importTriggers ?? [])
+        await client.query(`ALTER TABLE ${table.name} ENABLE TRIGGER ${trigger}`);
+      if (table.identity && source.rows > 0)
+        await client.query(
+          `SELECT setval(pg_get_serial_sequence($1, $2), (SELECT max(${table.identity}) FROM ${table.name}))`,
+          [table.name, table.identity],
+        );
+
+      const target = new Checksum(kinds);
+      const cursor = `export_${table.name}`;
+      await client.query(
+        `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT ${columns.join(", ")} FROM ${table.name} ORDER BY ${table.key.join(", ")}`,
+      );
+      for (;;) {
+        const { rows } = await client.query<unknown[]>({
+          text: `FETCH ${perBatch} FROM ${cursor}`,
+          rowMode: "array",
+        });
+        for (const row of rows) target.add(row);
+        if (rows.length < perBatch) break;
+      }
+      await client.query(`CLOSE ${cursor}`);
+      if (target.rows !== source.rows || target.hex !== source.hex)
+        throw new ExportError(
+          `verification failed for ${table.name}: SQLite has ${source.rows} rows (checksum ${source.hex.slice(0, 16)}), PostgreSQL ${target.rows} (checksum ${target.hex.slice(0, 16)}); nothing was imported`,
+        );
+      const ms = Date.now() - t0;
+      results.push({ table: table.name, rows: source.rows, ms });
+      out(`${table.name}\t${source.rows} rows\t${ms} ms\tverified`);
+    }
+    await client.query("COMMIT");
+    const rows = results.reduce((n, r) => n + r.rows, 0);
+    const ms = Date.now() - started;
+    out(
+      `exported ${rows} rows in ${results.length} tables to ${describeUrl(opts.url)} in ${ms} ms (${Math.round((rows * 1000) / Math.max(ms, 1))} rows/s), each table verified by count and checksum`,
+    );
+    return { tables: results, rows, ms };
+  } catch (err) {
+    await client?.query("ROLLBACK").catch(() => {});
+    if (err instanceof ExportError) throw err;
+    throw pgFailure(err, opts.url, "exporting");
+  } finally {
+    if (sqliteOpen) db.exec("ROLLBACK");
+    db.close();
+    client?.release();
+    await pool.end();
+  }
+}
