@@ -1,0 +1,536 @@
+/**
+ * Partition ownership in PostgreSQL: each partition of sites (src/cluster/partitions.ts) is leased to
+ * one gateway node at a time, and every change of owner increments the partition's fencing token.
+ *
+ * Clocks. Lease expiry is PostgreSQL's time (`now()`, the start of the writing transaction); no two
+ * nodes' clocks are ever compared. Locally a node measures only durations, on its own monotonic clock.
+ *
+ * Safety (a node stops acting on a partition before anyone else can take it). A node counts a lease
+ * as its own until
+ *
+ *     deadline = s + leaseMs - marginMs
+ *
+ * where s is its monotonic time when it sent the last renewal (or claim) that succeeded. The server
+ * set that lease's expiry to t + leaseMs, with t the start of the renewing transaction, which is later
+ * in real time than s; another node can only take the lease once the server's now() is past it. So
+ * the owner gives up at least marginMs before any takeover, as long as the two clocks' rates differ by
+ * less than marginMs / leaseMs (20 % by default; real clocks drift by parts per million). When no
+ * renewal has succeeded by the deadline (PostgreSQL down, network partition, a renewal that hangs) a
+ * timer reports `lost`; `holds()` and `fenced()` also check the deadline synchronously, so a process
+ * that was paused past it (GC, SIGSTOP) reports `lost` before it does anything else for the partition.
+ *
+ * Fencing, for what the deadline cannot cover (a pause between the check and the write): `fenced()`
+ * runs the owner's writes in a transaction whose first statement checks, under a row lock, that the
+ * lease is still this node's, with this token, and not expired. See FENCE for the lock.
+ *
+ * Takeover bound after an owner dies (kill -9): its leases expire at most leaseMs after its last
+ * renewal, and so does its heartbeat (both are written by one transaction with one now()); each
+ * survivor looks again every renewMs. So
+ *
+ *     takeover <= leaseMs + renewMs + one tick's queries
+ *
+ * plus, if the dead owner was inside a fenced transaction, until PostgreSQL notices the connection is
+ * gone (a killed process's socket is closed by its kernel at once). A paused owner inside a fenced
+ * transaction is cut off by `idle_in_transaction_session_timeout = leaseMs`, adding at most leaseMs.
+ * After a graceful stop the leases are released at once: takeover <= renewMs + one tick's queries.
+ *
+ * Balance, and why it converges without thrash. The live nodes (heartbeat younger than leaseMs, not
+ * leaving) are ordered by (started_at, node_id); with n of them and count partitions, the first
+ * count % n get ceil(count / n) and the rest floor(count / n), so the targets add up to count exactly.
+ * A node above its target releases the surplus (highest partition numbers first); a node below it
+ * claims free or expired partitions; a node at its target does neither. No node ever both releases
+ * and claims in one view of the live set, so once the nodes agree on who is alive each node's count
+ * moves only towards its target: every partition moves at most once per change of membership. The
+ * oldest nodes keep the extra partition, so a node joining does not shuffle the others.
+ *
+ * Node ids must be unique among running processes (a restarted node may reuse its id: its previous
+ * leases are taken like anyone's once they expire).
+ */
+import { EventEmitter } from "node:events";
+import { performance } from "node:perf_hooks";
+import type pg from "pg";
+import { DEFAULT_PARTITION_COUNT } from "../partitions.js";
+import type { PgMigration } from "./migrate.js";
+
+export const LEASES_MIGRATION: PgMigration = {
+  version: 3,
+  name: "partition_leases",
+  sql: `
+    CREATE TABLE cluster_nodes (
+      node_id TEXT PRIMARY KEY,
+      started_at TIMESTAMPTZ NOT NULL,   -- PostgreSQL's time; orders the nodes for balancing
+      heartbeat_at TIMESTAMPTZ NOT NULL, -- renewed with the node's leases, in the same transaction
+      leaving BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE partition_leases (
+      partition INTEGER PRIMARY KEY CHECK (partition >= 0),
+      owner TEXT,                        -- NULL: free
+      token BIGINT NOT NULL DEFAULT 0,   -- the fencing token: +1 on every change of owner, never reused
+      expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+    );
+  `,
+};
+
+export type LostReason =
+  /** No renewal succeeded by the local deadline. */
+  | "expired"
+  /** A renewal or a fenced transaction found the lease no longer this node's (taken after it expired). */
+  | "superseded"
+  /** Given back so that another node gets its share. */
+  | "released"
+  /** The component stopped. */
+  | "stopped";
+
+export interface PartitionLeaseEvents {
+  /** The node owns the partition from now on, with this token; act on it only through `fenced` or after `holds`. */
+  acquired: [partition: number, token: number];
+  /** Stop acting on the partition now: reported before anyone else can take it (see the safety rule). */
+  lost: [partition: number, reason: LostReason];
+  /** A renewal or balancing round failed (PostgreSQL unreachable...); the leases' deadlines still hold. */
+  error: [err: Error];
+}
+
+export interface PartitionLeasesOptions {
+  pool: pg.Pool;
+  /** Unique among the running gateway nodes. */
+  nodeId: string;
+  /** The same on every node, for the life of the cluster (src/cluster/partitions.ts). */
+  partitions?: number;
+  /** How long a lease lasts without renewal; the takeover bound grows with it. */
+  leaseMs?: number;
+  /** Renewal and balancing period: leaseMs / 3 by default, so two renewals may fail before a loss. */
+  renewMs?: number;
+  /** How long before the server's expiry the node gives a lease up: leaseMs / 5 by default. */
+  marginMs?: number;
+  /** Local monotonic milliseconds; only ever compared with itself. */
+  monotonic?: () => number;
+}
+
+export interface OwnedPartition {
+  partition: number;
+  token: number;
+  /** The lease's expiry, PostgreSQL's time, as of the last renewal. */
+  expiresAt: string;
+  /** Milliseconds left until this node gives the lease up unless renewed. */
+  validForMs: number;
+}
+
+export interface PartitionLeasesStatus {
+  nodeId: string;
+  running: boolean;
+  partitions: OwnedPartition[];
+  /** This node's share as of the last balancing round: count / live nodes, rounded by age. */
+  target: number | null;
+  liveNodes: number | null;
+  lastError: string | null;
+}
+
+/** A fenced write refused: this node no longer holds the partition's lease with that token. */
+export class LeaseLostError extends Error {
+  readonly code = "lease_lost";
+  constructor(
+    readonly partition: number,
+    readonly token: number,
+    /** "local": refused before touching PostgreSQL (the local deadline passed, or lost); "database": the fence. */
+    readonly where: "local" | "database",
+  ) {
+    super(`partition ${partition}: the lease with token ${token} is no longer this node's (${where})`);
+    this.name = "LeaseLostError";
+  }
+}
+
+interface Held {
+  token: number;
+  /** Monotonic time at which the node gives the lease up unless a renewal has succeeded. */
+  deadline: number;
+  expiresAt: Date;
+}
+
+interface LeaseRow {
+  partition: number;
+  token: string; // BIGINT comes back as text from node-postgres
+  expires_at: Date;
+}
+
+const MS = "* interval '1 millisecond'";
+
+const REGISTER_LOCK = 0x415441; // "ATA", as the migrations' lock; second key 1
+const REGISTER_NODE = `
+  INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, leaving) VALUES ($1, now(), now(), false)
+  ON CONFLICT (node_id) DO UPDATE SET started_at = now(), heartbeat_at = now(), leaving = false`;
+const HEARTBEAT = `
+  INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at, leaving) VALUES ($1, now(), now(), false)
+  ON CONFLICT (node_id) DO UPDATE SET heartbeat_at = now(), leaving = false`;
+/** Extends only leases that are still this node's, with the token it knows, and not yet expired. */
+const RENEW = `
+  UPDATE partition_leases AS l SET expires_at = now() + $2::int ${MS}
+    FROM unnest($3::int[], $4::bigint[]) AS mine(partition, token)
+   WHERE l.partition = mine.partition AND l.token = mine.token AND l.owner = $1 AND l.expires_at > now()
+  RETURNING l.partition, l.token, l.expires_at`;
+const LIVE_NODES = `
+  SELECT node_id FROM cluster_nodes
+   WHERE NOT leaving AND heartbeat_at > now() - $1::int ${MS}
+   ORDER BY started_at, node_id`;
+/**
+ * Takes up to $4 free or expired partitions in one statement. The rows are locked FOR UPDATE with
+ * SKIP LOCKED: a row that another node is claiming, or on which a fenced transaction is still open
+ * (FOR KEY SHARE conflicts with FOR UPDATE), is left for a later round instead of waited for, so a
+ * claim never blocks this node's renewals behind someone else's transaction.
+ */
+const CLAIM = `
+  WITH free AS MATERIALIZED (
+    SELECT partition FROM partition_leases
+     WHERE partition < $3 AND (owner IS NULL OR expires_at <= now()) AND NOT (partition = ANY($5::int[]))
+     ORDER BY partition LIMIT $4
+       FOR UPDATE SKIP LOCKED)
+  UPDATE partition_leases AS l SET owner = $1, token = l.token + 1, expires_at = now() + $2::int ${MS}
+    FROM free WHERE l.partition = free.partition
+  RETURNING l.partition, l.token, l.expires_at`;
+const RELEASE = `
+  UPDATE partition_leases AS l SET owner = NULL, expires_at = now()
+    FROM unnest($2::int[], $3::bigint[]) AS mine(partition, token)
+   WHERE l.partition = mine.partition AND l.token = mine.token AND l.owner = $1`;
+/**
+ * The fence. FOR KEY SHARE rather than FOR SHARE: both make a takeover wait, since the claim locks the
+ * row FOR UPDATE, which conflicts with either, so no other node can take the partition (and no
+ * transaction with the next token can begin) until this transaction has committed or rolled back;
+ * and a claim that finds the row locked skips it for now. But FOR SHARE would also conflict with this
+ * node's own renewal (a plain UPDATE of non-key columns, FOR NO KEY UPDATE), so a long fenced
+ * transaction would hold the renewal up and could cost the lease; FOR KEY SHARE does not. PostgreSQL
+ * carries a KEY SHARE lock over to the new row version of a non-key UPDATE (the renewal, a release),
+ * so the lock still stands against a claim after the row was renewed or released under it.
+ *
+ * The expiry check means no fenced transaction can begin on an expired lease, so once a lease
+ * expires the fenced transactions in flight can only finish, and a claim cannot be skipped forever.
+ */
+const FENCE = `
+  SELECT 1 FROM partition_leases
+   WHERE partition = $1 AND token = $2 AND owner = $3 AND expires_at > clock_timestamp()
+     FOR KEY SHARE`;
+
+export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
+  readonly nodeId: string;
+  readonly partitions: number;
+  readonly leaseMs: number;
+  readonly renewMs: number;
+  readonly marginMs: number;
+  private readonly pool: pg.Pool;
+  private readonly now: () => number;
+  private readonly held = new Map<number, Held>();
+  private running = false;
+  private tickTimer: NodeJS.Timeout | null = null;
+  private deadlineTimer: NodeJS.Timeout | null = null;
+  private ticking: Promise<void> | null = null;
+  private target: number | null = null;
+  private liveNodes: number | null = null;
+  private lastError: string | null = null;
+
+  constructor(o: PartitionLeasesOptions) {
+    super();
+    this.pool = o.pool;
+    this.nodeId = o.nodeId;
+    this.partitions = o.partitions ?? DEFAULT_PARTITION_COUNT;
+    this.leaseMs = o.leaseMs ?? 10_000;
+    this.renewMs = o.renewMs ?? Math.floor(this.leaseMs / 3);
+    this.marginMs = o.marginMs ?? Math.floor(this.leaseMs / 5);
+    this.now = o.monotonic ?? (() => performance.now());
+    if (!Number.isSafeInteger(this.partitions) || this.partitions < 1)
+      throw new RangeError(`partitions must be a positive integer, not ${this.partitions}`);
+    if (!(this.marginMs > 0 && this.renewMs > 0 && this.renewMs < this.leaseMs - this.marginMs))
+      throw new RangeError("need 0 < renewMs < leaseMs - marginMs and marginMs > 0");
+  }
+
+  /**
+   * Announces the node and takes its first share before resolving. Refuses a lease table made for
+   * another partition count: the nodes would disagree about which partition a site is in.
+   */
+  async start(): Promise<void> {
+    if (this.running) return;
+    await this.session(this.leaseMs, async (c) => {
+      await c.query("BEGIN");
+      await c.query("SELECT pg_advisory_xact_lock($1, 1)", [REGISTER_LOCK]);
+      const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM partition_leases");
+      const existing = rows[0]!.n;
+      if (existing !== 0 && existing !== this.partitions)
+        throw new Error(
+          `the lease table has ${existing} partitions and this node is configured for ${this.partitions}: every node must use the same count`,
+        );
+      await c.query(
+        "INSERT INTO partition_leases (partition) SELECT generate_series(0, $1::int - 1) ON CONFLICT DO NOTHING",
+        [this.partitions],
+      );
+      await c.query(REGISTER_NODE, [this.nodeId]);
+      await c.query("COMMIT");
+    });
+    this.running = true;
+    await this.runTick();
+  }
+
+  /**
+   * Reports every partition lost, then releases the leases and marks the node leaving in one
+   * transaction, so the others take over at their next round instead of waiting for expiry. With
+   * PostgreSQL unreachable the leases simply expire.
+   */
+  async stop(): Promise<void> {
+    if (!this.running) return;
+    this.running = false;
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    await this.ticking?.catch(() => undefined);
+    const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
+    for (const [p] of mine) this.lose(p, "stopped");
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    await this.session(this.renewMs, async (c) => {
+      await c.query("BEGIN");
+      await c.query(RELEASE, [this.nodeId, mine.map((m) => m[0]), mine.map((m) => m[1])]);
+      await c.query("UPDATE cluster_nodes SET leaving = true WHERE node_id = $1", [this.nodeId]);
+      await c.query("COMMIT");
+    }).catch((err: Error) => this.fail(err));
+  }
+
+  /** Whether this node may act on the partition now (with this token, if given). */
+  holds(partition: number, token?: number): boolean {
+    const h = this.held.get(partition);
+    if (!h || (token !== undefined && h.token !== token)) return false;
+    if (h.deadline <= this.now()) {
+      this.lose(partition, "expired");
+      return false;
+    }
+    return true;
+  }
+
+  /** The token of a partition this node holds, if it still may act on it. */
+  tokenOf(partition: number): number | undefined {
+    return this.holds(partition) ? this.held.get(partition)?.token : undefined;
+  }
+
+  /**
+   * Runs fn in a transaction that first passes the fence (FENCE): the lease is still this node's,
+   * with this token, and not expired; rejects with LeaseLostError otherwise. fn's statements commit
+   * together with that check, and no other node can take the partition until they have. The
+   * transaction may be idle for at most leaseMs (a paused process is cut off by PostgreSQL, so it
+   * cannot hold a takeover up for longer).
+   */
+  async fenced<T>(partition: number, token: number, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (!this.holds(partition, token)) throw new LeaseLostError(partition, token, "local");
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.leaseMs)}`);
+      const fence = await client.query(FENCE, [partition, token, this.nodeId]);
+      if (fence.rowCount !== 1) {
+        if (this.held.get(partition)?.token === token) this.lose(partition, "superseded");
+        throw new LeaseLostError(partition, token, "database");
+      }
+      const result = await fn(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  status(): PartitionLeasesStatus {
+    const now = this.now();
+    return {
+      nodeId: this.nodeId,
+      running: this.running,
+      partitions: [...this.held]
+        .filter(([, h]) => h.deadline > now)
+        .sort((a, b) => a[0] - b[0])
+        .map(([partition, h]) => ({
+          partition,
+          token: h.token,
+          expiresAt: h.expiresAt.toISOString(),
+          validForMs: Math.round(h.deadline - now),
+        })),
+      target: this.target,
+      liveNodes: this.liveNodes,
+      lastError: this.lastError,
+    };
+  }
+
+  private runTick(): Promise<void> {
+    const started = this.now();
+    this.ticking = this.tick()
+      .catch((err: Error) => this.fail(err))
+      .finally(() => {
+        this.ticking = null;
+        if (!this.running) return;
+        const wait = Math.max(0, this.renewMs - (this.now() - started));
+        this.tickTimer = setTimeout(() => void this.runTick(), wait);
+      });
+    return this.ticking;
+  }
+
+  /** One round: heartbeat and renew (one transaction, one now()), then release or claim towards the target. */
+  private async tick(): Promise<void> {
+    this.expireOverdue();
+    const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
+    const sent = this.now();
+    const { renewed, live } = await this.session(this.renewMs, async (c) => {
+      await c.query("BEGIN");
+      await c.query(HEARTBEAT, [this.nodeId]);
+      const r = await c.query<LeaseRow>(RENEW, [
+        this.nodeId,
+        this.leaseMs,
+        mine.map((m) => m[0]),
+        mine.map((m) => m[1]),
+      ]);
+      const l = await c.query<{ node_id: string }>(LIVE_NODES, [this.leaseMs]);
+      await c.query("COMMIT");
+      return { renewed: r.rows, live: l.rows.map((row) => row.node_id) };
+    });
+    this.lastError = null;
+
+    const ok = new Map(renewed.map((r) => [r.partition, r]));
+    const strays: (readonly [number, number])[] = [];
+    for (const [p, token] of mine) {
+      const row = ok.get(p);
+      const h = this.held.get(p);
+      if (row && Number(row.token) === token) {
+        // Renewed in PostgreSQL; if the node gave it up meanwhile (deadline passed while the
+        // renewal was on its way) it is not taken back silently but released for whoever claims it.
+        if (h?.token === token) {
+          h.deadline = sent + this.leaseMs - this.marginMs;
+          h.expiresAt = row.expires_at;
+        } else strays.push([p, token]);
+      } else if (h?.token === token) this.lose(p, "superseded");
+    }
+    this.armDeadline();
+
+    let n = live.length;
+    let rank = live.indexOf(this.nodeId);
+    if (rank < 0) rank = n++;
+    const target = Math.floor(this.partitions / n) + (rank < this.partitions % n ? 1 : 0);
+    this.target = target;
+    this.liveNodes = n;
+
+    const surplus = this.held.size - target;
+    if (surplus > 0) {
+      const give = [...this.held.keys()].sort((a, b) => b - a).slice(0, surplus);
+      for (const p of give) {
+        strays.push([p, this.held.get(p)!.token]);
+        this.lose(p, "released");
+      }
+    }
+    if (strays.length > 0)
+      await this.session(this.renewMs, (c) =>
+        c.query(RELEASE, [this.nodeId, strays.map((s) => s[0]), strays.map((s) => s[1])]),
+      );
+    if (surplus < 0 && this.running) {
+      const claimSent = this.now();
+      const claimed = await this.session(this.renewMs, (c) =>
+        c.query<LeaseRow>(CLAIM, [
+          this.nodeId,
+          this.leaseMs,
+          this.partitions,
+          -surplus,
+          [...this.held.keys()],
+        ]),
+      );
+      for (const row of claimed.rows) {
+        const token = Number(row.token);
+        this.held.set(row.partition, {
+          token,
+          deadline: claimSent + this.leaseMs - this.marginMs,
+          expiresAt: row.expires_at,
+        });
+        this.armDeadline();
+        this.tell("acquired", row.partition, token);
+      }
+    }
+  }
+
+  private expireOverdue(): void {
+    const now = this.now();
+    for (const [p, h] of this.held) if (h.deadline <= now) this.lose(p, "expired");
+    this.armDeadline();
+  }
+
+  /** One timer, at the earliest deadline: a loss is reported even while a renewal hangs. */
+  private armDeadline(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = null;
+    if (this.held.size === 0) return;
+    let next = Number.POSITIVE_INFINITY;
+    for (const h of this.held.values()) next = Math.min(next, h.deadline);
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlineTimer = null;
+        this.expireOverdue();
+      },
+      Math.max(0, Math.ceil(next - this.now())),
+    );
+  }
+
+  private lose(partition: number, reason: LostReason): void {
+    if (!this.held.delete(partition)) return;
+    this.tell("lost", partition, reason);
+  }
+
+  /** A listener that throws is reported as an error; it does not break the round that emitted. */
+  private tell<K extends "acquired" | "lost">(event: K, ...args: PartitionLeaseEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: PartitionLeaseEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.lastError = err.message;
+    if (this.listenerCount("error") > 0) this.emit("error", err);
+  }
+
+  /**
+   * A pooled connection for the component's own statements, given up after timeoutMs: a connection
+   * that hangs (a network partition swallowing packets) is destroyed rather than waited on, so the
+   * next round starts on a fresh one. The local deadline does not depend on this: its own timer fires.
+   */
+  private async session<T>(timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient | null = null;
+    let done = false;
+    const finish = (destroy: boolean) => {
+      if (done) return;
+      done = true;
+      client?.release(destroy);
+    };
+    const work = (async () => {
+      const c = await this.pool.connect();
+      if (done) {
+        c.release(true);
+        throw new Error("abandoned");
+      }
+      client = c;
+      try {
+        const result = await fn(c);
+        finish(false);
+        return result;
+      } catch (err) {
+        // The transaction, if any, dies with the connection.
+        finish(true);
+        throw err;
+      }
+    })();
+    work.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        finish(true);
+        reject(new Error(`no answer from PostgreSQL within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,331 @@
+/**
+ * Partition ownership on a real PostgreSQL 15 (started by the harness for this file): leases,
+ * balancing, fencing, and takeover when a node stops, is killed, is paused, or loses PostgreSQL.
+ *
+ * Every owner appends (partition, token, node) rows to lease_log through `fenced()` while it holds a
+ * partition (lease-writer.ts). The rows' ids come from an identity sequence, drawn inside the fenced
+ * transaction after its fence check: a takeover commits only after every fenced transaction of the
+ * previous token has ended, so with the fence working every id of token k is smaller than every id
+ * of token k + 1 for the same partition, and each token belongs to one node (`checkLeaseLog`).
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import net from "node:net";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { partitionOf } from "../../../src/cluster/partitions.js";
+import {
+  LEASES_MIGRATION,
+  LeaseLostError,
+  type LostReason,
+  PartitionLeases,
+  type PartitionLeasesOptions,
+} from "../../../src/cluster/pg/leases.js";
+import { migratePg, PG_MIGRATIONS } from "../../../src/cluster/pg/migrate.js";
+import { type PgServer, startPostgres } from "../../helpers/postgres.js";
+import { isAlive } from "../../helpers/process.js";
+import { type FencedWriter, fencedWriter, LEASE_LOG_TABLE } from "./lease-writer.js";
+
+const ROOT = new URL("../../..", import.meta.url).pathname;
+const COUNT = 64;
+
+let server: PgServer;
+let admin: pg.Client;
+let databases = 0;
+const children = new Set<ChildProcess>();
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  server = await startPostgres();
+  console.log(`PostgreSQL started in ${server.startupMs} ms`);
+  admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+}, 30_000);
+
+afterAll(async () => {
+  for (const child of children)
+    if (child.pid !== undefined && isAlive(child.pid)) {
+      process.kill(child.pid, "SIGCONT");
+      process.kill(child.pid, "SIGKILL");
+    }
+  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  await admin?.end().catch(() => {});
+  await server?.stop();
+});
+
+async function freshDatabase(): Promise<string> {
+  const name = `leases_${++databases}`;
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = server.url.replace(/\/[^/]+$/, `/${name}`);
+  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  await migratePg(pool, [...PG_MIGRATIONS, LEASES_MIGRATION]);
+  await pool.query(LEASE_LOG_TABLE);
+  await pool.end();
+  return url;
+}
+
+function until(what: string, ok: () => boolean, timeoutMs: number): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (ok()) return resolve(performance.now() - started);
+      if (performance.now() - started > timeoutMs)
+        return reject(new Error(`not within ${timeoutMs} ms: ${what}`));
+      setTimeout(check, 5);
+    };
+    check();
+  });
+}
+
+interface Ownership {
+  /** Which in-process node holds each partition, by the nodes' own events. */
+  owner: Map<number, string>;
+  /** An `acquired` while another in-process node still held the partition by its own account. */
+  overlaps: string[];
+  moves: number;
+}
+
+interface Node {
+  leases: PartitionLeases;
+  pool: pg.Pool;
+  writer: FencedWriter;
+  events: { at: number; ev: "acquired" | "lost"; p: number; detail: number | LostReason }[];
+  count(): number;
+  stop(): Promise<void>;
+}
+
+function inProcessNode(
+  url: string,
+  nodeId: string,
+  ownership: Ownership,
+  opts: Partial<PartitionLeasesOptions> = {},
+): Node {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on("error", () => undefined);
+  const leases = new PartitionLeases({ pool, nodeId, partitions: COUNT, leaseMs: 2000, ...opts });
+  const events: Node["events"] = [];
+  leases.on("acquired", (p, token) => {
+    events.push({ at: performance.now(), ev: "acquired", p, detail: token });
+    const other = ownership.owner.get(p);
+    if (other !== undefined) ownership.overlaps.push(`${nodeId} acquired ${p} while ${other} held it`);
+    ownership.owner.set(p, nodeId);
+    ownership.moves++;
+  });
+  leases.on("lost", (p, reason) => {
+    events.push({ at: performance.now(), ev: "lost", p, detail: reason });
+    if (ownership.owner.get(p) === nodeId) ownership.owner.delete(p);
+  });
+  leases.on("error", () => undefined);
+  const writer = fencedWriter(leases);
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await writer.stop();
+    await leases.stop();
+    await pool.end();
+  };
+  cleanups.push(stop);
+  return { leases, pool, writer, events, count: () => leases.status().partitions.length, stop };
+}
+
+const newOwnership = (): Ownership => ({ owner: new Map(), overlaps: [], moves: 0 });
+
+/** The log's promise: per partition, tokens never go back in commit order, and each token is one node's. */
+async function checkLeaseLog(url: string): Promise<{ rows: number; handovers: number }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ partition: number; token: string; node: string }>(
+      "SELECT partition, token, node FROM lease_log ORDER BY partition, id",
+    );
+    const problems: string[] = [];
+    let handovers = 0;
+    let last = null as { partition: number; token: number } | null;
+    const nodeOf = new Map<string, string>();
+    for (const r of rows) {
+      const token = Number(r.token);
+      const key = `${r.partition}/${token}`;
+      if ((nodeOf.get(key) ?? r.node) !== r.node) problems.push(`token ${key} written by two nodes`);
+      nodeOf.set(key, r.node);
+      if (last?.partition === r.partition) {
+        if (token < last.token) problems.push(`partition ${r.partition}: token ${token} after ${last.token}`);
+        if (token > last.token) handovers++;
+      }
+      last = { partition: r.partition, token };
+    }
+    expect(problems).toEqual([]);
+    return { rows: rows.length, handovers };
+  } finally {
+    await c.end();
+  }
+}
+
+describe("partitionOf", () => {
+  it("is the first four bytes of SHA-256 modulo the count, the same in every version", () => {
+    // sha256("site-1") = f505dccd...: 0xf505dccd = 4110802125, % 64 = 13, % 7 = 3.
+    expect(partitionOf("site-1", 64)).toBe(13);
+    expect(partitionOf("site-1", 7)).toBe(4110802125 % 7);
+    expect(
+      ["", "site-2", "oslo/sagene", "bergen", "nursing-home-42", "Åsgård"].map((s) => partitionOf(s, 64)),
+    ).toEqual([2, 28, 46, 34, 15, 7]);
+    expect(partitionOf("site-1")).toBe(13);
+    expect(() => partitionOf("site-1", 0)).toThrow(RangeError);
+  });
+
+  it("spreads 1000 site ids over all 64 partitions, none with fewer than 5 or more than 30", () => {
+    const counts = new Array<number>(64).fill(0);
+    for (let i = 0; i < 1000; i++) counts[partitionOf(`site-${i}`, 64)]!++;
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(5);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(30);
+  });
+});
+
+describe("partition leases on PostgreSQL", () => {
+  it("one node takes every partition; a second and a third joining converge to 32/32 and 22/21/21, each partition moving once, never held twice", async () => {
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own);
+    await a.leases.start();
+    expect(a.count()).toBe(COUNT);
+    const { renewMs } = a.leases;
+    expect(own.moves).toBe(64);
+
+    // Joining needs the others to see the newcomer (<= one round), give back (same round), and the
+    // newcomer to claim (<= one round of its own).
+    const bound = 2 * renewMs + 600;
+    const b = inProcessNode(url, "b", own);
+    await b.leases.start();
+    const two = await until("32/32", () => a.count() === 32 && b.count() === 32, 3 * bound);
+    expect(own.moves).toBe(64 + 32);
+
+    const c = inProcessNode(url, "c", own);
+    await c.leases.start();
+    const three = await until(
+      "22/21/21",
+      () => a.count() === 22 && b.count() === 21 && c.count() === 21,
+      3 * bound,
+    );
+    expect(own.moves).toBe(64 + 32 + 21);
+    console.log(`converged: 32/32 in ${Math.round(two)} ms, 22/21/21 in ${Math.round(three)} ms`);
+    expect(two).toBeLessThan(bound);
+    expect(three).toBeLessThan(bound);
+
+    // Settled: two more rounds move nothing.
+    await new Promise((r) => setTimeout(r, 2 * renewMs + 100));
+    expect(own.moves).toBe(64 + 32 + 21);
+    expect(own.overlaps).toEqual([]);
+    expect(a.leases.status()).toMatchObject({ target: 22, liveNodes: 3 });
+
+    for (const n of [a, b, c]) await n.writer.stop();
+    for (const n of [a, b, c]) expect(n.writer.stats.failed).toBe(0);
+    const log = await checkLeaseLog(url);
+    // 53 partitions changed owner while their owners were writing.
+    expect(log.rows).toBeGreaterThan(100);
+    expect(log.handovers).toBeGreaterThan(0);
+    for (const n of [a, b, c]) await n.stop();
+  });
+
+  it("a node that stops releases its partitions and another node takes them within one round, not a lease", async () => {
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own, { leaseMs: 3000 });
+    const b = inProcessNode(url, "b", own, { leaseMs: 3000 });
+    await a.leases.start();
+    await b.leases.start();
+    await until("32/32", () => a.count() === 32 && b.count() === 32, 5000);
+    const before = a.leases.status().partitions;
+    const stopped = performance.now();
+    await b.stop();
+    const moved = await until("a holds all", () => a.count() === COUNT, 3000);
+    const total = performance.now() - stopped;
+    console.log(`graceful stop: all partitions on the survivor ${Math.round(total)} ms after stop()`);
+    expect(total).toBeLessThan(a.leases.renewMs + 400);
+    expect(total).toBeLessThan(a.leases.leaseMs / 2);
+    expect(moved).toBeGreaterThanOrEqual(0);
+    // The survivor kept its own leases and tokens throughout.
+    const after = new Map(a.leases.status().partitions.map((p) => [p.partition, p.token]));
+    for (const p of before) expect(after.get(p.partition)).toBe(p.token);
+    expect(own.overlaps).toEqual([]);
+    const { rows } = await a.pool.query("SELECT leaving FROM cluster_nodes WHERE node_id = 'b'");
+    expect(rows).toEqual([{ leaving: true }]);
+    await a.writer.stop();
+    await checkLeaseLog(url);
+    await a.stop();
+  });
+
+  it("a fenced write with a token another node has since taken fails with LeaseLostError, and the node reports the partition lost first", async () => {
+    const url = await freshDatabase();
+    const a = inProcessNode(url, "a", newOwnership());
+    await a.writer.stop();
+    await a.leases.start();
+    const token = a.leases.tokenOf(5)!;
+    // As if the lease had expired and another node claimed it, before this node's deadline.
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    await c.query(
+      "UPDATE partition_leases SET owner = 'intruder', token = token + 1, expires_at = now() + interval '1 minute' WHERE partition = 5",
+    );
+    await c.end();
+    const order: string[] = [];
+    a.leases.on("lost", (p, reason) => order.push(`lost ${p} ${reason}`));
+    const write = a.leases.fenced(5, token, async (client) => {
+      await client.query("INSERT INTO lease_log (partition, token, node) VALUES (5, $1, 'a')", [token]);
+    });
+    await expect(write).rejects.toBeInstanceOf(LeaseLostError);
+    await expect(write).rejects.toMatchObject({ partition: 5, token, where: "database", code: "lease_lost" });
+    order.push("rejected");
+    expect(order).toEqual(["lost 5 superseded", "rejected"]);
+    expect(a.leases.holds(5)).toBe(false);
+    // Refused locally from now on, without asking PostgreSQL.
+    await expect(a.leases.fenced(5, token, async () => undefined)).rejects.toMatchObject({ where: "local" });
+    const { rows } = await a.pool.query("SELECT count(*)::int AS n FROM lease_log WHERE partition = 5");
+    expect(rows).toEqual([{ n: 0 }]);
+    await a.stop();
+  });
+
+  it("a takeover waits for the previous owner's fenced transaction in flight, then gets the next token", async () => {
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own);
+    await a.writer.stop();
+    await a.leases.start();
+    const token = a.leases.tokenOf(6)!;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    let inside!: () => void;
+    const entered = new Promise<void>((r) => {
+      inside = r;
+    });
+    const write = a.leases.fenced(6, token, async (client) => {
+      await client.query("INSERT INTO lease_log (partition, token, node) VALUES (6, $1, 'a')", [token]);
+      inside();
+      await gate;
+    });
+    await entered;
+    // The owner leaves (its release does not wait for its own transaction), and b claims.
+    await a.leases.stop();
+    const b = inProcessNode(url, "b", own);
+    await b.leases.start();
+    await until("b holds all but 6", () => b.count() === COUNT - 1, 3000);
+    await new Promise((r) => setTimeout(r, 2 * b.leases.renewMs + 100));
+    expect(b.leases.holds(6)).toBe(false);
+    open();
+    await write;
+    await until("b holds 6", () => b.leases.holds(6), 3000);
+    expect(b.leases.tokenOf(6)).toBe(token + 1);
+    await until("b wrote on 6", () => b.writer.stats.written > COUNT, 5000);
+    await b.writer.stop();
+    const { rows } = await b.pool.query<{ token: string; node: string }>(
+      "SELECT token, node FROM lease_log WHERE partition = 6 ORDER BY id",
+    );
+    expect(rows[0]).toEqual({ token: String(token), node: "a" });
+    await checkLeaseLog(url);
+    expect(own.overlaps).toEqual([]);
+    await b.stop();
+    await a.stop();
+  });
+});
