@@ -131,6 +131,14 @@ export async function startGatewayProcess(
     ],
     ...rest,
   };
+  // BENCH_GATEWAY_CONFIG: JSON laid over the configuration, one level deep, to compare settings in
+  // the same run conditions, e.g. '{"ingest":{"backgroundIntervalMs":0}}'.
+  const overlay = JSON.parse(process.env.BENCH_GATEWAY_CONFIG ?? "{}") as Record<string, unknown>;
+  for (const [key, value] of Object.entries(overlay)) {
+    const base = (config as Record<string, unknown>)[key];
+    (config as Record<string, unknown>)[key] =
+      base && typeof base === "object" && value && typeof value === "object" ? { ...base, ...value } : value;
+  }
   writeFileSync(join(dir, "config.json"), JSON.stringify(config));
   const child = await spawnReady(
     [join(ROOT, "src/main.ts"), "--config", join(dir, "config.json")],
