@@ -208,6 +208,14 @@ const FENCE = `
    WHERE partition = $1 AND token = $2 AND owner = $3 AND expires_at > clock_timestamp()
      FOR KEY SHARE`;
 
+/**
+ * node-postgres emits "error" on a checked-out client whose connection drops (PostgreSQL restarting,
+ * or ending a fenced transaction left idle too long), and the pool listens only to idle ones: without
+ * a listener that would take the process down. The statement in flight, or the next one, fails with
+ * the error anyway, and that is where it is handled.
+ */
+const ignoreDropped = (): void => undefined;
+
 export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   readonly nodeId: string;
   readonly partitions: number;
@@ -315,6 +323,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   async fenced<T>(partition: number, token: number, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     if (!this.holds(partition, token)) throw new LeaseLostError(partition, token, "local");
     const client = await this.pool.connect();
+    client.on("error", ignoreDropped);
     let broken = false;
     try {
       await client.query(`BEGIN; SET LOCAL idle_in_transaction_session_timeout = ${Math.ceil(this.leaseMs)}`);
@@ -332,6 +341,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       });
       throw err;
     } finally {
+      client.off("error", ignoreDropped);
       client.release(broken);
     }
   }
@@ -500,6 +510,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     const finish = (destroy: boolean) => {
       if (done) return;
       done = true;
+      client?.off("error", ignoreDropped);
       client?.release(destroy);
     };
     const work = (async () => {
@@ -509,6 +520,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
         throw new Error("abandoned");
       }
       client = c;
+      c.on("error", ignoreDropped);
       try {
         const result = await fn(c);
         finish(false);

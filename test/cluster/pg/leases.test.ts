@@ -65,13 +65,13 @@ async function freshDatabase(): Promise<string> {
   return url;
 }
 
-function until(what: string, ok: () => boolean, timeoutMs: number): Promise<number> {
+function until(what: string | (() => string), ok: () => boolean, timeoutMs: number): Promise<number> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const check = () => {
       if (ok()) return resolve(performance.now() - started);
       if (performance.now() - started > timeoutMs)
-        return reject(new Error(`not within ${timeoutMs} ms: ${what}`));
+        return reject(new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`));
       setTimeout(check, 5);
     };
     check();
@@ -128,6 +128,124 @@ function inProcessNode(
   };
   cleanups.push(stop);
   return { leases, pool, writer, events, count: () => leases.status().partitions.length, stop };
+}
+
+type Line = {
+  ev: string;
+  p?: number;
+  token?: number;
+  reason?: string;
+  ok?: boolean;
+  error?: string;
+  where?: string;
+};
+
+interface ChildNode {
+  child: ChildProcess;
+  nodeId: string;
+  lines: Line[];
+  /** Partitions the child holds by its own events. */
+  owned: Map<number, number>;
+  start(): Promise<void>;
+  send(line: string): void;
+  line(ok: (l: Line) => boolean, timeoutMs: number, from?: number): Promise<number>;
+  kill9(): Promise<void>;
+}
+
+/** A lease node as a child process (lease-node.ts), resolved once its modules are loaded. */
+async function spawnLeaseNode(url: string, nodeId: string, leaseMs: number): Promise<ChildNode> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", `${ROOT}test/cluster/pg/lease-node.ts`, url, nodeId, String(leaseMs), String(COUNT)],
+    { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] },
+  );
+  children.add(child);
+  const stderr: string[] = [];
+  child.stderr!.on("data", (d: Buffer) => stderr.push(d.toString()));
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  const lines: Line[] = [];
+  const owned = new Map<number, number>();
+  createInterface({ input: child.stdout! }).on("line", (text) => {
+    const l = JSON.parse(text) as Line;
+    lines.push(l);
+    if (l.ev === "acquired") owned.set(l.p!, l.token!);
+    if (l.ev === "lost") owned.delete(l.p!);
+  });
+  const line = (ok: (l: Line) => boolean, timeoutMs: number, from = 0) =>
+    until(
+      () => `${nodeId}: a line as expected (${JSON.stringify(lines.slice(from))} ${stderr.join("")})`,
+      () => lines.slice(from).some(ok),
+      timeoutMs,
+    ).then(() => from + lines.slice(from).findIndex(ok));
+  await line((l) => l.ev === "loaded", 20_000);
+  return {
+    child,
+    nodeId,
+    lines,
+    owned,
+    send: (text) => child.stdin!.write(`${text}\n`),
+    start: async () => {
+      child.stdin!.write("start\n");
+      await line((l) => l.ev === "started", 10_000);
+    },
+    line,
+    kill9: async () => {
+      process.kill(child.pid!, "SIGKILL");
+      await exited;
+      children.delete(child);
+    },
+  };
+}
+
+/** A TCP relay to PostgreSQL that can stop relaying while keeping every connection open: a network partition. */
+async function tcpRelay(port: number): Promise<{ port: number; blackhole(): void; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const pairs: [net.Socket, net.Socket][] = [];
+  let holed = false;
+  const relay = net.createServer((down) => {
+    sockets.add(down);
+    down.on("error", () => undefined);
+    if (holed) return;
+    const up = net.connect(port, "127.0.0.1");
+    sockets.add(up);
+    up.on("error", () => down.destroy());
+    down.on("error", () => up.destroy());
+    down.pipe(up);
+    up.pipe(down);
+    pairs.push([down, up]);
+  });
+  await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+  return {
+    port: (relay.address() as net.AddressInfo).port,
+    blackhole: () => {
+      holed = true;
+      for (const [down, up] of pairs) {
+        down.unpipe(up);
+        up.unpipe(down);
+        down.pause();
+        up.pause();
+      }
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => relay.close(() => r()));
+    },
+  };
+}
+
+/** Whether the node committed a fenced write within the last `ms` (PostgreSQL's clock for both ends). */
+async function wroteRecently(url: string, node: string, ms: number): Promise<boolean> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const { rows } = await c.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM lease_log WHERE node = $1 AND at > clock_timestamp() - $2::int * interval '1 millisecond'`,
+      [node, ms],
+    );
+    return rows[0]!.n > 0;
+  } finally {
+    await c.end();
+  }
 }
 
 const newOwnership = (): Ownership => ({ owner: new Map(), overlaps: [], moves: 0 });
@@ -327,5 +445,151 @@ describe("partition leases on PostgreSQL", () => {
     expect(own.overlaps).toEqual([]);
     await b.stop();
     await a.stop();
+  });
+  it("a fenced transaction left idle longer than a lease (an owner paused inside it) is ended by PostgreSQL, and nothing of it commits", async () => {
+    const url = await freshDatabase();
+    const a = inProcessNode(url, "a", newOwnership(), { leaseMs: 1000 });
+    await a.writer.stop();
+    await a.leases.start();
+    const token = a.leases.tokenOf(7)!;
+    const began = performance.now();
+    const write = a.leases.fenced(7, token, async (client) => {
+      await client.query("INSERT INTO lease_log (partition, token, node) VALUES (7, $1, 'a')", [token]);
+      await new Promise((r) => setTimeout(r, 1600));
+      await client.query("SELECT 1");
+    });
+    await expect(write).rejects.toThrow();
+    expect(performance.now() - began).toBeGreaterThanOrEqual(1600);
+    const { rows } = await a.pool.query("SELECT count(*)::int AS n FROM lease_log");
+    expect(rows).toEqual([{ n: 0 }]);
+    // The node itself goes on: the pool replaced the connection.
+    await a.leases.fenced(7, a.leases.tokenOf(7)!, (c) =>
+      c.query("INSERT INTO lease_log (partition, token, node) VALUES (7, $1, 'a')", [token]),
+    );
+    await a.stop();
+  });
+
+  it("kill -9 of a node: the survivors own all its partitions within leaseMs + renewMs + one round, 10 kills in a row", async () => {
+    const LEASE = 1500;
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own, { leaseMs: LEASE });
+    const b = inProcessNode(url, "b", own, { leaseMs: LEASE });
+    await a.leases.start();
+    await b.leases.start();
+    await until("32/32", () => a.count() === 32 && b.count() === 32, 5000);
+    const { renewMs } = a.leases;
+    const bound = LEASE + renewMs + 400;
+    const takeovers: number[] = [];
+    // The next node is loaded while the previous one runs, so a restart costs no module loading.
+    let next = spawnLeaseNode(url, "k1", LEASE);
+    for (let i = 1; i <= 10; i++) {
+      const victim = await next;
+      await victim.start();
+      await until(
+        "22/21/21 with the child",
+        () => a.count() === 22 && b.count() === 21 && victim.owned.size === 21,
+        4 * renewMs + 2000,
+      );
+      if (i < 10) next = spawnLeaseNode(url, `k${i + 1}`, LEASE);
+      // Mid-work: the child owns its share and has just been writing through the fence.
+      expect(await wroteRecently(url, victim.nodeId, 300)).toBe(true);
+      const victimHeld = [...victim.owned.keys()];
+      expect(victimHeld.some((p) => a.leases.holds(p) || b.leases.holds(p))).toBe(false);
+      const killed = performance.now();
+      await victim.kill9();
+      await until("a and b own all", () => a.count() + b.count() === COUNT, bound + 3000);
+      takeovers.push(performance.now() - killed);
+    }
+    const sorted = [...takeovers].sort((x, y) => x - y);
+    const median = (sorted[4]! + sorted[5]!) / 2;
+    console.log(
+      `takeover after kill -9 (leaseMs ${LEASE}, renewMs ${renewMs}; bound ${bound} ms): median ${Math.round(median)} ms, max ${Math.round(sorted[9]!)} ms, all ${takeovers.map(Math.round).join(" ")}`,
+    );
+    expect(sorted[9]!).toBeLessThan(bound);
+    // Nothing is taken before its lease could have run out.
+    expect(sorted[0]!).toBeGreaterThan(LEASE - renewMs - 100);
+    expect(own.overlaps).toEqual([]);
+    await a.writer.stop();
+    await b.writer.stop();
+    const log = await checkLeaseLog(url);
+    console.log(`lease_log: ${log.rows} fenced writes, ${log.handovers} changes of token seen in it`);
+    expect(log.handovers).toBeGreaterThanOrEqual(50);
+    await a.stop();
+    await b.stop();
+  }, 90_000);
+
+  it("a paused owner (SIGSTOP past its lease) reports the partition lost on waking before it writes, and its write is refused", async () => {
+    const LEASE = 1500;
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own, { leaseMs: LEASE });
+    await a.leases.start();
+    const paused = await spawnLeaseNode(url, "paused", LEASE);
+    await paused.start();
+    await until("32/32", () => a.count() === 32 && paused.owned.size === 32, 5000);
+    const [p, token] = [...paused.owned][0]!;
+    expect(await wroteRecently(url, "paused", 1000)).toBe(true);
+
+    process.kill(paused.child.pid!, "SIGSTOP");
+    await until("a took everything", () => a.count() === COUNT, LEASE + a.leases.renewMs + 3000);
+    expect(a.leases.tokenOf(p)).toBe(token + 1);
+    const from = paused.lines.length;
+    paused.send(`write ${p} ${token}`);
+    process.kill(paused.child.pid!, "SIGCONT");
+    const wrote = await paused.line((l) => l.ev === "write" && l.p === p, 5000, from);
+    const lost = paused.lines.findIndex((l, i) => i >= from && l.ev === "lost" && l.p === p);
+    expect(lost).toBeGreaterThanOrEqual(from);
+    expect(lost).toBeLessThan(wrote);
+    expect(paused.lines[lost]!.reason).toBe("expired");
+    expect(paused.lines[wrote]).toMatchObject({ ok: false, error: "LeaseLostError", where: "local" });
+    await paused.kill9();
+    await a.writer.stop();
+    await checkLeaseLog(url);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    const { rows } = await c.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM lease_log WHERE partition = $1 AND token = $2 AND id > (SELECT min(id) FROM lease_log WHERE partition = $1 AND token = $3)",
+      [p, token, token + 1],
+    );
+    await c.end();
+    expect(rows).toEqual([{ n: 0 }]);
+    await a.stop();
+  }, 60_000);
+
+  it("a node that loses PostgreSQL (a network partition: packets swallowed) reports every partition lost by its local deadline, before the leases expire in PostgreSQL", async () => {
+    const LEASE = 1500;
+    const url = await freshDatabase();
+    const relay = await tcpRelay(server.port);
+    cleanups.push(() => relay.close());
+    const via = url.replace(`:${server.port}/`, `:${relay.port}/`);
+    const x = inProcessNode(via, "x", newOwnership(), { leaseMs: LEASE });
+    await x.leases.start();
+    expect(x.count()).toBe(COUNT);
+    await until("x wrote", () => x.writer.stats.written > 10, 3000);
+    const lost = new Map<number, { at: number; wall: number; reason: LostReason }>();
+    x.leases.on("lost", (p, reason) => lost.set(p, { at: performance.now(), wall: Date.now(), reason }));
+    const cut = performance.now();
+    relay.blackhole();
+    await until("all lost", () => lost.size === COUNT, LEASE + 1000);
+    const latest = Math.max(...[...lost.values()].map((l) => l.at - cut));
+    console.log(
+      `PostgreSQL unreachable: all ${COUNT} partitions reported lost ${Math.round(latest)} ms after the cut`,
+    );
+    expect(latest).toBeLessThanOrEqual(LEASE - x.leases.marginMs + 100);
+    expect(new Set([...lost.values()].map((l) => l.reason))).toEqual(new Set(["expired"]));
+    // PostgreSQL (same machine, same clock) still had every lease when the node gave it up.
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    const { rows } = await c.query<{ partition: number; expires_at: Date }>(
+      "SELECT partition, expires_at FROM partition_leases WHERE owner = 'x'",
+    );
+    await c.end();
+    expect(rows).toHaveLength(COUNT);
+    const gaps = rows.map((r) => r.expires_at.getTime() - lost.get(r.partition)!.wall);
+    console.log(`... each ${Math.min(...gaps)} ms or more before its expiry in PostgreSQL`);
+    expect(Math.min(...gaps)).toBeGreaterThan(0);
+    await relay.close();
+    await x.stop();
   });
 });
