@@ -20,7 +20,8 @@
  * paging p99 within 15 ms of the WebSocket p99.
  *
  * Inside the gateway, over the falls only: event-loop delay (timer resolution subtracted), garbage
- * collection pauses by kind, event-log commits per lane (urgent / background), CPU per thread.
+ * collection pauses by kind, event-log commits per lane (urgent / background), an urgent publish's
+ * stages (handover to the writer, commit, rules), CPU per thread.
  *
  *   npm run bench -- alert-latency [devices=10000] [rate=2000] [falls=1000] [spacingMs=20] [writer=worker|inline]
  *
@@ -405,6 +406,27 @@ try {
       ];
     }),
   );
+  // An urgent publish's stages inside the gateway (ata_urgent_stage_seconds): which one holds the tail.
+  const stages = Object.fromEntries(
+    (["handover", "commit", "rules"] as const).map((stage) => {
+      const h = histogramDelta(metricsBefore, metricsAfter, "ata_urgent_stage_seconds", { stage });
+      const over = (ms: number) =>
+        h.count
+          ? Math.round(((h.count - (h.buckets.find(([b]) => b === ms / 1000)?.[1] ?? 0)) / h.count) * 1000) /
+            1000
+          : Number.NaN;
+      return [
+        stage,
+        {
+          n: h.count,
+          meanMs: h.count ? Math.round((h.sum / h.count) * 1e4) / 10 : Number.NaN,
+          shareOver5ms: over(5),
+          shareOver10ms: over(10),
+          p99UpToMs: h.p99UpperBound * 1000,
+        },
+      ];
+    }),
+  );
   ws.close();
   for (const c of fallClients) c.end(true);
   await stopAll();
@@ -438,6 +460,10 @@ try {
         ...Object.entries(lanes).map(([lane, l]) => [
           `${lane} commits: n, mean ms, share <= 5 ms, mean group`,
           `${l.commits}, ${l.meanMs}, ${l.within5msShare}, ${l.meanBatch}`,
+        ]),
+        ...Object.entries(stages).map(([stage, st]) => [
+          `urgent ${stage}: n, mean ms, share > 5 / > 10 ms, p99 up to`,
+          `${st.n}, ${st.meanMs}, ${st.shareOver5ms} / ${st.shareOver10ms}, ${st.p99UpToMs}`,
         ]),
         ...Object.entries(gc).map(([kind, g]) => [
           `gc ${kind}: pauses, ms, over 10 ms`,
@@ -475,6 +501,7 @@ try {
       eventLoopDelayMs: { p50: ms(loop("0.5")), p99: ms(loop("0.99")), max: ms(loop("1")) },
       gc,
       commitsByLane: lanes,
+      urgentStages: stages,
       cpuSecondsByThread: cpu,
       windowSeconds: ms(windowSeconds),
     },

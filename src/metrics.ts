@@ -101,6 +101,13 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],
   });
+  readonly urgentStageSeconds = new Histogram({
+    name: "ata_urgent_stage_seconds",
+    help: "An urgent publish (a fall, a call) on its way to an alert, per stage: handover (submit to the writer thread), commit (writer wait, fsync, answer), rules (evaluation and the alert's transaction)",
+    labelNames: ["stage"],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [this.registry],
+  });
   readonly channelAttempts = new Counter({
     name: "ata_channel_attempts_total",
     help: "Attempts to reach a recipient, by channel and why (level, renotify, retry)",

@@ -223,6 +223,13 @@ export const ConfigSchema = z.strictObject({
        */
       commitMaxDelayMs: z.number().min(0).max(100).default(0),
       commitMaxEvents: z.number().int().min(1).max(100_000).default(2000),
+      /**
+       * Least time between the starts of two background group commits (heartbeats, telemetry).
+       * Spacing them leaves the event-log writer idle when a fall or a call arrives, so its commit
+       * does not wait behind a background fsync; a heartbeat's PUBACK waits up to this much longer.
+       * 0 commits background groups back to back.
+       */
+      backgroundIntervalMs: z.number().min(0).max(100).default(10),
       /** Commit on a writer thread (default) or on the main thread. */
       writer: z.enum(["worker", "inline"]).default("worker"),
       keepRawPayload: z.boolean().default(true),

@@ -49,6 +49,15 @@ export interface IngestOptions {
   /** Longest a submission waits for companions; 0 = commit on the next turn of the event loop. */
   commitMaxDelayMs: number;
   commitMaxEvents: number;
+  /**
+   * Least time from the start of one background group commit to the start of the next (ms). Left
+   * at 0, background groups follow each other back to back and keep the writer busy, so a fall
+   * usually arrives while one is committing and waits for its fsync; spaced out, the writer is idle
+   * most of the time and a fall's commit starts at once. Larger groups also cost fewer fsyncs per
+   * event. A group reaching commitMaxEvents goes at once. Default 0 (unit tests); the gateway's
+   * configuration sets its own.
+   */
+  backgroundIntervalMs?: number;
   keepRawPayload: boolean;
   maxPayloadBytes: number;
   /**
@@ -121,6 +130,8 @@ interface PendingEvents {
   /** The payload key remembered for redelivery detection, forgotten again if the commit fails. */
   key: { key: string; at: number } | null;
   raw: Buffer | null;
+  /** For an urgent publish, when its submit began (performance.now()), for the path's stages; else 0. */
+  at: number;
   resolve: (r: IngestResult) => void;
   reject: (e: Error) => void;
 }
@@ -147,6 +158,8 @@ export class Ingest extends EventEmitter {
   private urgent: Pending[] = [];
   private urgentScheduled = false;
   private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | null = null;
+  /** When the last background group went to the writer (performance.now()), for the spacing. */
+  private lastBackgroundAt = -Infinity;
   private writer!: EventLogWriter;
   /**
    * Batches handed to the writer and not yet committed, oldest first. Up to PIPELINE_DEPTH: while
@@ -214,6 +227,7 @@ export class Ingest extends EventEmitter {
    */
   submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
+    const at = performance.now();
     const receivedAtMs = this.now();
     const outcome = this.decode(deviceId, channel, payload, receivedAtMs);
     if ("events" in outcome && outcome.events.length === 0)
@@ -271,6 +285,7 @@ export class Ingest extends EventEmitter {
             redelivered,
             key,
             raw: this.ctx.options.keepRawPayload ? payload : null,
+            at: urgent ? at : 0,
             resolve,
             reject,
           },
@@ -368,6 +383,7 @@ export class Ingest extends EventEmitter {
         redelivered: [],
         key: null,
         raw: null,
+        at: 0,
         resolve,
         reject,
       }),
@@ -434,6 +450,14 @@ export class Ingest extends EventEmitter {
   private flush(): void {
     this.unschedule();
     if (this.inFlight.length >= PIPELINE_DEPTH || this.queue.length === 0) return;
+    const now = performance.now();
+    const early = this.lastBackgroundAt + (this.ctx.options.backgroundIntervalMs ?? 0) - now;
+    if (early > 0 && this.queue.length < this.ctx.options.commitMaxEvents && !this.stopped) {
+      // Too soon after the last group: this one keeps gathering, and the writer stays free for a fall.
+      this.scheduled = { timeout: setTimeout(() => this.flush(), Math.ceil(early)) };
+      return;
+    }
+    this.lastBackgroundAt = now;
     const batch = this.queue;
     this.queue = [];
     this.post(batch, "background");
@@ -456,11 +480,12 @@ export class Ingest extends EventEmitter {
       this.committed(batch, written, t0, lane);
       return;
     }
+    const posted = lane === "urgent" ? performance.now() : 0;
     // The writer answers in the order it was given batches, so these settle in order too.
     const done: Promise<void> = written.then(
       (result) => {
         this.inFlight.splice(this.inFlight.indexOf(done), 1);
-        this.committed(batch, result, t0, lane);
+        this.committed(batch, result, t0, lane, posted);
         if (this.queue.length) this.flush();
       },
       (err: Error) => {
@@ -506,7 +531,9 @@ export class Ingest extends EventEmitter {
       this.recent.remember(found[i]!.deviceId, found[i]!.key, found[i]!.at);
   }
 
-  private committed(batch: Pending[], result: WriteResult, t0: bigint, lane: Lane): void {
+  /** `posted`: when an urgent group went to the writer thread (performance.now()), for its stages. */
+  private committed(batch: Pending[], result: WriteResult, t0: bigint, lane: Lane, posted = 0): void {
+    const committedAt = posted ? performance.now() : 0;
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     this.ctx.storage?.succeeded();
     const m = this.ctx.metrics;
@@ -552,6 +579,24 @@ export class Ingest extends EventEmitter {
     for (const ev of logged) perType.set(ev.type, (perType.get(ev.type) ?? 0) + 1);
     for (const [type, n] of perType) m.eventsAccepted.inc({ type }, n);
     if (logged.length) this.safeEmit("events", logged);
+    if (posted) this.urgentStages(batch, posted, committedAt);
+  }
+
+  /**
+   * Where an urgent publish's time went before its alert was announced: from its submit to its
+   * group going to the writer (decode, the rest of the callback it arrived in), the commit (waiting
+   * for the writer, the fsync, the answer back), and the rules with the alert's own transaction.
+   */
+  private urgentStages(batch: Pending[], posted: number, committedAt: number): void {
+    const stages = this.ctx.metrics.urgentStageSeconds;
+    const rules = (performance.now() - committedAt) / 1000;
+    const commit = (committedAt - posted) / 1000;
+    for (const p of batch) {
+      if (p.kind !== "events" || p.at === 0) continue;
+      stages.observe({ stage: "handover" }, (posted - p.at) / 1000);
+      stages.observe({ stage: "commit" }, commit);
+      stages.observe({ stage: "rules" }, rules);
+    }
   }
 
   /** A failing listener is logged with its source and never undoes a commit or stops ingest. */

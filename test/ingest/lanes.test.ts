@@ -30,7 +30,10 @@ describe("ingest lanes", () => {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   });
 
-  function build(urgent: string[]) {
+  function build(
+    urgent: string[],
+    options: { commitMaxDelayMs?: number; backgroundIntervalMs?: number } = {},
+  ) {
     const dir = mkdtempSync(join(tmpdir(), "ata-lanes-"));
     dirs.push(dir);
     const path = join(dir, "ata.db");
@@ -60,6 +63,7 @@ describe("ingest lanes", () => {
         dbPath: eventLogPath(path),
         commitMaxDelayMs: GROUP_WAIT_MS,
         commitMaxEvents: 1000,
+        ...options,
         keepRawPayload: false,
         maxPayloadBytes: 4096,
         maxDeadLetterBytes: 4096,
@@ -99,6 +103,29 @@ describe("ingest lanes", () => {
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/ata_commit_seconds_count\{lane="urgent"\} 1/);
     expect(text).toMatch(/ata_commit_seconds_count\{lane="background"\} 1/);
+    // The fall's way to its alert, stage by stage; the heartbeat is not urgent and is not counted.
+    for (const stage of ["handover", "commit", "rules"])
+      expect(text).toMatch(new RegExp(`ata_urgent_stage_seconds_count\\{stage="${stage}"\\} 1\n`));
+  });
+
+  it("background groups start at most once per backgroundIntervalMs, and a fall does not wait for the next", async () => {
+    const INTERVAL_MS = 1500;
+    const { settled, submit, logged } = build(["fall.detected"], {
+      commitMaxDelayMs: 0,
+      backgroundIntervalMs: INTERVAL_MS,
+    });
+    await submit("a", "hb-1", "device.heartbeat"); // the first group goes at once
+    const first = settled.get("hb-1")!;
+    const second = submit("a", "hb-2", "device.heartbeat");
+    const third = submit("c", "hb-3", "device.heartbeat");
+    await submit("b", "fall-3", "fall.detected");
+    expect(settled.get("fall-3")! - first).toBeLessThan(AT_ONCE_MS);
+    expect(settled.has("hb-2")).toBe(false); // waiting for the interval, gathering companions
+    await Promise.all([second, third]);
+    // Both in one group, no earlier than the interval after the first one started.
+    expect(settled.get("hb-2")! - first).toBeGreaterThanOrEqual(INTERVAL_MS - 100);
+    expect(Math.abs(settled.get("hb-2")! - settled.get("hb-3")!)).toBeLessThan(50);
+    expect(logged.map((e) => e.eventId)).toEqual(["hb-1", "fall-3", "hb-2", "hb-3"]);
   });
 
   it("a device's earlier publishes still waiting go with its fall, ahead of it", async () => {
