@@ -130,19 +130,29 @@ function canonical(kind: Kind, v: unknown): string | null {
   }
 }
 
-/** An order-independent checksum: the sum of the rows' SHA-256 digests modulo 2^256. */
+/**
+ * An order-independent checksum: the sum of the rows' SHA-256 digests modulo 2^256, kept as eight
+ * 32-bit words (least significant first) so that adding a row costs no big-integer arithmetic.
+ */
 class Checksum {
   rows = 0;
-  private sum = 0n;
+  private readonly words = new Float64Array(8);
   constructor(private readonly kinds: readonly Kind[]) {}
   add(row: readonly unknown[]): void {
     const canon = JSON.stringify(row.map((v, i) => canonical(this.kinds[i]!, v)));
-    this.sum =
-      (this.sum + BigInt(`0x${createHash("sha256").update(canon).digest("hex")}`)) & ((1n << 256n) - 1n);
+    const d = createHash("sha256").update(canon).digest();
+    let carry = 0;
+    for (let w = 0; w < 8; w++) {
+      const sum = this.words[w]! + d.readUInt32BE(28 - w * 4) + carry;
+      carry = sum >= 0x1_0000_0000 ? 1 : 0;
+      this.words[w] = sum - carry * 0x1_0000_0000;
+    }
     this.rows++;
   }
   get hex(): string {
-    return this.sum.toString(16).padStart(64, "0");
+    let out = "";
+    for (let w = 7; w >= 0; w--) out += this.words[w]!.toString(16).padStart(8, "0");
+    return out;
   }
 }
 
@@ -279,9 +289,13 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
       let inBatch = 0;
       const flush = async () => {
         if (inBatch === 0) return;
-        const sql = inBatch === perBatch ? fullInsert : insertSql(table, columns, inBatch);
+        // The full batch is a named statement: parsed and planned once per table, not per batch.
+        const query =
+          inBatch === perBatch
+            ? { name: `export_${table.name}`, text: fullInsert, values: batch }
+            : { text: insertSql(table, columns, inBatch), values: batch };
         try {
-          await client!.query(sql, batch);
+          await client!.query(query);
         } catch (err) {
           throw new ExportError(`copying ${table.name}: ${(err as Error).message}`);
         }
@@ -302,6 +316,7 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
           [table.name, table.identity],
         );
 
+      const copied = Date.now();
       const target = new Checksum(kinds);
       const cursor = `export_${table.name}`;
       await client.query(
@@ -322,7 +337,9 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
         );
       const ms = Date.now() - t0;
       results.push({ table: table.name, rows: source.rows, ms });
-      out(`${table.name}\t${source.rows} rows\t${ms} ms\tverified`);
+      out(
+        `${table.name}\t${source.rows} rows\tcopied in ${copied - t0} ms\tverified in ${Date.now() - copied} ms`,
+      );
     }
     await client.query("COMMIT");
     const rows = results.reduce((n, r) => n + r.rows, 0);
