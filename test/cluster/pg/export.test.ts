@@ -522,6 +522,59 @@ describe("ata cluster export-to-postgres", () => {
     });
   });
 
+  it("an export of a running gateway is one snapshot: every event an alert or a cursor names is in it, and what is written after it is not", async () => {
+    const liveDir = join(dir, "live");
+    const t = await startGateway({ dir: liveDir, keepDir: true });
+    const device = await connectDevice(t.mqttPort, DEVICE, secretFor("ata/native"));
+    const target = await freshDatabase();
+    let acked = 0;
+    let ackedDuring = 0;
+    let publishing = true;
+    // Falls re-trigger one open alert, moving its last_event_seq along the log all the time.
+    const publisher = (async () => {
+      for (let i = 0; publishing; i++) {
+        const type = i % 10 === 0 ? "fall.detected" : "device.heartbeat";
+        await publish(device, TOPIC, JSON.stringify({ eventId: `live-${i}`, type, data: {} }));
+        acked++;
+      }
+    })();
+    let result: Awaited<ReturnType<typeof exportToPostgres>>;
+    try {
+      await eventually(() => acked > 200, 10_000);
+      const before = acked;
+      result = await exportToPostgres({ sqlitePath: join(liveDir, "ata.db"), url: target });
+      ackedDuring = acked - before;
+      const after = acked;
+      await eventually(() => acked > after + 20, 10_000);
+    } finally {
+      publishing = false;
+      await publisher;
+      device.end(true);
+      await t.stop();
+    }
+    expect(ackedDuring).toBeGreaterThan(0);
+    const exported = result.tables.find((x) => x.table === "events")!.rows;
+    const db = openDb({ path: join(liveDir, "ata.db") });
+    try {
+      const logged = (db.prepare("SELECT count(*) AS n FROM events").get() as { n: number }).n;
+      expect(exported).toBeLessThan(logged);
+    } finally {
+      db.close();
+    }
+    await withPg(target, async (c) => {
+      const q = async (sql: string) => (await c.query(sql)).rows;
+      expect(Number((await q("SELECT count(*) AS n FROM events"))[0].n)).toBe(exported);
+      expect(Number((await q("SELECT count(*) AS n FROM alerts"))[0].n)).toBeGreaterThan(0);
+      expect(
+        await q(`SELECT id FROM alerts a WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = a.last_event_seq)
+                   OR NOT EXISTS (SELECT 1 FROM events e WHERE e.seq = a.first_event_seq)`),
+      ).toEqual([]);
+      expect(
+        await q("SELECT name FROM cursors WHERE position > (SELECT coalesce(max(seq), 0) FROM events)"),
+      ).toEqual([]);
+    });
+  }, 40_000);
+
   it("a copy that fails mid-way leaves PostgreSQL empty, its import triggers enabled", async () => {
     const target = await freshDatabase();
     const pool = new pg.Pool({ connectionString: target, max: 1 });
