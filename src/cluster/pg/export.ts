@@ -8,7 +8,8 @@
  *   before the event log's (as `ata backup` copies them), so every event an alert or a cursor names
  *   is in the copy. What a running gateway writes after the snapshot is not carried: stop it first.
  * - Never a merge. The target is migrated (migratePg), then refused if any mirrored table holds a
- *   row, with the tables named: two histories would collide on ids and dedupe keys.
+ *   row, with the tables named: two histories would collide on ids and dedupe keys. The tables are
+ *   locked against other writers from that check to the commit.
  * - All or nothing. Every table is copied in one PostgreSQL transaction, in dependency order, in
  *   multi-row INSERTs of at most `batchRows` rows read with `.iterate()`, so a large event log never
  *   sits in memory. Ids are kept; each identity sequence is set past the largest id.
@@ -56,8 +57,6 @@ export interface ExportResult {
 type Kind = "integer" | "real" | "text" | "blob";
 
 const MAX_PARAMETERS = 65_535;
-/** Only one import at a time into one database: the advisory lock's keys ("ATA", 2). */
-const IMPORT_LOCK = [0x415441, 2] as const;
 
 /** The URL as it may be printed: no password, no query (which can carry one too). */
 export function describeUrl(url: string): string {
@@ -230,7 +229,11 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
     }
     client = await pool.connect();
     await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock($1, $2)", [...IMPORT_LOCK]);
+    // Held to the end: a second import waits here and then finds the tables full, and a gateway
+    // node started meanwhile waits to write instead of mixing its rows into the check and the copy.
+    await client.query(
+      `LOCK TABLE ${MIRRORED_TABLES.map((t) => t.name).join(", ")} IN SHARE ROW EXCLUSIVE MODE`,
+    );
     const nonEmpty: string[] = [];
     for (const t of MIRRORED_TABLES) {
       const { rows } = await client.query<{ any: boolean }>(`SELECT EXISTS (SELECT 1 FROM ${t.name}) AS any`);
