@@ -290,7 +290,7 @@ export interface RabbitClusterNode {
   nodeName: string;
   mqttPort: number;
   amqpPort: number;
-  /** From spawning the node to its MQTT listener accepting connections. */
+  /** From spawning this node to its MQTT listener accepting connections. */
   startupMs: number;
   /** Whether its Erlang VM has not been stopped or killed. */
   running(): boolean;
@@ -303,7 +303,7 @@ export interface RabbitClusterNode {
 
 export interface RabbitCluster {
   nodes: RabbitClusterNode[];
-  /** From spawning the nodes (in parallel) to every node having joined the first. */
+  /** From spawning the seed to every node having joined it. */
   startupMs: number;
   /** Run one of RabbitMQ's CLI tools (`rabbitmq-queues`, `rabbitmqctl`) against a node; each call starts an Erlang VM. */
   cli(node: RabbitClusterNode, tool: "rabbitmq-queues" | "rabbitmqctl", args: string[]): Promise<string>;
@@ -318,16 +318,26 @@ export interface RabbitClusterOptions extends RabbitOptions {
 const RABBIT_BIN = "/usr/lib/rabbitmq/bin";
 
 /**
- * RabbitMQ nodes clustered at boot by configuration (peer discovery with `classic_config`), started
- * in parallel, sharing one epmd of their own and one Erlang cookie.
+ * RabbitMQ nodes clustered at boot by configuration (peer discovery with `classic_config`), sharing
+ * one epmd of their own and one Erlang cookie.
  *
  * The first node is the seed: it boots as a blank node. The others list the seed and themselves and
- * join it as soon as its database runs, retrying every 200 ms meanwhile; their peer-discovery lock
- * (`global:set_lock` over the listed nodes) is taken on the seed, so they join one at a time. Every
- * node listing every node is what production does, but with blank nodes starting at the same moment
- * each may find no peer ready, give up after its retries and boot alone: two clusters. A seed makes
- * the formation deterministic. Resolves once the seed's console has logged every other node's
- * `rabbit` application up, that is once each has joined and started.
+ * join it by peer discovery, started together once the seed's MQTT listener is open; their
+ * peer-discovery lock (`global:set_lock` over the listed nodes) is taken on the seed, so they join
+ * one at a time. Every node listing every node is what production does, but blank nodes starting at
+ * the same moment may each find no peer ready, give up after their retries and boot alone: two
+ * clusters.
+ *
+ * Why the others wait for the seed's MQTT listener: 3.10's MQTT plugin tracks client ids in a Raft
+ * cluster of its own (`mqtt_node`). A node whose plugin starts with no peer waits 3-6 s for some,
+ * then forms it alone (`mqtt_node:start/0`); a node that joins the RabbitMQ cluster during that wait
+ * is taken for a peer before its own Raft server runs, and the client-id cluster can come out split:
+ * on the node left out, MQTT connections get no CONNACK (seen in about one start in three when all
+ * nodes started at once, devices then taking 5 s timeouts to move to another node). Once the seed's
+ * listener is open its client-id cluster exists, and the others join it.
+ *
+ * Resolves once every node's MQTT listener accepts and the seed's console has logged each other
+ * node's `rabbit` application up.
  */
 export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<RabbitCluster> {
   if (!existsSync(RABBITMQ_SERVER) || !existsSync(EPMD)) throw new Error(INSTALL_HINT);
@@ -361,28 +371,29 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
               "cluster_formation.peer_discovery_backend = classic_config",
               `cluster_formation.classic_config.nodes.1 = ${seed.nodeName}`,
               `cluster_formation.classic_config.nodes.2 = ${plan.nodeName}`,
-              // Until the seed's database runs: up to a minute.
+              // Should the seed's database not answer at once: up to a minute.
               "cluster_formation.discovery_retry_limit = 300",
               "cluster_formation.discovery_retry_interval = 200",
             ],
       );
     const t0 = performance.now();
-    for (const plan of plans) launched.push(launchNode(plan, nodeEnv(plan, dir, epmdPort)));
     const timeoutMs = opts.timeoutMs ?? 90_000;
     const startupMs: number[] = [];
-    await Promise.all(
-      plans.map(async (plan, i) => {
-        const node = launched[i]!;
-        await waitFor(
-          () => accepting(plan.mqttPort),
-          node.server,
-          timeoutMs,
-          `RabbitMQ node ${plan.nodeName}: MQTT listener did not open on ${plan.mqttPort}`,
-          node.out.lines,
-        );
-        startupMs[i] = Math.round(performance.now() - node.t0);
-      }),
-    );
+    const listening = async (plan: NodePlan, i: number) => {
+      const node = launched[i]!;
+      await waitFor(
+        () => accepting(plan.mqttPort),
+        node.server,
+        timeoutMs,
+        `RabbitMQ node ${plan.nodeName}: MQTT listener did not open on ${plan.mqttPort}`,
+        node.out.lines,
+      );
+      startupMs[i] = Math.round(performance.now() - node.t0);
+    };
+    launched.push(launchNode(seed, nodeEnv(seed, dir, epmdPort)));
+    await listening(seed, 0);
+    for (const plan of plans.slice(1)) launched.push(launchNode(plan, nodeEnv(plan, dir, epmdPort)));
+    await Promise.all(plans.slice(1).map((plan, i) => listening(plan, i + 1)));
     // The seed logs "rabbit on node '<name>' up" for each node that joined it (rabbit_node_monitor).
     const seedOut = launched[0]!;
     await waitFor(
