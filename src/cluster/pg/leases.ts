@@ -186,6 +186,13 @@ const CLAIM = `
   UPDATE partition_leases AS l SET owner = $1, token = l.token + 1, expires_at = now() + $2::int ${MS}
     FROM free WHERE l.partition = free.partition
   RETURNING l.partition, l.token, l.expires_at`;
+/**
+ * Nodes wake each other when partitions become free (a release, a node leaving) or when a node joins
+ * (the others should give it its share), so a handover takes one round trip instead of waiting for
+ * the others' next round. The rounds remain the fallback: a lost notification costs at most renewMs.
+ */
+const CHANNEL = "ata_partition_leases";
+const NOTIFY = "SELECT pg_notify($1, $2)";
 const RELEASE = `
   UPDATE partition_leases AS l SET owner = NULL, expires_at = now()
     FROM unnest($2::int[], $3::bigint[]) AS mine(partition, token)
@@ -229,6 +236,10 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   private tickTimer: NodeJS.Timeout | null = null;
   private deadlineTimer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
+  /** A notification came during a round: start the next one at once. */
+  private nudged = false;
+  private listener: pg.PoolClient | null = null;
+  private listenTimer: NodeJS.Timeout | null = null;
   private target: number | null = null;
   private liveNodes: number | null = null;
   private lastError: string | null = null;
@@ -254,23 +265,32 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
    */
   async start(): Promise<void> {
     if (this.running) return;
-    await this.session(this.leaseMs, async (c) => {
-      await c.query("BEGIN");
-      await c.query("SELECT pg_advisory_xact_lock($1, 1)", [REGISTER_LOCK]);
-      const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM partition_leases");
-      const existing = rows[0]!.n;
-      if (existing !== 0 && existing !== this.partitions)
-        throw new Error(
-          `the lease table has ${existing} partitions and this node is configured for ${this.partitions}: every node must use the same count`,
-        );
-      await c.query(
-        "INSERT INTO partition_leases (partition) SELECT generate_series(0, $1::int - 1) ON CONFLICT DO NOTHING",
-        [this.partitions],
-      );
-      await c.query(REGISTER_NODE, [this.nodeId]);
-      await c.query("COMMIT");
-    });
     this.running = true;
+    try {
+      // Listening before announcing, so the others' answer to the announcement is heard.
+      await this.listen();
+      await this.session(this.leaseMs, async (c) => {
+        await c.query("BEGIN");
+        await c.query("SELECT pg_advisory_xact_lock($1, 1)", [REGISTER_LOCK]);
+        const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM partition_leases");
+        const existing = rows[0]!.n;
+        if (existing !== 0 && existing !== this.partitions)
+          throw new Error(
+            `the lease table has ${existing} partitions and this node is configured for ${this.partitions}: every node must use the same count`,
+          );
+        await c.query(
+          "INSERT INTO partition_leases (partition) SELECT generate_series(0, $1::int - 1) ON CONFLICT DO NOTHING",
+          [this.partitions],
+        );
+        await c.query(REGISTER_NODE, [this.nodeId]);
+        await c.query(NOTIFY, [CHANNEL, this.nodeId]);
+        await c.query("COMMIT");
+      });
+    } catch (err) {
+      this.running = false;
+      this.unlisten();
+      throw err;
+    }
     await this.runTick();
   }
 
@@ -284,6 +304,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.running = false;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickTimer = null;
+    this.unlisten();
     await this.ticking?.catch(() => undefined);
     const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
     for (const [p] of mine) this.lose(p, "stopped");
@@ -293,6 +314,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       await c.query("BEGIN");
       await c.query(RELEASE, [this.nodeId, mine.map((m) => m[0]), mine.map((m) => m[1])]);
       await c.query("UPDATE cluster_nodes SET leaving = true WHERE node_id = $1", [this.nodeId]);
+      await c.query(NOTIFY, [CHANNEL, this.nodeId]);
       await c.query("COMMIT");
     }).catch((err: Error) => this.fail(err));
   }
@@ -366,14 +388,22 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     };
   }
 
+  /** Rounds never overlap: asked for during one, the next starts as soon as it ends. */
   private runTick(): Promise<void> {
+    if (this.ticking) {
+      this.nudged = true;
+      return this.ticking;
+    }
+    if (this.tickTimer) clearTimeout(this.tickTimer);
+    this.tickTimer = null;
     const started = this.now();
     this.ticking = this.tick()
       .catch((err: Error) => this.fail(err))
       .finally(() => {
         this.ticking = null;
         if (!this.running) return;
-        const wait = Math.max(0, this.renewMs - (this.now() - started));
+        const wait = this.nudged ? 0 : Math.max(0, this.renewMs - (this.now() - started));
+        this.nudged = false;
         this.tickTimer = setTimeout(() => void this.runTick(), wait);
       });
     return this.ticking;
@@ -431,9 +461,10 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       }
     }
     if (strays.length > 0)
-      await this.session(this.renewMs, (c) =>
-        c.query(RELEASE, [this.nodeId, strays.map((s) => s[0]), strays.map((s) => s[1])]),
-      );
+      await this.session(this.renewMs, async (c) => {
+        await c.query(RELEASE, [this.nodeId, strays.map((s) => s[0]), strays.map((s) => s[1])]);
+        await c.query(NOTIFY, [CHANNEL, this.nodeId]);
+      });
     if (surplus < 0 && this.running) {
       const claimSent = this.now();
       const claimed = await this.session(this.renewMs, (c) =>
@@ -456,6 +487,67 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
         this.tell("acquired", row.partition, token);
       }
     }
+  }
+
+  /** Another node released partitions, left or joined: balance now rather than at the next round. */
+  private nudge(): void {
+    if (this.running) void this.runTick();
+  }
+
+  /**
+   * One pooled connection held for LISTEN while the component runs; it never goes back to the pool
+   * (it is destroyed), so no other user of the pool inherits the subscription. When it drops, the
+   * rounds carry on alone and it is opened again after renewMs.
+   */
+  private async listen(): Promise<void> {
+    if (!this.running || this.listener) return;
+    const retry = () => {
+      if (this.running && !this.listenTimer)
+        this.listenTimer = setTimeout(() => {
+          this.listenTimer = null;
+          void this.listen();
+        }, this.renewMs);
+    };
+    let c: pg.PoolClient | null = null;
+    try {
+      c = await this.session(
+        this.renewMs,
+        async (client) => {
+          client.on("notification", (msg) => {
+            if (msg.channel === CHANNEL && msg.payload !== this.nodeId) this.nudge();
+          });
+          await client.query(`LISTEN ${CHANNEL}`);
+          return client;
+        },
+        true,
+      );
+    } catch (err) {
+      this.fail(err as Error);
+      retry();
+      return;
+    }
+    if (!this.running) {
+      c.release(true);
+      return;
+    }
+    this.listener = c;
+    const dropped = () => {
+      if (this.listener !== c) return;
+      this.unlisten();
+      retry();
+    };
+    c.on("error", dropped);
+    c.on("end", dropped);
+  }
+
+  private unlisten(): void {
+    if (this.listenTimer) clearTimeout(this.listenTimer);
+    this.listenTimer = null;
+    const c = this.listener;
+    this.listener = null;
+    if (!c) return;
+    c.on("error", ignoreDropped);
+    c.release(true);
   }
 
   private expireOverdue(): void {
@@ -504,7 +596,12 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
    * that hangs (a network partition swallowing packets) is destroyed rather than waited on, so the
    * next round starts on a fresh one. The local deadline does not depend on this: its own timer fires.
    */
-  private async session<T>(timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async session<T>(
+    timeoutMs: number,
+    fn: (c: pg.PoolClient) => Promise<T>,
+    /** Hand the connection to the caller on success instead of releasing it. */
+    keep = false,
+  ): Promise<T> {
     let client: pg.PoolClient | null = null;
     let done = false;
     const finish = (destroy: boolean) => {
@@ -523,7 +620,8 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       c.on("error", ignoreDropped);
       try {
         const result = await fn(c);
-        finish(false);
+        if (keep && !done) done = true;
+        else finish(false);
         return result;
       } catch (err) {
         // The transaction, if any, dies with the connection.
