@@ -32,7 +32,8 @@
  * plus, if the dead owner was inside a fenced transaction, until PostgreSQL notices the connection is
  * gone (a killed process's socket is closed by its kernel at once). A paused owner inside a fenced
  * transaction is cut off by `idle_in_transaction_session_timeout = leaseMs`, adding at most leaseMs.
- * After a graceful stop the leases are released at once: takeover <= renewMs + one tick's queries.
+ * After a graceful stop the leases are released at once and the others are woken (NOTIFY): takeover
+ * takes a few round trips, and at most renewMs + one tick's queries if the notification is lost.
  *
  * Balance, and why it converges without thrash. The live nodes (heartbeat younger than leaseMs, not
  * leaving) are ordered by (started_at, node_id); with n of them and count partitions, the first
