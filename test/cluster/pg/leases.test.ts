@@ -98,7 +98,6 @@ interface Node {
   leases: PartitionLeases;
   pool: pg.Pool;
   writer: FencedWriter;
-  events: { at: number; ev: "acquired" | "lost"; p: number; detail: number | LostReason }[];
   count(): number;
   stop(): Promise<void>;
 }
@@ -112,16 +111,13 @@ function inProcessNode(
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   pool.on("error", () => undefined);
   const leases = new PartitionLeases({ pool, nodeId, partitions: COUNT, leaseMs: 2000, ...opts });
-  const events: Node["events"] = [];
-  leases.on("acquired", (p, token) => {
-    events.push({ at: performance.now(), ev: "acquired", p, detail: token });
+  leases.on("acquired", (p) => {
     const other = ownership.owner.get(p);
     if (other !== undefined) ownership.overlaps.push(`${nodeId} acquired ${p} while ${other} held it`);
     ownership.owner.set(p, nodeId);
     ownership.moves++;
   });
-  leases.on("lost", (p, reason) => {
-    events.push({ at: performance.now(), ev: "lost", p, detail: reason });
+  leases.on("lost", (p) => {
     if (ownership.owner.get(p) === nodeId) ownership.owner.delete(p);
   });
   leases.on("error", () => undefined);
@@ -135,7 +131,7 @@ function inProcessNode(
     await pool.end();
   };
   cleanups.push(stop);
-  return { leases, pool, writer, events, count: () => leases.status().partitions.length, stop };
+  return { leases, pool, writer, count: () => leases.status().partitions.length, stop };
 }
 
 type Line = {
@@ -363,12 +359,23 @@ describe("partition leases on PostgreSQL", () => {
     expect(own.overlaps).toEqual([]);
     expect(a.leases.status()).toMatchObject({ target: 22, liveNodes: 3 });
 
+    // Every partition written on by its present owner, so each move the old owner wrote before shows.
+    await eventually(
+      "every owner wrote on each of its partitions",
+      async () => {
+        const { rows } = await a.pool.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM partition_leases l
+            WHERE EXISTS (SELECT 1 FROM lease_log g WHERE g.partition = l.partition AND g.token = l.token AND g.node = l.owner)`,
+        );
+        return rows[0]!.n === COUNT;
+      },
+      10_000,
+    );
     for (const n of [a, b, c]) await n.writer.stop();
     for (const n of [a, b, c]) expect(n.writer.stats.failed).toBe(0);
     const log = await checkLeaseLog(url);
-    // 53 partitions changed owner while their owners were writing.
-    expect(log.rows).toBeGreaterThan(100);
-    expect(log.handovers).toBeGreaterThan(0);
+    console.log(`lease_log: ${log.rows} fenced writes, ${log.handovers} changes of token seen in it`);
+    expect(log.handovers).toBeGreaterThanOrEqual(10);
     for (const n of [a, b, c]) await n.stop();
   });
 
@@ -383,12 +390,11 @@ describe("partition leases on PostgreSQL", () => {
     const before = a.leases.status().partitions;
     const stopped = performance.now();
     await b.stop();
-    const moved = await until("a holds all", () => a.count() === COUNT, 3000);
+    await until("a holds all", () => a.count() === COUNT, 3000);
     const total = performance.now() - stopped;
     console.log(`graceful stop: all partitions on the survivor ${Math.round(total)} ms after stop()`);
     // Woken by the leaving node's notification, not by its own next round (renewMs = 1 s).
     expect(total).toBeLessThan(500);
-    expect(moved).toBeGreaterThanOrEqual(0);
     // The survivor kept its own leases and tokens throughout.
     const after = new Map(a.leases.status().partitions.map((p) => [p.partition, p.token]));
     for (const p of before) expect(after.get(p.partition)).toBe(p.token);
