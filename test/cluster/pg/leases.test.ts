@@ -447,6 +447,7 @@ describe("partition leases on PostgreSQL", () => {
     const gate = new Promise<void>((r) => {
       open = r;
     });
+    cleanups.push(async () => open()); // should an assertion fail while the transaction is open
     let inside!: () => void;
     const entered = new Promise<void>((r) => {
       inside = r;
