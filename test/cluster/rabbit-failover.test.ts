@@ -48,6 +48,8 @@ interface Device {
 }
 
 let cluster: RabbitCluster;
+/** A port nothing listens on: the first URL of the consumer's list, a node that is down at start. */
+let downPort: number;
 let t: TestGateway;
 const devices: Device[] = [];
 /** Publishes that mqtt.js gave up on, by its error message. */
@@ -122,6 +124,7 @@ function send(d: Device, eventId: string, body: object): void {
 
 beforeAll(async () => {
   const httpPort = await freePort();
+  downPort = await freePort();
   cluster = await startRabbitCluster({
     nodes: 3,
     authBaseUrl: `http://${CALLER}:${SECRET}@127.0.0.1:${httpPort}${RABBIT_AUTH_BASE}`,
@@ -148,7 +151,11 @@ beforeAll(async () => {
           enabled: true,
           username: CALLER,
           secret: SECRET,
-          ingest: { urls: cluster.nodes.map(urlOf), queue: QUEUE, reconnect: { minMs: 100, maxMs: 2000 } },
+          ingest: {
+            urls: [`amqp://guest:guest@127.0.0.1:${downPort}`, ...cluster.nodes.map(urlOf)],
+            queue: QUEUE,
+            reconnect: { minMs: 100, maxMs: 2000 },
+          },
         },
       },
     },
@@ -182,7 +189,12 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
     const victim = cluster.nodes.find((n) => n.nodeName === leaderName)!;
     expect(victim).toBeDefined();
     const ingest = t.gateway.rabbitIngest!;
-    expect(ingest.status()).toMatchObject({ ready: true, url: `amqp://guest@127.0.0.1:${victim.amqpPort}` });
+    // At start the node that was down was passed over for the next one, before the gateway was ready.
+    expect(ingest.status()).toMatchObject({
+      ready: true,
+      url: `amqp://guest@127.0.0.1:${victim.amqpPort}`,
+      lastError: expect.stringContaining("ECONNREFUSED"),
+    });
     const survivors = cluster.nodes.filter((n) => n !== victim);
 
     let seq = 0;
