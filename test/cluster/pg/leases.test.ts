@@ -49,7 +49,9 @@ afterAll(async () => {
       process.kill(child.pid, "SIGCONT");
       process.kill(child.pid, "SIGKILL");
     }
-  for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  // Each cleanup gets 5 s, so that one stuck after a failed assertion cannot keep the server running.
+  for (const c of cleanups.reverse())
+    await Promise.race([c().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
   await admin?.end().catch(() => {});
   await server?.stop();
 });
@@ -603,9 +605,9 @@ describe("partition leases on PostgreSQL", () => {
     const LEASE = 1500;
     const url = await freshDatabase();
     const relay = await tcpRelay(server.port);
-    cleanups.push(() => relay.close());
     const via = url.replace(`:${server.port}/`, `:${relay.port}/`);
     const x = inProcessNode(via, "x", newOwnership(), { leaseMs: LEASE });
+    cleanups.push(() => relay.close()); // before the node's own cleanup, which would wait on the relay
     await x.leases.start();
     expect(x.count()).toBe(COUNT);
     await until("x wrote", () => x.writer.stats.written > 10, 3000);
