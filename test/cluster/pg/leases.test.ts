@@ -408,6 +408,22 @@ describe("partition leases on PostgreSQL", () => {
     await a.stop();
   });
 
+  it("a node configured for another partition count than the lease table's refuses to start", async () => {
+    const url = await freshDatabase();
+    const a = inProcessNode(url, "a", newOwnership());
+    await a.leases.start();
+    const pool = new pg.Pool({ connectionString: url, max: 2 });
+    try {
+      const other = new PartitionLeases({ pool, nodeId: "b", partitions: 32, leaseMs: 2000 });
+      await expect(other.start()).rejects.toThrow(/has 64 partitions and this node is configured for 32/);
+      expect(other.status()).toMatchObject({ running: false, partitions: [] });
+      expect(a.count()).toBe(COUNT);
+    } finally {
+      await pool.end();
+      await a.stop();
+    }
+  });
+
   it("a fenced write with a token another node has since taken fails with LeaseLostError, and the node reports the partition lost first", async () => {
     const url = await freshDatabase();
     const a = inProcessNode(url, "a", newOwnership());
