@@ -29,9 +29,10 @@
  *
  *     takeover <= leaseMs + renewMs + one tick's queries
  *
- * plus, if the dead owner was inside a fenced transaction, until PostgreSQL notices the connection is
- * gone (a killed process's socket is closed by its kernel at once). A paused owner inside a fenced
- * transaction is cut off by `idle_in_transaction_session_timeout = leaseMs`, adding at most leaseMs.
+ * If the owner was inside a fenced transaction, the takeover also waits for that transaction to end:
+ * at once when a killed process's kernel closes its socket; when the owner is paused or its machine
+ * is gone, PostgreSQL ends it after `idle_in_transaction_session_timeout = leaseMs`, adding at most
+ * leaseMs.
  * After a graceful stop the leases are released at once and the others are woken (NOTIFY): takeover
  * takes a few round trips, and at most renewMs + one tick's queries if the notification is lost.
  *
