@@ -110,7 +110,7 @@ function inProcessNode(
   ownership: Ownership,
   opts: Partial<PartitionLeasesOptions> = {},
 ): Node {
-  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const pool = new pg.Pool({ connectionString: url, max: 4, application_name: nodeId });
   pool.on("error", () => undefined);
   const leases = new PartitionLeases({ pool, nodeId, partitions: COUNT, leaseMs: 2000, ...opts });
   leases.on("acquired", (p) => {
@@ -405,6 +405,42 @@ describe("partition leases on PostgreSQL", () => {
     expect(rows).toEqual([{ leaving: true }]);
     await a.writer.stop();
     await checkLeaseLog(url);
+    await a.stop();
+  });
+
+  it("a node whose listening connection is cut listens again within a round, and a stop still wakes it", async () => {
+    const url = await freshDatabase();
+    const own = newOwnership();
+    const a = inProcessNode(url, "a", own);
+    const b = inProcessNode(url, "b", own);
+    await a.leases.start();
+    await b.leases.start();
+    await until("32/32", () => a.count() === 32 && b.count() === 32, 5000);
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    const listeners = async () =>
+      (
+        await c.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE application_name = 'a' AND query LIKE 'LISTEN%'",
+        )
+      ).rows.map((r) => r.pid);
+    const [first] = await listeners();
+    expect(first).toBeDefined();
+    await c.query("SELECT pg_terminate_backend($1)", [first]);
+    await eventually(
+      "a listens again",
+      async () => {
+        const now = await listeners();
+        return now.length === 1 && now[0] !== first;
+      },
+      a.leases.renewMs + 2000,
+    );
+    await c.end();
+    const stopped = performance.now();
+    await b.stop();
+    await until("a holds all", () => a.count() === COUNT, 3000);
+    expect(performance.now() - stopped).toBeLessThan(500);
+    expect(own.overlaps).toEqual([]);
     await a.stop();
   });
 
