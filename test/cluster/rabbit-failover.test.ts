@@ -301,6 +301,10 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
       const check = ready.checks.find((c: { name: string }) => c.name === "rabbitmq-ingest");
       expect(check).toMatchObject({ ok: true, detail: { ready: true } });
       expect(survivors.map((n) => `amqp://guest@127.0.0.1:${n.amqpPort}`)).toContain(check.detail.url);
+      expect(check.detail.urls).toEqual([
+        `amqp://guest@127.0.0.1:${downPort}`,
+        ...cluster.nodes.map((n) => `amqp://guest@127.0.0.1:${n.amqpPort}`),
+      ]);
       expect(JSON.stringify(check.detail)).not.toContain("guest:guest");
       expect(check.detail.reconnects).toBeGreaterThanOrEqual(1);
 
