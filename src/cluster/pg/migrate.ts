@@ -9,6 +9,7 @@
  */
 import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
+import { LEASES_MIGRATION } from "./leases.js";
 import { STATE_MIGRATION } from "./schema.js";
 
 export interface PgMigration {
@@ -17,7 +18,7 @@ export interface PgMigration {
   sql: string;
 }
 
-export const PG_MIGRATIONS: readonly PgMigration[] = [BASELINES_MIGRATION, STATE_MIGRATION];
+export const PG_MIGRATIONS: readonly PgMigration[] = [BASELINES_MIGRATION, STATE_MIGRATION, LEASES_MIGRATION];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
 const MIGRATION_LOCK = 0x415441;

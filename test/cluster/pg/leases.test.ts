@@ -16,13 +16,12 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { partitionOf } from "../../../src/cluster/partitions.js";
 import {
-  LEASES_MIGRATION,
   LeaseLostError,
   type LostReason,
   PartitionLeases,
   type PartitionLeasesOptions,
 } from "../../../src/cluster/pg/leases.js";
-import { migratePg, PG_MIGRATIONS } from "../../../src/cluster/pg/migrate.js";
+import { migratePg } from "../../../src/cluster/pg/migrate.js";
 import { type PgServer, startPostgres } from "../../helpers/postgres.js";
 import { isAlive } from "../../helpers/process.js";
 import { type FencedWriter, fencedWriter, LEASE_LOG_TABLE } from "./lease-writer.js";
@@ -61,7 +60,7 @@ async function freshDatabase(): Promise<string> {
   await admin.query(`CREATE DATABASE ${name}`);
   const url = server.url.replace(/\/[^/]+$/, `/${name}`);
   const pool = new pg.Pool({ connectionString: url, max: 1 });
-  await migratePg(pool, [...PG_MIGRATIONS, LEASES_MIGRATION]);
+  await migratePg(pool);
   await pool.query(LEASE_LOG_TABLE);
   await pool.end();
   return url;
