@@ -25,7 +25,6 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import type { MqttClient } from "mqtt";
 import pg from "pg";
 import { migratePg } from "../src/cluster/pg/migrate.js";
 import { RABBIT_AUTH_BASE } from "../src/cluster/rabbit-auth.js";
@@ -37,6 +36,7 @@ import {
   connectMany,
   median,
   ONE_ADDRESS_LOAD,
+  pumpHeartbeats,
   rssKiB,
   scrapeSamples,
   startGatewayProcess,
@@ -50,7 +50,6 @@ const KILLS = Number(process.argv[4] ?? 10);
 const LEASE_MS = Number(process.argv[5] ?? 3000);
 const RUNS = 3;
 const PUBLISHERS = 50;
-const WINDOW = 100;
 const PARTITIONS = 64;
 const SECRET = "bench-cluster-secret-0123456789abcdef";
 const ADMIN_TOKEN = "bench-admin-token-0123456789";
@@ -79,41 +78,6 @@ function processCpu(pid: number): number {
   let s = 0;
   for (const t of threadCpuSeconds(pid).values()) s += t;
   return s;
-}
-
-function payload(deviceId: string, i: number): string {
-  return JSON.stringify({
-    eventId: `${deviceId}-${i}`,
-    type: "device.heartbeat",
-    occurredAt: new Date(Date.UTC(2026, 10, 23, 12, 0, 0) + i).toISOString(),
-    data: { battery: 87, rssi: -61, firmware: "2.4.1" },
-  });
-}
-
-/** EVENTS across the clients, each keeping WINDOW QoS 1 publishes in flight; resolves at the last PUBACK. */
-async function pump(clients: MqttClient[], ids: string[], offset: number): Promise<void> {
-  const per = Math.ceil(EVENTS / clients.length);
-  await Promise.all(
-    clients.map(
-      (c, ci) =>
-        new Promise<void>((resolve, reject) => {
-          const topic = `ata/v1/${ids[ci]}/events`;
-          let sent = 0;
-          let done = 0;
-          const next = () => {
-            while (sent < per && sent - done < WINDOW) {
-              const i = offset + sent++;
-              c.publish(topic, payload(ids[ci]!, i), { qos: 1 }, (err) => {
-                if (err) return reject(err);
-                if (++done === per) resolve();
-                else next();
-              });
-            }
-          };
-          next();
-        }),
-    ),
-  );
 }
 
 // ------------------------------------------------------------------ RabbitMQ and the gateway
@@ -164,9 +128,10 @@ async function ingestRun(path: IngestRun["path"], run: number): Promise<IngestRu
   const target = (await committed()) + PUBLISHERS * Math.ceil(EVENTS / PUBLISHERS);
   const cpu0 = { gateway: processCpu(gw.pid), rabbitmq: processCpu(beam), me: process.cpuUsage() };
   const t0 = performance.now();
-  await pump(
+  await pumpHeartbeats(
     clients,
     devices.map((d) => d.id),
+    EVENTS,
     run * 1_000_000,
   );
   const acked = performance.now();

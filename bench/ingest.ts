@@ -8,7 +8,6 @@
  *
  *   npm run bench -- ingest [events=100000] [runs=3] [idle=10000]
  */
-import type { MqttClient } from "mqtt";
 import {
   type BenchDevice,
   type Child,
@@ -16,6 +15,7 @@ import {
   cpuByThread,
   median,
   ONE_ADDRESS_LOAD,
+  pumpHeartbeats,
   rssKiB,
   type Sample,
   scrapeSamples,
@@ -29,46 +29,6 @@ const EVENTS = Number(process.argv[2] ?? 100_000);
 const RUNS = Number(process.argv[3] ?? 3);
 const IDLE = Number(process.argv[4] ?? 10_000);
 const PUBLISHERS = 50;
-const WINDOW = 100;
-
-function payload(deviceId: string, i: number): string {
-  // ~150 bytes, like a radar heartbeat with telemetry.
-  return JSON.stringify({
-    eventId: `${deviceId}-${i}`,
-    type: "device.heartbeat",
-    occurredAt: new Date(Date.UTC(2026, 10, 23, 12, 0, 0) + i).toISOString(),
-    data: { battery: 87, rssi: -61, firmware: "2.4.1" },
-  });
-}
-
-/** Publish EVENTS across the clients, each keeping WINDOW QoS 1 publishes in flight. */
-async function pump(clients: MqttClient[], ids: string[], offset: number): Promise<number> {
-  const per = Math.ceil(EVENTS / clients.length);
-  const t0 = performance.now();
-  await Promise.all(
-    clients.map(
-      (c, ci) =>
-        new Promise<void>((resolve, reject) => {
-          const id = ids[ci]!;
-          const topic = `ata/v1/${id}/events`;
-          let sent = 0;
-          let done = 0;
-          const next = () => {
-            while (sent < per && sent - done < WINDOW) {
-              const i = offset + sent++;
-              c.publish(topic, payload(id, i), { qos: 1 }, (err) => {
-                if (err) return reject(err);
-                if (++done === per) resolve();
-                else next();
-              });
-            }
-          };
-          next();
-        }),
-    ),
-  );
-  return (per * clients.length) / ((performance.now() - t0) / 1000);
-}
 
 async function run(
   kind: "gateway" | "aedes",
@@ -83,9 +43,10 @@ async function run(
   const clients = await connectMany(port, devices, PUBLISHERS);
   const pid = kind === "gateway" ? gw.pid : aedes.pid;
   const cpuBefore = threadCpuSeconds(pid);
-  const rate = await pump(
+  const rate = await pumpHeartbeats(
     clients,
     devices.map((d) => d.id),
+    EVENTS,
     run * 1_000_000,
   );
   // CPU per thread for these events: work moved between threads shows as such.

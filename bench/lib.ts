@@ -327,3 +327,51 @@ export function cpuByThread(
   for (const k of Object.keys(out)) out[k] = Math.round(out[k]! * 1000) / 1000;
   return out;
 }
+
+/** ~150 bytes, like a radar heartbeat with telemetry; a distinct eventId per device and index. */
+export function heartbeatPayload(deviceId: string, i: number): string {
+  return JSON.stringify({
+    eventId: `${deviceId}-${i}`,
+    type: "device.heartbeat",
+    occurredAt: new Date(Date.UTC(2026, 10, 23, 12, 0, 0) + i).toISOString(),
+    data: { battery: 87, rssi: -61, firmware: "2.4.1" },
+  });
+}
+
+/**
+ * Publish `events` heartbeats across the clients (ids[i] is client i's device), QoS 1, each client
+ * keeping `window` publishes in flight. Resolves at the last PUBACK with events/s.
+ */
+export async function pumpHeartbeats(
+  clients: MqttClient[],
+  ids: string[],
+  events: number,
+  offset: number,
+  window = 100,
+): Promise<number> {
+  const per = Math.ceil(events / clients.length);
+  const t0 = performance.now();
+  await Promise.all(
+    clients.map(
+      (c, ci) =>
+        new Promise<void>((resolve, reject) => {
+          const id = ids[ci]!;
+          const topic = `ata/v1/${id}/events`;
+          let sent = 0;
+          let done = 0;
+          const next = () => {
+            while (sent < per && sent - done < window) {
+              const i = offset + sent++;
+              c.publish(topic, heartbeatPayload(id, i), { qos: 1 }, (err) => {
+                if (err) return reject(err);
+                if (++done === per) resolve();
+                else next();
+              });
+            }
+          };
+          next();
+        }),
+    ),
+  );
+  return (per * clients.length) / ((performance.now() - t0) / 1000);
+}
