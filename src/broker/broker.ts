@@ -4,9 +4,6 @@
  * publishes only as itself; the PUBACK waits for the durable commit), authorizeSubscribe (a device
  * reads only its own error and command topics).
  */
-// First: before aedes loads its packet parser (see the module).
-import "./quiet-debug.js";
-
 import { EventEmitter } from "node:events";
 import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from "node:http";
