@@ -9,7 +9,8 @@
  *    given too), with CPU-seconds per 1,000 events for each component (gateway, RabbitMQ's Erlang
  *    VM, the publishers).
  * 2. Memory per connected device: idle device connections to RabbitMQ's MQTT plugin and to the
- *    embedded broker, resident memory before and after.
+ *    embedded broker, resident memory before and after; and how fast they log in, 100 at a time
+ *    (through RabbitMQ each login is a call to the gateway's auth endpoint).
  * 3. Partition takeover after kill -9 of an owner: three nodes leasing 64 partitions in a real
  *    PostgreSQL (src/cluster/pg/leases.ts, the node as in the tests: test/cluster/pg/lease-node.ts);
  *    one is killed, the time until the survivors have acquired every partition it held is measured,
@@ -156,6 +157,8 @@ async function ingestRun(path: IngestRun["path"], run: number): Promise<IngestRu
 
 const runs: IngestRun[] = [];
 const memory: Record<string, number> = {};
+/** Device logins per second, 100 at a time: the beginning of a reconnect storm. */
+const connects: Record<string, number> = {};
 try {
   beam = beamPid(rabbit.nodeName);
   // Warm-up of both paths (JIT, SQLite's page cache, the queue), not counted.
@@ -174,7 +177,10 @@ try {
     await sleep(1000);
     const before = rssKiB(pid);
     const gwBefore = rssKiB(gw.pid);
+    const c0 = performance.now();
+    // 100 CONNECTs in flight: through RabbitMQ each is a login the gateway's auth endpoint answers.
     const clients = await connectMany(port, [...devices], 100);
+    connects[`${name}PerSec`] = Math.round(IDLE / ((performance.now() - c0) / 1000));
     await sleep(3000);
     memory[`${name}KiBPerConnection`] = round((rssKiB(pid) - before) / IDLE, 1);
     if (name === "rabbitmq")
@@ -315,6 +321,8 @@ console.log(
       ["embedded broker KiB per idle device connection", memory.embeddedKiBPerConnection!],
       ["RabbitMQ KiB per idle device connection", memory.rabbitmqKiBPerConnection!],
       ["gateway KiB per device on RabbitMQ (auth only)", memory.gatewayKiBPerRabbitConnection!],
+      ["device logins/s, 100 in flight: embedded broker", connects.embeddedPerSec!],
+      ["device logins/s, 100 in flight: RabbitMQ asking the gateway", connects.rabbitmqPerSec!],
       [`takeover after kill -9, ms (lease ${LEASE_MS} ms): median`, median(sorted)],
       ["takeover max ms", sorted[sorted.length - 1] ?? Number.NaN],
       ["takeover bound: lease + renew (lease / 3)", Math.round(LEASE_MS + LEASE_MS / 3)],
@@ -346,6 +354,7 @@ console.log(
       runs,
     },
     memory,
+    connectsPerSec: connects,
     takeover: {
       leaseMs: LEASE_MS,
       partitions: PARTITIONS,
