@@ -30,8 +30,9 @@ import pg from "pg";
 import { migratePg } from "../src/cluster/pg/migrate.js";
 import { RABBIT_AUTH_BASE } from "../src/cluster/rabbit-auth.js";
 import { LEASE_LOG_TABLE } from "../test/cluster/pg/lease-writer.js";
+import { freePort } from "../test/helpers/ports.js";
 import { startPostgres } from "../test/helpers/postgres.js";
-import { freePort, startRabbitMQ } from "../test/helpers/rabbitmq.js";
+import { startRabbitMQ } from "../test/helpers/rabbitmq.js";
 import {
   type BenchDevice,
   connectMany,
@@ -198,7 +199,7 @@ interface LeaseNode {
   id: string;
   child: ChildProcess;
   owned: Set<number>;
-  /** Resolves on the next event of this kind. */
+  /** Every line the node printed, with when it arrived (performance.now()). */
   events: { ev: string; p?: number; at: number }[];
 }
 

@@ -17,12 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceTopic } from "../../src/broker/topics.js";
 import { RABBIT_AUTH_BASE } from "../../src/cluster/rabbit-auth.js";
 import { ADMIN_TOKEN, eventually, startGateway, type TestGateway } from "../helpers/gateway.js";
-import {
-  freePort,
-  type RabbitCluster,
-  type RabbitClusterNode,
-  startRabbitCluster,
-} from "../helpers/rabbitmq.js";
+import { freePort } from "../helpers/ports.js";
+import { type RabbitCluster, type RabbitClusterNode, startRabbitCluster } from "../helpers/rabbitmq.js";
 
 const SECRET = "cluster-test-secret-0123456789abcdef";
 const CALLER = "rabbitmq";

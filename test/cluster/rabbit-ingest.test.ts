@@ -27,8 +27,9 @@ import {
   startGateway,
   type TestGateway,
 } from "../helpers/gateway.js";
+import { freePort } from "../helpers/ports.js";
 import { type GatewayProcess, spawnGateway, writeConfig } from "../helpers/process.js";
-import { freePort, type RabbitNode, startRabbitMQ } from "../helpers/rabbitmq.js";
+import { type RabbitNode, startRabbitMQ } from "../helpers/rabbitmq.js";
 import { STAFF, StaffClient } from "../staff/client.js";
 
 const SECRET = "cluster-test-secret-0123456789abcdef";

@@ -170,6 +170,19 @@ describe("configuration", () => {
     expect(config.ingest.keepRawPayload).toBe(false);
   });
 
+  it("background commit spacing defaults to 10 ms, and a value out of range is a config error with its path", () => {
+    expect(validateConfig(base, "t", known).ingest.backgroundIntervalMs).toBe(10);
+    for (const bad of [-1, 500, "soon"]) {
+      try {
+        validateConfig({ ...base, ingest: { backgroundIntervalMs: bad } }, "t", known);
+        expect.unreachable();
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as ConfigError).problems.map((p) => p.path)).toContain("ingest.backgroundIntervalMs");
+      }
+    }
+  });
+
   it("TLS enabled without a certificate is a config error with its path", () => {
     expect(() => validateConfig({ ...base, mqtt: { tls: { enabled: true } } }, "t", known)).toThrow(
       /mqtt\.tls\.certFile/,

@@ -5,9 +5,9 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
+import { freePort } from "./ports.js";
 
 export interface Influxd {
   /** http://127.0.0.1:<port> */
@@ -69,25 +69,6 @@ export function findInfluxd(): string {
     }
   }
   throw new Error(INSTALL_HINT);
-}
-
-/** A port the OS considers free right now (bind to port 0, read it back, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      if (address === null || typeof address === "string") {
-        server.close();
-        reject(new Error("could not read the bound port"));
-        return;
-      }
-      const { port } = address;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function configToml(dir: string, httpPort: number, rpcPort: number): string {

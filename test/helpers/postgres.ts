@@ -19,7 +19,7 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { freePort } from "./rabbitmq.js";
+import { freePort } from "./ports.js";
 
 const INSTALL_HINT =
   "PostgreSQL is not installed: run scripts/test.sh as root (it installs the Debian packages the tests need), " +

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Db } from "../../src/store/db.js";
 import { eventually, startGateway, type TestGateway } from "../helpers/gateway.js";
-import { freePort } from "../helpers/influxd.js";
+import { freePort } from "../helpers/ports.js";
 
 const DEMO = { enabled: true, historyDays: 1, liveBoost: 1, staffBot: false };
 const DAY = 86_400_000;

@@ -106,18 +106,8 @@ export class SqliteBaselineRepository implements BaselineRepository {
  * unit's own baseline replaces the site's for that unit.
  */
 export function baselinesInForce(store: BaselineStore, site: string): Baseline[] {
-  return newestOfEach(store.list(site));
-}
-
-/** baselinesInForce from any repository (PostgreSQL in cluster mode). */
-export async function baselinesInForceIn(repo: BaselineRepository, site: string): Promise<Baseline[]> {
-  return newestOfEach(await repo.list(site));
-}
-
-/** The newest of each unit's and of the site's own, from a site's versions listed newest first. */
-function newestOfEach(versions: readonly Baseline[]): Baseline[] {
   const newest = new Map<string, Baseline>();
-  for (const b of versions) {
+  for (const b of store.list(site)) {
     const key = b.unit ?? "";
     if (!newest.has(key)) newest.set(key, b);
   }

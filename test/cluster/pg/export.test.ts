@@ -34,8 +34,8 @@ import {
   secretFor,
   startGateway,
 } from "../../helpers/gateway.js";
+import { freePort } from "../../helpers/ports.js";
 import { type PgServer, startPostgres } from "../../helpers/postgres.js";
-import { freePort } from "../../helpers/rabbitmq.js";
 
 const run = promisify(execFile);
 const ROOT = new URL("../../..", import.meta.url).pathname;
