@@ -81,6 +81,16 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  /**
+   * Questions RabbitMQ's HTTP auth backend asked (cluster mode), by endpoint and answer: with
+   * RabbitMQ's auth cache in front, what the cache did not answer itself.
+   */
+  readonly rabbitAuthRequests = new Counter({
+    name: "ata_rabbitmq_auth_requests_total",
+    help: "Requests from RabbitMQ's HTTP auth backend, by endpoint (user, vhost, resource, topic) and answer (allow, deny)",
+    labelNames: ["endpoint", "answer"] as const,
+    registers: [this.registry],
+  });
   readonly commitBatchSize = new Histogram({
     name: "ata_commit_batch_size",
     help: "Events and dead letters per group commit, by lane (urgent: events that can raise a high-priority alert)",

@@ -148,6 +148,11 @@ export class RabbitAuth {
     throw new ApiError("unauthenticated", "the RabbitMQ auth endpoints need the shared secret");
   }
 
+  /** Counts an answer, so an operator sees how often RabbitMQ asks (and what its cache spares). */
+  answered(kind: RabbitRequestKind, allowed: boolean): void {
+    this.ctx.metrics.rabbitAuthRequests.inc({ endpoint: kind, answer: allowed ? "allow" : "deny" });
+  }
+
   /** A device logs in: its id (username and client id) and secret, checked as on the embedded broker. */
   async user(req: RabbitRequest<"user">): Promise<boolean> {
     // The ingest consumer's own AMQP user is RabbitMQ's to check (auth_backends.2 = internal): no
@@ -246,6 +251,7 @@ export function rabbitAuthRoutes(router: Router, rabbit: RabbitAuth): void {
       const parsed = parseRabbitRequest(kind, params);
       if (!parsed.ok) throw new ApiError("invalid_query", undefined, parsed.problems);
       const allowed = await decide(parsed.request);
+      rabbit.answered(kind, allowed);
       return new RawReply(200, "text/plain; charset=utf-8", allowed ? "allow" : "deny", {
         "cache-control": "no-store",
       });
