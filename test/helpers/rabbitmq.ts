@@ -8,6 +8,9 @@
  * stopped by PID. The node's name, ports, data, logs, configuration, plugin list and Erlang cookie
  * ($HOME) are its own, so parallel runs and an installed system service do not meet.
  *
+ * Optional: MQTT over WebSocket (rabbitmq_web_mqtt, path /ws) on a free loopback port, and RabbitMQ's
+ * auth cache (rabbitmq_auth_backend_cache) in front of the HTTP backend.
+ *
  * Stopping: SIGTERM to rabbitmq-server's script, whose trap sends SIGTERM to the Erlang VM, which
  * RabbitMQ handles as an orderly shutdown (rabbit_prelaunch_sighandler); `rabbitmqctl stop` would
  * do the same through a second Erlang VM that costs seconds of CPU on this 2-core machine. If the
@@ -32,6 +35,8 @@ export interface RabbitNode {
   nodeName: string;
   mqttPort: number;
   amqpPort: number;
+  /** Web MQTT's port (`ws://127.0.0.1:<port>/ws`) when asked for with `webMqtt`. */
+  webMqttPort: number | null;
   /** From spawning rabbitmq-server to its MQTT listener accepting connections. */
   startupMs: number;
   /** The node's console log so far (for failure messages). */
@@ -48,6 +53,13 @@ export interface RabbitOptions {
   authBaseUrl: string;
   /** More rabbitmq.conf lines. */
   extraConfig?: string[];
+  /** Enable rabbitmq_web_mqtt on a free loopback port (path /ws, RabbitMQ's default). */
+  webMqtt?: boolean;
+  /**
+   * Put rabbitmq_auth_backend_cache in front of the HTTP backend (`auth_backends.1 = cache`,
+   * `auth_cache.cached_backend = http`), keeping positive answers `ttlMs`.
+   */
+  authCache?: { ttlMs: number };
   /** Start-up budget; a first start on a loaded machine takes 5-15 s. */
   timeoutMs?: number;
 }
@@ -120,13 +132,26 @@ interface NodePlan {
   mqttPort: number;
   amqpPort: number;
   distPort: number;
+  webMqttPort: number | null;
 }
 
 /** Ports and a name for one node, its files in `dir`. */
-async function planNode(dir: string, label: string): Promise<NodePlan> {
-  const [mqttPort, amqpPort, distPort] = (await distinctFreePorts(3)) as [number, number, number];
+async function planNode(dir: string, label: string, webMqtt: boolean): Promise<NodePlan> {
+  const [mqttPort, amqpPort, distPort, wsPort] = (await distinctFreePorts(4)) as [
+    number,
+    number,
+    number,
+    number,
+  ];
   const nodeName = `ata-${label}-${process.pid}-${Math.random().toString(36).slice(2, 8)}@localhost`;
-  return { dir, nodeName, mqttPort, amqpPort, distPort };
+  return { dir, nodeName, mqttPort, amqpPort, distPort, webMqttPort: webMqtt ? wsPort : null };
+}
+
+/** Whether a node's device listeners (MQTT, and Web MQTT when enabled) accept connections. */
+async function listenersOpen(plan: NodePlan): Promise<boolean> {
+  return (
+    (await accepting(plan.mqttPort)) && (plan.webMqttPort === null || (await accepting(plan.webMqttPort)))
+  );
 }
 
 /** The environment a node's scripts (rabbitmq-server and the CLI tools) run with. */
@@ -159,8 +184,22 @@ function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): v
   const { dir } = plan;
   mkdirSync(dir, { recursive: true });
   const base = opts.authBaseUrl.replace(/\/$/, "");
+  const plugins = ["rabbitmq_mqtt", "rabbitmq_auth_backend_http"];
+  const cache = opts.authCache
+    ? [
+        "auth_backends.1 = cache",
+        "auth_cache.cached_backend = http",
+        `auth_cache.cache_ttl = ${opts.authCache.ttlMs}`,
+      ]
+    : ["auth_backends.1 = http"];
+  if (opts.authCache) plugins.push("rabbitmq_auth_backend_cache");
+  const webMqtt =
+    plan.webMqttPort === null
+      ? []
+      : ["web_mqtt.tcp.ip = 127.0.0.1", `web_mqtt.tcp.port = ${plan.webMqttPort}`];
+  if (plan.webMqttPort !== null) plugins.push("rabbitmq_web_mqtt");
   const conf = [
-    "auth_backends.1 = http",
+    ...cache,
     "auth_http.http_method = post",
     `auth_http.user_path = ${base}/user`,
     `auth_http.vhost_path = ${base}/vhost`,
@@ -171,6 +210,7 @@ function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): v
     "mqtt.allow_anonymous = false",
     "mqtt.vhost = /",
     "mqtt.exchange = amq.topic",
+    ...webMqtt,
     "log.console = true",
     "log.console.level = info",
     "log.file = false",
@@ -178,7 +218,7 @@ function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): v
     ...(opts.extraConfig ?? []),
   ];
   writeFileSync(join(dir, "rabbitmq.conf"), `${conf.join("\n")}\n`);
-  writeFileSync(join(dir, "enabled_plugins"), "[rabbitmq_mqtt,rabbitmq_auth_backend_http].\n");
+  writeFileSync(join(dir, "enabled_plugins"), `[${plugins.join(",")}].\n`);
   // Empty, so that /etc/rabbitmq/rabbitmq-env.conf (a system node's settings) is not read.
   writeFileSync(join(dir, "rabbitmq-env.conf"), "");
   mkdirSync(join(dir, "mnesia"));
@@ -245,20 +285,20 @@ export async function startRabbitMQ(opts: RabbitOptions): Promise<RabbitNode> {
   };
   try {
     epmd = await startEpmd();
-    const plan = await planNode(dir, "test");
+    const plan = await planNode(dir, "test", opts.webMqtt ?? false);
     writeNodeFiles(plan, opts, []);
     node = launchNode(plan, nodeEnv(plan, dir, epmd.port));
     const { server, out, t0 } = node;
     await waitFor(
-      () => accepting(plan.mqttPort),
+      () => listenersOpen(plan),
       server,
       opts.timeoutMs ?? 60_000,
-      `RabbitMQ's MQTT listener did not open on ${plan.mqttPort}`,
+      `RabbitMQ's MQTT listeners did not open on ${plan.mqttPort}${plan.webMqttPort ? ` and ${plan.webMqttPort}` : ""}`,
       out.lines,
     );
     const startupMs = Math.round(performance.now() - t0);
-    const { nodeName, mqttPort, amqpPort } = plan;
-    return { nodeName, mqttPort, amqpPort, startupMs, output: out.text, stop };
+    const { nodeName, mqttPort, amqpPort, webMqttPort } = plan;
+    return { nodeName, mqttPort, amqpPort, webMqttPort, startupMs, output: out.text, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -269,6 +309,8 @@ export interface RabbitClusterNode {
   nodeName: string;
   mqttPort: number;
   amqpPort: number;
+  /** Web MQTT's port when asked for with `webMqtt`. */
+  webMqttPort: number | null;
   /** From spawning this node to its MQTT listener accepting connections. */
   startupMs: number;
   /** Whether its Erlang VM has not been stopped or killed. */
@@ -338,7 +380,7 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
     const epmdPort = epmd.port;
     const labels = Array.from({ length: opts.nodes }, (_, i) => String.fromCharCode(97 + i));
     const plans: NodePlan[] = [];
-    for (const label of labels) plans.push(await planNode(join(dir, label), label));
+    for (const label of labels) plans.push(await planNode(join(dir, label), label, opts.webMqtt ?? false));
     const seed = plans[0]!;
     for (const plan of plans)
       writeNodeFiles(
@@ -361,10 +403,10 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
     const listening = async (plan: NodePlan, i: number) => {
       const node = launched[i]!;
       await waitFor(
-        () => accepting(plan.mqttPort),
+        () => listenersOpen(plan),
         node.server,
         timeoutMs,
-        `RabbitMQ node ${plan.nodeName}: MQTT listener did not open on ${plan.mqttPort}`,
+        `RabbitMQ node ${plan.nodeName}: MQTT listeners did not open on ${plan.mqttPort}${plan.webMqttPort ? ` and ${plan.webMqttPort}` : ""}`,
         node.out.lines,
       );
       startupMs[i] = Math.round(performance.now() - node.t0);
@@ -391,6 +433,7 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
         nodeName: plan.nodeName,
         mqttPort: plan.mqttPort,
         amqpPort: plan.amqpPort,
+        webMqttPort: plan.webMqttPort,
         startupMs: startupMs[i]!,
         running: () => running,
         output: node.out.text,
