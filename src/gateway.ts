@@ -14,6 +14,7 @@ import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channe
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
+import { SqliteAlertStore } from "./alerts/store.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
@@ -330,7 +331,7 @@ export class Gateway {
     this.checkLadders(rules);
     const names = placeNames(config.sites);
     this.alerts = new AlertManager({
-      db: this.db,
+      store: new SqliteAlertStore(this.db),
       timers: this.timers,
       log: log.child({ component: "alerts" }),
       channels: this.channels,

@@ -2,7 +2,8 @@
  * The alert lifecycle: raise (or update the open alert with the same key), deliver, accept,
  * reject, attend, resolve, cancel, escalate, re-notify. Every transition is one transaction that
  * updates the alert and appends to the audit log; the audit id is the `seq` staff clients order and
- * resume by.
+ * resume by. Alerts, audit and channel attempts are read and written through an AlertStore
+ * (store.ts), synchronously inside a step; the manager holds no SQL.
  *
  * An alert never ends in a black hole: a level with nobody connected, or where everybody rejected,
  * escalates at once; the last level repeats (fallback webhook included) until someone accepts, and
@@ -10,7 +11,6 @@
  */
 import { createHash } from "node:crypto";
 import { EventEmitter } from "node:events";
-import type Database from "better-sqlite3";
 import { ApiError } from "../errors.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
@@ -19,7 +19,6 @@ import type { Priority } from "../model/event.js";
 import type { Level } from "../rules/schema.js";
 import type { DurableTimers, Timer } from "../rules/timers.js";
 import type { StaffIdentity } from "../staff/protocol.js";
-import type { Db } from "../store/db.js";
 import type { Durability } from "../store/durability.js";
 import {
   type AlertChannel,
@@ -40,6 +39,7 @@ import {
   type Outcome,
 } from "./model.js";
 import { allowedOutcomes, outcomeAllowed } from "./outcomes.js";
+import type { AlertRow, AlertStore } from "./store.js";
 
 export interface RaiseSpec {
   ruleId: string;
@@ -61,7 +61,8 @@ export interface AlertChange {
 }
 
 export interface AlertManagerContext {
-  db: Db;
+  /** The alerts, their audit and the channel attempts (`SqliteAlertStore` on the gateway's database). */
+  store: AlertStore;
   timers: DurableTimers;
   log: Logger;
   /** The delivery channels configured, by name (console always; push, paging, webhook when set up). */
@@ -83,57 +84,10 @@ export function levelChannels(level: Level, configured: ReadonlySet<ChannelName>
   return out;
 }
 
-interface AttemptRow {
-  id: number;
-  alert_id: string;
-  channel: ChannelName;
-  recipient_id: string;
-  recipient_name: string;
-  staff_id: string | null;
-  level: number;
-  reason: DeliveryReason;
-  status: "pending" | "sent" | "delivered" | "failed";
-  tries: number;
-}
-
 /** A channel's reach at one level: whom it can reach now. */
 interface Reach {
   channel: AlertChannel;
   recipients: Recipient[];
-}
-
-interface AlertRow {
-  id: string;
-  dedupe_key: string;
-  open: number;
-  type: string;
-  priority: Priority;
-  state: AlertState;
-  message_da: string;
-  message_en: string;
-  rule_id: string;
-  site_id: string;
-  unit_id: string;
-  room_id: string | null;
-  resident_ref: string | null;
-  device_id: string;
-  count: number;
-  first_event_seq: number | null;
-  last_event_seq: number | null;
-  last_event_type: string;
-  raised_at: number;
-  updated_at: number;
-  accepted_by: string | null;
-  accepted_by_name: string | null;
-  accepted_at: number | null;
-  attending_at: number | null;
-  resolved_at: number | null;
-  outcome: Outcome | null;
-  level: number;
-  undelivered: number;
-  delivered_to: string;
-  rejected_by: string;
-  ladder: string;
 }
 
 /** Transitions after which nobody needs to be reached for the alert any more. */
@@ -163,7 +117,7 @@ function render(template: string, e: LoggedEvent, count: number): string {
 /** Emits "change" (AlertChange) after every committed transition, "renotify" (AlertView). */
 export class AlertManager extends EventEmitter {
   private readonly now: () => number;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly store: AlertStore;
   /** Open batch() calls, and the changes waiting for the outermost one to commit. */
   private depth = 0;
   private queued: AlertChange[] = [];
@@ -172,18 +126,11 @@ export class AlertManager extends EventEmitter {
   /** Whether the outermost step now open is replayable (see replayable()); nested steps follow it. */
   private outermostReplayable = false;
   private readonly configured: ReadonlySet<ChannelName>;
-  /**
-   * One transaction wrapper for every step (nested ones become savepoints): better-sqlite3 builds a
-   * wrapper's functions on each db.transaction() call, which per alert step was the largest single
-   * source of garbage under load.
-   */
-  private readonly inTransaction: <T>(fn: () => T) => T;
 
   constructor(private readonly ctx: AlertManagerContext) {
     super();
     this.now = ctx.now ?? Date.now;
-    const tx = ctx.db.transaction((fn: () => unknown) => fn());
-    this.inTransaction = <T>(fn: () => T) => tx(fn) as T;
+    this.store = ctx.store;
     this.configured = new Set(ctx.channels.keys());
     ctx.timers.on<{ alertId: string; level: number }>("escalate", (t) => this.onEscalateTimer(t));
     ctx.timers.on<{ alertId: string }>("renotify", (t) => this.onRenotifyTimer(t));
@@ -197,54 +144,23 @@ export class AlertManager extends EventEmitter {
   }
 
   open(filter: { siteIds?: readonly string[] } = {}): AlertView[] {
-    const rows = this.stmt("SELECT * FROM alerts WHERE open = 1 ORDER BY raised_at").all() as AlertRow[];
+    const rows = this.store.openAlerts();
     return rows.filter((r) => !filter.siteIds || filter.siteIds.includes(r.site_id)).map(view);
   }
 
   history(id: string): AuditEntry[] {
-    return (
-      this.stmt("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id").all(id) as {
-        id: number;
-        alert_id: string;
-        at: number;
-        action: AuditAction;
-        actor_id: string;
-        actor_name: string;
-        reason: string | null;
-        state_after: AlertState;
-        data: string | null;
-      }[]
-    ).map((r) => ({
-      id: r.id,
-      alertId: r.alert_id,
-      at: iso(r.at)!,
-      action: r.action,
-      actor: { id: r.actor_id, name: r.actor_name },
-      reason: r.reason,
-      stateAfter: r.state_after,
-      data: r.data ? JSON.parse(r.data) : null,
-    }));
+    return this.store.auditOf(id);
   }
 
   /** Latest audit id: the position a fresh snapshot corresponds to. */
   head(): number {
-    const r = this.stmt("SELECT max(id) AS m FROM alert_audit").get() as { m: number | null };
-    return r.m ?? 0;
+    return this.store.head();
   }
 
   /** Changes after `seq` for the given sites, in order (for resume). Null if more than `limit`. */
   changesSince(seq: number, siteIds: readonly string[], limit: number): AlertChange[] | null {
     if (!siteIds.length) return [];
-    const rows = this.stmt(
-      `SELECT id, alert_id, action, actor_name, reason FROM alert_audit
-         WHERE id > ? AND site_id IN (${siteIds.map(() => "?").join(",")}) ORDER BY id LIMIT ?`,
-    ).all(seq, ...siteIds, limit + 1) as {
-      id: number;
-      alert_id: string;
-      action: AuditAction;
-      actor_name: string;
-      reason: string | null;
-    }[];
+    const rows = this.store.auditAfter(seq, siteIds, limit + 1);
     if (rows.length > limit) return null;
     // Each change carries the alert as it is now: a client replaying catches up to the present.
     const cache = new Map<string, AlertView>();
@@ -275,9 +191,7 @@ export class AlertManager extends EventEmitter {
   raise(spec: RaiseSpec, e: LoggedEvent, maintenance: { id: number; reason: string } | null): AlertView {
     return this.batch(() => {
       const key = dedupeKey(spec.alert, e.deviceId, e.placement.residentRef);
-      const existing = this.stmt("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1").get(key) as
-        | AlertRow
-        | undefined;
+      const existing = this.store.openByDedupeKey(key);
       const now = this.now();
       const actor: Actor = { id: `rule:${spec.ruleId}`, name: `rule ${spec.ruleId}` };
       if (existing) {
@@ -356,11 +270,7 @@ export class AlertManager extends EventEmitter {
       };
       const reason = maintenance ? `maintenance #${maintenance.id}: ${maintenance.reason}` : null;
       const seq = this.batch(() => {
-        this.stmt(
-          `INSERT INTO alerts (${Object.keys(row).join(", ")}) VALUES (${Object.keys(row)
-            .map((k) => `@${k}`)
-            .join(", ")})`,
-        ).run(row);
+        this.store.insert(row);
         return this.audit(row, maintenance ? "suppressed" : "raised", actor, reason, {
           eventSeq: e.logSeq,
           eventType: e.type,
@@ -391,9 +301,7 @@ export class AlertManager extends EventEmitter {
     opts: { reason?: string; outcome?: Outcome } = {},
   ): AlertView | undefined {
     return this.batch(() => {
-      const row = this.stmt("SELECT * FROM alerts WHERE dedupe_key = ? AND open = 1").get(
-        dedupeKey(alertType, e.deviceId, e.placement.residentRef),
-      ) as AlertRow | undefined;
+      const row = this.store.openByDedupeKey(dedupeKey(alertType, e.deviceId, e.placement.residentRef));
       if (!row) return undefined;
       const actor: Actor = { id: `device:${e.deviceId}`, name: `${e.type} (rule ${ruleId})` };
       const now = this.now();
@@ -419,9 +327,7 @@ export class AlertManager extends EventEmitter {
   presenceInRoom(e: LoggedEvent): void {
     return this.batch(() => {
       if (!e.placement.roomId) return;
-      const rows = this.stmt(
-        "SELECT * FROM alerts WHERE open = 1 AND site_id = ? AND room_id = ? AND state IN ('raised', 'accepted')",
-      ).all(e.placement.siteId, e.placement.roomId) as AlertRow[];
+      const rows = this.store.awaitingPresence(e.placement.siteId, e.placement.roomId);
       for (const row of rows) {
         const now = this.now();
         this.transition(
@@ -447,15 +353,9 @@ export class AlertManager extends EventEmitter {
       const row = this.mustGet(id, staff);
       const delivered = JSON.parse(row.delivered_to) as string[];
       if (delivered.includes(staff.name) && !row.undelivered) return view(row);
-      const confirmed = this.stmt(
-        `UPDATE channel_attempts SET status = 'delivered', detail = 'receipt from the screen', updated_at = ?
-           WHERE alert_id = ? AND channel = 'console' AND staff_id = ? AND status <> 'delivered'`,
-      ).run(this.now(), id, staff.id);
-      if (confirmed.changes)
-        this.ctx.metrics?.channelOutcomes.inc(
-          { channel: "console", outcome: "delivered" },
-          confirmed.changes,
-        );
+      const confirmed = this.store.confirmScreenReceipt(id, staff.id, this.now());
+      if (confirmed)
+        this.ctx.metrics?.channelOutcomes.inc({ channel: "console", outcome: "delivered" }, confirmed);
       return this.transition(row, "delivered", staffActor(staff), null, {
         delivered_to: JSON.stringify(delivered.includes(staff.name) ? delivered : [...delivered, staff.name]),
         undelivered: 0,
@@ -575,19 +475,13 @@ export class AlertManager extends EventEmitter {
    */
   resumeAttempts(): number {
     return this.batch(() => {
-      const rows = this.stmt(
-        `SELECT a.* FROM channel_attempts a JOIN alerts al ON al.id = a.alert_id
-           WHERE a.status = 'pending' AND al.open = 1 AND al.state = 'raised' ORDER BY a.id`,
-      ).all() as AttemptRow[];
+      const rows = this.store.pendingAttempts();
       let n = 0;
       for (const a of rows) {
         const channel = this.ctx.channels.get(a.channel);
         const row = this.row(a.alert_id);
         if (!channel || !row) continue;
-        this.stmt("UPDATE channel_attempts SET tries = tries + 1, updated_at = ? WHERE id = ?").run(
-          this.now(),
-          a.id,
-        );
+        this.store.countRetry(a.id, this.now());
         this.ctx.metrics?.channelAttempts.inc({ channel: a.channel, reason: "retry" });
         const recipient: Recipient = {
           id: a.recipient_id,
@@ -618,22 +512,15 @@ export class AlertManager extends EventEmitter {
     detail: string,
     opts: { toPerson?: boolean; gone?: boolean; retry?: boolean } = {},
   ): void {
-    if (!this.ctx.db.open) return;
+    if (!this.store.available()) return;
     try {
       this.batch(() => {
-        const a = this.stmt("SELECT * FROM channel_attempts WHERE id = ?").get(attemptId) as
-          | AttemptRow
-          | undefined;
+        const a = this.store.attempt(attemptId);
         if (!a || a.channel !== channel) return;
         const status = outcome === "retrying" || (outcome === "failed" && opts.retry) ? "pending" : outcome;
         // A receipt is final: a late "sent" (the push service's 201 after the phone's receipt) does not undo it.
         if (a.status === "delivered" && status !== "delivered") return;
-        this.stmt("UPDATE channel_attempts SET status = ?, detail = ?, updated_at = ? WHERE id = ?").run(
-          status,
-          detail,
-          this.now(),
-          attemptId,
-        );
+        this.store.setAttemptStatus(attemptId, status, detail, this.now());
         if (outcome === "retrying" || outcome === "sent") {
           if (outcome === "sent") this.ctx.metrics?.channelOutcomes.inc({ channel, outcome });
           return;
@@ -687,11 +574,17 @@ export class AlertManager extends EventEmitter {
       const ids: number[] = [];
       const status = channel.handsOverOnCommit ? "sent" : "pending";
       for (const r of recipients) {
-        const info = this.stmt(
-          `INSERT INTO channel_attempts (alert_id, channel, recipient_id, recipient_name, staff_id, level, reason, status, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(row.id, channel.name, r.id, r.name, r.staffId ?? null, level, reason, status, now, now);
-        const attemptId = Number(info.lastInsertRowid);
+        const attemptId = this.store.recordAttempt({
+          alertId: row.id,
+          channel: channel.name,
+          recipientId: r.id,
+          recipientName: r.name,
+          staffId: r.staffId ?? null,
+          level,
+          reason,
+          status,
+          at: now,
+        });
         ids.push(attemptId);
         this.calls.push(() => channel.deliver({ attemptId, alert, reason, level, recipient: r, place }));
       }
@@ -720,7 +613,7 @@ export class AlertManager extends EventEmitter {
   /** Called when the staff directory or a channel's health changes: an alert nobody can receive moves on at once. */
   recheckUndelivered(): void {
     return this.batch(() => {
-      const rows = this.stmt("SELECT * FROM alerts WHERE open = 1 AND state = 'raised'").all() as AlertRow[];
+      const rows = this.store.awaitingAcceptance();
       for (const row of rows) {
         if (!this.reach(row, row.level).length) this.escalate(row.id, row.level, "no recipient reachable");
       }
@@ -874,7 +767,7 @@ export class AlertManager extends EventEmitter {
     this.depth++;
     let result: T;
     try {
-      result = this.inTransaction(fn);
+      result = this.store.step(fn);
     } catch (err) {
       this.queued.length = mark;
       this.ctx.timers.undo(timerMark);
@@ -911,17 +804,8 @@ export class AlertManager extends EventEmitter {
     return result;
   }
 
-  private stmt(sql: string): Database.Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.ctx.db.prepare(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
-  }
-
   private row(id: string): AlertRow | undefined {
-    return this.stmt("SELECT * FROM alerts WHERE id = ?").get(id) as AlertRow | undefined;
+    return this.store.alert(id);
   }
 
   private mustGet(id: string, staff: StaffIdentity): AlertRow {
@@ -953,10 +837,7 @@ export class AlertManager extends EventEmitter {
     const now = this.now();
     const next: AlertRow = { ...row, ...changes, updated_at: now };
     const seq = this.batch(() => {
-      const cols = Object.keys(changes);
-      this.stmt(
-        `UPDATE alerts SET ${[...cols, "updated_at"].map((c) => `${c} = @${c}`).join(", ")} WHERE id = @id`,
-      ).run({ ...pick(next, cols), updated_at: now, id: row.id });
+      this.store.update(row.id, changes, now);
       return this.audit(next, action, actor, reason, data);
     });
     const a = view(next);
@@ -972,22 +853,17 @@ export class AlertManager extends EventEmitter {
     reason: string | null,
     data: unknown,
   ): number {
-    const info = this.stmt(
-      `INSERT INTO alert_audit (alert_id, at, action, actor_id, actor_name, reason, state_after, site_id, unit_id, data)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      row.id,
-      this.now(),
+    return this.store.appendAudit({
+      alertId: row.id,
+      at: this.now(),
       action,
-      actor.id,
-      actor.name,
+      actor,
       reason,
-      row.state,
-      row.site_id,
-      row.unit_id,
-      data ? JSON.stringify(data) : null,
-    );
-    return Number(info.lastInsertRowid);
+      stateAfter: row.state,
+      siteId: row.site_id,
+      unitId: row.unit_id,
+      data,
+    });
   }
 
   /** Tell channels that left something on a screen (a push notification) that the alert is taken or closed. */
@@ -1025,12 +901,6 @@ export interface ChangeMeta {
 export function alertId(ruleId: string, e: LoggedEvent): string {
   const hash = createHash("sha256").update(`${ruleId}\0${e.deviceId}\0${e.eventId}`).digest("hex");
   return `al_${Date.parse(e.receivedAt).toString(36)}${hash.slice(0, 12)}`;
-}
-
-function pick(row: AlertRow, cols: string[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const c of cols) out[c] = (row as unknown as Record<string, unknown>)[c];
-  return out;
 }
 
 export function view(r: AlertRow): AlertView {

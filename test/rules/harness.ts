@@ -8,6 +8,7 @@ import type { AlertChannel, ChannelName } from "../../src/alerts/channels/channe
 import { ConsoleChannel } from "../../src/alerts/channels/console.js";
 import { AlertManager } from "../../src/alerts/manager.js";
 import type { AlertView } from "../../src/alerts/model.js";
+import { SqliteAlertStore } from "../../src/alerts/store.js";
 import { Ingest, type IngestResult, type LoggedEvent } from "../../src/ingest/pipeline.js";
 import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
@@ -122,7 +123,7 @@ export function buildHarness(
       health: () => ({ ok: true }),
     });
   for (const c of opts.channels ?? []) channels.set(c.name, c);
-  const alerts = new AlertManager({ db, timers, log, channels });
+  const alerts = new AlertManager({ store: new SqliteAlertStore(db), timers, log, channels });
   for (const c of channels.values()) void c.start?.(alerts.reporter(c.name));
   const file = opts.rulesYaml ? parseRules(opts.rulesYaml, "test rules") : loadRuleFile("config/rules.yaml");
   const engine = new RuleEngine(
