@@ -41,6 +41,8 @@ export interface RabbitNode {
   startupMs: number;
   /** The node's console log so far (for failure messages). */
   output(): string;
+  /** Run one of RabbitMQ's CLI tools against the node; each call starts an Erlang VM (seconds of CPU). */
+  cli(tool: RabbitTool, args: string[]): Promise<string>;
   /** Stop the node and its epmd by PID and remove the temporary directory. */
   stop(): Promise<void>;
 }
@@ -298,7 +300,9 @@ export async function startRabbitMQ(opts: RabbitOptions): Promise<RabbitNode> {
     );
     const startupMs = Math.round(performance.now() - t0);
     const { nodeName, mqttPort, amqpPort, webMqttPort } = plan;
-    return { nodeName, mqttPort, amqpPort, webMqttPort, startupMs, output: out.text, stop };
+    const epmdPort = epmd.port;
+    const cli = (tool: RabbitTool, args: string[]) => runCli(plan, dir, epmdPort, tool, args);
+    return { nodeName, mqttPort, amqpPort, webMqttPort, startupMs, output: out.text, cli, stop };
   } catch (err) {
     await stop();
     throw err;
@@ -327,7 +331,7 @@ export interface RabbitCluster {
   /** From spawning the seed to every node having joined it. */
   startupMs: number;
   /** Run one of RabbitMQ's CLI tools (`rabbitmq-queues`, `rabbitmqctl`) against a node; each call starts an Erlang VM. */
-  cli(node: RabbitClusterNode, tool: "rabbitmq-queues" | "rabbitmqctl", args: string[]): Promise<string>;
+  cli(node: RabbitClusterNode, tool: RabbitTool, args: string[]): Promise<string>;
   /** Stop every node that still runs, then epmd, by PID; remove the temporary directory. */
   stop(): Promise<void>;
 }
@@ -337,6 +341,21 @@ export interface RabbitClusterOptions extends RabbitOptions {
 }
 
 const RABBIT_BIN = "/usr/lib/rabbitmq/bin";
+
+export type RabbitTool = "rabbitmq-queues" | "rabbitmqctl";
+
+/** One of RabbitMQ's CLI tools against a node, with the node's environment (cookie, epmd). */
+function runCli(plan: NodePlan, home: string, epmdPort: number, tool: RabbitTool, args: string[]) {
+  return new Promise<string>((resolve, reject) => {
+    execFile(
+      join(RABBIT_BIN, tool),
+      ["-n", plan.nodeName, ...args],
+      { env: nodeEnv(plan, home, epmdPort), timeout: 60_000 },
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`${tool} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout),
+    );
+  });
+}
 
 /**
  * RabbitMQ nodes clustered at boot by configuration (peer discovery with `classic_config`), sharing
@@ -447,18 +466,8 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
         },
       };
     });
-    const cli = (node: RabbitClusterNode, tool: string, args: string[]) => {
-      const plan = plans[nodes.indexOf(node)]!;
-      return new Promise<string>((resolve, reject) => {
-        execFile(
-          join(RABBIT_BIN, tool),
-          ["-n", plan.nodeName, ...args],
-          { env: nodeEnv(plan, dir, epmdPort), timeout: 60_000 },
-          (err, stdout, stderr) =>
-            err ? reject(new Error(`${tool} ${args.join(" ")}: ${err.message}\n${stderr}`)) : resolve(stdout),
-        );
-      });
-    };
+    const cli = (node: RabbitClusterNode, tool: RabbitTool, args: string[]) =>
+      runCli(plans[nodes.indexOf(node)]!, dir, epmdPort, tool, args);
     return { nodes, startupMs: clusterMs, cli, stop };
   } catch (err) {
     await stop();
