@@ -11,12 +11,17 @@
  * 2. Memory per connected device: idle device connections to RabbitMQ's MQTT plugin and to the
  *    embedded broker, resident memory before and after; and how fast they log in, 100 at a time
  *    (through RabbitMQ each login is a call to the gateway's auth endpoint).
- * 3. Partition takeover after kill -9 of an owner: three nodes leasing 64 partitions in a real
+ * 3. A reconnect storm through the auth endpoint, with and without RabbitMQ's auth cache
+ *    (rabbitmq_auth_backend_cache in front of the HTTP backend, a second RabbitMQ node started for
+ *    it): `storm` devices log in, 100 CONNECTs in flight, disconnect, and log in again; logins per
+ *    second of each wave and the gateway's auth requests per login (ata_rabbitmq_auth_requests_total).
+ *    Rounds alternate between the two nodes, each round with devices the cache has not seen.
+ * 4. Partition takeover after kill -9 of an owner: three nodes leasing 64 partitions in a real
  *    PostgreSQL (src/cluster/pg/leases.ts, the node as in the tests: test/cluster/pg/lease-node.ts);
  *    one is killed, the time until the survivors have acquired every partition it held is measured,
  *    the node is started again and the cluster let settle; `kills` times.
  *
- *   npm run bench -- cluster [events=30000] [idle=2000] [kills=10] [leaseMs=3000]
+ *   npm run bench -- cluster [events=30000] [idle=2000] [kills=10] [leaseMs=3000] [storm=1000]
  *
  * What it cannot measure yet: two gateway nodes sharing the ingest (one consumer per queue keeps a
  * device's order; the partitioned queues are not built) and gateway state in PostgreSQL (the
@@ -50,6 +55,9 @@ const EVENTS = Number(process.argv[2] ?? 30_000);
 const IDLE = Number(process.argv[3] ?? 2000);
 const KILLS = Number(process.argv[4] ?? 10);
 const LEASE_MS = Number(process.argv[5] ?? 3000);
+const STORM = Number(process.argv[6] ?? 1000);
+/** The auth cache's TTL recommended in docs/cluster.md ("Configuring RabbitMQ"). */
+const CACHE_TTL_MS = 60_000;
 const RUNS = 3;
 const PUBLISHERS = 50;
 const PARTITIONS = 64;
@@ -90,7 +98,7 @@ const rabbit = await startRabbitMQ({
   extraConfig: ["auth_backends.2 = internal"],
 });
 let beam = 0;
-const gw = await startGatewayProcess(PUBLISHERS * 2 + IDLE * 2, {
+const gw = await startGatewayProcess(PUBLISHERS * 2 + Math.max(IDLE * 2, STORM * RUNS), {
   mqtt: ONE_ADDRESS_LOAD,
   http: { host: "127.0.0.1", port: httpPort, adminToken: ADMIN_TOKEN },
   // 50 publishers each far past a real device's rate: this measures the pipeline, not the limit.
@@ -156,7 +164,48 @@ async function ingestRun(path: IngestRun["path"], run: number): Promise<IngestRu
   };
 }
 
+/** Requests the gateway's auth endpoints have answered so far. */
+async function authRequests(): Promise<number> {
+  const m = await scrapeSamples(httpPort);
+  return m.filter((x) => x.name === "ata_rabbitmq_auth_requests_total").reduce((a, x) => a + x.value, 0);
+}
+
+type StormBroker = "rabbitmq" | "rabbitmq+cache";
+interface StormRound {
+  broker: StormBroker;
+  /** Logins per second: the devices' first login, then the same devices again. */
+  firstPerSec: number;
+  againPerSec: number;
+  /** Requests to the gateway's auth endpoints per login, each wave. */
+  firstRequestsPerLogin: number;
+  againRequestsPerLogin: number;
+}
+
+/** One round of a reconnect storm: every device logs in, disconnects, and logs in again. */
+async function stormRound(broker: StormBroker, port: number, devices: BenchDevice[]): Promise<StormRound> {
+  const wave = async () => {
+    const requests = await authRequests();
+    const t0 = performance.now();
+    const clients = await connectMany(port, devices, 100);
+    const perSec = Math.round(devices.length / ((performance.now() - t0) / 1000));
+    const perLogin = round(((await authRequests()) - requests) / devices.length, 2);
+    await Promise.all(clients.map((c) => c.endAsync()));
+    return { perSec, perLogin };
+  };
+  const first = await wave();
+  await sleep(500);
+  const again = await wave();
+  return {
+    broker,
+    firstPerSec: first.perSec,
+    againPerSec: again.perSec,
+    firstRequestsPerLogin: first.perLogin,
+    againRequestsPerLogin: again.perLogin,
+  };
+}
+
 const runs: IngestRun[] = [];
+const storms: StormRound[] = [];
 const memory: Record<string, number> = {};
 /** Device logins per second, 100 at a time: the beginning of a reconnect storm. */
 const connects: Record<string, number> = {};
@@ -187,6 +236,29 @@ try {
     if (name === "rabbitmq")
       memory.gatewayKiBPerRabbitConnection = round((rssKiB(gw.pid) - gwBefore) / IDLE, 1);
     await Promise.all(clients.map((c) => c.endAsync()));
+  }
+
+  // Reconnect storms: the node above (every login asks the gateway) against a second node with
+  // the auth cache in front of the same gateway. Both run meanwhile; the storms alternate.
+  const cached = await startRabbitMQ({
+    authBaseUrl: `http://rabbitmq:${SECRET}@127.0.0.1:${httpPort}${RABBIT_AUTH_BASE}`,
+    authCache: { ttlMs: CACHE_TTL_MS },
+  });
+  try {
+    const stormDevices = gw.devices.slice(PUBLISHERS * 2);
+    for (let r = 0; r < RUNS; r++) {
+      const devices = stormDevices.slice(r * STORM, (r + 1) * STORM);
+      const order: [StormBroker, number][] = [
+        ["rabbitmq", rabbit.mqttPort],
+        ["rabbitmq+cache", cached.mqttPort],
+      ];
+      for (const [broker, port] of r % 2 ? order.reverse() : order) {
+        await sleep(1000);
+        storms.push(await stormRound(broker, port, devices));
+      }
+    }
+  } finally {
+    await cached.stop();
   }
 } finally {
   await gw.stop();
@@ -311,6 +383,29 @@ console.log(
   ),
 );
 console.log();
+console.log(
+  table(
+    [
+      "round",
+      "broker",
+      "first logins/s",
+      "auth requests per login",
+      "again logins/s",
+      "auth requests per login",
+    ],
+    storms.map((s, i) => [
+      `round ${Math.floor(i / 2) + 1}`,
+      s.broker,
+      s.firstPerSec,
+      s.firstRequestsPerLogin,
+      s.againPerSec,
+      s.againRequestsPerLogin,
+    ]),
+  ),
+);
+console.log();
+const storm = (broker: StormBroker, f: (s: StormRound) => number) =>
+  median(storms.filter((s) => s.broker === broker).map(f));
 const sorted = [...takeovers].sort((a, b) => a - b);
 console.log(
   table(
@@ -324,6 +419,13 @@ console.log(
       ["gateway KiB per device on RabbitMQ (auth only)", memory.gatewayKiBPerRabbitConnection!],
       ["device logins/s, 100 in flight: embedded broker", connects.embeddedPerSec!],
       ["device logins/s, 100 in flight: RabbitMQ asking the gateway", connects.rabbitmqPerSec!],
+      [`storm of ${STORM}, logins/s: first login, no cache`, storm("rabbitmq", (s) => s.firstPerSec)],
+      [`storm of ${STORM}, logins/s: login again, no cache`, storm("rabbitmq", (s) => s.againPerSec)],
+      [
+        `storm of ${STORM}, logins/s: first login, auth cache (TTL ${CACHE_TTL_MS / 1000} s)`,
+        storm("rabbitmq+cache", (s) => s.firstPerSec),
+      ],
+      [`storm of ${STORM}, logins/s: login again, auth cache`, storm("rabbitmq+cache", (s) => s.againPerSec)],
       [`takeover after kill -9, ms (lease ${LEASE_MS} ms): median`, median(sorted)],
       ["takeover max ms", sorted[sorted.length - 1] ?? Number.NaN],
       ["takeover bound: lease + renew (lease / 3)", Math.round(LEASE_MS + LEASE_MS / 3)],
@@ -356,6 +458,24 @@ console.log(
     },
     memory,
     connectsPerSec: connects,
+    storm: {
+      devices: STORM,
+      inFlight: 100,
+      cacheTtlMs: CACHE_TTL_MS,
+      noCache: {
+        firstPerSec: storm("rabbitmq", (s) => s.firstPerSec),
+        againPerSec: storm("rabbitmq", (s) => s.againPerSec),
+        firstRequestsPerLogin: storm("rabbitmq", (s) => s.firstRequestsPerLogin),
+        againRequestsPerLogin: storm("rabbitmq", (s) => s.againRequestsPerLogin),
+      },
+      cache: {
+        firstPerSec: storm("rabbitmq+cache", (s) => s.firstPerSec),
+        againPerSec: storm("rabbitmq+cache", (s) => s.againPerSec),
+        firstRequestsPerLogin: storm("rabbitmq+cache", (s) => s.firstRequestsPerLogin),
+        againRequestsPerLogin: storm("rabbitmq+cache", (s) => s.againRequestsPerLogin),
+      },
+      rounds: storms,
+    },
     takeover: {
       leaseMs: LEASE_MS,
       partitions: PARTITIONS,
