@@ -14,7 +14,7 @@ import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channe
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
-import { SqliteAlertStore } from "./alerts/store.js";
+import { SqliteAlertHistory, SqliteAlertStore } from "./alerts/store.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
@@ -595,6 +595,7 @@ export class Gateway {
     alertRoutes(this.router, {
       db: this.db,
       alerts: this.alerts,
+      history: new SqliteAlertHistory(this.db),
       places: siteCatalogue(config),
     });
     if (config.cluster.rabbitmq.enabled)

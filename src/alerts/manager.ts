@@ -97,6 +97,20 @@ const PRIORITY_RANK: Record<Priority, number> = { high: 3, medium: 2, low: 1, in
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 const staffActor = (s: StaffIdentity): Actor => ({ id: `staff:${s.id}`, name: s.name });
 
+/** AlertManager.visibleTo() for an alert read as a row (the HTTP API's history). */
+export function alertVisibleTo(row: AlertRow, staff: StaffIdentity): boolean {
+  if (!staff.sites.includes(row.site_id)) return false;
+  if (staff.role === "manager" || staff.role === "admin") return true;
+  if (staff.units === null || staff.units.includes(row.unit_id)) return true;
+  return reachedBy(row, staff);
+}
+
+/** Has the alert escalated as far as this person, outside their units? */
+function reachedBy(row: AlertRow, staff: StaffIdentity): boolean {
+  const reached = (JSON.parse(row.ladder) as Level[]).slice(0, row.level + 1).flatMap((l) => l.to);
+  return reached.includes("site") || (reached.includes("nurse") && staff.role === "nurse");
+}
+
 export function dedupeKey(alertType: string, deviceId: string, residentRef: string | null): string {
   return `${alertType}|${deviceId}|${residentRef ?? ""}`;
 }
@@ -180,9 +194,7 @@ export class AlertManager extends EventEmitter {
     if (staff.role === "manager" || staff.role === "admin") return true;
     if (staff.units === null || staff.units.includes(alert.unit)) return true;
     const row = this.row(alert.id);
-    if (!row) return false;
-    const reached = (JSON.parse(row.ladder) as Level[]).slice(0, row.level + 1).flatMap((l) => l.to);
-    return reached.includes("site") || (reached.includes("nurse") && staff.role === "nurse");
+    return row ? reachedBy(row, staff) : false;
   }
 
   // ---------------------------------------------------------------- rule actions

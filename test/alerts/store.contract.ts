@@ -4,9 +4,16 @@
  * test/reports/baseline-repository.contract.ts): the SQLite store runs it now, and a PostgreSQL one
  * (a partition owner's working set, flushed per step in a fenced transaction) must run it too, so the
  * alert lifecycle above the interface sees one behaviour. Each test gets a fresh, empty store.
+ * The HTTP API's history (AlertHistory) has its own suite below, reading what a store wrote.
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { AlertRow, AlertStore, NewAttempt, NewAuditEntry } from "../../src/alerts/store.js";
+import type {
+  AlertHistory,
+  AlertRow,
+  AlertStore,
+  NewAttempt,
+  NewAuditEntry,
+} from "../../src/alerts/store.js";
 
 export interface AlertStoreContractSubject {
   store: AlertStore;
@@ -397,6 +404,104 @@ export function alertStoreContract(name: string, factory: () => Promise<AlertSto
 
     it("is available while open", () => {
       expect(store.available()).toBe(true);
+    });
+  });
+}
+
+export interface AlertHistoryContractSubject {
+  /** Writes what the history then reads: the same database. */
+  store: AlertStore;
+  history: AlertHistory;
+  cleanup(): Promise<void>;
+}
+
+/** The HTTP API's reads (AlertHistory), over what an AlertStore on the same database wrote. */
+export function alertHistoryContract(
+  name: string,
+  factory: () => Promise<AlertHistoryContractSubject>,
+): void {
+  describe(`AlertHistory contract: ${name}`, () => {
+    let subject: AlertHistoryContractSubject;
+    let store: AlertStore;
+    let history: AlertHistory;
+
+    beforeEach(async () => {
+      subject = await factory();
+      ({ store, history } = subject);
+      store.step(() => {
+        store.insert(alertRow({ id: "al_1", dedupe_key: "1", raised_at: T0 + 1 }));
+        store.insert(
+          alertRow({ id: "al_2", dedupe_key: "2", raised_at: T0 + 2, unit_id: "syd", priority: "medium" }),
+        );
+        store.insert(
+          alertRow({
+            id: "al_3",
+            dedupe_key: "3",
+            raised_at: T0 + 3,
+            open: 0,
+            state: "resolved",
+            type: "bed-exit",
+          }),
+        );
+        store.insert(alertRow({ id: "al_4", dedupe_key: "4", raised_at: T0 + 4, state: "accepted" }));
+        store.insert(alertRow({ id: "al_5", dedupe_key: "5", raised_at: T0 + 5, site_id: "home-b" }));
+      });
+    });
+    afterEach(async () => {
+      await subject.cleanup();
+    });
+
+    const ids = (rows: AlertRow[]) => rows.map((r) => r.id);
+
+    it("finds a site's alerts newest raise first, filtered, at most the limit", async () => {
+      expect(ids(await history.find({ siteIds: ["home-a"], limit: 10 }))).toEqual([
+        "al_4",
+        "al_3",
+        "al_2",
+        "al_1",
+      ]);
+      expect(ids(await history.find({ siteIds: ["home-a", "home-b"], limit: 2 }))).toEqual(["al_5", "al_4"]);
+      expect(ids(await history.find({ siteIds: ["home-a"], state: "open", limit: 10 }))).toEqual([
+        "al_4",
+        "al_2",
+        "al_1",
+      ]);
+      expect(ids(await history.find({ siteIds: ["home-a"], state: "closed", limit: 10 }))).toEqual(["al_3"]);
+      expect(ids(await history.find({ siteIds: ["home-a"], state: "accepted", limit: 10 }))).toEqual([
+        "al_4",
+      ]);
+      expect(ids(await history.find({ siteIds: ["home-a"], unitId: "syd", limit: 10 }))).toEqual(["al_2"]);
+      expect(ids(await history.find({ siteIds: ["home-a"], priority: "medium", limit: 10 }))).toEqual([
+        "al_2",
+      ]);
+      expect(ids(await history.find({ siteIds: ["home-a"], type: "bed-exit", limit: 10 }))).toEqual(["al_3"]);
+      // From inclusive, to exclusive.
+      expect(ids(await history.find({ siteIds: ["home-a"], from: T0 + 2, to: T0 + 4, limit: 10 }))).toEqual([
+        "al_3",
+        "al_2",
+      ]);
+      expect(await history.find({ siteIds: ["home-c"], limit: 10 })).toEqual([]);
+    });
+
+    it("gives an alert, closed ones too, with its audit oldest first, and the head of the audit", async () => {
+      expect(await history.head()).toBe(0);
+      const row = store.alert("al_3")!;
+      const [first, second] = store.step(() => [
+        store.appendAudit(audit(row)),
+        store.appendAudit(
+          audit(row, { action: "resolved", stateAfter: "resolved", data: { outcome: "no-action" } }),
+        ),
+      ]);
+      const found = await history.withAudit("al_3");
+      expect(found?.alert).toEqual(row);
+      expect(found?.audit.map((e) => [e.id, e.action, e.data])).toEqual([
+        [first, "raised", null],
+        [second, "resolved", { outcome: "no-action" }],
+      ]);
+      expect(found?.audit).toEqual(store.auditOf("al_3"));
+      expect((await history.withAudit("al_1"))?.audit).toEqual([]);
+      expect(await history.withAudit("al_none")).toBeUndefined();
+      expect(await history.head()).toBe(second);
     });
   });
 }

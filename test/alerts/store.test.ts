@@ -1,6 +1,6 @@
-import { SqliteAlertStore } from "../../src/alerts/store.js";
+import { SqliteAlertHistory, SqliteAlertStore } from "../../src/alerts/store.js";
 import { tempDbs } from "../helpers/tempdb.js";
-import { alertStoreContract } from "./store.contract.js";
+import { alertHistoryContract, alertStoreContract } from "./store.contract.js";
 
 const dbs = tempDbs("ata-alert-store-");
 
@@ -8,4 +8,13 @@ const dbs = tempDbs("ata-alert-store-");
 alertStoreContract("SQLite", async () => {
   const { db } = dbs.open();
   return { store: new SqliteAlertStore(db), cleanup: async () => dbs.cleanup() };
+});
+
+alertHistoryContract("SQLite", async () => {
+  const { db } = dbs.open();
+  return {
+    store: new SqliteAlertStore(db),
+    history: new SqliteAlertHistory(db),
+    cleanup: async () => dbs.cleanup(),
+  };
 });
