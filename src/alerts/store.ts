@@ -10,11 +10,14 @@
  * the partition's working set in memory (its open alerts, their audit, their pending channel
  * attempts, loaded when the lease is acquired) and answers a step's reads from it; a step's writes
  * are collected, and when the outermost step ends they are written to PostgreSQL in one fenced
- * transaction (`PartitionLeases.fenced`, with the lease's token) before any change is announced or
- * any channel called, as `AlertManager.batch()` already holds them back until SQLite commits. That is
- * an actor with persistence: one owner per partition, its state in memory, its journal in the
- * database. A flush that fails (lease lost, PostgreSQL gone) rolls the working set back to the
- * step's start as a rolled-back SQLite transaction does, and the partition is given up. So:
+ * transaction (`PartitionLeases.fenced`, with the lease's token). That is an actor with
+ * persistence: one owner per partition, its state in memory, its journal in the database. The
+ * flush is asynchronous, so nothing of a step may be seen before it commits: staff sockets, channel
+ * calls and HTTP answers already wait for the step's fsync (`Durability.after` / `durable`), and
+ * they would wait for its flush the same way. A flush that fails (lease lost, PostgreSQL gone)
+ * leaves the working set to be dropped and the partition given up; the next owner loads what
+ * committed, and the steps whose inputs are replayable (`AlertManager.replayable()`: a logged
+ * event, a due timer) are made again there. So:
  *
  * - everything the manager calls inside a step is synchronous, reads as well as writes: a rule's
  *   evaluation, an escalation and a staff action stay one uninterrupted step whose input nobody
@@ -26,7 +29,9 @@
  *   alert that is not in the working set (a comment on a closed alert, a channel's late answer for
  *   one) before the step that needs it begins;
  * - ids the store hands out (audit ids, attempt ids) grow in commit order: the audit id is the `seq`
- *   staff clients order and resume by.
+ *   staff clients order and resume by. A store answering synchronously hands them out without a
+ *   round trip (from a block reserved ahead in a PostgreSQL sequence, say); one order across
+ *   partitions for resume is the cross-node fan-out's question (docs/cluster.md "Not built yet").
  *
  * Rows have the tables' columns (PostgreSQL's tables mirror SQLite's column for column,
  * src/cluster/pg/schema.ts), so an export and the manager's logic read the same shape.
