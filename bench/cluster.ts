@@ -179,18 +179,31 @@ interface StormRound {
   /** Requests to the gateway's auth endpoints per login, each wave. */
   firstRequestsPerLogin: number;
   againRequestsPerLogin: number;
+  /** CPU-milliseconds per login of the second wave: the gateway, and the RabbitMQ node's VM. */
+  againCpuMsPerLogin: { gateway: number; rabbitmq: number };
 }
 
 /** One round of a reconnect storm: every device logs in, disconnects, and logs in again. */
-async function stormRound(broker: StormBroker, port: number, devices: BenchDevice[]): Promise<StormRound> {
+async function stormRound(
+  broker: StormBroker,
+  port: number,
+  vm: number,
+  devices: BenchDevice[],
+): Promise<StormRound> {
   const wave = async () => {
     const requests = await authRequests();
+    const cpu0 = { gateway: processCpu(gw.pid), rabbitmq: processCpu(vm) };
     const t0 = performance.now();
     const clients = await connectMany(port, devices, 100);
     const perSec = Math.round(devices.length / ((performance.now() - t0) / 1000));
+    const cpuMs = (s: number) => round((s * 1000) / devices.length, 2);
+    const cpu = {
+      gateway: cpuMs(processCpu(gw.pid) - cpu0.gateway),
+      rabbitmq: cpuMs(processCpu(vm) - cpu0.rabbitmq),
+    };
     const perLogin = round(((await authRequests()) - requests) / devices.length, 2);
     await Promise.all(clients.map((c) => c.endAsync()));
-    return { perSec, perLogin };
+    return { perSec, perLogin, cpu };
   };
   const first = await wave();
   await sleep(500);
@@ -201,6 +214,7 @@ async function stormRound(broker: StormBroker, port: number, devices: BenchDevic
     againPerSec: again.perSec,
     firstRequestsPerLogin: first.perLogin,
     againRequestsPerLogin: again.perLogin,
+    againCpuMsPerLogin: again.cpu,
   };
 }
 
@@ -245,16 +259,17 @@ try {
     authCache: { ttlMs: CACHE_TTL_MS },
   });
   try {
+    const cachedBeam = beamPid(cached.nodeName);
     const stormDevices = gw.devices.slice(PUBLISHERS * 2);
     for (let r = 0; r < RUNS; r++) {
       const devices = stormDevices.slice(r * STORM, (r + 1) * STORM);
-      const order: [StormBroker, number][] = [
-        ["rabbitmq", rabbit.mqttPort],
-        ["rabbitmq+cache", cached.mqttPort],
+      const order: [StormBroker, number, number][] = [
+        ["rabbitmq", rabbit.mqttPort, beam],
+        ["rabbitmq+cache", cached.mqttPort, cachedBeam],
       ];
-      for (const [broker, port] of r % 2 ? order.reverse() : order) {
+      for (const [broker, port, vm] of r % 2 ? order.reverse() : order) {
         await sleep(1000);
-        storms.push(await stormRound(broker, port, devices));
+        storms.push(await stormRound(broker, port, vm, devices));
       }
     }
   } finally {
@@ -392,6 +407,8 @@ console.log(
       "auth requests per login",
       "again logins/s",
       "auth requests per login",
+      "CPU-ms per login again: gateway",
+      "RabbitMQ",
     ],
     storms.map((s, i) => [
       `round ${Math.floor(i / 2) + 1}`,
@@ -400,6 +417,8 @@ console.log(
       s.firstRequestsPerLogin,
       s.againPerSec,
       s.againRequestsPerLogin,
+      s.againCpuMsPerLogin.gateway,
+      s.againCpuMsPerLogin.rabbitmq,
     ]),
   ),
 );
@@ -467,12 +486,20 @@ console.log(
         againPerSec: storm("rabbitmq", (s) => s.againPerSec),
         firstRequestsPerLogin: storm("rabbitmq", (s) => s.firstRequestsPerLogin),
         againRequestsPerLogin: storm("rabbitmq", (s) => s.againRequestsPerLogin),
+        againCpuMsPerLogin: {
+          gateway: storm("rabbitmq", (s) => s.againCpuMsPerLogin.gateway),
+          rabbitmq: storm("rabbitmq", (s) => s.againCpuMsPerLogin.rabbitmq),
+        },
       },
       cache: {
         firstPerSec: storm("rabbitmq+cache", (s) => s.firstPerSec),
         againPerSec: storm("rabbitmq+cache", (s) => s.againPerSec),
         firstRequestsPerLogin: storm("rabbitmq+cache", (s) => s.firstRequestsPerLogin),
         againRequestsPerLogin: storm("rabbitmq+cache", (s) => s.againRequestsPerLogin),
+        againCpuMsPerLogin: {
+          gateway: storm("rabbitmq+cache", (s) => s.againCpuMsPerLogin.gateway),
+          rabbitmq: storm("rabbitmq+cache", (s) => s.againCpuMsPerLogin.rabbitmq),
+        },
       },
       rounds: storms,
     },
