@@ -37,7 +37,7 @@ export interface RabbitNode {
   amqpPort: number;
   /** Web MQTT's port (`ws://127.0.0.1:<port>/ws`) when asked for with `webMqtt`. */
   webMqttPort: number | null;
-  /** From spawning rabbitmq-server to its MQTT listener accepting connections. */
+  /** From spawning rabbitmq-server to its MQTT listeners (TCP, and Web MQTT when enabled) accepting. */
   startupMs: number;
   /** The node's console log so far (for failure messages). */
   output(): string;
