@@ -315,7 +315,7 @@ export interface RabbitClusterNode {
   amqpPort: number;
   /** Web MQTT's port when asked for with `webMqtt`. */
   webMqttPort: number | null;
-  /** From spawning this node to its MQTT listener accepting connections. */
+  /** From spawning this node to its MQTT listeners (TCP, and Web MQTT when enabled) accepting. */
   startupMs: number;
   /** Whether its Erlang VM has not been stopped or killed. */
   running(): boolean;
