@@ -11,7 +11,7 @@ import { createServer, request, type Server } from "node:http";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { deviceTopic } from "../../src/broker/topics.js";
+import { commandTopic, deviceTopic } from "../../src/broker/topics.js";
 import { RABBIT_AUTH_BASE } from "../../src/cluster/rabbit-auth.js";
 import { connectDevice, eventually, publish, startGateway, type TestGateway } from "../helpers/gateway.js";
 import { freePort } from "../helpers/ports.js";
@@ -318,5 +318,24 @@ describe("devices on MQTT over WebSocket through RabbitMQ's Web MQTT plugin", ()
     await eventually(() => count("SELECT count(*) FROM events WHERE event_id = 'ws-own-1'") === 1);
     expect(count("SELECT count(*) FROM events WHERE event_id LIKE 'ws-forged-%'")).toBe(0);
     expect(count("SELECT count(*) FROM dead_letters WHERE device_id = ?", WS_RADAR)).toBe(0);
+  });
+
+  it("a device subscribes to its own commands over WebSocket; subscribing to another device's closes the connection, as over TCP", async () => {
+    const c = await connectWs(WS_OTHER, secrets.get(WS_OTHER)!);
+    const subscribe = (topic: string) =>
+      new Promise<number | "closed">((resolve) => {
+        c.once("close", () => resolve("closed"));
+        c.subscribe(topic, { qos: 1 }, (err, granted) =>
+          resolve(err || !granted?.[0] ? "closed" : granted[0].qos),
+        );
+      });
+    expect(await subscribe(commandTopic(WS_OTHER))).toBe(1);
+    expect(await subscribe(commandTopic(WS_RADAR))).toBe("closed");
+    t.gateway.security.flush(true);
+    const denied = t.gateway.security
+      .list({ kinds: ["topic_denied"], limit: 50 })
+      .filter((r) => r.subject === WS_OTHER)
+      .map((r) => r.detail);
+    expect(denied).toContainEqual({ action: "subscribe", topic: commandTopic(WS_RADAR), via: "rabbitmq" });
   });
 });
