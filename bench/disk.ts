@@ -97,7 +97,10 @@ async function rawFsync(dir: string): Promise<number[]> {
 
 async function commits(dir: string, loaded: boolean): Promise<number[]> {
   const sqlite = import.meta.resolve("better-sqlite3").replace("file://", "");
-  const worker = new Worker(WRITER, { eval: true, workerData: { path: join(dir, `log-${loaded}.db`), sqlite } });
+  const worker = new Worker(WRITER, {
+    eval: true,
+    workerData: { path: join(dir, `log-${loaded}.db`), sqlite },
+  });
   const waiting = new Map<number, number>();
   const out: number[] = [];
   worker.on("message", (m: { id?: number }) => {
@@ -178,4 +181,6 @@ const json = Object.fromEntries(
     },
   ]),
 );
-process.stdout.write(`${JSON.stringify({ bench: "disk", urgent: URGENT, rate: RATE, intervalMs: INTERVAL_MS, ...json })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ bench: "disk", urgent: URGENT, rate: RATE, intervalMs: INTERVAL_MS, ...json })}\n`,
+);

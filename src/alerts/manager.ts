@@ -810,7 +810,8 @@ export class AlertManager extends EventEmitter {
         }
       };
       // ... and once those rows are on disk, or would be made again by a replay if they were lost.
-      if (this.ctx.durability) this.ctx.durability.after(run, { sync: !meta.replayable });
+      // In the channels' own lane: a fall's page is not held behind a staff socket's turn.
+      if (this.ctx.durability) this.ctx.durability.after(run, { sync: !meta.replayable, lane: "channels" });
       else run();
     }
     return result;

@@ -139,9 +139,10 @@ export class Router {
       form: async () => new URLSearchParams((await readBody(req, res)).toString("utf8")),
     };
     // An answer to a request that may have written (an action, or the audit entry of a refused
-    // one) waits until those writes are on disk.
+    // one) waits until those writes are on disk; not for staff sockets' turns (its own lane).
     const durable = async () => {
-      if (this.durability && req.method !== "GET" && req.method !== "HEAD") await this.durability.durable();
+      if (this.durability && req.method !== "GET" && req.method !== "HEAD")
+        await this.durability.durable("http");
     };
     try {
       const result = await route.handler(ctx);

@@ -3,8 +3,9 @@
  * every client command gets exactly one `reply` with its request id.
  *
  * Ordering and resume: every alert change the server sends carries `seq`, the id of the audit entry
- * that made it. Audit ids only grow, so `seq` is monotonic on every connection, and it survives a
- * gateway restart. A client that reconnects sends the last `seq` it saw in `hello.resumeFrom` and
+ * that made it. Audit ids only grow, so `seq` is monotonic for each alert on every connection (across
+ * alerts a rule-derived change may overtake a person's change still waiting for its fsync; see
+ * StaffServer.send), and it survives a gateway restart. A client that reconnects sends the largest `seq` it saw in `hello.resumeFrom` and
  * receives every change in its scope after it, in order, then live changes; if it is too far behind
  * it gets a fresh snapshot instead (`snapshot.reason = "resume_too_old"`). A `resumeFrom` beyond
  * the newest seq was never issued by this database (restored from a backup, or replaced): the

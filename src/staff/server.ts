@@ -58,8 +58,18 @@ export const DEFAULT_STAFF_OPTIONS: StaffServerOptions = {
 /** Close code for a session whose token was revoked (the console signs out, as for a bad token). */
 export const CLOSE_REVOKED = 4003;
 
+/**
+ * How long a closed socket's resume floor is kept for its token: past an hour a client resuming is
+ * likely too far behind for a replay anyway (maxReplay) and gets a snapshot.
+ */
+const RESUME_FLOOR_TTL_MS = 60 * 60 * 1000;
+
 interface Session {
   ws: WebSocket;
+  /** This socket's ordering lane in the Durability queue. */
+  lane: string;
+  /** `seq` of alert changes queued for this socket and not sent yet (see send()). */
+  unsent: Set<number>;
   address: string;
   staff: StaffIdentity | null;
   tokenId: string | null;
@@ -76,6 +86,12 @@ export class StaffServer implements StaffDirectory {
   private lastTouch = 0;
   private recheck: NodeJS.Immediate | null = null;
   private stopping = false;
+  private nextSession = 0;
+  /**
+   * Per staff token, where its next resume must start at the latest: set when a socket closed with
+   * alert changes still queued behind later ones it had already been sent (see send()).
+   */
+  private readonly resumeFloors = new Map<string, { floor: number; at: number }>();
   readonly stats = { connections: 0, slowDisconnects: 0 };
 
   constructor(
@@ -171,6 +187,8 @@ export class StaffServer implements StaffDirectory {
   private onConnection(ws: WebSocket, address: string): void {
     const session: Session = {
       ws,
+      lane: `staff:${this.nextSession++}`,
+      unsent: new Set(),
       address,
       staff: null,
       tokenId: null,
@@ -188,6 +206,7 @@ export class StaffServer implements StaffDirectory {
     ws.on("close", () => {
       if (session.helloTimer) clearTimeout(session.helloTimer);
       this.sessions.delete(session);
+      this.keepResumeFloor(session);
       if (session.staff) this.scheduleRecheck();
     });
     ws.on("error", (err) => this.log.debug({ err: err.message }, "staff socket error"));
@@ -306,7 +325,8 @@ export class StaffServer implements StaffDirectory {
     if (msg.resumeFrom !== undefined && msg.resumeFrom > this.alerts.head())
       this.snapshot(s, "resume_unknown");
     else if (msg.resumeFrom !== undefined) {
-      const changes = this.alerts.changesSince(msg.resumeFrom, staff.sites, this.options.maxReplay);
+      const from = Math.min(msg.resumeFrom, this.takeResumeFloor(verified.tokenId));
+      const changes = this.alerts.changesSince(from, staff.sites, this.options.maxReplay);
       if (changes) {
         let n = 0;
         for (const c of changes) {
@@ -359,12 +379,50 @@ export class StaffServer implements StaffDirectory {
   }
 
   /**
-   * Every message goes out in order, and only once what it reports is durable; `sync: false` for a
-   * change a replay would make again (ChangeMeta), which needs only its place in the order.
+   * A message goes out only once what it reports is durable; `sync: false` for a change a replay
+   * would make again (ChangeMeta), which needs only its place in the order. The order kept is this
+   * socket's, and within it an alert's: a change to one alert waits for an earlier change to the
+   * same alert and for earlier messages that are about no one alert (replies, snapshots), not for
+   * another alert's change waiting for its fsync. So a fall's alert is not held behind another
+   * alert's delivery receipt or a colleague's accept being made durable.
+   *
+   * `seq` is then monotonic per alert, not per socket: a client holding 11 may not have 10 yet. If
+   * the socket closes before 10 is sent, the token's next resume starts before 10 (resumeFloors),
+   * so nothing is lost; a client that tracks the highest seq it saw resumes correctly.
    */
   private send(s: Session, msg: ServerMessage, sync = true): void {
-    if (this.durability) this.durability.after(() => this.sendNow(s, msg), { sync });
-    else this.sendNow(s, msg);
+    if (!this.durability) return this.sendNow(s, msg);
+    const key = msg.type === "alert" ? msg.alert.id : msg.type === "renotify" ? msg.alertId : undefined;
+    if (msg.type !== "alert") {
+      this.durability.after(() => this.sendNow(s, msg), { sync, lane: s.lane, key });
+      return;
+    }
+    s.unsent.add(msg.seq);
+    this.durability.after(
+      () => {
+        s.unsent.delete(msg.seq);
+        this.sendNow(s, msg);
+      },
+      { sync, lane: s.lane, key },
+    );
+  }
+
+  /** A socket closed with alert changes still queued: its token's next resume starts before them. */
+  private keepResumeFloor(s: Session): void {
+    if (s.unsent.size === 0 || s.tokenId === null) return;
+    const now = Date.now();
+    for (const [token, f] of this.resumeFloors)
+      if (now - f.at > RESUME_FLOOR_TTL_MS) this.resumeFloors.delete(token);
+    const floor = Math.min(...s.unsent) - 1;
+    const kept = this.resumeFloors.get(s.tokenId);
+    this.resumeFloors.set(s.tokenId, { floor: Math.min(floor, kept?.floor ?? floor), at: now });
+  }
+
+  private takeResumeFloor(tokenId: string | null): number {
+    const f = tokenId === null ? undefined : this.resumeFloors.get(tokenId);
+    if (!f) return Number.POSITIVE_INFINITY;
+    this.resumeFloors.delete(tokenId!);
+    return Date.now() - f.at > RESUME_FLOOR_TTL_MS ? Number.POSITIVE_INFINITY : f.floor;
   }
 
   /**
@@ -372,7 +430,7 @@ export class StaffServer implements StaffDirectory {
    * close now. The close needs no fsync of its own, only its place in the order.
    */
   private closeAfterSent(s: Session, code: number, reason: string): void {
-    if (this.durability) this.durability.after(() => s.ws.close(code, reason), { sync: false });
+    if (this.durability) this.durability.after(() => s.ws.close(code, reason), { sync: false, lane: s.lane });
     else s.ws.close(code, reason);
   }
 

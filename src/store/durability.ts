@@ -13,6 +13,13 @@
  * Before this, every alert transaction (a raise, an audit entry, a delivery outcome) held the event
  * loop for a full fsync, 1-20 ms here, and a fall arriving meanwhile waited behind it.
  *
+ * Order is kept where it means something, not across everything: a callback may name a `lane` (one
+ * staff socket, the channels) and a `key` within it (an alert). It then waits only for callbacks
+ * ahead of it in its lane with its key or with none (a keyless callback is a barrier in its lane),
+ * and for callbacks with no lane at all (a barrier for everyone). So a fall's alert, replayable and
+ * needing no fsync, goes to a socket at once even while another alert's delivery receipt on the
+ * same socket waits for its fsync, and one socket's wait holds up no other socket or channel.
+ *
  * A failed fsync is fatal, as in PostgreSQL: after a failed fsync Linux may have dropped the dirty
  * pages, and a retry that succeeds proves nothing. The process exits; at restart the rules replay
  * the event log after their cursor, so what the lost commits derived from devices is derived again.
@@ -25,6 +32,24 @@ interface Waiting {
   /** The connection's total_changes() when queued: durable once an fsync started after it. */
   changes: number;
   fn: () => void;
+  lane: string | undefined;
+  key: string | undefined;
+}
+
+export interface AfterOptions {
+  /** false: fn needs no fsync of its own (a change a replay would make again), only its place. */
+  sync?: boolean;
+  /** The ordering domain fn keeps its place in (see the class comment); none: behind everything. */
+  lane?: string;
+  /** Within the lane, what fn must stay in order with (an alert's id); none: the whole lane. */
+  key?: string;
+}
+
+/** Whether `w` must wait for `ahead`, queued before it and not yet run. */
+function follows(w: Waiting, ahead: Waiting): boolean {
+  if (w.lane === undefined || ahead.lane === undefined) return true;
+  if (w.lane !== ahead.lane) return false;
+  return w.key === undefined || ahead.key === undefined || w.key === ahead.key;
 }
 
 export class Durability {
@@ -61,23 +86,27 @@ export class Durability {
    * `sync: false` fn needs no fsync of its own, only its place in the order: it runs at once when
    * nothing waits ahead of it, else right after what does.
    */
-  after(fn: () => void, opts: { sync?: boolean } = {}): void {
+  after(fn: () => void, opts: AfterOptions = {}): void {
     if (this.walPath === null || this.closed) {
       fn();
       return;
     }
     const changes = opts.sync === false ? 0 : this.changes();
-    if (this.queue.length === 0 && changes <= this.synced) {
+    const w: Waiting = { changes, fn, lane: opts.lane, key: opts.key };
+    if (changes <= this.synced && !this.queue.some((ahead) => follows(w, ahead))) {
       fn();
       return;
     }
-    this.queue.push({ changes, fn });
+    this.queue.push(w);
     this.kick();
   }
 
-  /** Resolves once everything committed so far is on disk. */
-  durable(): Promise<void> {
-    return new Promise((resolve) => this.after(resolve));
+  /**
+   * Resolves once everything committed so far is on disk. In a lane (see after()), it waits for
+   * nothing queued outside it: a request's answer needs its own writes on disk, not a socket's turn.
+   */
+  durable(lane?: string): Promise<void> {
+    return new Promise((resolve) => this.after(resolve, { lane }));
   }
 
   /** Make everything durable now, on this thread, and run what waits (at stop). */
@@ -116,12 +145,20 @@ export class Durability {
     });
   }
 
-  /** Run the waiting callbacks that are durable now, in order; stop at the first that is not. */
+  /**
+   * Run the waiting callbacks that are durable now and wait for nothing still queued ahead of them,
+   * in queue order. One pass: what a callback must wait for is always ahead of it.
+   */
   private release(): void {
-    let i = 0;
-    while (i < this.queue.length && this.queue[i]!.changes <= this.synced) i++;
-    if (i === 0) return;
-    const ready = this.queue.splice(0, i);
+    const ready: Waiting[] = [];
+    const waiting: Waiting[] = [];
+    for (const w of this.queue) {
+      if (w.changes <= this.synced && !waiting.some((ahead) => follows(w, ahead))) ready.push(w);
+      else waiting.push(w);
+    }
+    if (ready.length === 0) return;
+    this.queue.length = 0;
+    this.queue.push(...waiting);
     for (const w of ready) {
       try {
         w.fn();

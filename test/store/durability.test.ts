@@ -71,6 +71,40 @@ describe("Durability: visible effects wait for the WAL's fsync, off the event lo
     expect(order).toEqual(["replayable, nothing ahead", "a person's action", "replayable, behind it"]);
   });
 
+  it("lanes: a callback waits only for its lane's callbacks with its key or none, and for those with no lane", async () => {
+    const { db, path } = open();
+    const d = new Durability(db, walPathOf(path), log);
+    const order: string[] = [];
+    const push = (name: string) => () => order.push(name);
+    write(db, "a");
+    d.after(push("socket 1: alert A accepted"), { lane: "s1", key: "A" });
+    d.after(push("socket 1: alert B raised"), { sync: false, lane: "s1", key: "B" });
+    d.after(push("socket 2: alert B raised"), { sync: false, lane: "s2", key: "B" });
+    d.after(push("socket 1: alert A escalated"), { sync: false, lane: "s1", key: "A" });
+    d.after(push("socket 1: a reply"), { sync: false, lane: "s1" });
+    d.after(push("socket 2: alert C raised"), { sync: false, lane: "s2", key: "C" });
+    // Neither alert A's change nor anything behind the barrier in socket 1's lane has gone; the rest has.
+    expect(order).toEqual([
+      "socket 1: alert B raised",
+      "socket 2: alert B raised",
+      "socket 2: alert C raised",
+    ]);
+    d.after(push("no lane"), { sync: false });
+    d.after(push("socket 2: behind the unlaned one"), { sync: false, lane: "s2", key: "D" });
+    expect(order).toHaveLength(3);
+    await d.durable();
+    expect(order).toEqual([
+      "socket 1: alert B raised",
+      "socket 2: alert B raised",
+      "socket 2: alert C raised",
+      "socket 1: alert A accepted",
+      "socket 1: alert A escalated",
+      "socket 1: a reply",
+      "no lane",
+      "socket 2: behind the unlaned one",
+    ]);
+  });
+
   it("a commit made while an fsync runs waits for the next one", async () => {
     const { db, path } = open();
     const d = new Durability(db, walPathOf(path), log);
