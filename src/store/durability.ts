@@ -45,17 +45,47 @@ export interface AfterOptions {
   key?: string;
 }
 
-/** Whether `w` must wait for `ahead`, queued before it and not yet run. */
-function follows(w: Waiting, ahead: Waiting): boolean {
-  if (w.lane === undefined || ahead.lane === undefined) return true;
-  if (w.lane !== ahead.lane) return false;
-  return w.key === undefined || ahead.key === undefined || w.key === ahead.key;
+/**
+ * What is queued, counted by what it holds up, so "must this callback wait" is answered without
+ * walking the queue: under load thousands may wait, and a walk per callback would turn a slow fsync
+ * into a stalled event loop.
+ */
+class Pending {
+  size = 0;
+  /** Callbacks with no lane: everything behind them waits. */
+  private unlaned = 0;
+  private readonly lanes = new Map<string, { all: number; keyless: number; keys: Map<string, number> }>();
+
+  add(w: Waiting): void {
+    this.size++;
+    if (w.lane === undefined) {
+      this.unlaned++;
+      return;
+    }
+    let lane = this.lanes.get(w.lane);
+    if (!lane) this.lanes.set(w.lane, (lane = { all: 0, keyless: 0, keys: new Map() }));
+    lane.all++;
+    if (w.key === undefined) lane.keyless++;
+    else lane.keys.set(w.key, (lane.keys.get(w.key) ?? 0) + 1);
+  }
+
+  /** Whether `w`, queued behind everything counted here, must wait for one of them. */
+  holds(w: Waiting): boolean {
+    if (this.size === 0) return false;
+    if (w.lane === undefined || this.unlaned > 0) return true;
+    const lane = this.lanes.get(w.lane);
+    if (!lane) return false;
+    if (w.key === undefined) return lane.all > 0;
+    return lane.keyless > 0 || (lane.keys.get(w.key) ?? 0) > 0;
+  }
 }
 
 export class Durability {
   private readonly changes: () => number;
   private fd: number | null = null;
-  private readonly queue: Waiting[] = [];
+  private queue: Waiting[] = [];
+  /** The queue, counted (Pending). */
+  private pending = new Pending();
   /** An fsync is running on the thread pool. */
   private syncing = false;
   /** total_changes() when the last completed fsync started: everything up to it is on disk. */
@@ -93,11 +123,12 @@ export class Durability {
     }
     const changes = opts.sync === false ? 0 : this.changes();
     const w: Waiting = { changes, fn, lane: opts.lane, key: opts.key };
-    if (changes <= this.synced && !this.queue.some((ahead) => follows(w, ahead))) {
+    if (changes <= this.synced && !this.pending.holds(w)) {
       fn();
       return;
     }
     this.queue.push(w);
+    this.pending.add(w);
     this.kick();
   }
 
@@ -152,13 +183,17 @@ export class Durability {
   private release(): void {
     const ready: Waiting[] = [];
     const waiting: Waiting[] = [];
+    const stillPending = new Pending();
     for (const w of this.queue) {
-      if (w.changes <= this.synced && !waiting.some((ahead) => follows(w, ahead))) ready.push(w);
-      else waiting.push(w);
+      if (w.changes <= this.synced && !stillPending.holds(w)) ready.push(w);
+      else {
+        waiting.push(w);
+        stillPending.add(w);
+      }
     }
     if (ready.length === 0) return;
-    this.queue.length = 0;
-    this.queue.push(...waiting);
+    this.queue = waiting;
+    this.pending = stillPending;
     for (const w of ready) {
       try {
         w.fn();
