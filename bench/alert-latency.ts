@@ -20,7 +20,7 @@
  * paging p99 within 15 ms of the WebSocket p99.
  *
  * Inside the gateway, over the falls only: event-loop delay (timer resolution subtracted), garbage
- * collection pauses by kind, event-log commits per lane (urgent / background), an urgent publish's
+ * collection pauses by kind (and bare aedes' over its own falls, beside them), event-log commits per lane (urgent / background), an urgent publish's
  * stages (handover to the writer, commit, rules), CPU per thread.
  *
  *   npm run bench -- alert-latency [devices=10000] [rate=2000] [falls=1000] [spacingMs=20] [writer=worker|inline]
@@ -108,6 +108,12 @@ const SPACING_MS = Number(process.argv[5] ?? 20);
 const WRITER = process.argv[6] as "worker" | "inline" | undefined;
 const WARMUP = 20;
 const STAFF_TOKEN = "bench-staff-token-0123456789";
+
+/** Bare aedes' GC pauses over its falls (bench/_bare-aedes.ts); "major" is every other kind. */
+interface BareGc {
+  minor: { pauses: number; ms: number; over10ms: number };
+  major: { pauses: number; ms: number; over10ms: number };
+}
 
 interface Load extends Child {
   last: { sent: number; acked: number; seconds: number } | null;
@@ -234,6 +240,15 @@ try {
   const sub = await connect(bare.ports.mqtt!, "bench-subscriber", "x");
   await sub.subscribeAsync("bench/falls/#", { qos: 1 });
   await sleep(2000); // let the background load settle
+  // Its GC pauses over the same window as the gateway's (bench/_bare-aedes.ts).
+  const bareGc = new Promise<BareGc | null>((resolve) => {
+    const lines = createInterface({ input: bare.child.stdout! });
+    lines.on("line", (line) => {
+      if (line.includes('"gcWindow"')) resolve((JSON.parse(line) as { gcWindow: BareGc }).gcWindow);
+    });
+    bare.child.once("exit", () => resolve(null));
+  });
+  process.kill(bare.pid, "SIGUSR2");
   const bareResult = await run(
     bareFallClients,
     gwDevices.slice(0, fallCount),
@@ -247,6 +262,8 @@ try {
       }),
     bareLoad,
   );
+  process.kill(bare.pid, "SIGUSR2");
+  const bareGcWindow = await Promise.race([bareGc, sleep(5000).then(() => null)]);
   for (const c of [...bareFallClients, sub]) c.end(true);
   await stopAll();
 
@@ -469,6 +486,12 @@ try {
           `gc ${kind}: pauses, ms, over 10 ms`,
           `${g.pauses}, ${g.ms}, ${g.over10ms}`,
         ]),
+        ...(bareGcWindow
+          ? Object.entries(bareGcWindow).map(([kind, g]) => [
+              `bare aedes gc ${kind === "minor" ? "minor" : "other"}: pauses, ms, over 10 ms`,
+              `${g.pauses}, ${g.ms}, ${g.over10ms}`,
+            ])
+          : []),
         ...Object.entries(cpu).map(([t, sec]) => [
           `cpu ${t} (% of one core)`,
           `${Math.round((sec / windowSeconds) * 100)} %`,
@@ -524,6 +547,7 @@ try {
       p50Ms: ms(percentile(bareResult.e2e, 50)),
       p99Ms: ms(percentile(bareResult.e2e, 99)),
       maxMs: ms(Math.max(...bareResult.e2e)),
+      gc: bareGcWindow,
     },
     targetP99Ms: 10,
     targetChannelsWithinMsOfWebSocket: 15,
