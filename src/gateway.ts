@@ -14,7 +14,7 @@ import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channe
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
-import { SqliteAlertHistory, SqliteAlertStore } from "./alerts/store.js";
+import { SqliteAlertHistory } from "./alerts/store.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
@@ -45,6 +45,8 @@ import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } fr
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
 import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
+import { SqliteMaintenanceSchedule } from "./rules/maintenance.js";
+import { SqlitePartitionState } from "./rules/partition.js";
 import type { RuleFile } from "./rules/schema.js";
 import { DurableTimers } from "./rules/timers.js";
 import { ScaipReceiver } from "./scaip/receiver.js";
@@ -281,7 +283,10 @@ export class Gateway {
     });
     if (config.demo.enabled) demoCredentials.enable(config.demo);
     else await demoCredentials.disable(config.demo, shippedDemoSeeds());
-    this.timers = new DurableTimers(this.db, log.child({ component: "timers" }));
+    // One process owns every site: one partition state, every store on the main connection, whose
+    // transaction is the unit of work alerts, timers and the rules' cursor share.
+    const partition = new SqlitePartitionState(this.db);
+    this.timers = new DurableTimers(partition.timers, log.child({ component: "timers" }));
     this.timers.storage = this.storage;
     let staff: StaffServer | null = null;
     this.channels.set("console", new ConsoleChannel({ connected: () => staff?.connected() ?? [] }));
@@ -331,7 +336,7 @@ export class Gateway {
     this.checkLadders(rules);
     const names = placeNames(config.sites);
     this.alerts = new AlertManager({
-      store: new SqliteAlertStore(this.db),
+      store: partition.alerts,
       timers: this.timers,
       log: log.child({ component: "alerts" }),
       channels: this.channels,
@@ -354,6 +359,8 @@ export class Gateway {
     this.rules = new RuleEngine(
       {
         db: this.db,
+        cursor: partition.cursor,
+        maintenance: partition.maintenance,
         registry: this.registry,
         profiles: this.profiles,
         alerts: this.alerts,
@@ -593,7 +600,7 @@ export class Gateway {
       rules: () => this.rules.rules,
     });
     alertRoutes(this.router, {
-      db: this.db,
+      maintenance: new SqliteMaintenanceSchedule(this.db),
       alerts: this.alerts,
       history: new SqliteAlertHistory(this.db),
       places: siteCatalogue(config),

@@ -61,7 +61,10 @@ export interface AlertChange {
 }
 
 export interface AlertManagerContext {
-  /** The alerts, their audit and the channel attempts (`SqliteAlertStore` on the gateway's database). */
+  /**
+   * The alerts, their audit and the channel attempts: the partition state's alert store
+   * (src/rules/partition.ts), whose `step` is the unit of work the timers' writes share.
+   */
   store: AlertStore;
   timers: DurableTimers;
   log: Logger;

@@ -4,41 +4,19 @@
  * through `AlertHistory`. One process keeps both in SQLite (`SqliteAlertStore`,
  * `SqliteAlertHistory`); every implementation passes test/alerts/store.contract.ts.
  *
- * Why the store is synchronous, and what a PostgreSQL one will look like (not built yet): in
- * cluster mode a site's alert lifecycle runs on the one node that holds its partition's lease
- * (src/cluster/partitions.ts), so that node is the single writer of the partition's alerts. It keeps
- * the partition's working set in memory (its open alerts, their audit, their pending channel
- * attempts, loaded when the lease is acquired) and answers a step's reads from it; a step's writes
- * are collected, and when the outermost step ends they are written to PostgreSQL in one fenced
- * transaction (`PartitionLeases.fenced`, with the lease's token). That is an actor with
- * persistence: one owner per partition, its state in memory, its journal in the database. The
- * flush is asynchronous, so nothing of a step may be seen before it commits: staff sockets, channel
- * calls and HTTP answers already wait for the step's fsync (`Durability.after` / `durable`), and
- * they would wait for its flush the same way. A flush that fails (lease lost, PostgreSQL gone)
- * leaves the working set to be dropped and the partition given up; the next owner loads what
- * committed, and the steps whose inputs are replayable (`AlertManager.replayable()`: a logged
- * event, a due timer) are made again there. So:
- *
- * - everything the manager calls inside a step is synchronous, reads as well as writes: a rule's
- *   evaluation, an escalation and a staff action stay one uninterrupted step whose input nobody
- *   else changes meanwhile, as now;
- * - `step(fn)` is the unit of work: all or nothing, nested steps as savepoints (a nested step that
- *   throws takes its own writes back and leaves the outer step's);
- * - what must be asynchronous is outside this interface: the flush of a finished step (in the store
- *   behind `step`), the history of closed alerts for the HTTP API (`AlertHistory`), and loading an
- *   alert that is not in the working set (a comment on a closed alert, a channel's late answer for
- *   one) before the step that needs it begins;
- * - ids the store hands out (audit ids, attempt ids) grow in commit order: the audit id is the `seq`
- *   staff clients order and resume by. A store answering synchronously hands them out without a
- *   round trip (from a block reserved ahead in a PostgreSQL sequence, say); one order across
- *   partitions for resume is the cross-node fan-out's question (docs/cluster.md "Not built yet").
+ * An alert store is one of the stores of a partition's state (`PartitionState`,
+ * src/rules/partition.ts), with the durable timers' rows, the rules' cursor and the maintenance
+ * windows in force: its `step` is the partition's unit of work, shared with them (on SQLite, one
+ * connection's transaction). The design that doc comment gives is what this interface is for: in
+ * cluster mode the partition's owner keeps its open alerts, their audit and pending attempts in
+ * memory, answers a step's reads from them, and writes each outermost step, with the timers and the
+ * cursor it moved, in one fenced transaction before anything of it is seen. So everything the
+ * manager calls inside a step is synchronous, reads as well as writes; the history of closed alerts
+ * for the HTTP API is asynchronous (`AlertHistory`); ids the store hands out (audit ids, attempt
+ * ids) grow in commit order, the audit id being the `seq` staff clients order and resume by.
  *
  * Rows have the tables' columns (PostgreSQL's tables mirror SQLite's column for column,
  * src/cluster/pg/schema.ts), so an export and the manager's logic read the same shape.
- *
- * The rules' cursor and the durable timers are written on the same SQLite connection, inside the
- * same steps (the rules engine's `replayable()` and the timers' journal); on SQLite, `step` is their
- * transaction too.
  */
 import type Database from "better-sqlite3";
 import type { Priority } from "../model/event.js";
@@ -138,7 +116,8 @@ export interface AlertStore {
   /**
    * Runs `fn` as one unit of work and returns its result: every write inside it is kept, or none if
    * it throws (the error is thrown on). Nested calls are savepoints: one that throws takes back its
-   * own writes only.
+   * own writes only. The partition's step (`PartitionState.step`): the timers' and the rules'
+   * cursor's writes made inside it are kept or taken back with the alerts'.
    */
   step<T>(fn: () => T): T;
   /** False once the store is closed (a channel answering during shutdown writes nothing). */

@@ -5,13 +5,13 @@ import { outcomeCatalogue } from "../alerts/outcomes.js";
 import type { AlertHistory } from "../alerts/store.js";
 import { ApiError } from "../errors.js";
 import { PRIORITIES } from "../model/event.js";
+import type { MaintenanceSchedule } from "../rules/maintenance.js";
 import { placesInScope, type SiteCatalogueEntry, type StaffIdentity } from "../staff/protocol.js";
-import type { Db } from "../store/db.js";
 import type { RequestContext, Router } from "./router.js";
 
 export interface AlertRoutesContext {
-  /** Maintenance windows (still read and written here: see docs/cluster.md "Not built yet"). */
-  db: Db;
+  /** Maintenance windows of any site, listed, opened and ended. */
+  maintenance: MaintenanceSchedule;
   alerts: AlertManager;
   /** The alerts and their audit as the API lists them, closed ones included. */
   history: AlertHistory;
@@ -132,13 +132,9 @@ export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
   });
   action("comment", async (id, s, r) => ctx.alerts.comment(id, s, (await r.body(CommentBody)).text));
 
-  router.add("GET", "/api/v1/maintenance", (r) => {
+  router.add("GET", "/api/v1/maintenance", async (r) => {
     const staff = who(r);
-    const rows = ctx.db
-      .prepare(
-        `SELECT * FROM maintenance WHERE ends_at > ? AND site_id IN (${staff.sites.map(() => "?").join(",")}) ORDER BY starts_at`,
-      )
-      .all(Date.now(), ...staff.sites) as { starts_at: number; ends_at: number; created_at: number }[];
+    const rows = await ctx.maintenance.current(staff.sites, Date.now());
     return {
       maintenance: rows.map((m) => ({
         ...m,
@@ -155,34 +151,26 @@ export function alertRoutes(router: Router, ctx: AlertRoutesContext): void {
     const b = await r.body(MaintenanceBody);
     if (!staff.sites.includes(b.site)) throw new ApiError("forbidden", `no access to site "${b.site}"`);
     const now = Date.now();
-    const info = ctx.db
-      .prepare(
-        "INSERT INTO maintenance (site_id, device_id, room_id, starts_at, ends_at, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      )
-      .run(
-        b.site,
-        b.device ?? null,
-        b.room ?? null,
-        now,
-        now + b.minutes * 60_000,
-        b.reason,
-        staff.name,
-        now,
-      );
+    const id = await ctx.maintenance.open({
+      siteId: b.site,
+      deviceId: b.device ?? null,
+      roomId: b.room ?? null,
+      startsAt: now,
+      endsAt: now + b.minutes * 60_000,
+      reason: b.reason,
+      createdBy: staff.name,
+      createdAt: now,
+    });
     return {
       created: true,
-      id: Number(info.lastInsertRowid),
+      id,
       endsAt: new Date(now + b.minutes * 60_000).toISOString(),
     };
   });
-  router.add("DELETE", "/api/v1/maintenance/:id", (r) => {
+  router.add("DELETE", "/api/v1/maintenance/:id", async (r) => {
     const staff = who(r);
     if (staff.role === "staff") throw new ApiError("forbidden");
-    const changed = ctx.db
-      .prepare(
-        `UPDATE maintenance SET ends_at = ? WHERE id = ? AND ends_at > ? AND site_id IN (${staff.sites.map(() => "?").join(",")})`,
-      )
-      .run(Date.now(), Number(r.params.id), Date.now(), ...staff.sites).changes;
+    const changed = await ctx.maintenance.end(Number(r.params.id), staff.sites, Date.now());
     if (!changed) throw new ApiError("not_found", "no active maintenance window with that id in your sites");
     return { ended: true };
   });

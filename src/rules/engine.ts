@@ -4,11 +4,11 @@
  * within 10 minutes") are durable timers, so a restart inside the window still raises on time.
  *
  * Every logged event reaches the rules exactly once, across crashes. The engine keeps a cursor over
- * the event log (`cursors` row `rules:events`, a log seq): every event up to it has had its rule
- * effects committed. The cursor is written in the same SQLite transaction as the alert changes,
- * audit entries and timer rows of the events it covers (one AlertManager.batch() on the main
- * connection), so after any crash either an event's effects and the cursor past it are both
- * durable, or neither is:
+ * the event log (`RulesCursor`, cursor.ts: a log seq): every event up to it has had its rule
+ * effects committed. The cursor is written in the same step as the alert changes, audit entries and
+ * timer rows of the events it covers (one AlertManager.batch(), the partition's unit of work,
+ * partition.ts: on SQLite one transaction on the main connection), so after any crash either an
+ * event's effects and the cursor past it are both durable, or neither is:
  * - at least once: an event past the cursor at start (its group commit reached the log, its rule
  *   transaction did not) is replayed from the log in log order before the broker takes devices, so
  *   the device's redelivery, a duplicate the rules never see, loses nothing;
@@ -27,6 +27,10 @@
  * Batches of heartbeats no rule looks at move the cursor in memory and it is persisted at most once
  * a second on its own, so the hot path gains no transaction; after a crash those few seconds of
  * irrelevant events are read again and skipped.
+ *
+ * The cursor and the maintenance windows in force are the partition's (`RulesCursor`,
+ * `MaintenanceWindows`); the event log is read here, on SQLite (replay, an absence timer's event,
+ * count conditions): it is every node's, and has no repository yet.
  */
 import { readFileSync } from "node:fs";
 import type Database from "better-sqlite3";
@@ -40,9 +44,11 @@ import type { Metrics } from "../metrics.js";
 import { EVENT_TYPES } from "../model/event.js";
 import type { DeviceProfile } from "../model/profile.js";
 import type { Registry } from "../registry/registry.js";
-import { type Db, getCursor, NOT_HEARTBEAT } from "../store/db.js";
+import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import { isStorageError, type StorageHealth } from "../store/health.js";
 import { evaluate, typeMatches } from "./conditions.js";
+import type { RulesCursor } from "./cursor.js";
+import type { MaintenanceWindows } from "./maintenance.js";
 import { ladderChannelProblems, type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
 import type { DurableTimers, Timer } from "./timers.js";
 
@@ -101,7 +107,12 @@ export function loadRuleFile(path: string): RuleFile {
 }
 
 export interface RuleEngineContext {
+  /** The event log: read for replay, for an absence timer's event and for count conditions. */
   db: Db;
+  /** The rules' position in the event log, moved inside the steps that commit events' effects. */
+  cursor: RulesCursor;
+  /** The maintenance windows in force, read inside a step. */
+  maintenance: MaintenanceWindows;
   registry: Registry;
   profiles: ReadonlyMap<string, DeviceProfile>;
   alerts: AlertManager;
@@ -116,8 +127,9 @@ export interface RuleEngineContext {
   retryMs?: number;
 }
 
-/** The rules' position in the event log (cursors.name). */
-export const RULES_CURSOR = "rules:events";
+// The rules' cursor's name, where it was always imported from.
+export { RULES_CURSOR } from "./cursor.js";
+
 /** Events read from the log per transaction while replaying. */
 const REPLAY_PAGE = 1000;
 
@@ -169,7 +181,7 @@ export class RuleEngine {
     this.stopped = false;
     // Replayed events cancel and consult timers armed before the crash: those must be in memory.
     this.ctx.timers.load();
-    this.cursor = this.persistedCursor = getCursor(this.ctx.db, RULES_CURSOR);
+    this.cursor = this.persistedCursor = this.ctx.cursor.position();
     const from = this.cursor;
     this.behind = true;
     const t0 = performance.now();
@@ -298,7 +310,7 @@ export class RuleEngine {
           );
         }
       }
-      this.cursorStatement().run(RULES_CURSOR, last, this.now());
+      this.ctx.cursor.set(last, this.now());
     });
     this.cursor = this.persistedCursor = last;
     this.ctx.storage?.succeeded();
@@ -393,21 +405,15 @@ export class RuleEngine {
 
   /** The cursor past events that had no effects: best effort, a failure only means a longer replay. */
   private persistCursor(): void {
-    if (this.cursor <= this.persistedCursor || !this.ctx.db.open) return;
+    if (this.cursor <= this.persistedCursor || !this.ctx.cursor.available()) return;
     try {
-      this.cursorStatement().run(RULES_CURSOR, this.cursor, this.now());
+      this.ctx.cursor.set(this.cursor, this.now());
       this.persistedCursor = this.cursor;
       this.ctx.storage?.succeeded();
     } catch (err) {
       if (!this.ctx.storage?.failed("rules-cursor", err))
         this.ctx.log.error({ err }, "could not persist the rules cursor");
     }
-  }
-
-  private cursorStatement(): Database.Statement {
-    return this.statement(
-      "INSERT INTO cursors (name, position, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-    );
   }
 
   private replayStatement(): Database.Statement {
@@ -545,14 +551,7 @@ export class RuleEngine {
   }
 
   private maintenance(e: LoggedEvent): { id: number; reason: string } | null {
-    const now = this.eventNow(e);
-    const row = this.statement(
-      `SELECT id, reason FROM maintenance WHERE site_id = ? AND starts_at <= ? AND ends_at > ?
-         AND (device_id = ? OR (room_id IS NOT NULL AND room_id = ?)) ORDER BY id LIMIT 1`,
-    ).get(e.placement.siteId, now, now, e.deviceId, e.placement.roomId) as
-      | { id: number; reason: string }
-      | undefined;
-    return row ?? null;
+    return this.ctx.maintenance.inForce(e.placement.siteId, e.deviceId, e.placement.roomId, this.eventNow(e));
   }
 }
 

@@ -12,11 +12,13 @@
  * fails (a full disk at COMMIT), so no timer is armed that the database does not hold, and none is
  * forgotten that it still holds. A handler that fails because the storage refuses writes leaves its
  * timer in place and fires it again after `retryMs`, until the disk takes writes again.
+ *
+ * The rows are read and written through a `TimerStore` (timer-store.ts), in the unit of work of the
+ * partition it belongs to (partition.ts): here, "transaction" is that unit's step.
  */
-import type Database from "better-sqlite3";
 import type { Logger } from "../log.js";
-import type { Db } from "../store/db.js";
 import { isStorageError, type StorageHealth } from "../store/health.js";
+import type { TimerStore } from "./timer-store.js";
 
 export interface Timer<P = unknown> {
   id: string;
@@ -51,7 +53,7 @@ export class DurableTimers {
   retryMs = 2000;
 
   constructor(
-    private readonly db: Db,
+    private readonly store: TimerStore,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
   ) {}
@@ -73,13 +75,7 @@ export class DurableTimers {
   load(): void {
     if (this.loaded) return;
     this.loaded = true;
-    const rows = this.db.prepare("SELECT id, kind, due_at, payload FROM timers").all() as {
-      id: string;
-      kind: string;
-      due_at: number;
-      payload: string;
-    }[];
-    for (const r of rows)
+    for (const r of this.store.load())
       this.remember({ id: r.id, kind: r.kind, dueAt: r.due_at, payload: JSON.parse(r.payload) });
   }
 
@@ -136,7 +132,7 @@ export class DurableTimers {
   /** Create or move a timer. Written to the database before it is armed. */
   set<P>(id: string, kind: string, dueAt: number, payload: P): void {
     if (!this.handlers.has(kind)) throw new Error(`no handler for timer kind "${kind}"`);
-    this.statements().upsert.run(id, kind, Math.round(dueAt), JSON.stringify(payload), this.now());
+    this.store.upsert(id, kind, Math.round(dueAt), JSON.stringify(payload), this.now());
     this.journalUndo(id);
     this.remember({ id, kind, dueAt: Math.round(dueAt), payload });
     if (!this.firing) this.arm();
@@ -144,7 +140,7 @@ export class DurableTimers {
 
   cancel(id: string): boolean {
     if (!this.timers.has(id)) return false;
-    this.statements().remove.run(id);
+    this.store.remove(id);
     this.journalUndo(id);
     this.forget(id);
     return true;
@@ -158,7 +154,7 @@ export class DurableTimers {
 
   /** Inside a transaction: remember how to put the timer back as it is now, should it roll back. */
   private journalUndo(id: string): void {
-    if (!this.db.inTransaction) {
+    if (!this.store.inStep()) {
       // Whatever transaction journaled before has ended without telling (not an AlertManager
       // batch): its entries can no longer be undone meaningfully.
       this.journal.length = 0;
@@ -215,7 +211,7 @@ export class DurableTimers {
         if (current === top) {
           this.forget(top.id);
           try {
-            this.statements().removeFired.run(top.id, top.dueAt);
+            this.store.removeFired(top.id, top.dueAt);
           } catch (err) {
             // Its effects are committed; the row stays and fires once more after a restart, which
             // handlers already tolerate (at-least-once, above).
@@ -236,24 +232,6 @@ export class DurableTimers {
     const gen = (this.generation.get(t.id) ?? 0) + 1;
     this.generation.set(t.id, gen);
     this.push([at, t.id, gen]);
-  }
-
-  private prepared: {
-    upsert: Database.Statement;
-    remove: Database.Statement;
-    removeFired: Database.Statement;
-  } | null = null;
-  /** Prepared once: set() and cancel() run for every bed exit and every alert transition. */
-  private statements() {
-    this.prepared ??= {
-      upsert: this.db.prepare(
-        `INSERT INTO timers (id, kind, due_at, payload, created_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(id) DO UPDATE SET kind = excluded.kind, due_at = excluded.due_at, payload = excluded.payload`,
-      ),
-      remove: this.db.prepare("DELETE FROM timers WHERE id = ?"),
-      removeFired: this.db.prepare("DELETE FROM timers WHERE id = ? AND due_at = ?"),
-    };
-    return this.prepared;
   }
 
   private remember(t: Timer): void {

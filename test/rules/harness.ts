@@ -8,13 +8,13 @@ import type { AlertChannel, ChannelName } from "../../src/alerts/channels/channe
 import { ConsoleChannel } from "../../src/alerts/channels/console.js";
 import { AlertManager } from "../../src/alerts/manager.js";
 import type { AlertView } from "../../src/alerts/model.js";
-import { SqliteAlertStore } from "../../src/alerts/store.js";
 import { Ingest, type IngestResult, type LoggedEvent } from "../../src/ingest/pipeline.js";
 import { silentLogger } from "../../src/log.js";
 import { Metrics } from "../../src/metrics.js";
 import type { DecodedEvent, EventType } from "../../src/model/event.js";
 import { Registry } from "../../src/registry/registry.js";
 import { loadRuleFile, parseRules, RuleEngine } from "../../src/rules/engine.js";
+import { SqlitePartitionState } from "../../src/rules/partition.js";
 import { DurableTimers } from "../../src/rules/timers.js";
 import type { StaffIdentity } from "../../src/staff/protocol.js";
 import { type Db, openDb } from "../../src/store/db.js";
@@ -105,7 +105,8 @@ export function buildHarness(
     },
   });
   ingest.start();
-  const timers = new DurableTimers(db, log);
+  const partition = new SqlitePartitionState(db);
+  const timers = new DurableTimers(partition.timers, log);
   const connected: StaffIdentity[] = [UNIT_STAFF];
   const fallbackSends: Harness["fallbackSends"] = [];
   const channels = new Map<ChannelName, AlertChannel>([
@@ -123,12 +124,14 @@ export function buildHarness(
       health: () => ({ ok: true }),
     });
   for (const c of opts.channels ?? []) channels.set(c.name, c);
-  const alerts = new AlertManager({ store: new SqliteAlertStore(db), timers, log, channels });
+  const alerts = new AlertManager({ store: partition.alerts, timers, log, channels });
   for (const c of channels.values()) void c.start?.(alerts.reporter(c.name));
   const file = opts.rulesYaml ? parseRules(opts.rulesYaml, "test rules") : loadRuleFile("config/rules.yaml");
   const engine = new RuleEngine(
     {
       db,
+      cursor: partition.cursor,
+      maintenance: partition.maintenance,
       registry,
       profiles,
       alerts,

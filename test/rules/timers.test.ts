@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { silentLogger } from "../../src/log.js";
+import { SqliteTimerStore } from "../../src/rules/timer-store.js";
 import { DurableTimers, type Timer } from "../../src/rules/timers.js";
 import { type Db, openDb } from "../../src/store/db.js";
 
@@ -15,7 +16,7 @@ describe("durable timers", () => {
   });
 
   const timers = (fired: string[]) => {
-    const t = new DurableTimers(db, silentLogger());
+    const t = new DurableTimers(new SqliteTimerStore(db), silentLogger());
     t.on<{ n: number }>("k", (x: Timer<{ n: number }>) => fired.push(`${x.id}@${Date.now() - start}`));
     return t;
   };
@@ -57,7 +58,7 @@ describe("durable timers", () => {
   it("a handler that throws does not stop the others, and its timer is not retried forever", () => {
     start = Date.now();
     const fired: string[] = [];
-    const t = new DurableTimers(db, silentLogger());
+    const t = new DurableTimers(new SqliteTimerStore(db), silentLogger());
     t.on("boom", () => {
       throw new Error("handler failed");
     });
@@ -73,7 +74,7 @@ describe("durable timers", () => {
   it("a handler may re-arm its own timer for later", () => {
     start = Date.now();
     const fired: number[] = [];
-    const t = new DurableTimers(db, silentLogger());
+    const t = new DurableTimers(new SqliteTimerStore(db), silentLogger());
     t.on("tick", (x) => {
       fired.push(Date.now() - start);
       if (fired.length < 3) t.set(x.id, "tick", Date.now() + 1000, {});
