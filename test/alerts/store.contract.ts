@@ -22,7 +22,8 @@ export interface AlertStoreContractSubject {
 
 const T0 = Date.parse("2026-11-02T21:14:05.250Z");
 
-function alertRow(over: Partial<AlertRow> = {}): AlertRow {
+/** An alert row as a rule raises it (other contract suites write alerts too). */
+export function alertRow(over: Partial<AlertRow> = {}): AlertRow {
   const id = over.id ?? "al_1";
   return {
     id,
