@@ -63,7 +63,10 @@ class Pending {
       return;
     }
     let lane = this.lanes.get(w.lane);
-    if (!lane) this.lanes.set(w.lane, (lane = { all: 0, keyless: 0, keys: new Map() }));
+    if (!lane) {
+      lane = { all: 0, keyless: 0, keys: new Map() };
+      this.lanes.set(w.lane, lane);
+    }
     lane.all++;
     if (w.key === undefined) lane.keyless++;
     else lane.keys.set(w.key, (lane.keys.get(w.key) ?? 0) + 1);
