@@ -524,6 +524,10 @@ export class Gateway {
         submit: (id, topic, channel, payload) => this.ingest.submit(id, topic, channel, payload),
         refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
         status: (id, payload) => this.presence.onStatus(id, payload),
+        admits: (id) => {
+          const d = this.registry.peek(id);
+          return !d ? "unknown" : d.enabled ? "yes" : "disabled";
+        },
         log: log.child({ component: "rabbitmq-ingest" }),
       });
       this.rabbitIngest = ingest;

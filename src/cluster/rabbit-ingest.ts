@@ -53,6 +53,13 @@ export interface RabbitIngestContext {
   ): Promise<IngestResult>;
   /** A device's `status` publish (retained "online", or its last will "offline"), for presence. */
   status(deviceId: string, payload: string): void;
+  /**
+   * Whether the registry still admits the device now. RabbitMQ checked it at login, but a session
+   * outlives a disable, a deletion or a secret rotation (3.10 has no way for the gateway to end it,
+   * and its auth cache admits new logins for up to its TTL): the consumer is where the gateway's
+   * word holds for every message.
+   */
+  admits(deviceId: string): "yes" | "unknown" | "disabled";
   log: Logger;
 }
 
@@ -237,6 +244,8 @@ export class RabbitIngest {
     const payload = msg.content;
     const topic = topicFromRoutingKey(routingKey);
     const parsed = topic === null ? null : parseDeviceTopic(topic);
+    const admission =
+      parsed && !GATEWAY_CHANNELS.has(parsed.channel) ? this.ctx.admits(parsed.deviceId) : "yes";
     let outcome: Promise<IngestResult> | null;
     if (topic === null || parsed === null) {
       outcome = this.ctx.refuse(
@@ -255,6 +264,19 @@ export class RabbitIngest {
         topic,
         "forbidden",
         `published by "${String(msg.properties.userId).slice(0, 64)}", not by the device the topic names`,
+        payload,
+      );
+    } else if (admission !== "yes") {
+      // Kept as a dead letter, not logged: its events raise nothing, and the operator sees what a
+      // device that should be silent still sends.
+      const unknown = admission === "unknown";
+      outcome = this.ctx.refuse(
+        parsed.deviceId,
+        topic,
+        unknown ? "unknown_device" : "forbidden",
+        unknown
+          ? "the device is no longer registered; its session outlived the removal"
+          : "the device is disabled; its session outlived the disable",
         payload,
       );
     } else if (parsed.channel === STATUS) {

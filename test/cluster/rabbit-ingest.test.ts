@@ -189,6 +189,47 @@ describe("device publishes through RabbitMQ reach the gateway's ingest", () => {
     expect(count("SELECT count(*) FROM events WHERE event_id = 'rq-forged'")).toBe(0);
   });
 
+  it("a device disabled while its session stays open: what it still publishes is dead-lettered, not logged, until it is enabled again; a device no longer registered likewise", async () => {
+    gw().registry.setEnabled(RADAR, false);
+    try {
+      // RabbitMQ keeps the session (3.10 gives the gateway no way to end it) and PUBACKs from its
+      // quorum queue; the consumer refuses the message.
+      await publish(
+        device,
+        deviceTopic(RADAR, "events"),
+        JSON.stringify({ eventId: "rq-disabled", type: "fall.detected", data: { confidence: 0.9 } }),
+      );
+      await eventually(
+        () =>
+          count(
+            "SELECT count(*) FROM dead_letters WHERE code = 'forbidden' AND device_id = ? AND reason LIKE '%disabled%'",
+            RADAR,
+          ) === 1,
+      );
+      expect(count("SELECT count(*) FROM events WHERE event_id = 'rq-disabled'")).toBe(0);
+    } finally {
+      gw().registry.setEnabled(RADAR, true);
+    }
+    await publish(
+      device,
+      deviceTopic(RADAR, "events"),
+      JSON.stringify({ eventId: "rq-enabled-again", type: "device.heartbeat", data: {} }),
+    );
+    await eventually(() => count("SELECT count(*) FROM events WHERE event_id = 'rq-enabled-again'") === 1);
+
+    await publishAmqp(
+      "ata.v1.t-ghost.events",
+      JSON.stringify({ eventId: "rq-ghost", type: "fall.detected" }),
+    );
+    await eventually(
+      () =>
+        count("SELECT count(*) FROM dead_letters WHERE code = 'unknown_device' AND device_id = 't-ghost'") ===
+        1,
+    );
+    expect(count("SELECT count(*) FROM events WHERE event_id = 'rq-ghost'")).toBe(0);
+    expect(count("SELECT count(*) FROM events WHERE event_id = 'rq-disabled'")).toBe(0);
+  });
+
   it("a message delivered again after its commit (the gateway died before its ack) is not logged twice", async () => {
     // The same bytes twice, as RabbitMQ redelivers an unacked message: once with the device's own
     // eventId (the log's unique key), once without (the payload key within the redelivery window).
