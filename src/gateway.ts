@@ -606,7 +606,7 @@ export class Gateway {
     alertRoutes(this.router, {
       maintenance: new SqliteMaintenanceSchedule(this.db),
       alerts: this.alerts,
-      history: new SqliteAlertHistory(this.db),
+      history: new SqliteAlertHistory(this.db, partition.alerts),
       places: siteCatalogue(config),
     });
     if (config.cluster.rabbitmq.enabled)

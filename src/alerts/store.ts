@@ -392,10 +392,18 @@ export class SqliteAlertStore implements AlertStore {
 }
 
 /** The HTTP API's reads on the same SQLite database (synchronous underneath, resolved at once). */
+/**
+ * The history on the one process's database. Single alerts, their audit and the head are the alert
+ * store's own reads on the same connection; only the listing, which the store has no use for, is
+ * written here.
+ */
 export class SqliteAlertHistory implements AlertHistory {
   private readonly statements: Statements;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly store: AlertStore,
+  ) {
     this.statements = new Statements(db);
   }
 
@@ -416,20 +424,11 @@ export class SqliteAlertHistory implements AlertHistory {
   }
 
   async withAudit(id: string): Promise<{ alert: AlertRow; audit: AuditEntry[] } | undefined> {
-    const alert = this.statements.get("SELECT * FROM alerts WHERE id = ?").get(id) as AlertRow | undefined;
-    return alert ? { alert, audit: this.auditOf(id) } : undefined;
-  }
-
-  private auditOf(alertId: string): AuditEntry[] {
-    return (
-      this.statements
-        .get("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY id")
-        .all(alertId) as AuditRow[]
-    ).map(auditEntry);
+    const alert = this.store.alert(id);
+    return alert ? { alert, audit: this.store.auditOf(id) } : undefined;
   }
 
   async head(): Promise<number> {
-    const r = this.statements.get("SELECT max(id) AS m FROM alert_audit").get() as { m: number | null };
-    return r.m ?? 0;
+    return this.store.head();
   }
 }

@@ -392,15 +392,12 @@ export class StaffServer implements StaffDirectory {
    */
   private send(s: Session, msg: ServerMessage, sync = true): void {
     if (!this.durability) return this.sendNow(s, msg);
+    const seq = msg.type === "alert" ? msg.seq : null;
     const key = msg.type === "alert" ? msg.alert.id : msg.type === "renotify" ? msg.alertId : undefined;
-    if (msg.type !== "alert") {
-      this.durability.after(() => this.sendNow(s, msg), { sync, lane: s.lane, key });
-      return;
-    }
-    s.unsent.add(msg.seq);
+    if (seq !== null) s.unsent.add(seq);
     this.durability.after(
       () => {
-        s.unsent.delete(msg.seq);
+        if (seq !== null) s.unsent.delete(seq);
         this.sendNow(s, msg);
       },
       { sync, lane: s.lane, key },

@@ -72,14 +72,14 @@ class Pending {
     else lane.keys.set(w.key, (lane.keys.get(w.key) ?? 0) + 1);
   }
 
-  /** Whether `w`, queued behind everything counted here, must wait for one of them. */
-  holds(w: Waiting): boolean {
+  /** Whether a callback in `lane` with `key`, queued behind everything counted here, must wait. */
+  holds(lane: string | undefined, key: string | undefined): boolean {
     if (this.size === 0) return false;
-    if (w.lane === undefined || this.unlaned > 0) return true;
-    const lane = this.lanes.get(w.lane);
-    if (!lane) return false;
-    if (w.key === undefined) return lane.all > 0;
-    return lane.keyless > 0 || (lane.keys.get(w.key) ?? 0) > 0;
+    if (lane === undefined || this.unlaned > 0) return true;
+    const counts = this.lanes.get(lane);
+    if (!counts) return false;
+    if (key === undefined) return counts.all > 0;
+    return counts.keyless > 0 || (counts.keys.get(key) ?? 0) > 0;
   }
 }
 
@@ -125,11 +125,11 @@ export class Durability {
       return;
     }
     const changes = opts.sync === false ? 0 : this.changes();
-    const w: Waiting = { changes, fn, lane: opts.lane, key: opts.key };
-    if (changes <= this.synced && !this.pending.holds(w)) {
+    if (changes <= this.synced && !this.pending.holds(opts.lane, opts.key)) {
       fn();
       return;
     }
+    const w: Waiting = { changes, fn, lane: opts.lane, key: opts.key };
     this.queue.push(w);
     this.pending.add(w);
     this.kick();
@@ -188,7 +188,7 @@ export class Durability {
     const waiting: Waiting[] = [];
     const stillPending = new Pending();
     for (const w of this.queue) {
-      if (w.changes <= this.synced && !stillPending.holds(w)) ready.push(w);
+      if (w.changes <= this.synced && !stillPending.holds(w.lane, w.key)) ready.push(w);
       else {
         waiting.push(w);
         stillPending.add(w);

@@ -12,9 +12,10 @@ alertStoreContract("SQLite", async () => {
 
 alertHistoryContract("SQLite", async () => {
   const { db } = dbs.open();
+  const store = new SqliteAlertStore(db);
   return {
-    store: new SqliteAlertStore(db),
-    history: new SqliteAlertHistory(db),
+    store,
+    history: new SqliteAlertHistory(db, store),
     cleanup: async () => dbs.cleanup(),
   };
 });

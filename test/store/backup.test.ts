@@ -7,7 +7,14 @@ import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { RULES_CURSOR } from "../../src/rules/engine.js";
 import { openDb } from "../../src/store/db.js";
-import { connectDevice, deviceIdFor, publish, secretFor, startGateway } from "../helpers/gateway.js";
+import {
+  connectDevice,
+  deviceIdFor,
+  eventually,
+  publish,
+  secretFor,
+  startGateway,
+} from "../helpers/gateway.js";
 
 const run = promisify(execFile);
 const ROOT = new URL("../..", import.meta.url).pathname;
@@ -44,6 +51,15 @@ describe("ata backup", () => {
         await publish(device, TOPIC, JSON.stringify({ eventId, type: "call.manual", data: {} }));
         before.push(eventId);
       }
+      // Both readers have written their cursors once (the sink persists its own on a timer, which a
+      // loaded machine delays), so the copy has the two whose bounds are checked below.
+      await eventually(
+        () =>
+          t.gateway.db
+            .prepare("SELECT count(*) FROM cursors WHERE name = ? OR name LIKE 'sink:events@%'")
+            .pluck()
+            .get(RULES_CURSOR) === 2,
+      );
       // A device keeps publishing (and the rules and the sink keep moving their cursors) for the
       // whole backup, so the copy is taken from databases being written.
       let publishing = true;
