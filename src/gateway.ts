@@ -4,7 +4,6 @@
  * closes.
  */
 
-import type { Agent } from "node:https";
 import { join } from "node:path";
 import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
@@ -85,8 +84,8 @@ export interface GatewayOptions {
   paging?: PagingOptions;
   /** Web Push options instead of the configuration's `channels.push` (tests). */
   push?: PushOptionsInput;
-  /** HTTPS agent for push services with a private CA (the tests' local push service). */
-  pushAgent?: Agent;
+  /** Certificates (PEM) to trust for push services with a private CA (the tests' local push service). */
+  pushCa?: string;
 }
 
 /** Site and unit display names from the configuration, ids where a name is missing. */
@@ -328,7 +327,7 @@ export class Gateway {
         staff: this.tokens,
         log: log.child({ component: "push" }),
         options: PushOptions.parse(push),
-        ...(this.options.pushAgent ? { agent: this.options.pushAgent } : {}),
+        ...(this.options.pushCa ? { ca: this.options.pushCa } : {}),
       });
       this.channels.set("push", this.push);
     }

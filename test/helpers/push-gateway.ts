@@ -11,8 +11,8 @@ import type { LocalPushService, TestSubscription } from "./push-service.js";
 export function pushGatewayOptions(
   svc: LocalPushService,
   push: GatewayOptions["push"] = {},
-): Pick<GatewayOptions, "push" | "pushAgent"> {
-  return { push: { timeoutMs: 2000, ...push }, pushAgent: svc.agent() };
+): Pick<GatewayOptions, "push" | "pushCa"> {
+  return { push: { timeoutMs: 2000, ...push }, pushCa: svc.certificate() };
 }
 
 /** A fresh test-owned subscription made with the gateway's VAPID key, as a browser would make it. */

@@ -12,7 +12,7 @@
  * - TTL, Urgency and Topic headers (RFC 8030 §5.2-5.4), recorded.
  *
  * It can be told to answer 404, 410, 500, or slowly, per subscription. HTTPS with a certificate
- * made for the run by openssl, because web-push only speaks HTTPS; `agent()` trusts it.
+ * made for the run by openssl, because web-push only speaks HTTPS; the gateway is given `certificate()` to trust.
  */
 import { execFileSync } from "node:child_process";
 import {
@@ -25,7 +25,7 @@ import {
   verify as verifySignature,
 } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { Agent, createServer, type Server } from "node:https";
+import { createServer, type Server } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -260,11 +260,6 @@ export class LocalPushService {
   /** The service's self-signed certificate (PEM), e.g. for NODE_EXTRA_CA_CERTS of a child gateway. */
   certificate(): string {
     return this.cert;
-  }
-
-  /** An HTTPS agent that trusts this service's certificate (for PushChannelContext.agent). */
-  agent(): Agent {
-    return new Agent({ ca: this.cert, keepAlive: false });
   }
 
   /** A subscription as a browser would make one, with keys the test owns. */

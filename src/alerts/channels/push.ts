@@ -9,7 +9,6 @@
  * capability back (`confirm`), so the audit's "delivered" means the phone got it.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Agent } from "node:https";
 import type WebPush from "web-push";
 import { z } from "zod";
 import type { Logger } from "../../log.js";
@@ -26,6 +25,7 @@ import type {
 } from "./channel.js";
 import { inAudience } from "./channel.js";
 import { type CapabilityClaims, signCapability, verifyCapability } from "./push-capability.js";
+import { PushSender } from "./push-sender.js";
 import { type NewSubscription, PushStore, type PushSubscriptionRow } from "./push-store.js";
 
 /** A VAPID subject must be a mailto: or https: URI (RFC 8292 §2.1). */
@@ -92,10 +92,10 @@ export interface PushChannelContext {
   options: PushOptions;
   now?: () => number;
   /**
-   * The HTTPS agent for requests to push services. Production leaves it out (the system's CAs);
-   * a private push service or a test receiver with its own CA passes one that trusts it.
+   * Certificates (PEM) to trust for push services beside the system's. Production leaves it out;
+   * a private push service or a test receiver with its own CA passes that CA.
    */
-  agent?: Agent;
+  ca?: string;
 }
 
 /** What the service worker receives (decrypted). Version 1 of the payload contract. */
@@ -165,6 +165,8 @@ export class PushChannel implements AlertChannel {
   readonly name = "push" as const;
   private readonly now: () => number;
   private readonly store: PushStore;
+  /** Encrypts and sends on a thread of its own (push-sender.ts). */
+  private readonly sender: PushSender;
   private reporter: ChannelReporter | null = null;
   /** web-push, loaded at start: a gateway without push does not pay for it at every restart. */
   private webpush: typeof WebPush | null = null;
@@ -181,12 +183,14 @@ export class PushChannel implements AlertChannel {
   constructor(private readonly ctx: PushChannelContext) {
     this.now = ctx.now ?? Date.now;
     this.store = new PushStore(ctx.db, this.now);
+    this.sender = new PushSender({ log: ctx.log, ...(ctx.ca ? { ca: ctx.ca } : {}) });
   }
 
   async start(reporter: ChannelReporter): Promise<void> {
     this.webpush = (await import("web-push")).default;
     this.reporter = reporter;
     this.keys();
+    await this.sender.start();
   }
 
   async stop(): Promise<void> {
@@ -195,6 +199,7 @@ export class PushChannel implements AlertChannel {
     this.coolDownTimer = null;
     // Requests end by themselves within timeoutMs; waiting keeps the database open until then.
     await Promise.allSettled([...this.inFlight]);
+    await this.sender.stop();
   }
 
   /** The VAPID public key (base64url), for `pushManager.subscribe({ applicationServerKey })`. */
@@ -349,32 +354,19 @@ export class PushChannel implements AlertChannel {
     payload: PushPayload,
     urgency: "high" | "normal",
   ): Promise<{ ok: boolean; gone: boolean; status: number | null; error: string }> {
-    const keys = this.keys();
-    const webpush = this.lib();
-    try {
-      const res = await webpush.sendNotification(
-        { endpoint: s.endpoint, keys: { p256dh: s.p256dh, auth: s.auth } },
-        JSON.stringify(payload),
-        {
-          // Signed here once per push service and reused (below), not per message by the library
-          // (which signs only when given vapidDetails, and this module never sets them globally).
-          headers: { Authorization: this.vapidAuthorization(s.endpoint, keys) },
-          contentEncoding: "aes128gcm",
-          TTL: this.ctx.options.ttlSeconds,
-          urgency,
-          topic: topicFor(payload.alertId),
-          timeout: this.ctx.options.timeoutMs,
-          ...(this.ctx.agent ? { agent: this.ctx.agent } : {}),
-        },
-      );
-      return { ok: true, gone: false, status: res.statusCode, error: "" };
-    } catch (err) {
-      if (err instanceof webpush.WebPushError) {
-        const gone = err.statusCode === 404 || err.statusCode === 410;
-        return { ok: false, gone, status: err.statusCode, error: `answered ${err.statusCode}` };
-      }
-      return { ok: false, gone: false, status: null, error: (err as Error).message || "request failed" };
-    }
+    const r = await this.sender.send({
+      endpoint: s.endpoint,
+      p256dh: s.p256dh,
+      auth: s.auth,
+      payload: JSON.stringify(payload),
+      // Signed here once per push service and reused (below), not per message.
+      headers: { Authorization: this.vapidAuthorization(s.endpoint, this.keys()) },
+      ttlSeconds: this.ctx.options.ttlSeconds,
+      urgency,
+      topic: topicFor(payload.alertId),
+      timeoutMs: this.ctx.options.timeoutMs,
+    });
+    return { ...r, gone: r.status === 404 || r.status === 410 };
   }
 
   /**

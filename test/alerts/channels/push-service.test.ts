@@ -4,6 +4,7 @@
  * real push service refuses. The channel tests rely on both.
  */
 import { createECDH } from "node:crypto";
+import { Agent } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import webpush from "web-push";
 import { decryptAes128gcm, deriveKeys, LocalPushService, verifyVapid } from "../../helpers/push-service.js";
@@ -120,7 +121,7 @@ describe("the test push service over HTTPS", () => {
       vapidDetails: { subject: "mailto:drift@example.org", ...keys },
       TTL: 42,
       urgency: "high",
-      agent: svc.agent(),
+      agent: new Agent({ ca: svc.certificate() }),
     });
     expect(res.statusCode).toBe(201);
     expect(svc.for(sub)).toHaveLength(1);
@@ -134,7 +135,7 @@ describe("the test push service over HTTPS", () => {
     await expect(
       webpush.sendNotification(sub, "x", {
         vapidDetails: { subject: "mailto:drift@example.org", ...other },
-        agent: svc.agent(),
+        agent: new Agent({ ca: svc.certificate() }),
       }),
     ).rejects.toMatchObject({ statusCode: 403 });
   });

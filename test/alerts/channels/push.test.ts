@@ -79,7 +79,7 @@ describe("the push channel", () => {
       log: silentLogger(),
       options: PushOptions.parse({ timeoutMs: 1000, ...options }),
       now: () => clock,
-      agent: svc.agent(),
+      ca: svc.certificate(),
     });
     return c;
   };
