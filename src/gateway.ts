@@ -316,7 +316,13 @@ export class Gateway {
           options: paging,
           log: log.child({ component: "paging" }),
           // Tokens created at run time (`ata tokens create`) carry handsets too; a revoked one does not.
-          staff: (id) => this.tokens.list().find((t) => t.id === id && !t.revoked),
+          // One row by id, not the whole list: this runs for every alert the paging system may get.
+          staff: (id) => {
+            const t = this.tokens.get(id);
+            return t && !t.revoked
+              ? { id: t.tokenId, name: t.name, role: t.role, sites: t.sites, units: t.units }
+              : undefined;
+          },
         }),
       );
     }

@@ -13,6 +13,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { z } from "zod";
 import type { Db } from "../store/db.js";
+import { Statements } from "../store/statements.js";
 import type { StaffIdentity } from "./protocol.js";
 import { tokenKeyFor } from "./token-key.js";
 
@@ -79,17 +80,21 @@ export class TokenStore {
   onAudit: ((e: TokenAuditEvent) => void) | null = null;
   /** Whether any token still has a legacy hash (then a miss looks for that too). */
   private legacyLeft: boolean;
+  private readonly statements: Statements;
 
   /** The key defaults to the one kept beside the database file (or in ATA_TOKEN_KEY). */
-  constructor(
-    private readonly db: Db,
-    key?: Buffer,
-  ) {
+  constructor(db: Db, key?: Buffer) {
     db.exec("CREATE UNIQUE INDEX IF NOT EXISTS staff_tokens_hash ON staff_tokens(token_hash)");
     this.key = key ?? tokenKeyFor(db.name);
+    this.statements = new Statements(db);
     this.legacyLeft = !!db
       .prepare(`SELECT 1 FROM staff_tokens WHERE token_hash NOT LIKE '${KEYED}%' LIMIT 1`)
       .get();
+  }
+
+  /** A statement kept for the connection: identity() runs for every alert sent to a person. */
+  private sql(sql: string) {
+    return this.statements.get(sql);
   }
 
   private digest(token: string): string {
@@ -102,15 +107,15 @@ export class TokenStore {
    */
   private findHash(token: string): string {
     const keyed = this.digest(token);
-    if (!this.legacyLeft || this.db.prepare("SELECT 1 FROM staff_tokens WHERE token_hash = ?").get(keyed))
+    if (!this.legacyLeft || this.sql("SELECT 1 FROM staff_tokens WHERE token_hash = ?").get(keyed))
       return keyed;
     const legacy = legacyDigest(token);
-    const row = this.db.prepare("SELECT id FROM staff_tokens WHERE token_hash = ?").get(legacy) as
+    const row = this.sql("SELECT id FROM staff_tokens WHERE token_hash = ?").get(legacy) as
       | { id: string }
       | undefined;
     if (!row) return keyed;
     try {
-      this.db.prepare("UPDATE staff_tokens SET token_hash = ? WHERE id = ?").run(keyed, row.id);
+      this.sql("UPDATE staff_tokens SET token_hash = ? WHERE id = ?").run(keyed, row.id);
       return keyed;
     } catch {
       // A read-only disk: the token still works by its old hash.
@@ -121,21 +126,19 @@ export class TokenStore {
   create(input: NewToken): { identity: StaffIdentity; token: string; tokenId: string } {
     const token = input.token ?? `ata_${randomBytes(24).toString("base64url")}`;
     const id = input.id ?? `st_${randomBytes(6).toString("hex")}`;
-    this.db
-      .prepare(
-        "INSERT INTO staff_tokens (id, name, role, sites, units, token_hash, created_at, person_id, device_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-      )
-      .run(
-        id,
-        input.name,
-        input.role,
-        JSON.stringify(input.sites),
-        input.units ? JSON.stringify(input.units) : null,
-        this.digest(token),
-        Date.now(),
-        input.personId ?? null,
-        input.deviceLabel ?? null,
-      );
+    this.sql(
+      "INSERT INTO staff_tokens (id, name, role, sites, units, token_hash, created_at, person_id, device_label) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      id,
+      input.name,
+      input.role,
+      JSON.stringify(input.sites),
+      input.units ? JSON.stringify(input.units) : null,
+      this.digest(token),
+      Date.now(),
+      input.personId ?? null,
+      input.deviceLabel ?? null,
+    );
     this.onAudit?.({
       kind: "token_created",
       actor: input.actor ?? null,
@@ -157,15 +160,15 @@ export class TokenStore {
 
   /** Seeds from configuration: created once, left alone afterwards. */
   ensure(input: NewToken & { id: string; token: string }): void {
-    const exists = this.db.prepare("SELECT 1 FROM staff_tokens WHERE id = ?").get(input.id);
+    const exists = this.sql("SELECT 1 FROM staff_tokens WHERE id = ?").get(input.id);
     if (!exists) this.create(input);
   }
 
   /** The id of the staff token with this secret (revoked or not), or null: a clash check. */
   holderOf(token: string): string | null {
-    const row = this.db
-      .prepare("SELECT id FROM staff_tokens WHERE token_hash = ?")
-      .get(this.findHash(token)) as { id: string } | undefined;
+    const row = this.sql("SELECT id FROM staff_tokens WHERE token_hash = ?").get(this.findHash(token)) as
+      | { id: string }
+      | undefined;
     return row?.id ?? null;
   }
 
@@ -175,11 +178,9 @@ export class TokenStore {
 
   /** The person behind a token and which token it is (to close its sessions when it is revoked). */
   verifyToken(token: string): { identity: StaffIdentity; tokenId: string } | null {
-    const row = this.db
-      .prepare(
-        "SELECT id, name, role, sites, units, person_id, last_used_at FROM staff_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-      )
-      .get(this.findHash(token)) as Omit<TokenRow, "device_label" | "created_at" | "revoked_at"> | undefined;
+    const row = this.sql(
+      "SELECT id, name, role, sites, units, person_id, last_used_at FROM staff_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+    ).get(this.findHash(token)) as Omit<TokenRow, "device_label" | "created_at" | "revoked_at"> | undefined;
     if (!row) return null;
     const now = Date.now();
     if (row.last_used_at === null || now - row.last_used_at > TOUCH_EVERY_MS) this.touch([row.id], now);
@@ -197,7 +198,7 @@ export class TokenStore {
 
   /** Marks tokens as in use now (a console that stays connected is using its token). */
   touch(ids: readonly string[], at = Date.now()): void {
-    const stmt = this.db.prepare("UPDATE staff_tokens SET last_used_at = ? WHERE id = ?");
+    const stmt = this.sql("UPDATE staff_tokens SET last_used_at = ? WHERE id = ?");
     try {
       for (const id of ids) stmt.run(at, id);
     } catch {
@@ -211,30 +212,24 @@ export class TokenStore {
     if (!ids.length) return [];
     const active = new Set(
       (
-        this.db
-          .prepare(
-            `SELECT id FROM staff_tokens WHERE revoked_at IS NULL AND id IN (${ids.map(() => "?").join(",")})`,
-          )
-          .all(...ids) as { id: string }[]
+        this.sql(
+          "SELECT id FROM staff_tokens WHERE revoked_at IS NULL AND id IN (SELECT value FROM json_each(?))",
+        ).all(JSON.stringify(ids)) as { id: string }[]
       ).map((r) => r.id),
     );
     return ids.filter((id) => !active.has(id));
   }
 
   get(tokenId: string): TokenRecord | null {
-    const row = this.db.prepare("SELECT * FROM staff_tokens WHERE id = ?").get(tokenId) as
-      | TokenRow
-      | undefined;
+    const row = this.sql("SELECT * FROM staff_tokens WHERE id = ?").get(tokenId) as TokenRow | undefined;
     return row ? record(row) : null;
   }
 
   /** The person behind a token id, or null when the token is unknown or revoked. */
   identity(id: string): StaffIdentity | null {
-    const row = this.db
-      .prepare(
-        "SELECT id, name, role, sites, units, person_id FROM staff_tokens WHERE id = ? AND revoked_at IS NULL",
-      )
-      .get(id) as
+    const row = this.sql(
+      "SELECT id, name, role, sites, units, person_id FROM staff_tokens WHERE id = ? AND revoked_at IS NULL",
+    ).get(id) as
       | {
           id: string;
           name: string;
@@ -269,17 +264,14 @@ export class TokenStore {
 
   /** Every token with its person and device, oldest first. */
   records(): TokenRecord[] {
-    return (this.db.prepare("SELECT * FROM staff_tokens ORDER BY created_at, id").all() as TokenRow[]).map(
-      record,
-    );
+    return (this.sql("SELECT * FROM staff_tokens ORDER BY created_at, id").all() as TokenRow[]).map(record);
   }
 
   /** Takes back a revocation (demo tokens when demo mode is turned on again). */
   reinstate(id: string, actor?: string): boolean {
     const done =
-      this.db
-        .prepare("UPDATE staff_tokens SET revoked_at = NULL WHERE id = ? AND revoked_at IS NOT NULL")
-        .run(id).changes > 0;
+      this.sql("UPDATE staff_tokens SET revoked_at = NULL WHERE id = ? AND revoked_at IS NOT NULL").run(id)
+        .changes > 0;
     if (done)
       this.onAudit?.({
         kind: "token_created",
@@ -292,9 +284,10 @@ export class TokenStore {
 
   revoke(id: string, actor?: string): boolean {
     const done =
-      this.db
-        .prepare("UPDATE staff_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .run(Date.now(), id).changes > 0;
+      this.sql("UPDATE staff_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL").run(
+        Date.now(),
+        id,
+      ).changes > 0;
     if (done) this.onAudit?.({ kind: "token_revoked", actor: actor ?? null, subject: id, detail: {} });
     return done;
   }

@@ -3,8 +3,8 @@
  * the keys the gateway keeps for Web Push. The only place that writes SQL for push.
  */
 import { randomBytes } from "node:crypto";
-import type Database from "better-sqlite3";
 import type { Db } from "../../store/db.js";
+import { Statements } from "../../store/statements.js";
 
 export interface PushSubscriptionRow {
   id: string;
@@ -58,12 +58,18 @@ const toSubscription = (r: Row): PushSubscriptionRow => ({
 });
 
 export class PushStore {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: Statements;
 
   constructor(
     private readonly db: Db,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.statements = new Statements(db);
+  }
+
+  private stmt(sql: string) {
+    return this.statements.get(sql);
+  }
 
   /**
    * Store a phone's subscription for a person. The endpoint identifies the phone's browser: the
@@ -176,14 +182,5 @@ export class PushStore {
       );
       return value;
     })();
-  }
-
-  private stmt(sql: string): Database.Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
   }
 }
