@@ -9,6 +9,7 @@
  */
 import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
+import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
 import { LEASES_MIGRATION } from "./leases.js";
 import { STATE_MIGRATION } from "./schema.js";
 
@@ -18,7 +19,12 @@ export interface PgMigration {
   sql: string;
 }
 
-export const PG_MIGRATIONS: readonly PgMigration[] = [BASELINES_MIGRATION, STATE_MIGRATION, LEASES_MIGRATION];
+export const PG_MIGRATIONS: readonly PgMigration[] = [
+  BASELINES_MIGRATION,
+  STATE_MIGRATION,
+  LEASES_MIGRATION,
+  CHANGE_FEED_MIGRATION,
+];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
 const MIGRATION_LOCK = 0x415441;
