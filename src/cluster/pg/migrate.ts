@@ -11,6 +11,7 @@ import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
 import { LEASES_MIGRATION } from "./leases.js";
+import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
 import { STATE_MIGRATION } from "./schema.js";
 
 export interface PgMigration {
@@ -23,6 +24,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   BASELINES_MIGRATION,
   STATE_MIGRATION,
   LEASES_MIGRATION,
+  PARTITION_STATE_MIGRATION,
   CHANGE_FEED_MIGRATION,
 ];
 
