@@ -199,7 +199,8 @@ export interface AlertQuery {
   limit: number;
 }
 
-interface AuditRow {
+/** An audit entry as `alert_audit` holds it (without its site and unit). */
+export interface AuditRow {
   id: number;
   alert_id: string;
   at: number;
@@ -211,7 +212,7 @@ interface AuditRow {
   data: string | null;
 }
 
-function auditEntry(r: AuditRow): AuditEntry {
+export function auditEntry(r: AuditRow): AuditEntry {
   return {
     id: r.id,
     alertId: r.alert_id,
