@@ -13,10 +13,12 @@
  * same step (the alert manager opens steps through it, and an escalation's timer, the alert it
  * escalates and the rules' cursor past the event that raised it commit together). A write made
  * outside any step is a step of its own. On SQLite every store writes on one connection and the
- * step is its transaction (`SqlitePartitionState`); every implementation passes
+ * step is its transaction (`SqlitePartitionState`); on PostgreSQL the partition's owner holds its
+ * working set in memory and flushes each step in a fenced transaction (`PgPartitionState`,
+ * src/cluster/pg/partition-state.ts, not wired into the gateway yet). Every implementation passes
  * test/alerts/store.contract.ts and test/rules/partition.contract.ts.
  *
- * Why it is synchronous, and what a PostgreSQL one will look like (not built yet): the node holding
+ * Why it is synchronous, and what the PostgreSQL one looks like: the node holding
  * the lease is the single writer of the partition's state. It keeps the partition's working set in
  * memory (its open alerts, their audit, their pending channel attempts, its timers, the rules'
  * cursor, its sites' maintenance windows, loaded when the lease is acquired) and answers a step's
