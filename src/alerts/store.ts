@@ -21,6 +21,7 @@
 import type Database from "better-sqlite3";
 import type { Priority } from "../model/event.js";
 import type { Db } from "../store/db.js";
+import { Statements } from "../store/statements.js";
 import type { ChannelName, DeliveryReason } from "./channels/channel.js";
 import type { Actor, AlertState, AuditAction, AuditEntry, Outcome } from "./model.js";
 
@@ -223,20 +224,6 @@ export function auditEntry(r: AuditRow): AuditEntry {
     stateAfter: r.state_after,
     data: r.data ? JSON.parse(r.data) : null,
   };
-}
-
-/** Prepared statements by their SQL, made once per connection. */
-class Statements {
-  private readonly cache = new Map<string, Database.Statement>();
-  constructor(private readonly db: Db) {}
-  get(sql: string): Database.Statement {
-    let s = this.cache.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.cache.set(sql, s);
-    }
-    return s;
-  }
 }
 
 export class SqliteAlertStore implements AlertStore {
