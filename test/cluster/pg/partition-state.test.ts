@@ -246,7 +246,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     ]);
 
     // The next owner, with a lease of its own (node-a gone, the lease expired), loads what committed.
-    await a.pool.query(`UPDATE cluster_nodes SET leaving = true WHERE node_id = 'node-a'`);
+    await a.leases.stop();
     await a.pool.query("UPDATE partition_leases SET expires_at = now() - interval '1 second'");
     const b = await startNode(url, "node-b");
     const next = await load(b);
