@@ -254,13 +254,37 @@ describe("the alert change feed", () => {
     expect(all.kind === "changes" && all.changes.map((c) => c.alertId)).toEqual(["al-kept"]);
   });
 
-  it("a fenced append after the lease moved to another node is refused and never delivered", async () => {
+  it("an owner's append cut off with its paused transaction, or fenced after its lease moved, is never delivered", async () => {
     const url = await freshDatabase();
-    const a = await owner(url);
+    const a = await owner(url, { leaseMs: 2000 });
     const n = await node(url, "node-1");
     const before = a.token(2);
     await a.append(2, [change(2, "al-before")]);
-    // Node B takes the partition over as a claim does (the lease expired, row locked FOR UPDATE).
+    // The owner appends and then stalls inside its fenced transaction: PostgreSQL ends the session
+    // once it has been idle for leaseMs, so it cannot hold a takeover up, and the append goes with it.
+    const paused = deferred();
+    const gate = deferred();
+    let pid = 0;
+    const cutOff = a.leases
+      .fenced(2, before, async (c) => {
+        await appendChanges(c, 2, [change(2, "al-paused")]);
+        pid = (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid;
+        paused.resolve();
+        await gate.promise;
+      })
+      .then(
+        () => null,
+        (err: Error) => err,
+      );
+    await paused.promise;
+    await eventually(
+      "PostgreSQL ends the idle transaction",
+      async () =>
+        (await count(url, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = ${pid}`)) === 0,
+    );
+    gate.resolve();
+    expect(await cutOff).toBeInstanceOf(Error);
+    // Node B takes the partition over as a claim does (the row locked FOR UPDATE, the token moved on).
     const b = new pg.Client({ connectionString: url });
     await b.connect();
     cleanups.push(() => b.end());
