@@ -39,7 +39,7 @@ import {
   type Outcome,
 } from "./model.js";
 import { allowedOutcomes, outcomeAllowed } from "./outcomes.js";
-import type { AlertRow, AlertStore } from "./store.js";
+import type { AlertRow, AlertStore, AuditSummary } from "./store.js";
 
 export interface RaiseSpec {
   ruleId: string;
@@ -187,7 +187,7 @@ export class AlertManager extends EventEmitter {
         alert = this.get(r.alert_id)!;
         cache.set(r.alert_id, alert);
       }
-      return { seq: r.id, change: r.action, alert, actor: r.actor_name, reason: r.reason };
+      return alertChange(r, alert);
     });
   }
 
@@ -902,6 +902,14 @@ export class AlertManager extends EventEmitter {
       }
     }
   }
+}
+
+/** The change an audit entry records, carrying the alert as `alert` shows it: the staff `alert` message. */
+export function alertChange(
+  entry: Pick<AuditSummary, "id" | "action" | "actor_name" | "reason">,
+  alert: AlertView,
+): AlertChange {
+  return { seq: entry.id, change: entry.action, alert, actor: entry.actor_name, reason: entry.reason };
 }
 
 /** How a change may be shown: see AlertManager.replayable(). */

@@ -76,6 +76,12 @@ export class PgAlertStore implements AlertStore {
   private readonly attempts = new Map<number, AttemptTableRow>();
   /** Alert ids, least recently loaded or written first: the order closed ones are let go in. */
   private readonly recency = new Map<string, true>();
+  /**
+   * Audit id -> the alert's row as the entry found it, until the step's flush takes it:
+   * the alert a change feed entry carries, as the single process announces it (rows are replaced,
+   * never changed in place, so this is a reference).
+   */
+  private readonly alertAtAudit = new Map<number, AlertRow>();
   private headId = 0;
   private floor = 0;
 
@@ -171,6 +177,16 @@ export class PgAlertStore implements AlertStore {
 
   auditRowOf(id: number): AuditTableRow | undefined {
     const r = this.auditById.get(id);
+    return r && { ...r };
+  }
+
+  /**
+   * The alert's row as an audit entry of a finished step found it, once: the flush takes it with the
+   * entry (whether or not it appends to the change feed, so nothing is kept past the step).
+   */
+  takeAlertAtAudit(id: number): AlertRow | undefined {
+    const r = this.alertAtAudit.get(id);
+    this.alertAtAudit.delete(id);
     return r && { ...r };
   }
 
@@ -275,6 +291,7 @@ export class PgAlertStore implements AlertStore {
         data: e.data ? JSON.stringify(e.data) : null,
       };
       const head = this.headId;
+      this.alertAtAudit.set(id, this.alerts.get(e.alertId)!);
       this.auditById.set(id, row);
       this.auditLog.push(row);
       const list = this.auditByAlert.get(e.alertId) ?? [];
@@ -283,6 +300,7 @@ export class PgAlertStore implements AlertStore {
       this.headId = Math.max(head, id);
       this.ctx.uow.changed("alert_audit", id, () => {
         this.auditById.delete(id);
+        this.alertAtAudit.delete(id);
         this.auditLog.pop();
         list.pop();
         if (list.length === 0) this.auditByAlert.delete(e.alertId);

@@ -25,16 +25,37 @@
  * what committed (the steps after it, if replayable, are made again there). The lease lost by the
  * leases component (`lost` for this partition) makes the state lost at once.
  *
+ * The change feed (`feed: true`; change-feed.ts). Each audit entry is one alert change, and a round
+ * appends the changes of the entries it writes with `appendChanges`, on the same client, as the fenced
+ * transaction's last statements, in audit-id order. So a change is in the feed exactly when its audit
+ * entry is in PostgreSQL: a step taken back has no entry, and a round that fails (the fence refusing
+ * it, PostgreSQL gone) rolls its append back with its rows. Audit ids grow with the rounds (blocks
+ * drawn from one sequence, a new owner's after the old one's), and a partition's feed positions
+ * follow its commits, so per partition the feed's order is audit-id order, and each alert's `seq`
+ * grows along it.
+ *
+ * A feed entry is the alert change as the staff server sends it (the `alert` message without its
+ * type: seq = audit id, change = the action, the alert's view, actor, reason), built by the owner
+ * with the manager's own builders (`alertChange`, `view`), and not the audit and alert rows for
+ * each node to build it from. A node that does not own the partition then sends to its staff
+ * sockets what it reads, with no read of alerts it does not hold; the view is about 1 kB, stored in
+ * a row (the notification carries only the partition and its head, so NOTIFY's 8000 bytes do not
+ * bound it); and a resume from the feed hands out the same message the live path did. The view is
+ * the alert as the entry found it (its row when the entry was appended, which the store keeps until
+ * the flush), as the single process announces each transition, not as the round ended.
+ *
  * Not here: the rules' reads of the event log, which are every node's (see partition.ts).
  */
 import { EventEmitter } from "node:events";
 import type pg from "pg";
+import { type AlertChange, alertChange, view } from "../../alerts/manager.js";
 import type { AlertRow } from "../../alerts/store.js";
 import { RULES_CURSOR } from "../../rules/cursor.js";
 import type { MaintenanceRow } from "../../rules/maintenance.js";
 import type { PartitionState } from "../../rules/partition.js";
 import { partitionOf } from "../partitions.js";
 import { type AttemptTableRow, type AuditTableRow, PgAlertStore } from "./alert-store.js";
+import { appendChanges } from "./change-feed.js";
 import type { LostReason, PartitionLeases } from "./leases.js";
 import { ALERT_COLUMNS, ATTEMPT_COLUMNS, rows, upsertJson } from "./partition-schema.js";
 import { PgMaintenanceWindows, PgRulesCursor, PgTimerStore, type TimerTableRow } from "./partition-stores.js";
@@ -51,6 +72,8 @@ export interface PgPartitionStateOptions {
   blockSize?: number;
   /** Closed alerts kept in the working set (least recently used go first); 1000 by default. */
   keepClosed?: number;
+  /** Append each alert change a round commits to the change feed, in that round (header). */
+  feed?: boolean;
 }
 
 /** The state may take no more steps: its partition is to be given up (or it was closed). */
@@ -79,6 +102,8 @@ interface Batch {
   /** null: deleted. */
   timers: Map<string, TimerTableRow | null>;
   meta: { rules_position: number; rules_updated_at: number; audit_head: number } | null;
+  /** The alert change of each audit entry, for the change feed (empty when it is off). */
+  changes: AlertChange[];
 }
 
 const ADOPT_TIMERS = `
@@ -103,6 +128,7 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
   private readonly leases: PartitionLeases;
   private readonly count: number;
   private readonly keepClosed: number;
+  private readonly feed: boolean;
   private readonly uow: UnitOfWork;
   private readonly auditIds: IdBlocks;
   private readonly attemptIds: IdBlocks;
@@ -134,6 +160,7 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
     this.token = o.token;
     this.count = o.leases.partitions;
     this.keepClosed = o.keepClosed ?? 1000;
+    this.feed = o.feed ?? false;
     if (!Number.isSafeInteger(o.partition) || o.partition < 0 || o.partition >= this.count)
       throw new RangeError(`partition ${o.partition} is not one of 0 .. ${this.count - 1}`);
     this.uow = new UnitOfWork({ begin: () => this.begin(), commit: (changed) => this.commit(changed) });
@@ -307,14 +334,24 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
 
   /** An outermost step returned: the rows it changed, as they now are, join the flush queue. */
   private commit(changed: Changed): void {
-    const b: Batch = { alerts: new Map(), audit: [], attempts: new Map(), timers: new Map(), meta: null };
+    const b: Batch = {
+      alerts: new Map(),
+      audit: [],
+      attempts: new Map(),
+      timers: new Map(),
+      meta: null,
+      changes: [],
+    };
     for (const id of changed.get("alerts") ?? []) {
       const r = this.alerts.rowOf(id as string);
       if (r) b.alerts.set(r.id, r);
     }
     for (const id of changed.get("alert_audit") ?? []) {
       const r = this.alerts.auditRowOf(id as number);
-      if (r) b.audit.push(r);
+      const alert = this.alerts.takeAlertAtAudit(id as number);
+      if (!r) continue;
+      b.audit.push(r);
+      if (this.feed) b.changes.push(alertChange(r, view(alert ?? this.alerts.rowOf(r.alert_id)!)));
     }
     for (const id of changed.get("channel_attempts") ?? []) {
       const r = this.alerts.attemptRowOf(id as number);
@@ -383,10 +420,18 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
 /** Several finished steps as one: each row as the last of them left it; every audit entry. */
 function merge(batches: readonly Batch[]): Batch {
   if (batches.length === 1) return batches[0]!;
-  const out: Batch = { alerts: new Map(), audit: [], attempts: new Map(), timers: new Map(), meta: null };
+  const out: Batch = {
+    alerts: new Map(),
+    audit: [],
+    attempts: new Map(),
+    timers: new Map(),
+    meta: null,
+    changes: [],
+  };
   for (const b of batches) {
     for (const [k, v] of b.alerts) out.alerts.set(k, v);
     out.audit.push(...b.audit);
+    out.changes.push(...b.changes);
     for (const [k, v] of b.attempts) out.attempts.set(k, v);
     for (const [k, v] of b.timers) out.timers.set(k, v);
     if (b.meta) out.meta = b.meta;
@@ -428,4 +473,11 @@ async function write(c: pg.PoolClient, partition: number, b: Batch): Promise<voi
       b.meta.rules_updated_at,
       b.meta.audit_head,
     ]);
+  // Last: the append locks the partition's feed head until the commit (change-feed.ts, "Use").
+  if (b.changes.length > 0)
+    await appendChanges(
+      c,
+      partition,
+      [...b.changes].sort((x, y) => x.seq - y.seq),
+    );
 }
