@@ -214,7 +214,11 @@ describe("the owner's flush appends its alert changes to the feed", () => {
     alerts.attend(first.id, ANNA);
     alerts.resolve(first.id, ANNA, "false-alarm", "stood up by herself");
     await state.flushed();
-    alerts.accept(second.id, ANNA);
+    // One step, two transitions: each change carries the alert as that transition left it.
+    alerts.batch(() => {
+      alerts.accept(second.id, ANNA);
+      alerts.attend(second.id, ANNA);
+    });
     await state.flushed();
 
     const audit = await committedAudit(a.pool);
@@ -241,6 +245,15 @@ describe("the owner's flush appends its alert changes to the feed", () => {
     const resolved = node.got.find((c) => c.change.change === "resolved")!;
     expect(resolved.change.alert).toMatchObject({ id: first.id, state: "resolved", outcome: "false-alarm" });
     expect(resolved.change.actor).toBe("Anna");
+    expect(
+      node.got
+        .filter((c) => c.alertId === second.id && c.change.change !== "notified")
+        .map((c) => [c.change.change, c.change.alert.state]),
+    ).toEqual([
+      ["raised", "raised"],
+      ["accepted", "accepted"],
+      ["attending", "attending"],
+    ]);
     const accepted = node.got.filter((c) => c.change.change === "accepted");
     expect(accepted.map((c) => c.change.alert.acceptedBy)).toEqual([
       { id: "anna", name: "Anna" },
