@@ -42,7 +42,10 @@
  * a row (the notification carries only the partition and its head, so NOTIFY's 8000 bytes do not
  * bound it); and a resume from the feed hands out the same message the live path did. The view is
  * the alert as the entry found it (its row when the entry was appended, which the store keeps until
- * the flush), as the single process announces each transition, not as the round ended.
+ * the flush), as the single process announces each transition, not as the round ended. Two things
+ * a node does not get from an entry: whether an escalated alert has reached a person outside its
+ * units (`AlertManager.visibleTo` reads the row's ladder, which the view does not carry), and the
+ * staff `renotify` message, which is no audit entry; both are the wiring's to carry.
  *
  * Not here: the rules' reads of the event log, which are every node's (see partition.ts).
  */
