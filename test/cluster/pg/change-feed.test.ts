@@ -6,7 +6,7 @@
  */
 import { performance } from "node:perf_hooks";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AlertChange } from "../../../src/alerts/manager.js";
 import type { AlertView } from "../../../src/alerts/model.js";
 import { partitionOf } from "../../../src/cluster/partitions.js";
@@ -24,48 +24,18 @@ import {
   readSince,
 } from "../../../src/cluster/pg/change-feed.js";
 import { LeaseLostError, PartitionLeases } from "../../../src/cluster/pg/leases.js";
-import { migratePg } from "../../../src/cluster/pg/migrate.js";
 import { ApiError } from "../../../src/errors.js";
-import { type PgServer, startPostgres } from "../../helpers/postgres.js";
+import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
 const COUNT = 4;
 const HOUR = 60 * 60 * 1000;
 
-let server: PgServer;
-let admin: pg.Client;
-let databases = 0;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  server = await startPostgres();
-  admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-}, 30_000);
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse())
-    await Promise.race([c().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
-});
-
-afterAll(async () => {
-  await admin?.end().catch(() => {});
-  await server?.stop();
-});
-
-async function freshDatabase(): Promise<string> {
-  const name = `feed_${++databases}`;
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = server.url.replace(/\/[^/]+$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
-  await migratePg(pool);
-  await pool.end();
-  return url;
-}
+const pgdb = pgTestDatabases("feed");
 
 function newPool(url: string, name: string, max = 4): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, application_name: name });
   pool.on("error", () => undefined);
-  cleanups.push(() => pool.end());
+  pgdb.cleanup(() => pool.end());
   return pool;
 }
 
@@ -146,7 +116,7 @@ async function owner(url: string, opts: { leaseMs?: number } = {}): Promise<Owne
   });
   leases.on("error", () => undefined);
   await leases.start();
-  cleanups.push(() => leases.stop());
+  pgdb.cleanup(() => leases.stop());
   await until("node-a holds every partition", () => leases.status().partitions.length === COUNT);
   const token = (p: number) => leases.tokenOf(p)!;
   return {
@@ -171,7 +141,7 @@ async function node(url: string, name: string, opts: Partial<ChangeFeedOptions> 
   feed.on("gap", (partitions, reason) => n.gaps.push({ partitions, reason }));
   feed.on("error", (err) => n.errors.push(err));
   await feed.start();
-  cleanups.push(() => feed.stop());
+  pgdb.cleanup(() => feed.stop());
   return n;
 }
 
@@ -200,7 +170,7 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 
 describe("the alert change feed", () => {
   it("two nodes each deliver every change exactly once, in order per alert, while four partitions append at once", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const [n1, n2] = await Promise.all([node(url, "node-1"), node(url, "node-2")]);
     const sent: AlertChange[] = [];
@@ -236,7 +206,7 @@ describe("the alert change feed", () => {
   });
 
   it("a change appended in a fenced transaction that rolls back is never delivered, and its position goes to the next", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const n = await node(url, "node-1");
     const lost = change(1, "al-lost");
@@ -255,7 +225,7 @@ describe("the alert change feed", () => {
   });
 
   it("an owner's append cut off with its paused transaction, or fenced after its lease moved, is never delivered", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url, { leaseMs: 2000 });
     const n = await node(url, "node-1");
     const before = a.token(2);
@@ -287,7 +257,7 @@ describe("the alert change feed", () => {
     // Node B takes the partition over as a claim does (the row locked FOR UPDATE, the token moved on).
     const b = new pg.Client({ connectionString: url });
     await b.connect();
-    cleanups.push(() => b.end());
+    pgdb.cleanup(() => b.end());
     await b.query("BEGIN");
     await b.query("SELECT 1 FROM partition_leases WHERE partition = 2 FOR UPDATE");
     await b.query(
@@ -313,7 +283,7 @@ describe("the alert change feed", () => {
   });
 
   it("a transaction that began first and commits last is still delivered, not skipped", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const n = await node(url, "node-1");
     const appended = deferred();
@@ -338,7 +308,7 @@ describe("the alert change feed", () => {
   });
 
   it("two writers of one partition: the second waits at its append until the first ends, so positions follow commits", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const n = await node(url, "node-1");
     for (const outcome of ["commit", "rollback"] as const) {
@@ -373,7 +343,7 @@ describe("the alert change feed", () => {
   });
 
   it("a node whose connection is killed mid-stream catches up without loss or duplicates", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const n = await node(url, "node-1", { reconnectMs: 1500 });
     let appended = 0;
@@ -388,7 +358,7 @@ describe("the alert change feed", () => {
     await until("some changes delivered", () => n.got.length >= 30);
     const pid = n.feed.status().backendPid;
     expect(pid).not.toBeNull();
-    await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+    await pgdb.admin.query("SELECT pg_terminate_backend($1)", [pid]);
     const atKill = appended;
     await until("the feed sees its connection gone", () => !n.feed.status().connected);
     // Changes committed while it is away, and none after it is back: only its catch-up can bring them.
@@ -409,7 +379,7 @@ describe("the alert change feed", () => {
   });
 
   it("readSince returns exactly the changes after a position, per partition, or says why it cannot", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const pool = newPool(url, "reader");
     for (let i = 0; i < 5; i++) {
@@ -457,7 +427,7 @@ describe("the alert change feed", () => {
   });
 
   it("past the retention a resume is told to take a snapshot, never given a gap", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const pool = newPool(url, "reader");
     for (let i = 0; i < 5; i++) await a.append(0, [change(0, "al-0")]);
@@ -496,7 +466,7 @@ describe("the alert change feed", () => {
   });
 
   it("a change larger than NOTIFY's 8000-byte payload is delivered whole", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url);
     const n = await node(url, "node-1");
     const big = change(2, "al-big", { change: "comment", reason: "ø".repeat(20_000), actor: "Anna" });

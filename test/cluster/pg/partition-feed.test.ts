@@ -7,52 +7,22 @@
  */
 import { performance } from "node:perf_hooks";
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AlertChannel, ChannelName } from "../../../src/alerts/channels/channel.js";
 import { ConsoleChannel } from "../../../src/alerts/channels/console.js";
 import { type AlertChange, AlertManager, type RaiseSpec } from "../../../src/alerts/manager.js";
 import type { AlertRow, NewAuditEntry } from "../../../src/alerts/store.js";
 import { ChangeFeed, type FeedChange, readSince } from "../../../src/cluster/pg/change-feed.js";
 import { PartitionLeases } from "../../../src/cluster/pg/leases.js";
-import { migratePg } from "../../../src/cluster/pg/migrate.js";
 import { PartitionStateLostError, PgPartitionState } from "../../../src/cluster/pg/partition-state.js";
 import type { LoggedEvent } from "../../../src/ingest/pipeline.js";
 import { silentLogger } from "../../../src/log.js";
 import { DurableTimers } from "../../../src/rules/timers.js";
 import type { StaffIdentity } from "../../../src/staff/protocol.js";
 import { alertRow } from "../../alerts/store.contract.js";
-import { type PgServer, startPostgres } from "../../helpers/postgres.js";
+import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
-let server: PgServer;
-let admin: pg.Client;
-let databases = 0;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  server = await startPostgres();
-  admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-}, 30_000);
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse())
-    await Promise.race([c().catch(() => undefined), new Promise((r) => setTimeout(r, 5000))]);
-});
-
-afterAll(async () => {
-  await admin?.end().catch(() => {});
-  await server?.stop();
-});
-
-async function freshDatabase(): Promise<string> {
-  const name = `partition_feed_${++databases}`;
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = server.url.replace(/\/[^/]+$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
-  await migratePg(pool);
-  await pool.end();
-  return url;
-}
+const pgdb = pgTestDatabases("partition_feed");
 
 function newPool(url: string, name: string): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max: 4, application_name: name });
@@ -73,7 +43,7 @@ async function owner(url: string, nodeId: string): Promise<Owner> {
   // Long leases: no renewal round falls inside a test unless the test makes one.
   const leases = new PartitionLeases({ pool, nodeId, partitions: 1, leaseMs: 60_000 });
   leases.on("error", () => undefined);
-  cleanups.push(async () => {
+  pgdb.cleanup(async () => {
     await leases.stop();
     await pool.end();
   });
@@ -85,7 +55,7 @@ async function owner(url: string, nodeId: string): Promise<Owner> {
       const token = leases.tokenOf(0);
       if (token === undefined) throw new Error(`${nodeId} does not hold partition 0`);
       const state = await PgPartitionState.load({ pool, leases, partition: 0, token, feed: true });
-      cleanups.push(async () => state.close());
+      pgdb.cleanup(async () => state.close());
       return state;
     },
   };
@@ -105,7 +75,7 @@ async function subscriber(url: string): Promise<Subscriber> {
   feed.on("changes", (changes) => s.got.push(...changes));
   feed.on("error", (err) => s.errors.push(err));
   await feed.start();
-  cleanups.push(async () => {
+  pgdb.cleanup(async () => {
     await feed.stop();
     await pool.end();
   });
@@ -200,7 +170,7 @@ function expectFeedOrder(got: FeedChange[]): void {
 
 describe("the owner's flush appends its alert changes to the feed", () => {
   it("raise, accept and resolve on the owner reach another node once each, in seq order, as the staff server would send them", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url, "node-a");
     const state = await a.load();
     const node = await subscriber(url);
@@ -268,7 +238,7 @@ describe("the owner's flush appends its alert changes to the feed", () => {
   });
 
   it("a step that throws, a round the fence refuses and a round PostgreSQL fails at commit append nothing; the new owner's changes follow what committed", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url, "node-a");
     const state = await a.load();
     const tokenA = a.leases.tokenOf(0)!;
@@ -378,7 +348,7 @@ describe("the owner's flush appends its alert changes to the feed", () => {
   });
 
   it("readSince from a position in the middle returns exactly the later changes, in seq order", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await owner(url, "node-a");
     const state = await a.load();
     const { alerts, announced } = manager(state);
@@ -394,7 +364,7 @@ describe("the owner's flush appends its alert changes to the feed", () => {
     await state.flushed();
 
     const reader = newPool(url, "node-z");
-    cleanups.push(() => reader.end());
+    pgdb.cleanup(() => reader.end());
     const all = await readSince(reader, new Map());
     expect(all.kind).toBe("changes");
     if (all.kind !== "changes") return;

@@ -6,49 +6,19 @@
  * the contracts cannot say: the fence, savepoints and id blocks across a reload, partitions apart.
  */
 import pg from "pg";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { AlertRow, NewAuditEntry } from "../../../src/alerts/store.js";
 import { partitionOf } from "../../../src/cluster/partitions.js";
 import { PgAlertHistory } from "../../../src/cluster/pg/alert-history.js";
 import { PartitionLeases } from "../../../src/cluster/pg/leases.js";
 import { PgMaintenanceSchedule } from "../../../src/cluster/pg/maintenance.js";
-import { migratePg } from "../../../src/cluster/pg/migrate.js";
 import { PartitionStateLostError, PgPartitionState } from "../../../src/cluster/pg/partition-state.js";
 import { IdsExhaustedError } from "../../../src/cluster/pg/unit-of-work.js";
 import { alertHistoryContract, alertRow, alertStoreContract } from "../../alerts/store.contract.js";
-import { type PgServer, startPostgres } from "../../helpers/postgres.js";
+import { pgTestDatabases } from "../../helpers/pg-databases.js";
 import { partitionStateContract } from "../../rules/partition.contract.js";
 
-let server: PgServer;
-let admin: pg.Client;
-let databases = 0;
-const cleanups: (() => Promise<void>)[] = [];
-
-beforeAll(async () => {
-  server = await startPostgres();
-  console.log(`PostgreSQL started in ${server.startupMs} ms`);
-  admin = new pg.Client({ connectionString: server.url });
-  await admin.connect();
-}, 30_000);
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
-});
-
-afterAll(async () => {
-  await admin?.end().catch(() => {});
-  await server?.stop();
-});
-
-async function freshDatabase(): Promise<string> {
-  const name = `partition_${++databases}`;
-  await admin.query(`CREATE DATABASE ${name}`);
-  const url = server.url.replace(/\/[^/]+$/, `/${name}`);
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
-  await migratePg(pool);
-  await pool.end();
-  return url;
-}
+const pgdb = pgTestDatabases("partition");
 
 interface Node {
   pool: pg.Pool;
@@ -71,7 +41,7 @@ async function startNode(url: string, nodeId: string, partitions = 1): Promise<N
     await leases.stop();
     await pool.end();
   };
-  cleanups.push(stop);
+  pgdb.cleanup(stop);
   await leases.start();
   return {
     pool,
@@ -101,7 +71,7 @@ function load(
 
 /** A contract subject: one node holding the only partition, and its state loaded. */
 async function subject() {
-  const node = await startNode(await freshDatabase(), "node-a");
+  const node = await startNode(await pgdb.fresh(), "node-a");
   let state = await load(node);
   return {
     node,
@@ -175,7 +145,7 @@ async function tables(pool: pg.Pool): Promise<Record<string, unknown[]>> {
 describe("ata_partition_of", () => {
   it("gives in SQL the partition partitionOf gives, for every count", async () => {
     const sites = ["", "site-1", "site-2", "oslo/sagene", "bergen", "nursing-home-42", "Åsgård", "home-a"];
-    const pool = new pg.Pool({ connectionString: await freshDatabase(), max: 1 });
+    const pool = new pg.Pool({ connectionString: await pgdb.fresh(), max: 1 });
     try {
       for (const count of [1, 2, 7, 64, 1000]) {
         const { rows } = await pool.query<{ p: number }>(
@@ -192,7 +162,7 @@ describe("ata_partition_of", () => {
 
 describe("PostgreSQL partition state beyond the contracts", () => {
   it("a flush after another node took the lease is refused by the fence: nothing of it lands, the state is lost, and the new owner loads only what committed", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const a = await startNode(url, "node-a");
     const state = await load(a);
     const lostEvents: PartitionStateLostError[] = [];
@@ -260,7 +230,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("a step that throws leaves PostgreSQL untouched, and the next step is flushed", async () => {
-    const node = await startNode(await freshDatabase(), "node-a");
+    const node = await startNode(await pgdb.fresh(), "node-a");
     const state = await load(node);
     const first = alertRow({ id: "al_1", dedupe_key: "1" });
     state.step(() => {
@@ -304,7 +274,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("a nested step that throws takes back its writes in every store and the outer step's survive a reload", async () => {
-    const node = await startNode(await freshDatabase(), "node-a");
+    const node = await startNode(await pgdb.fresh(), "node-a");
     let state = await load(node);
     const a = alertRow({ id: "al_a", dedupe_key: "a" });
     const b = alertRow({ id: "al_b", dedupe_key: "b" });
@@ -370,7 +340,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("audit ids keep growing across a block refill and a reload; a step that would run out is refused, not held", async () => {
-    const node = await startNode(await freshDatabase(), "node-a");
+    const node = await startNode(await pgdb.fresh(), "node-a");
     let state = await load(node, 0, { blockSize: 4 });
     const row = alertRow();
     const ids: number[] = [];
@@ -411,7 +381,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     const sites = ["home-a", "home-b", "home-c", "home-d", "home-e"];
     const site0 = sites.find((s) => partitionOf(s, 2) === 0)!;
     const site1 = sites.find((s) => partitionOf(s, 2) === 1)!;
-    const node = await startNode(await freshDatabase(), "node-a", 2);
+    const node = await startNode(await pgdb.fresh(), "node-a", 2);
     let s0 = await load(node, 0);
     let s1 = await load(node, 1);
     const schedule = new PgMaintenanceSchedule(node.pool, async () => {
@@ -469,7 +439,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("what a single process left (exported rows) is picked up: timers by their alert's or event's site, the cursor, the audit head", async () => {
-    const url = await freshDatabase();
+    const url = await pgdb.fresh();
     const site0 = ["home-a", "home-b", "home-c"].find((s) => partitionOf(s, 2) === 0)!;
     const site1 = ["home-a", "home-b", "home-c"].find((s) => partitionOf(s, 2) === 1)!;
     const pool = new pg.Pool({ connectionString: url, max: 1 });
@@ -512,7 +482,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("a closed alert is brought into the working set on purpose before a step that needs it", async () => {
-    const node = await startNode(await freshDatabase(), "node-a");
+    const node = await startNode(await pgdb.fresh(), "node-a");
     let state = await load(node);
     const row = alertRow();
     const attemptId = state.step(() => {
@@ -551,7 +521,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
   });
 
   it("lets closed alerts go once flushed, least recently used first, never an open one; the audit floor rises past them", async () => {
-    const node = await startNode(await freshDatabase(), "node-a");
+    const node = await startNode(await pgdb.fresh(), "node-a");
     const state = await load(node, 0, { keepClosed: 2 });
     const open = alertRow({ id: "al_open", dedupe_key: "open" });
     state.step(() => state.alerts.insert(open));
