@@ -337,14 +337,7 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
 
   /** An outermost step returned: the rows it changed, as they now are, join the flush queue. */
   private commit(changed: Changed): void {
-    const b: Batch = {
-      alerts: new Map(),
-      audit: [],
-      attempts: new Map(),
-      timers: new Map(),
-      meta: null,
-      changes: [],
-    };
+    const b = emptyBatch();
     for (const id of changed.get("alerts") ?? []) {
       const r = this.alerts.rowOf(id as string);
       if (r) b.alerts.set(r.id, r);
@@ -420,17 +413,14 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
   }
 }
 
+function emptyBatch(): Batch {
+  return { alerts: new Map(), audit: [], attempts: new Map(), timers: new Map(), meta: null, changes: [] };
+}
+
 /** Several finished steps as one: each row as the last of them left it; every audit entry. */
 function merge(batches: readonly Batch[]): Batch {
   if (batches.length === 1) return batches[0]!;
-  const out: Batch = {
-    alerts: new Map(),
-    audit: [],
-    attempts: new Map(),
-    timers: new Map(),
-    meta: null,
-    changes: [],
-  };
+  const out = emptyBatch();
   for (const b of batches) {
     for (const [k, v] of b.alerts) out.alerts.set(k, v);
     out.audit.push(...b.audit);
