@@ -69,9 +69,17 @@ export class PushSender {
     await this.thread();
   }
 
+  /** Never rejects: whatever goes wrong is a failed result. */
   async send(request: PushRequest): Promise<PushResult> {
     if (!this.running) return { ok: false, status: null, error: "push sender stopped" };
-    const worker = await this.thread();
+    let worker: Worker;
+    try {
+      worker = await this.thread();
+    } catch (err) {
+      // The thread could not start (out of memory, say): this message fails like any other, and
+      // the next one tries a new thread.
+      return { ok: false, status: null, error: `push sender thread: ${(err as Error).message}` };
+    }
     const id = this.nextId++;
     return new Promise<PushResult>((resolve) => {
       const timer = setTimeout(() => {
