@@ -61,6 +61,8 @@ export class PushSender {
       log: Logger;
       /** PEM certificates to trust beside the system's (a private push service's CA). */
       ca?: string;
+      /** The thread's script; push-sender-worker.js unless a test starts one that fails on purpose. */
+      entry?: URL;
     },
   ) {}
 
@@ -109,7 +111,7 @@ export class PushSender {
   private thread(): Promise<Worker> {
     const current = this.worker;
     if (current && this.ready) return this.ready.then(() => current);
-    const worker = new Worker(new URL("./push-sender-worker.js", import.meta.url), {
+    const worker = new Worker(this.o.entry ?? new URL("./push-sender-worker.js", import.meta.url), {
       workerData: this.o.ca ? { ca: this.o.ca } : {},
     });
     this.worker = worker;

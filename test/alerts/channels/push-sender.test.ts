@@ -112,4 +112,30 @@ describe("PushSender", () => {
       await sender.stop();
     }
   });
+
+  it("a thread that dies answers what it held as failed, and the next message starts a new one", async () => {
+    const sender = new PushSender({
+      log: silentLogger(),
+      entry: new URL("./dying-push-thread.js", import.meta.url),
+    });
+    await sender.start();
+    try {
+      const sub = svc.subscribe(vapid.publicKey);
+      expect(await sender.send(request(sub, "fine"))).toEqual({ ok: true, status: 299, error: "" });
+      const first = sender.threadId;
+      const t0 = performance.now();
+      expect(await sender.send(request(sub, "die", 10_000))).toEqual({
+        ok: false,
+        status: null,
+        error: "the push sender thread ended",
+      });
+      // Answered when the thread ended, not after the request's own timeout.
+      expect(performance.now() - t0).toBeLessThan(5000);
+      expect(await sender.send(request(sub, "fine"))).toEqual({ ok: true, status: 299, error: "" });
+      expect(sender.threadId).not.toBeNull();
+      expect(sender.threadId).not.toBe(first);
+    } finally {
+      await sender.stop();
+    }
+  });
 });
