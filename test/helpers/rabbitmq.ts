@@ -8,7 +8,8 @@
  * stopped by PID. The node's name, ports, data, logs, configuration, plugin list and Erlang cookie
  * ($HOME) are its own, so parallel runs and an installed system service do not meet.
  *
- * Optional: MQTT over WebSocket (rabbitmq_web_mqtt, path /ws) on a free loopback port, and RabbitMQ's
+ * Always enabled besides MQTT and the HTTP auth backend: the consistent-hash exchange (the ingest
+ * consumer's partitions). Optional: MQTT over WebSocket (rabbitmq_web_mqtt, path /ws) on a free loopback port, and RabbitMQ's
  * auth cache (rabbitmq_auth_backend_cache) in front of the HTTP backend.
  *
  * Stopping: SIGTERM to rabbitmq-server's script, whose trap sends SIGTERM to the Erlang VM, which
@@ -186,7 +187,8 @@ function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): v
   const { dir } = plan;
   mkdirSync(dir, { recursive: true });
   const base = opts.authBaseUrl.replace(/\/$/, "");
-  const plugins = ["rabbitmq_mqtt", "rabbitmq_auth_backend_http"];
+  // The consistent-hash exchange for the ingest consumer's partitions (cluster.rabbitmq.ingest.partitions).
+  const plugins = ["rabbitmq_mqtt", "rabbitmq_auth_backend_http", "rabbitmq_consistent_hash_exchange"];
   const cache = opts.authCache
     ? [
         "auth_backends.1 = cache",
