@@ -51,6 +51,14 @@ export const RabbitIngestConfig = z
      * together (src/ingest/pipeline.ts), so 1 would make every message wait for its own fsync.
      */
     prefetch: z.int().min(1).max(65_535).default(500),
+    /**
+     * Queues the devices' publishes are spread over by a hash of the routing key, so that a device's
+     * topic stays in one queue with one active consumer (src/cluster/rabbit-ingest.ts): `<queue>.0` to
+     * `<queue>.<partitions - 1>` behind a consistent-hash exchange `<queue>.hash`. 1 is the single queue
+     * `<queue>` bound to the MQTT exchange, with every gateway node consuming it in turn, which keeps a
+     * device's order only with one gateway node. Needs the plugin rabbitmq_consistent_hash_exchange.
+     */
+    partitions: z.int().min(1).max(256).default(1),
     /** Waits between reconnects: doubling from minMs up to maxMs after each round of the URLs. */
     reconnect: z
       .strictObject({

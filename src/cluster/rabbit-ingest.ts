@@ -15,6 +15,29 @@
  * consumer's node go down) and delivered again on the new connection, where dedupe drops what was
  * committed.
  *
+ * Per-device order with more than one gateway node (`partitions` > 1). RabbitMQ hands a queue's
+ * deliveries to its consumers in turn, so with one queue and two gateway nodes two publishes of one
+ * device can be committed by different nodes, the later one first. With partitions, the MQTT exchange
+ * is bound (exchange to exchange, for device topics) to a consistent-hash exchange (plugin
+ * rabbitmq_consistent_hash_exchange) that puts each message in one of the quorum queues `<queue>.<k>`
+ * by a hash of its routing key, each queue bound with weight 1. The routing key is the topic, so all
+ * of one (device, channel)'s publishes are in one queue, in the order RabbitMQ took them; MQTT
+ * orders a client's QoS 1 publishes on one topic (MQTT 3.1.1 §4.6), so a device's `events` reach
+ * the queue in the order it sent them. Each queue has `x-single-active-consumer`: one consumer at a
+ * time gets its messages, and the gateway hands them to ingest in delivery order (below). What is
+ * ordered is one topic of one device: a device's `events` and its `heartbeat` may be in different
+ * queues, and are not ordered against each other (nor are they in MQTT).
+ *
+ * Single active consumer on 3.10 (tested, test/cluster/rabbit-partitions.test.ts): the first consumer
+ * registered on a queue is its active one, the others standby; nothing moves it to a later consumer.
+ * Every gateway node consumes every queue, so the first node to start is active for all of them and
+ * ingests alone (no load spread); any other node takes a queue over when the active one's channel or
+ * connection goes. The messages the old one had not acked are returned and delivered to the new one
+ * first, in queue order, before anything newer; what it had committed is dropped by dedupe, as above
+ * (what newer RabbitMQ versions offer for spreading the load: docs/cluster.md, "Partitions").
+ * The changed queue layout does not move what is in the old one: a deployment going from one queue
+ * to partitions drains `<queue>` first (docs/cluster.md).
+ *
  * Written against RabbitMQ 3.10.8 and amqplib 2.3. What 3.10's MQTT plugin puts on a message
  * (rabbit_mqtt_processor:amqp_pub/2): the routing key (the topic, "/" written "."), the headers
  * `x-mqtt-publish-qos` and `x-mqtt-dup`, delivery mode 2 for QoS 1; no client id, no user id. The
@@ -63,16 +86,28 @@ export interface RabbitIngestContext {
   log: Logger;
 }
 
+/** One queue the consumer takes device publishes from. */
+export interface RabbitIngestQueueHealth {
+  name: string;
+  /** Declared and bound by this process since it started. */
+  declared: boolean;
+  /** A consumer of this process is registered on it (active or, with partitions, standby). */
+  consuming: boolean;
+}
+
 export interface RabbitIngestHealth {
-  /** Connected, the queue declared and bound, and consuming. */
+  /** Connected, every queue declared and bound, and consuming each. */
   ready: boolean;
   /** The node connected to, or being tried (without its password). */
   url: string;
   /** Every node the consumer may use, in the order it tries them (without passwords). */
   urls: string[];
+  /** The configured name: the queue itself, or with partitions the prefix of `<queue>.<k>`. */
   queue: string;
-  /** The queue and its binding were declared once by this process (devices may publish). */
+  /** Every queue and binding were declared once by this process (devices may publish). */
   declared: boolean;
+  /** Each queue consumed: one, or with partitions `<queue>.0` to `<queue>.<partitions - 1>`. */
+  queues: RabbitIngestQueueHealth[];
   connectedSince: string | null;
   lastError: string | null;
   lastErrorAt: string | null;
@@ -109,13 +144,19 @@ export class RabbitIngest {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly health: RabbitIngestHealth;
 
+  /** The queues consumed: `queue`, or `<queue>.<k>` behind the hash exchange. */
+  private readonly queues: string[];
+
   constructor(private readonly ctx: RabbitIngestContext) {
+    const { queue, partitions } = ctx.config;
+    this.queues = partitions === 1 ? [queue] : Array.from({ length: partitions }, (_, k) => `${queue}.${k}`);
     this.health = {
       ready: false,
       url: shownUrl(ctx.config.urls[0] as string),
       urls: ctx.config.urls.map(shownUrl),
       queue: ctx.config.queue,
       declared: false,
+      queues: this.queues.map((name) => ({ name, declared: false, consuming: false })),
       connectedSince: null,
       lastError: null,
       lastErrorAt: null,
@@ -128,10 +169,15 @@ export class RabbitIngest {
   }
 
   status(): RabbitIngestHealth {
-    return { ...this.health, urls: [...this.health.urls], inFlight: this.inFlight.size };
+    return {
+      ...this.health,
+      urls: [...this.health.urls],
+      queues: this.health.queues.map((q) => ({ ...q })),
+      inFlight: this.inFlight.size,
+    };
   }
 
-  /** Whether the ingest queue and its binding exist, so a device's publish is not confirmed unrouted. */
+  /** Whether the ingest queues and their bindings exist, so a device's publish is not confirmed unrouted. */
   get declared(): boolean {
     return this.health.declared;
   }
@@ -150,19 +196,20 @@ export class RabbitIngest {
     this.scheduleReconnect();
   }
 
-  /** Stop taking deliveries, ack what is in flight once it is committed, close the connection. */
+  /**
+   * Stop taking deliveries, ack what is in flight once it is committed, close the connection. The
+   * consumers are not cancelled first: on a single-active-consumer queue a cancel makes the next
+   * consumer active at once, which would commit newer messages while this one still commits older
+   * ones. Deliveries that arrive meanwhile are left unacked and return to their queue at the close,
+   * ahead of anything newer, when the next consumer becomes active.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    const channel = this.channel;
-    const tag = this.consumerTag;
-    if (channel && tag) await channel.cancel(tag).catch(() => undefined);
     await Promise.allSettled([...this.inFlight]);
     await this.close();
   }
-
-  private consumerTag: string | null = null;
 
   /**
    * Connect to the current URL, declare, consume. On failure the next URL is current, and a
@@ -170,7 +217,7 @@ export class RabbitIngest {
    */
   private async connect(retry = true): Promise<boolean> {
     const generation = ++this.generation;
-    const { config, exchange } = this.ctx;
+    const { config } = this.ctx;
     const url = config.urls[this.urlIndex] as string;
     this.health.url = shownUrl(url);
     let connection: ChannelModel | null = null;
@@ -192,27 +239,19 @@ export class RabbitIngest {
       this.channel = channel;
       channel.on("error", (err: Error) => this.failed(`channel: ${err.message}`));
       channel.on("close", () => this.lost(generation, "channel closed"));
-      // Durable quorum queue: a confirm (and so the device's PUBACK) waits for a majority of its
-      // replicas. Declared with the same arguments by every gateway node; one declared otherwise (a
-      // classic queue of the same name) is refused by RabbitMQ, and /readyz says so.
-      await channel.assertQueue(config.queue, {
-        durable: true,
-        arguments: { "x-queue-type": "quorum" },
-      });
-      await channel.bindQueue(config.queue, exchange, deviceRoutingKeyPattern());
-      this.health.declared = true;
-      // Per consumer (global: false): the deliveries in flight to this gateway, which one group
-      // commit takes together. One consumer on one channel receives in queue order.
+      await this.declare(channel);
+      // Per consumer (global: false): the deliveries in flight to this gateway from each queue, which
+      // one group commit takes together. One consumer on one channel receives in queue order.
       await channel.prefetch(config.prefetch, false);
-      const { consumerTag } = await channel.consume(config.queue, (msg) => this.onDelivery(channel, msg), {
-        noAck: false,
-      });
-      this.consumerTag = consumerTag;
+      for (const [k, queue] of this.queues.entries()) {
+        await channel.consume(queue, (msg) => this.onDelivery(channel, msg), { noAck: false });
+        (this.health.queues[k] as RabbitIngestQueueHealth).consuming = true;
+      }
       if (!this.backingOff) this.attempt = 0;
       this.health.ready = true;
       this.health.connectedSince = new Date().toISOString();
       this.ctx.log.info(
-        { url: this.health.url, queue: config.queue, prefetch: config.prefetch },
+        { url: this.health.url, queues: this.queues.length, queue: config.queue, prefetch: config.prefetch },
         "consuming device publishes from RabbitMQ",
       );
       return true;
@@ -224,6 +263,38 @@ export class RabbitIngest {
     }
   }
 
+  /**
+   * Durable quorum queues: a confirm (and so the device's PUBACK) waits for a majority of their
+   * replicas. Declared with the same arguments by every gateway node; a queue declared otherwise (a
+   * classic queue of the same name, or without single active consumer) is refused by RabbitMQ, and
+   * /readyz says so. Redeclaring an existing binding changes nothing, the hash ring's weights
+   * included (3.10's rabbit_binding:add/3 calls no exchange callback for a binding that exists).
+   */
+  private async declare(channel: Channel): Promise<void> {
+    const { config, exchange } = this.ctx;
+    const pattern = deviceRoutingKeyPattern();
+    if (config.partitions === 1) {
+      await channel.assertQueue(config.queue, { durable: true, arguments: { "x-queue-type": "quorum" } });
+      await channel.bindQueue(config.queue, exchange, pattern);
+    } else {
+      const hash = `${config.queue}.hash`;
+      // Hashes the routing key (neither `hash-header` nor `hash-property` set); a binding's key is
+      // its weight on the ring.
+      await channel.assertExchange(hash, "x-consistent-hash", { durable: true });
+      for (const queue of this.queues) {
+        await channel.assertQueue(queue, {
+          durable: true,
+          arguments: { "x-queue-type": "quorum", "x-single-active-consumer": true },
+        });
+        await channel.bindQueue(queue, hash, "1");
+      }
+      // Last, so that nothing reaches the hash exchange before every queue is on its ring.
+      await channel.bindExchange(hash, exchange, pattern);
+    }
+    for (const q of this.health.queues) q.declared = true;
+    this.health.declared = true;
+  }
+
   private onDelivery(channel: Channel, msg: ConsumeMessage | null): void {
     // null: RabbitMQ cancelled the consumer (the queue was deleted). Reconnecting declares it again.
     if (msg === null) {
@@ -231,6 +302,8 @@ export class RabbitIngest {
       void channel.close().catch(() => undefined);
       return;
     }
+    // Stopping: left for the queue to give to the next consumer at the close (stop()).
+    if (this.stopped) return;
     const done = this.handle(channel, msg).finally(() => this.inFlight.delete(done));
     this.inFlight.add(done);
   }
@@ -333,7 +406,7 @@ export class RabbitIngest {
     if (this.health.ready) this.ctx.log.warn({ url: this.health.url, reason }, "RabbitMQ ingest stopped");
     this.health.ready = false;
     this.health.connectedSince = null;
-    this.consumerTag = null;
+    for (const q of this.health.queues) q.consuming = false;
     void this.close();
     if (retry) this.scheduleReconnect();
   }
@@ -343,6 +416,7 @@ export class RabbitIngest {
     this.connection = null;
     this.channel = null;
     this.health.ready = false;
+    for (const q of this.health.queues) q.consuming = false;
     if (connection) await connection.close().catch(() => undefined);
   }
 

@@ -119,7 +119,15 @@ describe("device publishes through RabbitMQ reach the gateway's ingest", () => {
     ).rejects.toThrow(/PRECONDITION_FAILED.*x-queue-type/);
     const ready = await fetch(`${t!.httpUrl}/readyz`).then((r) => r.json());
     const check = ready.checks.find((c: { name: string }) => c.name === "rabbitmq-ingest");
-    expect(check).toMatchObject({ ok: true, detail: { ready: true, declared: true, queue: QUEUE } });
+    expect(check).toMatchObject({
+      ok: true,
+      detail: {
+        ready: true,
+        declared: true,
+        queue: QUEUE,
+        queues: [{ name: QUEUE, declared: true, consuming: true }],
+      },
+    });
     expect(check.detail.url).not.toContain("guest:guest");
   });
 
