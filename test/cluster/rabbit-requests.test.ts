@@ -135,7 +135,7 @@ describe("cluster configuration", () => {
     ]);
   });
 
-  it("takes an AMQP URL with its user, and defaults the queue, prefetch and reconnect waits", () => {
+  it("takes an AMQP URL with its user, and defaults the queue, partitions, prefetch and reconnect waits", () => {
     const cluster = {
       rabbitmq: { enabled: true, secret: "s".repeat(32), ingest: { url: "amqp://127.0.0.1" } },
     };
@@ -144,6 +144,7 @@ describe("cluster configuration", () => {
     expect(validateConfig({ ...base, cluster }, "test", new Set()).cluster.rabbitmq.ingest).toEqual({
       urls: ["amqps://gateway:pw@rabbit.internal/%2F"],
       queue: "ata.ingest",
+      partitions: 1,
       prefetch: 500,
       reconnect: { minMs: 500, maxMs: 30_000 },
     });
@@ -162,6 +163,17 @@ describe("cluster configuration", () => {
     }
     return [];
   };
+
+  it("takes 1 to 256 ingest partitions, each refusal by its path", () => {
+    const url = "amqp://gw:pw@rabbit-1:5672/%2F";
+    expect(
+      validateConfig(withIngest({ url, partitions: 256 }), "test", new Set()).cluster.rabbitmq.ingest,
+    ).toMatchObject({ partitions: 256 });
+    for (const partitions of [0, 257, 1.5, "4"])
+      expect(problems(withIngest({ url, partitions })).map((p) => p.path)).toEqual([
+        "cluster.rabbitmq.ingest.partitions",
+      ]);
+  });
 
   it("takes one URL per node of the cluster, in the order the consumer tries them", () => {
     const urls = [
