@@ -61,12 +61,13 @@ export function alertRow(over: Partial<AlertRow> = {}): AlertRow {
   };
 }
 
-function audit(row: AlertRow, over: Partial<NewAuditEntry> = {}): NewAuditEntry {
+/** The audit entry of an alert's raise (or of `over`), as its rule would write it. */
+export function audit(row: AlertRow, over: Partial<NewAuditEntry> = {}): NewAuditEntry {
   return {
     alertId: row.id,
     at: T0,
     action: "raised",
-    actor: { id: "rule:fall-detected", name: "rule fall-detected" },
+    actor: { id: `rule:${row.rule_id}`, name: `rule ${row.rule_id}` },
     reason: null,
     stateAfter: row.state,
     siteId: row.site_id,

@@ -11,7 +11,6 @@ import { describe, expect, it } from "vitest";
 import type { AlertChannel, ChannelName } from "../../../src/alerts/channels/channel.js";
 import { ConsoleChannel } from "../../../src/alerts/channels/console.js";
 import { type AlertChange, AlertManager, type RaiseSpec } from "../../../src/alerts/manager.js";
-import type { AlertRow, NewAuditEntry } from "../../../src/alerts/store.js";
 import { ChangeFeed, type FeedChange, readSince } from "../../../src/cluster/pg/change-feed.js";
 import { PartitionLeases } from "../../../src/cluster/pg/leases.js";
 import { PartitionStateLostError, PgPartitionState } from "../../../src/cluster/pg/partition-state.js";
@@ -19,7 +18,7 @@ import type { LoggedEvent } from "../../../src/ingest/pipeline.js";
 import { silentLogger } from "../../../src/log.js";
 import { DurableTimers } from "../../../src/rules/timers.js";
 import type { StaffIdentity } from "../../../src/staff/protocol.js";
-import { alertRow } from "../../alerts/store.contract.js";
+import { alertRow, audit } from "../../alerts/store.contract.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
 const pgdb = pgTestDatabases("partition_feed");
@@ -143,21 +142,6 @@ function manager(state: PgPartitionState): { alerts: AlertManager; announced: Al
   const announced: AlertChange[] = [];
   alerts.on("change", (c: AlertChange) => announced.push(c));
   return { alerts, announced };
-}
-
-function audit(row: AlertRow, over: Partial<NewAuditEntry> = {}): NewAuditEntry {
-  return {
-    alertId: row.id,
-    at: T0,
-    action: "raised",
-    actor: { id: `rule:${row.rule_id}`, name: `rule ${row.rule_id}` },
-    reason: null,
-    stateAfter: row.state,
-    siteId: row.site_id,
-    unitId: row.unit_id,
-    data: null,
-    ...over,
-  };
 }
 
 /** Positions 1, 2, 3 ... in delivery order and seq (the audit id) rising along them. */

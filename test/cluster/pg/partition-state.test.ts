@@ -7,14 +7,14 @@
  */
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import type { AlertRow, NewAuditEntry } from "../../../src/alerts/store.js";
+import type { AlertRow } from "../../../src/alerts/store.js";
 import { partitionOf } from "../../../src/cluster/partitions.js";
 import { PgAlertHistory } from "../../../src/cluster/pg/alert-history.js";
 import { PartitionLeases } from "../../../src/cluster/pg/leases.js";
 import { PgMaintenanceSchedule } from "../../../src/cluster/pg/maintenance.js";
 import { PartitionStateLostError, PgPartitionState } from "../../../src/cluster/pg/partition-state.js";
 import { IdsExhaustedError } from "../../../src/cluster/pg/unit-of-work.js";
-import { alertHistoryContract, alertRow, alertStoreContract } from "../../alerts/store.contract.js";
+import { alertHistoryContract, alertRow, alertStoreContract, audit } from "../../alerts/store.contract.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 import { partitionStateContract } from "../../rules/partition.contract.js";
 
@@ -112,21 +112,6 @@ alertHistoryContract("PostgreSQL", async () => {
 });
 
 const T0 = Date.parse("2026-11-02T21:14:05.250Z");
-
-function audit(row: AlertRow, over: Partial<NewAuditEntry> = {}): NewAuditEntry {
-  return {
-    alertId: row.id,
-    at: T0,
-    action: "raised",
-    actor: { id: `rule:${row.rule_id}`, name: `rule ${row.rule_id}` },
-    reason: null,
-    stateAfter: row.state,
-    siteId: row.site_id,
-    unitId: row.unit_id,
-    data: null,
-    ...over,
-  };
-}
 
 /** Every row a partition's state writes, as PostgreSQL has it. */
 async function tables(pool: pg.Pool): Promise<Record<string, unknown[]>> {
