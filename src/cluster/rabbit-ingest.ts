@@ -406,7 +406,6 @@ export class RabbitIngest {
     if (this.health.ready) this.ctx.log.warn({ url: this.health.url, reason }, "RabbitMQ ingest stopped");
     this.health.ready = false;
     this.health.connectedSince = null;
-    for (const q of this.health.queues) q.consuming = false;
     void this.close();
     if (retry) this.scheduleReconnect();
   }

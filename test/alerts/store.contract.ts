@@ -77,7 +77,8 @@ export function audit(row: AlertRow, over: Partial<NewAuditEntry> = {}): NewAudi
   };
 }
 
-function attempt(alertId: string, over: Partial<NewAttempt> = {}): NewAttempt {
+/** A pending channel attempt for an alert (or `over`). */
+export function attempt(alertId: string, over: Partial<NewAttempt> = {}): NewAttempt {
   return {
     alertId,
     channel: "push",

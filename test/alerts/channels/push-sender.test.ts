@@ -113,7 +113,7 @@ describe("PushSender", () => {
     }
   });
 
-  it("a thread that dies answers what it held as failed, and the next message starts a new one", async () => {
+  it("a thread that dies answers what it held as failed, and the next message starts a new one; one that stays silent is given up after the timeout", async () => {
     const sender = new PushSender({
       log: silentLogger(),
       entry: new URL("./dying-push-thread.js", import.meta.url),
@@ -134,6 +134,17 @@ describe("PushSender", () => {
       expect(await sender.send(request(sub, "fine"))).toEqual({ ok: true, status: 299, error: "" });
       expect(sender.threadId).not.toBeNull();
       expect(sender.threadId).not.toBe(first);
+
+      // A thread that takes a request and never answers: failed once its timeout and a grace have
+      // passed, and the thread goes on answering the next.
+      const t1 = performance.now();
+      expect(await sender.send(request(sub, "silent", 100))).toEqual({
+        ok: false,
+        status: null,
+        error: "no answer from the push sender thread",
+      });
+      expect(performance.now() - t1).toBeGreaterThanOrEqual(2000);
+      expect(await sender.send(request(sub, "fine"))).toEqual({ ok: true, status: 299, error: "" });
     } finally {
       await sender.stop();
     }

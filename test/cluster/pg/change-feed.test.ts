@@ -7,8 +7,7 @@
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import type { AlertChange } from "../../../src/alerts/manager.js";
-import type { AlertView } from "../../../src/alerts/model.js";
+import { type AlertChange, view } from "../../../src/alerts/manager.js";
 import { partitionOf } from "../../../src/cluster/partitions.js";
 import {
   advance,
@@ -25,6 +24,7 @@ import {
 } from "../../../src/cluster/pg/change-feed.js";
 import { LeaseLostError, PartitionLeases } from "../../../src/cluster/pg/leases.js";
 import { ApiError } from "../../../src/errors.js";
+import { alertRow } from "../../alerts/store.contract.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
 const COUNT = 4;
@@ -69,32 +69,7 @@ for (let i = 0; SITES.filter(Boolean).length < COUNT; i++) {
 
 let seq = 0;
 function change(partition: number, alertId: string, extra: Partial<AlertChange> = {}): AlertChange {
-  const alert: AlertView = {
-    id: alertId,
-    type: "fall",
-    priority: "high",
-    state: "raised",
-    message: { da: "Fald i stue 12", en: "Fall in room 12" },
-    site: SITES[partition]!,
-    unit: "unit-1",
-    room: "12",
-    resident: "R-0001",
-    deviceId: "vayyar-1",
-    ruleId: "fall",
-    raisedAt: "2026-01-15T22:00:00.000Z",
-    updatedAt: "2026-01-15T22:00:00.000Z",
-    count: 1,
-    lastEventType: "fall.detected",
-    acceptedBy: null,
-    acceptedAt: null,
-    attendingAt: null,
-    resolvedAt: null,
-    outcome: null,
-    level: 0,
-    undelivered: true,
-    deliveredTo: [],
-    rejectedBy: [],
-  };
+  const alert = view(alertRow({ id: alertId, site_id: SITES[partition]! }));
   return { seq: ++seq, change: "raised", alert, actor: "rule:fall", reason: null, ...extra };
 }
 

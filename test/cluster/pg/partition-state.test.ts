@@ -14,7 +14,13 @@ import { PartitionLeases } from "../../../src/cluster/pg/leases.js";
 import { PgMaintenanceSchedule } from "../../../src/cluster/pg/maintenance.js";
 import { PartitionStateLostError, PgPartitionState } from "../../../src/cluster/pg/partition-state.js";
 import { IdsExhaustedError } from "../../../src/cluster/pg/unit-of-work.js";
-import { alertHistoryContract, alertRow, alertStoreContract, audit } from "../../alerts/store.contract.js";
+import {
+  alertHistoryContract,
+  alertRow,
+  alertStoreContract,
+  attempt,
+  audit,
+} from "../../alerts/store.contract.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 import { partitionStateContract } from "../../rules/partition.contract.js";
 
@@ -220,17 +226,7 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     const first = alertRow({ id: "al_1", dedupe_key: "1" });
     state.step(() => {
       state.alerts.insert(first);
-      state.alerts.recordAttempt({
-        alertId: "al_1",
-        channel: "push",
-        recipientId: "phone-1",
-        recipientName: "Mette",
-        staffId: "s1",
-        level: 0,
-        reason: "level",
-        status: "pending",
-        at: T0,
-      });
+      state.alerts.recordAttempt(attempt("al_1"));
     });
     await state.flushed();
     const before = await tables(node.pool);
@@ -473,17 +469,9 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     const attemptId = state.step(() => {
       state.alerts.insert(row);
       state.alerts.appendAudit(audit(row));
-      const id = state.alerts.recordAttempt({
-        alertId: row.id,
-        channel: "paging",
-        recipientId: "dect-4",
-        recipientName: "Mette",
-        staffId: "s1",
-        level: 0,
-        reason: "level",
-        status: "sent",
-        at: T0,
-      });
+      const id = state.alerts.recordAttempt(
+        attempt(row.id, { channel: "paging", recipientId: "dect-4", status: "sent" }),
+      );
       state.alerts.update(row.id, { state: "resolved", open: 0, resolved_at: T0 + 1 }, T0 + 1);
       return id;
     });
