@@ -38,6 +38,13 @@
  * id in each message, increasing per alert (an alert's site is in one partition, and its changes are
  * appended in its owner's order).
  *
+ * Renotify entries: the staff `renotify` message (the signal of an alert nobody has accepted,
+ * repeated) is no audit change, yet it must reach staff on every node as a change does. The owner
+ * appends it as an entry of its own kind (`renotifyEntry`: `kind: "renotify"`, the alert's view and
+ * the `seq` of the alert's latest change), in a fenced transaction of the alert's partition like any
+ * change, so it takes a position in the partition's order. A node hands it to its staff sockets as
+ * `renotify`; a resume passes over it (renotifies are not replayed, docs/staff-protocol.md).
+ *
  * Notifications carry `<partition>:<head>` only: a message can exceed NOTIFY's 8000-byte payload, and
  * NOTIFY is transactional, so a subscriber hears of a row only once it has committed, and never of a
  * rolled-back one ("if a NOTIFY is executed inside a transaction, the notify events are not delivered
@@ -113,7 +120,7 @@ export interface FeedChange {
   site: string;
   alertId: string;
   appendedAt: Date;
-  change: AlertChange;
+  change: FeedMessage;
 }
 
 export type ResumeAnswer =
@@ -123,14 +130,29 @@ export type ResumeAnswer =
   /** The position is past anything this database appended (restored or replaced): take a snapshot. */
   | { kind: "unknown"; partitions: number[] };
 
-/** The message read back: an alert change as src/alerts/manager.ts makes it. */
+/**
+ * The message read back: an alert change as src/alerts/manager.ts makes it, or (`kind: "renotify"`)
+ * a renotify entry (header).
+ */
 const AlertChangeRecord = z.object({
+  kind: z.literal("renotify").optional(),
   seq: z.number().int().nonnegative(),
   change: z.enum(AUDIT_ACTIONS),
   alert: AlertView,
   actor: z.string(),
   reason: z.string().nullable(),
 });
+
+/** A feed entry's message: an alert change, or a renotify entry (`kind: "renotify"`). */
+export type FeedMessage = z.infer<typeof AlertChangeRecord>;
+
+/**
+ * The renotify entry the owner appends when an alert's signal is repeated (header); `seq` is the
+ * id of the alert's latest audit entry, the change its view shows.
+ */
+export function renotifyEntry(alert: AlertView, seq: number): FeedMessage {
+  return { kind: "renotify", seq, change: "renotified", alert, actor: "system", reason: null };
+}
 
 /** BIGINT comes back from node-postgres as text; positions and tokens are counts, far below 2^53. */
 const Int8 = z
