@@ -44,6 +44,7 @@ import { checkTimeModelSites, loadTimeModel, type TimeModel, TimeModelError } fr
 import { reportRoutes } from "./reports/routes.js";
 import { TimeSavedJob } from "./reports/timesaved.js";
 import { checkRuleChannels, loadRuleFile, RuleEngine } from "./rules/engine.js";
+import { SqliteRulesEventLog } from "./rules/event-log.js";
 import { SqliteMaintenanceSchedule } from "./rules/maintenance.js";
 import { SqlitePartitionState } from "./rules/partition.js";
 import type { RuleFile } from "./rules/schema.js";
@@ -363,7 +364,7 @@ export class Gateway {
     );
     this.rules = new RuleEngine(
       {
-        db: this.db,
+        events: new SqliteRulesEventLog(this.db),
         cursor: partition.cursor,
         maintenance: partition.maintenance,
         registry: this.registry,

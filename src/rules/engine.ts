@@ -29,11 +29,11 @@
  * irrelevant events are read again and skipped.
  *
  * The cursor and the maintenance windows in force are the partition's (`RulesCursor`,
- * `MaintenanceWindows`); the event log is read here, on SQLite (replay, an absence timer's event,
- * count conditions): it is every node's, and has no repository yet.
+ * `MaintenanceWindows`); the event log is read through `RulesEventLog` (event-log.ts: replay, an
+ * absence timer's event, count conditions): the whole SQLite log in one process, a partition's
+ * recent events in memory on its owner in cluster mode.
  */
 import { readFileSync } from "node:fs";
-import type Database from "better-sqlite3";
 import { parse as parseYaml } from "yaml";
 import type { ChannelName } from "../alerts/channels/channel.js";
 import type { AlertManager, RaiseSpec } from "../alerts/manager.js";
@@ -41,13 +41,12 @@ import { ConfigError, formatPath } from "../config/load.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
-import { EVENT_TYPES } from "../model/event.js";
 import type { DeviceProfile } from "../model/profile.js";
 import type { Registry } from "../registry/registry.js";
-import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import { isStorageError, type StorageHealth } from "../store/health.js";
 import { evaluate, typeMatches } from "./conditions.js";
 import type { RulesCursor } from "./cursor.js";
+import { expandTypes, type RulesEventLog } from "./event-log.js";
 import type { MaintenanceWindows } from "./maintenance.js";
 import { ladderChannelProblems, type Rule, type RuleFile, RuleFileSchema, ruleProblems } from "./schema.js";
 import type { DurableTimers, Timer } from "./timers.js";
@@ -108,7 +107,7 @@ export function loadRuleFile(path: string): RuleFile {
 
 export interface RuleEngineContext {
   /** The event log: read for replay, for an absence timer's event and for count conditions. */
-  db: Db;
+  events: RulesEventLog;
   /** The rules' position in the event log, moved inside the steps that commit events' effects. */
   cursor: RulesCursor;
   /** The maintenance windows in force, read inside a step. */
@@ -136,11 +135,6 @@ const REPLAY_PAGE = 1000;
 interface AbsencePayload {
   ruleId: string;
   eventSeq: number;
-}
-
-/** Concrete types a list of patterns covers, for SQL. */
-function expand(patterns: readonly string[]): string[] {
-  return EVENT_TYPES.filter((t) => typeMatches(t, patterns));
 }
 
 export class RuleEngine {
@@ -251,7 +245,7 @@ export class RuleEngine {
     const urgent = new Set<string>();
     for (const r of file.rules)
       if (r.enabled && r.raise?.priority === "high" && !r.raise.unless && r.when.event !== undefined)
-        for (const t of expand(list(r.when.event))) urgent.add(t);
+        for (const t of expandTypes(list(r.when.event))) urgent.add(t);
     this.urgent = urgent;
     const types = new Set<string>(["staff.presence"]);
     for (const r of file.rules) {
@@ -259,8 +253,8 @@ export class RuleEngine {
         this.relevant = null;
         return;
       }
-      for (const t of expand(list(r.when.event))) types.add(t);
-      if (r.raise?.unless) for (const t of expand(list(r.raise.unless.event))) types.add(t);
+      for (const t of expandTypes(list(r.when.event))) types.add(t);
+      if (r.raise?.unless) for (const t of expandTypes(list(r.raise.unless.event))) types.add(t);
     }
     this.relevant = types;
   }
@@ -343,13 +337,13 @@ export class RuleEngine {
     let replayed = 0;
     try {
       for (let p = 0; p < pages; p++) {
-        const rows = this.replayStatement().all(this.cursor, REPLAY_PAGE) as EventRow[];
-        if (rows.length === 0) {
+        const events = this.ctx.events.after(this.cursor, REPLAY_PAGE);
+        if (events.length === 0) {
           this.behind = false;
           break;
         }
-        replayed += this.replay(rows.map(rowToEvent));
-        if (rows.length < REPLAY_PAGE) {
+        replayed += this.replay(events);
+        if (events.length < REPLAY_PAGE) {
           this.behind = false;
           break;
         }
@@ -414,10 +408,6 @@ export class RuleEngine {
       if (!this.ctx.storage?.failed("rules-cursor", err))
         this.ctx.log.error({ err }, "could not persist the rules cursor");
     }
-  }
-
-  private replayStatement(): Database.Statement {
-    return this.statement(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`);
   }
 
   private onEvent(e: LoggedEvent): void {
@@ -500,10 +490,7 @@ export class RuleEngine {
 
   /** An event back from the log (absence timers keep only its position). */
   loadEvent(seq: number): LoggedEvent | undefined {
-    const r = this.statement(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq = ?`).get(seq) as
-      | EventRow
-      | undefined;
-    return r ? rowToEvent(r) : undefined;
+    return this.ctx.events.get(seq);
   }
 
   private count(
@@ -512,87 +499,21 @@ export class RuleEngine {
     types: readonly string[] | null,
     sinceMs: number,
   ): number {
-    const concrete = types ? expand(types) : null;
-    const key = per === "device" ? "device_id" : "resident_ref";
-    const value = per === "device" ? e.deviceId : e.placement.residentRef;
-    // Events logged while their device or room was under maintenance (a radar being recalibrated
-    // and tested) are not the resident's: they do not count, just as they raised nothing.
-    // Only what was logged up to this event (seq): a later event of the same group commit, or one
-    // already in the log when this one is replayed, must not count toward this one.
-    const sql = `SELECT count(*) AS n FROM events ev WHERE ev.${key} = ? AND ev.occurred_at >= ? AND ev.occurred_at <= ? AND ev.seq <= ?${
-      concrete ? ` AND ev.type IN (${concrete.map(() => "?").join(",")})` : ""
-    }${
-      // The per-device and per-resident indexes leave heartbeats out; a count of heartbeats (or of
-      // everything) is still right, only without them.
-      concrete && !concrete.includes("device.heartbeat") ? ` AND ev.${NOT_HEARTBEAT}` : ""
-    } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
-        AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
-        AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;
-    const row = this.statement(sql).get(
-      value,
-      sinceMs,
-      Date.parse(e.occurredAt),
-      e.logSeq,
-      ...(concrete ?? []),
-    ) as {
-      n: number;
-    };
-    return row.n;
-  }
-
-  private readonly statements = new Map<string, Database.Statement>();
-  private statement(sql: string): Database.Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.ctx.db.prepare(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
+    const key = per === "device" ? e.deviceId : e.placement.residentRef;
+    if (key === null || key === undefined) return 0;
+    return this.ctx.events.count({
+      per,
+      key,
+      types,
+      since: sinceMs,
+      until: Date.parse(e.occurredAt),
+      upTo: e.logSeq,
+    });
   }
 
   private maintenance(e: LoggedEvent): { id: number; reason: string } | null {
     return this.ctx.maintenance.inForce(e.placement.siteId, e.deviceId, e.placement.roomId, this.eventNow(e));
   }
-}
-
-/** The log's columns an event is rebuilt from (not the raw payload). */
-const EVENT_ROW_COLUMNS =
-  "seq, event_id, device_id, type, phase, priority, occurred_at, received_at, device_seq, site_id, unit_id, room_id, resident_ref, profile, data";
-
-interface EventRow {
-  seq: number;
-  event_id: string;
-  device_id: string;
-  type: LoggedEvent["type"];
-  phase: LoggedEvent["phase"];
-  priority: LoggedEvent["priority"] | null;
-  occurred_at: number;
-  received_at: number;
-  device_seq: number | null;
-  site_id: string;
-  unit_id: string;
-  room_id: string | null;
-  resident_ref: string | null;
-  profile: string;
-  data: string;
-}
-
-function rowToEvent(r: EventRow): LoggedEvent {
-  return {
-    logSeq: r.seq,
-    eventId: r.event_id,
-    schemaVersion: 1,
-    deviceId: r.device_id,
-    type: r.type,
-    phase: r.phase,
-    ...(r.priority ? { priority: r.priority } : {}),
-    ...(r.device_seq !== null ? { seq: r.device_seq } : {}),
-    occurredAt: new Date(r.occurred_at).toISOString(),
-    receivedAt: new Date(r.received_at).toISOString(),
-    data: JSON.parse(r.data),
-    profile: r.profile,
-    placement: { siteId: r.site_id, unitId: r.unit_id, roomId: r.room_id, residentRef: r.resident_ref },
-  } as LoggedEvent;
 }
 
 function absenceId(ruleId: string, deviceId: string): string {

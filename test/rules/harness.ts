@@ -14,6 +14,7 @@ import { Metrics } from "../../src/metrics.js";
 import type { DecodedEvent, EventType } from "../../src/model/event.js";
 import { Registry } from "../../src/registry/registry.js";
 import { loadRuleFile, parseRules, RuleEngine } from "../../src/rules/engine.js";
+import { SqliteRulesEventLog } from "../../src/rules/event-log.js";
 import { SqlitePartitionState } from "../../src/rules/partition.js";
 import { DurableTimers } from "../../src/rules/timers.js";
 import type { StaffIdentity } from "../../src/staff/protocol.js";
@@ -129,7 +130,7 @@ export function buildHarness(
   const file = opts.rulesYaml ? parseRules(opts.rulesYaml, "test rules") : loadRuleFile("config/rules.yaml");
   const engine = new RuleEngine(
     {
-      db,
+      events: new SqliteRulesEventLog(db),
       cursor: partition.cursor,
       maintenance: partition.maintenance,
       registry,
