@@ -60,6 +60,9 @@
  * replaced) and is answered `unknown`. The retention must be at least the staff server's resume-floor
  * TTL (an hour), so that a floor kept for a token can still be served.
  *
+ * The reading, following and pruning are partitioned-log.ts's, shared with the event log
+ * (event-log.ts), which draws its positions the same way.
+ *
  * Use: `appendChanges(client, partition, changes)` only inside `PartitionLeases.fenced` for that same
  * partition, one partition per transaction (the head row stays locked until the commit), best as the
  * transaction's last statement so that the lock is held for the shortest time.
@@ -71,6 +74,7 @@ import type { AlertChange } from "../../alerts/manager.js";
 import { AlertView, AUDIT_ACTIONS } from "../../alerts/model.js";
 import { ApiError } from "../../errors.js";
 import type { PgMigration } from "./migrate.js";
+import { LogFollower, logHeads, type PartitionedLog, pruneLog, readLogBatch } from "./partitioned-log.js";
 
 export const CHANGE_FEED_MIGRATION: PgMigration = {
   version: 5,
@@ -154,27 +158,38 @@ export function renotifyEntry(alert: AlertView, seq: number): FeedMessage {
   return { kind: "renotify", seq, change: "renotified", alert, actor: "system", reason: null };
 }
 
-/** BIGINT comes back from node-postgres as text; positions and tokens are counts, far below 2^53. */
-const Int8 = z
-  .string()
-  .regex(/^\d{1,15}$/)
-  .transform(Number);
-
-const HeadRow = z.object({
-  partition: z.number().int().nonnegative(),
-  head: Int8,
-  pruned_through: Int8,
-});
-
-const ReadRow = HeadRow.extend({
-  position: Int8.nullable(),
-  token: Int8.nullable(),
-  site: z.string().nullable(),
-  alert_id: z.string().nullable(),
-  appended_at: z.date().nullable(),
+/** The feed as the shared reader and prune see it (partitioned-log.ts). */
+const FeedRow = z.object({
+  token: z.number().int(),
+  site: z.string(),
+  alert_id: z.string(),
+  appended_at: z.date(),
   message: z.unknown(),
 });
-type ReadRow = z.infer<typeof ReadRow>;
+export const CHANGE_FEED_LOG: PartitionedLog<FeedChange> = {
+  table: "change_feed",
+  heads: "change_feed_heads",
+  channel: CHANGE_FEED_CHANNEL,
+  columns: ["token", "site", "alert_id", "appended_at", "message"],
+  decode(raw, partition, position) {
+    const row = FeedRow.parse(raw);
+    const change = AlertChangeRecord.safeParse(row.message);
+    if (!change.success)
+      throw new Error(
+        `change feed row ${partition}:${position} does not hold an alert change: ${change.error.message}`,
+      );
+    return {
+      partition,
+      position,
+      token: row.token,
+      site: row.site,
+      alertId: row.alert_id,
+      appendedAt: row.appended_at,
+      change: change.data,
+    };
+  },
+  olderThan: "appended_at < now() - $1::bigint * interval '1 millisecond'",
+};
 
 /**
  * Draws n positions for the partition: the row lock taken here is what puts positions in commit
@@ -191,36 +206,6 @@ const APPEND = `
          unnest($3::text[], $4::text[], $5::text[]) WITH ORDINALITY AS c(site, alert_id, message, ord)
    WHERE l.partition = $1
   RETURNING position`;
-
-/**
- * One snapshot (one statement) of every partition's head and cut, and up to $4 rows after the given
- * position in each partition that is not behind its cut. $3: only these partitions (NULL: all).
- */
-const READ = `
-  WITH heads AS (
-    SELECT h.partition, h.head, h.pruned_through, coalesce(a.after, 0) AS after
-      FROM change_feed_heads AS h
-      LEFT JOIN unnest($1::int[], $2::bigint[]) AS a(partition, after) ON a.partition = h.partition
-     WHERE $3::int[] IS NULL OR h.partition = ANY($3::int[]))
-  SELECT heads.partition, heads.head, heads.pruned_through,
-         f.position, f.token, f.site, f.alert_id, f.appended_at, f.message
-    FROM heads LEFT JOIN LATERAL (
-      SELECT * FROM change_feed AS f
-       WHERE f.partition = heads.partition AND f.position > heads.after
-         AND heads.after >= heads.pruned_through AND heads.after <= heads.head
-       ORDER BY f.position LIMIT $4) AS f ON true
-   ORDER BY heads.partition, f.position`;
-
-/** Per partition, so that a prune locks one head row at a time (as an append does). */
-const PRUNE_CUTS = `
-  SELECT partition, max(position) AS through FROM change_feed
-   WHERE appended_at < now() - $1::bigint * interval '1 millisecond'
-   GROUP BY partition`;
-const PRUNE = `
-  WITH gone AS (DELETE FROM change_feed WHERE partition = $1 AND position <= $2 RETURNING 1),
-       cut AS (UPDATE change_feed_heads SET pruned_through = $2
-                WHERE partition = $1 AND pruned_through < $2 RETURNING 1)
-  SELECT (SELECT count(*) FROM gone)::int AS deleted`;
 
 /**
  * Appends alert changes for the partition, inside the owner's fenced transaction on `client`; they
@@ -251,88 +236,15 @@ export async function appendChanges(
 }
 
 /** Every partition's head now: where a snapshot stands, and a new subscriber starts. */
-export async function feedHeads(db: pg.Pool | pg.PoolClient | pg.Client): Promise<FeedPosition> {
-  const { rows } = await db.query(
-    "SELECT partition, head::text, pruned_through::text FROM change_feed_heads",
-  );
-  return new Map(rows.map((r) => HeadRow.parse(r)).map((h) => [h.partition, h.head]));
+export function feedHeads(db: pg.Pool | pg.PoolClient | pg.Client): Promise<FeedPosition> {
+  return logHeads(db, CHANGE_FEED_LOG);
 }
 
 /** Deletes what retention no longer keeps; returns the number of rows deleted. */
 export async function pruneChanges(db: pg.Pool, retentionMs: number): Promise<number> {
   if (retentionMs < MIN_RETENTION_MS)
     throw new RangeError(`change feed retention ${retentionMs} ms is below the resume floor's hour`);
-  const { rows: cuts } = await db.query(PRUNE_CUTS, [Math.round(retentionMs)]);
-  let deleted = 0;
-  for (const c of cuts.map((r) => z.object({ partition: z.number(), through: Int8 }).parse(r))) {
-    const { rows } = await db.query<{ deleted: number }>(PRUNE, [c.partition, c.through]);
-    deleted += rows[0]?.deleted ?? 0;
-  }
-  return deleted;
-}
-
-interface Batch {
-  changes: FeedChange[];
-  /** Partitions that returned a full batch: there may be more. */
-  more: boolean;
-  tooOld: number[];
-  unknown: number[];
-  /** Partition -> its cut, for partitions behind it. */
-  cuts: Map<number, number>;
-  heads: Map<number, number>;
-}
-
-async function readBatch(
-  db: pg.Pool | pg.PoolClient,
-  position: FeedPosition,
-  limit: number,
-  only: readonly number[] | null,
-): Promise<Batch> {
-  const known = [...position].filter(([, p]) => p > 0);
-  const { rows } = await db.query(READ, [known.map((k) => k[0]), known.map((k) => k[1]), only, limit]);
-  const batch: Batch = {
-    changes: [],
-    more: false,
-    tooOld: [],
-    unknown: [],
-    cuts: new Map(),
-    heads: new Map(),
-  };
-  const seen = new Map<number, number>();
-  for (const raw of rows) {
-    const row: ReadRow = ReadRow.parse(raw);
-    if (!batch.heads.has(row.partition)) {
-      batch.heads.set(row.partition, row.head);
-      const after = position.get(row.partition) ?? 0;
-      if (after > row.head) batch.unknown.push(row.partition);
-      else if (after < row.pruned_through) {
-        batch.tooOld.push(row.partition);
-        batch.cuts.set(row.partition, row.pruned_through);
-      }
-    }
-    if (row.position === null) continue;
-    const n = (seen.get(row.partition) ?? 0) + 1;
-    seen.set(row.partition, n);
-    if (n === limit) batch.more = true;
-    const change = AlertChangeRecord.safeParse(row.message);
-    if (!change.success)
-      throw new Error(
-        `change feed row ${row.partition}:${row.position} does not hold an alert change: ${change.error.message}`,
-      );
-    batch.changes.push({
-      partition: row.partition,
-      position: row.position,
-      token: row.token!,
-      site: row.site!,
-      alertId: row.alert_id!,
-      appendedAt: row.appended_at!,
-      change: change.data,
-    });
-  }
-  // A position in a partition that has no head row at all was not issued by this database either.
-  for (const [p] of known)
-    if (!batch.heads.has(p) && (only === null || only.includes(p))) batch.unknown.push(p);
-  return batch;
+  return pruneLog(db, CHANGE_FEED_LOG, retentionMs);
 }
 
 export interface ReadSinceOptions {
@@ -356,11 +268,11 @@ export async function readSince(
   const at = new Map(position);
   const changes: FeedChange[] = [];
   for (;;) {
-    const batch = await readBatch(db, at, Math.min(limit + 1, 1000), only);
+    const batch = await readLogBatch(db, CHANGE_FEED_LOG, at, Math.min(limit + 1, 1000), only);
     if (batch.unknown.length > 0) return { kind: "unknown", partitions: batch.unknown.sort((a, b) => a - b) };
     if (batch.tooOld.length > 0) return { kind: "too_old", partitions: batch.tooOld.sort((a, b) => a - b) };
     const stalled = new Set<number>();
-    for (const c of batch.changes) {
+    for (const c of batch.rows) {
       // Dense positions (header): nothing is taken past a missing one.
       if (stalled.has(c.partition) || c.position !== (at.get(c.partition) ?? 0) + 1) {
         stalled.add(c.partition);
@@ -475,241 +387,79 @@ export interface ChangeFeedStatus {
   lastError: string | null;
 }
 
-const ignoreDropped = (): void => undefined;
-
 /**
- * A node's subscription to the feed: one dedicated connection (taken from the pool and never given
- * back, so nobody else inherits its LISTEN) that listens and reads, in feed order, from this node's
- * position on. Constructing does nothing; start() listens and catches up; stop() undoes it.
+ * A node's subscription to the feed: every partition, in feed order, from this node's position on,
+ * on one dedicated listening connection (partitioned-log.ts `LogFollower`). Constructing does nothing;
+ * start() listens and catches up; stop() undoes it.
  */
 export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
-  private readonly pool: pg.Pool;
-  private readonly batch: number;
-  private readonly reconnectMs: number;
-  private readonly pollMs: number;
-  private readonly timeoutMs: number;
   readonly retentionMs: number;
   private readonly pruneEveryMs: number;
-  private position = new Map<number, number>();
-  private running = false;
-  private client: pg.PoolClient | null = null;
-  private reading: Promise<void> | null = null;
-  private again = false;
-  private reconnectTimer: NodeJS.Timeout | null = null;
-  private pollTimer: NodeJS.Timeout | null = null;
+  private readonly follower: LogFollower<FeedChange>;
   private pruneTimer: NodeJS.Timeout | null = null;
-  private delivered = 0;
-  private reconnects = 0;
-  private lastError: string | null = null;
 
   constructor(private readonly options: ChangeFeedOptions) {
     super();
-    this.pool = options.pool;
-    this.batch = options.batch ?? 500;
-    this.reconnectMs = options.reconnectMs ?? 1000;
-    this.pollMs = options.pollMs ?? 5000;
-    this.timeoutMs = options.timeoutMs ?? 5000;
     this.retentionMs = options.retentionMs ?? 24 * MIN_RETENTION_MS;
     this.pruneEveryMs = options.pruneEveryMs ?? 10 * 60 * 1000;
     if (this.retentionMs < MIN_RETENTION_MS)
       throw new RangeError(`change feed retention ${this.retentionMs} ms is below the resume floor's hour`);
+    this.follower = new LogFollower(
+      CHANGE_FEED_LOG,
+      {
+        pool: options.pool,
+        partitions: "all",
+        onGap: "skip",
+        batch: options.batch ?? 500,
+        reconnectMs: options.reconnectMs ?? 1000,
+        pollMs: options.pollMs ?? 5000,
+        timeoutMs: options.timeoutMs ?? 5000,
+      },
+      {
+        rows: (changes) => this.emit("changes", changes, this.follower.positions()),
+        gap: (partitions, reason) => this.emit("gap", partitions, reason),
+        error: (err) => {
+          if (this.listenerCount("error") > 0) this.emit("error", err);
+        },
+      },
+    );
   }
 
   /** Listens, takes its starting position, and delivers what is already there after it. */
   async start(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      await this.connect();
-      if (!this.client) throw new Error("change feed stopped while starting");
-      if (this.options.from) this.position = new Map(this.options.from);
-      else this.position = new Map(await feedHeads(this.client!));
-      await this.catchUp();
-    } catch (err) {
-      await this.stop();
-      throw err;
-    }
-    if (this.pollMs > 0) this.pollTimer = setInterval(() => void this.catchUp(), this.pollMs);
+    if (this.follower.isRunning) return;
+    await this.follower.start(async (c) => {
+      for (const [p, n] of this.options.from ?? (await feedHeads(c))) this.follower.setPosition(p, n);
+    });
     if (this.pruneEveryMs > 0) this.pruneTimer = setInterval(() => void this.prune(), this.pruneEveryMs);
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    for (const t of [this.pollTimer, this.pruneTimer]) if (t) clearInterval(t);
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.pollTimer = this.pruneTimer = this.reconnectTimer = null;
-    await this.reading?.catch(() => undefined);
-    this.disconnect();
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    await this.follower.stop();
   }
 
   /** Every change after `position` (a staff client's resume), on the pool. */
   readSince(position: FeedPosition, opts?: ReadSinceOptions): Promise<ResumeAnswer> {
-    return readSince(this.pool, position, opts);
+    return readSince(this.options.pool, position, opts);
   }
 
   /** Deletes rows older than the retention; errors are reported, not thrown. */
   async prune(): Promise<number> {
     try {
-      return await pruneChanges(this.pool, this.retentionMs);
+      return await pruneChanges(this.options.pool, this.retentionMs);
     } catch (err) {
-      this.fail(err as Error);
+      this.follower.fail(err as Error);
       return 0;
     }
   }
 
   status(): ChangeFeedStatus {
     return {
-      running: this.running,
-      connected: this.client !== null,
-      backendPid: (this.client as { processID?: number } | null)?.processID ?? null,
-      position: new Map(this.position),
-      delivered: this.delivered,
-      reconnects: this.reconnects,
-      lastError: this.lastError,
+      running: this.follower.isRunning,
+      ...this.follower.status(),
+      position: this.follower.positions(),
     };
-  }
-
-  private async connect(): Promise<void> {
-    const c = await this.pool.connect();
-    c.on("error", ignoreDropped);
-    try {
-      c.on("notification", (msg) => {
-        if (msg.channel !== CHANGE_FEED_CHANNEL || !msg.payload) return;
-        const [p, head] = msg.payload.split(":").map(Number) as [number, number];
-        if (!(head <= (this.position.get(p) ?? 0))) void this.catchUp();
-      });
-      await c.query(`LISTEN ${CHANGE_FEED_CHANNEL}`);
-    } catch (err) {
-      c.release(true);
-      throw err;
-    }
-    if (!this.running) {
-      c.release(true);
-      return;
-    }
-    this.client = c;
-    const dropped = () => {
-      if (this.client !== c) return;
-      this.disconnect();
-      this.scheduleReconnect();
-    };
-    c.on("error", dropped);
-    c.on("end", dropped);
-  }
-
-  private disconnect(): void {
-    const c = this.client;
-    this.client = null;
-    if (c) c.release(true);
-  }
-
-  private scheduleReconnect(): void {
-    if (!this.running || this.reconnectTimer) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (!this.running || this.client) return;
-      this.connect()
-        .then(() => {
-          this.reconnects++;
-          // Listening again before reading: what committed while away is read now, what commits
-          // from here on is announced.
-          return this.catchUp();
-        })
-        .catch((err: Error) => {
-          this.fail(err);
-          this.scheduleReconnect();
-        });
-    }, this.reconnectMs);
-  }
-
-  /** One read at a time; a notification during a read asks for another after it. */
-  private catchUp(): Promise<void> {
-    if (this.reading) {
-      this.again = true;
-      return this.reading;
-    }
-    this.reading = (async () => {
-      do {
-        this.again = false;
-        if (!this.running || !this.client) return;
-        await this.readOnce(this.client);
-      } while (this.again);
-    })()
-      .catch((err: Error) => this.fail(err))
-      .finally(() => {
-        this.reading = null;
-      });
-    return this.reading;
-  }
-
-  private async readOnce(c: pg.PoolClient): Promise<void> {
-    for (;;) {
-      const batch = await this.withTimeout(c, readBatch(c, this.position, this.batch, null));
-      if (!this.running || this.client !== c) return;
-      if (batch.unknown.length > 0) {
-        for (const p of batch.unknown) this.position.set(p, batch.heads.get(p) ?? 0);
-        this.tell("gap", batch.unknown, "unknown");
-        continue;
-      }
-      if (batch.tooOld.length > 0) {
-        for (const p of batch.tooOld) this.position.set(p, batch.cuts.get(p)!);
-        this.tell("gap", batch.tooOld, "pruned");
-        continue;
-      }
-      const fresh: FeedChange[] = [];
-      const stalled = new Set<number>();
-      for (const ch of batch.changes) {
-        if (stalled.has(ch.partition)) continue;
-        // Positions are dense: a missing one is not committed yet (the header rules it out), so
-        // nothing after it in that partition is delivered before it.
-        if (ch.position !== (this.position.get(ch.partition) ?? 0) + 1) {
-          stalled.add(ch.partition);
-          continue;
-        }
-        fresh.push(ch);
-        this.position.set(ch.partition, ch.position);
-      }
-      if (fresh.length > 0) {
-        this.delivered += fresh.length;
-        this.tell("changes", fresh, new Map(this.position));
-      }
-      if (stalled.size > 0)
-        this.fail(new Error(`change feed: a gap in partitions ${[...stalled].join(", ")}`));
-      if (!batch.more || stalled.size > 0) return;
-    }
-  }
-
-  /** A read that hangs (a network partition swallowing packets) drops the connection. */
-  private async withTimeout<T>(c: pg.PoolClient, work: Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        if (this.client === c) {
-          this.disconnect();
-          this.scheduleReconnect();
-        }
-        reject(new Error(`no answer from PostgreSQL within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-    });
-    work.catch(() => undefined);
-    try {
-      return await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** A listener that throws is reported as an error; the feed's position has moved on regardless. */
-  private tell<K extends "changes" | "gap">(event: K, ...args: ChangeFeedEvents[K]): void {
-    try {
-      (this.emit as (e: K, ...a: ChangeFeedEvents[K]) => boolean)(event, ...args);
-    } catch (err) {
-      this.fail(err as Error);
-    }
-  }
-
-  private fail(err: Error): void {
-    this.lastError = err.message;
-    if (this.listenerCount("error") > 0) this.emit("error", err);
   }
 }
