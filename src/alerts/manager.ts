@@ -74,8 +74,12 @@ export interface AlertManagerContext {
   /** Display names of a site and unit, for text on lock screens and handsets (ids otherwise). */
   placeNames?: (siteId: string, unitId: string) => { site: string; unit: string };
   now?: () => number;
-  /** Holds channel calls until their attempts are on disk (the connection commits without fsync). */
-  durability?: Durability;
+  /**
+   * Holds channel calls until their attempts are durable: the single process's fsync of its
+   * connection (`Durability`), a partition owner's flush to PostgreSQL in cluster mode
+   * (src/cluster/partition-host.ts).
+   */
+  durability?: Pick<Durability, "after">;
 }
 
 /** The channels a ladder level uses: those it names, or every person channel configured; `fallback` adds the webhook. */
