@@ -50,6 +50,11 @@ export const ERRORS = {
   rate_limited: { status: 429, text: "Too many requests" },
   internal: { status: 500, text: "Internal error" },
   unavailable: { status: 503, text: "The service is not ready" },
+  // Cluster mode: a command another node's partition owner took and did not answer in time.
+  outcome_unknown: {
+    status: 504,
+    text: "The command was taken by the alert's owner but no answer arrived: it was carried out once or not at all",
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -11,6 +11,7 @@ import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
 import { LEASES_MIGRATION } from "./leases.js";
+import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
 import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
 import { STATE_MIGRATION } from "./schema.js";
 
@@ -26,6 +27,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   LEASES_MIGRATION,
   PARTITION_STATE_MIGRATION,
   CHANGE_FEED_MIGRATION,
+  OWNER_COMMANDS_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */

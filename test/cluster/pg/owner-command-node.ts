@@ -1,0 +1,35 @@
+/**
+ * A partition's owner (owner-node.ts) as a child process, so that a test can kill -9 it between
+ * taking a command and answering it:
+ *
+ *   node --import tsx test/cluster/pg/owner-command-node.ts <postgres url> <node id> <leaseMs>
+ *
+ * It prints one JSON line per event on stdout: `loaded`, then (after `start` on stdin) `started`,
+ * `serving` with its token, `executing` for each command its handler runs, and `held` once that
+ * command's effects have committed: its answer is then held for ever, so the process dies with the
+ * command taken and unanswered.
+ */
+import { createInterface } from "node:readline";
+import { ownerNode } from "./owner-node.js";
+
+const [url, nodeId, leaseMs] = process.argv.slice(2);
+const say = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
+
+createInterface({ input: process.stdin }).on("line", (line) => {
+  if (line.trim() !== "start") return;
+  void ownerNode(url!, nodeId!, {
+    leaseMs: Number(leaseMs),
+    executing: (command, token) => say({ ev: "executing", id: command.id, token }),
+    beforeAnswer: (commands) => {
+      say({ ev: "held", ids: commands.map((c) => c.id) });
+      return new Promise(() => undefined);
+    },
+  }).then(
+    (node) => {
+      say({ ev: "started" });
+      void node.serving.then(({ token }) => say({ ev: "serving", token }));
+    },
+    (err: Error) => say({ ev: "error", message: err.message }),
+  );
+});
+say({ ev: "loaded" });
