@@ -177,6 +177,16 @@ export class Gateway {
   async start(): Promise<void> {
     const { config, log } = this;
     const t0 = performance.now();
+    // Refused rather than ignored: a node that kept its state in SQLite while its operator believed
+    // it shared PostgreSQL with the others would raise every alert of every site on its own.
+    if (config.cluster.postgres)
+      throw new ConfigError("configuration", [
+        {
+          path: "cluster.postgres",
+          message:
+            'this version does not yet run a gateway node on PostgreSQL (docs/cluster.md, "Not built yet"); remove the section',
+        },
+      ]);
     const dbPath = this.options.dbPath ?? join(config.dataDir, "ata.db");
     // Commits without an fsync on the event loop; what they make visible waits for the durability.
     const onDisk = dbPath !== ":memory:";

@@ -3,6 +3,7 @@
  * default: the single process with its embedded broker stays the default for one home
  * (docs/cluster.md).
  */
+import { hostname } from "node:os";
 import { z } from "zod";
 
 function isAmqpUrl(u: unknown): boolean {
@@ -121,8 +122,61 @@ export const RabbitAuthConfig = z
   });
 export type RabbitAuthConfig = z.infer<typeof RabbitAuthConfig>;
 
+function isPostgresUrl(u: unknown): boolean {
+  return typeof u === "string" && URL.canParse(u) && /^postgres(ql)?:$/.test(new URL(u).protocol);
+}
+
+/**
+ * State in PostgreSQL, shared by the gateway nodes (docs/cluster.md): partition leases, each owned
+ * partition's alerts, timers and rules' position, the event log the owners read, the alert change
+ * feed every node's staff sockets follow, and staff commands carried to a partition's owner.
+ */
+export const PostgresConfig = z
+  .strictObject({
+    /**
+     * `postgres://user:password@host:5432/database` (libpq's URI form; `?sslmode=verify-full` and
+     * the other libpq parameters node-postgres reads are passed on).
+     */
+    url: z.string().refine(isPostgresUrl, "a postgres:// or postgresql:// URL"),
+    /**
+     * This node's name among the running nodes: unique at any moment (a restart may reuse it).
+     * Default: the host name, which is unique where each node runs on its own machine or container.
+     */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,100}$/, "letters, digits, _ . : -")
+      .optional(),
+    /**
+     * Sites are divided over this many partitions (src/cluster/partitions.ts). Set once for a
+     * cluster: a node configured for another count than the database's refuses to start.
+     */
+    partitions: z.int().min(1).max(1024).default(64),
+    /**
+     * How long a partition's lease lasts without renewal. A dead node's partitions are taken over
+     * within leaseMs + leaseMs / 3 (13.3 s with the default); shorter costs more renewals and makes
+     * a pause (a long garbage collection, a slow disk) more likely to cost the leases.
+     */
+    leaseMs: z.int().min(1_000).max(120_000).default(10_000),
+    /** Connections this node keeps to PostgreSQL for its partitions' work (the leases have their own). */
+    poolSize: z.int().min(2).max(200).default(10),
+    /** Events kept in the shared log: resumes, takeovers and count conditions read within it. */
+    eventRetentionDays: z.number().positive().max(3650).default(30),
+    /** Alert changes kept for staff resuming on any node (at least the resume floor's hour). */
+    changeFeedRetentionHours: z
+      .number()
+      .min(1)
+      .max(24 * 365)
+      .default(24),
+    /** How long a staff command waits for the partition's owner before it is answered unavailable. */
+    commandTimeoutMs: z.int().min(100).max(60_000).default(5_000),
+  })
+  .transform((c) => ({ ...c, nodeId: c.nodeId ?? hostname() }));
+export type PostgresConfig = z.infer<typeof PostgresConfig>;
+
 export const ClusterConfig = z.strictObject({
   /** RabbitMQ's MQTT plugin takes devices; the gateway keeps authentication and authorisation. */
   rabbitmq: RabbitAuthConfig.prefault({}),
+  /** State shared by gateway nodes in PostgreSQL; without it the gateway is one node on SQLite. */
+  postgres: PostgresConfig.optional(),
 });
 export type ClusterConfig = z.infer<typeof ClusterConfig>;
