@@ -18,6 +18,11 @@
  *   of each row's SHA-256 over its canonical form, so it does not depend on the order rows come
  *   back in). A difference rolls everything back and names the table.
  *
+ * - Events in their partitions. Each copied event gets its site's partition (with `partitions`, the
+ *   count the cluster's nodes will use) and the next position there, in SQLite's seq order, and
+ *   `event_log_heads` is set past them (event-log.ts); a database whose leases use another count is
+ *   refused.
+ *
  * Progress names tables, counts and times only: token hashes, device secrets, push keys and
  * payloads are copied (they are state) but never printed, and the URL is shown without password.
  */
@@ -25,6 +30,8 @@ import { createHash } from "node:crypto";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { EVENT_LOG_MIGRATIONS, EVENT_LOG_SCHEMA, eventLogPath, MIGRATIONS } from "../../store/db.js";
+import { DEFAULT_PARTITION_COUNT } from "../partitions.js";
+import { ExportedPositions } from "./event-log.js";
 import { migratePg } from "./migrate.js";
 import { MIRRORED_TABLES, type MirroredTable } from "./schema.js";
 
@@ -39,6 +46,8 @@ export interface ExportOptions {
   out?: (line: string) => void;
   /** Rows per INSERT and per read-back (fewer for wide tables: PostgreSQL takes 65,535 parameters). */
   batchRows?: number;
+  /** The cluster's partition count, which the events' partitions are computed with (event-log.ts). */
+  partitions?: number;
 }
 
 export interface TableResult {
@@ -204,6 +213,7 @@ function insertSql(table: MirroredTable, columns: readonly string[], rows: numbe
 export async function exportToPostgres(opts: ExportOptions): Promise<ExportResult> {
   const out = opts.out ?? (() => {});
   const batchRows = opts.batchRows ?? 1000;
+  const partitions = opts.partitions ?? DEFAULT_PARTITION_COUNT;
   checkUrl(opts.url);
   const started = Date.now();
 
@@ -243,6 +253,13 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
       throw new ExportError(
         `PostgreSQL at ${describeUrl(opts.url)} already holds state (not empty: ${nonEmpty.join(", ")}); an import never merges two histories: use an empty database`,
       );
+    const { rows: leased } = await client.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM partition_leases",
+    );
+    if (leased[0]!.n !== 0 && leased[0]!.n !== partitions)
+      throw new ExportError(
+        `PostgreSQL at ${describeUrl(opts.url)} has leases for ${leased[0]!.n} partitions, not ${partitions}: export with the cluster's partition count`,
+      );
 
     const types = new Map<string, Map<string, string>>();
     const { rows: pgColumns } = await client.query<{
@@ -276,8 +293,12 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
           `PostgreSQL's ${table.name} lacks columns ${missing.join(", ")} that SQLite has: this gateway's PostgreSQL schema is behind its SQLite schema`,
         );
       const kinds = columns.map((c) => kindOf(pgTypes!.get(c)!));
-      const perBatch = Math.max(1, Math.min(batchRows, Math.floor(MAX_PARAMETERS / columns.length)));
-      const fullInsert = insertSql(table, columns, perBatch);
+      // Events are also placed in their partitions (the header); the checksum is of SQLite's columns.
+      const placing = table.name === "events" ? new ExportedPositions(partitions) : null;
+      const siteColumn = columns.indexOf("site_id");
+      const written = placing ? [...columns, "partition", "position"] : columns;
+      const perBatch = Math.max(1, Math.min(batchRows, Math.floor(MAX_PARAMETERS / written.length)));
+      const fullInsert = insertSql(table, written, perBatch);
       const source = new Checksum(kinds);
 
       for (const trigger of table.importTriggers ?? [])
@@ -296,7 +317,7 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
         const query =
           inBatch === perBatch
             ? { name: `export_${table.name}`, text: fullInsert, values: batch }
-            : { text: insertSql(table, columns, inBatch), values: batch };
+            : { text: insertSql(table, written, inBatch), values: batch };
         try {
           await client!.query(query);
         } catch (err) {
@@ -308,9 +329,17 @@ export async function exportToPostgres(opts: ExportOptions): Promise<ExportResul
       for (const row of select.iterate() as IterableIterator<unknown[]>) {
         source.add(row);
         for (const v of row) batch.push(v);
+        if (placing) batch.push(...placing.place(String(row[siteColumn])));
         if (++inBatch === perBatch) await flush();
       }
       await flush();
+      if (placing) {
+        const heads = placing.heads();
+        await client.query(
+          "INSERT INTO event_log_heads (partition, head) SELECT * FROM unnest($1::int[], $2::bigint[])",
+          [[...heads.keys()], [...heads.values()]],
+        );
+      }
       for (const trigger of table.importTriggers ?? [])
         await client.query(`ALTER TABLE ${table.name} ENABLE TRIGGER ${trigger}`);
       if (table.identity && source.rows > 0)

@@ -10,6 +10,7 @@
 import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
+import { EVENT_LOG_MIGRATION } from "./event-log.js";
 import { LEASES_MIGRATION } from "./leases.js";
 import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
 import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
@@ -27,6 +28,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   LEASES_MIGRATION,
   PARTITION_STATE_MIGRATION,
   CHANGE_FEED_MIGRATION,
+  EVENT_LOG_MIGRATION,
   OWNER_COMMANDS_MIGRATION,
 ];
 
