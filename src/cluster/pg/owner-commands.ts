@@ -446,6 +446,14 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
       });
       expired.catch(() => undefined);
       return await Promise.race([answered, expired]);
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      // The insert or the expiry may or may not have committed: only the row knows.
+      this.fail(err as Error);
+      throw new ApiError(
+        "outcome_unknown",
+        "PostgreSQL did not answer while the command was sent; ask again with the same id",
+      );
     } finally {
       clearTimeout(timer);
       this.unwait(cmd.id, waiter);
@@ -628,6 +636,8 @@ class Served implements ServedPartition {
   private round: Promise<void> | null = null;
   private again = false;
   private sweep = true;
+  /** Executed, effects flushing or flushed, answer not written yet. */
+  private readonly unanswered: [string, OwnerAnswer][] = [];
 
   constructor(
     private readonly owner: OwnerCommands,
@@ -662,7 +672,14 @@ class Served implements ServedPartition {
     this.round = (async () => {
       do {
         this.again = false;
-        if (!this.running || !this.leases.holds(this.partition, this.token)) return;
+        if (!this.running) return;
+        if (!this.leases.holds(this.partition, this.token)) {
+          // Lost before `lost` reached this partition (or while its state loaded): a later owner
+          // of the same partition on this node serves it anew.
+          this.running = false;
+          this.owner.forget(this);
+          return;
+        }
         const more = await this.once();
         if (more) this.again = true;
       } while (this.again && this.running);
@@ -673,40 +690,49 @@ class Served implements ServedPartition {
       });
   }
 
-  /** One pick-up, its executions and their answers; true when the batch was full. */
+  /**
+   * One pick-up, its executions and their answers; true when the batch was full. Answers whose write
+   * failed while the lease still holds (PostgreSQL briefly gone) are written again by the next round:
+   * their effects are flushed, so the answers stand.
+   */
   private async once(): Promise<boolean> {
     const sweep = this.sweep;
     this.sweep = false;
     const { partition: p, token } = this;
-    const taken = await this.leases.fenced(p, token, async (c) => {
-      if (sweep) {
-        const { rows } = await c.query<{ id: string }>(SWEEP, [
+    let taken: { id: string; seq: string; command: unknown }[];
+    try {
+      taken = await this.leases.fenced(p, token, async (c) => {
+        if (sweep) {
+          const { rows } = await c.query<{ id: string }>(SWEEP, [
+            p,
+            token,
+            JSON.stringify(LOST_OWNER),
+            JSON.stringify(NOT_TAKEN),
+          ]);
+          if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
+        }
+        const { rows } = await c.query<{ id: string; seq: string; command: unknown }>(PICK_UP, [
           p,
           token,
-          JSON.stringify(LOST_OWNER),
-          JSON.stringify(NOT_TAKEN),
+          this.batch,
         ]);
-        if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
-      }
-      const { rows } = await c.query<{ id: string; seq: string; command: unknown }>(PICK_UP, [
-        p,
-        token,
-        this.batch,
-      ]);
-      return rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-    });
-    if (taken.length === 0) return false;
+        return rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+      });
+    } catch (err) {
+      if (sweep) this.sweep = true;
+      throw err;
+    }
 
-    const answers: [string, OwnerAnswer][] = [];
     for (const row of taken) {
       // Taken but not run (stopped, or the lease's local deadline passed): left taken, so the next
       // owner answers it `outcome_unknown`; it is never run by anyone.
       if (!this.running || !this.leases.holds(p, token)) break;
-      answers.push([row.id, this.execute(row.id, row.command)]);
+      this.unanswered.push([row.id, this.execute(row.id, row.command)]);
     }
-    if (answers.length === 0) return false;
+    if (this.unanswered.length === 0) return false;
     // No answer ahead of the effects: the sender's node may show it at once.
     if (this.options.flushed) await this.options.flushed();
+    const answers = this.unanswered.slice();
     await this.leases.fenced(p, token, async (c) => {
       const { rows } = await c.query<{ id: string }>(ANSWER, [
         answers.map((a) => a[0]),
@@ -715,6 +741,7 @@ class Served implements ServedPartition {
       ]);
       if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
     });
+    this.unanswered.splice(0, answers.length);
     return taken.length === this.batch;
   }
 

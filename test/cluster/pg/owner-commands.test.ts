@@ -250,6 +250,38 @@ describe("a command for a partition another node owns", () => {
   });
 });
 
+describe("lost notifications", () => {
+  it("with both nodes' listening connections cut, a command is still taken and answered (the slow poll), and both listen again", async () => {
+    const url = await pgdb.fresh();
+    const b = await owner(url, "node-b");
+    const { state, alerts } = await b.serving;
+    const fall = alerts.raise(FALL, fallEvent("vayyar-1", "12", 41), null);
+    await state.flushed();
+    const a = await sender(url);
+    const listening = async () =>
+      (
+        await b.pool.query<{ pid: number }>(
+          "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN ata_owner%'",
+        )
+      ).rows.map((r) => r.pid);
+    const cut = await listening();
+    expect(cut).toHaveLength(2);
+    await b.pool.query("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", [cut]);
+
+    const c = cmd(ANNA, { type: "accept", alertId: fall.id });
+    const alert = await a.send(0, c, { timeoutMs: 5000 });
+    expect(alert.state).toBe("accepted");
+    expect(b.executed).toEqual([c.id]);
+    const started = performance.now();
+    for (;;) {
+      const now = await listening();
+      if (now.length === 2 && !now.some((pid) => cut.includes(pid))) break;
+      if (performance.now() - started > 5000) throw new Error(`not listening again: ${now.join()}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+});
+
 describe("a partition without owner", () => {
   it("holds the command until the next owner takes it within the sender's timeout", async () => {
     const url = await pgdb.fresh();
@@ -335,6 +367,51 @@ function spawnOwner(url: string, nodeId: string, leaseMs: number) {
     },
   };
 }
+
+describe("timeouts racing the pick-up", () => {
+  it("of commands whose timeout is about one round trip, each answered unavailable is never executed, each answered otherwise once", async () => {
+    const url = await pgdb.fresh();
+    const b = await owner(url, "node-b");
+    const { state, alerts } = await b.serving;
+    const fall = alerts.raise(FALL, fallEvent("vayyar-1", "12", 41), null);
+    await state.flushed();
+    const a = await sender(url);
+
+    const outcomes = new Map<string, string>();
+    const N = 200;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < N) {
+          const i = next++;
+          const c = cmd(ANNA, { type: "comment", alertId: fall.id, text: `race ${i}` });
+          await a.send(0, c, { timeoutMs: 2 + (i % 15) * 3 }).then(
+            () => outcomes.set(c.id, "ok"),
+            (err: ApiError) => outcomes.set(c.id, err.code),
+          );
+        }
+      }),
+    );
+    // Let every command still taken be answered, and a few polls run.
+    await new Promise((r) => setTimeout(r, 800));
+    await state.flushed();
+    const by = (code: string) => [...outcomes].filter(([, o]) => o === code).map(([id]) => id);
+    const executed = new Set(b.executed);
+    expect(b.executed).toHaveLength(executed.size);
+    expect(by("unavailable").filter((id) => executed.has(id))).toEqual([]);
+    expect(by("ok").filter((id) => !executed.has(id))).toEqual([]);
+    expect(
+      [...outcomes.values()].filter((o) => !["ok", "unavailable", "outcome_unknown"].includes(o)),
+    ).toEqual([]);
+    // What was executed is what committed: each comment once.
+    expect((await auditOf(b.pool, fall.id)).filter((e) => e.action === "comment")).toHaveLength(
+      executed.size,
+    );
+    console.log(
+      `timeouts of 2-44 ms racing the pick-up: ${by("ok").length} answered, ${by("unavailable").length} unavailable, ${by("outcome_unknown").length} outcome_unknown, of ${N}`,
+    );
+  }, 30_000);
+});
 
 describe("an owner that cannot answer", () => {
   it("killed (kill -9) between pick-up and answer: the next owner answers outcome_unknown and never runs the command", async () => {
