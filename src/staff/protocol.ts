@@ -10,6 +10,14 @@
  * it gets a fresh snapshot instead (`snapshot.reason = "resume_too_old"`). A `resumeFrom` beyond
  * the newest seq was never issued by this database (restored from a backup, or replaced): the
  * client's view cannot be trusted and it gets a snapshot (`"resume_unknown"`).
+ *
+ * Cluster mode (docs/cluster.md): a site's alerts change on the node that owns its partition and
+ * reach every node through the change feed (src/cluster/pg/change-feed.ts), whose order is one
+ * sequence per partition, not one `seq`. There every `snapshot`, `alert` and `resumed` also carries
+ * `cursor`, where the connection's stream stands in the feed (opaque to clients), and a client
+ * resumes on any node with `hello.resumeCursor` = the last `cursor` it received. `seq` is still the
+ * audit id and grows per alert; a `resumeFrom` without a cursor cannot be placed in the feed and is
+ * answered with a `"resume_unknown"` snapshot, as a cursor is by a single process.
  */
 import { z } from "zod";
 import { type AlertView, Outcome } from "../alerts/model.js";
@@ -27,6 +35,11 @@ export const ClientMessage = z.discriminatedUnion("type", [
     id: RequestId,
     token: z.string().min(1).max(256),
     resumeFrom: z.number().int().nonnegative().optional(),
+    /** Cluster mode: the last `cursor` received; its grammar is the feed's (`parseFeedCursor`). */
+    resumeCursor: z
+      .string()
+      .max(24 * 1024)
+      .optional(),
     language: z.enum(["da", "en"]).optional(),
   }),
   z.strictObject({ type: z.literal("accept"), id: RequestId, alertId: AlertId }),
@@ -56,6 +69,8 @@ export const ClientMessage = z.discriminatedUnion("type", [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type ClientCommand = Exclude<ClientMessage, { type: "hello" | "ping" }>;
+/** A command as a node hands it to the owner of the alert's partition in cluster mode: who acts, and what. */
+export type StaffCommand = ClientCommand & { staff: StaffIdentity };
 
 export interface StaffIdentity {
   id: string;
@@ -130,9 +145,20 @@ export type ServerMessage =
       places: PlaceSite[];
       outcomes: OutcomeCatalogue;
     }
-  | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: SnapshotReason }
-  | { type: "resumed"; from: number; replayed: number }
-  | { type: "alert"; seq: number; change: string; alert: AlertView; actor: string; reason: string | null }
+  /** `seq` is 0 in cluster mode, where `cursor` is the resume point (header). */
+  | { type: "snapshot"; seq: number; alerts: AlertView[]; reason: SnapshotReason; cursor?: string }
+  /** `from` (the `resumeFrom` served) in a single process; `cursor` in cluster mode. */
+  | { type: "resumed"; from?: number; replayed: number; cursor?: string }
+  | {
+      type: "alert";
+      seq: number;
+      change: string;
+      alert: AlertView;
+      actor: string;
+      reason: string | null;
+      /** Cluster mode: the stream's position after this change. */
+      cursor?: string;
+    }
   /** Repeat the signal for an alert nobody has accepted (not part of the ordered stream). */
   | { type: "renotify"; alertId: string; priority: string; level: number }
   | { type: "reply"; id: string; ok: true; result?: unknown }

@@ -3,13 +3,27 @@
  * (or a replay from where it left off), then every alert change in its scope, in audit order.
  * Dead clients are found by ping/pong; a client that cannot keep up is cut off rather than
  * allowed to stall the gateway.
+ *
+ * The alerts come from a `StaffAlerts`, one of two kinds:
+ * - `LocalStaffAlerts`, what the `AlertManager` of a single process is: its change and renotify
+ *   events, `head()` and `changesSince()` by `seq`, its open alerts, synchronous answers. Replay and
+ *   registration happen in one synchronous turn, and messages wait for the fsync of what they report
+ *   (`Durability`).
+ * - `FeedStaffAlerts`, cluster mode (src/cluster/staff-alerts.ts): a person's stream is followed
+ *   from the cluster's change feed, whose reads are asynchronous; the source registers the stream
+ *   before its first read and hands over, in order and once each, the snapshot or replay and then
+ *   the live changes, each with the `cursor` a client resumes from on any node. Everything it hands
+ *   over is committed in PostgreSQL before this node reads it, and a command's answer comes from the
+ *   partition's owner after its commit: such messages wait for no fsync here (`sync: false`, and a
+ *   cluster node's server has no `Durability`). `recheckUndelivered` is absent: who is connected is
+ *   known to this node's sockets only (docs/cluster.md, "Not built yet").
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { StaffDirectory } from "../alerts/channels/console.js";
-import type { AlertChange, AlertManager, ChangeMeta } from "../alerts/manager.js";
-import type { AlertView } from "../alerts/model.js";
+import type { AlertChange, ChangeMeta } from "../alerts/manager.js";
+import type { AlertView, Outcome } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
@@ -29,6 +43,61 @@ import {
   type StaffIdentity,
 } from "./protocol.js";
 import type { TokenStore } from "./tokens.js";
+
+/** A single process's alerts, as its `AlertManager` answers for them (synchronously, by `seq`). */
+export interface LocalStaffAlerts {
+  on(event: "change", listener: (change: AlertChange, meta?: ChangeMeta) => void): unknown;
+  on(event: "renotify", listener: (alert: AlertView, meta?: ChangeMeta) => void): unknown;
+  off(event: "change", listener: (change: AlertChange, meta?: ChangeMeta) => void): unknown;
+  off(event: "renotify", listener: (alert: AlertView, meta?: ChangeMeta) => void): unknown;
+  /** The newest `seq`: where a snapshot stands. */
+  head(): number;
+  /** Changes after `seq` in these sites, in order; null if more than `limit`. */
+  changesSince(seq: number, siteIds: readonly string[], limit: number): AlertChange[] | null;
+  open(filter: { siteIds?: readonly string[] }): AlertView[];
+  visibleTo(alert: AlertView, staff: StaffIdentity): boolean;
+  accept(id: string, staff: StaffIdentity): AlertView;
+  reject(id: string, staff: StaffIdentity, reason?: string): AlertView;
+  attend(id: string, staff: StaffIdentity): AlertView;
+  resolve(id: string, staff: StaffIdentity, outcome: Outcome, note?: string): AlertView;
+  comment(id: string, staff: StaffIdentity, text: string): AlertView;
+  received(id: string, staff: StaffIdentity): AlertView;
+  /** A person came or went: alerts nobody connected can receive move on. */
+  recheckUndelivered(): void;
+}
+
+/** Where a connection asks its stream to start: a fresh snapshot, or a client's resume point. */
+export type StaffStart = null | { seq: number } | { cursor: string };
+
+/** What a `FeedStaffAlerts` hands to one connection, in order. */
+export interface StaffStream {
+  /** The person's open alerts as of `cursor` (first, or instead of a resume that cannot be served). */
+  snapshot(alerts: AlertView[], reason: SnapshotReason, cursor: string): void;
+  /** A change in scope, replayed or live, in feed order; `cursor` is the stream's position after it. */
+  change(change: AlertChange, cursor: string): void;
+  /** A resume's replay is complete; live changes follow. */
+  resumed(replayed: number, cursor: string): void;
+  renotify(alert: AlertView): void;
+  /** The stream cannot be served now (its read failed): nothing more comes. */
+  failed(err: Error): void;
+}
+
+/** Cluster mode: each person's alerts followed from the change feed (src/cluster/staff-alerts.ts). */
+export interface FeedStaffAlerts {
+  /**
+   * Starts a person's stream. Throws an ApiError (`invalid_body`) for a malformed cursor before
+   * anything else; otherwise nothing reaches `stream` before this returns. Replays longer than
+   * `maxReplay` become a snapshot.
+   */
+  follow(staff: StaffIdentity, start: StaffStart, stream: StaffStream, maxReplay: number): { close(): void };
+  /** Carried out by the owner of the alert's partition; ApiErrors are the owner's answers. */
+  command(staff: StaffIdentity, command: ClientCommand): Promise<AlertView>;
+}
+
+/** The alerts the staff server serves: a single process's manager, or a cluster node's feed. */
+export type StaffAlerts = LocalStaffAlerts | FeedStaffAlerts;
+
+const fromFeed = (alerts: StaffAlerts): alerts is FeedStaffAlerts => "follow" in alerts;
 
 export interface StaffServerOptions {
   heartbeatSec: number;
@@ -76,6 +145,8 @@ interface Session {
   alive: boolean;
   errors: number[];
   helloTimer: NodeJS.Timeout | null;
+  /** Cluster mode: the person's stream from the feed. */
+  stream: { close(): void } | null;
 }
 
 export class StaffServer implements StaffDirectory {
@@ -95,7 +166,7 @@ export class StaffServer implements StaffDirectory {
   readonly stats = { connections: 0, slowDisconnects: 0 };
 
   constructor(
-    private readonly alerts: AlertManager,
+    private readonly alerts: StaffAlerts,
     private readonly tokens: TokenStore,
     private readonly log: Logger,
     private readonly options: StaffServerOptions = DEFAULT_STAFF_OPTIONS,
@@ -112,8 +183,10 @@ export class StaffServer implements StaffDirectory {
   }
 
   start(): void {
-    this.alerts.on("change", this.onChange);
-    this.alerts.on("renotify", this.onRenotify);
+    if (!fromFeed(this.alerts)) {
+      this.alerts.on("change", this.onChange);
+      this.alerts.on("renotify", this.onRenotify);
+    }
     this.heartbeat = setInterval(() => this.sweep(), this.options.heartbeatSec * 1000);
     this.heartbeat.unref();
     this.revocations = setInterval(() => this.checkRevocations(), this.options.revocationCheckMs);
@@ -158,8 +231,10 @@ export class StaffServer implements StaffDirectory {
     this.stopping = true;
     if (this.recheck) clearImmediate(this.recheck);
     this.recheck = null;
-    this.alerts.off("change", this.onChange);
-    this.alerts.off("renotify", this.onRenotify);
+    if (!fromFeed(this.alerts)) {
+      this.alerts.off("change", this.onChange);
+      this.alerts.off("renotify", this.onRenotify);
+    }
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = null;
     if (this.revocations) clearInterval(this.revocations);
@@ -195,6 +270,7 @@ export class StaffServer implements StaffDirectory {
       alive: true,
       errors: [],
       helloTimer: null,
+      stream: null,
     };
     this.sessions.add(session);
     this.stats.connections++;
@@ -206,6 +282,8 @@ export class StaffServer implements StaffDirectory {
     ws.on("close", () => {
       if (session.helloTimer) clearTimeout(session.helloTimer);
       this.sessions.delete(session);
+      session.stream?.close();
+      session.stream = null;
       this.keepResumeFloor(session);
       if (session.staff) this.scheduleRecheck();
     });
@@ -244,39 +322,45 @@ export class StaffServer implements StaffDirectory {
     if (!s.staff) return this.fail(s, msg.id, "unauthenticated", "send hello with a token first");
     if (msg.type === "ping")
       return this.send(s, { type: "pong", id: msg.id, serverTime: new Date().toISOString() });
+    const staff = s.staff;
+    if (fromFeed(this.alerts)) {
+      // Answered by the partition's owner, after its commit: the reply waits for no fsync here.
+      this.alerts.command(staff, msg).then(
+        (alert) => this.send(s, { type: "reply", id: msg.id, ok: true, result: { alert } }, false),
+        (err: unknown) => this.commandFailed(s, msg, err),
+      );
+      return;
+    }
     try {
-      const alert = this.command(s.staff, msg);
+      const alert = this.command(this.alerts, staff, msg);
       this.send(s, { type: "reply", id: msg.id, ok: true, result: { alert } });
     } catch (err) {
-      if (err instanceof ApiError) return this.fail(s, msg.id, err.code, err.message, err.details, false);
-      if (isStorageError(err))
-        return this.fail(
-          s,
-          msg.id,
-          "unavailable",
-          "storage is full or read-only; try again",
-          undefined,
-          false,
-        );
-      this.log.error({ err, command: msg.type }, "staff command failed");
-      this.fail(s, msg.id, "internal", undefined, undefined, false);
+      this.commandFailed(s, msg, err);
     }
   }
 
-  private command(staff: StaffIdentity, msg: ClientCommand): AlertView {
+  private commandFailed(s: Session, msg: ClientCommand, err: unknown): void {
+    if (err instanceof ApiError) return this.fail(s, msg.id, err.code, err.message, err.details, false);
+    if (isStorageError(err))
+      return this.fail(s, msg.id, "unavailable", "storage is full or read-only; try again", undefined, false);
+    this.log.error({ err, command: msg.type }, "staff command failed");
+    this.fail(s, msg.id, "internal", undefined, undefined, false);
+  }
+
+  private command(alerts: LocalStaffAlerts, staff: StaffIdentity, msg: ClientCommand): AlertView {
     switch (msg.type) {
       case "accept":
-        return this.alerts.accept(msg.alertId, staff);
+        return alerts.accept(msg.alertId, staff);
       case "reject":
-        return this.alerts.reject(msg.alertId, staff, msg.reason);
+        return alerts.reject(msg.alertId, staff, msg.reason);
       case "attend":
-        return this.alerts.attend(msg.alertId, staff);
+        return alerts.attend(msg.alertId, staff);
       case "resolve":
-        return this.alerts.resolve(msg.alertId, staff, msg.outcome, msg.note);
+        return alerts.resolve(msg.alertId, staff, msg.outcome, msg.note);
       case "comment":
-        return this.alerts.comment(msg.alertId, staff, msg.text);
+        return alerts.comment(msg.alertId, staff, msg.text);
       case "received":
-        return this.alerts.received(msg.alertId, staff);
+        return alerts.received(msg.alertId, staff);
     }
   }
 
@@ -307,6 +391,23 @@ export class StaffServer implements StaffDirectory {
       this.closeAfterSent(s, 4003, "unauthenticated");
       return;
     }
+    const alerts = this.alerts;
+    if (fromFeed(alerts)) {
+      // The stream is registered before its first read and delivers nothing before follow()
+      // returns, so the reply and welcome below go first (FeedStaffAlerts).
+      const start =
+        msg.resumeCursor !== undefined
+          ? { cursor: msg.resumeCursor }
+          : msg.resumeFrom !== undefined
+            ? { seq: msg.resumeFrom }
+            : null;
+      try {
+        s.stream = alerts.follow(staff, start, this.streamTo(s), this.options.maxReplay);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        return this.fail(s, msg.id, err.code, err.message, err.details);
+      }
+    }
     if (s.helloTimer) clearTimeout(s.helloTimer);
     s.helloTimer = null;
     s.staff = staff;
@@ -320,17 +421,21 @@ export class StaffServer implements StaffDirectory {
       places: placesInScope(this.sites, staff),
       outcomes: outcomeCatalogue(),
     });
+    if (fromFeed(alerts)) return;
     // Replay and registration for live changes happen in this same synchronous turn, so no change
     // can fall between them.
-    if (msg.resumeFrom !== undefined && msg.resumeFrom > this.alerts.head())
-      this.snapshot(s, "resume_unknown");
+    if (msg.resumeFrom === undefined && msg.resumeCursor !== undefined)
+      // A cluster's cursor: no position this gateway issued.
+      this.snapshot(alerts, s, "resume_unknown");
+    else if (msg.resumeFrom !== undefined && msg.resumeFrom > alerts.head())
+      this.snapshot(alerts, s, "resume_unknown");
     else if (msg.resumeFrom !== undefined) {
       const from = Math.min(msg.resumeFrom, this.takeResumeFloor(verified.tokenId));
-      const changes = this.alerts.changesSince(from, staff.sites, this.options.maxReplay);
+      const changes = alerts.changesSince(from, staff.sites, this.options.maxReplay);
       if (changes) {
         let n = 0;
         for (const c of changes) {
-          if (!this.alerts.visibleTo(c.alert, staff)) continue;
+          if (!alerts.visibleTo(c.alert, staff)) continue;
           this.send(s, { type: "alert", ...c });
           n++;
         }
@@ -338,39 +443,62 @@ export class StaffServer implements StaffDirectory {
         this.scheduleRecheck();
         return;
       }
-      this.snapshot(s, "resume_too_old");
-    } else this.snapshot(s, "initial");
+      this.snapshot(alerts, s, "resume_too_old");
+    } else this.snapshot(alerts, s, "initial");
     this.scheduleRecheck();
   }
 
-  private snapshot(s: Session, reason: SnapshotReason): void {
+  private snapshot(alerts: LocalStaffAlerts, s: Session, reason: SnapshotReason): void {
     const staff = s.staff!;
-    const alerts = this.alerts.open({ siteIds: staff.sites }).filter((a) => this.alerts.visibleTo(a, staff));
-    this.send(s, { type: "snapshot", seq: this.alerts.head(), alerts, reason });
+    const open = alerts.open({ siteIds: staff.sites }).filter((a) => alerts.visibleTo(a, staff));
+    this.send(s, { type: "snapshot", seq: alerts.head(), alerts: open, reason });
+  }
+
+  /**
+   * A connection's stream from the feed. What it hands over is committed in PostgreSQL already, so
+   * it is sent with `sync: false`: in the socket's order, waiting for no fsync.
+   */
+  private streamTo(s: Session): StaffStream {
+    return {
+      snapshot: (alerts, reason, cursor) =>
+        this.send(s, { type: "snapshot", seq: 0, alerts, reason, cursor }, false),
+      change: (c, cursor) => this.send(s, { type: "alert", ...c, cursor }, false),
+      resumed: (replayed, cursor) => this.send(s, { type: "resumed", replayed, cursor }, false),
+      renotify: (a) =>
+        this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level }, false),
+      failed: (err) => {
+        this.log.warn({ err, staffId: s.staff?.id }, "staff stream could not be read; connection closed");
+        this.fail(s, null, "unavailable", "alerts cannot be read now; reconnect", undefined, false);
+        this.closeAfterSent(s, 1013, "try again later");
+      },
+    };
   }
 
   private onChange = (c: AlertChange, meta?: ChangeMeta): void => {
+    const alerts = this.alerts as LocalStaffAlerts;
     const sync = !meta?.replayable;
     for (const s of this.sessions) {
-      if (s.staff && this.alerts.visibleTo(c.alert, s.staff)) this.send(s, { type: "alert", ...c }, sync);
+      if (s.staff && alerts.visibleTo(c.alert, s.staff)) this.send(s, { type: "alert", ...c }, sync);
     }
   };
 
   private onRenotify = (a: AlertView, meta?: ChangeMeta): void => {
+    const alerts = this.alerts as LocalStaffAlerts;
     const sync = !meta?.replayable;
     for (const s of this.sessions) {
-      if (s.staff && s.staff.role !== "manager" && this.alerts.visibleTo(a, s.staff))
+      if (s.staff && s.staff.role !== "manager" && alerts.visibleTo(a, s.staff))
         this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level }, sync);
     }
   };
 
   /** A staff member came or went: alerts that nobody can receive now move on. */
   private scheduleRecheck(): void {
-    if (this.recheck || this.stopping) return;
+    if (this.recheck || this.stopping || fromFeed(this.alerts)) return;
+    const alerts = this.alerts;
     this.recheck = setImmediate(() => {
       this.recheck = null;
       try {
-        this.alerts.recheckUndelivered();
+        alerts.recheckUndelivered();
       } catch (err) {
         // A full disk: the escalation timers still run (and retry); a throw here would end the process.
         this.log.error({ err }, "could not re-check undelivered alerts");
