@@ -2,7 +2,8 @@
 /**
  * The browser side of the staff WebSocket protocol (src/staff/protocol.ts): hello with the token,
  * snapshot or replay, live alert changes, commands with one reply each. Reconnects by itself with
- * backoff and resumes from the last `seq` it saw, so a dropped connection loses nothing.
+ * backoff and resumes from where it was, so a dropped connection loses nothing: from the last
+ * `cursor` the server sent (cluster mode, any node), otherwise from the largest `seq` it saw.
  *
  * Events (CustomEvent, detail = the server message unless noted): "state" (detail: {state, retryAt}),
  * "welcome", "snapshot", "alert", "resumed", "renotify", "unauthorized".
@@ -65,8 +66,10 @@ export class StaffClient extends EventTarget {
     this.language = options.language ?? "da";
     /** @type {ConnState} */
     this.state = "stopped";
-    /** The last alert change applied (audit id); sent as resumeFrom on reconnect. */
+    /** The largest alert change applied (audit id); sent as resumeFrom on reconnect. */
     this.lastSeq = /** @type {number | null} */ (null);
+    /** Cluster mode: where this connection's stream stood in the feed; sent as resumeCursor instead. */
+    this.cursor = /** @type {string | null} */ (null);
     /** @type {WebSocket | null} */
     this.ws = null;
     this.attempt = 0;
@@ -163,7 +166,8 @@ export class StaffClient extends EventTarget {
       if (this.ws !== ws) return;
       /** @type {Record<string, unknown>} */
       const hello = { type: "hello", id: "hello", token: this.token, language: this.language };
-      if (this.lastSeq !== null) hello.resumeFrom = this.lastSeq;
+      if (this.cursor !== null) hello.resumeCursor = this.cursor;
+      else if (this.lastSeq !== null) hello.resumeFrom = this.lastSeq;
       ws.send(JSON.stringify(hello));
     });
     ws.addEventListener("message", (ev) => {
@@ -251,16 +255,21 @@ export class StaffClient extends EventTarget {
         return;
       case "snapshot":
         this.lastSeq = msg.seq;
+        // A single process sends none: resume by seq against it.
+        this.cursor = typeof msg.cursor === "string" ? msg.cursor : null;
         this.emit("snapshot", msg);
         // Live only once the picture is complete: the warning stays up until then.
         this.setState("live");
         return;
       case "resumed":
+        if (typeof msg.cursor === "string") this.cursor = msg.cursor;
         this.emit("resumed", msg);
         this.setState("live");
         return;
       case "alert":
         if (this.lastSeq === null || msg.seq > this.lastSeq) this.lastSeq = msg.seq;
+        // In cluster mode messages come in the feed's order: the last cursor covers all before it.
+        if (typeof msg.cursor === "string") this.cursor = msg.cursor;
         this.emit("alert", msg);
         return;
       case "renotify":
