@@ -56,10 +56,10 @@ export function expandTypes(patterns: readonly string[]): EventType[] {
 }
 
 /** The log's columns an event is rebuilt from (not the raw payload). */
-const EVENT_ROW_COLUMNS =
+export const EVENT_ROW_COLUMNS =
   "seq, event_id, device_id, type, phase, priority, occurred_at, received_at, device_seq, site_id, unit_id, room_id, resident_ref, profile, data";
 
-interface EventRow {
+export interface EventRow {
   seq: number;
   event_id: string;
   device_id: string;
@@ -77,7 +77,8 @@ interface EventRow {
   data: string;
 }
 
-function rowToEvent(r: EventRow): LoggedEvent {
+/** A row of the SQLite log (`EVENT_ROW_COLUMNS`) as the event it logged, its `seq` as its position. */
+export function rowToEvent(r: EventRow): LoggedEvent {
   return {
     logSeq: r.seq,
     eventId: r.event_id,

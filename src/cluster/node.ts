@@ -1,0 +1,288 @@
+/**
+ * A gateway node's part in a cluster on PostgreSQL: what turns the separately built pieces into a
+ * node that shares its sites with others.
+ *
+ * - Its ingest goes to the shared event log: the node's own SQLite log is forwarded in order
+ *   (`EventForwarder`), and a publish is acknowledged only once its events are there (`drained()`).
+ * - It holds a share of the partitions (`PartitionLeases`). For each partition it acquires it loads
+ *   the partition's state (`PgPartitionState`, with the alert change feed on), reads the partition's
+ *   recent events from the shared log (as far back as the rules look, and everything after the
+ *   rules' cursor), starts a `PartitionHost` on them (rules, durable timers and alerts: what the
+ *   previous owner left, its due timers and its unevaluated events, taken up here), follows the
+ *   partition's newer events into it (`EventLogFollower`, one batch at a time, the next only after
+ *   the last one's effects are flushed), and serves staff commands for it (`OwnerCommands`).
+ * - A partition lost (its lease, or its state on a failed flush) stops all of that at once: the
+ *   follower drops it, the host stops acting, the commands are no longer taken, and the lease is
+ *   given up for another node to take.
+ * - Staff commands from this node's sockets for alerts of any partition are sent to its owner
+ *   (`send`), this node included.
+ *
+ * Connections: one pool for the partitions' work (`poolSize`); the leases get a pool of their own,
+ * so that a burst of flushes never makes a renewal wait (pg/leases.ts, "Running it"); the follower
+ * and the command path each hold one listening connection from the work pool.
+ */
+import pg from "pg";
+import type { AlertView } from "../alerts/model.js";
+import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
+import type { DeviceProfile } from "../model/profile.js";
+import type { Registry } from "../registry/registry.js";
+import { lookBack } from "../rules/event-log.js";
+import type { RuleFile } from "../rules/schema.js";
+import type { Db } from "../store/db.js";
+import type { PostgresConfig } from "./config.js";
+import { EventForwarder } from "./event-forwarder.js";
+import { type ChannelRoutes, PartitionHost } from "./partition-host.js";
+import { partitionOf } from "./partitions.js";
+import { EventLogFollower, type PartitionEvent, readPartitionWindow } from "./pg/event-log.js";
+import { PartitionLeases } from "./pg/leases.js";
+import { migratePg } from "./pg/migrate.js";
+import { applyCommand, type OwnerCommand, OwnerCommands, type ServedPartition } from "./pg/owner-commands.js";
+import { PgPartitionState } from "./pg/partition-state.js";
+
+export interface ClusterNodeOptions {
+  config: PostgresConfig;
+  /** The node's SQLite database: its event log is forwarded from here. */
+  db: Db;
+  /** The rule file in force (read at each acquisition: a reload reaches partitions taken later). */
+  rules: () => RuleFile;
+  /** The node's channels, started with `routes.reporter(name)`. */
+  routes: ChannelRoutes;
+  registry: Registry;
+  profiles: ReadonlyMap<string, DeviceProfile>;
+  timeZones: ReadonlyMap<string, string>;
+  placeNames?: (siteId: string, unitId: string) => { site: string; unit: string };
+  log: Logger;
+  metrics?: Metrics;
+  /** Kept in a partition's event window beyond the rules' look-back: 1 hour by default. */
+  lookBackMarginMs?: number;
+  /** Follower and command polls (tests shorten them). */
+  pollMs?: number;
+}
+
+export interface ClusterNodeStatus {
+  nodeId: string;
+  partitions: { partition: number; token: number; position: number }[];
+  forwarder: ReturnType<EventForwarder["status"]>;
+  liveNodes: number | null;
+}
+
+const RETAKE_MS = 1000;
+
+interface Held {
+  token: number;
+  host: PartitionHost;
+  served: ServedPartition;
+}
+
+export class ClusterNode {
+  readonly pool: pg.Pool;
+  private readonly leasePool: pg.Pool;
+  readonly leases: PartitionLeases;
+  readonly follower: EventLogFollower;
+  readonly commands: OwnerCommands;
+  readonly forwarder: EventForwarder;
+  private readonly held = new Map<number, Held>();
+  /** Per partition, the token of the acquisition being loaded: a later one, or a loss, supersedes it. */
+  private readonly loading = new Map<number, number>();
+  private readonly log: Logger;
+  private running = false;
+
+  constructor(private readonly o: ClusterNodeOptions) {
+    const c = o.config;
+    this.log = o.log.child({ component: "cluster", nodeId: c.nodeId });
+    this.pool = newPool(c.url, c.poolSize, `ata ${c.nodeId}`);
+    this.leasePool = newPool(c.url, 3, `ata ${c.nodeId} leases`);
+    this.leases = new PartitionLeases({
+      pool: this.leasePool,
+      nodeId: c.nodeId,
+      partitions: c.partitions,
+      leaseMs: c.leaseMs,
+    });
+    this.follower = new EventLogFollower({
+      pool: this.pool,
+      deliver: (partition, events) => this.deliver(partition, events),
+      ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+    });
+    this.commands = new OwnerCommands({
+      pool: this.pool,
+      leases: this.leases,
+      ...(o.pollMs ? { pollMs: o.pollMs } : {}),
+    });
+    this.forwarder = new EventForwarder({
+      db: o.db,
+      pool: this.pool,
+      partitions: c.partitions,
+      log: this.log.child({ component: "forwarder" }),
+    });
+    this.leases.on("acquired", (p, token) => void this.acquire(p, token));
+    this.leases.on("lost", (p, reason) => this.release(p, reason));
+    this.leases.on("error", (err) => this.log.warn({ err: err.message }, "lease round failed"));
+    this.follower.on("error", (err) => this.log.error({ err: err.message }, "event log follower"));
+    this.follower.on("gap", (p, reason, at) => {
+      // Events after the rules' cursor are gone from the shared log: nothing here can evaluate
+      // them any more. Said loudly; the partition goes on from what the log still has.
+      this.log.error(
+        { partition: p, reason, at },
+        "the shared event log no longer has this partition's next events",
+      );
+    });
+    this.commands.on("error", (err) => this.log.error({ err: err.message }, "owner commands"));
+  }
+
+  async start(): Promise<void> {
+    await migratePg(this.pool);
+    this.running = true;
+    this.forwarder.start();
+    await this.follower.start();
+    await this.commands.start();
+    await this.leases.start();
+  }
+
+  /** Gives every partition up (each stops acting first), then closes the connections. */
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.leases.stop();
+    for (const p of [...this.held.keys()]) this.release(p, "stopped");
+    await this.follower.stop();
+    await this.commands.stop();
+    await this.forwarder.stop();
+    await Promise.all([this.pool.end(), this.leasePool.end()]);
+  }
+
+  /** Events up to this local seq were committed by this node's ingest. */
+  logged(seq: number): void {
+    this.forwarder.notify(seq);
+  }
+
+  /** Resolves once everything this node logged so far is in the shared log (before acknowledging). */
+  drained(): Promise<void> {
+    return this.forwarder.drained();
+  }
+
+  /** Runs a staff command on the owner of the alert's site's partition, wherever it is. */
+  send(siteId: string, command: OwnerCommand): Promise<AlertView> {
+    return this.commands.send(partitionOf(siteId, this.o.config.partitions), command, {
+      timeoutMs: this.o.config.commandTimeoutMs,
+    });
+  }
+
+  /** The partition's host, if this node holds it (tests, status). */
+  host(partition: number): PartitionHost | undefined {
+    return this.held.get(partition)?.host;
+  }
+
+  status(): ClusterNodeStatus {
+    return {
+      nodeId: this.o.config.nodeId,
+      partitions: [...this.held].map(([partition, h]) => ({
+        partition,
+        token: h.token,
+        position: h.host.head(),
+      })),
+      forwarder: this.forwarder.status(),
+      liveNodes: this.leases.status().liveNodes,
+    };
+  }
+
+  private async acquire(partition: number, token: number): Promise<void> {
+    this.loading.set(partition, token);
+    const current = () =>
+      this.running && this.loading.get(partition) === token && this.leases.holds(partition, token);
+    let state: PgPartitionState | null = null;
+    try {
+      state = await PgPartitionState.load({
+        pool: this.pool,
+        leases: this.leases,
+        partition,
+        token,
+        feed: true,
+      });
+      const rules = this.o.rules();
+      const since = Date.now() - lookBack(rules.rules) - (this.o.lookBackMarginMs ?? 3_600_000);
+      const history = await readPartitionWindow(this.pool, partition, {
+        sinceMs: since,
+        through: Number.MAX_SAFE_INTEGER,
+      });
+      if (!current() || state.lost()) {
+        state.close();
+        return;
+      }
+      const host = new PartitionHost({
+        partition,
+        state,
+        rules,
+        routes: this.o.routes,
+        registry: this.o.registry,
+        profiles: this.o.profiles,
+        timeZones: this.o.timeZones,
+        log: this.log,
+        ...(this.o.placeNames ? { placeNames: this.o.placeNames } : {}),
+        ...(this.o.metrics ? { metrics: this.o.metrics } : {}),
+        ...(this.o.lookBackMarginMs !== undefined ? { lookBackMarginMs: this.o.lookBackMarginMs } : {}),
+      });
+      const { replayed } = host.start(history);
+      const served = this.commands.serve(partition, {
+        token,
+        handler: (command) => applyCommand(host.alerts, command),
+        flushed: () => host.flushed(),
+      });
+      this.held.set(partition, { token, host, served });
+      this.loading.delete(partition);
+      // A failed flush (PostgreSQL gone, the fence refusing) ends the partition's host; while the
+      // lease is still this node's, the partition is taken up again from what committed.
+      state.once("lost", () => {
+        this.release(partition, "state lost");
+        this.retake(partition, token);
+      });
+      this.follower.add(partition, host.head());
+      this.log.info(
+        { partition, token, history: history.length, replayed, position: host.head() },
+        "partition taken up",
+      );
+    } catch (err) {
+      state?.close();
+      if (this.loading.get(partition) === token) this.loading.delete(partition);
+      this.log.error({ partition, token, err: (err as Error).message }, "could not take up a partition");
+      this.retake(partition, token);
+    }
+  }
+
+  /** Tries again, after a second, to take up a partition whose lease this node still holds. */
+  private retake(partition: number, token: number): void {
+    const timer = setTimeout(() => {
+      if (
+        this.running &&
+        !this.held.has(partition) &&
+        !this.loading.has(partition) &&
+        this.leases.holds(partition, token)
+      )
+        void this.acquire(partition, token);
+    }, RETAKE_MS);
+    timer.unref();
+  }
+
+  private release(partition: number, reason: string): void {
+    this.loading.delete(partition);
+    const h = this.held.get(partition);
+    if (!h) return;
+    this.held.delete(partition);
+    this.follower.remove(partition);
+    void h.served.stop();
+    h.host.stop();
+    this.log.info({ partition, reason }, "partition given up");
+  }
+
+  private async deliver(partition: number, events: PartitionEvent[]): Promise<void> {
+    const h = this.held.get(partition);
+    if (!h) throw new Error(`partition ${partition} is not held here`);
+    await h.host.deliver(events.map((e) => e.event));
+  }
+}
+
+function newPool(url: string, max: number, name: string): pg.Pool {
+  const pool = new pg.Pool({ connectionString: url, max, application_name: name });
+  // A dropped idle connection is replaced on next use; the components report their own failures.
+  pool.on("error", () => undefined);
+  return pool;
+}
