@@ -349,7 +349,8 @@ export const EVENT_LOG: PartitionedLog<PartitionEvent> = {
 };
 
 /**
- * A newly acquired partition's recent events, in one query: every position from the first event
+ * A newly acquired partition's recent events, in one query ("OFFSET 0": the window's first position
+ * is found through the partition's events by receipt, not by reading up from position 1): every position from the first event
  * received at or after `sinceMs` up to `through` (the rules' cursor: what comes after it is the
  * follower's to deliver), in position order and without holes, so the owner's window
  * (src/rules/event-log.ts `EventWindow`) can be filled with it and then appended to from the
@@ -364,7 +365,8 @@ export async function readPartitionWindow(
   const { rows } = await db.query({
     text: `SELECT position, ${EVENT_COLUMNS.join(", ")} FROM events
             WHERE partition = $1 AND position <= $3
-              AND position >= (SELECT min(position) FROM events WHERE partition = $1 AND received_at >= $2)
+              AND position >= (SELECT min(w.position) FROM (SELECT position FROM events
+                                 WHERE partition = $1 AND received_at >= $2 OFFSET 0) AS w)
             ORDER BY position`,
     values: [partition, Math.floor(window.sinceMs), window.through],
     types: NUMBERS,

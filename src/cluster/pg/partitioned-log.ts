@@ -143,14 +143,19 @@ export async function pruneLog<R extends LogRow>(
   log: PartitionedLog<R>,
   retentionMs: number,
 ): Promise<number> {
+  // Per partition from the heads, each over the partition's old rows only ("OFFSET 0" keeps the
+  // planner from reading max(position) backwards through every newer row instead).
   const { rows: cuts } = await db.query({
-    text: `SELECT partition, max(position) AS through FROM ${log.table}
-            WHERE ${log.olderThan} GROUP BY partition`,
+    text: `SELECT h.partition,
+                  (SELECT max(o.position) FROM (SELECT position FROM ${log.table}
+                     WHERE partition = h.partition AND ${log.olderThan} OFFSET 0) AS o) AS through
+             FROM ${log.heads} AS h`,
     values: [Math.round(retentionMs)],
     types: NUMBERS,
   });
   let deleted = 0;
-  for (const c of cuts.map((r) => z.object({ partition: Count, through: Count }).parse(r))) {
+  for (const c of cuts.map((r) => z.object({ partition: Count, through: Count.nullable() }).parse(r))) {
+    if (c.through === null) continue;
     const { rows } = await db.query<{ deleted: number }>(
       `WITH gone AS (DELETE FROM ${log.table} WHERE partition = $1 AND position <= $2 RETURNING 1),
             cut AS (UPDATE ${log.heads} SET pruned_through = $2
@@ -413,6 +418,9 @@ export class LogFollower<R extends LogRow> {
       .catch((err: Error) => this.fail(err))
       .finally(() => {
         this.reading = null;
+        // Asked for after the last read's loop ended but before this ran (a release is a promise
+        // callback, so it can land in between): read again rather than drop the request.
+        if (this.again && this.running) void this.catchUp();
       });
     return this.reading;
   }

@@ -4,6 +4,9 @@
  * its partitions (`EventLogFollower`) in order, each event once, across added and removed partitions,
  * a killed connection, a slow consumer and retention.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
@@ -19,7 +22,9 @@ import {
   pruneEvents,
   readPartitionWindow,
 } from "../../../src/cluster/pg/event-log.js";
+import { exportToPostgres } from "../../../src/cluster/pg/export.js";
 import type { PlacedEvent } from "../../../src/model/event.js";
+import { EVENT_LOG_SCHEMA, openDb } from "../../../src/store/db.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
 const COUNT = 4;
@@ -490,6 +495,59 @@ describe("the event log on PostgreSQL", () => {
     expect(await positionAtSeq(node, 0, Number(seqOfB))).toBe(4);
     expect(await positionAtSeq(node, 1, Number(seqOfB))).toBe(1);
     expect(await positionAtSeq(node, 0, 0)).toBe(0);
+  });
+
+  it("an export numbers a single process's events in their partitions in seq order: its rules cursor becomes a position per partition, and appends go on after them", async () => {
+    const url = await pgdb.fresh();
+    const dir = mkdtempSync(join(tmpdir(), "ata-evlog-export-"));
+    pgdb.cleanup(() => rmSync(dir, { recursive: true, force: true }));
+    const sqlitePath = join(dir, "ata.db");
+    const db = openDb({ path: sqlitePath });
+    const insert = db.prepare(
+      `INSERT INTO ${EVENT_LOG_SCHEMA}.events (event_id, device_id, type, phase, occurred_at, received_at, site_id, unit_id, profile, data)
+       VALUES (?, ?, 'device.heartbeat', 'point', ?, ?, ?, 'unit-1', 'native', '{"battery":90}')`,
+    );
+    const exported = Array.from({ length: 24 }, (_, i) => ({ seq: i + 1, device: (i * 7) % 32 }));
+    const now = Date.now();
+    for (const e of exported) insert.run(`s-${e.seq}`, `dev-${e.device}`, now, now, deviceSite(e.device));
+    // The single process's rules had dealt with everything up to seq 15.
+    db.prepare("UPDATE cursors SET position = 15, updated_at = ? WHERE name = 'rules:events'").run(now);
+    db.close();
+    await exportToPostgres({ sqlitePath, url, partitions: COUNT });
+
+    const pool = newPool(url, "check");
+    const placed = await rowsOf<{ seq: string; partition: number; position: string }>(
+      pool,
+      "SELECT seq, partition, position FROM events ORDER BY seq",
+    );
+    const next = new Map<number, number>();
+    expect(placed.map((r) => [Number(r.seq), r.partition, Number(r.position)])).toEqual(
+      exported.map((e) => {
+        const p = partitionOf(deviceSite(e.device), COUNT);
+        next.set(p, (next.get(p) ?? 0) + 1);
+        return [e.seq, p, next.get(p)];
+      }),
+    );
+    const heads = await rowsOf<{ partition: number; head: string }>(
+      pool,
+      "SELECT partition, head FROM event_log_heads",
+    );
+    expect(new Map(heads.map((h) => [h.partition, Number(h.head)]))).toEqual(next);
+
+    // An owner of each partition starts at the cursor's position there and gets exactly seq 16..24.
+    const o = await owner(url, "owner");
+    const { position: cursor } = await one<{ position: string }>(
+      pool,
+      "SELECT position FROM cursors WHERE name = 'rules:events'",
+    );
+    expect(Number(cursor)).toBe(15);
+    for (let p = 0; p < COUNT; p++) o.follower.add(p, await positionAtSeq(pool, p, Number(cursor)));
+    await until("the nine events after the cursor", () => o.got.length >= 9);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(o.got.map((e) => e.seq).sort((a, b) => a - b)).toEqual([16, 17, 18, 19, 20, 21, 22, 23, 24]);
+    // Cluster mode's appends go on from the heads.
+    const [a] = await append(pool, [logged(0, "after-export")]);
+    expect(a).toMatchObject({ partition: 0, position: next.get(0)! + 1 });
   });
 
   it("throughput of appendEvents in groups of 500, from one node and from two at once (printed, not asserted)", async () => {
