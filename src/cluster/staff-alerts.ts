@@ -271,10 +271,10 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
         // Without the ladders some streams cannot judge what they may show: they start over.
         const needing = streams.filter((s) => changes.some((c) => needsRow(s, c.change.alert)));
         this.reopen(needing);
-        for (const s of streams) if (!needing.includes(s)) for (const c of changes) this.take(s, c);
+        for (const s of streams) if (!needing.includes(s)) for (const c of changes) this.deliver(s, c);
         return;
       }
-      for (const s of streams) for (const c of changes) this.take(s, c);
+      for (const s of streams) for (const c of changes) this.deliver(s, c);
     });
   };
 
@@ -290,15 +290,16 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
     });
   };
 
-  /** A live change for one stream: held while its read is in flight, delivered otherwise. */
-  private take(stream: Stream, c: FeedChange): void {
-    if (stream.closed) return;
-    if (stream.held) stream.held.push(c);
-    else this.deliver(stream, c);
-  }
-
+  /**
+   * A change for one stream: held while a read is in flight (also one a hole just started, so the
+   * rest of a batch waits for the new snapshot), handed on otherwise.
+   */
   private deliver(stream: Stream, c: FeedChange): void {
     if (stream.closed || !stream.partitions.includes(c.partition)) return;
+    if (stream.held) {
+      stream.held.push(c);
+      return;
+    }
     const at = stream.position.get(c.partition) ?? 0;
     if (c.position <= at) return; // covered by the stream's read
     if (c.position !== at + 1) return this.reopen([stream]);

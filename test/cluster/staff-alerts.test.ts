@@ -570,4 +570,27 @@ describe("staff on any node follow the alerts of every partition", () => {
     expect(replay.messages.filter((m) => m.type === "renotify")).toEqual([]);
     expect(alertMsgs(replay).map(key)).toEqual(alertMsgs(anna).map(key));
   });
+
+  it("when a node's feed reports rows it could not read (a gap), its streams in those partitions take a fresh snapshot and go on from it", async () => {
+    const { o, a, connect, people } = await cluster();
+    const home = o.site(SITE_A);
+    const p = partitionOf(SITE_A, PARTITIONS);
+    const anna = await connect(a, "anna");
+    const hans = await connect(a, "hans");
+    const fall = home.alerts.raise(FALL, fallEvent(SITE_A, "unit-1", "12"), null);
+    await home.state.flushed();
+    await anna.change(fall.id, "raised");
+
+    // What the feed emits when it was away past the retention (ChangeFeedEvents.gap).
+    a.feed.emit("gap", [p], "pruned");
+    const snap = await anna.next((m) => m.type === "snapshot" && m.reason === "resume_too_old");
+    expect(snap.alerts.map((x: AlertView) => x.id)).toEqual([fall.id]);
+    expect(snap.cursor).toBe(`${p}:${home.announced.length}`);
+    expect(hans.messages.filter((m) => m.type === "snapshot")).toHaveLength(1);
+
+    home.alerts.accept(fall.id, people.get("bo")!.identity);
+    await home.state.flushed();
+    await anna.change(fall.id, "accepted");
+    expect(alertMsgs(anna).filter((m) => m.change === "accepted")).toHaveLength(1);
+  });
 });
