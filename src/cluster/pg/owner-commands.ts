@@ -357,12 +357,12 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     this.batch = o.batch ?? 100;
     this.retentionMs = o.retentionMs ?? 60 * 60 * 1000;
     this.pruneEveryMs = o.pruneEveryMs ?? 10 * 60 * 1000;
-    this.leases?.on("lost", this.onLost);
   }
 
   async start(): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.leases?.on("lost", this.onLost);
     try {
       await this.connect();
     } catch (err) {
