@@ -251,10 +251,11 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
 
   /**
    * Fresh snapshots for streams that can no longer be followed change by change (a read in flight
-   * is superseded). The protocol's reason for "replace what you hold" is `resume_too_old`.
+   * is superseded): `resume_too_old` (replace what you hold), or `resume_unknown` when the feed was
+   * past anything this database issued (restored or replaced).
    */
-  private reopen(streams: Iterable<Stream>): void {
-    for (const s of streams) if (!s.closed) this.open(s, () => this.snapshot(s, "resume_too_old"));
+  private reopen(streams: Iterable<Stream>, reason: SnapshotReason = "resume_too_old"): void {
+    for (const s of streams) if (!s.closed) this.open(s, () => this.snapshot(s, reason));
   }
 
   private close(stream: Stream): void {
@@ -286,7 +287,7 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
         { partitions, reason, streams: hit.length },
         "change feed gap: staff streams take a snapshot",
       );
-      this.reopen(hit);
+      this.reopen(hit, reason === "unknown" ? "resume_unknown" : "resume_too_old");
     });
   };
 

@@ -592,5 +592,9 @@ describe("staff on any node follow the alerts of every partition", () => {
     await home.state.flushed();
     await anna.change(fall.id, "accepted");
     expect(alertMsgs(anna).filter((m) => m.change === "accepted")).toHaveLength(1);
+    // A feed past anything the database issued (restored or replaced): resume_unknown.
+    a.feed.emit("gap", [p], "unknown");
+    const again = await anna.next((m) => m.type === "snapshot" && m.reason === "resume_unknown");
+    expect(again.alerts.map((x: AlertView) => [x.id, x.state])).toEqual([[fall.id, "accepted"]]);
   });
 });
