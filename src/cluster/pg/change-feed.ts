@@ -74,7 +74,14 @@ import type { AlertChange } from "../../alerts/manager.js";
 import { AlertView, AUDIT_ACTIONS } from "../../alerts/model.js";
 import { ApiError } from "../../errors.js";
 import type { PgMigration } from "./migrate.js";
-import { LogFollower, logHeads, type PartitionedLog, pruneLog, readLogBatch } from "./partitioned-log.js";
+import {
+  type FollowerTuning,
+  LogFollower,
+  logHeads,
+  type PartitionedLog,
+  pruneLog,
+  readLogBatch,
+} from "./partitioned-log.js";
 
 export const CHANGE_FEED_MIGRATION: PgMigration = {
   version: 5,
@@ -358,18 +365,10 @@ export interface ChangeFeedEvents {
   error: [err: Error];
 }
 
-export interface ChangeFeedOptions {
+export interface ChangeFeedOptions extends FollowerTuning {
   pool: pg.Pool;
   /** Where to start; the heads at start() when absent (live changes only). */
   from?: FeedPosition;
-  /** Rows per partition per read. */
-  batch?: number;
-  /** Wait before opening a lost connection again. */
-  reconnectMs?: number;
-  /** Read even without a notification this often, which also finds a connection that hangs. */
-  pollMs?: number;
-  /** A read that has not answered by then drops the connection (it is opened again). */
-  timeoutMs?: number;
   /** Rows older than this are deleted; at least MIN_RETENTION_MS. 24 h by default. */
   retentionMs?: number;
   /** How often this node prunes (0: never; another node may). */
@@ -406,15 +405,7 @@ export class ChangeFeed extends EventEmitter<ChangeFeedEvents> {
       throw new RangeError(`change feed retention ${this.retentionMs} ms is below the resume floor's hour`);
     this.follower = new LogFollower(
       CHANGE_FEED_LOG,
-      {
-        pool: options.pool,
-        partitions: "all",
-        onGap: "skip",
-        batch: options.batch ?? 500,
-        reconnectMs: options.reconnectMs ?? 1000,
-        pollMs: options.pollMs ?? 5000,
-        timeoutMs: options.timeoutMs ?? 5000,
-      },
+      { ...options, partitions: "all", onGap: "skip" },
       {
         rows: (changes) => this.emit("changes", changes, this.follower.positions()),
         gap: (partitions, reason) => this.emit("gap", partitions, reason),

@@ -54,10 +54,17 @@ import type pg from "pg";
 import { z } from "zod";
 import type { LoggedEvent } from "../../ingest/pipeline.js";
 import { EVENT_TYPES, type EventType, PHASES, type PlacedEvent, PRIORITIES } from "../../model/event.js";
+import { EVENT_ROW_COLUMNS, rowToEvent } from "../../rules/event-log.js";
 import { partitionOf } from "../partitions.js";
 import type { PgMigration } from "./migrate.js";
 import { NUMBERS } from "./partition-schema.js";
-import { LogFollower, type LogRow, type PartitionedLog, pruneLog } from "./partitioned-log.js";
+import {
+  type FollowerTuning,
+  LogFollower,
+  type LogRow,
+  type PartitionedLog,
+  pruneLog,
+} from "./partitioned-log.js";
 
 export const EVENT_LOG_MIGRATION: PgMigration = {
   version: 6,
@@ -281,24 +288,9 @@ function keyOf({ event }: EventToLog): string {
 }
 
 /** The columns an event is rebuilt from (not the raw payload), besides partition and position. */
-const EVENT_COLUMNS = [
-  "seq",
-  "event_id",
-  "device_id",
-  "type",
-  "phase",
-  "priority",
-  "occurred_at",
-  "received_at",
-  "device_seq",
-  "site_id",
-  "unit_id",
-  "room_id",
-  "resident_ref",
-  "profile",
-  "data",
-] as const;
+const EVENT_COLUMNS = EVENT_ROW_COLUMNS.split(", ");
 
+/** A row as node-postgres returns it (BIGINTs as numbers), checked before it is believed. */
 const EventRow = z.object({
   seq: z.number().int(),
   event_id: z.string(),
@@ -319,23 +311,8 @@ const EventRow = z.object({
 
 /** A row back as the event the rules saw live; its `logSeq` is the position in its partition. */
 function decodeEvent(raw: Record<string, unknown>, partition: number, position: number): PartitionEvent {
-  const r = EventRow.parse(raw);
-  const event = {
-    logSeq: position,
-    eventId: r.event_id,
-    schemaVersion: 1,
-    deviceId: r.device_id,
-    type: r.type,
-    phase: r.phase,
-    ...(r.priority ? { priority: r.priority } : {}),
-    ...(r.device_seq !== null ? { seq: r.device_seq } : {}),
-    occurredAt: new Date(r.occurred_at).toISOString(),
-    receivedAt: new Date(r.received_at).toISOString(),
-    data: JSON.parse(r.data),
-    profile: r.profile,
-    placement: { siteId: r.site_id, unitId: r.unit_id, roomId: r.room_id, residentRef: r.resident_ref },
-  } as LoggedEvent;
-  return { partition, position, seq: r.seq, event };
+  const row = EventRow.parse(raw);
+  return { partition, position, seq: row.seq, event: { ...rowToEvent(row), logSeq: position } };
 }
 
 /** The event log as the shared reader, follower and prune see it (partitioned-log.ts). */
@@ -421,7 +398,7 @@ export class ExportedPositions {
   }
 }
 
-export interface EventLogFollowerOptions {
+export interface EventLogFollowerOptions extends FollowerTuning {
   pool: pg.Pool;
   /**
    * One partition's next events, in position order, each once. Nothing more of that partition is
@@ -429,14 +406,6 @@ export interface EventLogFollowerOptions {
    * stops the partition (reported as `error`): its owner gives it up or adds it again from its cursor.
    */
   deliver(partition: number, events: PartitionEvent[]): Promise<void>;
-  /** Events per partition per batch. */
-  batch?: number;
-  /** Wait before opening a lost connection again. */
-  reconnectMs?: number;
-  /** Read even without a notification this often, which also finds a connection that hangs. */
-  pollMs?: number;
-  /** A read that has not answered by then drops the connection (it is opened again). */
-  timeoutMs?: number;
 }
 
 export interface EventLogFollowerEvents {
@@ -476,15 +445,7 @@ export class EventLogFollower extends EventEmitter<EventLogFollowerEvents> {
     super();
     this.follower = new LogFollower(
       EVENT_LOG,
-      {
-        pool: options.pool,
-        partitions: "listed",
-        onGap: "drop",
-        batch: options.batch ?? 500,
-        reconnectMs: options.reconnectMs ?? 1000,
-        pollMs: options.pollMs ?? 5000,
-        timeoutMs: options.timeoutMs ?? 5000,
-      },
+      { ...options, partitions: "listed", onGap: "drop" },
       {
         rows: (rows) => this.handOver(rows),
         gap: (partitions, reason, at) => {

@@ -180,7 +180,19 @@ export interface LogFollowerHooks<R> {
   error(err: Error): void;
 }
 
-export interface LogFollowerOptions {
+/** How a follower reads; each with a default. */
+export interface FollowerTuning {
+  /** Rows per partition per read; 500. */
+  batch?: number;
+  /** Wait before opening a lost connection again; 1 s. */
+  reconnectMs?: number;
+  /** Read even without a notification this often, which also finds a connection that hangs; 5 s. */
+  pollMs?: number;
+  /** A read that has not answered by then drops the connection (it is opened again); 5 s. */
+  timeoutMs?: number;
+}
+
+export interface LogFollowerOptions extends FollowerTuning {
   pool: pg.Pool;
   /**
    * `all`: every partition, from the position given at start (absent ones from 0). `listed`: only
@@ -192,14 +204,6 @@ export interface LogFollowerOptions {
    * instead); `drop` stops following the partition (its consumer decides).
    */
   onGap: "skip" | "drop";
-  /** Rows per partition per read. */
-  batch: number;
-  /** Wait before opening a lost connection again. */
-  reconnectMs: number;
-  /** Read even without a notification this often, which also finds a connection that hangs. */
-  pollMs: number;
-  /** A read that has not answered by then drops the connection (it is opened again). */
-  timeoutMs: number;
 }
 
 export interface LogFollowerStatus {
@@ -235,11 +239,23 @@ export class LogFollower<R extends LogRow> {
   private reconnects = 0;
   private lastError: string | null = null;
 
+  private readonly options: Required<LogFollowerOptions>;
+
   constructor(
     private readonly log: PartitionedLog<R>,
-    private readonly options: LogFollowerOptions,
+    options: LogFollowerOptions,
     private readonly hooks: LogFollowerHooks<R>,
-  ) {}
+  ) {
+    this.options = {
+      batch: options.batch ?? 500,
+      reconnectMs: options.reconnectMs ?? 1000,
+      pollMs: options.pollMs ?? 5000,
+      timeoutMs: options.timeoutMs ?? 5000,
+      pool: options.pool,
+      partitions: options.partitions,
+      onGap: options.onGap,
+    };
+  }
 
   /**
    * Listens, lets `init` set the starting positions on the listening connection, and reads what is

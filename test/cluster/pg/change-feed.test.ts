@@ -26,6 +26,7 @@ import { LeaseLostError, PartitionLeases } from "../../../src/cluster/pg/leases.
 import { ApiError } from "../../../src/errors.js";
 import { alertRow } from "../../alerts/store.contract.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
+import { until } from "../../helpers/until.js";
 
 const COUNT = 4;
 const HOUR = 60 * 60 * 1000;
@@ -37,19 +38,6 @@ function newPool(url: string, name: string, max = 4): pg.Pool {
   pool.on("error", () => undefined);
   pgdb.cleanup(() => pool.end());
   return pool;
-}
-
-function until(what: string | (() => string), ok: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (ok()) return resolve();
-      if (performance.now() - started > timeoutMs)
-        return reject(new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`));
-      setTimeout(check, 5);
-    };
-    check();
-  });
 }
 
 async function eventually(what: string, ok: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
