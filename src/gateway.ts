@@ -17,8 +17,13 @@ import { SqliteAlertHistory } from "./alerts/store.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
+import { ClusterNode } from "./cluster/node.js";
+import { ChannelRoutes } from "./cluster/partition-host.js";
+import { ChangeFeed } from "./cluster/pg/change-feed.js";
+import { OwnerCommandBody } from "./cluster/pg/owner-commands.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
+import { ClusterStaffAlerts } from "./cluster/staff-alerts.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
 import { alertRoutes } from "./http/alerts.js";
@@ -28,7 +33,7 @@ import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
 import { staticFiles } from "./http/static.js";
-import { Ingest } from "./ingest/pipeline.js";
+import { Ingest, type IngestResult, type LoggedEvent } from "./ingest/pipeline.js";
 import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -57,7 +62,7 @@ import { StaffAuth } from "./security/staff-auth.js";
 import { DemoMode, seedDemoBaselines } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
 import type { SiteCatalogueEntry } from "./staff/protocol.js";
-import { DEFAULT_STAFF_OPTIONS, StaffServer } from "./staff/server.js";
+import { DEFAULT_STAFF_OPTIONS, type StaffAlerts, StaffServer } from "./staff/server.js";
 import { TokenStore } from "./staff/tokens.js";
 import { Checkpointer } from "./store/checkpointer.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
@@ -150,6 +155,13 @@ export class Gateway {
   scaip: ScaipReceiver | null = null;
   /** Device publishes consumed from RabbitMQ (cluster.rabbitmq.ingest), or null. */
   rabbitIngest: RabbitIngest | null = null;
+  /**
+   * This node's part in a cluster on PostgreSQL (cluster.postgres), or null: then this process owns
+   * every site, with the rules, timers and alerts below.
+   */
+  cluster: ClusterNode | null = null;
+  /** The cluster's alert change feed, followed for this node's staff sockets. */
+  private changeFeed: ChangeFeed | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
   observe!: ObserveMode;
   timeSaved!: TimeSavedJob;
@@ -177,16 +189,6 @@ export class Gateway {
   async start(): Promise<void> {
     const { config, log } = this;
     const t0 = performance.now();
-    // Refused rather than ignored: a node that kept its state in SQLite while its operator believed
-    // it shared PostgreSQL with the others would raise every alert of every site on its own.
-    if (config.cluster.postgres)
-      throw new ConfigError("configuration", [
-        {
-          path: "cluster.postgres",
-          message:
-            'this version does not yet run a gateway node on PostgreSQL (docs/cluster.md, "Not built yet"); remove the section',
-        },
-      ]);
     const dbPath = this.options.dbPath ?? join(config.dataDir, "ata.db");
     // Commits without an fsync on the event loop; what they make visible waits for the durability.
     const onDisk = dbPath !== ":memory:";
@@ -362,9 +364,52 @@ export class Gateway {
     });
     this.metrics.channelHealth = () =>
       [...this.channels.values()].map((c) => ({ channel: c.name, ok: c.health().ok }));
-    for (const c of this.channels.values()) await c.start?.(this.alerts.reporter(c.name));
+    const clusterConfig = config.cluster.postgres;
+    // In cluster mode the node's channels report to the partition that made each attempt.
+    const routes = clusterConfig ? new ChannelRoutes(this.channels) : null;
+    for (const c of this.channels.values())
+      await c.start?.(routes ? routes.reporter(c.name) : this.alerts.reporter(c.name));
+    let staffAlerts: StaffAlerts = this.alerts;
+    if (clusterConfig && routes) {
+      const cluster = new ClusterNode({
+        config: clusterConfig,
+        db: this.db,
+        rules: () => this.rules.ruleFile,
+        routes,
+        registry: this.registry,
+        profiles: this.profiles,
+        timeZones: new Map(config.sites.map((s) => [s.id, s.timeZone])),
+        placeNames: names,
+        log,
+        metrics: this.metrics,
+      });
+      this.cluster = cluster;
+      this.changeFeed = new ChangeFeed({
+        pool: cluster.pool,
+        retentionMs: clusterConfig.changeFeedRetentionHours * 3_600_000,
+      });
+      let commandIds = 0;
+      const clusterAlerts = new ClusterStaffAlerts({
+        pool: cluster.pool,
+        feed: this.changeFeed,
+        partitions: clusterConfig.partitions,
+        // One id per command, unique across the cluster's nodes and their restarts.
+        send: (partition, { staff: person, id: _requestId, ...command }) =>
+          cluster.commands.send(
+            partition,
+            {
+              id: `${clusterConfig.nodeId}:${process.pid}:${Date.now().toString(36)}:${++commandIds}`,
+              staff: person,
+              command: OwnerCommandBody.parse(command),
+            },
+            { timeoutMs: clusterConfig.commandTimeoutMs },
+          ),
+        log: log.child({ component: "staff-alerts" }),
+      });
+      staffAlerts = clusterAlerts;
+    }
     this.staff = staff = new StaffServer(
-      this.alerts,
+      staffAlerts,
       this.tokens,
       log.child({ component: "staff" }),
       DEFAULT_STAFF_OPTIONS,
@@ -388,7 +433,15 @@ export class Gateway {
       },
       rules,
     );
-    this.ingest.on("events", (events) => this.rules.onEvents(events));
+    // One node: the rules take every committed event. A cluster node forwards them to the shared
+    // log instead, and the owner of each site's partition evaluates them (src/cluster/node.ts).
+    if (this.cluster) {
+      const cluster = this.cluster;
+      this.ingest.on("events", (events: LoggedEvent[]) => {
+        const last = events[events.length - 1];
+        if (last) cluster.logged(last.logSeq);
+      });
+    } else this.ingest.on("events", (events) => this.rules.onEvents(events));
 
     this.series = this.createSeriesStore();
     try {
@@ -433,13 +486,23 @@ export class Gateway {
     // Events logged before a crash whose rule transaction did not commit: through the rules now,
     // in log order with the timers that fell due between them, before any device can connect
     // (their redeliveries are duplicates the rules never see). Then the timers still due fire.
-    this.rules.start();
-    // Armed after every handler is registered; due timers from before a restart fire now.
-    this.timers.start();
-    // Attempts a crash left without an outcome are made again, before devices reconnect.
-    const resumed = this.alerts.resumeAttempts();
-    if (resumed)
-      log.warn({ attempts: resumed }, "channel attempts without an outcome made again after restart");
+    if (this.cluster) {
+      // The partitions this node acquires are taken up with their own rules, timers and alerts;
+      // this process's own rules and alerts stay idle (no site is this process's alone). Its timers
+      // run: the webhook channel's retries are this node's own work.
+      this.timers.start();
+      await this.cluster.start();
+      await this.changeFeed?.start();
+      (staffAlerts as ClusterStaffAlerts).start();
+    } else {
+      this.rules.start();
+      // Armed after every handler is registered; due timers from before a restart fire now.
+      this.timers.start();
+      // Attempts a crash left without an outcome are made again, before devices reconnect.
+      const resumed = this.alerts.resumeAttempts();
+      if (resumed)
+        log.warn({ attempts: resumed }, "channel attempts without an outcome made again after restart");
+    }
     this.staff.start();
 
     // One credential check for the embedded broker and RabbitMQ (cluster mode): a device's failed
@@ -459,7 +522,7 @@ export class Gateway {
       registry: this.registry,
       log: log.child({ component: "broker" }),
       metrics: this.metrics,
-      submit: (deviceId, topic, channel, payload) => this.ingest.submit(deviceId, topic, channel, payload),
+      submit: (deviceId, topic, channel, payload) => this.submit(deviceId, topic, channel, payload),
       security: this.security,
       observe: this.observe,
     });
@@ -522,9 +585,20 @@ export class Gateway {
       },
     });
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
+    if (this.cluster) {
+      const cluster = this.cluster;
+      // Ready once the node takes part: its share of partitions held and the shared log reachable.
+      this.readiness.push({
+        name: "cluster",
+        check: () => {
+          const detail = cluster.status();
+          return { ok: detail.forwarder.lastError === null && detail.liveNodes !== null, detail };
+        },
+      });
+    }
     this.bridges = new Bridges(config.bridges, {
       isRegistered: (id) => this.registry.peek(id) !== undefined,
-      submit: (id, topic, channel, payload) => this.ingest.submit(id, topic, channel, payload),
+      submit: (id, topic, channel, payload) => this.submit(id, topic, channel, payload),
       refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
       seen: (id, reason) => this.presence.onSeen(id, reason),
       gone: (id, reason) => this.presence.onGone(id, reason),
@@ -537,7 +611,7 @@ export class Gateway {
       const ingest = new RabbitIngest({
         config: rabbitIngest,
         exchange: config.cluster.rabbitmq.exchange,
-        submit: (id, topic, channel, payload) => this.ingest.submit(id, topic, channel, payload),
+        submit: (id, topic, channel, payload) => this.submit(id, topic, channel, payload),
         refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
         status: (id, payload) => this.presence.onStatus(id, payload),
         admits: (id) => {
@@ -815,6 +889,9 @@ export class Gateway {
     await this.series.stop();
     this.rules.stop();
     this.timers.stop();
+    // Its partitions given up (each stops acting first) before the channels they call stop.
+    await this.changeFeed?.stop();
+    await this.cluster?.stop();
     // What waits for the last fsync (a channel call, a staff message) goes out before channels stop.
     this.durability.close();
     for (const c of this.channels.values()) await c.stop?.();
@@ -824,6 +901,21 @@ export class Gateway {
     await this.checkpointer?.close();
     this.db.close();
     this.log.info("gateway stopped");
+  }
+
+  /**
+   * A device's publish into ingest. In cluster mode it is acknowledged (PUBACK, RabbitMQ's ack) only
+   * once its events are in the shared log, so an acknowledged event survives this node's machine.
+   */
+  private async submit(
+    deviceId: string,
+    topic: string,
+    channel: string,
+    payload: Buffer,
+  ): Promise<IngestResult> {
+    const result = await this.ingest.submit(deviceId, topic, channel, payload);
+    if (this.cluster && result.ok) await this.cluster.drained();
+    return result;
   }
 
   /**

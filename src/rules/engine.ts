@@ -214,6 +214,11 @@ export class RuleEngine {
     return this.file.rules;
   }
 
+  /** The rule file in force (a cluster node takes up partitions with it). */
+  get ruleFile(): RuleFile {
+    return this.file;
+  }
+
   /** Swap in a new rule file; an invalid one leaves the running rules in place. */
   reload(load: () => RuleFile): { ok: true; rules: number } | { ok: false; error: ConfigError } {
     try {

@@ -1,0 +1,175 @@
+/**
+ * Two gateway processes as one cluster on a real PostgreSQL 15, each with its own data directory
+ * and embedded broker: a device connected to one node raises an alert on the node that owns its
+ * site's partition; staff connected to either node see it; an accept sent through the other node
+ * runs on the owner and both see who took it; and after kill -9 of the owner mid-escalation the
+ * survivor takes the partition over and the escalation fires once, on time plus the takeover.
+ */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import type { MqttClient } from "mqtt";
+import pg from "pg";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { deviceTopic } from "../../src/broker/topics.js";
+import { partitionOf } from "../../src/cluster/partitions.js";
+import { connectDevice, eventually, publish } from "../helpers/gateway.js";
+import { pgTestDatabases } from "../helpers/pg-databases.js";
+import { type GatewayProcess, spawnGateway, writeConfig } from "../helpers/process.js";
+import { STAFF, StaffClient } from "../staff/client.js";
+
+const pgdb = pgTestDatabases("cluster_gateways");
+const dir = mkdtempSync(join(tmpdir(), "ata-cluster-gateways-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const PARTITIONS = 2;
+const LEASE_MS = 1_500;
+/** The first level gives staff this long before the alert moves on. */
+const LEVEL_MS = 5_000;
+const RADARS = ["cg-radar-1", "cg-radar-2"];
+const SECRET = "cluster-gateways-secret-01";
+
+const RULES = `
+renotify: { high: 0s, medium: 0s, low: 0s, info: 0s }
+escalation:
+  high:
+    - { to: [unit], after: ${LEVEL_MS}ms }
+    - { to: [site], after: 60s }
+  medium: [{ to: [unit], after: 60s }]
+  low: [{ to: [unit], after: 60s }]
+  info: [{ to: [unit], after: 60s }]
+rules:
+  - id: fall
+    when: { event: fall.detected }
+    raise: { alert: fall, priority: high, message: { da: "Fald i {room}", en: "Fall in {room}" } }
+`;
+
+const procs: GatewayProcess[] = [];
+const clients: (StaffClient | MqttClient)[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) "ws" in c ? c.ws.close() : c.end(true);
+  for (const p of procs.splice(0))
+    if (p.child.exitCode === null && p.child.signalCode === null) await p.kill9();
+});
+
+async function gateway(url: string, nodeId: string): Promise<GatewayProcess> {
+  const home = join(dir, nodeId);
+  mkdirSync(home, { recursive: true });
+  const rulesFile = join(home, "rules.yaml");
+  writeFileSync(rulesFile, RULES);
+  const configPath = writeConfig(home, {
+    dataDir: join(home, "data"),
+    rulesFile,
+    mqtt: { tcp: { host: "127.0.0.1", port: 0 }, ws: { enabled: false, port: 0 } },
+    http: { host: "127.0.0.1", port: 0 },
+    sites: [{ id: "home-a", name: "Home A", units: [{ id: "unit-1", name: "Unit 1", rooms: ["r1", "r2"] }] }],
+    residents: [{ ref: "R-0001", site: "home-a", unit: "unit-1", room: "r1" }],
+    devices: RADARS.map((id, i) => ({
+      id,
+      profile: "ata/native",
+      secret: SECRET,
+      site: "home-a",
+      unit: "unit-1",
+      room: `r${i + 1}`,
+    })),
+    staff: [STAFF.anna, STAFF.bo].map((s) => ({ ...s })),
+    cluster: { postgres: { url, nodeId, partitions: PARTITIONS, leaseMs: LEASE_MS } },
+  });
+  const p = await spawnGateway(configPath, {}, 30_000);
+  procs.push(p);
+  return p;
+}
+
+async function owner(check: pg.Pool): Promise<string | null> {
+  const { rows } = await check.query<{ owner: string | null }>(
+    "SELECT owner FROM partition_leases WHERE partition = $1 AND expires_at > now()",
+    [partitionOf("home-a", PARTITIONS)],
+  );
+  return rows[0]?.owner ?? null;
+}
+
+async function heldBy(check: pg.Pool): Promise<Map<string, number>> {
+  const { rows } = await check.query<{ owner: string; n: number }>(
+    "SELECT owner, count(*)::int AS n FROM partition_leases WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner",
+  );
+  return new Map(rows.map((r) => [r.owner, r.n]));
+}
+
+async function audit(check: pg.Pool): Promise<{ action: string; device: string; actor: string }[]> {
+  const { rows } = await check.query<{ action: string; device_id: string; actor_id: string }>(
+    `SELECT a.action, al.device_id, a.actor_id FROM alert_audit a JOIN alerts al ON al.id = a.alert_id
+      WHERE a.action IN ('raised', 'accepted', 'escalated') ORDER BY a.id`,
+  );
+  return rows.map((r) => ({ action: r.action, device: r.device_id, actor: r.actor_id }));
+}
+
+function fall(eventId: string): string {
+  return JSON.stringify({ eventId, type: "fall.detected", data: { confidence: 0.96 } });
+}
+
+describe("two gateway nodes on one PostgreSQL", () => {
+  it("an alert raised on the owner reaches staff on both nodes, an accept through the other node runs on the owner, and after kill -9 of the owner its escalation fires once on the survivor", async () => {
+    const url = await pgdb.fresh();
+    const check = new pg.Pool({ connectionString: url, max: 2 });
+    pgdb.cleanup(() => check.end());
+    const gw = { "gw-a": await gateway(url, "gw-a"), "gw-b": await gateway(url, "gw-b") };
+    // One partition each.
+    await eventually(async () => {
+      const held = await heldBy(check);
+      if (held.get("gw-a") !== 1 || held.get("gw-b") !== 1) throw new Error(JSON.stringify([...held]));
+      return true;
+    }, 15_000);
+    const ownerId = (await owner(check)) as "gw-a" | "gw-b";
+    const otherId = ownerId === "gw-a" ? "gw-b" : "gw-a";
+    const [own, other] = [gw[ownerId], gw[otherId]];
+    const httpOf = (p: GatewayProcess) => `http://127.0.0.1:${p.http}`;
+
+    // Bo on the owner, Anna on the other node; the devices on the other node's broker.
+    const bo = await StaffClient.connect(httpOf(own), STAFF.bo.token);
+    const anna = await StaffClient.connect(httpOf(other), STAFF.anna.token);
+    clients.push(bo, anna);
+    const radar1 = await connectDevice(other.mqtt, RADARS[0]!, SECRET);
+    const radar2 = await connectDevice(other.mqtt, RADARS[1]!, SECRET);
+    clients.push(radar1, radar2);
+
+    // The PUBACK comes once the event is in the shared log.
+    await publish(radar1, deviceTopic(RADARS[0]!, "events"), fall("cg-fall-1"));
+    const raisedForAnna = await anna.change(null, "raised", 10_000);
+    const raisedForBo = await bo.change(raisedForAnna.alert.id, "raised", 10_000);
+    expect(raisedForAnna.alert.deviceId).toBe(RADARS[0]);
+    expect(raisedForBo.seq).toBe(raisedForAnna.seq);
+
+    // Anna accepts through her node; the owner runs it; Bo sees who took it.
+    const reply = await anna.request({ type: "accept", alertId: raisedForAnna.alert.id });
+    expect(reply.ok).toBe(true);
+    const taken = await bo.change(raisedForAnna.alert.id, "accepted", 10_000);
+    expect(taken.alert.acceptedBy).toEqual({ id: "anna", name: "Anna" });
+    expect(taken.actor).toBe("Anna");
+
+    // A second fall, left open; the owner is killed before its first level runs out.
+    await publish(radar2, deviceTopic(RADARS[1]!, "events"), fall("cg-fall-2"));
+    const second = await anna.change(null, "raised", 10_000);
+    expect(second.alert.deviceId).toBe(RADARS[1]);
+    const raisedAt = performance.now();
+    await own.kill9();
+    const escalated = await anna.change(second.alert.id, "escalated", LEVEL_MS + 3 * LEASE_MS + 10_000);
+    const after = performance.now() - raisedAt;
+    expect(escalated.alert.level).toBe(1);
+    // Not before its time, and within the level's time plus the takeover bound (leaseMs + renewMs)
+    // and a few seconds for loading and this machine.
+    expect(after).toBeGreaterThanOrEqual(LEVEL_MS - 200);
+    expect(after).toBeLessThan(LEVEL_MS + LEASE_MS + LEASE_MS / 3 + 5_000);
+    await eventually(async () => {
+      if ((await heldBy(check)).get(otherId) !== PARTITIONS) throw new Error("not yet all on the survivor");
+      return true;
+    }, 10_000);
+
+    // Once each, across both owners.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const entries = await audit(check);
+    expect(entries.filter((e) => e.action === "raised").map((e) => e.device)).toEqual(RADARS);
+    expect(entries.filter((e) => e.action === "accepted").map((e) => e.device)).toEqual([RADARS[0]]);
+    expect(entries.filter((e) => e.action === "escalated").map((e) => e.device)).toEqual([RADARS[1]]);
+  }, 90_000);
+});
