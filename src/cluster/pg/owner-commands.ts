@@ -77,12 +77,18 @@
  * Retention: answered rows are deleted `retentionMs` after their answer (an hour by default). A send
  * with an id whose row was deleted is a new command; senders retry within seconds.
  */
+import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type pg from "pg";
 import { z } from "zod";
 import { AlertView, type Outcome } from "../../alerts/model.js";
 import { ApiError, ERRORS, type ErrorCode } from "../../errors.js";
-import { type ClientCommand, ClientMessage, type StaffIdentity } from "../../staff/protocol.js";
+import {
+  type ClientCommand,
+  ClientMessage,
+  type StaffCommand,
+  type StaffIdentity,
+} from "../../staff/protocol.js";
 import type { LostReason, PartitionLeases } from "./leases.js";
 import type { PgMigration } from "./migrate.js";
 
@@ -188,6 +194,14 @@ export interface StaffActions {
   resolve(id: string, staff: StaffIdentity, outcome: Outcome, note?: string): AlertView;
   comment(id: string, staff: StaffIdentity, text: string): AlertView;
   received(id: string, staff: StaffIdentity): AlertView;
+}
+
+/** A staff connection's command (the protocol's, with the acting person) as it goes to the owner. */
+export function toOwnerCommand(
+  id: string,
+  { id: _requestId, staff, ...command }: StaffCommand,
+): OwnerCommand {
+  return { id, staff, command };
 }
 
 /** Runs a command on the owner's alert manager: the handler a partition's owner serves with. */
@@ -472,6 +486,18 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     this.served.set(partition, s);
     s.start();
     return s;
+  }
+
+  /**
+   * The staff side's way to the owners (`SendToOwner`, src/cluster/staff-alerts.ts): each command
+   * gets a new id, `<nodeId>:<uuid>`, unique in the cluster; the request id is the connection's own.
+   */
+  sender(
+    nodeId: string,
+    timeoutMs: number,
+  ): (partition: number, command: StaffCommand) => Promise<AlertView> {
+    return (partition, command) =>
+      this.send(partition, toOwnerCommand(`${nodeId}:${randomUUID()}`, command), { timeoutMs });
   }
 
   /** Deletes answered rows past the retention; errors are reported, not thrown. */

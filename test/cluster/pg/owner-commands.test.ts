@@ -158,6 +158,33 @@ describe("a command for a partition another node owns", () => {
     expect(b.errors).toEqual([]);
   });
 
+  it("from a staff connection (the protocol's command and the person) goes through sender() under a cluster-unique id", async () => {
+    const url = await pgdb.fresh();
+    const b = await owner(url, "node-b");
+    const { state, alerts } = await b.serving;
+    const fall = alerts.raise(FALL, fallEvent("vayyar-1", "12", 41), null);
+    await state.flushed();
+    const a = await sender(url);
+    const send = a.sender("node-a", 5000);
+
+    // Two connections' requests with the same request id are two commands.
+    const [one, two] = await Promise.all([
+      send(0, { type: "comment", id: "r1", alertId: fall.id, text: "first", staff: ANNA }),
+      send(0, { type: "comment", id: "r1", alertId: fall.id, text: "second", staff: BO }),
+    ]);
+    expect([one.id, two.id]).toEqual([fall.id, fall.id]);
+    expect(b.executed).toHaveLength(2);
+    expect(b.executed.every((id) => /^node-a:[0-9a-f-]{36}$/.test(id))).toBe(true);
+    const comments = (await auditOf(b.pool, fall.id)).filter((e) => e.action === "comment");
+    expect(comments).toHaveLength(2);
+    expect(comments).toEqual(
+      expect.arrayContaining([
+        { action: "comment", actor: "staff:anna", reason: "first" },
+        { action: "comment", actor: "staff:bo", reason: "second" },
+      ]),
+    );
+  });
+
   it("comes back with the handler's ApiError code, and nothing changed", async () => {
     const url = await pgdb.fresh();
     const b = await owner(url, "node-b");
