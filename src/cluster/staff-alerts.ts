@@ -93,7 +93,6 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
   /** Alert id -> its row as last read (for the ladder and the site), oldest first. */
   private readonly rowsById = new Map<string, AlertRow>();
   private readonly keepRows: number;
-  private started = false;
 
   constructor(private readonly o: ClusterStaffAlertsOptions) {
     this.keepRows = o.keepRows ?? 10_000;
@@ -101,15 +100,14 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
 
   /** Listens to the feed (which its owner starts). */
   start(): void {
-    if (this.started) return;
-    this.started = true;
+    this.o.feed.off("changes", this.onChanges);
+    this.o.feed.off("gap", this.onGap);
     this.o.feed.on("changes", this.onChanges);
     this.o.feed.on("gap", this.onGap);
   }
 
   /** Stops listening; every stream ends (its server closes the sockets). */
   async stop(): Promise<void> {
-    this.started = false;
     this.o.feed.off("changes", this.onChanges);
     this.o.feed.off("gap", this.onGap);
     for (const s of this.streams) s.closed = true;
@@ -142,12 +140,7 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
       return this.replay(stream, from, maxReplay);
     };
     this.open(stream, read);
-    return {
-      close: () => {
-        stream.closed = true;
-        this.streams.delete(stream);
-      },
-    };
+    return { close: () => this.close(stream) };
   }
 
   async command(staff: StaffIdentity, command: ClientCommand): Promise<AlertView> {
