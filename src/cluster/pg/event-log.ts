@@ -188,8 +188,10 @@ const PLACE = `
  * Logs one group of events in one transaction on `client` (which must not be in one): each event
  * once, whichever node appends it first, numbered in its partition in commit order, and announced
  * when the transaction commits. Returns, per event in the group's order, where it went, or null
- * when it was already logged (or given earlier in the group). Throws when the transaction failed:
- * then nothing of the group is logged.
+ * when it was already logged (or given earlier in the group). Throws when the transaction failed,
+ * and then nothing of the group is logged, unless the connection broke during the COMMIT itself
+ * (then it may have been): either way appending the group again is safe, since what is there
+ * already comes back as duplicates.
  */
 export async function appendEvents(
   client: pg.PoolClient | pg.Client,

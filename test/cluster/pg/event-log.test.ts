@@ -249,7 +249,37 @@ describe("the event log on PostgreSQL", () => {
     });
   }, 40_000);
 
-  it("a partition removed mid-stream delivers nothing after its removal, not even the batch being read, and added again goes on from where it is added", async () => {
+  it("a partition removed while a read of it is out gets nothing of what that read returns", async () => {
+    const url = await pgdb.fresh();
+    const o = await owner(url, "owner");
+    o.follower.add(0, 0);
+    o.follower.add(1, 0);
+    // Whoever holds the heads table exclusively stops the follower's next read at its first row.
+    const blocker = new pg.Client({ connectionString: url });
+    await blocker.connect();
+    pgdb.cleanup(() => blocker.end());
+    await blocker.query("BEGIN");
+    await blocker.query("LOCK TABLE event_log_heads IN ACCESS EXCLUSIVE MODE");
+    o.follower.add(2, 0); // a read of partitions 0, 1 and 2
+    const pid = o.follower.status().backendPid;
+    const check = newPool(url, "check");
+    for (;;) {
+      const { rows } = await check.query("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", [
+        pid,
+      ]);
+      if (rows[0]?.wait_event_type === "Lock") break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    o.follower.remove(1);
+    // The same transaction appends to partitions 0 and 1 and commits, which lets the read go on.
+    await appendEvents(blocker, [logged(0, "a"), logged(1, "b")], { partitions: COUNT });
+    await until("partition 0's event", () => o.got.length >= 1);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(o.got.map((e) => `${e.partition}:${e.event.eventId}`)).toEqual(["0:a"]);
+    expect(o.errors).toEqual([]);
+  });
+
+  it("a partition removed mid-stream delivers nothing after its removal, and added again goes on from where it is added", async () => {
     const url = await pgdb.fresh();
     const node = newPool(url, "node-a");
     let gate: (() => void) | null = null;
@@ -301,6 +331,31 @@ describe("the event log on PostgreSQL", () => {
     );
     expect(o.got.filter((e) => e.partition === 1)).toHaveLength(60);
     expect(o.errors).toEqual([]);
+  });
+
+  it("a delivery that fails stops its partition, reported, while the others go on", async () => {
+    const url = await pgdb.fresh();
+    const node = newPool(url, "node-a");
+    const calls: number[] = [];
+    const o = await owner(url, "owner", {
+      deliver: async (p, events) => {
+        calls.push(p);
+        if (p === 0) throw new Error("flush refused");
+        o.got.push(...events);
+      },
+    });
+    o.follower.add(0, 0);
+    o.follower.add(1, 0);
+    await append(node, [logged(0, "a-1"), logged(1, "b-1")]);
+    await until("the failure reported", () => o.errors.length >= 1);
+    expect(o.errors[0]!.message).toMatch(/partition 0 failed; it is no longer followed/);
+    expect((o.errors[0]!.cause as Error).message).toBe("flush refused");
+    expect(o.follower.status().position.has(0)).toBe(false);
+    await append(node, [logged(0, "a-2"), logged(1, "b-2")]);
+    await until("partition 1 goes on", () => o.got.length >= 2);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(calls.filter((p) => p === 0)).toHaveLength(1);
+    expect(o.got.map((e) => e.event.eventId)).toEqual(["b-1", "b-2"]);
   });
 
   it("an owner whose connection is killed mid-stream catches up without loss or repeat", async () => {
