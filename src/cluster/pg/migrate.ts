@@ -15,6 +15,7 @@ import { LEASES_MIGRATION } from "./leases.js";
 import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
 import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
 import { STATE_MIGRATION } from "./schema.js";
+import { STAFF_PRESENCE_MIGRATION } from "./staff-presence.js";
 
 export interface PgMigration {
   version: number;
@@ -30,6 +31,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   CHANGE_FEED_MIGRATION,
   EVENT_LOG_MIGRATION,
   OWNER_COMMANDS_MIGRATION,
+  STAFF_PRESENCE_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
