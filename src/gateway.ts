@@ -20,7 +20,6 @@ import { Broker } from "./broker/broker.js";
 import { ClusterNode } from "./cluster/node.js";
 import { ChannelRoutes } from "./cluster/partition-host.js";
 import { ChangeFeed } from "./cluster/pg/change-feed.js";
-import { OwnerCommandBody } from "./cluster/pg/owner-commands.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
 import { ClusterStaffAlerts } from "./cluster/staff-alerts.js";
@@ -388,22 +387,11 @@ export class Gateway {
         pool: cluster.pool,
         retentionMs: clusterConfig.changeFeedRetentionHours * 3_600_000,
       });
-      let commandIds = 0;
       const clusterAlerts = new ClusterStaffAlerts({
         pool: cluster.pool,
         feed: this.changeFeed,
         partitions: clusterConfig.partitions,
-        // One id per command, unique across the cluster's nodes and their restarts.
-        send: (partition, { staff: person, id: _requestId, ...command }) =>
-          cluster.commands.send(
-            partition,
-            {
-              id: `${clusterConfig.nodeId}:${process.pid}:${Date.now().toString(36)}:${++commandIds}`,
-              staff: person,
-              command: OwnerCommandBody.parse(command),
-            },
-            { timeoutMs: clusterConfig.commandTimeoutMs },
-          ),
+        send: cluster.commands.sender(clusterConfig.nodeId, clusterConfig.commandTimeoutMs),
         log: log.child({ component: "staff-alerts" }),
       });
       staffAlerts = clusterAlerts;

@@ -34,6 +34,7 @@ import type { PostgresConfig } from "./config.js";
 import { EventForwarder } from "./event-forwarder.js";
 import { type ChannelRoutes, PartitionHost } from "./partition-host.js";
 import { partitionOf } from "./partitions.js";
+import { appendChanges, renotifyEntry } from "./pg/change-feed.js";
 import { EventLogFollower, type PartitionEvent, readPartitionWindow } from "./pg/event-log.js";
 import { PartitionLeases } from "./pg/leases.js";
 import { migratePg } from "./pg/migrate.js";
@@ -220,6 +221,22 @@ export class ClusterNode {
         ...(this.o.placeNames ? { placeNames: this.o.placeNames } : {}),
         ...(this.o.metrics ? { metrics: this.o.metrics } : {}),
         ...(this.o.lookBackMarginMs !== undefined ? { lookBackMarginMs: this.o.lookBackMarginMs } : {}),
+        // After the flush of the step that made it, under the lease: a repeated signal is worth
+        // nothing late, so a failure is logged, not retried.
+        renotify: (alert, seq) =>
+          void state
+            ?.flushed()
+            .then(() =>
+              this.leases.fenced(partition, token, (client) =>
+                appendChanges(client, partition, [renotifyEntry(alert, seq)]),
+              ),
+            )
+            .catch((err: Error) =>
+              this.log.warn(
+                { partition, alertId: alert.id, err: err.message },
+                "renotify not carried to other nodes",
+              ),
+            ),
       });
       const { replayed } = host.start(history);
       const served = this.commands.serve(partition, {

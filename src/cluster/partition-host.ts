@@ -26,6 +26,7 @@
  */
 import type { AlertChannel, ChannelName, ChannelReporter, Delivery } from "../alerts/channels/channel.js";
 import { AlertManager } from "../alerts/manager.js";
+import type { AlertView } from "../alerts/model.js";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -172,6 +173,12 @@ export interface PartitionHostOptions {
    * takeover): 1 hour by default.
    */
   lookBackMarginMs?: number;
+  /**
+   * A renotify (an unaccepted alert's repeated signal) for staff on every node, with the alert's
+   * latest audit id: it is no audit change, so it is not in the state's flush (cluster/node.ts
+   * appends it to the change feed).
+   */
+  renotify?: (alert: AlertView, seq: number) => void;
   now?: () => number;
 }
 
@@ -205,6 +212,13 @@ export class PartitionHost {
       ...(o.now ? { now: o.now } : {}),
     });
     o.routes.attach(o.partition, this.alerts);
+    if (o.renotify) {
+      const renotify = o.renotify;
+      this.alerts.on("renotify", (alert: AlertView) => {
+        const audit = this.alerts.history(alert.id);
+        renotify(alert, audit[audit.length - 1]?.id ?? 0);
+      });
+    }
     this.rules = new RuleEngine(
       {
         events: this.events,

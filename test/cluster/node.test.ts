@@ -77,7 +77,7 @@ afterEach(async () => {
   for (const n of running.splice(0)) await n.stop().catch(() => undefined);
 });
 
-async function startNode(url: string, nodeId: string): Promise<TestNode> {
+async function startNode(url: string, nodeId: string, rules = RULES): Promise<TestNode> {
   const { db } = dbs.open();
   const config: PostgresConfig = {
     url,
@@ -98,7 +98,7 @@ async function startNode(url: string, nodeId: string): Promise<TestNode> {
   const node = new ClusterNode({
     config,
     db,
-    rules: () => RULES,
+    rules: () => rules,
     routes,
     registry,
     profiles: new Map(PROFILES.map((p) => [p.id, p])),
@@ -250,5 +250,53 @@ describe("gateway nodes sharing PostgreSQL", () => {
           ?.alerts.open()
           .map((x) => x.level),
       ).toEqual([1]);
+  });
+
+  it("an unaccepted alert's renotify goes into the change feed for staff on every node", async () => {
+    const url = await pgdb.fresh();
+    const renotifying = parseRules(
+      `
+renotify: { high: 400ms, medium: 0s, low: 0s, info: 0s }
+escalation:
+  high: [{ to: [unit], after: 60s }]
+  medium: [{ to: [unit], after: 60s }]
+  low: [{ to: [unit], after: 60s }]
+  info: [{ to: [unit], after: 60s }]
+rules:
+  - id: fall
+    when: { event: fall.detected }
+    raise: { alert: fall, priority: high, message: { da: "Fald", en: "Fall" } }
+`,
+      "renotify test",
+    );
+    const a = await startNode(url, "node-a", renotifying);
+    await until(
+      () => `a holds ${owned(a.node)}`,
+      () => owned(a.node).length === PARTITIONS,
+    );
+    const check = new pg.Pool({ connectionString: url, max: 1 });
+    pgdb.cleanup(() => check.end());
+    await a.ingest([{ eventId: "fall-r", site: SITES[0]! }]);
+    const renotifies = async () =>
+      (
+        await check.query<{ seq: number; alert: string }>(
+          `SELECT (message->>'seq')::int AS seq, message->'alert'->>'id' AS alert FROM change_feed
+            WHERE message->>'kind' = 'renotify' ORDER BY partition, position`,
+        )
+      ).rows;
+    await until(
+      async () => JSON.stringify(await renotifies()),
+      async () => (await renotifies()).length >= 2,
+    );
+    const [first] = await renotifies();
+    const alert = a.node.host(partitionOf(SITES[0]!, PARTITIONS))!.alerts.open()[0]!;
+    expect(first!.alert).toBe(alert.id);
+    // The alert's latest audit id when it was sent: a resume point staff already hold.
+    const { rows } = await check.query<{ id: number }>(
+      "SELECT max(id)::int AS id FROM alert_audit WHERE alert_id = $1",
+      [alert.id],
+    );
+    expect(first!.seq).toBeLessThanOrEqual(rows[0]!.id);
+    expect(first!.seq).toBeGreaterThan(0);
   });
 });
