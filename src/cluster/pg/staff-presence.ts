@@ -110,7 +110,7 @@ export interface StaffPresenceStatus {
   /** Other live nodes in the copy. */
   liveNodes: string[];
   connected: number;
-  /** Writes committed (or sent, for one that failed after) since construction. */
+  /** Writes sent since construction: one statement each, and one notification each that commits. */
   writes: number;
   reads: number;
   lastError: string | null;
@@ -149,8 +149,8 @@ const MS = "* interval '1 millisecond'";
 /**
  * Every live node other than this one ($2), with how long its heartbeat has left, and the rows of the
  * nodes asked for: all ($3), named ($4), or not in the copy yet ($5, the nodes already there). The
- * liveness test is leases.ts's LIVE_NODES. This node's own rows come too, whether live or not, for
- * the check of what its writes left (`verifyOwn`).
+ * liveness test is leases.ts's LIVE_NODES. A read of all ($3) brings this node's own rows too,
+ * whether it is live or not, for the check of what its writes left (`verifyOwn`).
  */
 const READ = `
   WITH live AS (
@@ -162,7 +162,7 @@ const READ = `
          (extract(epoch FROM p.updated_at) * 1000)::float8 AS updated_ms
     FROM live LEFT JOIN staff_presence p
       ON p.node_id = live.node_id
-     AND ($3 OR live.node_id = ANY($4::text[]) OR NOT (live.node_id = ANY($5::text[])))`;
+     AND ($3 OR (live.node_id <> $2 AND (live.node_id = ANY($4::text[]) OR NOT (live.node_id = ANY($5::text[])))))`;
 
 /**
  * One statement, so one implicit transaction: the rows named in $2 go, and with $3 (a wholesale
@@ -279,8 +279,9 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
       this.written = null;
       await this.runWrite();
       if (this.written === null) throw new Error(this.lastError ?? "staff presence: the first write failed");
+      const readsBefore = this.reads;
       await this.requestRead("all");
-      if (this.lastFullReadAt === Number.NEGATIVE_INFINITY)
+      if (this.reads === readsBefore)
         throw new Error(this.lastError ?? "staff presence: the first read failed");
     } catch (err) {
       this.halt();
@@ -589,6 +590,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
       return;
     }
     if (!this.running) {
+      c.on("error", ignoreDropped);
       c.release(true);
       return;
     }
