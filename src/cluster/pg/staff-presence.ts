@@ -36,8 +36,10 @@
  * its rows behind; they stop counting when its heartbeat is leaseMs old, the moment the leases
  * count it dead: each read learns how long every live node's heartbeat has left (PostgreSQL's time,
  * measured from when the read was sent, so never later than PostgreSQL's own expiry), and the next
- * read of the live set is timed for the earliest of those. The node's own sockets always count, from
- * its own memory, whatever PostgreSQL says.
+ * read of the live set is timed for the earliest of those. A live node not in the copy yet (one that
+ * joined, or heartbeats again after a pause past its lease) has its rows read with the live set, so
+ * it counts from the next such read, the leases' notification of a join, or the poll. The node's own
+ * sockets always count, from its own memory, whatever PostgreSQL says.
  *
  * One person on several nodes (or with several consoles) appears once: the identity is the one of
  * this node's sockets if the person has any here, otherwise the most recently written row.

@@ -266,6 +266,30 @@ describe("staff presence across nodes", () => {
     expect((await rowsOf(a.pool, "node-c")).map((r) => [r.staff_id, r.sockets])).toEqual([["carl", 1]]);
   });
 
+  it("rows of a node changed behind its back are written again after its next full read", async () => {
+    const url = await pgdb.fresh();
+    const a = await node(url, "node-a", { presence: { pollMs: 300 } });
+    const b = await node(url, "node-b");
+    const seen = b.change((ids) => ids.includes("anna"));
+    a.presence.publish([person("anna"), person("bo")]);
+    await seen;
+    const writes = a.presence.status().writes;
+    await a.pool.query("DELETE FROM staff_presence WHERE node_id = 'node-a' AND staff_id = 'bo'");
+    await a.pool.query(
+      "UPDATE staff_presence SET sockets = 9 WHERE node_id = 'node-a' AND staff_id = 'anna'",
+    );
+    await expect
+      .poll(() => rowsOf(a.pool, "node-a").then((r) => r.map((x) => [x.staff_id, x.sockets])), {
+        timeout: 3000,
+      })
+      .toEqual([
+        ["anna", 1],
+        ["bo", 1],
+      ]);
+    expect(a.presence.status().writes).toBe(writes + 1);
+    expect(b.ids()).toEqual(["anna", "bo"]);
+  });
+
   it("a node whose heartbeat stops counts until its heartbeat is leaseMs old, and no longer", async () => {
     const url = await pgdb.fresh();
     const leaseMs = 1500;
