@@ -19,13 +19,15 @@ import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
 import { ClusterNode } from "./cluster/node.js";
 import { ChannelRoutes } from "./cluster/partition-host.js";
+import { PgAlertHistory } from "./cluster/pg/alert-history.js";
 import { ChangeFeed } from "./cluster/pg/change-feed.js";
+import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
 import { ClusterStaffAlerts } from "./cluster/staff-alerts.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
-import { alertRoutes } from "./http/alerts.js";
+import { type AlertActions, alertRoutes } from "./http/alerts.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
 import { metricsRoutes, operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { pushRoutes } from "./http/push.js";
@@ -161,6 +163,8 @@ export class Gateway {
   cluster: ClusterNode | null = null;
   /** The cluster's alert change feed, followed for this node's staff sockets. */
   private changeFeed: ChangeFeed | null = null;
+  /** Alerts as this node's staff and HTTP API see them in cluster mode (owners elsewhere). */
+  private clusterAlerts: ClusterStaffAlerts | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
   observe!: ObserveMode;
   timeSaved!: TimeSavedJob;
@@ -394,7 +398,7 @@ export class Gateway {
         send: cluster.commands.sender(clusterConfig.nodeId, clusterConfig.commandTimeoutMs),
         log: log.child({ component: "staff-alerts" }),
       });
-      staffAlerts = clusterAlerts;
+      staffAlerts = this.clusterAlerts = clusterAlerts;
     }
     this.staff = staff = new StaffServer(
       staffAlerts,
@@ -681,10 +685,15 @@ export class Gateway {
       },
       rules: () => this.rules.rules,
     });
+    // In cluster mode the API reads PostgreSQL, and what it does to an alert runs on its owner.
+    const cluster = this.cluster;
+    const alertActions: AlertActions = this.clusterAlerts?.actions() ?? this.alerts;
     alertRoutes(this.router, {
-      maintenance: new SqliteMaintenanceSchedule(this.db),
-      alerts: this.alerts,
-      history: new SqliteAlertHistory(this.db, partition.alerts),
+      maintenance: cluster
+        ? new PgMaintenanceSchedule(cluster.pool, (site) => cluster.maintenanceChanged(site))
+        : new SqliteMaintenanceSchedule(this.db),
+      alerts: alertActions,
+      history: cluster ? new PgAlertHistory(cluster.pool) : new SqliteAlertHistory(this.db, partition.alerts),
       places: siteCatalogue(config),
     });
     if (config.cluster.rabbitmq.enabled)
@@ -727,7 +736,7 @@ export class Gateway {
     // "allow notifications" control instead of meeting 404s.
     pushRoutes(this.router, {
       push: this.push,
-      alerts: this.alerts,
+      alerts: alertActions,
       tokens: this.tokens,
     });
     const timeModel = this.options.timeModel ?? loadTimeModel(config.timeModelFile);

@@ -16,6 +16,11 @@
  *   given up for another node to take.
  * - Staff commands from this node's sockets for alerts of any partition are sent to its owner
  *   (`send`), this node included.
+ * - A maintenance window opened or ended on any node reaches the owner of its site's partition:
+ *   the opening node calls `maintenanceChanged`, the others hear `ata_maintenance` (the site id,
+ *   notified in the window's own transaction, pg/maintenance.ts) on a connection held for it; after
+ *   that connection was lost, every held partition reads its windows again, since a notification
+ *   may have been missed meanwhile.
  *
  * Connections: one pool for the partitions' work (`poolSize`); the leases get a pool of their own,
  * so that a burst of flushes never makes a renewal wait (pg/leases.ts, "Running it"); the follower
@@ -37,6 +42,7 @@ import { partitionOf } from "./partitions.js";
 import { appendChanges, renotifyEntry } from "./pg/change-feed.js";
 import { EventLogFollower, type PartitionEvent, readPartitionWindow } from "./pg/event-log.js";
 import { PartitionLeases } from "./pg/leases.js";
+import { MAINTENANCE_CHANNEL } from "./pg/maintenance.js";
 import { migratePg } from "./pg/migrate.js";
 import { applyCommand, type OwnerCommand, OwnerCommands, type ServedPartition } from "./pg/owner-commands.js";
 import { PgPartitionState } from "./pg/partition-state.js";
@@ -88,6 +94,8 @@ export class ClusterNode {
   private readonly loading = new Map<number, number>();
   private readonly log: Logger;
   private running = false;
+  private maintenanceClient: pg.Client | null = null;
+  private maintenanceRetry: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ClusterNodeOptions) {
     const c = o.config;
@@ -137,7 +145,54 @@ export class ClusterNode {
     this.forwarder.start();
     await this.follower.start();
     await this.commands.start();
+    await this.listenMaintenance();
     await this.leases.start();
+  }
+
+  /** A window of this site was opened or ended: the partition's owner, if here, reads its windows. */
+  maintenanceChanged(siteId: string): Promise<void> {
+    const host = this.held.get(partitionOf(siteId, this.o.config.partitions))?.host;
+    return (host?.refreshMaintenance() ?? Promise.resolve()).catch((err: Error) =>
+      this.log.warn({ siteId, err: err.message }, "could not read maintenance windows again"),
+    );
+  }
+
+  private async listenMaintenance(): Promise<void> {
+    if (!this.running) return;
+    const client = new pg.Client({
+      connectionString: this.o.config.url,
+      application_name: `ata ${this.o.config.nodeId} maintenance`,
+    });
+    const lost = () => {
+      if (this.maintenanceClient !== client) return;
+      this.maintenanceClient = null;
+      void client.end().catch(() => undefined);
+      if (this.running && !this.maintenanceRetry) {
+        this.maintenanceRetry = setTimeout(() => {
+          this.maintenanceRetry = null;
+          void this.listenMaintenance();
+        }, RETAKE_MS);
+        this.maintenanceRetry.unref();
+      }
+    };
+    client.on("notification", (n) => {
+      if (n.channel === MAINTENANCE_CHANNEL && n.payload) void this.maintenanceChanged(n.payload);
+    });
+    client.on("error", lost);
+    client.on("end", lost);
+    this.maintenanceClient = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${MAINTENANCE_CHANNEL}`);
+      // What changed while nobody listened.
+      for (const h of this.held.values()) void h.host.refreshMaintenance().catch(() => undefined);
+    } catch (err) {
+      this.log.warn(
+        { err: (err as Error).message },
+        "could not listen for maintenance windows; trying again",
+      );
+      lost();
+    }
   }
 
   /** Gives every partition up (each stops acting first), then closes the connections. */
@@ -145,6 +200,10 @@ export class ClusterNode {
     this.running = false;
     await this.leases.stop();
     for (const p of [...this.held.keys()]) this.release(p, "stopped");
+    if (this.maintenanceRetry) clearTimeout(this.maintenanceRetry);
+    const listening = this.maintenanceClient;
+    this.maintenanceClient = null;
+    await listening?.end().catch(() => undefined);
     await this.follower.stop();
     await this.commands.stop();
     await this.forwarder.stop();

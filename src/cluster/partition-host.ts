@@ -269,6 +269,11 @@ export class PartitionHost {
     await this.o.state.flushed();
   }
 
+  /** Reads the partition's maintenance windows again (one was opened or ended, on any node). */
+  refreshMaintenance(): Promise<void> {
+    return this.o.state.refreshMaintenance();
+  }
+
   /** Resolves once everything this partition did so far is in PostgreSQL. */
   flushed(): Promise<void> {
     return this.o.state.flushed();

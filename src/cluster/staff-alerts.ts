@@ -34,6 +34,7 @@ import { type AlertChange, alertVisibleTo, view } from "../alerts/manager.js";
 import type { AlertView } from "../alerts/model.js";
 import type { AlertRow } from "../alerts/store.js";
 import { ApiError } from "../errors.js";
+import type { AlertActions } from "../http/alerts.js";
 import type { Logger } from "../log.js";
 import type { ClientCommand, SnapshotReason, StaffCommand, StaffIdentity } from "../staff/protocol.js";
 import type { FeedStaffAlerts, StaffStart, StaffStream } from "../staff/server.js";
@@ -149,6 +150,25 @@ export class ClusterStaffAlerts implements FeedStaffAlerts {
     if (site === null || !staff.sites.includes(site))
       throw new ApiError("alert_not_found", `no alert "${command.alertId}" in your scope`);
     return this.o.send(partitionOf(site, this.o.partitions), { ...command, staff });
+  }
+
+  /**
+   * The HTTP API's and the phone notifications' actions on an alert (src/http/alerts.ts), carried
+   * to the owner like a console's commands.
+   */
+  actions(): AlertActions {
+    const run = (staff: StaffIdentity, command: ClientCommand) => this.command(staff, command);
+    const id = "http";
+    return {
+      accept: (alertId, staff) => run(staff, { type: "accept", id, alertId }),
+      received: (alertId, staff) => run(staff, { type: "received", id, alertId }),
+      attend: (alertId, staff) => run(staff, { type: "attend", id, alertId }),
+      reject: (alertId, staff, reason) =>
+        run(staff, { type: "reject", id, alertId, ...(reason === undefined ? {} : { reason }) }),
+      resolve: (alertId, staff, outcome, note) =>
+        run(staff, { type: "resolve", id, alertId, outcome, ...(note === undefined ? {} : { note }) }),
+      comment: (alertId, staff, text) => run(staff, { type: "comment", id, alertId, text }),
+    };
   }
 
   /** How many streams are registered (for status and tests). */

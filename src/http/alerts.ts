@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type AlertManager, alertVisibleTo, view } from "../alerts/manager.js";
+import type { AlertView } from "../alerts/model.js";
 import { ALERT_STATES, type AuditEntry, Outcome } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import type { AlertHistory } from "../alerts/store.js";
@@ -9,10 +10,20 @@ import type { MaintenanceSchedule } from "../rules/maintenance.js";
 import { placesInScope, type SiteCatalogueEntry, type StaffIdentity } from "../staff/protocol.js";
 import type { RequestContext, Router } from "./router.js";
 
+/**
+ * What staff do to an alert: the alert manager itself in one process; in cluster mode a command
+ * carried to the node that owns the alert's partition (src/cluster/staff-alerts.ts `actions`).
+ */
+export type AlertActions = {
+  [K in "accept" | "received" | "attend" | "reject" | "resolve" | "comment"]: (
+    ...args: Parameters<AlertManager[K]>
+  ) => AlertView | Promise<AlertView>;
+};
+
 export interface AlertRoutesContext {
   /** Maintenance windows of any site, listed, opened and ended. */
   maintenance: MaintenanceSchedule;
-  alerts: AlertManager;
+  alerts: AlertActions;
   /** The alerts and their audit as the API lists them, closed ones included. */
   history: AlertHistory;
   /** The configured sites and units with their names, for /me. */

@@ -9,15 +9,15 @@
 import { z } from "zod";
 import type { PushChannel } from "../alerts/channels/push.js";
 import type { PushSubscriptionRow } from "../alerts/channels/push-store.js";
-import type { AlertManager } from "../alerts/manager.js";
 import { ApiError } from "../errors.js";
 import type { TokenStore } from "../staff/tokens.js";
+import type { AlertActions } from "./alerts.js";
 import type { RequestContext, Router } from "./router.js";
 
 export interface PushRoutesContext {
   /** Null when the gateway has no push channel configured. */
   push: PushChannel | null;
-  alerts: AlertManager;
+  alerts: AlertActions;
   tokens: TokenStore;
 }
 
@@ -148,7 +148,7 @@ export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
     const { cap } = await r.body(CapabilityBody);
     const ok = channel().authorize(cap);
     if (!ok) throw new ApiError("invalid_capability");
-    return { alert: ctx.alerts.accept(ok.claims.al, ok.staff) };
+    return { alert: await ctx.alerts.accept(ok.claims.al, ok.staff) };
   });
 
   router.add("POST", "/api/v1/push/actions/reject", async (r) => {
@@ -156,7 +156,7 @@ export function pushRoutes(router: Router, ctx: PushRoutesContext): void {
     const ok = channel().authorize(cap);
     if (!ok) throw new ApiError("invalid_capability");
     return {
-      alert: ctx.alerts.reject(ok.claims.al, ok.staff, reason ?? "afvist fra telefonens notifikation"),
+      alert: await ctx.alerts.reject(ok.claims.al, ok.staff, reason ?? "afvist fra telefonens notifikation"),
     };
   });
 }

@@ -27,7 +27,7 @@ const PARTITIONS = 2;
 const LEASE_MS = 1_500;
 /** The first level gives staff this long before the alert moves on. */
 const LEVEL_MS = 5_000;
-const RADARS = ["cg-radar-1", "cg-radar-2"];
+const RADARS = ["cg-radar-1", "cg-radar-2", "cg-radar-3"];
 const SECRET = "cluster-gateways-secret-01";
 
 const RULES = `
@@ -73,7 +73,7 @@ async function gateway(url: string, nodeId: string): Promise<GatewayProcess> {
       unit: "unit-1",
       room: `r${i + 1}`,
     })),
-    staff: [STAFF.anna, STAFF.bo].map((s) => ({ ...s })),
+    staff: [STAFF.anna, STAFF.bo, STAFF.nina].map((s) => ({ ...s })),
     cluster: { postgres: { url, nodeId, partitions: PARTITIONS, leaseMs: LEASE_MS } },
   });
   const p = await spawnGateway(configPath, {}, 30_000);
@@ -99,9 +99,26 @@ async function heldBy(check: pg.Pool): Promise<Map<string, number>> {
 async function audit(check: pg.Pool): Promise<{ action: string; device: string; actor: string }[]> {
   const { rows } = await check.query<{ action: string; device_id: string; actor_id: string }>(
     `SELECT a.action, al.device_id, a.actor_id FROM alert_audit a JOIN alerts al ON al.id = a.alert_id
-      WHERE a.action IN ('raised', 'accepted', 'escalated') ORDER BY a.id`,
+      WHERE a.action IN ('raised', 'accepted', 'escalated', 'suppressed', 'comment') ORDER BY a.id`,
   );
   return rows.map((r) => ({ action: r.action, device: r.device_id, actor: r.actor_id }));
+}
+
+/** The HTTP API as a person's console calls it. */
+async function api(
+  p: GatewayProcess,
+  path: string,
+  token: string,
+  body?: unknown,
+): Promise<Record<string, unknown>> {
+  const res = await fetch(`http://127.0.0.1:${p.http}${path}`, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const json = (await res.json()) as Record<string, unknown>;
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+  return json;
 }
 
 function fall(eventId: string): string {
@@ -147,6 +164,32 @@ describe("two gateway nodes on one PostgreSQL", () => {
     expect(taken.alert.acceptedBy).toEqual({ id: "anna", name: "Anna" });
     expect(taken.actor).toBe("Anna");
 
+    // The HTTP API on the other node: its list is PostgreSQL's, and a comment runs on the owner.
+    const listed = (await api(other, "/api/v1/alerts?state=open", STAFF.anna.token)).alerts as {
+      id: string;
+    }[];
+    expect(listed.map((a) => a.id)).toEqual([raisedForAnna.alert.id]);
+    const commented = await api(other, `/api/v1/alerts/${raisedForAnna.alert.id}/comment`, STAFF.anna.token, {
+      text: "på vej",
+    });
+    expect((commented.alert as { id: string }).id).toBe(raisedForAnna.alert.id);
+    await bo.change(raisedForAnna.alert.id, "comment", 10_000);
+
+    // A maintenance window opened through the other node reaches the owner's copy: the next fall
+    // of that device is recorded as suppressed, not raised.
+    const radar3 = await connectDevice(other.mqtt, RADARS[2]!, SECRET);
+    clients.push(radar3);
+    await api(other, "/api/v1/maintenance", STAFF.nina.token, {
+      site: "home-a",
+      device: RADARS[2],
+      minutes: 10,
+      reason: "recalibration",
+    });
+    // The owner hears of it by notification and reads its windows again: milliseconds, given a second.
+    await new Promise((r) => setTimeout(r, 1_000));
+    await publish(radar3, deviceTopic(RADARS[2]!, "events"), fall("cg-fall-m"));
+    await eventually(async () => (await audit(check)).some((e) => e.device === RADARS[2]), 10_000);
+
     // A second fall, left open; the owner is killed before its first level runs out.
     await publish(radar2, deviceTopic(RADARS[1]!, "events"), fall("cg-fall-2"));
     const second = await anna.change(null, "raised", 10_000);
@@ -168,7 +211,9 @@ describe("two gateway nodes on one PostgreSQL", () => {
     // Once each, across both owners.
     await new Promise((r) => setTimeout(r, 1_000));
     const entries = await audit(check);
-    expect(entries.filter((e) => e.action === "raised").map((e) => e.device)).toEqual(RADARS);
+    expect(entries.filter((e) => e.action === "raised").map((e) => e.device)).toEqual(RADARS.slice(0, 2));
+    expect(entries.filter((e) => e.action === "suppressed").map((e) => e.device)).toEqual([RADARS[2]]);
+    expect(entries.filter((e) => e.action === "comment").map((e) => e.actor)).toEqual(["staff:anna"]);
     expect(entries.filter((e) => e.action === "accepted").map((e) => e.device)).toEqual([RADARS[0]]);
     expect(entries.filter((e) => e.action === "escalated").map((e) => e.device)).toEqual([RADARS[1]]);
   }, 90_000);
