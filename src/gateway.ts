@@ -304,7 +304,11 @@ export class Gateway {
     this.timers = new DurableTimers(partition.timers, log.child({ component: "timers" }));
     this.timers.storage = this.storage;
     let staff: StaffServer | null = null;
-    this.channels.set("console", new ConsoleChannel({ connected: () => staff?.connected() ?? [] }));
+    // Who the console reaches: this process's sockets, or in cluster mode everyone on any node.
+    this.channels.set(
+      "console",
+      new ConsoleChannel({ connected: () => this.cluster?.presence.connected() ?? staff?.connected() ?? [] }),
+    );
     if (config.alarms.fallbackWebhook)
       this.channels.set(
         "webhook",
@@ -409,6 +413,8 @@ export class Gateway {
       this.durability,
       { auth: this.staffAuth, log: this.security },
     );
+    const presence = this.cluster?.presence;
+    if (presence) this.staff.onSessions = (sockets) => presence.publish(sockets);
     this.rules = new RuleEngine(
       {
         events: new SqliteRulesEventLog(this.db),

@@ -14,6 +14,9 @@
  * - A partition lost (its lease, or its state on a failed flush) stops all of that at once: the
  *   follower drops it, the host stops acting, the commands are no longer taken, and the lease is
  *   given up for another node to take.
+ * - Who is connected is the cluster's (`StaffPresence`): this node publishes its own signed-in
+ *   sockets, and the console channel of every partition it holds reaches staff on any node; someone
+ *   coming or going anywhere makes its partitions re-check alerts nobody could receive.
  * - Staff commands from this node's sockets for alerts of any partition are sent to its owner
  *   (`send`), this node included.
  * - A maintenance window opened or ended on any node reaches the owner of its site's partition:
@@ -46,6 +49,7 @@ import { MAINTENANCE_CHANNEL } from "./pg/maintenance.js";
 import { migratePg } from "./pg/migrate.js";
 import { applyCommand, type OwnerCommand, OwnerCommands, type ServedPartition } from "./pg/owner-commands.js";
 import { PgPartitionState } from "./pg/partition-state.js";
+import { StaffPresence } from "./pg/staff-presence.js";
 
 export interface ClusterNodeOptions {
   config: PostgresConfig;
@@ -89,6 +93,8 @@ export class ClusterNode {
   readonly follower: EventLogFollower;
   readonly commands: OwnerCommands;
   readonly forwarder: EventForwarder;
+  /** Who is connected to any node: what the owner's console channel reaches. */
+  readonly presence: StaffPresence;
   private readonly held = new Map<number, Held>();
   /** Per partition, the token of the acquisition being loaded: a later one, or a loss, supersedes it. */
   private readonly loading = new Map<number, number>();
@@ -124,6 +130,20 @@ export class ClusterNode {
       partitions: c.partitions,
       log: this.log.child({ component: "forwarder" }),
     });
+    this.presence = new StaffPresence({ pool: this.pool, nodeId: c.nodeId, leaseMs: c.leaseMs });
+    this.presence.on("error", (err) => this.log.warn({ err: err.message }, "staff presence"));
+    // Someone came or went on any node: alerts nobody could receive are tried again.
+    this.presence.on("changed", () => {
+      for (const h of this.held.values())
+        try {
+          h.host.alerts.recheckUndelivered();
+        } catch (err) {
+          this.log.error(
+            { partition: h.host.partition, err: (err as Error).message },
+            "could not re-check undelivered alerts",
+          );
+        }
+    });
     this.leases.on("acquired", (p, token) => void this.acquire(p, token));
     this.leases.on("lost", (p, reason) => this.release(p, reason));
     this.leases.on("error", (err) => this.log.warn({ err: err.message }, "lease round failed"));
@@ -146,6 +166,7 @@ export class ClusterNode {
     await this.follower.start();
     await this.commands.start();
     await this.listenMaintenance();
+    await this.presence.start();
     await this.leases.start();
   }
 
@@ -204,6 +225,7 @@ export class ClusterNode {
     const listening = this.maintenanceClient;
     this.maintenanceClient = null;
     await listening?.end().catch(() => undefined);
+    await this.presence.stop();
     await this.follower.stop();
     await this.commands.stop();
     await this.forwarder.stop();

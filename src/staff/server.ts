@@ -285,7 +285,7 @@ export class StaffServer implements StaffDirectory {
       session.stream?.close();
       session.stream = null;
       this.keepResumeFloor(session);
-      if (session.staff) this.scheduleRecheck();
+      if (session.staff) this.sessionsChanged();
     });
     ws.on("error", (err) => this.log.debug({ err: err.message }, "staff socket error"));
   }
@@ -421,7 +421,10 @@ export class StaffServer implements StaffDirectory {
       places: placesInScope(this.sites, staff),
       outcomes: outcomeCatalogue(),
     });
-    if (fromFeed(alerts)) return;
+    if (fromFeed(alerts)) {
+      this.sessionsChanged();
+      return;
+    }
     // Replay and registration for live changes happen in this same synchronous turn, so no change
     // can fall between them.
     if (msg.resumeFrom === undefined && msg.resumeCursor !== undefined)
@@ -440,12 +443,12 @@ export class StaffServer implements StaffDirectory {
           n++;
         }
         this.send(s, { type: "resumed", from: msg.resumeFrom, replayed: n });
-        this.scheduleRecheck();
+        this.sessionsChanged();
         return;
       }
       this.snapshot(alerts, s, "resume_too_old");
     } else this.snapshot(alerts, s, "initial");
-    this.scheduleRecheck();
+    this.sessionsChanged();
   }
 
   private snapshot(alerts: LocalStaffAlerts, s: Session, reason: SnapshotReason): void {
@@ -490,6 +493,17 @@ export class StaffServer implements StaffDirectory {
         this.send(s, { type: "renotify", alertId: a.id, priority: a.priority, level: a.level }, sync);
     }
   };
+
+  /**
+   * Told, with one identity per signed-in socket, whenever a person signs in or a socket of one
+   * closes: in cluster mode this node's share of who is connected (src/cluster/pg/staff-presence.ts).
+   */
+  onSessions: ((sockets: StaffIdentity[]) => void) | null = null;
+
+  private sessionsChanged(): void {
+    this.onSessions?.([...this.sessions].flatMap((s) => (s.staff ? [s.staff] : [])));
+    this.scheduleRecheck();
+  }
 
   /** A staff member came or went: alerts that nobody can receive now move on. */
   private scheduleRecheck(): void {
