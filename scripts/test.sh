@@ -37,6 +37,10 @@ fi
 echo "== types"; npx tsc --noEmit && npx tsc -p web
 echo "== lint"; npx biome check .
 echo "== docker-compose.yml"; ATA_ADMIN_TOKEN=validate-only-token docker-compose -f docker-compose.yml config -q
+echo "== docker-compose.cluster.yml"; ATA_ADMIN_TOKEN=validate-only-token ATA_POSTGRES_USER=ata \
+  ATA_POSTGRES_PASSWORD=validateonly ATA_RABBITMQ_COOKIE=validateonly ATA_RABBITMQ_USER=ata-gateway \
+  ATA_RABBITMQ_PASSWORD=validateonly ATA_RABBITMQ_AUTH_SECRET=validate-only-secret-0123456789abcdef \
+  docker-compose -f docker-compose.cluster.yml config -q
 echo "== tests"
 report=$(mktemp)
 status=0
