@@ -59,6 +59,7 @@ import type { PartitionState } from "../../rules/partition.js";
 import { partitionOf } from "../partitions.js";
 import { type AttemptTableRow, type AuditTableRow, PgAlertStore } from "./alert-store.js";
 import { appendChanges } from "./change-feed.js";
+import { positionAtSeq } from "./event-log.js";
 import type { LostReason, PartitionLeases } from "./leases.js";
 import { ALERT_COLUMNS, ATTEMPT_COLUMNS, rows, upsertJson } from "./partition-schema.js";
 import { PgMaintenanceWindows, PgRulesCursor, PgTimerStore, type TimerTableRow } from "./partition-stores.js";
@@ -274,6 +275,15 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
     const p = this.partition;
     await this.leases.fenced(p, this.token, async (c) => {
       await c.query(ADOPT_TIMERS, [p, this.count]);
+      const [known] = await rows<{ partition: number }>(
+        c,
+        "SELECT partition FROM partition_state WHERE partition = $1",
+        [p],
+      );
+      // First owner since the export (or ever): what the single process numbered by its log's seq
+      // is numbered by the partition's positions from now on (event-log.ts), once, in this
+      // transaction: absence timers' events here, the rules' cursor below.
+      if (!known) await c.query(ABSENCE_EVENTS_TO_POSITIONS, [p]);
       const timers = await rows<TimerTableRow>(c, "SELECT * FROM timers WHERE partition = $1", [p]);
       const alerts = await rows<AlertRow>(
         c,
@@ -309,10 +319,12 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
           [p, this.count],
         );
         meta = {
-          rules_position: cursor?.position ?? 0,
+          rules_position: cursor ? await positionAtSeq(c, p, cursor.position) : 0,
           rules_updated_at: cursor?.updated_at ?? 0,
           audit_head: head?.head ?? 0,
         };
+        // Written now, so the numbering above is never done twice.
+        await c.query(UPSERT_META, [p, meta.rules_position, meta.rules_updated_at, meta.audit_head]);
       }
       const windows = await rows<MaintenanceRow>(c, MAINTENANCE_OF, [p, this.count]);
       const reserve = async (table: string) =>
@@ -436,6 +448,18 @@ const UPSERT_ALERTS = upsertJson("alerts", "id", ALERT_COLUMNS);
 const INSERT_AUDIT = upsertJson("alert_audit", "id", null);
 const UPSERT_ATTEMPTS = upsertJson("channel_attempts", "id", ATTEMPT_COLUMNS);
 const UPSERT_TIMERS = upsertJson("timers", "id", ["kind", "due_at", "payload", "partition"]);
+/**
+ * An absence timer keeps its event's place in the log (src/rules/engine.ts). A single process's
+ * timer names a SQLite seq, which the export kept as the row's `seq`; a partition's owner reads its
+ * events by position. Timers whose event has no position (exported before the log had them) keep
+ * what they had, and raise nothing when they fire (the event is not found), as for a pruned event.
+ */
+const ABSENCE_EVENTS_TO_POSITIONS = `
+  UPDATE timers AS t
+     SET payload = jsonb_set(t.payload::jsonb, '{eventSeq}', to_jsonb(e.position))::text
+    FROM events AS e
+   WHERE t.partition = $1 AND t.kind = 'absence' AND e.position IS NOT NULL
+     AND e.seq = (t.payload::jsonb ->> 'eventSeq')::bigint`;
 const UPSERT_META = `
   INSERT INTO partition_state (partition, rules_position, rules_updated_at, audit_head) VALUES ($1, $2, $3, $4)
   ON CONFLICT (partition) DO UPDATE SET rules_position = excluded.rules_position,

@@ -435,8 +435,9 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     );
     await pool.query("SELECT setval(pg_get_serial_sequence('alert_audit', 'id'), 17)");
     await pool.query(
-      `INSERT INTO events (seq, event_id, device_id, type, phase, occurred_at, received_at, site_id, unit_id, profile, data)
-       OVERRIDING SYSTEM VALUE VALUES (5, 'e5', 'dev-1', 'bed.exit', 'start', 0, 0, $1, 'nord', 'p', '{}')`,
+      `INSERT INTO events (seq, event_id, device_id, type, phase, occurred_at, received_at, site_id, unit_id, profile, data,
+                           partition, position)
+       OVERRIDING SYSTEM VALUE VALUES (5, 'e5', 'dev-1', 'bed.exit', 'start', 0, 0, $1, 'nord', 'p', '{}', 0, 1)`,
       [site0],
     );
     await pool.query(
@@ -452,7 +453,11 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     const s1 = await load(node, 1);
     expect(s0.timers.load().map((t) => t.id)).toEqual(["absence:bed-exit:dev-1"]);
     expect(s1.timers.load().map((t) => t.id)).toEqual(["alert:al_1:escalate"]);
-    expect([s0.cursor.position(), s1.cursor.position()]).toEqual([77, 77]);
+    // The single process's cursor (a seq of its log) as each partition's position: partition 0's
+    // one event (seq 5, position 1) is behind it, partition 1 has none. The absence timer's event
+    // likewise, by its position.
+    expect([s0.cursor.position(), s1.cursor.position()]).toEqual([1, 0]);
+    expect(JSON.parse(s0.timers.load()[0]!.payload)).toEqual({ ruleId: "bed-exit", eventSeq: 1 });
     expect([s0.alerts.head(), s1.alerts.head()]).toEqual([0, 17]);
     expect(s1.alerts.auditFloor()).toBe(17);
     const next = s1.step(() => s1.alerts.appendAudit(audit(a1, { action: "escalated" })));
