@@ -26,7 +26,9 @@ export const clusterCommand: CliCommand = {
     const sqlitePath = join(config.dataDir, "ata.db");
     out(`exporting ${sqlitePath} (one read snapshot; what a running gateway writes after it is not carried)`);
     try {
-      await exportToPostgres({ sqlitePath, url, out });
+      // The events' partitions are the cluster's: its configured count, when it is configured yet.
+      const partitions = config.cluster.postgres?.partitions;
+      await exportToPostgres({ sqlitePath, url, out, ...(partitions ? { partitions } : {}) });
     } catch (err) {
       if (!(err instanceof ExportError)) throw err;
       process.stderr.write(`${err.message}\n`);

@@ -43,7 +43,7 @@ import { EventForwarder } from "./event-forwarder.js";
 import { type ChannelRoutes, PartitionHost } from "./partition-host.js";
 import { partitionOf } from "./partitions.js";
 import { appendChanges, renotifyEntry } from "./pg/change-feed.js";
-import { EventLogFollower, type PartitionEvent, readPartitionWindow } from "./pg/event-log.js";
+import { EventLogFollower, type PartitionEvent, pruneEvents, readPartitionWindow } from "./pg/event-log.js";
 import { PartitionLeases } from "./pg/leases.js";
 import { MAINTENANCE_CHANNEL } from "./pg/maintenance.js";
 import { migratePg } from "./pg/migrate.js";
@@ -79,6 +79,7 @@ export interface ClusterNodeStatus {
 }
 
 const RETAKE_MS = 1000;
+const PRUNE_EVERY_MS = 10 * 60 * 1000;
 
 interface Held {
   token: number;
@@ -101,6 +102,7 @@ export class ClusterNode {
   private readonly log: Logger;
   private running = false;
   private maintenanceClient: pg.Client | null = null;
+  private pruneTimer: NodeJS.Timeout | null = null;
   private maintenanceRetry: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ClusterNodeOptions) {
@@ -168,6 +170,23 @@ export class ClusterNode {
     await this.listenMaintenance();
     await this.presence.start();
     await this.leases.start();
+    // Every node prunes (each prune is a no-op once another has cut the same prefix).
+    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer.unref();
+  }
+
+  /**
+   * Deletes shared-log events past the retention. The retention must exceed the rules' look-back
+   * (a new owner reads that far back), which the configuration's 30 days do for any rule file that
+   * looks back less.
+   */
+  async prune(): Promise<number> {
+    try {
+      return await pruneEvents(this.pool, this.o.config.eventRetentionDays * 86_400_000);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not prune the shared event log");
+      return 0;
+    }
   }
 
   /** A window of this site was opened or ended: the partition's owner, if here, reads its windows. */
@@ -219,6 +238,7 @@ export class ClusterNode {
   /** Gives every partition up (each stops acting first), then closes the connections. */
   async stop(): Promise<void> {
     this.running = false;
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.leases.stop();
     for (const p of [...this.held.keys()]) this.release(p, "stopped");
     if (this.maintenanceRetry) clearTimeout(this.maintenanceRetry);
