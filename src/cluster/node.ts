@@ -132,6 +132,8 @@ export class ClusterNode {
       partitions: c.partitions,
       log: this.log.child({ component: "forwarder" }),
     });
+    // Each held partition's state listens for its lease's loss: as many listeners as partitions.
+    this.leases.setMaxListeners(c.partitions + 10);
     this.presence = new StaffPresence({ pool: this.pool, nodeId: c.nodeId, leaseMs: c.leaseMs });
     this.presence.on("error", (err) => this.log.warn({ err: err.message }, "staff presence"));
     // Someone came or went on any node: alerts nobody could receive are tried again.

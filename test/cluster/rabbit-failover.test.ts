@@ -9,16 +9,26 @@
  *
  * The gateway's AMQP user is RabbitMQ's guest, admitted by the internal backend after the gateway
  * declines it (auth_backends.2 = internal), as in rabbit-ingest.test.ts.
+ *
+ * The gateway is a cluster node on a real PostgreSQL 15 (cluster.postgres): it acknowledges a
+ * delivery only once its events are in the shared event log there, and the falls' alerts are raised
+ * by the owner of the site's partition (this node, the only one), so "exactly once" is checked where
+ * the cluster keeps it: PostgreSQL's log and alerts.
  */
 import type { Socket } from "node:net";
 import amqp from "amqplib";
 import mqtt, { type MqttClient } from "mqtt";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceTopic } from "../../src/broker/topics.js";
 import { RABBIT_AUTH_BASE } from "../../src/cluster/rabbit-auth.js";
 import { ADMIN_TOKEN, eventually, startGateway, type TestGateway } from "../helpers/gateway.js";
+import { pgTestDatabases } from "../helpers/pg-databases.js";
 import { freePort } from "../helpers/ports.js";
 import { type RabbitCluster, type RabbitClusterNode, startRabbitCluster } from "../helpers/rabbitmq.js";
+
+const pgdb = pgTestDatabases("rabbit_failover");
+let pool: pg.Pool;
 
 const SECRET = "cluster-test-secret-0123456789abcdef";
 const CALLER = "rabbitmq";
@@ -52,6 +62,10 @@ const devices: Device[] = [];
 const publishErrors = new Map<string, number>();
 
 const urlOf = (n: RabbitClusterNode) => `amqp://guest:guest@127.0.0.1:${n.amqpPort}`;
+/** PostgreSQL's answer to one query, as rows. */
+async function shared<T>(sql: string): Promise<T[]> {
+  return (await pool.query(sql)).rows as T[];
+}
 const count = (sql: string, ...params: unknown[]) =>
   (t.gateway.db
     .prepare(sql)
@@ -129,6 +143,9 @@ beforeAll(async () => {
   console.info(
     `3 RabbitMQ nodes clustered in ${cluster.startupMs} ms (MQTT listeners open after ${cluster.nodes.map((n) => n.startupMs).join(", ")} ms)`,
   );
+  const url = await pgdb.fresh();
+  pool = new pg.Pool({ connectionString: url, max: 2 });
+  pool.on("error", () => undefined);
   t = await startGateway({
     overrides: {
       http: { host: "127.0.0.1", port: httpPort, adminToken: ADMIN_TOKEN },
@@ -143,6 +160,7 @@ beforeAll(async () => {
         room: "r1",
       })),
       cluster: {
+        postgres: { url, nodeId: "gw-1", partitions: 4, leaseMs: 3_000 },
         rabbitmq: {
           enabled: true,
           username: CALLER,
@@ -165,11 +183,12 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of devices) d.client.end(true);
   await t?.stop();
+  await pool?.end();
   await cluster?.stop();
 }, 60_000);
 
 describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
-  it("every event a device got a PUBACK for is in the event log exactly once, and no fall raises two alerts", async () => {
+  it("every event a device got a PUBACK for is in PostgreSQL's event log exactly once, and no fall raises two alerts", async () => {
     // The queue has a replica on every node, and the leader is where the consumer declared it
     // (RabbitMQ's client-local leader placement): killing it loses the leader and the consumer at once.
     const status = JSON.parse(
@@ -206,14 +225,13 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
       afterTick = null;
     }, TICK_MS);
 
-    const have = () =>
+    const have = async () =>
       new Set(
-        t.gateway.db
-          .prepare(
-            "SELECT device_id || '/' || event_id FROM events WHERE device_id LIKE 'fo-%' AND event_id LIKE 'fo-%'",
+        (
+          await shared<{ key: string }>(
+            "SELECT device_id || '/' || event_id AS key FROM events WHERE device_id LIKE 'fo-%' AND event_id LIKE 'fo-%'",
           )
-          .pluck()
-          .all() as string[],
+        ).map((r) => r.key),
       );
     let killAt = 0;
     let consumerBackAt = 0;
@@ -240,7 +258,7 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
       for (const d of devices.slice(0, DEVICES / 2)) fall(d);
       const inflightAtKill = onVictim.reduce((n, d) => n + d.inflight, 0);
       const pubackedAtKill = devices.flatMap((d) => [...d.acked].map((e) => `${d.id}/${e}`));
-      const loggedAtKill = have();
+      const loggedAtKill = await have();
       killAt = performance.now();
       await victim.kill9();
       for (const d of devices.slice(DEVICES / 2)) fall(d);
@@ -257,8 +275,8 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
 
       const pubacked = devices.flatMap((d) => [...d.acked].map((e) => [d.id, e] as const));
       await eventually(
-        () => {
-          const logged = have();
+        async () => {
+          const logged = await have();
           return pubacked.every(([d, e]) => logged.has(`${d}/${e}`));
         },
         30_000,
@@ -279,17 +297,23 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
       }
 
       // Exactly once per PUBACKed event; what had no PUBACK (none, once every publish is answered) at most once.
-      const perEvent = t.gateway.db
+      // In the shared log, each with its partition's position; and in this node's own log too.
+      const perEvent = await shared<{ device_id: string; event_id: string; n: number; placed: number }>(
+        "SELECT device_id, event_id, count(*)::int AS n, count(position)::int AS placed FROM events WHERE device_id LIKE 'fo-%' AND event_id LIKE 'fo-%' GROUP BY device_id, event_id",
+      );
+      expect(perEvent.filter((r) => r.n !== 1 || r.placed !== 1)).toEqual([]);
+      const locally = t.gateway.db
         .prepare(
-          "SELECT device_id, event_id, count(*) AS n FROM events WHERE device_id LIKE 'fo-%' AND event_id LIKE 'fo-%' GROUP BY device_id, event_id",
+          "SELECT count(*) FROM (SELECT 1 FROM events WHERE device_id LIKE 'fo-%' AND event_id LIKE 'fo-%' GROUP BY device_id, event_id HAVING count(*) <> 1)",
         )
-        .all() as { device_id: string; event_id: string; n: number }[];
-      expect(perEvent.filter((r) => r.n !== 1)).toEqual([]);
+        .pluck()
+        .get() as number;
+      expect(locally).toBe(0);
       const sent = devices.reduce((n, d) => n + d.sent.size, 0);
       const notPubacked = devices.flatMap((d) =>
         [...d.sent].filter((e) => !d.acked.has(e)).map((e) => `${d.id}/${e}`),
       );
-      const logged = have();
+      const logged = await have();
       expect(logged.size).toBeLessThanOrEqual(sent);
 
       // The consumer moved to another node, and /readyz says which (without the password).
@@ -305,9 +329,15 @@ describe("kill -9 of a RabbitMQ node under QoS 1 load", () => {
       expect(check.detail.reconnects).toBeGreaterThanOrEqual(1);
 
       // One alert per device's fall, raised once: a redelivered fall would have counted twice.
-      const alerts = t.gateway.db
-        .prepare("SELECT device_id, count FROM alerts WHERE type = 'fall' AND device_id LIKE 'fo-%'")
-        .all() as { device_id: string; count: number }[];
+      await eventually(
+        async () =>
+          (await shared("SELECT 1 FROM alerts WHERE type = 'fall' AND device_id LIKE 'fo-%'")).length >=
+          DEVICES,
+        10_000,
+      );
+      const alerts = await shared<{ device_id: string; count: number }>(
+        "SELECT device_id, count::int AS count FROM alerts WHERE type = 'fall' AND device_id LIKE 'fo-%'",
+      );
       const fallsPubacked = devices.filter((d) => d.acked.has(falls.get(d.id)!)).map((d) => d.id);
       expect(fallsPubacked.length).toBe(DEVICES);
       expect(alerts.map((a) => a.device_id).sort()).toEqual([...fallsPubacked].sort());
