@@ -15,8 +15,9 @@
  * outside any step is a step of its own. On SQLite every store writes on one connection and the
  * step is its transaction (`SqlitePartitionState`); on PostgreSQL the partition's owner holds its
  * working set in memory and flushes each step in a fenced transaction (`PgPartitionState`,
- * src/cluster/pg/partition-state.ts, not wired into the gateway yet). Every implementation passes
- * test/alerts/store.contract.ts and test/rules/partition.contract.ts.
+ * src/cluster/pg/partition-state.ts, one per partition a cluster node holds:
+ * src/cluster/partition-host.ts). Every implementation passes test/alerts/store.contract.ts and
+ * test/rules/partition.contract.ts.
  *
  * Why it is synchronous, and what the PostgreSQL one looks like: the node holding
  * the lease is the single writer of the partition's state. It keeps the partition's working set in
@@ -47,14 +48,14 @@
  * - ids the stores hand out (audit ids, attempt ids) grow in commit order: the audit id is the `seq`
  *   staff clients order and resume by. A store answering synchronously hands them out without a
  *   round trip (from a block reserved ahead in a PostgreSQL sequence, say); one order across
- *   partitions for resume is the cross-node fan-out's question (docs/cluster.md "Not built yet").
+ *   partitions for resume is the change feed's vector cursor (docs/cluster.md "Staff on any node").
  *
  * Rows have the tables' columns (PostgreSQL's tables mirror SQLite's column for column,
  * src/cluster/pg/schema.ts), so an export and the logic above read the same shape.
  *
- * Still outside: the rules read the event log (replay, an absence timer's event, count conditions,
- * which leave out events logged under maintenance) directly on SQLite (engine.ts); the event log is
- * every node's, written by ingest, and needs its own repository.
+ * Not here: the rules read the event log (replay, an absence timer's event, count conditions, which
+ * leave out events logged under maintenance) through `RulesEventLog` (event-log.ts): SQLite's log in
+ * one process, the partition's recent events in memory on a cluster node.
  */
 import { type AlertStore, SqliteAlertStore } from "../alerts/store.js";
 import type { Db } from "../store/db.js";
