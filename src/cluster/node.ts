@@ -40,7 +40,7 @@ import type { RuleFile } from "../rules/schema.js";
 import type { Db } from "../store/db.js";
 import type { PostgresConfig } from "./config.js";
 import { EventForwarder } from "./event-forwarder.js";
-import { type ChannelRoutes, PartitionHost } from "./partition-host.js";
+import { type ChannelRoutes, PartitionHost, type PartitionHostOptions } from "./partition-host.js";
 import { partitionOf } from "./partitions.js";
 import { appendChanges, renotifyEntry } from "./pg/change-feed.js";
 import { EventLogFollower, type PartitionEvent, pruneEvents, readPartitionWindow } from "./pg/event-log.js";
@@ -51,7 +51,11 @@ import { applyCommand, type OwnerCommand, OwnerCommands, type ServedPartition } 
 import { PgPartitionState } from "./pg/partition-state.js";
 import { StaffPresence } from "./pg/staff-presence.js";
 
-export interface ClusterNodeOptions {
+export interface ClusterNodeOptions
+  extends Pick<
+    PartitionHostOptions,
+    "registry" | "profiles" | "timeZones" | "placeNames" | "log" | "metrics" | "lookBackMarginMs"
+  > {
   config: PostgresConfig;
   /** The node's SQLite database: its event log is forwarded from here. */
   db: Db;
@@ -59,14 +63,6 @@ export interface ClusterNodeOptions {
   rules: () => RuleFile;
   /** The node's channels, started with `routes.reporter(name)`. */
   routes: ChannelRoutes;
-  registry: Registry;
-  profiles: ReadonlyMap<string, DeviceProfile>;
-  timeZones: ReadonlyMap<string, string>;
-  placeNames?: (siteId: string, unitId: string) => { site: string; unit: string };
-  log: Logger;
-  metrics?: Metrics;
-  /** Kept in a partition's event window beyond the rules' look-back: 1 hour by default. */
-  lookBackMarginMs?: number;
   /** Follower and command polls (tests shorten them). */
   pollMs?: number;
 }
@@ -312,18 +308,13 @@ export class ClusterNode {
         state.close();
         return;
       }
+      const { config: _config, db: _db, rules: _rules, pollMs: _pollMs, ...shared } = this.o;
       const host = new PartitionHost({
+        ...shared,
         partition,
         state,
         rules,
-        routes: this.o.routes,
-        registry: this.o.registry,
-        profiles: this.o.profiles,
-        timeZones: this.o.timeZones,
         log: this.log,
-        ...(this.o.placeNames ? { placeNames: this.o.placeNames } : {}),
-        ...(this.o.metrics ? { metrics: this.o.metrics } : {}),
-        ...(this.o.lookBackMarginMs !== undefined ? { lookBackMarginMs: this.o.lookBackMarginMs } : {}),
         // After the flush of the step that made it, under the lease: a repeated signal is worth
         // nothing late, so a failure is logged, not retried.
         renotify: (alert, seq) =>

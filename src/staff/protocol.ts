@@ -69,6 +69,45 @@ export const ClientMessage = z.discriminatedUnion("type", [
 ]);
 export type ClientMessage = z.infer<typeof ClientMessage>;
 export type ClientCommand = Exclude<ClientMessage, { type: "hello" | "ping" }>;
+/** A command without the connection's request id: what is done, whoever carries it. */
+export type CommandBody = ClientCommand extends infer C
+  ? C extends ClientCommand
+    ? Omit<C, "id">
+    : never
+  : never;
+
+/** The alert manager's staff actions, as a command runs them. */
+export interface StaffActions {
+  accept(id: string, staff: StaffIdentity): AlertView;
+  reject(id: string, staff: StaffIdentity, reason?: string): AlertView;
+  attend(id: string, staff: StaffIdentity): AlertView;
+  resolve(id: string, staff: StaffIdentity, outcome: Outcome, note?: string): AlertView;
+  comment(id: string, staff: StaffIdentity, text: string): AlertView;
+  received(id: string, staff: StaffIdentity): AlertView;
+}
+
+/**
+ * Runs a staff command on an alert manager: a console's on its own node's (src/staff/server.ts), or
+ * one carried to a partition's owner on the owner's (src/cluster/pg/owner-commands.ts).
+ */
+export function runStaffCommand(alerts: StaffActions, staff: StaffIdentity, c: CommandBody): AlertView {
+  switch (c.type) {
+    case "accept":
+      return alerts.accept(c.alertId, staff);
+    case "reject":
+      return alerts.reject(c.alertId, staff, c.reason);
+    case "attend":
+      return alerts.attend(c.alertId, staff);
+    case "resolve":
+      return alerts.resolve(c.alertId, staff, c.outcome, c.note);
+    case "comment":
+      return alerts.comment(c.alertId, staff, c.text);
+    case "received":
+      return alerts.received(c.alertId, staff);
+    default:
+      return c satisfies never;
+  }
+}
 /** A command as a node hands it to the owner of the alert's partition in cluster mode: who acts, and what. */
 export type StaffCommand = ClientCommand & { staff: StaffIdentity };
 

@@ -37,6 +37,7 @@ import {
   MAX_CLIENT_MESSAGE_BYTES,
   PROTOCOL_VERSION,
   placesInScope,
+  runStaffCommand,
   type ServerMessage,
   type SiteCatalogueEntry,
   type SnapshotReason,
@@ -332,7 +333,7 @@ export class StaffServer implements StaffDirectory {
       return;
     }
     try {
-      const alert = this.command(this.alerts, staff, msg);
+      const alert = runStaffCommand(this.alerts, staff, msg);
       this.send(s, { type: "reply", id: msg.id, ok: true, result: { alert } });
     } catch (err) {
       this.commandFailed(s, msg, err);
@@ -345,23 +346,6 @@ export class StaffServer implements StaffDirectory {
       return this.fail(s, msg.id, "unavailable", "storage is full or read-only; try again", undefined, false);
     this.log.error({ err, command: msg.type }, "staff command failed");
     this.fail(s, msg.id, "internal", undefined, undefined, false);
-  }
-
-  private command(alerts: LocalStaffAlerts, staff: StaffIdentity, msg: ClientCommand): AlertView {
-    switch (msg.type) {
-      case "accept":
-        return alerts.accept(msg.alertId, staff);
-      case "reject":
-        return alerts.reject(msg.alertId, staff, msg.reason);
-      case "attend":
-        return alerts.attend(msg.alertId, staff);
-      case "resolve":
-        return alerts.resolve(msg.alertId, staff, msg.outcome, msg.note);
-      case "comment":
-        return alerts.comment(msg.alertId, staff, msg.text);
-      case "received":
-        return alerts.received(msg.alertId, staff);
-    }
   }
 
   private hello(s: Session, msg: Extract<ClientMessage, { type: "hello" }>): void {

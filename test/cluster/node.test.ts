@@ -5,7 +5,6 @@
  * a staff command sent from either node runs on the owner; and when a node leaves, the other takes
  * its partitions over and the open alerts' escalations fire there, once.
  */
-import { performance } from "node:perf_hooks";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
 import { PROFILES } from "../../devices/index.js";
@@ -22,6 +21,7 @@ import type { StaffIdentity } from "../../src/staff/protocol.js";
 import type { Db } from "../../src/store/db.js";
 import { pgTestDatabases } from "../helpers/pg-databases.js";
 import { tempDbs } from "../helpers/tempdb.js";
+import { until } from "../helpers/until.js";
 
 const pgdb = pgTestDatabases("cluster_node");
 const dbs = tempDbs("ata-cluster-node-");
@@ -128,23 +128,6 @@ async function startNode(url: string, nodeId: string, rules = RULES): Promise<Te
       await node.drained();
     },
   };
-}
-
-function until(
-  what: () => string | Promise<string>,
-  ok: () => boolean | Promise<boolean>,
-  timeoutMs = 15_000,
-): Promise<void> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const check = async () => {
-      if (await ok()) return resolve();
-      if (performance.now() - started > timeoutMs)
-        return reject(new Error(`not within ${timeoutMs} ms: ${await what()}`));
-      setTimeout(check, 20);
-    };
-    void check();
-  });
 }
 
 async function auditOf(pool: pg.Pool): Promise<{ site: string; action: string; actor: string }[]> {

@@ -26,6 +26,7 @@ import { parseRules } from "../../src/rules/engine.js";
 import type { StaffIdentity } from "../../src/staff/protocol.js";
 import { openDb } from "../../src/store/db.js";
 import { pgTestDatabases } from "../helpers/pg-databases.js";
+import { until } from "../helpers/until.js";
 
 const pgdb = pgTestDatabases("partition_host");
 
@@ -154,19 +155,6 @@ function event(type: string, position: number, over: { device?: string; agoMs?: 
     logSeq: position,
     profile: "generic-json",
   } as LoggedEvent;
-}
-
-function until(what: () => string, ok: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const check = async () => {
-      if (await ok()) return resolve();
-      if (performance.now() - started > timeoutMs)
-        return reject(new Error(`not within ${timeoutMs} ms: ${what()}`));
-      setTimeout(check, 10);
-    };
-    void check();
-  });
 }
 
 async function audit(pool: pg.Pool): Promise<{ action: string; alert: string }[]> {

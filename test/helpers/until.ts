@@ -5,16 +5,25 @@
  */
 import { performance } from "node:perf_hooks";
 
-/** Resolves once `ok()` holds; rejects after `timeoutMs` with `what` (a function: said at that moment). */
-export function until(what: string | (() => string), ok: () => boolean, timeoutMs = 10_000): Promise<void> {
+/**
+ * Resolves once `ok()` holds; rejects after `timeoutMs` with `what` (a function: said at that moment).
+ * Either may be asynchronous (a query to the database under test).
+ */
+export function until(
+  what: string | (() => string | Promise<string>),
+  ok: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const check = () => {
-      if (ok()) return resolve();
+    const check = async () => {
+      if (await ok()) return resolve();
       if (performance.now() - started > timeoutMs)
-        return reject(new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : what()}`));
-      setTimeout(check, 5);
+        return reject(
+          new Error(`not within ${timeoutMs} ms: ${typeof what === "string" ? what : await what()}`),
+        );
+      setTimeout(() => void check().catch(reject), 5);
     };
-    check();
+    void check().catch(reject);
   });
 }

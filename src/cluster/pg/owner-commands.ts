@@ -81,11 +81,13 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type pg from "pg";
 import { z } from "zod";
-import { AlertView, type Outcome } from "../../alerts/model.js";
+import { AlertView } from "../../alerts/model.js";
 import { ApiError, ERRORS, type ErrorCode } from "../../errors.js";
 import {
   type ClientCommand,
   ClientMessage,
+  runStaffCommand,
+  type StaffActions,
   type StaffCommand,
   type StaffIdentity,
 } from "../../staff/protocol.js";
@@ -186,16 +188,6 @@ export const OwnerAnswer = z.discriminatedUnion("ok", [
 ]);
 export type OwnerAnswer = z.infer<typeof OwnerAnswer>;
 
-/** The manager's staff actions, as `StaffServer.command()` calls them. */
-export interface StaffActions {
-  accept(id: string, staff: StaffIdentity): AlertView;
-  reject(id: string, staff: StaffIdentity, reason?: string): AlertView;
-  attend(id: string, staff: StaffIdentity): AlertView;
-  resolve(id: string, staff: StaffIdentity, outcome: Outcome, note?: string): AlertView;
-  comment(id: string, staff: StaffIdentity, text: string): AlertView;
-  received(id: string, staff: StaffIdentity): AlertView;
-}
-
 /** A staff connection's command (the protocol's, with the acting person) as it goes to the owner. */
 export function toOwnerCommand(
   id: string,
@@ -205,23 +197,8 @@ export function toOwnerCommand(
 }
 
 /** Runs a command on the owner's alert manager: the handler a partition's owner serves with. */
-export function applyCommand(alerts: StaffActions, { staff, command: c }: OwnerCommand): AlertView {
-  switch (c.type) {
-    case "accept":
-      return alerts.accept(c.alertId, staff);
-    case "reject":
-      return alerts.reject(c.alertId, staff, c.reason);
-    case "attend":
-      return alerts.attend(c.alertId, staff);
-    case "resolve":
-      return alerts.resolve(c.alertId, staff, c.outcome, c.note);
-    case "comment":
-      return alerts.comment(c.alertId, staff, c.text);
-    case "received":
-      return alerts.received(c.alertId, staff);
-    default:
-      return c satisfies never;
-  }
+export function applyCommand(alerts: StaffActions, { staff, command }: OwnerCommand): AlertView {
+  return runStaffCommand(alerts, staff, command);
 }
 
 const MS = "* interval '1 millisecond'";
