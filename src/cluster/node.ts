@@ -32,9 +32,6 @@
 import pg from "pg";
 import type { AlertView } from "../alerts/model.js";
 import type { Logger } from "../log.js";
-import type { Metrics } from "../metrics.js";
-import type { DeviceProfile } from "../model/profile.js";
-import type { Registry } from "../registry/registry.js";
 import { lookBack } from "../rules/event-log.js";
 import type { RuleFile } from "../rules/schema.js";
 import type { Db } from "../store/db.js";
