@@ -184,7 +184,7 @@ describe("RabbitMQ's auth cache in front of the gateway", () => {
     await disconnectAll();
   });
 
-  it("rabbitmqctl close_all_user_connections does not end a device's MQTT session on 3.10: it goes on publishing; only a new login past the TTL is refused", async () => {
+  it("rabbitmqctl close_all_user_connections does not reliably end a device's MQTT session on 3.10; a new login past the TTL is refused", async () => {
     const first = await login("closed");
     expect(first.code).toBe(0);
     const session = clients.at(-1)!;
@@ -198,12 +198,17 @@ describe("RabbitMQ's auth cache in front of the gateway", () => {
     expect(await publishOutcome(session, topic, heartbeat(2))).toBe("acked");
     // What an operator would run to cut a user off (the management plugin's
     // DELETE /api/connections/username/<id> lists the same tracked connections). On 3.10 it reports
-    // success and the device's session stays: with keep-alive off, it was still open 90 s later.
+    // success, and the device's session usually stays (with keep-alive off, it was still open 90 s
+    // later); once, in a full test run on the loaded machine, the command took 5.9 s and the session
+    // was closed after it. So it is not a way to end a session: the gateway relies on it for nothing
+    // (docs/cluster.md), and this records which way it went.
     const t0 = performance.now();
     const out = await rabbit.cli("rabbitmqctl", ["close_all_user_connections", "closed", "device disabled"]);
-    console.info(`close_all_user_connections took ${Math.round(performance.now() - t0)} ms: ${out.trim()}`);
-    expect(await publishOutcome(session, topic, heartbeat(3))).toBe("acked");
-    expect(session.connected).toBe(true);
+    const after = await publishOutcome(session, topic, heartbeat(3));
+    console.info(
+      `close_all_user_connections took ${Math.round(performance.now() - t0)} ms: ${out.trim()}; the session then ${after === "acked" ? "went on publishing" : "was closed"}`,
+    );
+    expect(session.connected).toBe(after === "acked");
     await disconnectAll();
     await sleepUntil(first.end + TTL_MS + 50);
     expect((await login("closed")).code).toBe(4);
