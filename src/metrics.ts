@@ -170,6 +170,51 @@ export class Metrics {
   });
 
   /**
+   * A cluster node's gauges (src/cluster/node.ts), read at scrape time. Registered only on a
+   * cluster node: a single process has no partitions, not zero of them.
+   */
+  cluster(
+    read: () => {
+      partitions: number;
+      liveNodes: number | null;
+      forwarderBacklog: number;
+      forwardFailing: boolean;
+    },
+  ): void {
+    const gauge = (name: string, help: string, value: (c: ReturnType<typeof read>) => number | null) => {
+      const g: Gauge = new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect: (): void => {
+          const v = value(read());
+          if (v !== null) g.set(v);
+        },
+      });
+    };
+    gauge(
+      "ata_cluster_partitions_held",
+      "Partitions whose lease this node holds and whose rules, timers and alerts it runs",
+      (c) => c.partitions,
+    );
+    gauge(
+      "ata_cluster_live_nodes",
+      "Gateway nodes with a current heartbeat in PostgreSQL, as of this node's last lease round",
+      (c) => c.liveNodes,
+    );
+    gauge(
+      "ata_cluster_forward_backlog",
+      "Events this node logged and has not yet appended to the shared event log (their publishes wait for it)",
+      (c) => c.forwarderBacklog,
+    );
+    gauge(
+      "ata_cluster_forward_failing",
+      "1 while the last append to the shared event log failed (PostgreSQL unreachable), else 0",
+      (c) => (c.forwardFailing ? 1 : 0),
+    );
+  }
+
+  /**
    * How late the event loop ran a 2 ms timer, since the last scrape: the time a fall arriving at a
    * random moment waits before its socket is read. prom-client's ata_nodejs_eventloop_lag_* report
    * the timer's whole interval (their 10 ms resolution included); these subtract the resolution.

@@ -137,6 +137,18 @@ describe("two gateway nodes on one PostgreSQL", () => {
       if (held.get("gw-a") !== 1 || held.get("gw-b") !== 1) throw new Error(JSON.stringify([...held]));
       return true;
     }, 15_000);
+    // Each node says what it holds on /metrics: one partition, two live nodes, nothing waiting to
+    // be forwarded.
+    for (const p of Object.values(gw)) {
+      // Held once its state is loaded, a moment after the lease.
+      const metrics = await eventually(async () => {
+        const text = await fetch(`http://127.0.0.1:${p.http}/metrics`).then((r) => r.text());
+        return /^ata_cluster_partitions_held 1$/m.test(text) ? text : null;
+      }, 10_000);
+      expect(metrics).toMatch(/^ata_cluster_live_nodes 2$/m);
+      expect(metrics).toMatch(/^ata_cluster_forward_backlog 0$/m);
+      expect(metrics).toMatch(/^ata_cluster_forward_failing 0$/m);
+    }
     const ownerId = (await owner(check)) as "gw-a" | "gw-b";
     const otherId = ownerId === "gw-a" ? "gw-b" : "gw-a";
     const [own, other] = [gw[ownerId], gw[otherId]];
