@@ -73,6 +73,18 @@ export interface ClusterNodeStatus {
 
 const RETAKE_MS = 1000;
 const PRUNE_EVERY_MS = 10 * 60 * 1000;
+/**
+ * Nodes without a heartbeat for a day (machines gone, ids not reused), with the staff presence they
+ * left: neither counts as live anyway (pg/leases.ts, pg/staff-presence.ts), but their rows would
+ * pile up with every replaced machine. A node that comes back registers itself again.
+ */
+const FORGET_DEAD_NODES = `
+  WITH gone AS (
+    DELETE FROM cluster_nodes AS n
+     WHERE n.heartbeat_at < now() - interval '1 day'
+       AND NOT EXISTS (SELECT 1 FROM partition_leases AS l WHERE l.owner = n.node_id AND l.expires_at > now())
+    RETURNING n.node_id)
+  DELETE FROM staff_presence AS p USING gone WHERE p.node_id = gone.node_id`;
 
 interface Held {
   token: number;
@@ -176,6 +188,11 @@ export class ClusterNode {
    * looks back less.
    */
   async prune(): Promise<number> {
+    try {
+      await this.pool.query(FORGET_DEAD_NODES);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "could not forget nodes dead for a day");
+    }
     try {
       return await pruneEvents(this.pool, this.o.config.eventRetentionDays * 86_400_000);
     } catch (err) {

@@ -288,4 +288,31 @@ rules:
     expect(first!.seq).toBeLessThanOrEqual(rows[0]!.id);
     expect(first!.seq).toBeGreaterThan(0);
   });
+
+  it("forgets nodes dead for a day and the staff presence they left, and keeps the live", async () => {
+    const url = await pgdb.fresh();
+    const a = await startNode(url, "node-a");
+    await until(
+      () => `a holds ${owned(a.node)}`,
+      () => owned(a.node).length === PARTITIONS,
+    );
+    const check = new pg.Pool({ connectionString: url, max: 1 });
+    pgdb.cleanup(() => check.end());
+    await check.query(
+      `INSERT INTO cluster_nodes (node_id, started_at, heartbeat_at) VALUES
+         ('gone', now() - interval '3 days', now() - interval '2 days'),
+         ('recent', now() - interval '3 days', now() - interval '1 hour')`,
+    );
+    await check.query(
+      `INSERT INTO staff_presence (node_id, staff_id, name, role, sites, units, sockets, updated_at) VALUES
+         ('gone', 'anna', 'Anna', 'staff', '{home-0}', NULL, 1, now() - interval '2 days')`,
+    );
+    await a.node.prune();
+    const { rows } = await check.query<{ node_id: string }>(
+      "SELECT node_id FROM cluster_nodes ORDER BY node_id",
+    );
+    expect(rows.map((r) => r.node_id)).toEqual(["node-a", "recent"]);
+    const { rows: presence } = await check.query("SELECT 1 FROM staff_presence WHERE node_id = 'gone'");
+    expect(presence).toEqual([]);
+  });
 });
