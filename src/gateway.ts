@@ -28,6 +28,7 @@ import { ClusterStaffAlerts } from "./cluster/staff-alerts.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
 import { type AlertActions, alertRoutes } from "./http/alerts.js";
+import { ClientAddress } from "./http/client-address.js";
 import { enrolmentRoutes } from "./http/enrolment.js";
 import { metricsRoutes, operationsRoutes, type ReadinessCheck } from "./http/operations.js";
 import { pushRoutes } from "./http/push.js";
@@ -560,7 +561,9 @@ export class Gateway {
     this.registryPoll = setInterval(() => this.registry.refreshIfChanged(), 2000);
     this.registryPoll.unref();
 
-    this.router = new Router(log.child({ component: "http" }), this.durability, this.staffAuth);
+    const addresses = new ClientAddress(config.http.trustedProxies);
+    this.staff.clientAddress = addresses;
+    this.router = new Router(log.child({ component: "http" }), this.durability, this.staffAuth, addresses);
     this.readiness.push({ name: "database", check: () => ({ ok: this.db.open }) });
     this.readiness.push({
       name: "disk",

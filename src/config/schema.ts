@@ -8,6 +8,7 @@ import { PagingOptions, pagingProblems } from "../alerts/channels/paging.js";
 import { PushOptions } from "../alerts/channels/push.js";
 import { BridgesConfig, bridgeProblems } from "../bridges/config.js";
 import { ClusterConfig } from "../cluster/config.js";
+import { isAddressOrRange } from "../http/client-address.js";
 import { ObserveConfig, observeProblems } from "../observe/config.js";
 import { BaselineInput, checkBaselineScope } from "../reports/baseline/schema.js";
 import { ScaipConfig, scaipProblems } from "../scaip/config.js";
@@ -193,6 +194,15 @@ export const ConfigSchema = z.strictObject({
       port: Port.default(8080),
       /** Operator token for device administration over HTTP; none disables the admin API. */
       adminToken: z.string().min(16).optional(),
+      /**
+       * Load balancers in front of the gateway (addresses or CIDR ranges): for requests from them,
+       * the client's address is read from X-Forwarded-For, so that the per-address throttles count
+       * each person, not the balancer (src/http/client-address.ts). Only the balancers' own
+       * addresses: anyone listed here can make the gateway believe any client address.
+       */
+      trustedProxies: z
+        .array(z.string().refine(isAddressOrRange, "an IP address or a CIDR range such as 172.28.0.0/24"))
+        .default([]),
       /**
        * A bearer token Prometheus sends to read /metrics (which shows device counts, channel health
        * and traffic); without it /metrics is open, as /healthz and /readyz always are.

@@ -175,7 +175,7 @@ export function enrolmentRoutes(router: Router, ctx: EnrolmentRoutesContext): vo
   });
 
   router.add("POST", "/api/v1/enrol", async (r) => {
-    const address = r.req.socket.remoteAddress ?? "unknown";
+    const address = r.address;
     const wait = limiter.blockedFor(address);
     if (wait > 0) {
       r.res.setHeader("retry-after", String(wait));

@@ -10,6 +10,7 @@ import type { Logger } from "../log.js";
 import type { StaffAuth } from "../security/staff-auth.js";
 import type { StaffIdentity } from "../staff/protocol.js";
 import type { Durability } from "../store/durability.js";
+import { ClientAddress } from "./client-address.js";
 
 export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
 
@@ -67,6 +68,8 @@ export class Router {
     private readonly durability: Durability | null = null,
     /** Sign-in for routes that need a token; a router without it refuses them. */
     private readonly auth: StaffAuth | null = null,
+    /** Where a request came from, behind a trusted load balancer too (http.trustedProxies). */
+    private readonly addresses: ClientAddress = new ClientAddress(),
   ) {}
 
   add(method: Method, path: string, handler: Handler): this {
@@ -104,7 +107,7 @@ export class Router {
     const auth = req.headers.authorization;
     // Only from the header: a token in a URL ends up in proxy logs, browser history and Referer.
     const bearer = auth?.startsWith("Bearer ") ? auth.slice(7).trim() : null;
-    const address = req.socket.remoteAddress ?? "unknown";
+    const address = this.addresses.of(req);
     const signIn = () => {
       if (!this.auth) throw new ApiError("forbidden", "no sign-in on this listener");
       return this.auth;

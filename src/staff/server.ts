@@ -26,6 +26,7 @@ import type { AlertChange, ChangeMeta } from "../alerts/manager.js";
 import type { AlertView, Outcome } from "../alerts/model.js";
 import { outcomeCatalogue } from "../alerts/outcomes.js";
 import { ApiError, ERRORS, type ErrorCode } from "../errors.js";
+import { ClientAddress } from "../http/client-address.js";
 import type { Logger } from "../log.js";
 import type { SecurityLog } from "../security/log.js";
 import type { StaffAuth } from "../security/staff-auth.js";
@@ -180,7 +181,7 @@ export class StaffServer implements StaffDirectory {
   ) {
     // Frames up to 1 MiB are read and answered with an error; larger ones are abuse and close.
     this.wss = new WebSocketServer({ noServer: true, maxPayload: 1 << 20 });
-    this.wss.on("connection", (ws, req) => this.onConnection(ws, req.socket.remoteAddress ?? "unknown"));
+    this.wss.on("connection", (ws, req) => this.onConnection(ws, this.clientAddress.of(req)));
   }
 
   start(): void {
@@ -483,6 +484,9 @@ export class StaffServer implements StaffDirectory {
    * closes: in cluster mode this node's share of who is connected (src/cluster/pg/staff-presence.ts).
    */
   onSessions: ((sockets: StaffIdentity[]) => void) | null = null;
+
+  /** Where a socket came from, behind a trusted load balancer too (http.trustedProxies). */
+  clientAddress: ClientAddress = new ClientAddress();
 
   private sessionsChanged(): void {
     this.onSessions?.([...this.sessions].flatMap((s) => (s.staff ? [s.staff] : [])));

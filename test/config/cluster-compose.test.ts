@@ -295,4 +295,17 @@ describe("the load balancer (config/cluster/haproxy.cfg)", () => {
     expect(services.lb?.ports).toEqual(["8080:8080"]);
     for (const g of gateways) expect(services[g]?.ports).toBeUndefined();
   });
+
+  it("passes the person's address on, and the gateways believe it from the balancer's fixed address only", () => {
+    expect(section("frontend staff")).toContain("option forwardfor");
+    const lb = (services.lb as unknown as { networks?: { default?: { ipv4_address?: string } } }).networks;
+    const address = lb?.default?.ipv4_address;
+    expect(address).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+    for (const g of gateways) expect(gatewayConfig(g).http.trustedProxies).toEqual([address]);
+    // Inside the project's fixed range, so the address is the balancer's.
+    const range = (
+      parseYaml(composeText) as { networks?: { default?: { ipam?: { config?: { subnet: string }[] } } } }
+    ).networks?.default?.ipam?.config?.[0]?.subnet;
+    expect(range).toBe(`${address!.split(".").slice(0, 3).join(".")}.0/24`);
+  });
 });
