@@ -28,6 +28,7 @@ import type { Logger } from "../log.js";
 import type { PlacedEvent } from "../model/event.js";
 import { EVENT_ROW_COLUMNS, type EventRow, rowToEvent } from "../rules/event-log.js";
 import { type Db, getCursor, setCursor } from "../store/db.js";
+import { Statements } from "../store/statements.js";
 import { appendEvents, type EventToLog } from "./pg/event-log.js";
 
 export const FORWARDER_CURSOR = "pg-event-log";
@@ -72,7 +73,10 @@ export class EventForwarder {
   private readonly batch: number;
   private readonly stats = { appended: 0, duplicates: 0, lastError: null as string | null };
 
+  private readonly statements: Statements;
+
   constructor(private readonly o: EventForwarderOptions) {
+    this.statements = new Statements(o.db);
     this.batch = o.batch ?? 1000;
     this.retryMs = o.minRetryMs ?? 200;
   }
@@ -127,8 +131,8 @@ export class EventForwarder {
   private async round(): Promise<void> {
     try {
       while (this.running && this.cursor < this.logged) {
-        const rows = this.o.db
-          .prepare(`SELECT ${EVENT_ROW_COLUMNS}, raw, topic FROM events WHERE seq > ? ORDER BY seq LIMIT ?`)
+        const rows = this.statements
+          .get(`SELECT ${EVENT_ROW_COLUMNS}, raw, topic FROM events WHERE seq > ? ORDER BY seq LIMIT ?`)
           .all(this.cursor, this.batch) as (EventRow & { raw: Buffer | null; topic: string | null })[];
         if (rows.length === 0) {
           // Known to be logged but not readable: the log's rows are what counts.

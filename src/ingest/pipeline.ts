@@ -665,6 +665,31 @@ export function canonicalise(
   return events;
 }
 
+/**
+ * One event as the log stores it, in INSERT_EVENT's column order: SQLite's log here, and the shared
+ * log on PostgreSQL (src/cluster/pg/event-log.ts), whose `events` has the same columns.
+ */
+export function eventRow(e: PlacedEvent, profile: string, raw: unknown, topic: string | null): unknown[] {
+  return [
+    e.eventId,
+    e.deviceId,
+    e.type,
+    e.phase,
+    e.priority ?? null,
+    Date.parse(e.occurredAt),
+    Date.parse(e.receivedAt),
+    e.seq ?? null,
+    e.placement.siteId,
+    e.placement.unitId,
+    e.placement.roomId,
+    e.placement.residentRef,
+    profile,
+    JSON.stringify(e.data),
+    raw,
+    topic,
+  ];
+}
+
 /** The most events read back at start to rebuild redelivery detection. */
 const PRIME_ROWS = 200_000;
 
@@ -748,24 +773,7 @@ function toRows(batch: Pending[], maxDead: number, quotas: boolean): Rows {
     for (const d of p.redelivered) duplicates.push(d);
     const raw = p.raw && p.events.length > 0 ? own(p.raw) : null;
     p.events.forEach((e, i) => {
-      events.push([
-        e.eventId,
-        e.deviceId,
-        e.type,
-        e.phase,
-        e.priority ?? null,
-        Date.parse(e.occurredAt),
-        Date.parse(e.receivedAt),
-        e.seq ?? null,
-        e.placement.siteId,
-        e.placement.unitId,
-        e.placement.roomId,
-        e.placement.residentRef,
-        p.profile,
-        JSON.stringify(e.data),
-        i === 0 ? raw : null,
-        p.topic,
-      ]);
+      events.push(eventRow(e, p.profile, i === 0 ? raw : null, p.topic));
     });
   }
   const trims: Row[] = [];

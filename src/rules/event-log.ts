@@ -22,10 +22,10 @@
  * device, or of its room, was in force (a radar being recalibrated and tested: its events are not
  * the resident's).
  */
-import type Database from "better-sqlite3";
 import type { LoggedEvent } from "../ingest/pipeline.js";
 import { EVENT_TYPES, type EventType } from "../model/event.js";
 import { type Db, NOT_HEARTBEAT } from "../store/db.js";
+import { Statements } from "../store/statements.js";
 import { typeMatches } from "./conditions.js";
 import type { MaintenanceWindows } from "./maintenance.js";
 import type { Condition, Rule } from "./schema.js";
@@ -98,19 +98,21 @@ export function rowToEvent(r: EventRow): LoggedEvent {
 
 /** The single process's event log (SQLite), read on the main connection. */
 export class SqliteRulesEventLog implements RulesEventLog {
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly statements: Statements;
 
-  constructor(private readonly db: Db) {}
+  constructor(db: Db) {
+    this.statements = new Statements(db);
+  }
 
   after(position: number, limit: number): LoggedEvent[] {
-    const rows = this.statement(
-      `SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`,
-    ).all(position, limit) as EventRow[];
+    const rows = this.statements
+      .get(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`)
+      .all(position, limit) as EventRow[];
     return rows.map(rowToEvent);
   }
 
   get(position: number): LoggedEvent | undefined {
-    const r = this.statement(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq = ?`).get(position) as
+    const r = this.statements.get(`SELECT ${EVENT_ROW_COLUMNS} FROM events WHERE seq = ?`).get(position) as
       | EventRow
       | undefined;
     return r ? rowToEvent(r) : undefined;
@@ -128,19 +130,10 @@ export class SqliteRulesEventLog implements RulesEventLog {
     } AND NOT EXISTS (SELECT 1 FROM maintenance m WHERE m.site_id = ev.site_id
         AND m.starts_at <= ev.received_at AND m.ends_at > ev.received_at
         AND (m.device_id = ev.device_id OR (m.room_id IS NOT NULL AND m.room_id = ev.room_id)))`;
-    const row = this.statement(sql).get(q.key, q.since, q.until, q.upTo, ...(concrete ?? [])) as {
+    const row = this.statements.get(sql).get(q.key, q.since, q.until, q.upTo, ...(concrete ?? [])) as {
       n: number;
     };
     return row.n;
-  }
-
-  private statement(sql: string): Database.Statement {
-    let s = this.statements.get(sql);
-    if (!s) {
-      s = this.db.prepare(sql);
-      this.statements.set(sql, s);
-    }
-    return s;
   }
 }
 

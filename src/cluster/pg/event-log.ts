@@ -52,7 +52,7 @@
 import { EventEmitter } from "node:events";
 import type pg from "pg";
 import { z } from "zod";
-import type { LoggedEvent } from "../../ingest/pipeline.js";
+import { eventRow, type LoggedEvent } from "../../ingest/pipeline.js";
 import { EVENT_TYPES, type EventType, PHASES, type PlacedEvent, PRIORITIES } from "../../model/event.js";
 import { EVENT_ROW_COLUMNS, rowToEvent } from "../../rules/event-log.js";
 import { partitionOf } from "../partitions.js";
@@ -210,25 +210,8 @@ export async function appendEvents(
   });
   const columns: unknown[][] = INSERT_COLUMNS.map(() => []);
   events.forEach(({ event: e, profile, topic, raw }, i) => {
-    const row = [
-      e.eventId,
-      e.deviceId,
-      e.type,
-      e.phase,
-      e.priority ?? null,
-      Date.parse(e.occurredAt),
-      Date.parse(e.receivedAt),
-      e.seq ?? null,
-      e.placement.siteId,
-      e.placement.unitId,
-      e.placement.roomId,
-      e.placement.residentRef,
-      profile,
-      JSON.stringify(e.data),
-      raw,
-      topic,
-      partitions[i],
-    ];
+    // The SQLite log's columns (the same in PostgreSQL's `events`), then the partition.
+    const row = [...eventRow(e, profile, raw, topic), partitions[i]];
     row.forEach((v, c) => {
       columns[c]!.push(v);
     });

@@ -189,9 +189,11 @@ describe("staff presence across nodes", () => {
     expect(await seen).toBe(-1); // the union did not change: Anna is still on B
     expect(c.ids()).toEqual(["anna"]);
     expect(a.ids()).toEqual(["anna"]);
+    // Each node hears of it by its own notification: wait for both that are checked.
     seen = c.change((ids) => ids.length === 0);
+    const seenOnA = a.change((ids) => ids.length === 0);
     b.presence.publish([]);
-    await seen;
+    await Promise.all([seen, seenOnA]);
     expect(a.ids()).toEqual([]);
     for (const n of [a, b, c]) expect(n.errors).toEqual([]);
   });
