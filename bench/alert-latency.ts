@@ -359,6 +359,8 @@ try {
   const metricsBefore = await scrapeSamples(gw.ports.http!);
   const cpuBefore = threadCpuSeconds(gw.pid);
   const windowStart = performance.now();
+  // A progress line, so a profiler attached to the gateway can sample the falls' window only.
+  process.stderr.write(`gateway: ${FALLS} falls from now (pid ${gw.pid})\n`);
   const gwResult = await run(
     fallClients,
     fallDevices,
