@@ -2,6 +2,7 @@
  * Prometheus metrics, on a registry owned by the gateway instance (never prom-client's global one,
  * so two gateways in one test process do not collide).
  */
+import { opendir } from "node:fs/promises";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import { currentThreadId } from "./util/threads.js";
@@ -247,9 +248,36 @@ export class Metrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: "ata_" });
+      if (process.platform === "linux") this.countOpenFilesApart();
       this.loopDelay.enable();
     }
     const tid = currentThreadId();
     if (tid !== null) this.threads.set({ thread: "main", tid: String(tid) }, 1);
+  }
+
+  /**
+   * prom-client counts open file descriptors by listing /proc/self/fd synchronously, on every scrape:
+   * with 12,000 connected devices that list took 12 ms of the event loop (and 25 ms inside the
+   * alert-latency benchmark's gateway under load), which every fall arriving during a scrape waited
+   * behind. The same gauge is counted here by reading the directory in batches of 1,024 names, each
+   * an event-loop turn of its own.
+   */
+  private countOpenFilesApart(): void {
+    this.registry.removeSingleMetric("ata_process_open_fds");
+    new Gauge({
+      name: "ata_process_open_fds",
+      help: "Number of open file descriptors.",
+      registers: [this.registry],
+      async collect() {
+        let n = 0;
+        try {
+          for await (const _ of await opendir("/proc/self/fd", { bufferSize: 1024 })) n++;
+        } catch {
+          return; // as prom-client: no figure rather than a failed scrape
+        }
+        // Less the descriptor the listing itself held open.
+        this.set(n - 1);
+      },
+    });
   }
 }
