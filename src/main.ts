@@ -3,6 +3,8 @@
  * stop gracefully on SIGTERM/SIGINT.
  */
 
+// First: before aedes loads its MQTT parser (see the module).
+import "./util/quiet-debug.js";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { applyEnv, ConfigError, DEFAULT_CONFIG_PATH, loadConfig, readConfigFile } from "./config/load.js";
