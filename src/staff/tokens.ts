@@ -74,6 +74,14 @@ const TOUCH_EVERY_MS = 60_000;
 const KEYED = "h1:";
 const legacyDigest = (token: string) => createHash("sha256").update(token).digest("hex");
 
+/**
+ * A value that tells two keys apart without revealing either: cluster nodes compare it, since a
+ * token's stored hash verifies only under the key that made it (src/cluster/replication.ts).
+ */
+export function tokenKeyFingerprint(key: Buffer): string {
+  return createHmac("sha256", key).update("ata staff token key fingerprint v1").digest("base64url");
+}
+
 export class TokenStore {
   private readonly key: Buffer;
   /** Told of every token created or revoked: the security log. */

@@ -84,6 +84,20 @@ export const PushOptions = z.strictObject({
 export type PushOptions = z.infer<typeof PushOptions>;
 export type PushOptionsInput = z.input<typeof PushOptions>;
 
+/**
+ * The keys the channel keeps in `push_keys` when it has to make them, by name, each with how it is
+ * made: a cluster node offers these to the others at start (src/cluster/replication.ts), so that
+ * every node signs with one VAPID pair and one capability secret.
+ */
+export function pushKeyMakers(options: PushOptions): Record<string, () => Promise<string>> {
+  return {
+    ...(options.vapid
+      ? {}
+      : { vapid: async () => JSON.stringify((await import("web-push")).default.generateVAPIDKeys()) }),
+    "capability-secret": async () => randomBytes(32).toString("base64url"),
+  };
+}
+
 export interface PushChannelContext {
   db: Db;
   /** Who is behind a token id now (null when revoked): `TokenStore.identity`. */

@@ -14,6 +14,7 @@ import { EVENT_LOG_MIGRATION } from "./event-log.js";
 import { LEASES_MIGRATION } from "./leases.js";
 import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
 import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
+import { REPLICATION_MIGRATION } from "./replication-log.js";
 import { STATE_MIGRATION } from "./schema.js";
 import { STAFF_PRESENCE_MIGRATION } from "./staff-presence.js";
 
@@ -32,6 +33,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   EVENT_LOG_MIGRATION,
   OWNER_COMMANDS_MIGRATION,
   STAFF_PRESENCE_MIGRATION,
+  REPLICATION_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */

@@ -17,13 +17,17 @@
  *
  * | SQLite table          | in PostgreSQL | why                                                                                   |
  * | --------------------- | ------------- | ------------------------------------------------------------------------------------- |
- * | residents, devices    | mirrored      | the registry                                                                          |
- * | device_state          | mirrored      | presence, battery, last seen: what supervision reads                                  |
- * | staff_tokens          | mirrored      | token hashes: staff keep their phones' logins across the move                         |
- * | staff_enrolments      | mirrored      | codes handed out and not yet used stay valid                                          |
- * | push_subscriptions    | mirrored      | phones' push endpoints and keys                                                        |
+ * | residents, devices    | replicated    | the registry. In cluster mode PostgreSQL's copy is the order of record and every     |
+ * |                       |               | node's SQLite a replica (replication-log.ts, ../replicated-tables.ts)                 |
+ * | device_state          | mirrored      | presence, battery, last seen: what supervision reads (each node keeps its own)        |
+ * | staff_tokens          | replicated    | token hashes: staff keep their phones' logins across the move, and a revocation      |
+ * |                       |               | reaches every node (last_used_at stays each node's)                                   |
+ * | staff_enrolments      | replicated    | codes handed out and not yet used stay valid, and are used once on any node           |
+ * | push_subscriptions    | replicated    | phones' push endpoints and keys: the partition's owner pushes to every phone          |
+ * |                       |               | (the delivery counters stay each node's)                                              |
  * | push_sent             | mirrored      | which notifications to replace when an alert is settled                               |
- * | push_keys             | mirrored      | the VAPID pair the subscriptions were made against; new keys would orphan every phone |
+ * | push_keys             | agreed        | the VAPID pair the subscriptions were made against; new keys would orphan every phone.|
+ * |                       |               | A cluster node offers its own at start and takes the cluster's (the first one kept)   |
  * | alerts, alert_audit   | mirrored      | open alerts and their whole history (audit append-only)                               |
  * | timers                | mirrored      | pending escalations, absence windows, retries: what is due after the move             |
  * | maintenance           | mirrored      | suppression windows                                                                   |
@@ -45,6 +49,9 @@
  * | observe_samples,      |               |                                                                                       |
  * | observe_totals        |               |                                                                                       |
  * | schema_migrations     | not mirrored  | each database's own migration record                                                  |
+ * | replication_outbox,   | not mirrored  | a cluster node's own: changes to the replicated tables on their way to PostgreSQL,    |
+ * | replication_applying, |               | the guard that keeps applied changes from being captured again, its origin id         |
+ * | replication_meta      |               | (made at a cluster node's start, ../replicated-tables.ts)                             |
  * | sqlite_sequence       | not mirrored  | SQLite's AUTOINCREMENT bookkeeping; identity sequences take its place                 |
  * | series_points,        | not mirrored  | the embedded time-series store (its own file, not these migrations); cluster mode     |
  * | series_fields         |               | writes time series to InfluxDB                                                        |
@@ -58,6 +65,9 @@ export const NOT_MIRRORED: Readonly<Record<string, string>> = {
   observe_samples: "observe mode: onboarding on one gateway's embedded broker",
   observe_totals: "observe mode: onboarding on one gateway's embedded broker",
   schema_migrations: "each database's own migration record",
+  replication_outbox: "a cluster node's changes on their way to PostgreSQL",
+  replication_applying: "a cluster node's guard against capturing applied changes",
+  replication_meta: "a cluster node's origin id in the replication",
   sqlite_sequence: "SQLite's AUTOINCREMENT bookkeeping",
   series_points: "embedded time series; cluster mode uses InfluxDB",
   series_fields: "embedded time series; cluster mode uses InfluxDB",
