@@ -40,6 +40,7 @@ echo "== docker-compose.yml"; ATA_ADMIN_TOKEN=validate-only-token docker-compose
 echo "== docker-compose.cluster.yml"; ATA_ADMIN_TOKEN=validate-only-token ATA_POSTGRES_USER=ata \
   ATA_POSTGRES_PASSWORD=validateonly ATA_RABBITMQ_COOKIE=validateonly ATA_RABBITMQ_USER=ata-gateway \
   ATA_RABBITMQ_PASSWORD=validateonly ATA_RABBITMQ_AUTH_SECRET=validate-only-secret-0123456789abcdef \
+  ATA_TOKEN_KEY=dmFsaWRhdGUtb25seS10b2tlbi1rZXktMDEyMzQ1Njc4OQ== \
   docker-compose -f docker-compose.cluster.yml config -q
 echo "== tests"
 report=$(mktemp)

@@ -9,7 +9,7 @@ import { PROFILES } from "../devices/index.js";
 import type { AlertChannel, ChannelName } from "./alerts/channels/channel.js";
 import { ConsoleChannel } from "./alerts/channels/console.js";
 import { PagingChannel, type PagingOptions, pagingProblems } from "./alerts/channels/paging.js";
-import { PushChannel, PushOptions, type PushOptionsInput } from "./alerts/channels/push.js";
+import { PushChannel, PushOptions, type PushOptionsInput, pushKeyMakers } from "./alerts/channels/push.js";
 import { WebhookChannel } from "./alerts/channels/webhook.js";
 import { AlertManager } from "./alerts/manager.js";
 import { alertAuditSource } from "./alerts/series.js";
@@ -24,6 +24,8 @@ import { ChangeFeed } from "./cluster/pg/change-feed.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
+import { uninstallReplication } from "./cluster/replicated-tables.js";
+import { TableReplication } from "./cluster/replication.js";
 import { ClusterStaffAlerts } from "./cluster/staff-alerts.js";
 import { ConfigError, formatPath } from "./config/load.js";
 import { type Config, isLoopback } from "./config/schema.js";
@@ -65,7 +67,8 @@ import { DemoMode, seedDemoBaselines } from "./sim/demo.js";
 import { EnrolmentStore } from "./staff/enrolment.js";
 import type { SiteCatalogueEntry } from "./staff/protocol.js";
 import { DEFAULT_STAFF_OPTIONS, type StaffAlerts, StaffServer } from "./staff/server.js";
-import { TokenStore } from "./staff/tokens.js";
+import { tokenKeyFor } from "./staff/token-key.js";
+import { TokenStore, tokenKeyFingerprint } from "./staff/tokens.js";
 import { Checkpointer } from "./store/checkpointer.js";
 import { type Db, eventLogPath, openDb } from "./store/db.js";
 import { deadLetterUsage } from "./store/dead-letter-quota.js";
@@ -162,6 +165,8 @@ export class Gateway {
    * every site, with the rules, timers and alerts below.
    */
   cluster: ClusterNode | null = null;
+  /** A cluster node's registry, staff tokens and push subscriptions, shared with the others. */
+  replication: TableReplication | null = null;
   /** The cluster's alert change feed, followed for this node's staff sockets. */
   private changeFeed: ChangeFeed | null = null;
   /** Alerts as this node's staff and HTTP API see them in cluster mode (owners elsewhere). */
@@ -211,6 +216,22 @@ export class Gateway {
       log: log.child({ component: "storage" }),
       metrics: this.metrics,
     });
+    // A cluster node's registry, tokens and push subscriptions are the cluster's: its SQLite takes
+    // PostgreSQL's rows (and agrees the push keys) before anything reads or seeds them. A single
+    // process captures nothing (src/cluster/replicated-tables.ts).
+    const clusterPg = config.cluster.postgres;
+    const pushOptions = this.options.push ?? config.channels.push;
+    if (clusterPg) {
+      this.replication = new TableReplication({
+        db: this.db,
+        url: clusterPg.url,
+        nodeId: clusterPg.nodeId,
+        log,
+        tokenKeyFingerprint: tokenKeyFingerprint(tokenKeyFor(this.db.name)),
+        ...(pushOptions ? { keyMakers: pushKeyMakers(PushOptions.parse(pushOptions)) } : {}),
+      });
+      await this.replication.start();
+    } else uninstallReplication(this.db);
     // External profiles before the registry, so devices registered with them are known at once.
     await this.catalogue.load();
     const units = new Set(config.sites.flatMap((s) => s.units.map((u) => `${s.id}/${u.id}`)));
@@ -228,6 +249,10 @@ export class Gateway {
       })),
     );
     this.seedDevices();
+    // Changes from other nodes: a device disabled there loses its session here too (device.changed).
+    this.replication?.on("applied", (tables) => {
+      if (tables.has("devices") || tables.has("residents")) this.registry.refreshIfChanged();
+    });
 
     this.ingest = new Ingest({
       db: this.db,
@@ -594,6 +619,7 @@ export class Gateway {
           partitions: status.partitions.length,
           liveNodes: status.liveNodes,
           forwarderBacklog: Math.max(0, status.forwarder.logged - status.forwarder.forwarded),
+          replicationBacklog: backlogOf(this.replication),
           forwardFailing: status.forwarder.lastError !== null,
         };
       });
@@ -601,7 +627,7 @@ export class Gateway {
       this.readiness.push({
         name: "cluster",
         check: () => {
-          const detail = cluster.status();
+          const detail = { ...cluster.status(), replication: this.replication?.status() ?? null };
           return { ok: detail.forwarder.lastError === null && detail.liveNodes !== null, detail };
         },
       });
@@ -907,6 +933,7 @@ export class Gateway {
     // Its partitions given up (each stops acting first) before the channels they call stop.
     await this.changeFeed?.stop();
     await this.cluster?.stop();
+    await this.replication?.stop();
     // What waits for the last fsync (a channel call, a staff message) goes out before channels stop.
     this.durability.close();
     for (const c of this.channels.values()) await c.stop?.();
@@ -1110,4 +1137,10 @@ export class Gateway {
       this.log.info({ deviceId: d.id, profile: d.profile }, "seeded device from configuration");
     }
   }
+}
+
+/** Changes not yet in PostgreSQL, or null when there is no replication (or its database closed). */
+function backlogOf(replication: TableReplication | null): number | null {
+  const n = replication?.status().outbox ?? -1;
+  return n < 0 ? null : n;
 }

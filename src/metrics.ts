@@ -180,6 +180,8 @@ export class Metrics {
       liveNodes: number | null;
       forwarderBacklog: number;
       forwardFailing: boolean;
+      /** Registry, token and push subscription changes not yet in PostgreSQL (null: unknown). */
+      replicationBacklog: number | null;
     },
   ): void {
     const gauge = (name: string, help: string, value: (c: ReturnType<typeof read>) => number | null) => {
@@ -207,6 +209,11 @@ export class Metrics {
       "ata_cluster_forward_backlog",
       "Events this node logged and has not yet appended to the shared event log (their publishes wait for it)",
       (c) => c.forwarderBacklog,
+    );
+    gauge(
+      "ata_cluster_replication_backlog",
+      "Registry, staff token and push subscription changes made on this node and not yet in PostgreSQL",
+      (c) => c.replicationBacklog,
     );
     gauge(
       "ata_cluster_forward_failing",

@@ -5,6 +5,7 @@
  * person on the other node sees it and accepts it there, and a person on the owner sees who took it.
  * Real RabbitMQ 3.10 and PostgreSQL 15, started and stopped by the test's harness.
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,6 +22,8 @@ import { type GatewayProcess, spawnGateway, writeConfig } from "../helpers/proce
 import { type RabbitNode, startRabbitMQ } from "../helpers/rabbitmq.js";
 import { STAFF, StaffClient } from "../staff/client.js";
 
+/** Every node's staff token key: tokens are replicated, and their hashes verify under one key. */
+const TOKEN_KEY = randomBytes(32).toString("base64");
 const pgdb = pgTestDatabases("cluster_gateways_rabbitmq");
 const dir = mkdtempSync(join(tmpdir(), "ata-cluster-rabbitmq-"));
 const SECRET = "cluster-rabbit-secret-0123456789abcdef";
@@ -101,7 +104,7 @@ rules:
         },
       },
     }),
-    {},
+    { ATA_TOKEN_KEY: TOKEN_KEY },
     30_000,
   );
   procs.push(p);

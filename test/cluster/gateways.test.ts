@@ -5,6 +5,7 @@
  * runs on the owner and both see who took it; and after kill -9 of the owner mid-escalation the
  * survivor takes the partition over and the escalation fires once, on time plus the takeover.
  */
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +20,8 @@ import { pgTestDatabases } from "../helpers/pg-databases.js";
 import { type GatewayProcess, spawnGateway, writeConfig } from "../helpers/process.js";
 import { STAFF, StaffClient } from "../staff/client.js";
 
+/** Every node's staff token key: tokens are replicated, and their hashes verify under one key. */
+const TOKEN_KEY = randomBytes(32).toString("base64");
 const pgdb = pgTestDatabases("cluster_gateways");
 const dir = mkdtempSync(join(tmpdir(), "ata-cluster-gateways-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -76,7 +79,7 @@ async function gateway(url: string, nodeId: string): Promise<GatewayProcess> {
     staff: [STAFF.anna, STAFF.bo, STAFF.nina].map((s) => ({ ...s })),
     cluster: { postgres: { url, nodeId, partitions: PARTITIONS, leaseMs: LEASE_MS } },
   });
-  const p = await spawnGateway(configPath, {}, 30_000);
+  const p = await spawnGateway(configPath, { ATA_TOKEN_KEY: TOKEN_KEY }, 30_000);
   procs.push(p);
   return p;
 }

@@ -31,6 +31,7 @@ const VARS: Record<string, string> = {
   ATA_RABBITMQ_USER: "ata-gateway",
   ATA_RABBITMQ_PASSWORD: "validateonly",
   ATA_RABBITMQ_AUTH_SECRET: "validate-only-secret-0123456789abcdef",
+  ATA_TOKEN_KEY: "dmFsaWRhdGUtb25seS10b2tlbi1rZXktMDEyMzQ1Njc4OQ==",
 };
 
 const dir = mkdtempSync(join(tmpdir(), "ata-cluster-compose-"));
