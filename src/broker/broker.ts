@@ -18,7 +18,6 @@ import {
 import { Aedes, type Client, type PublishPacket, type Subscription } from "aedes";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import type { Config } from "../config/schema.js";
-import type { ErrorCode } from "../errors.js";
 import type { IngestResult } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
@@ -26,6 +25,7 @@ import type { Registry } from "../registry/registry.js";
 import { DeviceAuthenticator, type ObserveGate, type RefusalKind } from "../security/device-auth.js";
 import type { SecurityLog } from "../security/log.js";
 import { FailureWindows } from "../security/throttle.js";
+import { ErrorReplies, type ErrorReply } from "./error-replies.js";
 import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
 
 export interface BrokerContext {
@@ -138,10 +138,8 @@ export class Broker extends EventEmitter {
   private readonly auth: DeviceAuthenticator;
   /** Session takeovers per device id (mqtt.takeovers): repeated ones mean a shared secret. */
   private readonly takeovers: FailureWindows;
-  /** Devices told they are past their publish rate (once a second). */
-  private readonly rateTold = new FailureWindows("rate-told", () => ({ max: 1, windowSec: 1 }));
-  /** Rejected publishes logged at info per device (one per 10 s). */
-  private readonly rejectionsLogged = new FailureWindows("rejections", () => ({ max: 1, windowSec: 10 }));
+  /** What a device hears on its errors topic when a publish is refused, and how often. */
+  private readonly replies: ErrorReplies;
   /** Open connections on every listener, and those not past CONNECT per address. */
   private open = 0;
   /** Per address, the connections not yet past CONNECT, oldest first (each by how to close it). */
@@ -171,6 +169,7 @@ export class Broker extends EventEmitter {
       max: ctx.config.takeovers.alertAfter,
       windowSec: ctx.config.takeovers.windowSec,
     }));
+    this.replies = new ErrorReplies(ctx.log, (deviceId, reply) => this.publishError(deviceId, reply));
   }
 
   async start(): Promise<void> {
@@ -328,10 +327,7 @@ export class Broker extends EventEmitter {
   }
 
   /** Tell a device why its publish was rejected, on its own error topic. */
-  publishError(
-    deviceId: string,
-    body: { code: ErrorCode; message: string; topic: string; receivedAt: string },
-  ): void {
+  publishError(deviceId: string, body: ErrorReply): void {
     this.aedes.publish(
       {
         cmd: "publish",
@@ -533,34 +529,7 @@ export class Broker extends EventEmitter {
     packet.retain = false;
     this.ctx.submit(deviceId, packet.topic, channel, payload).then(
       (result) => {
-        if (!result.ok) {
-          // One line per device per window at info, the rest at debug: a device sending garbage
-          // fast must not flood the log (the dead letters and metrics count every one).
-          const quiet = this.rejectionsLogged.count(deviceId) > 0;
-          if (!quiet) this.rejectionsLogged.record(deviceId);
-          this.ctx.log[quiet ? "debug" : "info"](
-            {
-              deviceId,
-              topic: packet.topic,
-              code: result.rejection.code,
-              deadLetterId: result.rejection.deadLetterId,
-            },
-            quiet
-              ? "publish rejected and dead-lettered"
-              : "publish rejected and dead-lettered (further ones within 10 s at debug)",
-          );
-          // Past its rate a device hears so once a second, not once a publish: telling it must not
-          // cost what refusing it saves.
-          const told = result.rejection.code === "rate_limited" && this.rateTold.count(deviceId) > 0;
-          if (result.rejection.code === "rate_limited" && !told) this.rateTold.record(deviceId);
-          if (!told)
-            this.publishError(deviceId, {
-              code: result.rejection.code,
-              message: result.rejection.message,
-              topic: packet.topic,
-              receivedAt: new Date().toISOString(),
-            });
-        }
+        if (!result.ok) this.replies.refused(deviceId, packet.topic, result.rejection);
         cb(null);
       },
       (err: Error) => {

@@ -47,10 +47,12 @@
  * same device.
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage } from "amqplib";
+import { ErrorReplies, type ErrorReply } from "../broker/error-replies.js";
 import {
   COMMANDS,
   deviceRoutingKeyPattern,
   ERRORS,
+  errorTopic,
   parseDeviceTopic,
   STATUS,
   topicFromRoutingKey,
@@ -146,8 +148,11 @@ export class RabbitIngest {
 
   /** The queues consumed: `queue`, or `<queue>.<k>` behind the hash exchange. */
   private readonly queues: string[];
+  /** A refused publish's reason, told on the device's errors topic as the embedded broker does. */
+  private readonly replies: ErrorReplies;
 
   constructor(private readonly ctx: RabbitIngestContext) {
+    this.replies = new ErrorReplies(ctx.log, (deviceId, reply) => this.publishError(deviceId, reply));
     const { queue, partitions } = ctx.config;
     this.queues = partitions === 1 ? [queue] : Array.from({ length: partitions }, (_, k) => `${queue}.${k}`);
     this.health = {
@@ -320,6 +325,8 @@ export class RabbitIngest {
     const admission =
       parsed && !GATEWAY_CHANNELS.has(parsed.channel) ? this.ctx.admits(parsed.deviceId) : "yes";
     let outcome: Promise<IngestResult> | null;
+    // Whose errors topic hears a refusal: not the device a forged or topic-less message names.
+    let tell: string | null = null;
     if (topic === null || parsed === null) {
       outcome = this.ctx.refuse(
         null,
@@ -343,6 +350,7 @@ export class RabbitIngest {
       // Kept as a dead letter, not logged: its events raise nothing, and the operator sees what a
       // device that should be silent still sends.
       const unknown = admission === "unknown";
+      tell = parsed.deviceId;
       outcome = this.ctx.refuse(
         parsed.deviceId,
         topic,
@@ -356,11 +364,15 @@ export class RabbitIngest {
       this.ctx.status(parsed.deviceId, payload.toString("utf8").slice(0, 32));
       outcome = null;
     } else {
+      tell = parsed.deviceId;
       outcome = this.ctx.submit(parsed.deviceId, topic, parsed.channel, payload);
     }
     try {
       const result = await outcome;
-      if (result && !result.ok) this.health.deadLettered++;
+      if (result && !result.ok) {
+        this.health.deadLettered++;
+        if (tell !== null && topic !== null) this.replies.refused(tell, topic, result.rejection);
+      }
       this.backingOff = false;
     } catch (err) {
       // Not durable (storage refusing, the gateway stopping): back to the queue, and this channel
@@ -385,6 +397,29 @@ export class RabbitIngest {
     } catch {
       // The channel closed after the commit: RabbitMQ delivers the message again, and the
       // pipeline's dedupe drops it as already logged.
+    }
+  }
+
+  /**
+   * A reply on the device's errors topic, through the exchange the MQTT plugin publishes to, under
+   * the routing key the plugin makes of `ata/v1/<device>/errors` ("/" written "."), where a device's
+   * subscription to that topic is bound. Persistent and marked QoS 1 for the plugin, as the embedded
+   * broker publishes it. On the consumer's channel, without a confirm: best effort, like any publish
+   * to a device; the dead letter is the record. (The ingest queue's binding takes it too, and the
+   * consumer passes over the gateway's own channels.)
+   */
+  private publishError(deviceId: string, reply: ErrorReply): void {
+    const channel = this.channel;
+    if (!channel) return;
+    try {
+      channel.publish(
+        this.ctx.exchange,
+        errorTopic(deviceId).replaceAll("/", "."),
+        Buffer.from(JSON.stringify(reply)),
+        { persistent: true, headers: { "x-mqtt-publish-qos": 1 } },
+      );
+    } catch (err) {
+      this.ctx.log.warn({ deviceId, err: (err as Error).message }, "could not publish to error topic");
     }
   }
 

@@ -15,7 +15,7 @@ import amqp, { type ChannelModel, type ConfirmChannel } from "amqplib";
 import Database from "better-sqlite3";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { deviceTopic } from "../../src/broker/topics.js";
+import { deviceTopic, errorTopic } from "../../src/broker/topics.js";
 import { RABBIT_AUTH_BASE } from "../../src/cluster/rabbit-auth.js";
 import {
   ADMIN_TOKEN,
@@ -160,8 +160,13 @@ describe("device publishes through RabbitMQ reach the gateway's ingest", () => {
     );
   });
 
-  it("a payload the profile refuses is dead-lettered with its reason and acknowledged: the queue drains", async () => {
+  it("a payload the profile refuses is dead-lettered with its reason and acknowledged: the queue drains, and the device is told on its errors topic", async () => {
     const before = gw().rabbitIngest!.status().acked;
+    const told: { code: string; message: string; topic: string; receivedAt: string }[] = [];
+    device.on("message", (topic, body) => {
+      if (topic === errorTopic(RADAR)) told.push(JSON.parse(String(body)));
+    });
+    await device.subscribeAsync(errorTopic(RADAR), { qos: 1 });
     await publish(device, deviceTopic(RADAR, "events"), "{not json");
     const row = await eventually(
       () =>
@@ -174,6 +179,12 @@ describe("device publishes through RabbitMQ reach the gateway's ingest", () => {
       () => gw().rabbitIngest!.status().acked > before && gw().rabbitIngest!.status().inFlight === 0,
     );
     expect((await ch.checkQueue(QUEUE)).messageCount).toBe(0);
+    // The embedded broker's reply, through RabbitMQ: the code from the catalogue, never the payload.
+    await eventually(() => told.length === 1);
+    expect(told[0]).toMatchObject({ code: "bad_json", topic: deviceTopic(RADAR, "events") });
+    expect(told[0]!.message).toMatch(/JSON/i);
+    expect(JSON.stringify(told[0])).not.toContain("{not json");
+    await device.unsubscribeAsync(errorTopic(RADAR));
   });
 
   it("a routing key that names no device topic, and a message another user published for a device, are dead-lettered and acknowledged", async () => {
