@@ -13,7 +13,7 @@ import { PROFILES } from "../../devices/index.js";
 import { PushStore } from "../../src/alerts/channels/push-store.js";
 import { pruneLog } from "../../src/cluster/pg/partitioned-log.js";
 import { REPLICATION_LOG, shipChanges } from "../../src/cluster/pg/replication-log.js";
-import { outboxBacklog, readOutbox } from "../../src/cluster/replicated-tables.js";
+import { outboxBacklog, readOutbox, uninstallReplication } from "../../src/cluster/replicated-tables.js";
 import { TableReplication, TokenKeyMismatchError } from "../../src/cluster/replication.js";
 import { silentLogger } from "../../src/log.js";
 import { type Device, Registry } from "../../src/registry/registry.js";
@@ -308,6 +308,32 @@ describe("replicated tables between two nodes", () => {
     // And follows the log from the copy on.
     a.registry.setEnabled("gap-2", false);
     await until("gap-2 disabled on node B", () => b.registry.get("gap-2")?.enabled === false, 5000);
+  });
+
+  it("a database that ran alone joins with its rows, PostgreSQL's kept where both have the key; a single process captures nothing", async () => {
+    const url = await pgdb.fresh();
+    const a = await node(url, "node-a");
+    a.registry.add(device("both-1", "r1"));
+    await until("node A shipped", () => outboxBacklog(a.db) === 0, 5000);
+
+    // A file that ran as a single process: no triggers, so its writes leave no outbox behind.
+    const { db } = dbs.open();
+    uninstallReplication(db);
+    const alone = new Registry(db, new Set(PROFILES.map((p) => p.id)), { hasUnit: () => true });
+    alone.add(device("both-1", "r2"));
+    alone.add(device("own-1", "r3"));
+    expect(db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'replicat%'").get()).toEqual({
+      n: 0,
+    });
+    await replicationOf(db, url, "node-b").start();
+    const room = (d: Db, id: string) =>
+      (d.prepare("SELECT room_id FROM devices WHERE id = ?").get(id) as { room_id: string } | undefined)
+        ?.room_id;
+    // The cluster's row wins over the joiner's; the joiner's own device reaches the cluster.
+    expect(room(db, "both-1")).toBe("r1");
+    expect(room(db, "own-1")).toBe("r3");
+    await until("own-1 on node A", () => a.registry.get("own-1") !== undefined, 5000);
+    expect(a.registry.get("both-1")?.roomId).toBe("r1");
   });
 
   it("two fresh nodes starting at once end with the same push keys, and a node with another token key is refused", async () => {
