@@ -502,6 +502,7 @@ export class Gateway {
         // Off the event loop, batches can be large for either store.
         batchSize: 5000,
         log: sinkLog,
+        onThread: (tid) => this.metrics.threads.set({ thread: "sink", tid: String(tid) }, 1),
       });
     this.sink.on("cursorFailed", (f: { error: unknown }) => this.storage.failed("sink", f.error));
     this.sink.start();

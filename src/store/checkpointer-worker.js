@@ -7,9 +7,15 @@
 // done inside a commit, as SQLite does by default, it stalled the event-log writer (and a fall's
 // commit behind it) or the event loop (the main connection) for 10-30 ms every few seconds.
 // PASSIVE never waits for readers or writers; what it could not copy it copies on a later pass.
-import { statSync } from "node:fs";
+import { readlinkSync, statSync } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
+
+// This thread's Linux id, for per-thread CPU accounting (Linux only).
+try {
+  const tid = /\/task\/(\d+)$/.exec(readlinkSync("/proc/thread-self"))?.[1];
+  if (tid) parentPort.postMessage({ type: "thread", tid: Number(tid) });
+} catch {}
 
 /** @type {{ paths: string[]; intervalMs: number; minWalBytes: number; maxWalBytes: number }} */
 const { paths, intervalMs, minWalBytes, maxWalBytes } = workerData;

@@ -45,8 +45,9 @@ export class Checkpointer {
     this.worker.unref();
     this.worker.on(
       "message",
-      (m: { type: string; path: string; mode?: string; ms: number; error?: string }) => {
-        if (m.type === "checkpoint") {
+      (m: { type: string; path: string; mode?: string; ms: number; error?: string; tid?: number }) => {
+        if (m.type === "thread") metrics?.threads.set({ thread: "checkpointer", tid: String(m.tid) }, 1);
+        else if (m.type === "checkpoint") {
           this.stats.checkpoints++;
           if (m.mode === "RESTART") {
             this.stats.restarts++;

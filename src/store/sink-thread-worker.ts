@@ -11,6 +11,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { alertAuditSource } from "../alerts/series.js";
 import type { Logger } from "../log.js";
+import { currentThreadId } from "../util/threads.js";
 import { EVENT_LOG_SCHEMA, eventLogPath } from "./db.js";
 import { type SeriesStoreSpec, seriesStoreFrom } from "./series-spec.js";
 import { TimeSeriesSink, type TimeSeriesSinkOptions } from "./sink.js";
@@ -19,6 +20,10 @@ import type { FromSinkThread, SinkThreadData, ToSinkThread } from "./sink-thread
 const data = workerData as SinkThreadData;
 const port = parentPort!;
 const post = (m: FromSinkThread) => port.postMessage(m);
+{
+  const tid = currentThreadId();
+  if (tid !== null) post({ type: "thread", tid });
+}
 
 /** Plain values for postMessage: an Error becomes its message. */
 function plain(obj: unknown): Record<string, unknown> {

@@ -28,6 +28,8 @@ export type ToSinkThread = { type: "notify" } | { type: "stop"; timeoutMs: numbe
 
 export type FromSinkThread =
   | { type: "ready" }
+  /** The thread's Linux id, for per-thread CPU accounting (Linux only). */
+  | { type: "thread"; tid: number }
   | { type: "stopped" }
   | { type: "cursor"; name: string; position: number }
   | { type: "event"; event: string; payload: Record<string, unknown> }
@@ -52,6 +54,8 @@ export interface SinkThreadOptions extends SinkThreadData {
   log: Logger;
   /** Called when a cursor could not be written (a full disk); the thread's position is kept meanwhile. */
   onCursorFailed?: (err: unknown) => void;
+  /** The thread's Linux id (ata_thread_info), each time it starts. */
+  onThread?: (tid: number) => void;
 }
 
 export class SinkThread extends EventEmitter {
@@ -132,6 +136,9 @@ export class SinkThread extends EventEmitter {
   private onMessage(m: FromSinkThread): void {
     const { log } = this.options;
     switch (m.type) {
+      case "thread":
+        this.options.onThread?.(m.tid);
+        break;
       case "cursor":
         this.cursors.set(m.name, m.position);
         this.pending.set(m.name, m.position);

@@ -4,6 +4,7 @@
  * connection (the thread's is read-only), the backlog is answered on this thread, and a thread that
  * dies is started again and resumes from its cursors without losing or doubling a point.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -12,6 +13,7 @@ import { getCursor } from "../../src/store/db.js";
 import { EmbeddedSeriesStore } from "../../src/store/embedded-series.js";
 import { EVENT_MEASUREMENT } from "../../src/store/sink.js";
 import { SinkThread } from "../../src/store/sink-thread.js";
+import { currentThreadId } from "../../src/util/threads.js";
 import { eventually } from "../helpers/gateway.js";
 import { addDevice, addResident, prepareEventInsert, tempDb } from "../reports/fixtures.js";
 
@@ -80,6 +82,28 @@ describe("the time-series sink on its own thread", () => {
     expect(thread.counters.pointsWritten).toBe(250);
     expect(thread.lastError).toBeUndefined();
   });
+
+  it.runIf(process.platform === "linux")(
+    "reports its Linux thread id, for per-thread CPU accounting, and the new one after a restart",
+    async () => {
+      const tids: number[] = [];
+      thread = new SinkThread({
+        db: t.db,
+        dbPath: join(t.dir, "ata.db"),
+        store: { kind: "embedded", path: seriesPath() },
+        storeId: "embedded",
+        log: pino({ level: "silent" }) as unknown as Logger,
+        onThread: (tid) => tids.push(tid),
+      });
+      thread.start();
+      await eventually(() => tids.length === 1, 15_000, 20);
+      expect(tids[0]).not.toBe(currentThreadId());
+      expect(existsSync(`/proc/self/task/${tids[0]}`)).toBe(true);
+      await (thread as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+      await eventually(() => tids.length === 2, 15_000, 20);
+      expect(tids[1]).not.toBe(tids[0]);
+    },
+  );
 
   it("a thread that dies is started again and resumes from its cursors: no point lost or doubled", async () => {
     thread.start();
