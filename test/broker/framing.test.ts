@@ -10,6 +10,7 @@ import mqttPacket from "mqtt-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceTopic } from "../../src/broker/topics.js";
 import { eventually, startGateway, type TestGateway } from "../helpers/gateway.js";
+import { connectFrame } from "../helpers/mqtt-frames.js";
 
 const A = "frame-a";
 const B = "frame-b";
@@ -46,18 +47,7 @@ async function open(port: number, id: string, secret: string): Promise<Wire> {
     socket.once("connect", resolve);
     socket.once("error", reject);
   });
-  socket.write(
-    mqttPacket.generate({
-      cmd: "connect",
-      protocolId: "MQTT",
-      protocolVersion: 4,
-      clean: true,
-      clientId: id,
-      keepalive: 30,
-      username: id,
-      password: Buffer.from(secret),
-    }),
-  );
+  socket.write(connectFrame(id, secret));
   expect(await connack).toBe(0);
   return { socket, acks };
 }

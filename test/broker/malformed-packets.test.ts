@@ -1,5 +1,4 @@
 import { connect } from "node:net";
-import mqttPacket from "mqtt-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deviceTopic } from "../../src/broker/topics.js";
 import {
@@ -10,6 +9,7 @@ import {
   startGateway,
   type TestGateway,
 } from "../helpers/gateway.js";
+import { connectFrame } from "../helpers/mqtt-frames.js";
 
 const ID = deviceIdFor("ata/native");
 const SECRET = secretFor("ata/native");
@@ -41,17 +41,7 @@ describe("broken MQTT packets never take the gateway down", () => {
     await t.stop();
   });
 
-  const connectPacket = () =>
-    mqttPacket.generate({
-      cmd: "connect",
-      protocolId: "MQTT",
-      protocolVersion: 4,
-      clean: true,
-      clientId: ID,
-      keepalive: 30,
-      username: ID,
-      password: Buffer.from(SECRET),
-    });
+  const connectPacket = () => connectFrame(ID, SECRET);
 
   it("closes connections that send garbage, a reserved packet type, a bad protocol name or a truncated length", async () => {
     await sendRaw(t.mqttPort, [Buffer.from([0x00, 0x02, 0xde, 0xad])]); // packet type 0 is reserved

@@ -21,6 +21,7 @@ import {
   replayHint,
 } from "../helpers/fuzz.js";
 import { connectDevice, deviceIdFor, secretFor, startGateway, type TestGateway } from "../helpers/gateway.js";
+import { connectFrame } from "../helpers/mqtt-frames.js";
 
 const CASES = 3000;
 /** Raw sockets open at once. */
@@ -46,19 +47,6 @@ const OTHERS = PROFILES.filter((p) => p.id !== "ata/native").map((p) => ({
 
 const gen = (packet: Record<string, unknown>): Buffer =>
   mqttPacket.generate(packet as unknown as mqttPacket.Packet);
-
-function connectFrame(id: string, secret: string | null, extra: Record<string, unknown> = {}): Buffer {
-  return gen({
-    cmd: "connect",
-    protocolId: "MQTT",
-    protocolVersion: 4,
-    clean: true,
-    clientId: id,
-    keepalive: 30,
-    ...(secret === null ? {} : { username: id, password: Buffer.from(secret) }),
-    ...extra,
-  });
-}
 
 /** Remaining-length bytes (MQTT 3.1.1 section 2.2.3) for hand-built frames. */
 function varLength(n: number): Buffer {

@@ -1,5 +1,4 @@
 import { connect } from "node:net";
-import mqttPacket from "mqtt-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROFILES } from "../../devices/index.js";
 import { statusTopic } from "../../src/broker/topics.js";
@@ -11,6 +10,7 @@ import {
   startGateway,
   type TestGateway,
 } from "../helpers/gateway.js";
+import { connectFrame } from "../helpers/mqtt-frames.js";
 
 const LIFT = deviceIdFor("generic/ceiling-lift");
 const RADAR = deviceIdFor("vayyar/care");
@@ -66,18 +66,7 @@ describe("device presence", () => {
     socket.resume(); // read (and drop) the CONNACK, or 'close' waits for the unread data
     const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
     await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
-    socket.write(
-      mqttPacket.generate({
-        cmd: "connect",
-        protocolId: "MQTT",
-        protocolVersion: 4,
-        clean: true,
-        clientId: LIFT,
-        keepalive: 1,
-        username: LIFT,
-        password: Buffer.from(secretFor("generic/ceiling-lift")),
-      }),
-    );
+    socket.write(connectFrame(LIFT, secretFor("generic/ceiling-lift"), { keepalive: 1 }));
     await eventually(() => t.gateway.presence.status(LIFT).online);
     // No PINGREQ from here on: aedes closes after 1.5 x keepalive.
     await closed;
