@@ -4,7 +4,7 @@
  * connection (the thread's is read-only), the backlog is answered on this thread, and a thread that
  * dies is started again and resumes from its cursors without losing or doubling a point.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -84,7 +84,7 @@ describe("the time-series sink on its own thread", () => {
   });
 
   it.runIf(process.platform === "linux")(
-    "reports its Linux thread id, for per-thread CPU accounting, and the new one after a restart",
+    "reports its Linux thread id, for per-thread CPU accounting, and the new one after a restart; runs at background priority",
     async () => {
       const tids: number[] = [];
       thread = new SinkThread({
@@ -99,6 +99,11 @@ describe("the time-series sink on its own thread", () => {
       await eventually(() => tids.length === 1, 15_000, 20);
       expect(tids[0]).not.toBe(currentThreadId());
       expect(existsSync(`/proc/self/task/${tids[0]}`)).toBe(true);
+      // Background priority for the thread alone (field 19 of stat: nice); this thread keeps its own.
+      const nice = (tid: number | null) =>
+        Number(readFileSync(`/proc/self/task/${tid}/stat`, "utf8").split(") ")[1]!.split(" ")[16]);
+      expect(nice(tids[0]!)).toBe(10);
+      expect(nice(currentThreadId())).toBe(0);
       await (thread as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
       await eventually(() => tids.length === 2, 15_000, 20);
       expect(tids[1]).not.toBe(tids[0]);
