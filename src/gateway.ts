@@ -20,7 +20,9 @@ import { Broker } from "./broker/broker.js";
 import { ClusterNode } from "./cluster/node.js";
 import { ChannelRoutes } from "./cluster/partition-host.js";
 import { PgAlertHistory } from "./cluster/pg/alert-history.js";
+import { PgAlertReads } from "./cluster/pg/alert-reads.js";
 import { ChangeFeed } from "./cluster/pg/change-feed.js";
+import { JOB_LOCKS, PgJobLock } from "./cluster/pg/job-lock.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
@@ -792,8 +794,15 @@ export class Gateway {
     if (modelProblems.length) throw new TimeModelError(config.timeModelFile, modelProblems);
     const sites = config.sites.map((s) => ({ id: s.id, timeZone: s.timeZone, units: s.units }));
     const baselineStore = new BaselineStore(this.db);
+    // A cluster node's SQLite has no alerts: its partitions' owners keep them in PostgreSQL. The
+    // time-saved job's points go to the shared store, so one node at a time computes them.
+    const pgPartitions = config.cluster.postgres?.partitions;
+    const alertReads =
+      cluster && pgPartitions !== undefined ? new PgAlertReads(cluster.pool, pgPartitions) : undefined;
     this.timeSaved = new TimeSavedJob({
       db: this.db,
+      alertReads,
+      lock: cluster ? new PgJobLock(cluster.pool, JOB_LOCKS.timeSaved) : undefined,
       store: this.series,
       model: timeModel,
       sites,
@@ -803,6 +812,7 @@ export class Gateway {
     });
     reportRoutes(this.router, {
       db: this.db,
+      alertReads,
       store: this.series,
       model: timeModel,
       sites,

@@ -9,6 +9,7 @@
  */
 
 import { addDays, DAY, localDate, localDays, nightWindow, startOfLocalDay } from "../time/zone.js";
+import { alertReadsOf } from "./alert-reads.js";
 import type { Baseline } from "./baseline/schema.js";
 import {
   type BaselineStore,
@@ -157,7 +158,7 @@ function endedDays(site: ReportSite, from: number, to: number, now: number): num
 }
 
 /** Care alerts raised in the night windows of [from, to), per night. */
-function alarmsPerNight(
+async function alarmsPerNight(
   ctx: BenefitsContext,
   site: ReportSite,
   scope: Scope,
@@ -166,21 +167,18 @@ function alarmsPerNight(
   now: number,
 ) {
   const p = siteModel(ctx.model, site.id).params;
-  const units = scope.units;
-  const unitSql = units ? ` AND unit_id IN (${units.map(() => "?").join(", ")})` : "";
   const windows = localDays(from, to, site.timeZone)
     .map((date) => nightWindow(date, p.nightStart, p.nightEnd, site.timeZone))
     .filter(([, end]) => end <= now && end <= to + DAY);
   if (windows.length === 0) return { alarms: 0, nights: 0 };
   // One read of the range's raise times (the alerts' site/time index), placed into the nights here:
   // the nights are in time order and do not overlap.
-  const raised = ctx.db
-    .prepare(
-      `SELECT raised_at FROM alerts WHERE site_id = ? AND raised_at >= ? AND raised_at < ?
-         AND priority IN ('high', 'medium')${unitSql} ORDER BY raised_at`,
-    )
-    .pluck()
-    .all(site.id, windows[0]![0], windows[windows.length - 1]![1], ...(units ?? [])) as number[];
+  const raised = await alertReadsOf(ctx).careRaisedAt({
+    siteId: site.id,
+    from: windows[0]![0],
+    to: windows[windows.length - 1]![1],
+    units: scope.units,
+  });
   let alarms = 0;
   let w = 0;
   for (const at of raised) {
@@ -313,12 +311,12 @@ export async function benefitsReport(ctx: BenefitsContext, scope: Scope, rangeOf
     };
     const nightMinutes = bm?.minutesPerNightCheck?.value ?? sm.params.minutesPerNightCheck;
     // Nights from the first computed day on: before it nothing was observed.
-    const nightsOf = (first: number | null, a: number, b: number) =>
+    const nightsOf = async (first: number | null, a: number, b: number) =>
       first === null
         ? { alarms: 0, nights: 0 }
-        : alarmsPerNight(ctx, site, scope, Math.max(a, first), b, now);
-    const alarmsNow = nightsOf(potential.first, from, to);
-    const alarmsBefore = nightsOf(prevPotential.first, prevFrom, from);
+        : await alarmsPerNight(ctx, site, scope, Math.max(a, first), b, now);
+    const alarmsNow = await nightsOf(potential.first, from, to);
+    const alarmsBefore = await nightsOf(prevPotential.first, prevFrom, from);
     const perNightAlarms = (a: { alarms: number; nights: number }) =>
       a.nights >= 7 ? round(a.alarms / a.nights, 2) : null;
     const weekly = (s: Sums | undefined, d: number) => {

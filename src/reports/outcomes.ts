@@ -7,12 +7,11 @@
 import { OUTCOMES, type Outcome } from "../alerts/model.js";
 import { allowedOutcomes } from "../alerts/outcomes.js";
 import {
-  alertQuery,
-  pagedAlerts,
   type RangeOf,
   type ReportContext,
   rangeView,
   type Scope,
+  scopedAlerts,
   type Table,
 } from "./queries.js";
 
@@ -36,11 +35,7 @@ export async function outcomesReport(ctx: ReportContext, scope: Scope, rangeOf: 
   const byType = new Map<string, Counts>();
   const total = zero();
   for (const site of scope.sites) {
-    const q = alertQuery("type, state, open, outcome", scope, site, rangeOf(site));
-    for await (const a of pagedAlerts<{ type: string; state: string; open: number; outcome: string | null }>(
-      ctx,
-      q,
-    )) {
+    for await (const a of scopedAlerts(ctx, scope, site, rangeOf(site))) {
       let c = byType.get(a.type);
       if (!c) {
         c = zero();

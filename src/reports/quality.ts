@@ -14,14 +14,13 @@ import type { Outcome } from "../alerts/model.js";
 import { NOT_HEARTBEAT } from "../store/db.js";
 import { addDays, localDate, localDays, startOfLocalDay, startOfLocalWeek } from "../time/zone.js";
 import {
-  alertQuery,
   type Cell,
-  pagedAlerts,
   percentile,
   type RangeOf,
   type ReportContext,
   rangeView,
   type Scope,
+  scopedAlerts,
   type Table,
 } from "./queries.js";
 
@@ -116,14 +115,8 @@ export async function qualityReport(ctx: ReportContext, scope: Scope, rangeOf: R
 
     // Detection: the first event's occurredAt when it is before the raise (the sensor saw the fall
     // before the gateway raised it), else the raise.
-    const q = alertQuery(
-      `type, priority, state, outcome, raised_at, accepted_at, attending_at,
-       (SELECT occurred_at FROM events e WHERE e.seq = alerts.first_event_seq) AS occurred_at`,
-      scope,
-      site,
-      range,
-    );
-    for await (const a of pagedAlerts<QualityAlert>(ctx, q)) {
+    for await (const row of scopedAlerts(ctx, scope, site, range, { firstEventAt: true })) {
+      const a: QualityAlert = { ...row, occurred_at: row.first_event_at ?? null };
       if (a.accepted_at !== null) {
         weeks.get(localDate(startOfLocalWeek(a.raised_at, tz), tz))!.push(a.accepted_at - a.raised_at);
       }

@@ -9,6 +9,7 @@ import type { Db } from "../store/db.js";
 import { bucketStarts, type TimeSeriesStore } from "../store/timeseries.js";
 import { HOUR, localDate, localHour, MINUTE, monthStart, monthStarts } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
+import { type AlertExtras, type AlertReads, alertReadsOf } from "./alert-reads.js";
 import { type ModelView, modelView, siteModel, type TimeModel } from "./model.js";
 import { CATEGORIES, type Category, type ProfileKinds, TIME_SAVED_MEASUREMENT } from "./timesaved.js";
 import { uptime } from "./uptime.js";
@@ -21,6 +22,8 @@ export interface ReportSite {
 
 export interface ReportContext {
   db: Db;
+  /** Where alerts are read; absent: `db` (a cluster node passes PostgreSQL's, src/cluster/pg/alert-reads.ts). */
+  alertReads?: AlertReads;
   store: TimeSeriesStore;
   model: TimeModel;
   sites: readonly ReportSite[];
@@ -368,7 +371,7 @@ export async function timeSavedReport(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Alerts from SQLite
+// Alerts: from SQLite in one process, from PostgreSQL on a cluster node (alert-reads.ts)
 
 interface AlertTimes {
   site_id: string;
@@ -381,50 +384,18 @@ interface AlertTimes {
   resolved_at: number | null;
 }
 
-export function alertQuery(
-  columns: string,
+/** A site's alerts in the range and scope, in raised_at order, page by page. */
+export function scopedAlerts(
+  ctx: ReportContext,
   scope: Scope,
   site: ReportSite,
   range: { from: number; to: number },
+  extras?: AlertExtras,
 ) {
-  const args: unknown[] = [site.id, range.from, range.to];
-  let sql = `SELECT ${columns} FROM alerts WHERE site_id = ? AND raised_at >= ? AND raised_at < ?`;
-  if (scope.units) {
-    sql += ` AND unit_id IN (${scope.units.map(() => "?").join(", ")})`;
-    args.push(...scope.units);
-  }
-  return { sql, args };
-}
-
-/** Rows per page of pagedAlerts: a page is about a millisecond of SQLite and JavaScript. */
-const ALERT_PAGE = 1000;
-
-/**
- * The rows of an alertQuery page by page (keyset on raised_at and rowid, which the alerts_site_time
- * index serves), handing the event loop back between pages when a slice is used up: a year of a
- * large site's alerts is not read in one piece while falls are waiting. No statement stays open
- * across a pause.
- */
-export async function* pagedAlerts<T>(
-  ctx: ReportContext,
-  q: { sql: string; args: unknown[] },
-): AsyncGenerator<T> {
-  const slicer = new Slicer();
-  const page = ctx.db.prepare(
-    `${q.sql.replace(/^SELECT /, "SELECT raised_at AS _at, rowid AS _rid, ")}
-       AND (raised_at > ? OR (raised_at = ? AND rowid > ?)) ORDER BY raised_at, rowid LIMIT ${ALERT_PAGE}`,
+  return alertReadsOf(ctx).alerts(
+    { siteId: site.id, from: range.from, to: range.to, units: scope.units },
+    extras,
   );
-  let at = Number.NEGATIVE_INFINITY;
-  let rid = 0;
-  for (;;) {
-    const rows = page.all(...q.args, at, at, rid) as (T & { _at: number; _rid: number })[];
-    for (const r of rows) yield r as Awaited<T>;
-    if (rows.length < ALERT_PAGE) return;
-    const last = rows[rows.length - 1]!;
-    at = last._at;
-    rid = last._rid;
-    await slicer.pause();
-  }
 }
 
 /** Nearest-rank percentile of sorted values: the smallest value with at least p of them at or below. */
@@ -479,13 +450,7 @@ export async function responseTimesReport(ctx: ReportContext, scope: Scope, rang
   const priorities = new Map<string, TimesGroup>();
   const overall = new TimesGroup();
   for (const site of scope.sites) {
-    const q = alertQuery(
-      "site_id, unit_id, priority, state, raised_at, accepted_at, attending_at, resolved_at",
-      scope,
-      site,
-      rangeOf(site),
-    );
-    for await (const a of pagedAlerts<AlertTimes>(ctx, q)) {
+    for await (const a of scopedAlerts(ctx, scope, site, rangeOf(site)) as AsyncIterable<AlertTimes>) {
       const key = `${a.site_id}\u0000${a.unit_id}\u0000${a.priority}`;
       let u = units.get(key);
       if (!u) {
@@ -570,7 +535,7 @@ export async function responseTimesReport(ctx: ReportContext, scope: Scope, rang
 
 const QUARTER = 15 * MINUTE;
 
-export function alertVolumeReport(ctx: ReportContext, scope: Scope, rangeOf: RangeOf) {
+export async function alertVolumeReport(ctx: ReportContext, scope: Scope, rangeOf: RangeOf) {
   const byType = new Map<string, { type: string; count: number; byPriority: Record<string, number> }>();
   const byHour = Array.from({ length: 24 }, (_, hour) => ({ hour, count: 0 }));
   const byTypeHour = new Map<string, number>();
@@ -579,19 +544,11 @@ export function alertVolumeReport(ctx: ReportContext, scope: Scope, rangeOf: Ran
   for (const site of scope.sites) {
     // Quarter-hour buckets in SQL (integer division), local hours in JS: exact for every zone whose
     // offset is a whole number of quarter hours, which is all of them today.
-    const q = alertQuery(
-      `unit_id, type, priority, raised_at / ${QUARTER} AS q, COUNT(*) AS n`,
-      scope,
-      site,
-      rangeOf(site),
+    const range = rangeOf(site);
+    const rows = await alertReadsOf(ctx).volume(
+      { siteId: site.id, from: range.from, to: range.to, units: scope.units },
+      QUARTER,
     );
-    const rows = ctx.db.prepare(`${q.sql} GROUP BY unit_id, type, priority, q`).all(...q.args) as {
-      unit_id: string;
-      type: string;
-      priority: string;
-      q: number;
-      n: number;
-    }[];
     const hourOf = new Map<number, number>();
     for (const r of rows) {
       let hour = hourOf.get(r.q);
@@ -687,22 +644,7 @@ export async function falseAlarmReport(ctx: ReportContext, scope: Scope, rangeOf
     attendedFalseAlarms: 0,
   });
   for (const site of scope.sites) {
-    const q = alertQuery(
-      `unit_id, room_id, device_id, state, outcome, attending_at,
-       (SELECT profile FROM devices d WHERE d.id = alerts.device_id) AS profile`,
-      scope,
-      site,
-      rangeOf(site),
-    );
-    for await (const a of pagedAlerts<{
-      unit_id: string;
-      room_id: string | null;
-      device_id: string;
-      state: string;
-      outcome: string | null;
-      attending_at: number | null;
-      profile: string | null;
-    }>(ctx, q)) {
+    for await (const a of scopedAlerts(ctx, scope, site, rangeOf(site), { profile: true })) {
       const dk = `${site.id}\u0000${a.device_id}`;
       let d = devices.get(dk);
       if (!d) {
@@ -711,7 +653,7 @@ export async function falseAlarmReport(ctx: ReportContext, scope: Scope, rangeOf
           unit: a.unit_id,
           room: a.room_id,
           device: a.device_id,
-          profile: a.profile,
+          profile: a.profile ?? null,
           c: zero(),
         };
         devices.set(dk, d);

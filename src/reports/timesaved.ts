@@ -20,6 +20,7 @@ import { type Db, NOT_HEARTBEAT } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
 import { addDays, DAY, dayWindow, isDate, localDate, localDays, MINUTE, nightWindow } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
+import { type AlertReads, alertReadsOf, type DayAlert, sqliteAlertReads } from "./alert-reads.js";
 import type { Baseline } from "./baseline/schema.js";
 import { type BaselineStore, baselineForUnit, baselineKey, baselinesInForce } from "./baseline/store.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
@@ -102,21 +103,7 @@ export interface DayResult {
   nights: ResidentNight[];
 }
 
-interface AlertRow {
-  id: string;
-  type: string;
-  priority: string;
-  state: string;
-  unit_id: string;
-  room_id: string | null;
-  resident_ref: string | null;
-  raised_at: number;
-  accepted_at: number | null;
-  attending_at: number | null;
-  resolved_at: number | null;
-  outcome: string | null;
-  resolved_by: string | null;
-}
+type AlertRow = DayAlert;
 
 interface PresenceRow {
   room_id: string | null;
@@ -127,7 +114,6 @@ interface PresenceRow {
 interface Statements {
   residents: import("better-sqlite3").Statement;
   devices: import("better-sqlite3").Statement;
-  alerts: import("better-sqlite3").Statement;
   eventsOfType: import("better-sqlite3").Statement;
 }
 
@@ -140,13 +126,6 @@ function prepared(db: Db): Statements {
       residents: db.prepare("SELECT ref, unit_id, room_id FROM residents WHERE site_id = ? ORDER BY ref"),
       devices: db.prepare(
         "SELECT id, profile, unit_id, room_id, resident_ref FROM devices WHERE site_id = ?",
-      ),
-      alerts: db.prepare(
-        `SELECT id, type, priority, state, unit_id, room_id, resident_ref, raised_at, accepted_at, attending_at,
-           resolved_at, outcome,
-           (SELECT actor_id FROM alert_audit au WHERE au.alert_id = a.id AND au.action = 'resolved'
-            ORDER BY au.id DESC LIMIT 1) AS resolved_by
-         FROM alerts a WHERE site_id = ? AND raised_at >= ? AND raised_at < ? ORDER BY raised_at`,
       ),
       // Devices of the site as the outer loop, each one seek on events(device_id, type, occurred_at);
       // the unary + keeps the planner off events(site_id, occurred_at), which would walk every
@@ -166,6 +145,11 @@ function prepared(db: Db): Statements {
 export interface ComputeContext {
   db: Db;
   profiles: ProfileKinds;
+  /**
+   * The alerts of dayAlertRange(), read beforehand where they are not in `db` (a cluster node's are
+   * in PostgreSQL); absent: read from `db`.
+   */
+  alerts?: readonly DayAlert[];
   /** The site's baselines in force (baselinesInForce); absent or empty: no realised figures. */
   baselines?: readonly Baseline[];
 }
@@ -262,6 +246,14 @@ function mergeVisits(instants: number[], windowMs: number): number[] {
   return visits;
 }
 
+/** The raise times [from, to) of the alerts computeDay reads for a local day of a site. */
+export function dayAlertRange(site: SiteInfo, sm: SiteModel, date: string): [number, number] {
+  const [dayStart, dayEnd] = dayWindow(date, site.timeZone);
+  const [nightStart, nightEnd] = nightWindow(date, sm.params.nightStart, sm.params.nightEnd, site.timeZone);
+  // Alerts raised up to two days before the night still matter for visits in it.
+  return [Math.min(dayStart, nightStart) - 2 * DAY, Math.max(dayEnd, nightEnd)];
+}
+
 /** Computes one local day of one site. Pure over the database: writes nothing. */
 export function computeDay(
   ctx: ComputeContext,
@@ -352,10 +344,8 @@ export function* computeDaySteps(
     bucket(u.id, "false_alarms");
   }
 
-  // Alerts raised up to two days before the night still matter for visits in it.
-  const alertFrom = Math.min(dayStart, nightStart) - 2 * DAY;
-  const alertTo = Math.max(dayEnd, nightEnd);
-  const alerts = s.alerts.all(site.id, alertFrom, alertTo) as AlertRow[];
+  const [alertFrom, alertTo] = dayAlertRange(site, sm, date);
+  const alerts = ctx.alerts ?? sqliteAlertReads(db).dayAlertsNow(site.id, alertFrom, alertTo);
   let presenceTo = Math.max(dayEnd, nightEnd);
   for (const a of alerts) presenceTo = Math.max(presenceTo, a.resolved_at ?? now);
   const presence = new PresenceIndex(
@@ -582,8 +572,21 @@ export function dayPoints(day: DayResult): Point[] {
 // ---------------------------------------------------------------------------------------------
 // The periodic job
 
+/** One run at a time across processes that share the time-series store (a cluster's nodes). */
+export interface JobLock {
+  /** Runs work holding the lock; without `wait`, gives up at once when another holds it. */
+  run<T>(
+    work: () => Promise<T>,
+    opts?: { wait?: boolean },
+  ): Promise<{ ran: true; value: T } | { ran: false }>;
+}
+
 export interface TimeSavedJobContext {
   db: Db;
+  /** Where alerts are read; absent: `db` (a cluster node passes PostgreSQL's). */
+  alertReads?: AlertReads;
+  /** Absent: runs are only kept apart within this process (one process, one store). */
+  lock?: JobLock;
   store: TimeSeriesStore;
   model: TimeModel;
   sites: readonly SiteInfo[];
@@ -679,12 +682,24 @@ export class TimeSavedJob extends EventEmitter {
     return next;
   }
 
-  /** Yesterday and today so far (plus anything a failed run left) for every site. */
+  /**
+   * Yesterday and today so far (plus anything a failed run left) for every site. With a lock held by
+   * another process (another node's run), this run is skipped: that one writes the same days.
+   */
   runOnce(): Promise<RunSummary[]> {
     return this.enqueue(() => this.run());
   }
 
   private async run(): Promise<RunSummary[]> {
+    if (!this.ctx.lock) return this.runLocked();
+    const r = await this.ctx.lock.run(() => this.runLocked());
+    if (r.ran) return r.value;
+    this.ctx.log?.debug("time-saved run skipped: another node is running it");
+    this.emit("skipped");
+    return [];
+  }
+
+  private async runLocked(): Promise<RunSummary[]> {
     // A baseline saved since the last run (through the API, or `ata baseline set` from another
     // process) changes which history is current: fill it in.
     if (
@@ -714,7 +729,12 @@ export class TimeSavedJob extends EventEmitter {
       const site = this.ctx.sites.find((s) => s.id === siteId);
       if (!site) throw new Error(`unknown site "${siteId}"`);
       const [fromDate, toDate] = toDates(from, to, site.timeZone);
-      const summary = await this.computeRange(site, fromDate, toDate, true);
+      // Asked for: waits for another node's run rather than skipping.
+      const compute = () => this.computeRange(site, fromDate, toDate, true);
+      const r = this.ctx.lock
+        ? await this.ctx.lock.run(compute, { wait: true })
+        : { ran: true, value: await compute() };
+      const summary = r.ran ? r.value : undefined;
       return summary ?? { site: siteId, from: fromDate, to: toDate, days: 0, points: 0, ms: 0 };
     });
   }
@@ -759,7 +779,7 @@ export class TimeSavedJob extends EventEmitter {
         const inForce = this.inForce(site.id);
         const key = baselineKey(inForce);
         const today = localDate(this.now(), site.timeZone);
-        const first = this.firstActivity(site.id);
+        const first = await this.firstActivity(site.id);
         if (first === undefined) continue;
         let from = addDays(today, -days);
         const firstDate = localDate(first, site.timeZone);
@@ -810,16 +830,14 @@ export class TimeSavedJob extends EventEmitter {
   }
 
   /** The earliest event or alert of a site (index seeks), or undefined for a site with neither. */
-  private firstActivity(siteId: string): number | undefined {
+  private async firstActivity(siteId: string): Promise<number | undefined> {
     const e = this.ctx.db
       .prepare("SELECT MIN(occurred_at) AS t FROM events WHERE site_id = ?")
       .get(siteId) as {
       t: number | null;
     };
-    const a = this.ctx.db.prepare("SELECT MIN(raised_at) AS t FROM alerts WHERE site_id = ?").get(siteId) as {
-      t: number | null;
-    };
-    const ts = [e.t, a.t].filter((t): t is number => t !== null);
+    const a = await alertReadsOf(this.ctx).firstRaisedAt(siteId);
+    const ts = [e.t, a ?? null].filter((t): t is number => t !== null);
     return ts.length ? Math.min(...ts) : undefined;
   }
 
@@ -850,7 +868,10 @@ export class TimeSavedJob extends EventEmitter {
     let days = 0;
     try {
       for (let date = from; date < to; date = addDays(date, 1)) {
-        const day = await sliced(computeDaySteps(compute, site, sm, date, this.now()));
+        // Read here, where they can be awaited: on a cluster node they are in PostgreSQL.
+        const [alertFrom, alertTo] = dayAlertRange(site, sm, date);
+        const alerts = await alertReadsOf(this.ctx).dayAlerts(site.id, alertFrom, alertTo);
+        const day = await sliced(computeDaySteps({ ...compute, alerts }, site, sm, date, this.now()));
         points.push(...dayPoints(day));
         days++;
         if (points.length >= 2000) {

@@ -48,6 +48,9 @@ rules:
     raise: { alert: fall, priority: high, message: { da: "Fald i {room}", en: "Fall in {room}" } }
 `;
 
+/** Reads the reports, which on a cluster node come from PostgreSQL's alerts, not the node's SQLite. */
+const MANAGER = { id: "mia", name: "Mia", role: "manager", sites: ["home-a"], token: "mia-token-0123456789" };
+
 const procs: GatewayProcess[] = [];
 const clients: (StaffClient | MqttClient)[] = [];
 afterEach(async () => {
@@ -76,7 +79,7 @@ async function gateway(url: string, nodeId: string): Promise<GatewayProcess> {
       unit: "unit-1",
       room: `r${i + 1}`,
     })),
-    staff: [STAFF.anna, STAFF.bo, STAFF.nina].map((s) => ({ ...s })),
+    staff: [STAFF.anna, STAFF.bo, STAFF.nina, MANAGER].map((s) => ({ ...s })),
     cluster: { postgres: { url, nodeId, partitions: PARTITIONS, leaseMs: LEASE_MS } },
   });
   const p = await spawnGateway(configPath, { ATA_TOKEN_KEY: TOKEN_KEY }, 30_000);
@@ -197,6 +200,13 @@ describe("two gateway nodes on one PostgreSQL", () => {
     });
     expect((commented.alert as { id: string }).id).toBe(raisedForAnna.alert.id);
     await bo.change(raisedForAnna.alert.id, "comment", 10_000);
+
+    // The reports on the other node count the alert its owner raised and Anna accepted.
+    const times = await api(other, "/api/v1/reports/response-times?site=home-a", MANAGER.token);
+    expect((times.overall as { alerts: number; toAccept: { n: number } }).alerts).toBe(1);
+    expect((times.overall as { toAccept: { n: number } }).toAccept.n).toBe(1);
+    const volume = await api(other, "/api/v1/reports/alert-volume?site=home-a", MANAGER.token);
+    expect(volume.total).toBe(1);
 
     // A maintenance window opened through the other node reaches the owner's copy: the next fall
     // of that device is recorded as suppressed, not raised.

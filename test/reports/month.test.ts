@@ -159,8 +159,8 @@ describe("reports over a month of simulated data for 200 devices", () => {
     expect(body.overall.alerts).toBe(1550);
   });
 
-  it("alert volume by hour of day follows the local clock across the DST change", () => {
-    const { body } = alertVolumeReport(ctx, scope, month);
+  it("alert volume by hour of day follows the local clock across the DST change", async () => {
+    const { body } = await alertVolumeReport(ctx, scope, month);
     // 1550 = 31 days x (20 remote calls + 20 attended calls + 10 false alarms).
     expect(body.total).toBe(1550);
     expect(body.byType).toEqual([
