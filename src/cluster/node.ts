@@ -14,6 +14,12 @@
  * - A partition lost (its lease, or its state on a failed flush) stops all of that at once: the
  *   follower drops it, the host stops acting, the commands are no longer taken, and the lease is
  *   given up for another node to take.
+ * - A partition given up voluntarily (balancing hands it to a node that joined, or this node stops)
+ *   is handed over (`handOver`, the leases' `beforeRelease`): no new events or commands are taken
+ *   for it, the commands already taken are executed and answered, the host's last flush commits, the
+ *   host stops, and only then is the lease released, so the next owner starts from everything this
+ *   node did and no staff command in flight is left `outcome_unknown`. Bounded (pg/leases.ts,
+ *   "Handover"): past the bound the partition is given up at once, as a lost one.
  * - Who is connected is the cluster's (`StaffPresence`): this node publishes its own signed-in
  *   sockets, and the console channel of every partition it holds reaches staff on any node; someone
  *   coming or going anywhere makes its partitions re-check alerts nobody could receive.
@@ -29,6 +35,7 @@
  * so that a burst of flushes never makes a renewal wait (pg/leases.ts, "Running it"); the follower
  * and the command path each hold one listening connection from the work pool.
  */
+import { performance } from "node:perf_hooks";
 import pg from "pg";
 import type { AlertView } from "../alerts/model.js";
 import type { Logger } from "../log.js";
@@ -62,6 +69,8 @@ export interface ClusterNodeOptions
   routes: ChannelRoutes;
   /** Follower and command polls (tests shorten them). */
   pollMs?: number;
+  /** The longest a voluntary release waits for its partitions' work in flight (pg/leases.ts `drainMs`). */
+  drainMs?: number;
 }
 
 export interface ClusterNodeStatus {
@@ -102,6 +111,8 @@ export class ClusterNode {
   /** Who is connected to any node: what the owner's console channel reaches. */
   readonly presence: StaffPresence;
   private readonly held = new Map<number, Held>();
+  /** Partitions being handed over: they take no new work and are not taken up again. */
+  private readonly leaving = new Map<number, Held>();
   /** Per partition, the token of the acquisition being loaded: a later one, or a loss, supersedes it. */
   private readonly loading = new Map<number, number>();
   private readonly log: Logger;
@@ -120,6 +131,8 @@ export class ClusterNode {
       nodeId: c.nodeId,
       partitions: c.partitions,
       leaseMs: c.leaseMs,
+      beforeRelease: (partitions, timeoutMs) => this.handOver(partitions, timeoutMs),
+      ...(o.drainMs === undefined ? {} : { drainMs: o.drainMs }),
     });
     this.follower = new EventLogFollower({
       pool: this.pool,
@@ -322,7 +335,14 @@ export class ClusterNode {
         state.close();
         return;
       }
-      const { config: _config, db: _db, rules: _rules, pollMs: _pollMs, ...shared } = this.o;
+      const {
+        config: _config,
+        db: _db,
+        rules: _rules,
+        pollMs: _pollMs,
+        drainMs: _drainMs,
+        ...shared
+      } = this.o;
       const host = new PartitionHost({
         ...shared,
         partition,
@@ -380,6 +400,7 @@ export class ClusterNode {
         this.running &&
         !this.held.has(partition) &&
         !this.loading.has(partition) &&
+        !this.leaving.has(partition) &&
         this.leases.holds(partition, token)
       )
         void this.acquire(partition, token);
@@ -398,9 +419,61 @@ export class ClusterNode {
     this.log.info({ partition, reason }, "partition given up");
   }
 
+  /**
+   * Before the leases release these partitions voluntarily (they are still this node's): each stops
+   * taking events and commands, lets the commands it took be executed and answered, waits for its
+   * host's last flush, and stops. What is not done within timeoutMs is left to `release` (the leases
+   * report it lost once this returns), which stops it at once, as before there was a drain.
+   */
+  private async handOver(partitions: readonly number[], timeoutMs: number): Promise<void> {
+    const started = performance.now();
+    const pending = new Set<number>();
+    const drains = partitions.map(async (partition) => {
+      const h = this.held.get(partition);
+      if (!h || this.leaving.has(partition)) return;
+      this.leaving.set(partition, h);
+      pending.add(partition);
+      try {
+        this.follower.remove(partition);
+        await h.served.drain();
+        await h.host.flushed();
+        h.host.stop();
+        // A step made while the commands drained (a timer) was queued before the host stopped.
+        await h.host.flushed();
+        if (this.held.get(partition) !== h) return; // lost meanwhile, and given up then
+        this.held.delete(partition);
+        this.log.info(
+          { partition, token: h.token, drainMs: Math.round(performance.now() - started) },
+          "partition handed over",
+        );
+      } catch (err) {
+        // The state was lost (a failed flush): `release` has given it up already.
+        this.log.warn({ partition, err: (err as Error).message }, "partition lost while handing it over");
+      } finally {
+        pending.delete(partition);
+        if (this.leaving.get(partition) === h) this.leaving.delete(partition);
+      }
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      Promise.all(drains).then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut && pending.size > 0)
+      this.log.warn(
+        { partitions: [...pending].sort((a, b) => a - b), timeoutMs },
+        "handover not finished in time; giving the partitions up at once",
+      );
+  }
+
   private async deliver(partition: number, events: PartitionEvent[]): Promise<void> {
     const h = this.held.get(partition);
     if (!h) throw new Error(`partition ${partition} is not held here`);
+    // Handing over: the next owner evaluates these, from the rules' cursor.
+    if (this.leaving.get(partition) === h) throw new Error(`partition ${partition} is being handed over`);
     await h.host.deliver(events.map((e) => e.event));
   }
 }

@@ -36,6 +36,18 @@
  * After a graceful stop the leases are released at once and the others are woken (NOTIFY): takeover
  * takes a few round trips, and at most renewMs + one tick's queries if the notification is lost.
  *
+ * Handover. A voluntary release (a balancing round's surplus, `stop()`) first awaits the owner's
+ * `beforeRelease(partitions)`, in which it finishes what it has in flight for them, and only then
+ * reports them `lost` and releases them: the next owner cannot start before the last flush committed.
+ * The wait is bounded by `drainMs`, and by the released leases' earliest local deadline less marginMs
+ * (time left for the RELEASE itself); past that the partitions are reported lost and released as
+ * before (an owner's work still in a fenced transaction then makes the claim wait, as always). The
+ * partitions stay held meanwhile, under their deadlines: a drain never lets a node act past one, and a
+ * dead node has no drain, so nothing here lengthens a takeover after a crash. The round waits for the
+ * drain, so a drain longer than renewMs delays the next renewal of the leases the node keeps by the
+ * excess: drainMs is renewMs by default. Losses that are not voluntary (a deadline, a superseded
+ * token) are reported at once, as before.
+ *
  * Balance, and why it converges without thrash. The live nodes (heartbeat younger than leaseMs, not
  * leaving) are ordered by (started_at, node_id); with n of them and count partitions, the first
  * count % n get ceil(count / n) and the rest floor(count / n), so the targets add up to count exactly.
@@ -106,6 +118,14 @@ export interface PartitionLeasesOptions {
   marginMs?: number;
   /** Local monotonic milliseconds; only ever compared with itself. */
   monotonic?: () => number;
+  /**
+   * Awaited before a voluntary release (balancing, `stop()`) of these partitions, which are still held
+   * while it runs: the owner finishes its work in flight for them (header, "Handover"). Given how long
+   * it may take; not awaited past that. A rejection counts as done.
+   */
+  beforeRelease?: (partitions: readonly number[], timeoutMs: number) => Promise<void>;
+  /** The longest `beforeRelease` is waited for (renewMs by default; see the header). */
+  drainMs?: number;
 }
 
 export interface OwnedPartition {
@@ -231,7 +251,9 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   readonly leaseMs: number;
   readonly renewMs: number;
   readonly marginMs: number;
+  readonly drainMs: number;
   private readonly pool: pg.Pool;
+  private readonly beforeRelease: PartitionLeasesOptions["beforeRelease"];
   private readonly now: () => number;
   private readonly held = new Map<number, Held>();
   private running = false;
@@ -255,10 +277,13 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.renewMs = o.renewMs ?? Math.floor(this.leaseMs / 3);
     this.marginMs = o.marginMs ?? Math.floor(this.leaseMs / 5);
     this.now = o.monotonic ?? (() => performance.now());
+    this.drainMs = o.drainMs ?? this.renewMs;
+    this.beforeRelease = o.beforeRelease;
     if (!Number.isSafeInteger(this.partitions) || this.partitions < 1)
       throw new RangeError(`partitions must be a positive integer, not ${this.partitions}`);
     if (!(this.marginMs > 0 && this.renewMs > 0 && this.renewMs < this.leaseMs - this.marginMs))
       throw new RangeError("need 0 < renewMs < leaseMs - marginMs and marginMs > 0");
+    if (!(this.drainMs >= 0)) throw new RangeError(`drainMs must be 0 or more, not ${this.drainMs}`);
   }
 
   /**
@@ -297,9 +322,10 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   }
 
   /**
-   * Reports every partition lost, then releases the leases and marks the node leaving in one
-   * transaction, so the others take over at their next round instead of waiting for expiry. With
-   * PostgreSQL unreachable the leases simply expire.
+   * Lets the owner finish its work in flight (`beforeRelease`), reports every partition lost, then
+   * releases the leases and marks the node leaving in one transaction, so the others take over at
+   * their next round instead of waiting for expiry. With PostgreSQL unreachable the leases simply
+   * expire.
    */
   async stop(): Promise<void> {
     if (!this.running) return;
@@ -309,7 +335,10 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.unlisten();
     await this.ticking?.catch(() => undefined);
     const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
-    for (const [p] of mine) this.lose(p, "stopped");
+    await this.handOver(mine.map((m) => m[0]));
+    // One whose deadline passed during the drain was reported lost then; released anyway (by token:
+    // nothing if someone took it since).
+    for (const [p, token] of mine) if (this.held.get(p)?.token === token) this.lose(p, "stopped");
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
     await this.session(this.renewMs, async (c) => {
@@ -456,10 +485,15 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
 
     const surplus = this.held.size - target;
     if (surplus > 0) {
-      const give = [...this.held.keys()].sort((a, b) => b - a).slice(0, surplus);
-      for (const p of give) {
-        strays.push([p, this.held.get(p)!.token]);
-        this.lose(p, "released");
+      const give = [...this.held]
+        .sort((a, b) => b[0] - a[0])
+        .slice(0, surplus)
+        .map(([p, h]) => [p, h.token] as const);
+      await this.handOver(give.map((g) => g[0]));
+      for (const [p, token] of give) {
+        strays.push([p, token]);
+        // Unless its deadline passed during the drain (reported then); released by token either way.
+        if (this.held.get(p)?.token === token) this.lose(p, "released");
       }
     }
     if (strays.length > 0)
@@ -550,6 +584,29 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     if (!c) return;
     c.on("error", ignoreDropped);
     c.release(true);
+  }
+
+  /**
+   * The owner's drain before a voluntary release, bounded by drainMs and by the partitions' earliest
+   * local deadline less marginMs, so that the RELEASE still runs while the leases are this node's.
+   */
+  private async handOver(partitions: number[]): Promise<void> {
+    if (!this.beforeRelease || partitions.length === 0) return;
+    let deadline = Number.POSITIVE_INFINITY;
+    for (const p of partitions) deadline = Math.min(deadline, this.held.get(p)?.deadline ?? deadline);
+    const timeoutMs = Math.floor(Math.min(this.drainMs, deadline - this.now() - this.marginMs));
+    if (!(timeoutMs > 0)) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.beforeRelease(partitions, timeoutMs).catch((err: Error) => this.fail(err)),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private expireOverdue(): void {

@@ -57,6 +57,11 @@
  *   when the one that took it was lost before answering; from the sender's own timeout (not final:
  *   ask again with the same id) when the owner is alive but slower than the timeout.
  *
+ * A handover (node.ts: the partition given up voluntarily, its lease still held) `drain`s the
+ * served partition instead of stopping it: no new pick-up, but the round in flight executes what it
+ * took and writes the answers before the lease is released, so a rolling restart leaves no command
+ * `outcome_unknown`; a command sent meanwhile stays pending for the next owner.
+ *
  * Why `outcome_unknown` is safe for these commands: the person's console sees the alert change
  * through the change feed whichever way it went, and a repeat (a new command id) is harmless for
  * most of them in the manager (src/alerts/manager.ts): `accept` by the person who has it returns the
@@ -307,6 +312,13 @@ export interface ServedPartition {
   readonly token: number;
   /** Takes no more commands; resolves once the round in flight (if any) has ended. */
   stop(): Promise<void>;
+  /**
+   * For a handover: takes no more commands, but the round in flight runs to its end, so what it took
+   * is executed and answered (after `flushed`); resolves then. Commands sent meanwhile stay pending,
+   * for the partition's next owner to take, or `unavailable` at their sender's timeout. `stop()`
+   * still ends it at once (the drain took too long, or the lease was lost).
+   */
+  drain(): Promise<void>;
 }
 
 interface Waiter {
@@ -636,6 +648,8 @@ function settle(w: Waiter, a: OwnerAnswer): void {
 class Served implements ServedPartition {
   readonly token: number;
   private running = false;
+  /** Handing over: no more pick-ups, the round in flight finishes. */
+  private draining = false;
   private round: Promise<void> | null = null;
   private again = false;
   private sweep = true;
@@ -664,10 +678,17 @@ class Served implements ServedPartition {
     await this.round?.catch(() => undefined);
   }
 
+  async drain(): Promise<void> {
+    this.draining = true;
+    await this.round?.catch(() => undefined);
+    this.running = false;
+    this.owner.forget(this);
+  }
+
   /** A notification (sweep false) or the poll (sweep true): run a round, or another after this one. */
   wake(sweep: boolean): void {
     if (sweep) this.sweep = true;
-    if (!this.running) return;
+    if (!this.running || this.draining) return;
     if (this.round) {
       this.again = true;
       return;
@@ -685,7 +706,7 @@ class Served implements ServedPartition {
         }
         const more = await this.once();
         if (more) this.again = true;
-      } while (this.again && this.running);
+      } while (this.again && this.running && !this.draining);
     })()
       .catch((err: Error) => this.owner.fail(err))
       .finally(() => {
