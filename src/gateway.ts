@@ -616,16 +616,19 @@ export class Gateway {
     this.readiness.push({ name: "mqtt", check: () => ({ ok: this.broker.addresses.length > 0 }) });
     if (this.cluster) {
       const cluster = this.cluster;
-      this.metrics.cluster(() => {
-        const status = cluster.status();
-        return {
-          partitions: status.partitions.length,
-          liveNodes: status.liveNodes,
-          forwarderBacklog: Math.max(0, status.forwarder.logged - status.forwarder.forwarded),
-          replicationBacklog: backlogOf(this.replication),
-          forwardFailing: status.forwarder.lastError !== null,
-        };
-      });
+      this.metrics.cluster(
+        () => {
+          const status = cluster.status();
+          return {
+            partitions: status.partitions.length,
+            liveNodes: status.liveNodes,
+            forwarderBacklog: Math.max(0, status.forwarder.logged - status.forwarder.forwarded),
+            replicationBacklog: backlogOf(this.replication),
+            forwardFailing: status.forwarder.lastError !== null,
+          };
+        },
+        () => cluster.partitionLag(),
+      );
       // Ready once the node takes part: its share of partitions held and the shared log reachable.
       this.readiness.push({
         name: "cluster",

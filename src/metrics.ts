@@ -183,6 +183,8 @@ export class Metrics {
       /** Registry, token and push subscription changes not yet in PostgreSQL (null: unknown). */
       replicationBacklog: number | null;
     },
+    /** Per partition held, the shared log's events its rules have not taken (ClusterNode.partitionLag). */
+    lag?: () => Promise<{ partition: number; lag: number }[]>,
   ): void {
     const gauge = (name: string, help: string, value: (c: ReturnType<typeof read>) => number | null) => {
       const g: Gauge = new Gauge({
@@ -195,6 +197,23 @@ export class Metrics {
         },
       });
     };
+    if (lag) {
+      const g: Gauge<"partition"> = new Gauge({
+        name: "ata_cluster_partition_lag_events",
+        help: "Per partition this node holds: events in the shared log its rules have not taken yet",
+        labelNames: ["partition"],
+        registers: [this.registry],
+        collect: async (): Promise<void> => {
+          // Only the partitions held now: one given up since the last scrape leaves no stale series.
+          g.reset();
+          try {
+            for (const { partition, lag: n } of await lag()) g.set({ partition: String(partition) }, n);
+          } catch {
+            // PostgreSQL not answering: no figure rather than a failed scrape (readyz says why).
+          }
+        },
+      });
+    }
     gauge(
       "ata_cluster_partitions_held",
       "Partitions whose lease this node holds and whose rules, timers and alerts it runs",

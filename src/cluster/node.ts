@@ -299,6 +299,25 @@ export class ClusterNode {
     return this.held.get(partition)?.host;
   }
 
+  /**
+   * For each partition held, how many events of the shared log its rules have not taken yet: the
+   * log's head (`event_log_heads`) less the host's position. A partition whose head is not read
+   * (no event ever) counts 0. One query; rejects when PostgreSQL does not answer.
+   */
+  async partitionLag(): Promise<{ partition: number; lag: number }[]> {
+    const held = [...this.held].map(([partition, h]) => ({ partition, position: h.host.head() }));
+    if (held.length === 0) return [];
+    const { rows } = await this.pool.query<{ partition: number; head: string }>(
+      "SELECT partition, head FROM event_log_heads WHERE partition = ANY($1::int[])",
+      [held.map((h) => h.partition)],
+    );
+    const heads = new Map(rows.map((r) => [r.partition, Number(r.head)]));
+    return held.map((h) => ({
+      partition: h.partition,
+      lag: Math.max(0, (heads.get(h.partition) ?? 0) - h.position),
+    }));
+  }
+
   status(): ClusterNodeStatus {
     return {
       nodeId: this.o.config.nodeId,

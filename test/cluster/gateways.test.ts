@@ -189,6 +189,24 @@ describe("two gateway nodes on one PostgreSQL", () => {
     const taken = await bo.change(raisedForAnna.alert.id, "accepted", 10_000);
     expect(taken.alert.acceptedBy).toEqual({ id: "anna", name: "Anna" });
     expect(taken.actor).toBe("Anna");
+    // The owner has taken every event of the site's partition: its lag is 0 with the log's head past
+    // 0, and the other node reports no lag for a partition it does not hold.
+    const partition = partitionOf("home-a", PARTITIONS);
+    const lagLine = new RegExp(
+      `^ata_cluster_partition_lag_events\\{partition="${partition}"\\} (\\d+)$`,
+      "m",
+    );
+    const ownerLag = await eventually(async () => {
+      const text = await fetch(`http://127.0.0.1:${own.http}/metrics`).then((r) => r.text());
+      return lagLine.exec(text)?.[1] === "0" ? text : null;
+    }, 10_000);
+    expect(ownerLag).toMatch(lagLine);
+    const head = await check.query<{ head: string }>(
+      "SELECT head FROM event_log_heads WHERE partition = $1",
+      [partition],
+    );
+    expect(Number(head.rows[0]?.head)).toBeGreaterThan(0);
+    expect(await fetch(`http://127.0.0.1:${other.http}/metrics`).then((r) => r.text())).not.toMatch(lagLine);
 
     // The HTTP API on the other node: its list is PostgreSQL's, and a comment runs on the owner.
     const listed = (await api(other, "/api/v1/alerts?state=open", STAFF.anna.token)).alerts as {
