@@ -22,6 +22,7 @@ import { ChannelRoutes } from "./cluster/partition-host.js";
 import { PgAlertHistory } from "./cluster/pg/alert-history.js";
 import { PgAlertReads } from "./cluster/pg/alert-reads.js";
 import { ChangeFeed } from "./cluster/pg/change-feed.js";
+import { PgEventReads } from "./cluster/pg/event-reads.js";
 import { JOB_LOCKS, PgJobLock } from "./cluster/pg/job-lock.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
@@ -802,9 +803,14 @@ export class Gateway {
     const pgPartitions = config.cluster.postgres?.partitions;
     const alertReads =
       cluster && pgPartitions !== undefined ? new PgAlertReads(cluster.pool, pgPartitions) : undefined;
+    // Its SQLite log holds only the events this node ingested; the shared log holds every node's.
+    const pgRetention = config.cluster.postgres?.eventRetentionDays;
+    const eventReads =
+      cluster && pgRetention !== undefined ? new PgEventReads(cluster.pool, pgRetention) : undefined;
     this.timeSaved = new TimeSavedJob({
       db: this.db,
       alertReads,
+      eventReads,
       lock: cluster ? new PgJobLock(cluster.pool, JOB_LOCKS.timeSaved) : undefined,
       store: this.series,
       model: timeModel,

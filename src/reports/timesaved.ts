@@ -16,13 +16,14 @@
  */
 import { EventEmitter } from "node:events";
 import type { Logger } from "../log.js";
-import { type Db, NOT_HEARTBEAT } from "../store/db.js";
+import type { Db } from "../store/db.js";
 import type { Point, TimeSeriesStore } from "../store/timeseries.js";
 import { addDays, DAY, dayWindow, isDate, localDate, localDays, MINUTE, nightWindow } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
 import { type AlertReads, alertReadsOf, type DayAlert, sqliteAlertReads } from "./alert-reads.js";
 import type { Baseline } from "./baseline/schema.js";
 import { type BaselineStore, baselineForUnit, baselineKey, baselinesInForce } from "./baseline/store.js";
+import { type EventReads, eventReadsOf, sqliteEventReads, type TypedEvent } from "./event-reads.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
 import { perResidentValue, REALISED_NEEDS, type RealisedRates, realisedRates } from "./realised.js";
 import { onlineThroughout } from "./uptime.js";
@@ -114,7 +115,6 @@ interface PresenceRow {
 interface Statements {
   residents: import("better-sqlite3").Statement;
   devices: import("better-sqlite3").Statement;
-  eventsOfType: import("better-sqlite3").Statement;
 }
 
 const statements = new WeakMap<Db, Statements>();
@@ -126,15 +126,6 @@ function prepared(db: Db): Statements {
       residents: db.prepare("SELECT ref, unit_id, room_id FROM residents WHERE site_id = ? ORDER BY ref"),
       devices: db.prepare(
         "SELECT id, profile, unit_id, room_id, resident_ref FROM devices WHERE site_id = ?",
-      ),
-      // Devices of the site as the outer loop, each one seek on events(device_id, type, occurred_at);
-      // the unary + keeps the planner off events(site_id, occurred_at), which would walk every
-      // heartbeat of the site in the range.
-      eventsOfType: db.prepare(
-        `SELECT e.unit_id, e.room_id, e.resident_ref, e.occurred_at AS at, e.data
-         FROM devices d CROSS JOIN events e ON e.device_id = d.id
-         WHERE d.site_id = ? AND e.type = ? AND e.${NOT_HEARTBEAT} AND +e.site_id = ? AND e.occurred_at >= ? AND e.occurred_at < ?
-         ORDER BY e.occurred_at`,
       ),
     };
     statements.set(db, s);
@@ -150,6 +141,11 @@ export interface ComputeContext {
    * in PostgreSQL); absent: read from `db`.
    */
   alerts?: readonly DayAlert[];
+  /**
+   * The events of dayEventRanges() (with the same alerts and `now`), read beforehand where `db` does
+   * not hold them all (a cluster node's share of them); absent: read from `db`.
+   */
+  events?: DayEvents;
   /** The site's baselines in force (baselinesInForce); absent or empty: no realised figures. */
   baselines?: readonly Baseline[];
 }
@@ -254,6 +250,38 @@ export function dayAlertRange(site: SiteInfo, sm: SiteModel, date: string): [num
   return [Math.min(dayStart, nightStart) - 2 * DAY, Math.max(dayEnd, nightEnd)];
 }
 
+/** The event types computeDay reads, each over its range of occurred_at. */
+export interface DayEvents {
+  /** Staff presses (staff.presence), for visits. */
+  presence: readonly TypedEvent[];
+  /** Lift cycles (lift.cycle) that ended on the day. */
+  liftCycles: readonly TypedEvent[];
+}
+
+export type DayEventRanges = { [K in keyof DayEvents]: { type: string; from: number; to: number } };
+
+/**
+ * The occurred_at ranges [from, to) of the events computeDay reads for a local day of a site, given
+ * the alerts of dayAlertRange() and the instant it computes at (an open alert's presses count up to it).
+ */
+export function dayEventRanges(
+  site: SiteInfo,
+  sm: SiteModel,
+  date: string,
+  alerts: readonly DayAlert[],
+  now: number,
+): DayEventRanges {
+  const [dayStart, dayEnd] = dayWindow(date, site.timeZone);
+  const [, nightEnd] = nightWindow(date, sm.params.nightStart, sm.params.nightEnd, site.timeZone);
+  const [alertFrom] = dayAlertRange(site, sm, date);
+  let presenceTo = Math.max(dayEnd, nightEnd);
+  for (const a of alerts) presenceTo = Math.max(presenceTo, a.resolved_at ?? now);
+  return {
+    presence: { type: "staff.presence", from: alertFrom, to: presenceTo + 1 },
+    liftCycles: { type: "lift.cycle", from: dayStart, to: dayEnd },
+  };
+}
+
 /** Computes one local day of one site. Pure over the database: writes nothing. */
 export function computeDay(
   ctx: ComputeContext,
@@ -346,11 +374,13 @@ export function* computeDaySteps(
 
   const [alertFrom, alertTo] = dayAlertRange(site, sm, date);
   const alerts = ctx.alerts ?? sqliteAlertReads(db).dayAlertsNow(site.id, alertFrom, alertTo);
-  let presenceTo = Math.max(dayEnd, nightEnd);
-  for (const a of alerts) presenceTo = Math.max(presenceTo, a.resolved_at ?? now);
+  const ranges = dayEventRanges(site, sm, date, alerts, now);
+  const eventsOf = (k: keyof DayEvents): readonly TypedEvent[] =>
+    ctx.events?.[k] ??
+    sqliteEventReads(db).eventsOfTypeNow(site.id, ranges[k].type, ranges[k].from, ranges[k].to);
   const presence = new PresenceIndex(
-    (s.eventsOfType.all(site.id, "staff.presence", site.id, alertFrom, presenceTo + 1) as PresenceRow[]).map(
-      (r) => ({ room_id: r.room_id, resident_ref: r.resident_ref, at: r.at }),
+    eventsOf("presence").map(
+      (r): PresenceRow => ({ room_id: r.room_id, resident_ref: r.resident_ref, at: r.at }),
     ),
   );
   const visits = new Map<AlertRow, number | null>();
@@ -382,13 +412,7 @@ export function* computeDaySteps(
   }
 
   // Lift transfers: cycles that ended on this day.
-  const cycles = s.eventsOfType.all(site.id, "lift.cycle", site.id, dayStart, dayEnd) as {
-    unit_id: string;
-    room_id: string | null;
-    resident_ref: string | null;
-    data: string;
-  }[];
-  for (const c of cycles) {
+  for (const c of eventsOf("liftCycles")) {
     const data = JSON.parse(c.data) as { helpers?: number; fault?: string };
     const r = bucket(c.unit_id, "lift_transfers");
     r.ints.two_helper ??= 0;
@@ -585,6 +609,11 @@ export interface TimeSavedJobContext {
   db: Db;
   /** Where alerts are read; absent: `db` (a cluster node passes PostgreSQL's). */
   alertReads?: AlertReads;
+  /**
+   * Where events are read; absent: `db` (a cluster node passes PostgreSQL's shared log). Days that
+   * reach before its `keptFrom` are not computed: their points, if any, stay as written.
+   */
+  eventReads?: EventReads;
   /** Absent: runs are only kept apart within this process (one process, one store). */
   lock?: JobLock;
   store: TimeSeriesStore;
@@ -805,7 +834,11 @@ export class TimeSavedJob extends EventEmitter {
             toMs,
           ))
             missingSet.add(d);
-        const missing = [...missingSet].sort();
+        // Days past the event log's retention (a cluster's) would be skipped by computeRange anyway;
+        // left out here, they do not split the ranges. They stay missing, and are asked about again
+        // only on the next backfill (start, a new baseline), which skips them again.
+        const now = this.now();
+        const missing = [...missingSet].filter((d) => this.eventsKept(site, sm, d, now)).sort();
         // Contiguous runs, so a long gap is one range with one write per batch of days.
         let start: string | undefined;
         let prev: string | undefined;
@@ -831,14 +864,18 @@ export class TimeSavedJob extends EventEmitter {
 
   /** The earliest event or alert of a site (index seeks), or undefined for a site with neither. */
   private async firstActivity(siteId: string): Promise<number | undefined> {
-    const e = this.ctx.db
-      .prepare("SELECT MIN(occurred_at) AS t FROM events WHERE site_id = ?")
-      .get(siteId) as {
-      t: number | null;
-    };
+    const e = await eventReadsOf(this.ctx).firstEventAt(siteId);
     const a = await alertReadsOf(this.ctx).firstRaisedAt(siteId);
-    const ts = [e.t, a ?? null].filter((t): t is number => t !== null);
+    const ts = [e ?? null, a ?? null].filter((t): t is number => t !== null);
     return ts.length ? Math.min(...ts) : undefined;
+  }
+
+  /**
+   * Whether the event log still holds everything the day's computation reads (from two days before
+   * its night: dayAlertRange); always on SQLite, within the retention on PostgreSQL.
+   */
+  private eventsKept(site: SiteInfo, sm: SiteModel, date: string, now: number): boolean {
+    return dayAlertRange(site, sm, date)[0] >= eventReadsOf(this.ctx).keptFrom(now);
   }
 
   private fail(siteId: string, from: string | undefined, error: Error): void {
@@ -868,10 +905,24 @@ export class TimeSavedJob extends EventEmitter {
     let days = 0;
     try {
       for (let date = from; date < to; date = addDays(date, 1)) {
+        const now = this.now();
+        if (!this.eventsKept(site, sm, date, now)) {
+          // A day computed without its events would be written as empty: leave what is there.
+          this.ctx.log?.debug(
+            { site: site.id, date },
+            "time-saved day skipped: its events are past the log's retention",
+          );
+          continue;
+        }
         // Read here, where they can be awaited: on a cluster node they are in PostgreSQL.
         const [alertFrom, alertTo] = dayAlertRange(site, sm, date);
         const alerts = await alertReadsOf(this.ctx).dayAlerts(site.id, alertFrom, alertTo);
-        const day = await sliced(computeDaySteps({ ...compute, alerts }, site, sm, date, this.now()));
+        const ranges = dayEventRanges(site, sm, date, alerts, now);
+        const reads = eventReadsOf(this.ctx);
+        const read = (k: keyof DayEvents) =>
+          reads.eventsOfType(site.id, ranges[k].type, ranges[k].from, ranges[k].to);
+        const events: DayEvents = { presence: await read("presence"), liftCycles: await read("liftCycles") };
+        const day = await sliced(computeDaySteps({ ...compute, alerts, events }, site, sm, date, now));
         points.push(...dayPoints(day));
         days++;
         if (points.length >= 2000) {

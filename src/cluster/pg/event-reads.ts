@@ -1,0 +1,53 @@
+/**
+ * What the time-saved job reads of events (`EventReads`, src/reports/event-reads.ts) on PostgreSQL's
+ * shared event log, which holds every node's ingest (event-log.ts): a cluster node's SQLite holds
+ * only its own share. BIGINTs come back as numbers; `data` is the text every node appended.
+ *
+ * Differences from SQLite's, outside what a day's figures depend on:
+ * - events of a site are read by the site they were placed in, not through the devices registered to
+ *   it now (SQLite's join, there for its planner): an unregistered device's events still count;
+ * - ties in occurred_at come in `seq` order, the order rows reached the shared table;
+ * - the log is pruned after `eventRetentionDays` (by receipt, per partition: pruneEvents), so
+ *   `keptFrom` is now minus the retention, and the job computes no day that reaches before it. An
+ *   event that occurred within the retention was received within it too, unless its device's clock
+ *   ran ahead.
+ *
+ * The type read goes through events_site_time and filters the type: a site's heartbeats of the range
+ * are walked, once per type and day of the job; no index serves (site, type, time) without them.
+ */
+import type pg from "pg";
+import type { EventReads, TypedEvent } from "../../reports/event-reads.js";
+import { rows } from "./partition-schema.js";
+
+const DAY_MS = 86_400_000;
+
+export class PgEventReads implements EventReads {
+  /** `retentionDays`: the cluster's `eventRetentionDays`, after which the log is pruned. */
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly retentionDays: number,
+  ) {}
+
+  async eventsOfType(siteId: string, type: string, from: number, to: number): Promise<TypedEvent[]> {
+    return rows<TypedEvent>(
+      this.pool,
+      `SELECT unit_id, room_id, resident_ref, occurred_at AS at, data FROM events
+        WHERE site_id = $1 AND type = $2 AND type <> 'device.heartbeat' AND occurred_at >= $3 AND occurred_at < $4
+        ORDER BY occurred_at, seq`,
+      [siteId, type, from, to],
+    );
+  }
+
+  async firstEventAt(siteId: string): Promise<number | undefined> {
+    const [r] = await rows<{ t: number | null }>(
+      this.pool,
+      "SELECT MIN(occurred_at) AS t FROM events WHERE site_id = $1",
+      [siteId],
+    );
+    return r?.t ?? undefined;
+  }
+
+  keptFrom(now: number): number {
+    return now - this.retentionDays * DAY_MS;
+  }
+}
