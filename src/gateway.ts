@@ -383,6 +383,7 @@ export class Gateway {
         log: log.child({ component: "push" }),
         options: PushOptions.parse(push),
         ...(this.options.pushCa ? { ca: this.options.pushCa } : {}),
+        onThread: (tid) => this.metrics.threads.set({ thread: "push-sender", tid: String(tid) }, 1),
       });
       this.channels.set("push", this.push);
     }

@@ -6,6 +6,7 @@
 // cipher), and each is a native object that the main thread's garbage collector would have to
 // finalise in its scavenges, on the same thread that takes a fall's publish to staff. Here they
 // die in this thread's own heap.
+import { readlinkSync } from "node:fs";
 import { Agent } from "node:https";
 import { parentPort, workerData } from "node:worker_threads";
 import webpush from "web-push";
@@ -47,4 +48,9 @@ port.on("message", (m) => {
     );
 });
 
+// This thread's Linux id, for per-thread CPU accounting (Linux only): the encryption is its work.
+try {
+  const tid = /\/task\/(\d+)$/.exec(readlinkSync("/proc/thread-self"))?.[1];
+  if (tid) port.postMessage({ type: "thread", tid: Number(tid) });
+} catch {}
 port.postMessage({ type: "ready" });

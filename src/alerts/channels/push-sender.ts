@@ -39,6 +39,7 @@ export interface PushResult {
 
 type FromThread =
   | { type: "ready" }
+  | { type: "thread"; tid: number }
   | { type: "result"; id: number; ok: boolean; status: number | null; error: string };
 
 interface Pending {
@@ -63,6 +64,8 @@ export class PushSender {
       ca?: string;
       /** The thread's script; push-sender-worker.js unless a test starts one that fails on purpose. */
       entry?: URL;
+      /** The thread's Linux id (ata_thread_info), each time one starts. */
+      onThread?: (tid: number) => void;
     },
   ) {}
 
@@ -120,6 +123,7 @@ export class PushSender {
       worker.once("exit", () => reject(new Error("the push sender thread ended before it was ready")));
       worker.on("message", (m: FromThread) => {
         if (m.type === "ready") resolve();
+        else if (m.type === "thread") this.o.onThread?.(m.tid);
         else this.answer(m);
       });
     });

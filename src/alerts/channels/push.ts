@@ -110,6 +110,8 @@ export interface PushChannelContext {
    * a private push service or a test receiver with its own CA passes that CA.
    */
   ca?: string;
+  /** The sender thread's Linux id, each time one starts (per-thread CPU accounting). */
+  onThread?: (tid: number) => void;
 }
 
 /** What the service worker receives (decrypted). Version 1 of the payload contract. */
@@ -197,7 +199,11 @@ export class PushChannel implements AlertChannel {
   constructor(private readonly ctx: PushChannelContext) {
     this.now = ctx.now ?? Date.now;
     this.store = new PushStore(ctx.db, this.now);
-    this.sender = new PushSender({ log: ctx.log, ...(ctx.ca ? { ca: ctx.ca } : {}) });
+    this.sender = new PushSender({
+      log: ctx.log,
+      ...(ctx.ca ? { ca: ctx.ca } : {}),
+      ...(ctx.onThread ? { onThread: ctx.onThread } : {}),
+    });
   }
 
   async start(reporter: ChannelReporter): Promise<void> {

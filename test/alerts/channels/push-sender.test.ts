@@ -3,11 +3,13 @@
  * the service with the subscription's keys, the service's answers come back as they were given, and
  * stopping answers what the thread still holds at once rather than after the request's timeout.
  */
+import { existsSync } from "node:fs";
 import { threadId } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import webpush from "web-push";
 import { type PushRequest, PushSender } from "../../../src/alerts/channels/push-sender.js";
 import { silentLogger } from "../../../src/log.js";
+import { currentThreadId } from "../../../src/util/threads.js";
 import { LocalPushService, type TestSubscription } from "../../helpers/push-service.js";
 
 const svc = new LocalPushService();
@@ -38,11 +40,22 @@ function request(sub: TestSubscription, body: unknown, timeoutMs = 2000): PushRe
 
 describe("PushSender", () => {
   it("encrypts and sends on its own thread; the service decrypts it and its status comes back", async () => {
-    const sender = new PushSender({ log: silentLogger(), ca: svc.certificate() });
+    const tids: number[] = [];
+    const sender = new PushSender({
+      log: silentLogger(),
+      ca: svc.certificate(),
+      onThread: (t) => tids.push(t),
+    });
     await sender.start();
     try {
       expect(sender.threadId).not.toBeNull();
       expect(sender.threadId).not.toBe(threadId);
+      // Its Linux thread id, reported before it is ready, for per-thread CPU accounting.
+      if (process.platform === "linux") {
+        expect(tids).toHaveLength(1);
+        expect(existsSync(`/proc/self/task/${tids[0]}`)).toBe(true);
+        expect(tids[0]).not.toBe(currentThreadId());
+      }
       const sub = svc.subscribe(vapid.publicKey);
       const results = await Promise.all(
         [1, 2, 3].map((n) => sender.send(request(sub, { alertId: `al-${n}` }))),
