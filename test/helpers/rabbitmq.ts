@@ -434,8 +434,13 @@ export async function startRabbitCluster(opts: RabbitClusterOptions): Promise<Ra
     };
     launched.push(launchNode(seed, nodeEnv(seed, dir, epmdPort)));
     await listening(seed, 0);
-    for (const plan of plans.slice(1)) launched.push(launchNode(plan, nodeEnv(plan, dir, epmdPort)));
-    await Promise.all(plans.slice(1).map((plan, i) => listening(plan, i + 1)));
+    // The others one at a time: each joins the seed's database and the MQTT plugin's client-id
+    // cluster (a Ra cluster) while no other node is joining. Two started at once left one of them
+    // without its MQTT listener for the whole 90 s in a CI run.
+    for (const [i, plan] of plans.slice(1).entries()) {
+      launched.push(launchNode(plan, nodeEnv(plan, dir, epmdPort)));
+      await listening(plan, i + 1);
+    }
     // The seed logs "rabbit on node '<name>' up" for each node that joined it (rabbit_node_monitor).
     const seedOut = launched[0]!;
     await waitFor(
