@@ -22,6 +22,7 @@ import { ChannelRoutes } from "./cluster/partition-host.js";
 import { PgAlertHistory } from "./cluster/pg/alert-history.js";
 import { PgAlertReads } from "./cluster/pg/alert-reads.js";
 import { ChangeFeed } from "./cluster/pg/change-feed.js";
+import { claimEnrolment } from "./cluster/pg/enrolment-claims.js";
 import { PgEventReads } from "./cluster/pg/event-reads.js";
 import { JOB_LOCKS, PgJobLock } from "./cluster/pg/job-lock.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
@@ -769,10 +770,17 @@ export class Gateway {
       registry: this.registry,
       security: this.security,
     });
+    const replication = this.replication;
+    const clusterNode = config.cluster.postgres;
     enrolmentRoutes(this.router, {
       tokens: this.tokens,
       enrolments: new EnrolmentStore(this.db, this.tokens, {
         ttlMs: config.enrolment.codeTtlMinutes * 60_000,
+        // A cluster's codes are claimed in PostgreSQL first: each node's SQLite alone would let two
+        // nodes redeem one code (src/cluster/pg/enrolment-claims.ts).
+        ...(replication && clusterNode
+          ? { claim: (id: string) => claimEnrolment(replication.pool, id, clusterNode.nodeId) }
+          : {}),
       }),
       sites: siteCatalogue(config),
       publicUrl: config.enrolment.publicUrl,

@@ -6,7 +6,7 @@
 import { z } from "zod";
 import { ApiError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { type EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
+import { ClaimUnavailableError, type EnrolmentStore, enrolmentUrl } from "../staff/enrolment.js";
 import type { SiteCatalogueEntry, StaffIdentity } from "../staff/protocol.js";
 import { ROLES, type TokenRecord, type TokenStore } from "../staff/tokens.js";
 import type { RequestContext, Router } from "./router.js";
@@ -185,7 +185,18 @@ export function enrolmentRoutes(router: Router, ctx: EnrolmentRoutesContext): vo
     }
     const b = await r.body(ExchangeBody);
     const label = b.device ?? deviceLabelFrom(r.req.headers["user-agent"]);
-    const result = ctx.enrolments.exchange(b.code, label);
+    let result: Awaited<ReturnType<EnrolmentStore["redeem"]>>;
+    try {
+      result = await ctx.enrolments.redeem(b.code, label);
+    } catch (err) {
+      if (!(err instanceof ClaimUnavailableError)) throw err;
+      // Not a wrong code: the address is not charged a failure.
+      ctx.log.error({ err: err.message }, "enrolment refused: the cluster's database did not answer");
+      throw new ApiError(
+        "unavailable",
+        "enrolment is unavailable for the moment; try the code again shortly",
+      );
+    }
     if (!result) {
       limiter.fail(address);
       ctx.log.warn({ address }, "enrolment code refused");

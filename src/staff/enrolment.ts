@@ -61,6 +61,11 @@ export function normaliseCode(input: string): string {
 
 const digest = (code: string) => createHash("sha256").update(normaliseCode(code)).digest();
 
+/** The cluster could not be asked whether a code is still unused: refuse rather than guess. */
+export class ClaimUnavailableError extends Error {
+  override name = "ClaimUnavailableError";
+}
+
 interface EnrolmentRow {
   id: string;
   code_hash: string;
@@ -76,7 +81,15 @@ export class EnrolmentStore {
   constructor(
     private readonly db: Db,
     private readonly tokens: TokenStore,
-    private readonly options: { ttlMs?: number; now?: () => number } = {},
+    private readonly options: {
+      ttlMs?: number;
+      now?: () => number;
+      /**
+       * Cluster mode: claim the enrolment in PostgreSQL before issuing its token; true for the one
+       * winner across the cluster. Absent in a single process, whose SQLite transaction is enough.
+       */
+      claim?: (enrolmentId: string) => Promise<boolean>;
+    } = {},
   ) {}
 
   private now(): number {
@@ -127,32 +140,62 @@ export class EnrolmentStore {
     code: string,
     deviceLabel: string,
   ): { identity: StaffIdentity; token: string; tokenId: string } | null {
-    const wanted = digest(code);
     return this.db.transaction(() => {
-      const pending = this.db
-        .prepare(
-          "SELECT id, code_hash, person_id, name, role, sites, units, expires_at FROM staff_enrolments WHERE used_at IS NULL AND expires_at > ?",
-        )
-        .all(this.now()) as EnrolmentRow[];
-      let hit: EnrolmentRow | null = null;
-      for (const row of pending) {
-        // No early exit: the time taken does not depend on where (or whether) the code matched.
-        if (timingSafeEqual(Buffer.from(row.code_hash, "hex"), wanted)) hit = row;
-      }
-      if (!hit) return null;
-      const created = this.tokens.create({
-        name: hit.name,
-        role: hit.role as Role,
-        sites: JSON.parse(hit.sites),
-        units: hit.units ? JSON.parse(hit.units) : null,
-        personId: hit.person_id,
-        deviceLabel,
-        actor: `enrolment:${hit.id}`,
-      });
-      this.db
-        .prepare("UPDATE staff_enrolments SET used_at = ?, token_id = ? WHERE id = ? AND used_at IS NULL")
-        .run(this.now(), created.tokenId, hit.id);
-      return created;
+      const hit = this.pending(code);
+      return hit ? this.issue(hit, deviceLabel) : null;
     })();
+  }
+
+  /**
+   * `exchange`, and on a cluster (a `claim` given) once across every node: the code is matched in
+   * this node's SQLite, then claimed in PostgreSQL (src/cluster/pg/enrolment-claims.ts), and only
+   * the claim's winner issues the token; a loser answers as for a used code. The claim's failure
+   * (PostgreSQL unreachable) is thrown, so no token is issued that the cluster has not agreed to.
+   */
+  async redeem(
+    code: string,
+    deviceLabel: string,
+  ): Promise<{ identity: StaffIdentity; token: string; tokenId: string } | null> {
+    const claim = this.options.claim;
+    if (!claim) return this.exchange(code, deviceLabel);
+    const hit = this.pending(code);
+    if (!hit) return null;
+    if (!(await claim(hit.id))) return null;
+    return this.db.transaction(() => this.issue(hit, deviceLabel))();
+  }
+
+  /** The pending enrolment whose code this is, compared against all in constant time. */
+  private pending(code: string): EnrolmentRow | null {
+    const wanted = digest(code);
+    const pending = this.db
+      .prepare(
+        "SELECT id, code_hash, person_id, name, role, sites, units, expires_at FROM staff_enrolments WHERE used_at IS NULL AND expires_at > ?",
+      )
+      .all(this.now()) as EnrolmentRow[];
+    let hit: EnrolmentRow | null = null;
+    for (const row of pending) {
+      // No early exit: the time taken does not depend on where (or whether) the code matched.
+      if (timingSafeEqual(Buffer.from(row.code_hash, "hex"), wanted)) hit = row;
+    }
+    return hit;
+  }
+
+  private issue(
+    hit: EnrolmentRow,
+    deviceLabel: string,
+  ): { identity: StaffIdentity; token: string; tokenId: string } {
+    const created = this.tokens.create({
+      name: hit.name,
+      role: hit.role as Role,
+      sites: JSON.parse(hit.sites),
+      units: hit.units ? JSON.parse(hit.units) : null,
+      personId: hit.person_id,
+      deviceLabel,
+      actor: `enrolment:${hit.id}`,
+    });
+    this.db
+      .prepare("UPDATE staff_enrolments SET used_at = ?, token_id = ? WHERE id = ? AND used_at IS NULL")
+      .run(this.now(), created.tokenId, hit.id);
+    return created;
   }
 }

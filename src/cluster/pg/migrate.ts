@@ -10,6 +10,7 @@
 import type pg from "pg";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
+import { ENROLMENT_CLAIMS_MIGRATION } from "./enrolment-claims.js";
 import { EVENT_LOG_MIGRATION } from "./event-log.js";
 import { LEASES_MIGRATION } from "./leases.js";
 import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
@@ -34,6 +35,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   OWNER_COMMANDS_MIGRATION,
   STAFF_PRESENCE_MIGRATION,
   REPLICATION_MIGRATION,
+  ENROLMENT_CLAIMS_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
