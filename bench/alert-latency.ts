@@ -26,7 +26,8 @@
  *   npm run bench -- alert-latency [devices=10000] [rate=2000] [falls=1000] [spacingMs=20] [writer=worker|inline]
  *
  * 1,000 falls, so that a p99 rests on ten falls rather than three. BENCH_LOAD_NICE=10 runs the
- * load generator at a lower priority (both baseline and gateway).
+ * load generator at a lower priority (both baseline and gateway). BENCH_PIN=0/1 runs the gateway
+ * and bare aedes on CPU 0 and the load generators and this process on CPU 1 (bench/lib.ts `pin`).
  */
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
@@ -45,7 +46,9 @@ import {
   cpuByThread,
   histogramDelta,
   ONE_ADDRESS_LOAD,
+  PIN,
   percentile,
+  pin,
   sampleValue,
   scrapeSamples,
   spawnReady,
@@ -123,6 +126,7 @@ async function startLoad(port: number, devices: BenchDevice[]): Promise<Load> {
   const file = join(tmpdir(), `ata-bench-load-${process.pid}-${port}.json`);
   writeFileSync(file, JSON.stringify(devices));
   const child = await spawnReady([SELF, "--load", String(port), file, String(RATE)]);
+  pin(child.pid, "client");
   rmSync(file, { force: true });
   // BENCH_LOAD_NICE=10: the load generator stands for devices on other machines; at a lower
   // priority its CPU here takes less from the gateway and from bare aedes alike.
@@ -230,8 +234,10 @@ try {
     `alert-latency: ${N} devices, ${RATE} events/s background, ${FALLS} falls every ${SPACING_MS} ms (open files limit ${maxOpenFiles()})\n`,
   );
 
+  pin(process.pid, "client");
   // ---- baseline: bare aedes, same load, pub -> sub
   const bare = await startBareAedes();
+  pin(bare.pid, "server");
   children.push(bare);
   const gwDevices = Array.from({ length: N }, (_, i) => ({ id: `bench-${i}`, secret: "x" }));
   const bareLoad = await startLoad(bare.ports.mqtt!, gwDevices.slice(fallCount));
@@ -290,6 +296,7 @@ try {
     // The local push service's self-signed certificate, trusted by the gateway process only.
     { NODE_EXTRA_CA_CERTS: caFile },
   );
+  pin(gw.pid, "server");
   children.push(gw);
   children.push({
     pid: 0,
@@ -506,6 +513,7 @@ try {
     bench: "alert-latency",
     mode: "child-process",
     writer: WRITER ?? "default",
+    pinned: PIN,
     devices: N,
     backgroundTargetPerSec: RATE,
     backgroundAckedPerSec: {

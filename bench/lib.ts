@@ -3,7 +3,7 @@
  * load generator's CPU is not counted against them), real MQTT clients with TCP_NODELAY, and the
  * statistics the tables print.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -155,6 +155,27 @@ export async function startGatewayProcess(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * BENCH_PIN=<server cpus>/<client cpus> (taskset lists, e.g. "0/1"): the system under test (the
+ * gateway, bare aedes) on the first CPUs and everything standing for the outside world (load
+ * generators, the benchmark's own clients, the push service and paging system in this process) on
+ * the others, so that a run shows what the server does with cores of its own, as it would beside
+ * devices on other machines. Without it everything shares every core.
+ */
+export const PIN: { server: string; client: string } | null = (() => {
+  const v = process.env.BENCH_PIN;
+  if (!v) return null;
+  const m = /^([\d,-]+)\/([\d,-]+)$/.exec(v);
+  if (!m) throw new Error(`BENCH_PIN must be <server cpus>/<client cpus>, e.g. 0/1; got ${v}`);
+  return { server: m[1]!, client: m[2]! };
+})();
+
+/** Pins every thread of a process (taskset -a) to the server's or the clients' CPUs; none without BENCH_PIN. */
+export function pin(pid: number, side: "server" | "client"): void {
+  if (!PIN) return;
+  execFileSync("taskset", ["-a", "-cp", PIN[side], String(pid)], { stdio: "ignore" });
 }
 
 export function startBareAedes(): Promise<Child> {
