@@ -389,7 +389,8 @@ export class ClusterNode {
       const served = this.commands.serve(partition, {
         token,
         handler: (command) => applyCommand(host.alerts, command),
-        flushed: () => host.flushed(),
+        step: (fn) => host.alerts.batch(fn),
+        state,
       });
       this.held.set(partition, { token, host, served });
       this.loading.delete(partition);

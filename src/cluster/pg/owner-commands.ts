@@ -14,18 +14,23 @@
  *    waits for the same row's answer; the same id with another command is refused (`conflict`).
  * 2. Pick-up (the owner): in a `leases.fenced` transaction with the owner's token, pending rows of the
  *    partition before their deadline become `taken` with that token (`FOR UPDATE SKIP LOCKED`, in
- *    send order). Only the current lease holder can commit this: a stale owner's fence fails, so a
- *    command sent while the lease moves is taken by whoever holds it when it is picked up, once.
+ *    send order), and so do rows still taken and unanswered under this or an older token (below:
+ *    nothing of them committed). Only the current lease holder can commit this: a stale owner's
+ *    fence fails, so a command sent while the lease moves is taken by whoever holds it then.
  * 3. Execute: the handler runs (synchronously, as the manager's methods do) only after the pick-up
- *    committed and while `leases.holds` still says the lease is this node's; its result, or the
- *    `ApiError` it threw, is the answer.
- * 4. Answer: after `flushed()` (the partition state's: the command's effects have committed, so no
- *    answer is ever ahead of PostgreSQL), a second fenced transaction turns the row `answered` (only
- *    if it is still `taken` with this token) and notifies `ata_owner_answers` with the id. The sender
- *    reads the row. NOTIFY is delivered only once its transaction commits, and never if it rolls back
- *    ("if a NOTIFY is executed inside a transaction, the notify events are not delivered until and
- *    unless the transaction is committed", PostgreSQL 15 docs, NOTIFY), so a sender is never woken
- *    for an answer it cannot read.
+ *    committed and while `leases.holds` still says the lease is this node's, inside one step of the
+ *    partition's state (`step`: the alert manager's `batch`) together with its answer: its result,
+ *    or the `ApiError` it threw (its own writes taken back), is recorded in that step
+ *    (`PgPartitionState.answer`).
+ * 4. Answer: the state's flush round that writes the step's rows also turns the command's row
+ *    `answered` (only if it is still `taken` with this token) and notifies `ata_owner_answers` with
+ *    the id, in its one fenced transaction (partition-state.ts `writeAnswers`); a command that
+ *    changed nothing is a step with only its answer, flushed in a round of its own. So the answer is
+ *    never ahead of the effects, nor they of it. The sender reads the row. NOTIFY is delivered only
+ *    once its transaction commits, and never if it rolls back ("if a NOTIFY is executed inside a
+ *    transaction, the notify events are not delivered until and unless the transaction is
+ *    committed", PostgreSQL 15 docs, NOTIFY), so a sender is never woken for an answer it cannot
+ *    read.
  *
  * Timeouts the sender can trust. At its timeout the sender itself ends a command nobody has picked
  * up: `UPDATE ... SET state = 'answered' (unavailable) WHERE id = $1 AND state = 'pending'`. The
@@ -35,49 +40,41 @@
  * `unavailable` (503) and the command is never executed: no owner can take a row that is no longer
  * pending (and none takes one past its deadline even if the sender died before ending it). If the
  * owner's wins, the command is taken and the sender does not answer `unavailable`: it reads the
- * answer, or, if none has arrived by then, answers `outcome_unknown` (504), and a send with the same
- * id later returns the owner's answer once it is there.
+ * answer, or, if none has arrived by then, answers `outcome_unknown` (504: ask again with the same
+ * id), and a send with the same id later returns the owner's answer once it is there.
  *
- * Exactly once, and the weaker guarantee this gives. A command is executed at most once, whatever
- * the sender retries (the id), the lease does (the fenced pick-up) or the owner suffers: a taken
- * command is never taken again, by anyone. Its answer, though, is written in a transaction of its
- * own, after the partition state's flush committed the command's effects (partition-state.ts writes
- * exactly the stores' rows and change-feed entries in its fenced rounds; a command's answer cannot
- * join those rounds without changing that component, and nothing it writes names the command that
- * caused it, so the answer is not derivable either). So an owner that dies, or loses its lease,
- * between the flush and the answer leaves a row `taken` by its token and unanswered, and whether its
- * effects committed is known to nobody. The next owner answers such rows `outcome_unknown` (its
- * transaction is fenced with the newer token; the old owner's fence can never pass again, so its
- * late answer cannot overwrite that one, and its effects, committed or not, are final). So:
+ * Exactly once. A command's effects and its answer commit in one fenced transaction (step 4), so
+ * an unanswered row has no effects in PostgreSQL, and an answered one has exactly the effects its
+ * answer describes. An owner lost before that commit (kill -9, its lease lost, a failed flush, a
+ * drain past its bound) leaves the row `taken` with nothing of the command committed, and its fence
+ * can never pass again once another token holds the partition: whoever serves the partition next
+ * (the next owner, or this node taking it up again after a failed flush, under the same token)
+ * takes the row again and carries it out, whatever its deadline. An owner lost after that commit
+ * leaves the row answered. So whatever the sender retries (the id), the lease does (the fenced
+ * pick-up) or the owner suffers, a command is carried out exactly once, unless the sender ended it
+ * first, and its sender gets that one answer:
  *
  * - an answer with the alert, or with the handler's error code: executed exactly once, or refused
- *   with no effect;
- * - `unavailable`: never executed, and never will be;
- * - `outcome_unknown`: taken by an owner; executed once or not at all. From the next owner (final)
- *   when the one that took it was lost before answering; from the sender's own timeout (not final:
- *   ask again with the same id) when the owner is alive but slower than the timeout.
+ *   with no effect; final (the same id gets it again);
+ * - `unavailable`: nobody took it in time; never executed, and never will be; final;
+ * - `outcome_unknown` (504): never from an owner, never final. The sender's own timeout came while
+ *   the command was taken and not yet answered (the owner alive but slow, or lost and its partition
+ *   not yet taken over): the command will be carried out once, by whoever serves the partition;
+ *   or PostgreSQL or the sending node failed while it waited (whether it was even sent is then
+ *   unknown). Either way, asking again with the same id gets the final answer. A person who instead repeats the action (a new id) may repeat a `comment` or a
+ *   still-raised alert's `reject`, the two commands the manager does not make idempotent.
  *
  * A handover (node.ts: the partition given up voluntarily, its lease still held) `drain`s the
  * served partition instead of stopping it: no new pick-up, but the round in flight executes what it
- * took and writes the answers before the lease is released, so a rolling restart leaves no command
- * `outcome_unknown`; a command sent meanwhile stays pending for the next owner.
- *
- * Why `outcome_unknown` is safe for these commands: the person's console sees the alert change
- * through the change feed whichever way it went, and a repeat (a new command id) is harmless for
- * most of them in the manager (src/alerts/manager.ts): `accept` by the person who has it returns the
- * alert unchanged, `received` once delivered to them and not undelivered returns it unchanged, and
- * `attend` or `resolve` already done answer `illegal_transition` with no effect. Two are not
- * idempotent: a repeated `comment` is a second comment, and a repeated `reject` of a still-raised
- * alert a second audit entry (the person is once in `rejectedBy`) and, when nobody at the new level
- * is reachable, one more escalation step. Both come only from a person repeating an action whose
- * outcome they were told is unknown, never from this transport.
+ * took and its flush commits the answers before the lease is released; a command sent meanwhile
+ * stays pending for the next owner.
  *
  * Latency: every node LISTENs on both channels on one connection it holds (never returned to the
  * pool, so nobody inherits the subscription), so a command and its answer each wait for one
  * notification, not for a poll. A slow poll (`pollMs`) covers a lost notification or a dropped
- * connection (it listens again after `reconnectMs`): each served partition picks up and sweeps (a
- * past-deadline row a dead sender left pending is ended `unavailable`; a row taken under an older
- * token is answered `outcome_unknown`), and each waiting send reads its row.
+ * connection (it listens again after `reconnectMs`): each served partition picks up (rows left taken
+ * included) and sweeps (a past-deadline row a dead sender left pending is ended `unavailable`), and
+ * each waiting send reads its row.
  *
  * Retention: answered rows are deleted `retentionMs` after their answer (an hour by default). A send
  * with an id whose row was deleted is a new command; senders retry within seconds.
@@ -228,33 +225,50 @@ const EXPIRE = `
   told AS (SELECT pg_notify($3, id) FROM ended)
   SELECT (SELECT count(*) FROM told)::int AS ended`;
 const READ = "SELECT id, state, answer FROM owner_commands WHERE id = ANY($1::text[])";
-/** Inside the owner's fenced transaction. */
+/**
+ * Inside the owner's fenced transaction: pending rows before their deadline, and rows left taken
+ * and unanswered by an owner (of this or an older token) whose round never committed, so nothing of
+ * the command is in PostgreSQL (header): those are taken again and carried out here, whatever their
+ * deadline, since their sender was told to ask again.
+ */
 const PICK_UP = `
   UPDATE owner_commands AS o SET state = 'taken', token = $2, taken_at = clock_timestamp()
     FROM (SELECT id FROM owner_commands
-           WHERE partition = $1 AND state = 'pending' AND deadline > clock_timestamp()
+           WHERE partition = $1
+             AND ((state = 'pending' AND deadline > clock_timestamp()) OR (state = 'taken' AND token <= $2))
            ORDER BY seq LIMIT $3
              FOR UPDATE SKIP LOCKED) AS next
    WHERE o.id = next.id
   RETURNING o.id, o.seq, o.command`;
-/** Inside the owner's fenced transaction: only rows still taken with this token. */
+/** Inside the owner's flush round (fenced): only rows still taken with this token. */
 const ANSWER = `
   UPDATE owner_commands AS o SET state = 'answered', answer = a.answer::jsonb, answered_at = clock_timestamp()
     FROM unnest($1::text[], $2::text[]) AS a(id, answer)
    WHERE o.id = a.id AND o.state = 'taken' AND o.token = $3
   RETURNING o.id`;
-/**
- * Inside the owner's fenced transaction: rows taken under an older token (an owner lost between its
- * pick-up and its answer) are answered `outcome_unknown`; rows a dead sender left pending past their
- * deadline, `unavailable`.
- */
+/** Inside the owner's fenced transaction: rows a dead sender left pending past their deadline. */
 const SWEEP = `
-  UPDATE owner_commands SET state = 'answered', answered_at = clock_timestamp(),
-         answer = CASE WHEN state = 'taken' THEN $3::jsonb ELSE $4::jsonb END
-   WHERE partition = $1 AND state <> 'answered'
-     AND ((state = 'taken' AND token < $2) OR (state = 'pending' AND deadline <= clock_timestamp()))
+  UPDATE owner_commands SET state = 'answered', answered_at = clock_timestamp(), answer = $2::jsonb
+   WHERE partition = $1 AND state = 'pending' AND deadline <= clock_timestamp()
   RETURNING id`;
 const TELL = "SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id";
+
+/**
+ * Writes answers in the owner's flush round (partition-state.ts, inside its fenced transaction) and
+ * wakes their senders when it commits: only rows still taken with this token.
+ */
+export async function writeAnswers(
+  c: pg.PoolClient,
+  token: number,
+  answers: readonly (readonly [string, OwnerAnswer])[],
+): Promise<void> {
+  const { rows } = await c.query<{ id: string }>(ANSWER, [
+    answers.map((a) => a[0]),
+    answers.map((a) => JSON.stringify(a[1])),
+    token,
+  ]);
+  if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
+}
 const PRUNE = `
   DELETE FROM owner_commands WHERE state = 'answered' AND answered_at < now() - $1::bigint ${MS}`;
 
@@ -264,10 +278,6 @@ function refusal(code: ErrorCode, message: string): Refusal {
   return { ok: false, error: { code, message } };
 }
 
-const LOST_OWNER = refusal(
-  "outcome_unknown",
-  "the node that took the command was lost before it answered: it was carried out once or not at all; look at the alert",
-);
 const NOT_TAKEN = refusal(
   "unavailable",
   "no node owning the alert's site took the command in time; it was not carried out and never will be",
@@ -294,12 +304,26 @@ export interface SendOptions {
 }
 
 export interface ServeOptions {
-  /** The lease's fencing token, from `acquired`. */
+  /** The lease's fencing token, from `acquired`: the state's. */
   token: number;
   /** Runs a command on the partition's state (`applyCommand` on its alert manager); may throw ApiError. */
   handler: (command: OwnerCommand) => AlertView;
-  /** Resolves once the effects of every step so far have committed (`PgPartitionState.flushed`). */
-  flushed?: () => Promise<void>;
+  /**
+   * Runs `fn` as one outermost step of the partition (the alert manager's `batch`, so that what the
+   * command announces and calls waits for that step's flush): the command and its answer.
+   */
+  step: <T>(fn: () => T) => T;
+  /** The partition's state (`PgPartitionState`), whose flush rounds write the answers. */
+  state: AnsweringState;
+}
+
+/** What the served partition needs of its state: answers written in its flush rounds. */
+export interface AnsweringState {
+  readonly token: number;
+  /** Inside a step: the command's answer, committed with the step's effects. */
+  answer(commandId: string, answer: OwnerAnswer): void;
+  /** Resolves once every step so far has committed; rejects once the state is lost. */
+  flushed(): Promise<void>;
 }
 
 export interface OwnerCommandsEvents {
@@ -314,7 +338,7 @@ export interface ServedPartition {
   stop(): Promise<void>;
   /**
    * For a handover: takes no more commands, but the round in flight runs to its end, so what it took
-   * is executed and answered (after `flushed`); resolves then. Commands sent meanwhile stay pending,
+   * is executed and answered (its flush committed); resolves then. Commands sent meanwhile stay pending,
    * for the partition's next owner to take, or `unavailable` at their sender's timeout. `stop()`
    * still ends it at once (the drain took too long, or the lease was lost).
    */
@@ -471,6 +495,8 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     if (!this.leases) throw new Error("serving a partition needs the node's leases");
     if (!this.running) throw new Error("the owner-command path is not started");
     if (this.served.has(partition)) throw new Error(`partition ${partition} is already served`);
+    if (options.state.token !== options.token)
+      throw new Error(`partition ${partition}: the state's token is not the served token`);
     const s = new Served(this, this.leases, partition, options, this.batch);
     this.served.set(partition, s);
     s.start();
@@ -653,8 +679,6 @@ class Served implements ServedPartition {
   private round: Promise<void> | null = null;
   private again = false;
   private sweep = true;
-  /** Executed, effects flushing or flushed, answer not written yet. */
-  private readonly unanswered: [string, OwnerAnswer][] = [];
 
   constructor(
     private readonly owner: OwnerCommands,
@@ -715,9 +739,10 @@ class Served implements ServedPartition {
   }
 
   /**
-   * One pick-up, its executions and their answers; true when the batch was full. Answers whose write
-   * failed while the lease still holds (PostgreSQL briefly gone) are written again by the next round:
-   * their effects are flushed, so the answers stand.
+   * One pick-up, its executions and their answers; true when the batch was full. Each command and its
+   * answer are one step of the partition's state, so its flush round commits both or neither; a
+   * round that fails loses the state (partition-state.ts), and the rows stay taken for the next
+   * owner, or this node's next service of the partition, to carry out.
    */
   private async once(): Promise<boolean> {
     const sweep = this.sweep;
@@ -727,12 +752,7 @@ class Served implements ServedPartition {
     try {
       taken = await this.leases.fenced(p, token, async (c) => {
         if (sweep) {
-          const { rows } = await c.query<{ id: string }>(SWEEP, [
-            p,
-            token,
-            JSON.stringify(LOST_OWNER),
-            JSON.stringify(NOT_TAKEN),
-          ]);
+          const { rows } = await c.query<{ id: string }>(SWEEP, [p, JSON.stringify(NOT_TAKEN)]);
           if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
         }
         const { rows } = await c.query<{ id: string; seq: string; command: unknown }>(PICK_UP, [
@@ -747,25 +767,25 @@ class Served implements ServedPartition {
       throw err;
     }
 
+    const { step, state } = this.options;
+    let executed = 0;
     for (const row of taken) {
       // Taken but not run (stopped, or the lease's local deadline passed): left taken, so the next
-      // owner answers it `outcome_unknown`; it is never run by anyone.
+      // owner carries it out.
       if (!this.running || !this.leases.holds(p, token)) break;
-      this.unanswered.push([row.id, this.execute(row.id, row.command)]);
+      try {
+        step(() => state.answer(row.id, this.execute(row.id, row.command)));
+      } catch (err) {
+        // The state took no step (lost or closed, partition-state.ts): nothing of the command ran
+        // here, and it stays taken for whoever serves the partition next.
+        if ((err as { code?: unknown }).code !== "partition_lost") this.owner.fail(err as Error);
+        break;
+      }
+      executed++;
     }
-    if (this.unanswered.length === 0) return false;
-    // No answer ahead of the effects: the sender's node may show it at once.
-    if (this.options.flushed) await this.options.flushed();
-    const answers = this.unanswered.slice();
-    await this.leases.fenced(p, token, async (c) => {
-      const { rows } = await c.query<{ id: string }>(ANSWER, [
-        answers.map((a) => a[0]),
-        answers.map((a) => JSON.stringify(a[1])),
-        token,
-      ]);
-      if (rows.length > 0) await c.query(TELL, [OWNER_ANSWER_CHANNEL, rows.map((r) => r.id)]);
-    });
-    this.unanswered.splice(0, answers.length);
+    if (executed === 0) return false;
+    // The round that commits the effects writes the answers and wakes their senders.
+    await state.flushed();
     return taken.length === this.batch;
   }
 
@@ -774,7 +794,9 @@ class Served implements ServedPartition {
     if (!parsed.success)
       return refusal("invalid_body", `command ${id} is malformed: ${parsed.error.message}`);
     try {
-      return { ok: true, alert: this.options.handler(parsed.data) };
+      // A step of its own inside the command's: a throw takes back all the handler did, and the
+      // refusal is still answered.
+      return { ok: true, alert: this.options.step(() => this.options.handler(parsed.data)) };
     } catch (err) {
       if (err instanceof ApiError)
         return {
@@ -785,9 +807,6 @@ class Served implements ServedPartition {
             ...(err.details === undefined ? {} : { details: err.details }),
           },
         };
-      // The partition's state refused the step before it ran (partition-state.ts): not executed.
-      if ((err as { code?: unknown }).code === "partition_lost")
-        return refusal("unavailable", "the alert's owner is giving its partition up; try again");
       this.owner.fail(err as Error);
       return refusal("internal", ERRORS.internal.text);
     }

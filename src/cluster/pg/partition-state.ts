@@ -25,6 +25,15 @@
  * what committed (the steps after it, if replayable, are made again there). The lease lost by the
  * leases component (`lost` for this partition) makes the state lost at once.
  *
+ * Staff commands' answers (owner-commands.ts). A step that carries out a command a node sent to this
+ * partition's owner records the command's answer in the step (`answer`), and the round that writes
+ * the step's rows turns the command's row `answered` (only if it is still taken with this token) and
+ * notifies its sender, in the same fenced transaction. So a command's effects and its answer commit
+ * together or not at all: an owner lost before that commit leaves the row taken with nothing of the
+ * command in PostgreSQL (the next owner carries it out), one lost after it leaves the row answered.
+ * A command that changes nothing (refused, or `accept` of an alert the person already has) is a
+ * step with only its answer, and makes a round of its own.
+ *
  * The change feed (`feed: true`; change-feed.ts). Each audit entry is one alert change, and a round
  * appends the changes of the entries it writes with `appendChanges`, on the same client, as the fenced
  * transaction's last statements, in audit-id order. So a change is in the feed exactly when its audit
@@ -61,6 +70,7 @@ import { type AttemptTableRow, type AuditTableRow, PgAlertStore } from "./alert-
 import { appendChanges } from "./change-feed.js";
 import { positionAtSeq } from "./event-log.js";
 import type { LostReason, PartitionLeases } from "./leases.js";
+import { type OwnerAnswer, writeAnswers } from "./owner-commands.js";
 import { ALERT_COLUMNS, ATTEMPT_COLUMNS, rows, upsertJson } from "./partition-schema.js";
 import { PgMaintenanceWindows, PgRulesCursor, PgTimerStore, type TimerTableRow } from "./partition-stores.js";
 import { type Changed, IdBlocks, UnitOfWork } from "./unit-of-work.js";
@@ -108,6 +118,8 @@ interface Batch {
   meta: { rules_position: number; rules_updated_at: number; audit_head: number } | null;
   /** The alert change of each audit entry, for the change feed (empty when it is off). */
   changes: AlertChange[];
+  /** Staff command id -> its answer, written with the round (owner-commands.ts). */
+  answers: Map<string, OwnerAnswer>;
 }
 
 const ADOPT_TIMERS = `
@@ -145,6 +157,8 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
   private lostError: PartitionStateLostError | null = null;
   private closed = false;
   private refreshing: Promise<void> = Promise.resolve();
+  /** Answers recorded by the step now open, until it returns. */
+  private readonly stepAnswers = new Map<string, OwnerAnswer>();
 
   /** Loads the partition's working set; rejects with LeaseLostError if the lease is not this node's. */
   static async load(o: PgPartitionStateOptions): Promise<PgPartitionState> {
@@ -193,6 +207,19 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
 
   step<T>(fn: () => T): T {
     return this.uow.step(fn);
+  }
+
+  /**
+   * Inside a step: the answer to the staff command this step carries out, written by the flush round
+   * that writes the step's rows, in its transaction (header). Taken back with the step.
+   */
+  answer(commandId: string, answer: OwnerAnswer): void {
+    const before = this.stepAnswers.get(commandId);
+    this.stepAnswers.set(commandId, answer);
+    this.uow.changed("owner_commands", commandId, () => {
+      if (before === undefined) this.stepAnswers.delete(commandId);
+      else this.stepAnswers.set(commandId, before);
+    });
   }
 
   /** Resolves once every step so far has committed in PostgreSQL; rejects once the state is lost. */
@@ -367,6 +394,11 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
     }
     for (const id of changed.get("timers") ?? [])
       b.timers.set(id as string, this.timers.rowOf(id as string) ?? null);
+    for (const id of changed.get("owner_commands") ?? []) {
+      const a = this.stepAnswers.get(id as string);
+      if (a) b.answers.set(id as string, a);
+      this.stepAnswers.delete(id as string);
+    }
     if (changed.has("partition_state"))
       b.meta = {
         rules_position: this.cursor.position(),
@@ -388,7 +420,7 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
           const upTo = this.enqueued;
           try {
             await this.leases.fenced(this.partition, this.token, (c) =>
-              write(c, this.partition, merge(batches)),
+              write(c, this.partition, this.token, merge(batches)),
             );
           } catch (err) {
             this.lose(`a flush failed (${(err as Error).message})`, err);
@@ -426,7 +458,15 @@ export class PgPartitionState extends EventEmitter<PgPartitionStateEvents> imple
 }
 
 function emptyBatch(): Batch {
-  return { alerts: new Map(), audit: [], attempts: new Map(), timers: new Map(), meta: null, changes: [] };
+  return {
+    alerts: new Map(),
+    audit: [],
+    attempts: new Map(),
+    timers: new Map(),
+    meta: null,
+    changes: [],
+    answers: new Map(),
+  };
 }
 
 /** Several finished steps as one: each row as the last of them left it; every audit entry. */
@@ -440,6 +480,7 @@ function merge(batches: readonly Batch[]): Batch {
     for (const [k, v] of b.attempts) out.attempts.set(k, v);
     for (const [k, v] of b.timers) out.timers.set(k, v);
     if (b.meta) out.meta = b.meta;
+    for (const [k, v] of b.answers) out.answers.set(k, v);
   }
   return out;
 }
@@ -466,7 +507,7 @@ const UPSERT_META = `
     rules_updated_at = excluded.rules_updated_at, audit_head = excluded.audit_head`;
 
 /** One flush round's statements, inside the fenced transaction. */
-async function write(c: pg.PoolClient, partition: number, b: Batch): Promise<void> {
+async function write(c: pg.PoolClient, partition: number, token: number, b: Batch): Promise<void> {
   const alerts = [...b.alerts.values()];
   // Closing rows first: an alert closed and another opened with its dedupe key in the same round
   // would otherwise meet the one-open-per-key index halfway.
@@ -490,6 +531,8 @@ async function write(c: pg.PoolClient, partition: number, b: Batch): Promise<voi
       b.meta.rules_updated_at,
       b.meta.audit_head,
     ]);
+  // With the effects above, so a command's answer commits exactly when they do (header).
+  if (b.answers.size > 0) await writeAnswers(c, token, [...b.answers]);
   // Last: the append locks the partition's feed head until the commit (change-feed.ts, "Use").
   if (b.changes.length > 0)
     await appendChanges(

@@ -10,8 +10,17 @@
  * to `commit` as they now are (a row changed three times is written once, as it ended).
  */
 
-/** The tables a partition's step writes (partition_state: the rules' cursor and the audit head). */
-export type Table = "alerts" | "alert_audit" | "channel_attempts" | "timers" | "partition_state";
+/**
+ * The tables a partition's step writes (partition_state: the rules' cursor and the audit head;
+ * owner_commands: the answer to a staff command the step carried out, owner-commands.ts).
+ */
+export type Table =
+  | "alerts"
+  | "alert_audit"
+  | "channel_attempts"
+  | "timers"
+  | "partition_state"
+  | "owner_commands";
 
 export type Changed = ReadonlyMap<Table, ReadonlySet<string | number>>;
 

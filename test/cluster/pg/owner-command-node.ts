@@ -1,13 +1,13 @@
 /**
- * A partition's owner (owner-node.ts) as a child process, so that a test can kill -9 it between
- * taking a command and answering it:
+ * A partition's owner (owner-node.ts) as a child process, so that a test can kill -9 it while it
+ * serves a command:
  *
  *   node --import tsx test/cluster/pg/owner-command-node.ts <postgres url> <node id> <leaseMs>
  *
  * It prints one JSON line per event on stdout: `loaded`, then (after `start` on stdin) `started`,
- * `serving` with its token, `executing` for each command its handler runs, and `held` once that
- * command's effects have committed: its answer is then held for ever, so the process dies with the
- * command taken and unanswered.
+ * `serving` with its token, `executing` for each command its handler runs, and `held` once the
+ * flush round carrying that command's effects and answer has committed: the owner then waits for
+ * ever, so a test kills it right after that commit.
  */
 import { createInterface } from "node:readline";
 import { ownerNode } from "./owner-node.js";
@@ -20,7 +20,7 @@ createInterface({ input: process.stdin }).on("line", (line) => {
   void ownerNode(url!, nodeId!, {
     leaseMs: Number(leaseMs),
     executing: (command, token) => say({ ev: "executing", id: command.id, token }),
-    beforeAnswer: (commands) => {
+    afterFlush: (commands) => {
       say({ ev: "held", ids: commands.map((c) => c.id) });
       return new Promise(() => undefined);
     },

@@ -2,7 +2,8 @@
  * A gateway node reduced to what the owner-command path needs, for owner-commands.test.ts and for
  * its child process (owner-command-node.ts): a pool, partition leases (one partition), the
  * `OwnerCommands` endpoint, and on `acquired` the partition's `PgPartitionState` with the real
- * `AlertManager` on it, served with `applyCommand`, its answers held until the state's flush.
+ * `AlertManager` on it, served with `applyCommand`, each command and its answer one step of the
+ * state, so that its flush round writes both.
  */
 import pg from "pg";
 import type { AlertChannel, ChannelName } from "../../../src/alerts/channels/channel.js";
@@ -55,8 +56,11 @@ export function fallEvent(deviceId: string, room: string, logSeq: number): Logge
 export interface OwnerNodeOptions {
   leaseMs?: number;
   pollMs?: number;
-  /** Awaited after the state's flush and before the answer (a test holds the answer back here). */
-  beforeAnswer?: (command: OwnerCommand[]) => Promise<void>;
+  /**
+   * Awaited after the state's flush of the commands just run, before their round ends (a test holds
+   * the owner here: their answers have committed with their effects by then).
+   */
+  afterFlush?: (command: OwnerCommand[]) => Promise<void>;
   /** Told of every command the handler runs, before it runs. */
   executing?: (command: OwnerCommand, token: number) => void;
 }
@@ -132,9 +136,14 @@ export async function ownerNode(url: string, nodeId: string, o: OwnerNodeOptions
           held.push(command);
           return applyCommand(alerts, command);
         },
-        flushed: async () => {
-          await s.flushed();
-          await o.beforeAnswer?.(held.splice(0));
+        step: (fn) => alerts.batch(fn),
+        state: {
+          token: s.token,
+          answer: (id, answer) => s.answer(id, answer),
+          flushed: async () => {
+            await s.flushed();
+            await o.afterFlush?.(held.splice(0));
+          },
         },
       });
       serving({ state: s, alerts, token });
