@@ -12,9 +12,12 @@ import type pg from "pg";
 import type { JobLock } from "../../reports/timesaved.js";
 
 /** First key of the pair, "ATA" as the migrations' (second key 0) and node registration's (1). */
-const ATA = 0x415441;
-/** Second keys of the jobs that run once per cluster. */
-export const JOB_LOCKS = { timeSaved: 2 } as const;
+export const ATA = 0x415441;
+/**
+ * Second keys of the jobs that run once per cluster: the time-saved job's runs, and the alerts' time
+ * series writer (src/cluster/alert-series.ts), which holds its key for as long as it writes.
+ */
+export const JOB_LOCKS = { timeSaved: 2, alertSeries: 3 } as const;
 
 export class PgJobLock implements JobLock {
   constructor(

@@ -8,6 +8,7 @@
  * transactional in PostgreSQL, so a failed migration leaves no half-made table behind.
  */
 import type pg from "pg";
+import { ALERT_SERIES_MIGRATION } from "./alert-series.js";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
 import { ENROLMENT_CLAIMS_MIGRATION } from "./enrolment-claims.js";
@@ -36,6 +37,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   STAFF_PRESENCE_MIGRATION,
   REPLICATION_MIGRATION,
   ENROLMENT_CLAIMS_MIGRATION,
+  ALERT_SERIES_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
