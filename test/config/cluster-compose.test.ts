@@ -231,6 +231,8 @@ describe("RabbitMQ's configuration", () => {
         "rabbitmq_auth_backend_http",
         // ingest.partitions above 1
         "rabbitmq_consistent_hash_exchange",
+        // device presence from RabbitMQ's connections
+        "rabbitmq_event_exchange",
         "rabbitmq_mqtt",
         "rabbitmq_web_mqtt",
       ].sort(),

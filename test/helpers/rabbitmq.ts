@@ -9,8 +9,9 @@
  * ($HOME) are its own, so parallel runs and an installed system service do not meet.
  *
  * Always enabled besides MQTT and the HTTP auth backend: the consistent-hash exchange (the ingest
- * consumer's partitions). Optional: MQTT over WebSocket (rabbitmq_web_mqtt, path /ws) on a free loopback port, and RabbitMQ's
- * auth cache (rabbitmq_auth_backend_cache) in front of the HTTP backend.
+ * consumer's partitions). Optional: MQTT over WebSocket (rabbitmq_web_mqtt, path /ws) on a free loopback port, RabbitMQ's
+ * auth cache (rabbitmq_auth_backend_cache) in front of the HTTP backend, and the event exchange
+ * (rabbitmq_event_exchange: connection events for device presence).
  *
  * Stopping: SIGTERM to rabbitmq-server's script, whose trap sends SIGTERM to the Erlang VM, which
  * RabbitMQ handles as an orderly shutdown (rabbit_prelaunch_sighandler); `rabbitmqctl stop` would
@@ -63,6 +64,11 @@ export interface RabbitOptions {
    * `auth_cache.cached_backend = http`), keeping positive answers `ttlMs`.
    */
   authCache?: { ttlMs: number };
+  /**
+   * Enable rabbitmq_event_exchange: connection.created / connection.closed and RabbitMQ's other
+   * events published to `amq.rabbitmq.event` (device presence from RabbitMQ's connections).
+   */
+  eventExchange?: boolean;
   /** Start-up budget; a first start on a loaded machine takes 5-15 s. */
   timeoutMs?: number;
 }
@@ -202,6 +208,7 @@ function writeNodeFiles(plan: NodePlan, opts: RabbitOptions, extra: string[]): v
       ? []
       : ["web_mqtt.tcp.ip = 127.0.0.1", `web_mqtt.tcp.port = ${plan.webMqttPort}`];
   if (plan.webMqttPort !== null) plugins.push("rabbitmq_web_mqtt");
+  if (opts.eventExchange) plugins.push("rabbitmq_event_exchange");
   const conf = [
     ...cache,
     "auth_http.http_method = post",
