@@ -659,6 +659,10 @@ export class Gateway {
         submit: (id, topic, channel, payload) => this.submit(id, topic, channel, payload),
         refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
         status: (id, payload) => this.presence.onStatus(id, payload),
+        presence: {
+          connected: (id) => this.presence.onConnected(id),
+          disconnected: (id, reason) => this.presence.onDisconnected(id, reason),
+        },
         admits: (id) => {
           const d = this.registry.peek(id);
           return !d ? "unknown" : d.enabled ? "yes" : "disabled";

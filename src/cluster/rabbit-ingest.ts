@@ -61,6 +61,12 @@ import type { ErrorCode } from "../errors.js";
 import type { IngestResult } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
 import type { RabbitIngestConfig } from "./config.js";
+import { CONNECTION_CLOSED, CONNECTION_CREATED, ConnectionEvents } from "./rabbit-connections.js";
+
+/** Where rabbitmq_event_exchange publishes RabbitMQ's events (the default vhost only). */
+export const EVENT_EXCHANGE = "amq.rabbitmq.event";
+/** Connection events queued for the gateway at most; the oldest are dropped past it. */
+const CONNECTION_EVENTS_MAX = 100_000;
 
 export interface RabbitIngestContext {
   config: RabbitIngestConfig;
@@ -85,6 +91,14 @@ export interface RabbitIngestContext {
    * word holds for every message.
    */
   admits(deviceId: string): "yes" | "unknown" | "disabled";
+  /**
+   * A device's MQTT connection to RabbitMQ opened or closed (rabbit-connections.ts), read from the
+   * `rabbitmq_event_exchange` plugin's events when the plugin is enabled.
+   */
+  presence?: {
+    connected(deviceId: string): void;
+    disconnected(deviceId: string, reason: string): void;
+  };
   log: Logger;
 }
 
@@ -114,6 +128,11 @@ export interface RabbitIngestHealth {
   lastError: string | null;
   lastErrorAt: string | null;
   reconnects: number;
+  /**
+   * Connection events consumed (`<queue>.connections`): devices' connects and disconnects drive
+   * presence. False while the event exchange plugin is not enabled (or not yet followed).
+   */
+  connectionEvents: boolean;
   /** Deliveries handed to ingest and not yet acknowledged. */
   inFlight: number;
   acked: number;
@@ -150,9 +169,21 @@ export class RabbitIngest {
   private readonly queues: string[];
   /** A refused publish's reason, told on the device's errors topic as the embedded broker does. */
   private readonly replies: ErrorReplies;
+  /** Devices' open connections, from the event exchange; kept across reconnects (pids are cluster-wide). */
+  private readonly connections: ConnectionEvents | null;
+  /** "The plugin is not enabled" is logged once, not at every reconnect. */
+  private eventsMissingLogged = false;
 
   constructor(private readonly ctx: RabbitIngestContext) {
     this.replies = new ErrorReplies(ctx.log, (deviceId, reply) => this.publishError(deviceId, reply));
+    const presence = ctx.presence;
+    this.connections = presence
+      ? new ConnectionEvents({
+          admits: (id) => ctx.admits(id) === "yes",
+          connected: (id) => presence.connected(id),
+          disconnected: (id, reason) => presence.disconnected(id, reason),
+        })
+      : null;
     const { queue, partitions } = ctx.config;
     this.queues = partitions === 1 ? [queue] : Array.from({ length: partitions }, (_, k) => `${queue}.${k}`);
     this.health = {
@@ -166,6 +197,7 @@ export class RabbitIngest {
       lastError: null,
       lastErrorAt: null,
       reconnects: 0,
+      connectionEvents: false,
       inFlight: 0,
       acked: 0,
       requeued: 0,
@@ -252,6 +284,7 @@ export class RabbitIngest {
         await channel.consume(queue, (msg) => this.onDelivery(channel, msg), { noAck: false });
         (this.health.queues[k] as RabbitIngestQueueHealth).consuming = true;
       }
+      await this.followConnections(connection, generation);
       if (!this.backingOff) this.attempt = 0;
       this.health.ready = true;
       this.health.connectedSince = new Date().toISOString();
@@ -298,6 +331,83 @@ export class RabbitIngest {
     }
     for (const q of this.health.queues) q.declared = true;
     this.health.declared = true;
+  }
+
+  /**
+   * Devices' connects and disconnects from rabbitmq_event_exchange, on a channel of their own so
+   * that nothing here can close the ingest's. One durable quorum queue for the cluster with single
+   * active consumer, as the ingest partitions: the node that consumes devices' publishes (on 3.10
+   * the first to start, rabbit-ingest's header) is the one that hears their connections, so its
+   * presence and its heartbeat supervision agree; a per-node queue would mark a device online on
+   * every node, and the nodes that get none of its heartbeats would then mark it offline again. And
+   * a close names only the connection's pid (rabbit-connections.ts), so the created and closed
+   * events of one connection must reach one consumer, in order: one queue, one consumer at a time.
+   * The queue keeps what happens while no gateway consumes, bounded (the oldest dropped).
+   *
+   * Without the plugin the exchange does not exist: the check fails (closing only this channel),
+   * that is logged once, and presence stays as before (publishes, `status`, last wills, heartbeat
+   * supervision). Checked again at each reconnect, so enabling the plugin needs no gateway restart.
+   */
+  private async followConnections(connection: ChannelModel, generation: number): Promise<void> {
+    const follower = this.connections;
+    if (!follower) return;
+    const queue = `${this.ctx.config.queue}.connections`;
+    let channel: Channel;
+    try {
+      channel = await connection.createChannel();
+      channel.on("error", () => undefined); // a missing exchange closes the channel: handled below
+      await channel.checkExchange(EVENT_EXCHANGE);
+    } catch {
+      this.health.connectionEvents = false;
+      if (!this.eventsMissingLogged)
+        this.ctx.log.info(
+          { exchange: EVENT_EXCHANGE },
+          "RabbitMQ's event exchange is not there (plugin rabbitmq_event_exchange not enabled, or another vhost than /): device presence from publishes, status and heartbeats only",
+        );
+      this.eventsMissingLogged = true;
+      return;
+    }
+    try {
+      channel.on("close", () => {
+        if (generation === this.generation && this.health.connectionEvents)
+          this.ctx.log.warn({ queue }, "stopped following RabbitMQ's connection events until the reconnect");
+        this.health.connectionEvents = false;
+      });
+      await channel.assertQueue(queue, {
+        durable: true,
+        arguments: {
+          "x-queue-type": "quorum",
+          "x-single-active-consumer": true,
+          "x-max-length": CONNECTION_EVENTS_MAX,
+        },
+      });
+      await channel.bindQueue(queue, EVENT_EXCHANGE, CONNECTION_CREATED);
+      await channel.bindQueue(queue, EVENT_EXCHANGE, CONNECTION_CLOSED);
+      await channel.prefetch(500, false);
+      await channel.consume(
+        queue,
+        (msg) => {
+          if (msg === null) return;
+          try {
+            follower.handle(msg.fields.routingKey, msg.properties.headers);
+          } catch (err) {
+            this.ctx.log.error({ err: (err as Error).message }, "a connection event failed");
+          }
+          try {
+            channel.ack(msg);
+          } catch {
+            // The channel is gone; the event is delivered again and counted once per pid.
+          }
+        },
+        { noAck: false },
+      );
+      this.health.connectionEvents = true;
+      if (this.eventsMissingLogged) this.ctx.log.info({ queue }, "following RabbitMQ's connection events");
+      this.eventsMissingLogged = false;
+    } catch (err) {
+      this.health.connectionEvents = false;
+      this.failed(`connection events: ${(err as Error).message}`);
+    }
   }
 
   private onDelivery(channel: Channel, msg: ConsumeMessage | null): void {
@@ -450,6 +560,7 @@ export class RabbitIngest {
     this.connection = null;
     this.channel = null;
     this.health.ready = false;
+    this.health.connectionEvents = false;
     for (const q of this.health.queues) q.consuming = false;
     if (connection) await connection.close().catch(() => undefined);
   }

@@ -126,6 +126,8 @@ describe("device publishes through RabbitMQ reach the gateway's ingest", () => {
         declared: true,
         queue: QUEUE,
         queues: [{ name: QUEUE, declared: true, consuming: true }],
+        // This node has no rabbitmq_event_exchange: presence as before, and ingest unaffected.
+        connectionEvents: false,
       },
     });
     expect(check.detail.url).not.toContain("guest:guest");
