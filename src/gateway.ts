@@ -26,6 +26,7 @@ import { claimEnrolment } from "./cluster/pg/enrolment-claims.js";
 import { PgEventReads } from "./cluster/pg/event-reads.js";
 import { JOB_LOCKS, PgJobLock } from "./cluster/pg/job-lock.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
+import { PgPresenceReads } from "./cluster/pg/presence-reads.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
 import { RabbitIngest } from "./cluster/rabbit-ingest.js";
 import { uninstallReplication } from "./cluster/replicated-tables.js";
@@ -820,10 +821,13 @@ export class Gateway {
     const pgRetention = config.cluster.postgres?.eventRetentionDays;
     const eventReads =
       cluster && pgRetention !== undefined ? new PgEventReads(cluster.pool, pgRetention) : undefined;
+    // Likewise devices' online changes, each logged by the node that saw the change.
+    const presenceReads = cluster ? new PgPresenceReads(cluster.pool) : undefined;
     this.timeSaved = new TimeSavedJob({
       db: this.db,
       alertReads,
       eventReads,
+      presenceReads,
       lock: cluster ? new PgJobLock(cluster.pool, JOB_LOCKS.timeSaved) : undefined,
       store: this.series,
       model: timeModel,
@@ -835,6 +839,7 @@ export class Gateway {
     reportRoutes(this.router, {
       db: this.db,
       alertReads,
+      presenceReads,
       store: this.series,
       model: timeModel,
       sites,

@@ -26,7 +26,7 @@ import { DeviceAuthenticator, type ObserveGate, type RefusalKind } from "../secu
 import type { SecurityLog } from "../security/log.js";
 import { FailureWindows } from "../security/throttle.js";
 import { ErrorReplies, type ErrorReply } from "./error-replies.js";
-import { errorTopic, mayPublish, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
+import { errorTopic, mayPublishOn, maySubscribe, parseDeviceTopic, STATUS } from "./topics.js";
 
 export interface BrokerContext {
   config: Config["mqtt"];
@@ -512,7 +512,8 @@ export class Broker extends EventEmitter {
     // client is null when aedes itself publishes a will after the device is gone.
     if (!client) return cb(null);
     const deviceId = client.id;
-    if (!mayPublish(deviceId, packet.topic)) {
+    const parsed = parseDeviceTopic(packet.topic);
+    if (parsed === null || !mayPublishOn(deviceId, parsed)) {
       this.ctx.metrics.publishesDenied.inc({ kind: "publish" });
       this.ctx.security.record({
         kind: "topic_denied",
@@ -526,7 +527,7 @@ export class Broker extends EventEmitter {
       );
       return cb(new Error(`not authorised to publish on ${packet.topic}`));
     }
-    const { channel } = parseDeviceTopic(packet.topic)!;
+    const { channel } = parsed;
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (this.observed.has(client)) {
       // Kept for onboarding, status included; never decoded, never logged as an event.

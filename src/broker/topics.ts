@@ -36,22 +36,32 @@ export interface ParsedDeviceTopic {
   channel: string;
 }
 
-/** Parse `ata/v1/<deviceId>/<channel>`; anything else (deeper, shallower, wildcards) is null. */
+const PREFIX = `${ROOT}/`;
+const CHANNEL = /^[a-z][a-z0-9_-]{0,31}$/;
+
+/**
+ * Parse `ata/v1/<deviceId>/<channel>`; anything else (deeper, shallower, wildcards) is null. Runs
+ * for every publish: two slices and the result are all it allocates.
+ */
 export function parseDeviceTopic(topic: string): ParsedDeviceTopic | null {
-  if (!topic.startsWith(`${ROOT}/`)) return null;
-  const rest = topic.slice(ROOT.length + 1);
-  const slash = rest.indexOf("/");
-  if (slash <= 0) return null;
-  const deviceId = rest.slice(0, slash);
-  const channel = rest.slice(slash + 1);
-  if (!isValidDeviceId(deviceId) || !/^[a-z][a-z0-9_-]{0,31}$/.test(channel)) return null;
+  if (!topic.startsWith(PREFIX)) return null;
+  const slash = topic.indexOf("/", PREFIX.length);
+  if (slash <= PREFIX.length) return null;
+  const deviceId = topic.slice(PREFIX.length, slash);
+  const channel = topic.slice(slash + 1);
+  if (!isValidDeviceId(deviceId) || !CHANNEL.test(channel)) return null;
   return { deviceId, channel };
 }
 
 /** A device may publish on its own topics only, and never on the channels the gateway writes. */
 export function mayPublish(deviceId: string, topic: string): boolean {
   const parsed = parseDeviceTopic(topic);
-  return parsed !== null && parsed.deviceId === deviceId && !GATEWAY_CHANNELS.has(parsed.channel);
+  return parsed !== null && mayPublishOn(deviceId, parsed);
+}
+
+/** mayPublish for a topic already parsed. */
+export function mayPublishOn(deviceId: string, parsed: ParsedDeviceTopic): boolean {
+  return parsed.deviceId === deviceId && !GATEWAY_CHANNELS.has(parsed.channel);
 }
 
 /** A device may subscribe to its own error and command topics only (no wildcards). */

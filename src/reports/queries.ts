@@ -12,7 +12,7 @@ import { Slicer } from "../util/slicer.js";
 import { type AlertExtras, type AlertReads, alertReadsOf } from "./alert-reads.js";
 import { type ModelView, modelView, siteModel, type TimeModel } from "./model.js";
 import { CATEGORIES, type Category, type ProfileKinds, TIME_SAVED_MEASUREMENT } from "./timesaved.js";
-import { uptime } from "./uptime.js";
+import { type OnlineHistory, type PresenceReads, presenceReadsOf, uptime } from "./uptime.js";
 
 export interface ReportSite {
   id: string;
@@ -24,6 +24,8 @@ export interface ReportContext {
   db: Db;
   /** Where alerts are read; absent: `db` (a cluster node passes PostgreSQL's, src/cluster/pg/alert-reads.ts). */
   alertReads?: AlertReads;
+  /** Where devices' online history is read; absent: `db` (a cluster node passes src/cluster/pg/presence-reads.ts). */
+  presenceReads?: PresenceReads;
   store: TimeSeriesStore;
   model: TimeModel;
   sites: readonly ReportSite[];
@@ -814,14 +816,30 @@ export async function coverageReport(ctx: ReportContext, scope: Scope, rangeOf: 
         fs: number;
       }
     >();
+    // Time before a device was registered is not downtime: each device's window starts then, so
+    // histories are read per start (most devices share the range's).
+    const startOf = (d: { created_at: number }) => Math.max(range.from, d.created_at);
+    const byStart = new Map<number, string[]>();
+    for (const d of rows) {
+      const start = startOf(d);
+      if (start >= end) continue;
+      const ids = byStart.get(start);
+      if (ids) ids.push(d.id);
+      else byStart.set(start, [d.id]);
+    }
+    const histories = new Map<string, OnlineHistory>();
+    for (const [start, ids] of byStart) {
+      await slicer.pause();
+      for (const [id, h] of await presenceReadsOf(ctx).onlineHistories(ids, start, end)) histories.set(id, h);
+    }
     const fallRooms = new Map<string, Set<string>>();
     const fallResidents = new Set<string>();
     for (const d of rows) {
       await slicer.pause();
       const kind = ctx.profiles.get(d.profile)?.kind ?? null;
-      // Time before a device was registered is not downtime.
-      const start = Math.max(range.from, d.created_at);
-      const up = start < end ? uptime(ctx.db, d.id, start, end) : null;
+      const start = startOf(d);
+      const history = histories.get(d.id);
+      const up = history ? uptime(history, start, end) : null;
       const observed = up ? end - start : 0;
       devices.push({
         site: site.id,

@@ -26,7 +26,13 @@ import { type BaselineStore, baselineForUnit, baselineKey, baselinesInForce } fr
 import { type EventReads, eventReadsOf, sqliteEventReads, type TypedEvent } from "./event-reads.js";
 import { type Params, type SiteModel, siteModel, type TimeModel } from "./model.js";
 import { perResidentValue, REALISED_NEEDS, type RealisedRates, realisedRates } from "./realised.js";
-import { onlineThroughout } from "./uptime.js";
+import {
+  type OnlineHistory,
+  onlineThroughout,
+  type PresenceReads,
+  presenceReadsOf,
+  sqlitePresenceReads,
+} from "./uptime.js";
 
 /** Potential time saved: what the technology makes possible, with the model's figures. */
 export const TIME_SAVED_MEASUREMENT = "time_saved";
@@ -146,6 +152,12 @@ export interface ComputeContext {
    * not hold them all (a cluster node's share of them); absent: read from `db`.
    */
   events?: DayEvents;
+  /**
+   * The online histories over the day's night of dayNightSensors(), read beforehand where `db` does
+   * not hold them (a cluster node's are in the shared log); absent: read from `db`. A sensor without
+   * one counts as not known online.
+   */
+  nightHistories?: ReadonlyMap<string, OnlineHistory>;
   /** The site's baselines in force (baselinesInForce); absent or empty: no realised figures. */
   baselines?: readonly Baseline[];
 }
@@ -279,6 +291,27 @@ export function dayEventRanges(
   return {
     presence: { type: "staff.presence", from: alertFrom, to: presenceTo + 1 },
     liftCycles: { type: "lift.cycle", from: dayStart, to: dayEnd },
+  };
+}
+
+/**
+ * The fall sensors whose online history computeDay reads for night supervision, and the night
+ * [from, to) it reads it over; none before the night has ended (the day is not final then).
+ */
+export function dayNightSensors(
+  ctx: Pick<ComputeContext, "db" | "profiles">,
+  site: SiteInfo,
+  sm: SiteModel,
+  date: string,
+  now: number,
+): { ids: string[]; from: number; to: number } {
+  const [from, to] = nightWindow(date, sm.params.nightStart, sm.params.nightEnd, site.timeZone);
+  if (to > now) return { ids: [], from, to };
+  const devices = prepared(ctx.db).devices.all(site.id) as { id: string; profile: string }[];
+  return {
+    ids: devices.filter((d) => ctx.profiles.get(d.profile)?.kind === "fall-sensor").map((d) => d.id),
+    from,
+    to,
   };
 }
 
@@ -496,7 +529,12 @@ export function* computeDaySteps(
     r.ints.visits ??= 0;
     r.floats.checks_saved ??= 0;
     if (!nightComplete) continue;
-    const qualified = sensors.some((d) => onlineThroughout(db, d.id, nightStart, nightEnd));
+    const qualified = sensors.some((d) => {
+      const h = ctx.nightHistories
+        ? ctx.nightHistories.get(d.id)
+        : sqlitePresenceReads(db).onlineHistoryNow(d.id, nightStart, nightEnd);
+      return h !== undefined && onlineThroughout(h);
+    });
     const realisedNight = realisedBucket(res.unit_id, "night_supervision");
     const baselineChecks = realisedNight
       ? perResidentValue(
@@ -614,6 +652,8 @@ export interface TimeSavedJobContext {
    * reach before its `keptFrom` are not computed: their points, if any, stay as written.
    */
   eventReads?: EventReads;
+  /** Where fall sensors' online history is read; absent: `db` (a cluster node passes the shared log's). */
+  presenceReads?: PresenceReads;
   /** Absent: runs are only kept apart within this process (one process, one store). */
   lock?: JobLock;
   store: TimeSeriesStore;
@@ -922,7 +962,15 @@ export class TimeSavedJob extends EventEmitter {
         const read = (k: keyof DayEvents) =>
           reads.eventsOfType(site.id, ranges[k].type, ranges[k].from, ranges[k].to);
         const events: DayEvents = { presence: await read("presence"), liftCycles: await read("liftCycles") };
-        const day = await sliced(computeDaySteps({ ...compute, alerts, events }, site, sm, date, now));
+        const night = dayNightSensors(compute, site, sm, date, now);
+        const nightHistories = await presenceReadsOf(this.ctx).onlineHistories(
+          night.ids,
+          night.from,
+          night.to,
+        );
+        const day = await sliced(
+          computeDaySteps({ ...compute, alerts, events, nightHistories }, site, sm, date, now),
+        );
         points.push(...dayPoints(day));
         days++;
         if (points.length >= 2000) {

@@ -65,6 +65,7 @@ import {
   type PartitionedLog,
   pruneLog,
 } from "./partitioned-log.js";
+import { KEEP_PRUNED_PRESENCE } from "./presence-reads.js";
 
 export const EVENT_LOG_MIGRATION: PgMigration = {
   version: 6,
@@ -308,6 +309,8 @@ export const EVENT_LOG: PartitionedLog<PartitionEvent> = {
   columns: EVENT_COLUMNS,
   decode: decodeEvent,
   olderThan: "received_at < (extract(epoch FROM now()) * 1000)::bigint - $1::bigint",
+  // A device's state at the log's start, once its changes are pruned (presence-reads.ts).
+  onPrune: KEEP_PRUNED_PRESENCE,
 };
 
 /**

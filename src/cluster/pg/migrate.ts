@@ -16,6 +16,7 @@ import { EVENT_LOG_MIGRATION } from "./event-log.js";
 import { LEASES_MIGRATION } from "./leases.js";
 import { OWNER_COMMANDS_MIGRATION } from "./owner-commands.js";
 import { PARTITION_STATE_MIGRATION } from "./partition-schema.js";
+import { PRESENCE_MIGRATION } from "./presence-reads.js";
 import { REPLICATION_MIGRATION } from "./replication-log.js";
 import { STATE_MIGRATION } from "./schema.js";
 import { STAFF_PRESENCE_MIGRATION } from "./staff-presence.js";
@@ -38,6 +39,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   REPLICATION_MIGRATION,
   ENROLMENT_CLAIMS_MIGRATION,
   ALERT_SERIES_MIGRATION,
+  PRESENCE_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */

@@ -38,6 +38,12 @@ export interface PartitionedLog<R extends LogRow> {
   decode(row: Record<string, unknown>, partition: number, position: number): R;
   /** SQL condition on the table (no alias) for a row older than $1 milliseconds: what a prune deletes. */
   olderThan: string;
+  /**
+   * What the prune keeps of the rows it deletes: a data-modifying statement over `gone` (the deleted
+   * rows with the `returning` columns), run in the delete's own statement, so it sees exactly the
+   * rows this prune deleted.
+   */
+  onPrune?: { returning: string; sql: string };
 }
 
 const Count = z.number().int().nonnegative();
@@ -157,7 +163,8 @@ export async function pruneLog<R extends LogRow>(
   for (const c of cuts.map((r) => z.object({ partition: Count, through: Count.nullable() }).parse(r))) {
     if (c.through === null) continue;
     const { rows } = await db.query<{ deleted: number }>(
-      `WITH gone AS (DELETE FROM ${log.table} WHERE partition = $1 AND position <= $2 RETURNING 1),
+      `WITH gone AS (DELETE FROM ${log.table} WHERE partition = $1 AND position <= $2
+                      RETURNING ${log.onPrune?.returning ?? "1"}),${log.onPrune ? ` kept AS (${log.onPrune.sql}),` : ""}
             cut AS (UPDATE ${log.heads} SET pruned_through = $2
                      WHERE partition = $1 AND pruned_through < $2 RETURNING 1)
        SELECT (SELECT count(*) FROM gone)::int AS deleted`,
