@@ -254,6 +254,63 @@ describe("PostgreSQL partition state beyond the contracts", () => {
     state.close();
   });
 
+  it("a staff command's answer is written by the round that commits its step, in the same transaction; a step that throws takes it back", async () => {
+    const node = await startNode(await pgdb.fresh(), "node-a");
+    const state = await load(node);
+    const token = node.token(0);
+    for (const [id, t] of [
+      ["c1", token],
+      ["c2", token],
+      ["c3", token],
+      ["c4", token + 1],
+    ] as const)
+      await node.pool.query(
+        `INSERT INTO owner_commands (id, partition, command, state, deadline, token)
+         VALUES ($1, 0, '{}', 'taken', now() + interval '1 hour', $2)`,
+        [id, t],
+      );
+    const refused = (message: string) => ({
+      ok: false as const,
+      error: { code: "internal" as const, message },
+    });
+    const rowOf = async (id: string) =>
+      (
+        await node.pool.query<{ state: string; answer: unknown; xmin: string }>(
+          "SELECT state, answer, xmin::text FROM owner_commands WHERE id = $1",
+          [id],
+        )
+      ).rows[0]!;
+
+    state.step(() => {
+      state.alerts.insert(alertRow({ id: "al_1", dedupe_key: "1" }));
+      state.answer("c1", refused("one"));
+    });
+    expect(() =>
+      state.step(() => {
+        state.answer("c2", refused("two"));
+        throw new Error("the command failed");
+      }),
+    ).toThrow("the command failed");
+    await state.flushed();
+    const c1 = await rowOf("c1");
+    expect(c1).toMatchObject({ state: "answered", answer: refused("one") });
+    const { rows } = await node.pool.query<{ xmin: string }>(
+      "SELECT xmin::text FROM alerts WHERE id = 'al_1'",
+    );
+    expect(c1.xmin).toBe(rows[0]!.xmin);
+    expect(await rowOf("c2")).toMatchObject({ state: "taken", answer: null });
+
+    // An answer alone is a step with a round of its own; a row taken under another token is left.
+    state.step(() => {
+      state.answer("c3", refused("three"));
+      state.answer("c4", refused("four"));
+    });
+    await state.flushed();
+    expect(await rowOf("c3")).toMatchObject({ state: "answered", answer: refused("three") });
+    expect(await rowOf("c4")).toMatchObject({ state: "taken", answer: null });
+    state.close();
+  });
+
   it("a nested step that throws takes back its writes in every store and the outer step's survive a reload", async () => {
     const node = await startNode(await pgdb.fresh(), "node-a");
     let state = await load(node);
