@@ -294,6 +294,7 @@ export class Gateway {
       record: async (deviceId, events) => {
         await this.ingest.record(deviceId, events);
       },
+      ...(clusterPg ? { node: clusterPg.nodeId } : {}),
     });
     this.presence.start();
     this.ingest.on("events", (events) => this.presence.onEvents(events));

@@ -30,6 +30,11 @@ export interface PresenceContext {
   checkIntervalMs?: number;
   /** Where storage failures are reported. */
   storage?: StorageHealth;
+  /**
+   * The cluster node logging the changes, carried in their `data.node`: whose session a change is
+   * (src/reports/uptime.ts). Absent in a single process.
+   */
+  node?: string;
 }
 
 interface State {
@@ -187,7 +192,13 @@ export class Presence {
     // reconnect storm of thousands of devices would otherwise hold the event loop for seconds).
     const type = online ? "device.online" : "device.offline";
     const events: DecodedEvent[] = [
-      { type, data: { reason }, occurredAt: at, eventId: `gw:${type}:${s.changedAt}`, phase: "point" },
+      {
+        type,
+        data: this.ctx.node ? { reason, node: this.ctx.node } : { reason },
+        occurredAt: at,
+        eventId: `gw:${type}:${s.changedAt}`,
+        phase: "point",
+      },
     ];
     // Behind earlier changes that wait for the disk: a device's online/offline keep their order.
     if (this.unrecorded.length || this.recording) this.unrecorded.push({ deviceId, events });

@@ -53,6 +53,8 @@ const DeviceData = z.strictObject({
   rssi: z.number().optional(),
   firmware: z.string().max(64).optional(),
   reason: z.string().max(128).optional(),
+  /** device.online / device.offline on a cluster: the node that logged the change (src/reports/uptime.ts). */
+  node: z.string().max(100).optional(),
 });
 
 /** Event type -> the schema of its `data`. The single list of canonical types. */
