@@ -840,6 +840,7 @@ export class Gateway {
     reportRoutes(this.router, {
       db: this.db,
       alertReads,
+      eventReads,
       presenceReads,
       store: this.series,
       model: timeModel,

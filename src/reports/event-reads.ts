@@ -1,5 +1,5 @@
 /**
- * What the time-saved job reads of the event log, behind one interface: a single process reads its
+ * What the time-saved job and the quality report read of the event log, behind one interface: a single process reads its
  * SQLite (`SqliteEventReads`), a cluster node PostgreSQL's shared log, which holds every node's
  * ingest (src/cluster/pg/event-reads.ts); a node's own SQLite holds only what it ingested. One
  * contract suite holds both (test/reports/event-reads.contract.ts).
@@ -17,12 +17,31 @@ export interface TypedEvent {
   data: string;
 }
 
+/** A range's lift cycles, counted as the time-saved computation counts them. */
+export interface LiftCycleCounts {
+  cycles: number;
+  /** With a fault (any non-empty value): neither a one- nor a two-helper transfer. */
+  faults: number;
+  oneHelper: number;
+  twoHelper: number;
+}
+
 export interface EventReads {
   /**
    * The site's events of one type (never heartbeats) that occurred in [from, to), ordered by
    * occurred_at, ties by the row's seq (the order the log took them in).
    */
   eventsOfType(siteId: string, type: string, from: number, to: number): Promise<TypedEvent[]>;
+  /**
+   * The site's `lift.cycle` events that occurred in [from, to), of the given units (null: every
+   * unit), counted by their `fault` and `helpers`.
+   */
+  liftCycleCounts(
+    siteId: string,
+    from: number,
+    to: number,
+    units: readonly string[] | null,
+  ): Promise<LiftCycleCounts>;
   /** When the site's earliest logged event (heartbeats included) occurred; undefined for none. */
   firstEventAt(siteId: string): Promise<number | undefined>;
   /**
@@ -57,6 +76,31 @@ export class SqliteEventReads implements EventReads {
        ORDER BY e.occurred_at, e.seq`,
     );
     return this.typeStatement.all(siteId, type, siteId, from, to) as TypedEvent[];
+  }
+
+  async liftCycleCounts(
+    siteId: string,
+    from: number,
+    to: number,
+    units: readonly string[] | null,
+  ): Promise<LiftCycleCounts> {
+    // Through the site's devices, as eventsOfTypeNow reads them: a seek per device on the
+    // device/type/time index (partial, hence NOT_HEARTBEAT), not a scan of every heartbeat of a long
+    // range. A fault is any non-empty value.
+    const unitOfEvent = units ? ` AND +e.unit_id IN (${units.map(() => "?").join(", ")})` : "";
+    return this.db
+      .prepare(
+        `SELECT COUNT(*) AS cycles,
+           COALESCE(SUM(faulted), 0) AS faults,
+           COALESCE(SUM(NOT faulted AND helpers = 1), 0) AS oneHelper,
+           COALESCE(SUM(NOT faulted AND helpers >= 2), 0) AS twoHelper
+         FROM (SELECT COALESCE(json_extract(e.data, '$.fault'), '') NOT IN ('', 0) AS faulted,
+                 json_extract(e.data, '$.helpers') AS helpers
+               FROM devices d CROSS JOIN events e ON e.device_id = d.id
+               WHERE d.site_id = ? AND e.type = 'lift.cycle' AND e.${NOT_HEARTBEAT} AND +e.site_id = ?
+                 AND e.occurred_at >= ? AND e.occurred_at < ?${unitOfEvent})`,
+      )
+      .get(siteId, siteId, from, to, ...(units ?? [])) as LiftCycleCounts;
   }
 
   async firstEventAt(siteId: string): Promise<number | undefined> {

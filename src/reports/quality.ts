@@ -11,8 +11,8 @@
  * The register has no admission or discharge dates, so a resident counts for every day of the range.
  */
 import type { Outcome } from "../alerts/model.js";
-import { NOT_HEARTBEAT } from "../store/db.js";
 import { addDays, localDate, localDays, startOfLocalDay, startOfLocalWeek } from "../time/zone.js";
+import { eventReadsOf } from "./event-reads.js";
 import {
   type Cell,
   percentile,
@@ -139,24 +139,8 @@ export async function qualityReport(ctx: ReportContext, scope: Scope, rangeOf: R
           )
           .get(site.id, ...lifts, ...unitArgs) as { n: number }
       ).n;
-    // Counted in SQL through the site's devices, as timesaved.ts reads them: a seek per device on
-    // the device/type/time index (partial, hence NOT_HEARTBEAT), not a scan of every heartbeat of a
-    // long range. A cycle with a fault (any non-empty value) is neither a one- nor a two-helper
-    // transfer, as in the time-saved computation.
-    const unitOfEvent = scope.units ? ` AND +e.unit_id IN (${scope.units.map(() => "?").join(", ")})` : "";
-    const c = ctx.db
-      .prepare(
-        `SELECT COUNT(*) AS cycles,
-           COALESCE(SUM(faulted), 0) AS faults,
-           COALESCE(SUM(NOT faulted AND helpers = 1), 0) AS oneHelper,
-           COALESCE(SUM(NOT faulted AND helpers >= 2), 0) AS twoHelper
-         FROM (SELECT COALESCE(json_extract(e.data, '$.fault'), '') NOT IN ('', 0) AS faulted,
-                 json_extract(e.data, '$.helpers') AS helpers
-               FROM devices d CROSS JOIN events e ON e.device_id = d.id
-               WHERE d.site_id = ? AND e.type = 'lift.cycle' AND e.${NOT_HEARTBEAT} AND +e.site_id = ?
-                 AND e.occurred_at >= ? AND e.occurred_at < ?${unitOfEvent})`,
-      )
-      .get(site.id, site.id, range.from, range.to, ...unitArgs) as typeof lift;
+    // On a cluster node from the shared log: its own SQLite holds only what it ingested.
+    const c = await eventReadsOf(ctx).liftCycleCounts(site.id, range.from, range.to, scope.units);
     lift.cycles += c.cycles;
     lift.faults += c.faults;
     lift.oneHelper += c.oneHelper;

@@ -10,6 +10,7 @@ import { bucketStarts, type TimeSeriesStore } from "../store/timeseries.js";
 import { HOUR, localDate, localHour, MINUTE, monthStart, monthStarts } from "../time/zone.js";
 import { Slicer } from "../util/slicer.js";
 import { type AlertExtras, type AlertReads, alertReadsOf } from "./alert-reads.js";
+import type { EventReads } from "./event-reads.js";
 import { type ModelView, modelView, siteModel, type TimeModel } from "./model.js";
 import { CATEGORIES, type Category, type ProfileKinds, TIME_SAVED_MEASUREMENT } from "./timesaved.js";
 import { type OnlineHistory, type PresenceReads, presenceReadsOf, uptime } from "./uptime.js";
@@ -24,6 +25,8 @@ export interface ReportContext {
   db: Db;
   /** Where alerts are read; absent: `db` (a cluster node passes PostgreSQL's, src/cluster/pg/alert-reads.ts). */
   alertReads?: AlertReads;
+  /** Where events are read; absent: `db` (a cluster node passes the shared log's, src/cluster/pg/event-reads.ts). */
+  eventReads?: EventReads;
   /** Where devices' online history is read; absent: `db` (a cluster node passes src/cluster/pg/presence-reads.ts). */
   presenceReads?: PresenceReads;
   store: TimeSeriesStore;

@@ -113,6 +113,41 @@ export function eventReadsContract(name: string, make: () => Promise<EventReadsF
       expect(got?.data).toBe(data);
     });
 
+    it("lift cycles in [from, to) are counted by fault and helpers, of the asked units or all", async () => {
+      const lift = (at: number, data: string, over: Partial<LoggedEvent> = {}) =>
+        ev({ at, type: "lift.cycle", deviceId: "lift-1", data, ...over });
+      await f.log(
+        lift(T0 - 1, '{"helpers":1}'),
+        lift(T0, '{"helpers":1}'),
+        lift(T0 + MIN, '{"helpers":2}'),
+        lift(T0 + 2 * MIN, '{"helpers":3}', { unitId: "unit-2", deviceId: "lift-2" }),
+        lift(T0 + 3 * MIN, '{"helpers":1,"fault":"overload"}'),
+        lift(T0 + 4 * MIN, '{"helpers":2,"fault":""}', { unitId: "unit-2", deviceId: "lift-2" }),
+        lift(T0 + 5 * MIN, "{}"),
+        lift(T0 + 6 * MIN, '{"helpers":1}', { siteId: "site-b", deviceId: "lift-b" }),
+        ev({ at: T0 + 7 * MIN, type: "staff.presence", data: '{"helpers":1}' }),
+        lift(T0 + 60 * MIN, '{"helpers":1}'),
+      );
+      expect(await f.reads.liftCycleCounts("site-a", T0, T0 + 60 * MIN, null)).toEqual({
+        cycles: 6,
+        faults: 1,
+        oneHelper: 1,
+        twoHelper: 3,
+      });
+      expect(await f.reads.liftCycleCounts("site-a", T0, T0 + 60 * MIN, ["unit-2"])).toEqual({
+        cycles: 2,
+        faults: 0,
+        oneHelper: 0,
+        twoHelper: 2,
+      });
+      expect(await f.reads.liftCycleCounts("site-a", T0, T0 + 60 * MIN, ["unit-9"])).toEqual({
+        cycles: 0,
+        faults: 0,
+        oneHelper: 0,
+        twoHelper: 0,
+      });
+    });
+
     it("the earliest event of a site is its first occurrence, heartbeats included; none without events", async () => {
       expect(await f.reads.firstEventAt("site-a")).toBeUndefined();
       await f.log(

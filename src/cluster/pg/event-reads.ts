@@ -1,5 +1,5 @@
 /**
- * What the time-saved job reads of events (`EventReads`, src/reports/event-reads.ts) on PostgreSQL's
+ * What the time-saved job and the quality report read of events (`EventReads`, src/reports/event-reads.ts) on PostgreSQL's
  * shared event log, which holds every node's ingest (event-log.ts): a cluster node's SQLite holds
  * only its own share. BIGINTs come back as numbers; `data` is the text every node appended.
  *
@@ -12,11 +12,15 @@
  *   event that occurred within the retention was received within it too, unless its device's clock
  *   ran ahead.
  *
+ * - lift cycles are counted from `data` as jsonb, by its JSON types as SQLite's json_extract gives
+ *   them: a string `fault` counts when not empty, a number when not 0, a boolean when true; `helpers`
+ *   counts when a number.
+ *
  * The type read goes through events_site_time and filters the type: a site's heartbeats of the range
  * are walked, once per type and day of the job; no index serves (site, type, time) without them.
  */
 import type pg from "pg";
-import type { EventReads, TypedEvent } from "../../reports/event-reads.js";
+import type { EventReads, LiftCycleCounts, TypedEvent } from "../../reports/event-reads.js";
 import { rows } from "./partition-schema.js";
 
 const DAY_MS = 86_400_000;
@@ -36,6 +40,32 @@ export class PgEventReads implements EventReads {
         ORDER BY occurred_at, seq`,
       [siteId, type, from, to],
     );
+  }
+
+  async liftCycleCounts(
+    siteId: string,
+    from: number,
+    to: number,
+    units: readonly string[] | null,
+  ): Promise<LiftCycleCounts> {
+    const [r] = await rows<LiftCycleCounts>(
+      this.pool,
+      `SELECT count(*)::int AS cycles,
+              count(*) FILTER (WHERE faulted)::int AS faults,
+              count(*) FILTER (WHERE NOT faulted AND helpers = 1)::int AS "oneHelper",
+              count(*) FILTER (WHERE NOT faulted AND helpers >= 2)::int AS "twoHelper"
+         FROM (SELECT CASE jsonb_typeof(d -> 'fault')
+                        WHEN 'string' THEN d ->> 'fault' <> ''
+                        WHEN 'number' THEN (d ->> 'fault')::numeric <> 0
+                        WHEN 'boolean' THEN (d -> 'fault')::boolean
+                        ELSE false END AS faulted,
+                      CASE WHEN jsonb_typeof(d -> 'helpers') = 'number' THEN (d ->> 'helpers')::numeric END AS helpers
+                 FROM (SELECT data::jsonb AS d FROM events
+                        WHERE site_id = $1 AND type = 'lift.cycle' AND occurred_at >= $2 AND occurred_at < $3
+                          AND ($4::text[] IS NULL OR unit_id = ANY($4))) AS e) AS c`,
+      [siteId, from, to, units],
+    );
+    return r ?? { cycles: 0, faults: 0, oneHelper: 0, twoHelper: 0 };
   }
 
   async firstEventAt(siteId: string): Promise<number | undefined> {
