@@ -257,7 +257,16 @@ describe("the alerts' time series on a cluster", () => {
     const first = await o.fallCycle(0);
     await o.fallCycle(1);
     await o.fallCycle(1);
+    // The renotify alone in its batch: it must not write the resolved point again.
+    await until(
+      () => `${written.length} points before the renotify`,
+      () => caughtUp(o.pool),
+    );
     await o.renotify(0, first);
+    const { rows: renotified } = await o.pool.query(
+      "SELECT position FROM change_feed WHERE message->>'kind' = 'renotify'",
+    );
+    expect(renotified).toHaveLength(1);
     const audit = await auditCount(o.pool);
     await until(
       () => `${written.length} points of ${audit}: ${JSON.stringify(a.status())}`,
