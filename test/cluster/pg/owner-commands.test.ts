@@ -560,6 +560,45 @@ describe("an owner lost while it serves a command", () => {
     expect(await comments(probe, alertId)).toHaveLength(1);
   }, 40_000);
 
+  it("whose flush round fails while it keeps the lease: taken up again with the same token, it carries the command out once", async () => {
+    const url = await pgdb.fresh();
+    const alertId = await seedAlert(url);
+    const b = await owner(url, "node-b", { retake: true });
+    const { token } = await b.serving;
+    const a = await sender(url);
+    const probe = newPool(url, "probe");
+    pgdb.cleanup(() => probe.end());
+    const lock = await probe.connect();
+    pgdb.cleanup(() => lock.release(true));
+    await lock.query("BEGIN");
+    await lock.query("SELECT 1 FROM partition_state WHERE partition = 0 FOR UPDATE");
+
+    const c = cmd(ANNA, { type: "comment", alertId, text: "coming" });
+    const answer = a.send(0, c, { timeoutMs: 15_000 });
+    answer.catch(() => undefined);
+    let stuck: number | undefined;
+    for (const started = performance.now(); stuck === undefined && performance.now() - started < 10_000; ) {
+      const { rows } = await probe.query<{ pid: number }>(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'node-b' AND wait_event_type = 'Lock'",
+      );
+      stuck = rows[0]?.pid;
+      if (stuck === undefined) await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(stuck).toBeDefined();
+    expect(b.executed).toEqual([c.id]);
+    // The round's connection is cut: the comment and its answer roll back; the lease stays b's.
+    await probe.query("SELECT pg_terminate_backend($1)", [stuck]);
+    await lock.query("ROLLBACK");
+
+    const alert = await answer;
+    expect(alert).toMatchObject({ id: alertId, state: "raised" });
+    expect(b.leases.tokenOf(0)).toBe(token);
+    // Run twice in memory (the first state was lost with its round), committed once.
+    expect(b.executed).toEqual([c.id, c.id]);
+    expect(await row(probe, c.id)).toMatchObject({ state: "answered", token: String(token) });
+    expect((await auditOf(probe, alertId)).filter((e) => e.action === "comment")).toHaveLength(1);
+  }, 30_000);
+
   /**
    * Makes node-b's lease stale in PostgreSQL (expired, its heartbeat old) while node-b itself still
    * counts it as its own (its local deadline is far off, and nothing wakes its next round), so that

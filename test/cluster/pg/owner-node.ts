@@ -61,6 +61,11 @@ export interface OwnerNodeOptions {
    * the owner here: their answers have committed with their effects by then).
    */
   afterFlush?: (command: OwnerCommand[]) => Promise<void>;
+  /**
+   * A failed flush (the state lost while the lease is still this node's) takes the partition up
+   * again with the same token, as a cluster node does (src/cluster/node.ts `retake`).
+   */
+  retake?: boolean;
   /** Told of every command the handler runs, before it runs. */
   executing?: (command: OwnerCommand, token: number) => void;
 }
@@ -122,13 +127,13 @@ export async function ownerNode(url: string, nodeId: string, o: OwnerNodeOptions
     },
   };
   let state: PgPartitionState | undefined;
-  leases.on("acquired", (partition, token) => {
+  const takeUp = (partition: number, token: number): void => {
     void (async () => {
       const s = await PgPartitionState.load({ pool, leases, partition, token });
       state = s;
       const alerts = manager(s);
       const held: OwnerCommand[] = [];
-      commands.serve(partition, {
+      const served = commands.serve(partition, {
         token,
         handler: (command) => {
           o.executing?.(command, token);
@@ -146,9 +151,15 @@ export async function ownerNode(url: string, nodeId: string, o: OwnerNodeOptions
           },
         },
       });
+      s.once("lost", () => {
+        void served.stop();
+        s.close();
+        if (o.retake && leases.holds(partition, token)) takeUp(partition, token);
+      });
       serving({ state: s, alerts, token });
     })().catch((err: Error) => errors.push(err));
-  });
+  };
+  leases.on("acquired", takeUp);
   await commands.start();
   await leases.start();
   return node;
