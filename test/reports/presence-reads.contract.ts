@@ -166,6 +166,10 @@ export function presenceReadsContract(name: string, make: () => Promise<Presence
       expect(got.get("radar-2")).toEqual({ initial: false, changes: [] });
       expect(got.get("radar-3")).toEqual({ initial: true, changes: [] });
       expect(got.get("radar-4")).toEqual({ initial: true, changes: [] });
+      // A window that starts between two pruned changes starts in the earlier one's state.
+      expect(
+        (await f.reads.onlineHistories(["radar-2"], T0 - 39.5 * HOUR, T0 - 39.2 * HOUR)).get("radar-2"),
+      ).toEqual({ initial: true, changes: [] });
     });
   });
 }

@@ -4,11 +4,17 @@
  * the retention: what the prune keeps of presence, with several nodes appending and pruning at once.
  */
 import pg from "pg";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { appendEvents, type EventToLog, pruneEvents } from "../../../src/cluster/pg/event-log.js";
+import { PgEventReads } from "../../../src/cluster/pg/event-reads.js";
 import { PgPresenceReads } from "../../../src/cluster/pg/presence-reads.js";
 import type { PlacedEvent } from "../../../src/model/event.js";
+import { TimeSavedJob } from "../../../src/reports/timesaved.js";
+import { EmbeddedSeriesStore } from "../../../src/store/embedded-series.js";
+import type { Point, TimeSeriesStore } from "../../../src/store/timeseries.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
+import { tempDbs } from "../../helpers/tempdb.js";
+import { addDevice, addResident, PROFILES, shippedModel } from "../../reports/fixtures.js";
 import {
   off,
   on,
@@ -19,11 +25,13 @@ import {
 } from "../../reports/presence-reads.contract.js";
 
 const pgs = pgTestDatabases("presence_reads");
+const dbs = tempDbs("ata-presence-reads-job-");
+afterEach(() => dbs.cleanup());
 const PARTITIONS = 8;
 const HOUR = 3_600_000;
 
 let n = 0;
-function toLog(x: PresenceLogged): EventToLog {
+function toLog(x: PresenceLogged & { receivedAt?: number }): EventToLog {
   const at = new Date(x.at).toISOString();
   const event = {
     eventId: `e-${++n}`,
@@ -31,7 +39,7 @@ function toLog(x: PresenceLogged): EventToLog {
     type: x.type,
     deviceId: x.deviceId,
     occurredAt: at,
-    receivedAt: at,
+    receivedAt: new Date(x.receivedAt ?? x.at).toISOString(),
     phase: "point",
     data: x.node ? { reason: "test", node: x.node } : { reason: "test" },
     // Devices spread over sites, so over partitions: a prune works partition by partition.
@@ -135,4 +143,106 @@ describe("presence on a cluster: the prune keeps each device's state at the log'
         expect(got.changes.filter((c) => c.at < T0)).toEqual(want.changes.filter((c) => c.at < T0));
       }
   }, 60_000);
+});
+
+describe("presence on a cluster: a change received late", () => {
+  it("a pruned change that occurred before the one kept does not replace it", async () => {
+    const pool = new pg.Pool({ connectionString: await pgs.fresh(), max: 4 });
+    pgs.cleanup(() => pool.end());
+    await append(pool, [on("radar-1", T0 - 40 * HOUR, "node-a"), off("radar-1", T0 - 30 * HOUR, "node-a")]);
+    await pruneBefore(pool, T0 - 29.5 * HOUR);
+    // Forwarded a day late (a node cut off from PostgreSQL): received after the offline it precedes.
+    const late = { ...off("radar-1", T0 - 50 * HOUR, "node-a"), receivedAt: T0 - 29 * HOUR };
+    const c = await pool.connect();
+    try {
+      await appendEvents(c, [toLog(late)], { partitions: PARTITIONS });
+    } finally {
+      c.release();
+    }
+    await pruneBefore(pool, T0 - 28 * HOUR);
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM events");
+    expect(rows[0].n).toBe(0);
+    const got = await new PgPresenceReads(pool).onlineHistories(["radar-1"], T0, T0 + HOUR);
+    expect(got.get("radar-1")).toEqual({ initial: false, changes: [] });
+  });
+});
+
+describe("night supervision on a cluster node", () => {
+  it("the time-saved job reads fall sensors' nights from the shared log, pruned or not, with the owner's offline only", async () => {
+    const pool = new pg.Pool({ connectionString: await pgs.fresh(), max: 4 });
+    pgs.cleanup(() => pool.end());
+    const series = new EmbeddedSeriesStore({ path: ":memory:" });
+    await series.start();
+    pgs.cleanup(() => series.stop());
+    const written: Point[] = [];
+    const store = new Proxy(series, {
+      get(target, prop, receiver) {
+        if (prop === "write")
+          return async (points: Point[]) => {
+            written.push(...points);
+            return target.write(points);
+          };
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    }) as TimeSeriesStore;
+    // The node's SQLite has the replicated devices and residents, and none of the presence changes.
+    const { db } = dbs.open();
+    const site = { id: "site-a", timeZone: "Europe/Copenhagen", units: [{ id: "unit-1" }, { id: "unit-2" }] };
+    for (const [unit, n] of [
+      ["unit-1", 1],
+      ["unit-2", 2],
+    ] as const) {
+      addResident(db, `res-${n}`, "site-a", unit, `room-${n}`);
+      addDevice(db, { id: `radar-${n}`, profile: "acme/radar", site: "site-a", unit, room: `room-${n}` });
+    }
+    const at = (iso: string) => Date.parse(iso);
+    const siteOf = (e: EventToLog) => ({
+      ...e,
+      event: { ...e.event, placement: { ...e.event.placement, siteId: "site-a" } },
+    });
+    const appendAtSite = async (...events: PresenceLogged[]) => {
+      const c = await pool.connect();
+      try {
+        await appendEvents(c, events.map(toLog).map(siteOf), { partitions: PARTITIONS });
+      } finally {
+        c.release();
+      }
+    };
+    // radar-1: online on node-a since 10 November (pruned below), moved to node-b in the night of
+    // the 19th, node-a's stale session timing out after: online throughout.
+    // radar-2: online on node-a, which lets it go in the night: not.
+    await appendAtSite(
+      on("radar-1", at("2026-11-10T12:00:00Z"), "node-a"),
+      on("radar-2", at("2026-11-10T12:00:00Z"), "node-a"),
+    );
+    await pruneBefore(pool, at("2026-11-15T00:00:00Z"));
+    await appendAtSite(
+      on("radar-1", at("2026-11-20T01:00:00Z"), "node-b"),
+      off("radar-1", at("2026-11-20T01:02:00Z"), "node-a"),
+      off("radar-2", at("2026-11-20T02:00:00Z"), "node-a"),
+    );
+    const { rows } = await pool.query("SELECT count(*)::int AS n FROM events WHERE occurred_at < $1", [
+      at("2026-11-15T00:00:00Z"),
+    ]);
+    expect(rows[0].n).toBe(0);
+    const job = new TimeSavedJob({
+      db,
+      eventReads: new PgEventReads(pool, 5),
+      presenceReads: new PgPresenceReads(pool),
+      store,
+      model: shippedModel(),
+      sites: [site],
+      profiles: PROFILES,
+      now: () => at("2026-11-20T12:00:00Z"),
+    });
+    await job.recompute("site-a", "2026-11-19", "2026-11-20");
+    const checks = (unit: string) =>
+      written
+        .filter((p) => p.tags.category === "night_supervision" && p.tags.unit === unit)
+        .map((p) => p.fields.checks_saved);
+    expect(checks("unit-1")).toHaveLength(1);
+    expect(checks("unit-1")[0]).toBeGreaterThan(0);
+    expect(checks("unit-2")).toEqual([0]);
+  }, 30_000);
 });
