@@ -17,6 +17,7 @@ import { SqliteAlertHistory } from "./alerts/store.js";
 import { Bridges } from "./bridges/index.js";
 import { BridgeMetrics } from "./bridges/metrics.js";
 import { Broker } from "./broker/broker.js";
+import { ClusterAlertSeries } from "./cluster/alert-series.js";
 import { ClusterNode } from "./cluster/node.js";
 import { ChannelRoutes } from "./cluster/partition-host.js";
 import { PgAlertHistory } from "./cluster/pg/alert-history.js";
@@ -174,6 +175,8 @@ export class Gateway {
   replication: TableReplication | null = null;
   /** The cluster's alert change feed, followed for this node's staff sockets. */
   private changeFeed: ChangeFeed | null = null;
+  /** A cluster node's writer of the alerts' points (one node at a time writes). */
+  private alertSeries: ClusterAlertSeries | null = null;
   /** Alerts as this node's staff and HTTP API see them in cluster mode (owners elsewhere). */
   private clusterAlerts: ClusterStaffAlerts | null = null;
   /** Observe mode for unknown devices (off unless configured; src/observe/). */
@@ -513,6 +516,16 @@ export class Gateway {
       });
     this.sink.on("cursorFailed", (f: { error: unknown }) => this.storage.failed("sink", f.error));
     this.sink.start();
+    // A cluster node's SQLite audit is empty: the alerts' points come from the change feed instead,
+    // written by whichever node holds the writer's lock, to the same store.
+    if (this.cluster && clusterConfig)
+      this.alertSeries = new ClusterAlertSeries({
+        pool: this.cluster.pool,
+        store: this.series,
+        storeId,
+        partitions: clusterConfig.partitions,
+        log: log.child({ component: "alert-series" }),
+      });
     this.ingest.on("events", () => this.sink.notify());
     this.alerts.on("change", () => this.sink.notify());
     // Events logged before a crash whose rule transaction did not commit: through the rules now,
@@ -525,6 +538,7 @@ export class Gateway {
       this.timers.start();
       await this.cluster.start();
       await this.changeFeed?.start();
+      await this.alertSeries?.start();
       (staffAlerts as ClusterStaffAlerts).start();
     } else {
       this.rules.start();
@@ -634,11 +648,21 @@ export class Gateway {
         },
         () => cluster.partitionLag(),
       );
+      const alertSeries = this.alertSeries;
+      if (alertSeries)
+        this.metrics.alertSeries(
+          () => alertSeries.status(),
+          () => alertSeries.backlog(),
+        );
       // Ready once the node takes part: its share of partitions held and the shared log reachable.
       this.readiness.push({
         name: "cluster",
         check: () => {
-          const detail = { ...cluster.status(), replication: this.replication?.status() ?? null };
+          const detail = {
+            ...cluster.status(),
+            replication: this.replication?.status() ?? null,
+            alertSeries: this.alertSeries?.status() ?? null,
+          };
           return { ok: detail.forwarder.lastError === null && detail.liveNodes !== null, detail };
         },
       });
@@ -966,6 +990,8 @@ export class Gateway {
     await this.bridges.stop();
     await this.ingest.stop();
     await this.timeSaved.stop();
+    // Before the store it writes to; its cursor is saved and its lock released.
+    await this.alertSeries?.stop();
     await this.sink.stop();
     await this.series.stop();
     this.rules.stop();

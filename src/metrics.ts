@@ -242,6 +242,43 @@ export class Metrics {
   }
 
   /**
+   * A cluster node's writer of the alerts' time series (src/cluster/alert-series.ts): whether this
+   * node writes now, the change feed's entries not yet in the store (by the cursors in PostgreSQL,
+   * whichever node writes; read at each scrape) and the entries pruned before they were written.
+   */
+  alertSeries(read: () => { writer: boolean; lost: number }, backlog: () => Promise<number>): void {
+    const writer: Gauge = new Gauge({
+      name: "ata_cluster_alert_series_writer",
+      help: "1 while this node writes the alerts' points from the change feed (one node at a time), else 0",
+      registers: [this.registry],
+      collect: (): void => writer.set(read().writer ? 1 : 0),
+    });
+    const behind: Gauge = new Gauge({
+      name: "ata_cluster_alert_series_backlog",
+      help: "Alert change feed entries not yet written to the time-series store, over all partitions",
+      registers: [this.registry],
+      collect: async (): Promise<void> => {
+        try {
+          behind.set(await backlog());
+        } catch {
+          // PostgreSQL not answering: no figure rather than a failed scrape (readyz says why).
+        }
+      },
+    });
+    let counted = 0;
+    const lost: Counter = new Counter({
+      name: "ata_cluster_alert_series_lost_total",
+      help: "Alert transitions this node found pruned from the change feed before they reached the time-series store",
+      registers: [this.registry],
+      collect: (): void => {
+        const n = read().lost;
+        if (n > counted) lost.inc(n - counted);
+        counted = n;
+      },
+    });
+  }
+
+  /**
    * How late the event loop ran a 2 ms timer, since the last scrape: the time a fall arriving at a
    * random moment waits before its socket is read. prom-client's ata_nodejs_eventloop_lag_* report
    * the timer's whole interval (their 10 ms resolution included); these subtract the resolution.

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import Database from "better-sqlite3";
 import type { MqttClient } from "mqtt";
 import pg from "pg";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -267,5 +268,33 @@ describe("two gateway nodes on one PostgreSQL", () => {
     expect(entries.filter((e) => e.action === "comment").map((e) => e.actor)).toEqual(["staff:anna"]);
     expect(entries.filter((e) => e.action === "accepted").map((e) => e.device)).toEqual([RADARS[0]]);
     expect(entries.filter((e) => e.action === "escalated").map((e) => e.device)).toEqual([RADARS[1]]);
+
+    // The alerts' points: one node at a time writes them from the change feed, the survivor going on
+    // from the cursor, so the two nodes' embedded stores hold every transition between them.
+    await eventually(async () => {
+      const { rows } = await check.query<{ behind: number }>(
+        `SELECT count(*)::int AS behind FROM change_feed_heads h
+           LEFT JOIN alert_series_cursors c ON c.store = 'embedded' AND c.partition = h.partition
+          WHERE coalesce(c.position, 0) < h.head`,
+      );
+      if (rows[0]!.behind > 0) throw new Error("the alerts' time series is behind the change feed");
+      return true;
+    }, 15_000);
+    const points = new Set<string>();
+    for (const id of [ownerId, otherId]) {
+      const series = new Database(join(dir, id, "data", "series.db"));
+      for (const r of series
+        .prepare("SELECT time_ns, tags FROM series_points WHERE measurement = 'alert'")
+        .all() as { time_ns: bigint; tags: string }[])
+        points.add(`${r.time_ns} ${r.tags}`);
+      series.close();
+    }
+    const { rows: transitions } = await check.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM alert_audit",
+    );
+    expect(points.size).toBe(transitions[0]!.n);
+    const text = await fetch(`http://127.0.0.1:${other.http}/metrics`).then((r) => r.text());
+    expect(text).toMatch(/^ata_cluster_alert_series_writer 1$/m);
+    expect(text).toMatch(/^ata_cluster_alert_series_backlog 0$/m);
   }, 90_000);
 });
