@@ -14,6 +14,10 @@ export const ERRORS = {
   unsupported: { status: 400, text: "The payload uses a feature this profile does not support" },
   payload_too_large: { status: 413, text: "The payload is larger than the gateway accepts" },
   profile_missing: { status: 500, text: "The device's profile is not installed on this gateway" },
+  commit_failed: {
+    status: 500,
+    text: "The payload could not be logged: its commit failed every time, alone as well; it is kept as a dead letter",
+  },
   unknown_device: {
     status: 404,
     text: "A bridged network sent a message for a device this gateway has not registered",
@@ -50,10 +54,12 @@ export const ERRORS = {
   rate_limited: { status: 429, text: "Too many requests" },
   internal: { status: 500, text: "Internal error" },
   unavailable: { status: 503, text: "The service is not ready" },
-  // Cluster mode: a command another node's partition owner took and did not answer in time.
+  // Cluster mode: a command for another node's partition whose answer did not arrive in time (taken
+  // by the alert's owner and not answered yet, or the send itself failed). Never an owner's final
+  // answer: a taken command is carried out exactly once (src/cluster/pg/owner-commands.ts).
   outcome_unknown: {
     status: 504,
-    text: "The command was taken by the alert's owner but no answer arrived: it was carried out once or not at all",
+    text: "The command's answer has not arrived yet: ask again with the same command id for its outcome",
   },
 } as const;
 

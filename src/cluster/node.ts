@@ -18,7 +18,8 @@
  *   is handed over (`handOver`, the leases' `beforeRelease`): no new events or commands are taken
  *   for it, the commands already taken are executed and answered, the host's last flush commits, the
  *   host stops, and only then is the lease released, so the next owner starts from everything this
- *   node did and no staff command in flight is left `outcome_unknown`. Bounded (pg/leases.ts,
+ *   node did and the staff commands in flight are answered here, not left for the next owner to
+ *   carry out (pg/owner-commands.ts). Bounded (pg/leases.ts,
  *   "Handover"): past the bound the partition is given up at once, as a lost one.
  * - Who is connected is the cluster's (`StaffPresence`): this node publishes its own signed-in
  *   sockets, and the console channel of every partition it holds reaches staff on any node; someone

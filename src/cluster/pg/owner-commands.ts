@@ -569,7 +569,7 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     }
     throw new ApiError(
       "outcome_unknown",
-      "the alert's owner took the command but has not answered yet; ask again with the same id",
+      "the alert's owner took the command and carries it out once, but its answer has not arrived yet; the alert shows the outcome, and asking again with the same id gives the answer",
     );
   }
 
