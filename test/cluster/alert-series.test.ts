@@ -258,9 +258,13 @@ describe("the alerts' time series on a cluster", () => {
     await o.fallCycle(1);
     await o.fallCycle(1);
     // The renotify alone in its batch: it must not write the resolved point again.
+    const flushed = performance.now();
     await until(
       () => `${written.length} points before the renotify`,
       () => caughtUp(o.pool),
+    );
+    console.log(
+      `alert points: last flush to its points written and the cursor saved in ${(performance.now() - flushed).toFixed(0)} ms (polled every 10 ms)`,
     );
     await o.renotify(0, first);
     const { rows: renotified } = await o.pool.query(
@@ -358,12 +362,16 @@ describe("the alerts' time series on a cluster", () => {
     const { rows } = await o.pool.query<{ killed: boolean }>(
       "SELECT pg_terminate_backend(pid) AS killed FROM pg_locks WHERE locktype = 'advisory' AND objid = 3 AND granted",
     );
+    const killed = performance.now();
     expect(rows.map((r) => r.killed)).toEqual([true]);
     expect(await lost).toBe(false);
     // Whichever node asks first (the waiting one, or the first on a new connection) writes on.
     await until(
       () => "no writer",
       () => a.isWriter || b.isWriter,
+    );
+    console.log(
+      `alert series writer: lock connection killed to the next writer in ${(performance.now() - killed).toFixed(0)} ms (retryMs 100)`,
     );
     await o.fallCycle(1);
     await o.fallCycle(0);
