@@ -33,7 +33,7 @@ import {
   TRIM_DEVICE,
   TRIM_TOTAL,
 } from "../store/dead-letter-quota.js";
-import type { StorageHealth } from "../store/health.js";
+import { isStorageError, type StorageHealth } from "../store/health.js";
 import { SqliteWriterThread } from "../store/sqlite-writer.js";
 import { parseDerivedId, RecentPayloads } from "./redelivery.js";
 
@@ -110,6 +110,36 @@ export interface Rejection {
   message: string;
   /** The dead letter keeping the payload; null for a publish past its device's rate (not stored). */
   deadLetterId: number | null;
+}
+
+/**
+ * Why a submission was not committed: its group's transaction failed, with the underlying error's
+ * message and `code`. `rowsRefused` when SQLite refused rows of the group (a constraint or trigger,
+ * a value too big or of the wrong type): what a payload can cause. Anything else (the storage
+ * refusing writes, store/health.ts; the database busy, corrupt or gone; the writer thread failed)
+ * is not a payload's doing.
+ */
+export class CommitError extends Error {
+  readonly code: string | undefined;
+  readonly storage: boolean;
+  readonly rowsRefused: boolean;
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = "CommitError";
+    const code = (cause as { code?: unknown }).code;
+    this.code = typeof code === "string" ? code : undefined;
+    this.storage = isStorageError(cause);
+    this.rowsRefused = !this.storage && /^SQLITE_(CONSTRAINT|TOOBIG|MISMATCH|RANGE)/.test(this.code ?? "");
+  }
+}
+
+export interface SubmitOptions {
+  /**
+   * Commit this publish in a transaction of its own, not grouped with others: a payload whose rows
+   * make a commit fail then fails only itself (the RabbitMQ consumer's redelivered messages,
+   * src/cluster/rabbit-ingest.ts). What was queued before it is committed ahead of it.
+   */
+  alone?: boolean;
 }
 
 export type IngestResult =
@@ -225,7 +255,13 @@ export class Ingest extends EventEmitter {
    * Take one publish from a device. Resolves once the outcome is durable: the events committed,
    * or the payload dead-lettered with its reason.
    */
-  submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult> {
+  submit(
+    deviceId: string,
+    topic: string,
+    channel: string,
+    payload: Buffer,
+    options?: SubmitOptions,
+  ): Promise<IngestResult> {
     if (this.stopped) return Promise.reject(new Error("ingest is stopped"));
     const at = performance.now();
     const receivedAtMs = this.now();
@@ -290,19 +326,24 @@ export class Ingest extends EventEmitter {
             reject,
           },
           urgent,
+          options?.alone,
         );
       else
-        this.enqueue({
-          kind: "dead",
-          deviceId,
-          topic,
-          code: outcome.code,
-          message: outcome.message,
-          payload,
-          receivedAt: receivedAtMs,
-          resolve,
-          reject,
-        });
+        this.enqueue(
+          {
+            kind: "dead",
+            deviceId,
+            topic,
+            code: outcome.code,
+            message: outcome.message,
+            payload,
+            receivedAt: receivedAtMs,
+            resolve,
+            reject,
+          },
+          false,
+          options?.alone,
+        );
     });
   }
 
@@ -396,7 +437,21 @@ export class Ingest extends EventEmitter {
     return false;
   }
 
-  private enqueue(p: Pending, urgent = false): void {
+  private enqueue(p: Pending, urgent = false, alone = false): void {
+    if (alone) {
+      // What waits in either lane goes first, in a group of its own, so order is kept; then this
+      // one, whatever is in flight (the writer thread retries each of its messages on its own when
+      // a merged transaction fails: src/store/sqlite-writer-worker.js).
+      this.flushUrgent();
+      if (this.queue.length) {
+        this.unschedule();
+        const waiting = this.queue;
+        this.queue = [];
+        this.post(waiting, "background");
+      }
+      this.post([p], urgent ? "urgent" : "background");
+      return;
+    }
     if (urgent) {
       // The device's earlier publishes still waiting here go with it, ahead of it: a device's
       // events reach the log in the order it sent them, whatever their lane.
@@ -501,9 +556,10 @@ export class Ingest extends EventEmitter {
     // A full disk is reported once per outage by the storage health, not once per group commit.
     if (!this.ctx.storage?.failed("ingest", err))
       this.ctx.log.error({ err, size: batch.length }, "event log commit failed");
+    const failure = new CommitError(err);
     for (const p of batch) {
       if (p.kind === "events" && p.key) this.recent.forget(p.deviceId, p.key.key, p.key.at);
-      p.reject(err);
+      p.reject(failure);
     }
   }
 
