@@ -43,7 +43,7 @@ import { pushRoutes } from "./http/push.js";
 import { Router } from "./http/router.js";
 import { HttpServer } from "./http/server.js";
 import { staticFiles } from "./http/static.js";
-import { Ingest, type IngestResult, type LoggedEvent } from "./ingest/pipeline.js";
+import { Ingest, type IngestResult, type LoggedEvent, type SubmitOptions } from "./ingest/pipeline.js";
 import { Presence } from "./ingest/presence.js";
 import type { Logger } from "./log.js";
 import { Metrics } from "./metrics.js";
@@ -682,7 +682,7 @@ export class Gateway {
       const ingest = new RabbitIngest({
         config: rabbitIngest,
         exchange: config.cluster.rabbitmq.exchange,
-        submit: (id, topic, channel, payload) => this.submit(id, topic, channel, payload),
+        submit: (id, topic, channel, payload, options) => this.submit(id, topic, channel, payload, options),
         refuse: (id, topic, code, message, payload) => this.ingest.refuse(id, topic, code, message, payload),
         status: (id, payload) => this.presence.onStatus(id, payload),
         presence: {
@@ -694,6 +694,7 @@ export class Gateway {
           return !d ? "unknown" : d.enabled ? "yes" : "disabled";
         },
         log: log.child({ component: "rabbitmq-ingest" }),
+        metrics: this.metrics,
       });
       this.rabbitIngest = ingest;
       // Not ready while it does not consume: RabbitMQ keeps the publishes, but nothing raises alerts.
@@ -1020,8 +1021,9 @@ export class Gateway {
     topic: string,
     channel: string,
     payload: Buffer,
+    options?: SubmitOptions,
   ): Promise<IngestResult> {
-    const result = await this.ingest.submit(deviceId, topic, channel, payload);
+    const result = await this.ingest.submit(deviceId, topic, channel, payload, options);
     if (this.cluster && result.ok) await this.cluster.drained();
     return result;
   }

@@ -92,6 +92,16 @@ export class Metrics {
     labelNames: ["endpoint", "answer"] as const,
     registers: [this.registry],
   });
+  /**
+   * Cluster mode's ingest consumer: messages delivered `maxDeliveries` times or more, committed
+   * alone (src/cluster/rabbit-ingest.ts, "Poison messages"), by outcome.
+   */
+  readonly rabbitIngestIsolated = new Counter({
+    name: "ata_rabbitmq_ingest_isolated_total",
+    help: "Messages from RabbitMQ redelivered up to the limit and committed alone, by outcome: committed, dead_lettered (commit_failed: the commit failed alone too), requeued (the storage or the dead letter failed)",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
   readonly commitBatchSize = new Histogram({
     name: "ata_commit_batch_size",
     help: "Events and dead letters per group commit, by lane (urgent: events that can raise a high-priority alert)",

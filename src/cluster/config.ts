@@ -60,6 +60,13 @@ export const RabbitIngestConfig = z
      * device's order only with one gateway node. Needs the plugin rabbitmq_consistent_hash_exchange.
      */
     partitions: z.int().min(1).max(256).default(1),
+    /**
+     * A message's delivery from which it is committed alone rather than in a group, counted by the
+     * quorum queue's `x-delivery-count`: if that commit fails for a cause of its own (not the storage
+     * refusing writes), it is dead-lettered `commit_failed` and acked, so that one payload cannot
+     * hold its queue for ever (src/cluster/rabbit-ingest.ts, "Poison messages").
+     */
+    maxDeliveries: z.int().min(1).max(1000).default(5),
     /** Waits between reconnects: doubling from minMs up to maxMs after each round of the URLs. */
     reconnect: z
       .strictObject({

@@ -38,6 +38,31 @@
  * The changed queue layout does not move what is in the old one: a deployment going from one queue
  * to partitions drains `<queue>` first (docs/cluster.md).
  *
+ * Poison messages. A failing group commit fails every publish in it, and each goes back to the
+ * queue (below: requeued, with a back-off); a payload whose rows make every commit fail would bring
+ * its group back again and again, and hold its queue (and the falls behind it) for ever: 3.10's
+ * quorum queues set no delivery limit unless `x-delivery-limit` is given, and a limit there would
+ * drop or dead-letter inside RabbitMQ whatever the cause, a full disk included. The consumer
+ * counts instead, with the header the quorum queue puts on a message it delivers again,
+ * `x-delivery-count` (the deliveries before this one; absent on the first). From the
+ * `maxDeliveries`-th delivery (default 5) a message is committed alone, in a transaction of its
+ * own, so it cannot fail others nor they it. If that fails too:
+ * - because SQLite refused its rows (a constraint or trigger, a value too big: the pipeline's
+ *   CommitError `rowsRefused`), the payload goes to the gateway's dead-letter store with
+ *   `commit_failed` and the error, the device is told on its errors topic, and the message is
+ *   acked: the record is the dead letter, as for any payload the gateway refuses;
+ * - for any other cause (the storage refusing writes: a full disk, an I/O error, a read-only file;
+ *   the database busy or corrupt; the writer thread gone; the gateway stopping; or the commit made
+ *   and what follows it failing, the cluster's forwarding), nothing is the message's doing:
+ *   requeued with the back-off, as any failed commit, for as long as it lasts;
+ * - and if the dead letter cannot be committed either, requeued with the back-off too. Nothing is
+ *   acked that is not in the event log or the dead-letter store.
+ * What this cannot tell apart: a constraint or trigger that refuses every row (a schema gone wrong)
+ * looks like a payload refused; each message then ends as a dead letter from its limit on, payload
+ * kept, rather than waiting in the queue.
+ * The good messages of a failing group come back with their count raised too, and from the limit on
+ * they are committed one by one until the bad one is out; that costs a few fsyncs, once.
+ *
  * Written against RabbitMQ 3.10.8 and amqplib 2.3. What 3.10's MQTT plugin puts on a message
  * (rabbit_mqtt_processor:amqp_pub/2): the routing key (the topic, "/" written "."), the headers
  * `x-mqtt-publish-qos` and `x-mqtt-dup`, delivery mode 2 for QoS 1; no client id, no user id. The
@@ -58,8 +83,9 @@ import {
   topicFromRoutingKey,
 } from "../broker/topics.js";
 import type { ErrorCode } from "../errors.js";
-import type { IngestResult } from "../ingest/pipeline.js";
+import { CommitError, type IngestResult, type SubmitOptions } from "../ingest/pipeline.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics.js";
 import type { RabbitIngestConfig } from "./config.js";
 import { CONNECTION_CLOSED, CONNECTION_CREATED, ConnectionEvents } from "./rabbit-connections.js";
 
@@ -72,8 +98,17 @@ export interface RabbitIngestContext {
   config: RabbitIngestConfig;
   /** The topic exchange the MQTT plugin publishes to (cluster.rabbitmq.exchange). */
   exchange: string;
-  /** The embedded broker's intake: resolves once the publish's events or its dead letter are committed. */
-  submit(deviceId: string, topic: string, channel: string, payload: Buffer): Promise<IngestResult>;
+  /**
+   * The embedded broker's intake: resolves once the publish's events or its dead letter are
+   * committed; rejects with a CommitError when the commit failed.
+   */
+  submit(
+    deviceId: string,
+    topic: string,
+    channel: string,
+    payload: Buffer,
+    options?: SubmitOptions,
+  ): Promise<IngestResult>;
   /** Dead-letter what reached no decoder; resolves once it is committed. */
   refuse(
     deviceId: string | null,
@@ -100,6 +135,8 @@ export interface RabbitIngestContext {
     disconnected(deviceId: string, reason: string): void;
   };
   log: Logger;
+  /** For ata_rabbitmq_ingest_isolated_total. */
+  metrics?: Metrics;
 }
 
 /** One queue the consumer takes device publishes from. */
@@ -138,6 +175,16 @@ export interface RabbitIngestHealth {
   acked: number;
   requeued: number;
   deadLettered: number;
+  /** Messages delivered `maxDeliveries` times or more and committed alone (poison messages). */
+  isolated: number;
+  /** Of those, dead-lettered `commit_failed` because their commit alone failed too. */
+  poisoned: number;
+}
+
+/** The deliveries of a message so far, this one included: the quorum queue's count plus one. */
+export function deliveryNumber(msg: Pick<ConsumeMessage, "properties">): number {
+  const count = msg.properties.headers?.["x-delivery-count"];
+  return (typeof count === "number" && Number.isFinite(count) && count > 0 ? count : 0) + 1;
 }
 
 /** The URL as shown to operators: without the password. */
@@ -202,6 +249,8 @@ export class RabbitIngest {
       acked: 0,
       requeued: 0,
       deadLettered: 0,
+      isolated: 0,
+      poisoned: 0,
     };
   }
 
@@ -437,6 +486,8 @@ export class RabbitIngest {
     let outcome: Promise<IngestResult> | null;
     // Whose errors topic hears a refusal: not the device a forged or topic-less message names.
     let tell: string | null = null;
+    // Delivered often enough to be suspected of failing its groups: committed alone (header).
+    let alone = false;
     if (topic === null || parsed === null) {
       outcome = this.ctx.refuse(
         null,
@@ -475,16 +526,47 @@ export class RabbitIngest {
       outcome = null;
     } else {
       tell = parsed.deviceId;
-      outcome = this.ctx.submit(parsed.deviceId, topic, parsed.channel, payload);
+      alone = deliveryNumber(msg) >= this.ctx.config.maxDeliveries;
+      outcome = this.ctx.submit(
+        parsed.deviceId,
+        topic,
+        parsed.channel,
+        payload,
+        alone ? { alone } : undefined,
+      );
+      if (alone) this.health.isolated++;
     }
     try {
-      const result = await outcome;
+      let result: IngestResult | null;
+      try {
+        result = await outcome;
+        if (alone) this.countIsolated("committed");
+      } catch (err) {
+        // Alone, rows refused are the payload's own doing: kept as a dead letter. Anything else
+        // (and a dead letter that fails too) goes back to the queue below.
+        if (!alone || !(err instanceof CommitError) || !err.rowsRefused || parsed === null || topic === null)
+          throw err;
+        result = await this.ctx.refuse(
+          parsed.deviceId,
+          topic,
+          "commit_failed",
+          `delivered ${deliveryNumber(msg)} times, and its commit failed alone as well: ${err.message.slice(0, 200)}`,
+          payload,
+        );
+        this.health.poisoned++;
+        this.countIsolated("dead_lettered");
+        this.ctx.log.error(
+          { deviceId: parsed.deviceId, topic, deliveries: deliveryNumber(msg), err: err.message },
+          "a message whose commit fails alone is dead-lettered (commit_failed) and acked",
+        );
+      }
       if (result && !result.ok) {
         this.health.deadLettered++;
         if (tell !== null && topic !== null) this.replies.refused(tell, topic, result.rejection);
       }
       this.backingOff = false;
     } catch (err) {
+      if (alone) this.countIsolated("requeued");
       // Not durable (storage refusing, the gateway stopping): back to the queue, and this channel
       // closed so that the rest in flight go back too and nothing is taken until the reconnect's
       // wait is over. A full disk must not become a redelivery loop.
@@ -531,6 +613,10 @@ export class RabbitIngest {
     } catch (err) {
       this.ctx.log.warn({ deviceId, err: (err as Error).message }, "could not publish to error topic");
     }
+  }
+
+  private countIsolated(outcome: "committed" | "dead_lettered" | "requeued"): void {
+    this.ctx.metrics?.rabbitIngestIsolated.inc({ outcome });
   }
 
   private failed(message: string): void {
