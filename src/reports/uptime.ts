@@ -54,7 +54,7 @@ export interface PresenceChange extends PresenceMark {
 export interface PresenceBefore {
   /** The last `device.online` before the window. */
   lastOnline?: PresenceMark;
-  /** The last `device.offline` before the window from lastOnline's node, or from any node without lastOnline. */
+  /** The last `device.offline` before the window: of lastOnline's node, or of any node without one. */
   lastOffline?: PresenceMark;
   /** Without either: the state some other record proves held at the window's start. */
   held?: boolean;

@@ -1,7 +1,8 @@
 /**
  * What the time-saved job and the quality report read of events (`EventReads`,
  * src/reports/event-reads.ts) on PostgreSQL's shared event log, which holds every node's ingest
- * (event-log.ts): a cluster node's SQLite holds only its own share. BIGINTs come back as numbers; `data` is the text every node appended.
+ * (event-log.ts): a cluster node's SQLite holds only its own share. BIGINTs come back as numbers;
+ * `data` is the text every node appended.
  *
  * Differences from SQLite's, outside what a day's figures depend on:
  * - events of a site are read by the site they were placed in, not through the devices registered to
