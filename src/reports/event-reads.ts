@@ -2,8 +2,7 @@
  * What the time-saved job and the quality report read of the event log, behind one interface: a
  * single process reads its SQLite (`SqliteEventReads`), a cluster node PostgreSQL's shared log, which
  * holds every node's ingest (src/cluster/pg/event-reads.ts); a node's own SQLite holds only what it
- * ingested. One
- * contract suite holds both (test/reports/event-reads.contract.ts).
+ * ingested. One contract suite holds both (test/reports/event-reads.contract.ts).
  *
  * Ranges are half-open on occurred_at, [from, to), of one site. Times are epoch milliseconds.
  */
