@@ -71,15 +71,24 @@ async function recordingStore(): Promise<{
   store: TimeSeriesStore;
   db: Database.Database;
   written: Point[];
+  /** Holds the next write until released; `entered` once that write has begun. */
+  holdNext(): { entered: Promise<number>; release(): void };
 }> {
   const db = new Database(":memory:");
   const inner = new EmbeddedSeriesStore({ db });
   const written: Point[] = [];
+  let held: { enter(points: number): void; released: Promise<void> } | null = null;
   const store: TimeSeriesStore = {
     kind: "embedded",
     start: () => inner.start(),
     stop: () => inner.stop(),
     async write(points) {
+      const h = held;
+      held = null;
+      if (h) {
+        h.enter(points.length);
+        await h.released;
+      }
       await inner.write(points);
       written.push(...points);
     },
@@ -91,7 +100,19 @@ async function recordingStore(): Promise<{
     db.close();
   });
   await inner.start();
-  return { store, db, written };
+  const holdNext = () => {
+    let enter: (points: number) => void = () => {};
+    let release: () => void = () => {};
+    const entered = new Promise<number>((r) => {
+      enter = r;
+    });
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    held = { enter, released };
+    return { entered, release };
+  };
+  return { store, db, written, holdNext };
 }
 
 /** What a store holds, as rows of its table. */
@@ -381,6 +402,53 @@ describe("the alerts' time series on a cluster", () => {
       () => caughtUp(o.pool),
     );
     expectOnceEach(written, audit);
+  });
+
+  it("a writer cut off in the middle of a batch: the next writer writes that batch again over itself, and the old one's late cursor does not move it back", async () => {
+    const url = await pgdb.fresh();
+    const o = await owners(url);
+    const { store, written, holdNext } = await recordingStore();
+    const a = writer(url, "node-a", store);
+    const b = writer(url, "node-b", store);
+    await a.start();
+    await b.start();
+    expect([a.isWriter, b.isWriter]).toEqual([true, false]);
+    const hold = holdNext();
+    await o.fallCycle(0);
+    const inFlight = await hold.entered;
+    // a is inside its write of partition 0's batch, nothing of it accepted yet, when its lock goes.
+    expect(inFlight).toBeGreaterThan(0);
+    expect(written).toHaveLength(0);
+    await o.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = 3 AND granted",
+    );
+    await until(
+      () => "b is not the writer",
+      () => b.isWriter,
+    );
+    // b writes the batch a still holds, and more of partition 0, moving its cursor past a's batch.
+    await o.fallCycle(0);
+    await o.fallCycle(1);
+    await until(
+      () => `${written.length} points`,
+      () => caughtUp(o.pool),
+    );
+    const before = await o.pool.query<{ partition: number; position: string }>(
+      "SELECT partition, position::text FROM alert_series_cursors ORDER BY partition",
+    );
+    // a's write now ends: its points again, and its cursor, behind b's.
+    const aDone = new Promise((r) => a.once("writer", r));
+    hold.release();
+    expect(await aDone).toBe(false);
+    const after = await o.pool.query<{ partition: number; position: string }>(
+      "SELECT partition, position::text FROM alert_series_cursors ORDER BY partition",
+    );
+    expect(after.rows).toEqual(before.rows);
+    const audit = await auditCount(o.pool);
+    const keys = written.map(key);
+    expect(new Set(keys).size).toBe(audit);
+    // Only the batch in flight was written twice.
+    expect(keys.length).toBe(audit + inFlight);
   });
 
   it("a feed pruned past the cursor is reported with what is missing, and writing goes on after the cut", async () => {
