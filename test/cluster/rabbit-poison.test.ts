@@ -213,4 +213,35 @@ describe("a commit that fails, through RabbitMQ", () => {
     expect(ingest().inFlight).toBe(0);
     expect((await ch.checkQueue(QUEUE)).messageCount).toBe(0);
   }, 90_000);
+  it("a full disk, the dead-letter store still taking writes: past the limit nothing is dead-lettered or acked, since no payload makes a disk full; after it, each event is logged once", async () => {
+    // SQLite's own message for SQLITE_FULL, which store/health.ts takes as the storage refusing.
+    gw().db.exec(`CREATE TRIGGER ${EVENT_LOG_SCHEMA}.rp_full BEFORE INSERT ON events
+      BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const acked = ingest().acked;
+    const requeuedAlone = await isolated("requeued");
+    const letters = count("SELECT count(*) FROM dead_letters");
+    const messages = DEVICES.map((device) => ({ device, eventId: `rp-full-${device}` }));
+    try {
+      await publishAll(messages);
+      await eventually(
+        async () => (await isolated("requeued")) - requeuedAlone >= messages.length,
+        30_000,
+        50,
+      );
+      expect(ingest().acked).toBe(acked);
+      expect(count("SELECT count(*) FROM dead_letters")).toBe(letters);
+      await eventually(() => !ingest().ready && ingest().inFlight === 0, 10_000, 5);
+    } finally {
+      gw().db.exec(`DROP TRIGGER IF EXISTS ${EVENT_LOG_SCHEMA}.rp_full`);
+    }
+    await eventually(
+      () =>
+        count("SELECT count(DISTINCT event_id) FROM events WHERE event_id LIKE 'rp-full-%'") ===
+          messages.length && ingest().inFlight === 0,
+      30_000,
+      50,
+    );
+    expect(count("SELECT count(*) FROM events WHERE event_id LIKE 'rp-full-%'")).toBe(messages.length);
+    expect(count("SELECT count(*) FROM dead_letters")).toBe(letters);
+  }, 90_000);
 });
