@@ -114,6 +114,7 @@ describe("cluster configuration", () => {
                 url: "http://rabbit:5672",
                 queue: "amq.mine",
                 prefetch: 0,
+                maxDeliveries: 0,
                 reconnect: { minMs: 5000, maxMs: 1000 },
               },
             },
@@ -130,12 +131,13 @@ describe("cluster configuration", () => {
       "cluster.rabbitmq.ingest.url",
       "cluster.rabbitmq.ingest.queue",
       "cluster.rabbitmq.ingest.prefetch",
+      "cluster.rabbitmq.ingest.maxDeliveries",
       "cluster.rabbitmq.ingest.reconnect.minMs",
       "cluster.rabbitmq.enabled",
     ]);
   });
 
-  it("takes an AMQP URL with its user, and defaults the queue, partitions, prefetch and reconnect waits", () => {
+  it("takes an AMQP URL with its user, and defaults the queue, partitions, prefetch, delivery limit and reconnect waits", () => {
     const cluster = {
       rabbitmq: { enabled: true, secret: "s".repeat(32), ingest: { url: "amqp://127.0.0.1" } },
     };
@@ -146,6 +148,7 @@ describe("cluster configuration", () => {
       queue: "ata.ingest",
       partitions: 1,
       prefetch: 500,
+      maxDeliveries: 5,
       reconnect: { minMs: 500, maxMs: 30_000 },
     });
   });
