@@ -14,6 +14,7 @@
  */
 import type pg from "pg";
 import { z } from "zod";
+import { PgListener } from "./listener.js";
 import { NUMBERS } from "./partition-schema.js";
 
 /** Partition -> the last position read in it (0, or absent: nothing read yet). */
@@ -222,8 +223,6 @@ export interface LogFollowerStatus {
   lastError: string | null;
 }
 
-const ignoreDropped = (): void => undefined;
-
 /**
  * One dedicated connection (taken from the pool and never given back, so nobody else inherits its
  * LISTEN) that listens and reads from this follower's positions on. Listening comes before reading,
@@ -237,13 +236,11 @@ export class LogFollower<R extends LogRow> {
   private readonly held = new Map<number, number>();
   private generation = 0;
   private running = false;
-  private client: pg.PoolClient | null = null;
+  private readonly listener: PgListener;
   private reading: Promise<void> | null = null;
   private again = false;
-  private reconnectTimer: NodeJS.Timeout | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
   private delivered = 0;
-  private reconnects = 0;
   private lastError: string | null = null;
 
   private readonly options: Required<LogFollowerOptions>;
@@ -262,6 +259,26 @@ export class LogFollower<R extends LogRow> {
       partitions: options.partitions,
       onGap: options.onGap,
     };
+    this.listener = new PgListener({
+      pool: this.options.pool,
+      channels: [log.channel],
+      reconnectMs: this.options.reconnectMs,
+      onNotification: (msg) => {
+        if (!msg.payload) return;
+        const [p, head] = msg.payload.split(":").map(Number) as [number, number];
+        if (this.wants(p) && !(head <= (this.position.get(p) ?? 0))) void this.catchUp();
+      },
+      // Listening again before reading: what committed while away is read now, what commits from
+      // here on is announced. The first LISTEN's read is start()'s, after `init`.
+      onListening: (reconnected) => {
+        if (reconnected) void this.catchUp();
+      },
+      onError: (err) => this.fail(err),
+    });
+  }
+
+  private get client(): pg.PoolClient | null {
+    return this.listener.client;
   }
 
   /**
@@ -272,7 +289,7 @@ export class LogFollower<R extends LogRow> {
     if (this.running) return;
     this.running = true;
     try {
-      await this.connect();
+      await this.listener.start();
       if (!this.client) throw new Error(`${this.log.table} follower stopped while starting`);
       await init(this.client);
       await this.catchUp();
@@ -286,10 +303,9 @@ export class LogFollower<R extends LogRow> {
   async stop(): Promise<void> {
     this.running = false;
     if (this.pollTimer) clearInterval(this.pollTimer);
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.pollTimer = this.reconnectTimer = null;
+    this.pollTimer = null;
     await this.reading?.catch(() => undefined);
-    this.disconnect();
+    this.listener.stop();
   }
 
   get isRunning(): boolean {
@@ -348,13 +364,8 @@ export class LogFollower<R extends LogRow> {
   }
 
   status(): LogFollowerStatus {
-    return {
-      connected: this.client !== null,
-      backendPid: (this.client as { processID?: number } | null)?.processID ?? null,
-      delivered: this.delivered,
-      reconnects: this.reconnects,
-      lastError: this.lastError,
-    };
+    const { connected, backendPid, reconnects } = this.listener.status();
+    return { connected, backendPid, delivered: this.delivered, reconnects, lastError: this.lastError };
   }
 
   fail(err: Error): void {
@@ -370,59 +381,6 @@ export class LogFollower<R extends LogRow> {
 
   private wants(partition: number): boolean {
     return this.isFollowing(partition) && !this.held.has(partition);
-  }
-
-  private async connect(): Promise<void> {
-    const c = await this.options.pool.connect();
-    c.on("error", ignoreDropped);
-    try {
-      c.on("notification", (msg) => {
-        if (msg.channel !== this.log.channel || !msg.payload) return;
-        const [p, head] = msg.payload.split(":").map(Number) as [number, number];
-        if (this.wants(p) && !(head <= (this.position.get(p) ?? 0))) void this.catchUp();
-      });
-      await c.query(`LISTEN ${this.log.channel}`);
-    } catch (err) {
-      c.release(true);
-      throw err;
-    }
-    if (!this.running) {
-      c.release(true);
-      return;
-    }
-    this.client = c;
-    const dropped = () => {
-      if (this.client !== c) return;
-      this.disconnect();
-      this.scheduleReconnect();
-    };
-    c.on("error", dropped);
-    c.on("end", dropped);
-  }
-
-  private disconnect(): void {
-    const c = this.client;
-    this.client = null;
-    if (c) c.release(true);
-  }
-
-  private scheduleReconnect(): void {
-    if (!this.running || this.reconnectTimer) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (!this.running || this.client) return;
-      this.connect()
-        .then(() => {
-          this.reconnects++;
-          // Listening again before reading: what committed while away is read now, what commits
-          // from here on is announced.
-          return this.catchUp();
-        })
-        .catch((err: Error) => {
-          this.fail(err);
-          this.scheduleReconnect();
-        });
-    }, this.options.reconnectMs);
   }
 
   /** One read at a time; a notification (or a new partition, or a release) during a read asks for another. */
@@ -512,10 +470,7 @@ export class LogFollower<R extends LogRow> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        if (this.client === c) {
-          this.disconnect();
-          this.scheduleReconnect();
-        }
+        this.listener.drop(c);
         reject(new Error(`no answer from PostgreSQL within ${this.options.timeoutMs} ms`));
       }, this.options.timeoutMs);
     });
