@@ -60,6 +60,8 @@ export const DEVICE_ERROR_CODES: readonly ErrorCode[] = [
   "payload_too_large",
   "profile_missing",
   "rate_limited",
+  // Cluster mode only: a publish through RabbitMQ whose commit failed alone, past its delivery limit.
+  "commit_failed",
 ];
 
 /** What the broker publishes on `ata/v1/<deviceId>/errors` (Broker.publishError). */

@@ -1,13 +1,15 @@
 /**
  * Commits that fail, through a real RabbitMQ 3.10 node's quorum queue (src/cluster/rabbit-ingest.ts,
  * "Poison messages"): one payload whose rows the event log refuses, among good publishes of other
- * devices; and the event log refusing every write, then taking them again.
+ * devices; the event log refusing every write, then taking them again; and a full disk while the
+ * dead-letter store still takes writes.
  *
- * The event log is made to refuse with SQLite triggers in its file (the `log` schema) (the writer
+ * The event log is made to refuse with SQLite triggers in its file (the `log` schema; the writer
  * thread's connection sees them at its next statement): RAISE(ABORT) fails the whole transaction,
- * as a constraint would. Its error is not a storage error (store/health.ts), so the consumer takes
- * it as the payload's doing once the message is alone, and tries the dead letter: in the second
- * test that fails too, which is the path a storage outage must never turn into an ack.
+ * as a constraint would (SQLITE_CONSTRAINT_TRIGGER). That is rows refused, not a storage error
+ * (store/health.ts), so the consumer takes it as the payload's doing once the message is alone, and
+ * tries the dead letter: in the second test that fails too, the path that must never become an ack.
+ * The third raises with SQLite's own full-disk message, which store/health.ts reads as SQLITE_FULL.
  */
 import amqp, { type ChannelModel, type ConfirmChannel } from "amqplib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
