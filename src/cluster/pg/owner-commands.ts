@@ -94,6 +94,7 @@ import {
   type StaffIdentity,
 } from "../../staff/protocol.js";
 import type { LostReason, PartitionLeases } from "./leases.js";
+import { PgListener } from "./listener.js";
 import type { PgMigration } from "./migrate.js";
 
 export const OWNER_COMMANDS_MIGRATION: PgMigration = {
@@ -350,8 +351,6 @@ interface Waiter {
   reject(err: ApiError): void;
 }
 
-const ignoreDropped = (): void => undefined;
-
 /**
  * A node's end of the owner-command path: `send` on any node, `serve` for each partition it owns.
  * Constructing does nothing; `start()` listens; `stop()` undoes it.
@@ -360,13 +359,11 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
   private readonly pool: pg.Pool;
   private readonly leases: PartitionLeases | undefined;
   private readonly pollMs: number;
-  private readonly reconnectMs: number;
   private readonly batch: number;
   private readonly retentionMs: number;
   private readonly pruneEveryMs: number;
   private running = false;
-  private listener: pg.PoolClient | null = null;
-  private reconnectTimer: NodeJS.Timeout | null = null;
+  private readonly listener: PgListener;
   private pollTimer: NodeJS.Timeout | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
   /** Command id -> the sends on this node waiting for its answer. */
@@ -380,10 +377,25 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     this.pool = o.pool;
     this.leases = o.leases;
     this.pollMs = o.pollMs ?? 1000;
-    this.reconnectMs = o.reconnectMs ?? 1000;
     this.batch = o.batch ?? 100;
     this.retentionMs = o.retentionMs ?? 60 * 60 * 1000;
     this.pruneEveryMs = o.pruneEveryMs ?? 10 * 60 * 1000;
+    this.listener = new PgListener({
+      pool: this.pool,
+      channels: [OWNER_COMMAND_CHANNEL, OWNER_ANSWER_CHANNEL],
+      reconnectMs: o.reconnectMs ?? 1000,
+      onNotification: (msg) => {
+        if (!msg.payload) return;
+        if (msg.channel === OWNER_COMMAND_CHANNEL) this.served.get(Number(msg.payload))?.wake(false);
+        else if (msg.channel === OWNER_ANSWER_CHANNEL && this.waiting.has(msg.payload))
+          this.check([msg.payload]);
+      },
+      // Listening again: what was announced while away is read now.
+      onListening: (reconnected) => {
+        if (reconnected) this.poll();
+      },
+      onError: (err) => this.fail(err),
+    });
   }
 
   async start(): Promise<void> {
@@ -391,7 +403,7 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     this.running = true;
     this.leases?.on("lost", this.onLost);
     try {
-      await this.connect();
+      await this.listener.start();
     } catch (err) {
       await this.stop();
       throw err;
@@ -405,8 +417,7 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
   async stop(): Promise<void> {
     this.running = false;
     for (const t of [this.pollTimer, this.pruneTimer]) if (t) clearInterval(t);
-    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
-    this.pollTimer = this.pruneTimer = this.reconnectTimer = null;
+    this.pollTimer = this.pruneTimer = null;
     this.leases?.off("lost", this.onLost);
     await Promise.all([...this.served.values()].map((s) => s.stop()));
     await this.checking?.catch(() => undefined);
@@ -419,7 +430,7 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
           ),
         );
     this.waiting.clear();
-    this.disconnect();
+    this.listener.stop();
   }
 
   /**
@@ -608,56 +619,7 @@ export class OwnerCommands extends EventEmitter<OwnerCommandsEvents> {
     if (!this.running) return;
     for (const s of this.served.values()) s.wake(true);
     if (this.waiting.size > 0) this.check(this.waiting.keys());
-    if (!this.listener) this.scheduleReconnect();
-  }
-
-  private async connect(): Promise<void> {
-    const c = await this.pool.connect();
-    c.on("error", ignoreDropped);
-    try {
-      c.on("notification", (msg) => {
-        if (!msg.payload) return;
-        if (msg.channel === OWNER_COMMAND_CHANNEL) this.served.get(Number(msg.payload))?.wake(false);
-        else if (msg.channel === OWNER_ANSWER_CHANNEL && this.waiting.has(msg.payload))
-          this.check([msg.payload]);
-      });
-      await c.query(`LISTEN ${OWNER_COMMAND_CHANNEL}; LISTEN ${OWNER_ANSWER_CHANNEL}`);
-    } catch (err) {
-      c.release(true);
-      throw err;
-    }
-    if (!this.running) {
-      c.release(true);
-      return;
-    }
-    this.listener = c;
-    const dropped = () => {
-      if (this.listener !== c) return;
-      this.disconnect();
-      this.scheduleReconnect();
-    };
-    c.on("error", dropped);
-    c.on("end", dropped);
-  }
-
-  private disconnect(): void {
-    const c = this.listener;
-    this.listener = null;
-    c?.release(true);
-  }
-
-  private scheduleReconnect(): void {
-    if (!this.running || this.reconnectTimer || this.listener) return;
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (!this.running || this.listener) return;
-      this.connect()
-        .then(() => this.poll()) // what was announced while away
-        .catch((err: Error) => {
-          this.fail(err);
-          this.scheduleReconnect();
-        });
-    }, this.reconnectMs);
+    this.listener.retry();
   }
 }
 
