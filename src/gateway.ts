@@ -777,7 +777,7 @@ export class Gateway {
         ? new PgMaintenanceSchedule(cluster.pool, (site) => cluster.maintenanceChanged(site))
         : new SqliteMaintenanceSchedule(this.db),
       alerts: alertActions,
-      history: cluster ? new PgAlertHistory(cluster.pool) : new SqliteAlertHistory(this.db, partition.alerts),
+      history: cluster ? new PgAlertHistory(cluster.readPool) : new SqliteAlertHistory(this.db, partition.alerts),
       places: siteCatalogue(config),
     });
     if (config.cluster.rabbitmq.enabled)
@@ -842,19 +842,19 @@ export class Gateway {
     // time-saved job's points go to the shared store, so one node at a time computes them.
     const pgPartitions = config.cluster.postgres?.partitions;
     const alertReads =
-      cluster && pgPartitions !== undefined ? new PgAlertReads(cluster.pool, pgPartitions) : undefined;
+      cluster && pgPartitions !== undefined ? new PgAlertReads(cluster.readPool, pgPartitions) : undefined;
     // Its SQLite log holds only the events this node ingested; the shared log holds every node's.
     const pgRetention = config.cluster.postgres?.eventRetentionDays;
     const eventReads =
-      cluster && pgRetention !== undefined ? new PgEventReads(cluster.pool, pgRetention) : undefined;
+      cluster && pgRetention !== undefined ? new PgEventReads(cluster.readPool, pgRetention) : undefined;
     // Likewise devices' online changes, each logged by the node that saw the change.
-    const presenceReads = cluster ? new PgPresenceReads(cluster.pool) : undefined;
+    const presenceReads = cluster ? new PgPresenceReads(cluster.readPool) : undefined;
     this.timeSaved = new TimeSavedJob({
       db: this.db,
       alertReads,
       eventReads,
       presenceReads,
-      lock: cluster ? new PgJobLock(cluster.pool, JOB_LOCKS.timeSaved) : undefined,
+      lock: cluster ? new PgJobLock(cluster.readPool, JOB_LOCKS.timeSaved) : undefined,
       store: this.series,
       model: timeModel,
       sites,

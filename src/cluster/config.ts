@@ -166,6 +166,12 @@ export const PostgresConfig = z
     leaseMs: z.int().min(1_000).max(120_000).default(10_000),
     /** Connections this node keeps to PostgreSQL for its partitions' work (the leases have their own). */
     poolSize: z.int().min(2).max(200).default(10),
+    /**
+     * Connections for the managers' reports, the time-saved job and the HTTP API's alert lists and
+     * history: reads that may take seconds over a month, kept off the pool a fall's flush takes its
+     * connection from.
+     */
+    readPoolSize: z.int().min(1).max(100).default(4),
     /** Events kept in the shared log: resumes, takeovers and count conditions read within it. */
     eventRetentionDays: z.number().positive().max(3650).default(30),
     /** Alert changes kept for staff resuming on any node (at least the resume floor's hour). */

@@ -104,6 +104,12 @@ interface Held {
 
 export class ClusterNode {
   readonly pool: pg.Pool;
+  /**
+   * For reads that are not a partition's work: reports, the time-saved job, the HTTP API's lists and
+   * history. A manager's month-long report may hold its connections for seconds; on the work pool it
+   * would make a fall's flush, an owner command or the forwarder wait for one.
+   */
+  readonly readPool: pg.Pool;
   private readonly leasePool: pg.Pool;
   readonly leases: PartitionLeases;
   readonly follower: EventLogFollower;
@@ -127,6 +133,7 @@ export class ClusterNode {
     this.log = o.log.child({ component: "cluster", nodeId: c.nodeId });
     this.pool = newPool(c.url, c.poolSize, `ata ${c.nodeId}`);
     this.leasePool = newPool(c.url, 3, `ata ${c.nodeId} leases`);
+    this.readPool = newPool(c.url, c.readPoolSize, `ata ${c.nodeId} reads`);
     this.leases = new PartitionLeases({
       pool: this.leasePool,
       nodeId: c.nodeId,
@@ -275,7 +282,7 @@ export class ClusterNode {
     await this.follower.stop();
     await this.commands.stop();
     await this.forwarder.stop();
-    await Promise.all([this.pool.end(), this.leasePool.end()]);
+    await Promise.all([this.pool.end(), this.leasePool.end(), this.readPool.end()]);
   }
 
   /** Events up to this local seq were committed by this node's ingest. */

@@ -100,6 +100,7 @@ async function startNode(url: string, nodeId: string, drainMs?: number): Promise
     partitions: PARTITIONS,
     leaseMs: LEASE_MS,
     poolSize: 6,
+    readPoolSize: 2,
     eventRetentionDays: 30,
     changeFeedRetentionHours: 24,
     commandTimeoutMs: 5_000,

@@ -85,6 +85,7 @@ async function startNode(url: string, nodeId: string, rules = RULES): Promise<Te
     partitions: PARTITIONS,
     leaseMs: 1_500,
     poolSize: 6,
+    readPoolSize: 2,
     eventRetentionDays: 30,
     changeFeedRetentionHours: 24,
     commandTimeoutMs: 5_000,
@@ -287,6 +288,31 @@ rules:
     );
     expect(first!.seq).toBeLessThanOrEqual(rows[0]!.id);
     expect(first!.seq).toBeGreaterThan(0);
+  });
+
+  it("reports holding every read connection do not hold up a raise", async () => {
+    const url = await pgdb.fresh();
+    const a = await startNode(url, "node-a");
+    await until(
+      () => `a ${owned(a.node)}`,
+      () => owned(a.node).length === PARTITIONS,
+    );
+    const check = new pg.Pool({ connectionString: url, max: 1 });
+    pgdb.cleanup(() => check.end());
+    // A month-long report on every connection reports may have, and more waiting for one.
+    const reports = Array.from({ length: 8 }, () =>
+      a.node.readPool.query("SELECT pg_sleep(4)").catch(() => undefined),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    await a.ingest([{ eventId: "fall-during-report", site: SITES[0]! }]);
+    await until(
+      async () => JSON.stringify(await auditOf(check)),
+      async () => (await auditOf(check)).some((e) => e.action === "raised"),
+    );
+    // The reports are still running: the raise took none of their connections, nor waited for one.
+    expect(Date.now() - t0).toBeLessThan(2_000);
+    await Promise.all(reports);
   });
 
   it("forgets nodes dead for a day and the staff presence they left, and keeps the live", async () => {

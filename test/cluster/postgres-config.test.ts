@@ -31,6 +31,7 @@ describe("cluster.postgres configuration", () => {
       partitions: 64,
       leaseMs: 10_000,
       poolSize: 10,
+      readPoolSize: 4,
       eventRetentionDays: 30,
       changeFeedRetentionHours: 24,
       commandTimeoutMs: 5_000,
@@ -52,6 +53,7 @@ describe("cluster.postgres configuration", () => {
         partitions: 0,
         leaseMs: 500,
         poolSize: 1,
+        readPoolSize: 0,
         changeFeedRetentionHours: 0.5,
         commandTimeoutMs: 61_000,
         extra: true,
@@ -62,6 +64,7 @@ describe("cluster.postgres configuration", () => {
       "cluster.postgres.partitions",
       "cluster.postgres.leaseMs",
       "cluster.postgres.poolSize",
+      "cluster.postgres.readPoolSize",
       "cluster.postgres.changeFeedRetentionHours",
       "cluster.postgres.commandTimeoutMs",
       // The unknown key, named by the object that has it.
