@@ -55,6 +55,7 @@ import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import type { StaffIdentity } from "../../staff/protocol.js";
+import { PgListener } from "./listener.js";
 import type { PgMigration } from "./migrate.js";
 
 export const STAFF_PRESENCE_MIGRATION: PgMigration = {
@@ -243,8 +244,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
   private lastFullReadAt = Number.NEGATIVE_INFINITY;
   private reads = 0;
 
-  private listener: pg.PoolClient | null = null;
-  private listenTimer: NodeJS.Timeout | null = null;
+  private readonly listener: PgListener;
 
   private union: StaffIdentity[] = [];
   private unionKey = "[]";
@@ -266,6 +266,24 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
       throw new RangeError(
         "leaseMs, pollMs, retryMs and timeoutMs must be positive, coalesceMs not negative",
       );
+    this.listener = new PgListener({
+      pool: this.pool,
+      channels: [STAFF_PRESENCE_CHANNEL, LEASES_CHANNEL],
+      reconnectMs: this.retryMs,
+      timeoutMs: this.timeoutMs,
+      onNotification: (msg) => {
+        if (msg.channel === STAFF_PRESENCE_CHANNEL && msg.payload && msg.payload !== this.nodeId)
+          void this.requestRead(new Set([msg.payload]));
+        else if (msg.channel === LEASES_CHANNEL) void this.requestRead(new Set());
+      },
+      // Listening again: what was written while away is read now, what is written from here on is
+      // announced. The first LISTEN's read is start()'s, after the node's own write.
+      onListening: (reconnected) => {
+        if (reconnected) void this.requestRead("all");
+      },
+      onError: (err) => this.fail(err),
+      onDropped: (err) => this.fail(err ?? new Error("staff presence: the listening connection ended")),
+    });
   }
 
   /**
@@ -276,8 +294,8 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
     if (this.running) return;
     this.running = true;
     try {
-      await this.listen(false);
-      if (!this.listener) throw new Error("staff presence stopped while starting");
+      await this.listener.start();
+      if (!this.listener.client) throw new Error("staff presence stopped while starting");
       this.written = null;
       await this.runWrite();
       if (this.written === null) throw new Error(this.lastError ?? "staff presence: the first write failed");
@@ -334,7 +352,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
     return {
       nodeId: this.nodeId,
       running: this.running,
-      listening: this.listener !== null,
+      listening: this.listener.status().connected,
       liveNodes: [...this.remote.keys()].sort(),
       connected: this.union.length,
       writes: this.writes,
@@ -345,9 +363,9 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
 
   private halt(): void {
     this.running = false;
-    for (const t of [this.writeTimer, this.readTimer, this.listenTimer]) if (t) clearTimeout(t);
-    this.writeTimer = this.readTimer = this.listenTimer = null;
-    this.unlisten();
+    for (const t of [this.writeTimer, this.readTimer]) if (t) clearTimeout(t);
+    this.writeTimer = this.readTimer = null;
+    this.listener.stop();
   }
 
   private async settle(): Promise<void> {
@@ -563,66 +581,6 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
       // A listener that throws must not break the read or publish that found the change.
       this.fail(err as Error);
     }
-  }
-
-  // --- listening -------------------------------------------------------------------------------
-
-  /**
-   * One pooled connection held for LISTEN while the component runs; it never goes back to the pool
-   * (it is destroyed), so no other user of the pool inherits the subscription. When it drops, it is
-   * opened again after retryMs, and everything is read again.
-   */
-  private async listen(retrying: boolean): Promise<void> {
-    if (!this.running || this.listener) return;
-    let c: pg.PoolClient;
-    try {
-      c = await this.session(async (client) => {
-        client.on("notification", (msg) => {
-          if (msg.channel === STAFF_PRESENCE_CHANNEL && msg.payload && msg.payload !== this.nodeId)
-            void this.requestRead(new Set([msg.payload]));
-          else if (msg.channel === LEASES_CHANNEL) void this.requestRead(new Set());
-        });
-        await client.query(`LISTEN ${STAFF_PRESENCE_CHANNEL}; LISTEN ${LEASES_CHANNEL}`);
-        return client;
-      }, true);
-    } catch (err) {
-      if (!retrying) throw err;
-      this.fail(err as Error);
-      this.relisten();
-      return;
-    }
-    if (!this.running) {
-      c.on("error", ignoreDropped);
-      c.release(true);
-      return;
-    }
-    this.listener = c;
-    const dropped = (err?: Error) => {
-      if (this.listener !== c) return;
-      this.unlisten();
-      this.fail(err ?? new Error("staff presence: the listening connection ended"));
-      this.relisten();
-    };
-    c.on("error", dropped);
-    c.on("end", () => dropped());
-    // Listening again: what was written while away is read now, what is written from here on is announced.
-    if (retrying) void this.requestRead("all");
-  }
-
-  private relisten(): void {
-    if (!this.running || this.listenTimer) return;
-    this.listenTimer = setTimeout(() => {
-      this.listenTimer = null;
-      void this.listen(true);
-    }, this.retryMs);
-  }
-
-  private unlisten(): void {
-    const c = this.listener;
-    this.listener = null;
-    if (!c) return;
-    c.on("error", ignoreDropped);
-    c.release(true);
   }
 
   private fail(err: Error): void {
