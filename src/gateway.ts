@@ -777,7 +777,9 @@ export class Gateway {
         ? new PgMaintenanceSchedule(cluster.pool, (site) => cluster.maintenanceChanged(site))
         : new SqliteMaintenanceSchedule(this.db),
       alerts: alertActions,
-      history: cluster ? new PgAlertHistory(cluster.readPool) : new SqliteAlertHistory(this.db, partition.alerts),
+      history: cluster
+        ? new PgAlertHistory(cluster.readPool)
+        : new SqliteAlertHistory(this.db, partition.alerts),
       places: siteCatalogue(config),
     });
     if (config.cluster.rabbitmq.enabled)
