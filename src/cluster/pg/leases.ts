@@ -64,6 +64,7 @@ import { EventEmitter } from "node:events";
 import { performance } from "node:perf_hooks";
 import type pg from "pg";
 import { DEFAULT_PARTITION_COUNT } from "../partitions.js";
+import { PgListener } from "./listener.js";
 import type { PgMigration } from "./migrate.js";
 
 export const LEASES_MIGRATION: PgMigration = {
@@ -262,8 +263,11 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   private ticking: Promise<void> | null = null;
   /** A notification came during a round: start the next one at once. */
   private nudged = false;
-  private listener: pg.PoolClient | null = null;
-  private listenTimer: NodeJS.Timeout | null = null;
+  /**
+   * Notifications only shorten the wait for the next round: when the connection drops, the rounds
+   * carry on alone and it is opened again after renewMs, with nothing to read on its return.
+   */
+  private readonly listener: PgListener;
   private target: number | null = null;
   private liveNodes: number | null = null;
   private lastError: string | null = null;
@@ -284,6 +288,17 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     if (!(this.marginMs > 0 && this.renewMs > 0 && this.renewMs < this.leaseMs - this.marginMs))
       throw new RangeError("need 0 < renewMs < leaseMs - marginMs and marginMs > 0");
     if (!(this.drainMs >= 0)) throw new RangeError(`drainMs must be 0 or more, not ${this.drainMs}`);
+    this.listener = new PgListener({
+      pool: this.pool,
+      channels: [CHANNEL],
+      reconnectMs: this.renewMs,
+      timeoutMs: this.renewMs,
+      retryStart: true,
+      onNotification: (msg) => {
+        if (msg.payload !== this.nodeId) this.nudge();
+      },
+      onError: (err) => this.fail(err),
+    });
   }
 
   /**
@@ -295,7 +310,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.running = true;
     try {
       // Listening before announcing, so the others' answer to the announcement is heard.
-      await this.listen();
+      await this.listener.start();
       await this.session(this.leaseMs, async (c) => {
         await c.query("BEGIN");
         await c.query("SELECT pg_advisory_xact_lock($1, 1)", [REGISTER_LOCK]);
@@ -315,7 +330,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       });
     } catch (err) {
       this.running = false;
-      this.unlisten();
+      this.listener.stop();
       throw err;
     }
     await this.runTick();
@@ -332,7 +347,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.running = false;
     if (this.tickTimer) clearTimeout(this.tickTimer);
     this.tickTimer = null;
-    this.unlisten();
+    this.listener.stop();
     await this.ticking?.catch(() => undefined);
     const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
     await this.handOver(mine.map((m) => m[0]));
@@ -531,62 +546,6 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   }
 
   /**
-   * One pooled connection held for LISTEN while the component runs; it never goes back to the pool
-   * (it is destroyed), so no other user of the pool inherits the subscription. When it drops, the
-   * rounds carry on alone and it is opened again after renewMs.
-   */
-  private async listen(): Promise<void> {
-    if (!this.running || this.listener) return;
-    const retry = () => {
-      if (this.running && !this.listenTimer)
-        this.listenTimer = setTimeout(() => {
-          this.listenTimer = null;
-          void this.listen();
-        }, this.renewMs);
-    };
-    let c: pg.PoolClient | null = null;
-    try {
-      c = await this.session(
-        this.renewMs,
-        async (client) => {
-          client.on("notification", (msg) => {
-            if (msg.channel === CHANNEL && msg.payload !== this.nodeId) this.nudge();
-          });
-          await client.query(`LISTEN ${CHANNEL}`);
-          return client;
-        },
-        true,
-      );
-    } catch (err) {
-      this.fail(err as Error);
-      retry();
-      return;
-    }
-    if (!this.running) {
-      c.release(true);
-      return;
-    }
-    this.listener = c;
-    const dropped = () => {
-      if (this.listener !== c) return;
-      this.unlisten();
-      retry();
-    };
-    c.on("error", dropped);
-    c.on("end", dropped);
-  }
-
-  private unlisten(): void {
-    if (this.listenTimer) clearTimeout(this.listenTimer);
-    this.listenTimer = null;
-    const c = this.listener;
-    this.listener = null;
-    if (!c) return;
-    c.on("error", ignoreDropped);
-    c.release(true);
-  }
-
-  /**
    * The owner's drain before a voluntary release, bounded by drainMs and by the partitions' earliest
    * local deadline less marginMs, so that the RELEASE still runs while the leases are this node's.
    */
@@ -655,12 +614,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
    * that hangs (a network partition swallowing packets) is destroyed rather than waited on, so the
    * next round starts on a fresh one. The local deadline does not depend on this: its own timer fires.
    */
-  private async session<T>(
-    timeoutMs: number,
-    fn: (c: pg.PoolClient) => Promise<T>,
-    /** Hand the connection to the caller on success instead of releasing it. */
-    keep = false,
-  ): Promise<T> {
+  private async session<T>(timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient | null = null;
     let done = false;
     const finish = (destroy: boolean) => {
@@ -679,8 +633,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       c.on("error", ignoreDropped);
       try {
         const result = await fn(c);
-        if (keep && !done) done = true;
-        else finish(false);
+        finish(false);
         return result;
       } catch (err) {
         // The transaction, if any, dies with the connection.
