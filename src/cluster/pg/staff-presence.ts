@@ -593,7 +593,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
    * network partition swallowing packets) is destroyed rather than waited on. A connection that
    * arrives after the timeout is not used, so an abandoned write cannot run after a newer one.
    */
-  private async session<T>(fn: (c: pg.PoolClient) => Promise<T>, keep = false): Promise<T> {
+  private async session<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     let client: pg.PoolClient | null = null;
     let done = false;
     const finish = (destroy: boolean) => {
@@ -612,10 +612,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
       c.on("error", ignoreDropped);
       try {
         const result = await fn(c);
-        if (keep && !done) {
-          done = true;
-          c.off("error", ignoreDropped);
-        } else finish(false);
+        finish(false);
         return result;
       } catch (err) {
         finish(true);
