@@ -50,6 +50,7 @@ import { partitionOf } from "./partitions.js";
 import { appendChanges, renotifyEntry } from "./pg/change-feed.js";
 import { EventLogFollower, type PartitionEvent, pruneEvents, readPartitionWindow } from "./pg/event-log.js";
 import { PartitionLeases } from "./pg/leases.js";
+import { PgListener } from "./pg/listener.js";
 import { MAINTENANCE_CHANNEL } from "./pg/maintenance.js";
 import { migratePg } from "./pg/migrate.js";
 import { applyCommand, type OwnerCommand, OwnerCommands, type ServedPartition } from "./pg/owner-commands.js";
@@ -111,6 +112,9 @@ export class ClusterNode {
    */
   readonly readPool: pg.Pool;
   private readonly leasePool: pg.Pool;
+  /** One connection, held by `maintenance` for LISTEN. */
+  private readonly maintenancePool: pg.Pool;
+  private readonly maintenance: PgListener;
   readonly leases: PartitionLeases;
   readonly follower: EventLogFollower;
   readonly commands: OwnerCommands;
@@ -124,9 +128,7 @@ export class ClusterNode {
   private readonly loading = new Map<number, number>();
   private readonly log: Logger;
   private running = false;
-  private maintenanceClient: pg.Client | null = null;
   private pruneTimer: NodeJS.Timeout | null = null;
-  private maintenanceRetry: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: ClusterNodeOptions) {
     const c = o.config;
@@ -134,6 +136,23 @@ export class ClusterNode {
     this.pool = newPool(c.url, c.poolSize, `ata ${c.nodeId}`);
     this.leasePool = newPool(c.url, 3, `ata ${c.nodeId} leases`);
     this.readPool = newPool(c.url, c.readPoolSize, `ata ${c.nodeId} reads`);
+    this.maintenancePool = newPool(c.url, 1, `ata ${c.nodeId} maintenance`);
+    this.maintenance = new PgListener({
+      pool: this.maintenancePool,
+      channels: [MAINTENANCE_CHANNEL],
+      reconnectMs: RETAKE_MS,
+      retryStart: true,
+      unref: true,
+      onNotification: (n) => {
+        if (n.payload) void this.maintenanceChanged(n.payload);
+      },
+      // What changed while nobody listened.
+      onListening: () => {
+        for (const h of this.held.values()) void h.host.refreshMaintenance().catch(() => undefined);
+      },
+      onError: (err) =>
+        this.log.warn({ err: err.message }, "could not listen for maintenance windows; trying again"),
+    });
     this.leases = new PartitionLeases({
       pool: this.leasePool,
       nodeId: c.nodeId,
@@ -195,7 +214,7 @@ export class ClusterNode {
     this.forwarder.start();
     await this.follower.start();
     await this.commands.start();
-    await this.listenMaintenance();
+    await this.maintenance.start();
     await this.presence.start();
     await this.leases.start();
     // Every node prunes (each prune is a no-op once another has cut the same prefix).
@@ -230,59 +249,23 @@ export class ClusterNode {
     );
   }
 
-  private async listenMaintenance(): Promise<void> {
-    if (!this.running) return;
-    const client = new pg.Client({
-      connectionString: this.o.config.url,
-      application_name: `ata ${this.o.config.nodeId} maintenance`,
-    });
-    const lost = () => {
-      if (this.maintenanceClient !== client) return;
-      this.maintenanceClient = null;
-      void client.end().catch(() => undefined);
-      if (this.running && !this.maintenanceRetry) {
-        this.maintenanceRetry = setTimeout(() => {
-          this.maintenanceRetry = null;
-          void this.listenMaintenance();
-        }, RETAKE_MS);
-        this.maintenanceRetry.unref();
-      }
-    };
-    client.on("notification", (n) => {
-      if (n.channel === MAINTENANCE_CHANNEL && n.payload) void this.maintenanceChanged(n.payload);
-    });
-    client.on("error", lost);
-    client.on("end", lost);
-    this.maintenanceClient = client;
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${MAINTENANCE_CHANNEL}`);
-      // What changed while nobody listened.
-      for (const h of this.held.values()) void h.host.refreshMaintenance().catch(() => undefined);
-    } catch (err) {
-      this.log.warn(
-        { err: (err as Error).message },
-        "could not listen for maintenance windows; trying again",
-      );
-      lost();
-    }
-  }
-
   /** Gives every partition up (each stops acting first), then closes the connections. */
   async stop(): Promise<void> {
     this.running = false;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.leases.stop();
     for (const p of [...this.held.keys()]) this.release(p, "stopped");
-    if (this.maintenanceRetry) clearTimeout(this.maintenanceRetry);
-    const listening = this.maintenanceClient;
-    this.maintenanceClient = null;
-    await listening?.end().catch(() => undefined);
+    this.maintenance.stop();
     await this.presence.stop();
     await this.follower.stop();
     await this.commands.stop();
     await this.forwarder.stop();
-    await Promise.all([this.pool.end(), this.leasePool.end(), this.readPool.end()]);
+    await Promise.all([
+      this.pool.end(),
+      this.leasePool.end(),
+      this.readPool.end(),
+      this.maintenancePool.end(),
+    ]);
   }
 
   /** Events up to this local seq were committed by this node's ingest. */

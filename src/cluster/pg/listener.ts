@@ -34,6 +34,8 @@ export interface PgListenerOptions {
   timeoutMs?: number;
   /** A failed first LISTEN is reported and retried instead of rejecting `start()`. */
   retryStart?: boolean;
+  /** The wait before opening the connection again does not keep the process alive. */
+  unref?: boolean;
 }
 
 export interface PgListenerStatus {
@@ -131,6 +133,7 @@ export class PgListener {
           this.retry();
         });
     }, this.o.reconnectMs);
+    if (this.o.unref) this.retryTimer.unref();
   }
 
   private async connect(): Promise<void> {
