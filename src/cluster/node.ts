@@ -148,6 +148,7 @@ export class ClusterNode {
       },
       // What changed while nobody listened.
       onListening: () => {
+        if (!this.running) return;
         for (const h of this.held.values()) void h.host.refreshMaintenance().catch(() => undefined);
       },
       onError: (err) =>
