@@ -254,9 +254,13 @@ export class Metrics {
   /**
    * A cluster node's writer of the alerts' time series (src/cluster/alert-series.ts): whether this
    * node writes now, the change feed's entries not yet in the store (by the cursors in PostgreSQL,
-   * whichever node writes; read at each scrape) and the entries pruned before they were written.
+   * whichever node writes; read at each scrape), the entries pruned before they were written, and
+   * what the fill-in from the audit made of them.
    */
-  alertSeries(read: () => { writer: boolean; lost: number }, backlog: () => Promise<number>): void {
+  alertSeries(
+    read: () => { writer: boolean; pruned: number; filled: number; unfilled: number },
+    backlog: () => Promise<number>,
+  ): void {
     const writer: Gauge = new Gauge({
       name: "ata_cluster_alert_series_writer",
       help: "1 while this node writes the alerts' points from the change feed (one node at a time), else 0",
@@ -275,17 +279,34 @@ export class Metrics {
         }
       },
     });
-    let counted = 0;
-    const lost: Counter = new Counter({
-      name: "ata_cluster_alert_series_lost_total",
-      help: "Alert transitions this node found pruned from the change feed before they reached the time-series store",
-      registers: [this.registry],
-      collect: (): void => {
-        const n = read().lost;
-        if (n > counted) lost.inc(n - counted);
-        counted = n;
-      },
-    });
+    const counter = (name: string, help: string, of: (s: ReturnType<typeof read>) => number): void => {
+      let counted = 0;
+      const c: Counter = new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect: (): void => {
+          const n = of(read());
+          if (n > counted) c.inc(n - counted);
+          counted = n;
+        },
+      });
+    };
+    counter(
+      "ata_cluster_alert_series_pruned_total",
+      "Alert change feed entries this node found pruned before they reached the time-series store (then filled in from alert_audit)",
+      (s) => s.pruned,
+    );
+    counter(
+      "ata_cluster_alert_series_filled_total",
+      "Alert points this node wrote from alert_audit for entries pruned from the change feed, the window's overlap included",
+      (s) => s.filled,
+    );
+    counter(
+      "ata_cluster_alert_series_unfilled_total",
+      "Audit entries in a fill-in's window that made no point because their alert row is gone: missing from the time series",
+      (s) => s.unfilled,
+    );
   }
 
   /**

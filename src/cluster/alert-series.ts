@@ -23,21 +23,58 @@
  * cursor back. The lock only keeps the work from being done twice.
  *
  * The cursor (pg/alert-series.ts) is per store and partition, moved after the store accepted a
- * batch: a crash or a takeover replays at most the batches in flight. A partition whose feed was
- * pruned past the cursor (no writer for longer than the feed's retention, `changeFeedRetentionHours`)
- * loses the transitions in between from the time series (they stay in PostgreSQL's audit and the
- * reports read them there): logged at warn with the positions, counted in `lost`, and the cursor goes
- * on from the cut.
+ * batch: a crash or a takeover replays at most the batches in flight.
+ *
+ * A feed pruned past the cursor (no writer for longer than the feed's retention,
+ * `changeFeedRetentionHours`): the entries between the cursor and the cut are gone, but their
+ * transitions are still in PostgreSQL's `alert_audit`, which is append-only (a trigger refuses
+ * UPDATE, DELETE and TRUNCATE) and never pruned. The writer fills them in from there before its
+ * cursor passes the cut: every audit entry of the partition's sites whose `at` lies in
+ *
+ *   [last_at - fillMarginMs, first_at + fillMarginMs]
+ *
+ * `last_at` is the newest audit time among the entries written up to the cursor (kept beside it);
+ * `first_at` is the audit time of the first transition still in the feed after the cut (none: no
+ * upper bound). Why this covers every pruned entry: a partition's positions are in commit order, and
+ * its transitions happen in that order in real time too (an owner appends in the order it changes
+ * alerts, and a new owner changes nothing before the old one's lease, and with it every fenced
+ * commit of the old one, has ended). But `at` is the owner's wall clock, and the owner can change
+ * between entries: the `at` of a later entry can be below an earlier one's by as much as two nodes'
+ * clocks disagree (or one clock stepped back). `fillMarginMs` (10 min by default) is that bound,
+ * generous because a superset costs only points written again over themselves: a point is
+ * deterministic, and a replay overwrites it. Without `last_at` (a cursor from before it was kept, or
+ * none) the window has no lower bound: the partition's whole audit up to `first_at`.
+ *
+ * The audit is read by (at, id) in pages of `fillPage` (an outage of days is many entries), every
+ * site's, keeping the cut partitions' (`partitionOf`), yielding between pages; the points are made
+ * with `alertPoint`, as every other. Renotify entries are not in the audit, so nothing is skipped.
+ * A failing store or database is retried as a batch is; the cursor stays before the cut until the
+ * whole window is written, so a writer that stops meanwhile leaves the fill-in to the next. Counted:
+ * `pruned` (feed entries cut), `filled` (points written from the audit, the overlap with what was
+ * written or is still in the feed included), `unfilled` (entries in the window whose alert row is
+ * gone, which make no point; the audit's foreign key keeps that from happening).
  *
  * Events (never "error"): "writer" (boolean: this node became the writer, or stopped being it),
- * "written" {points, rows}, "gap" {partition, reason, from, through, lost}.
+ * "written" {points, rows}, "gap" {partition, reason, from, through, pruned}, "filled" {partitions,
+ * from, to, points, unfilled}.
  */
 import { EventEmitter } from "node:events";
 import type pg from "pg";
 import { alertPoint } from "../alerts/series.js";
 import type { Logger } from "../log.js";
 import { isPermanentWriteError, type Point, type TimeSeriesStore } from "../store/timeseries.js";
-import { advanceCursors, auditWithAlerts, readCursors, seriesBacklog, setCursor } from "./pg/alert-series.js";
+import { partitionOf } from "./partitions.js";
+import {
+  type AuditMark,
+  advanceCursors,
+  auditByTime,
+  auditWithAlerts,
+  firstTransitionAt,
+  readCursors,
+  readCursorTimes,
+  seriesBacklog,
+  setCursor,
+} from "./pg/alert-series.js";
 import { CHANGE_FEED_LOG, type FeedChange } from "./pg/change-feed.js";
 import { ATA, JOB_LOCKS } from "./pg/job-lock.js";
 import { type FollowerTuning, LogFollower } from "./pg/partitioned-log.js";
@@ -59,6 +96,10 @@ export interface ClusterAlertSeriesOptions {
   follower?: FollowerTuning;
   /** Advisory lock key (second of the pair); JOB_LOCKS.alertSeries. */
   lockKey?: number;
+  /** How far two nodes' clocks may disagree, widening a fill-in's window on each side (header); 10 min. */
+  fillMarginMs?: number;
+  /** Audit entries read per page of a fill-in; 1000. */
+  fillPage?: number;
 }
 
 export interface ClusterAlertSeriesStatus {
@@ -67,7 +108,11 @@ export interface ClusterAlertSeriesStatus {
   /** Points the store refused for good (a field type conflict): skipped. */
   pointsRejected: number;
   /** Feed entries pruned before this node wrote them (header). */
-  lost: number;
+  pruned: number;
+  /** Points written from the audit for those cuts, the window's overlap included. */
+  filled: number;
+  /** Audit entries in a fill-in's window that made no point (their alert row gone). */
+  unfilled: number;
   lastError: string | null;
 }
 
@@ -75,6 +120,8 @@ export class ClusterAlertSeries extends EventEmitter {
   private readonly retryMs: number;
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
+  private readonly fillMarginMs: number;
+  private readonly fillPage: number;
   private running = false;
   private timer: NodeJS.Timeout | null = null;
   /** The lock's connection while this node is the writer. */
@@ -84,11 +131,13 @@ export class ClusterAlertSeries extends EventEmitter {
   private written = new Map<number, number>();
   /** What the cursors in PostgreSQL say, as far as this node knows. */
   private saved = new Map<number, number>();
+  /** Per partition, the newest audit time among the entries written up to `written` (header). */
+  private lastAt = new Map<number, number>();
   /** Batches are written one after another, each partition's in feed order. */
   private work: Promise<void> = Promise.resolve();
   private ticking: Promise<void> | null = null;
   private wakeRetry: (() => void) | null = null;
-  private readonly counters = { pointsWritten: 0, pointsRejected: 0, lost: 0 };
+  private readonly counters = { pointsWritten: 0, pointsRejected: 0, pruned: 0, filled: 0, unfilled: 0 };
   private lastError: string | null = null;
 
   constructor(private readonly options: ClusterAlertSeriesOptions) {
@@ -96,6 +145,8 @@ export class ClusterAlertSeries extends EventEmitter {
     this.retryMs = options.retryMs ?? 5000;
     this.retryInitialMs = options.retryInitialMs ?? 250;
     this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.fillMarginMs = options.fillMarginMs ?? 10 * 60_000;
+    this.fillPage = options.fillPage ?? 1000;
   }
 
   /** Asks for the lock once now (and writes if it gets it), then every retryMs. */
@@ -190,6 +241,7 @@ export class ClusterAlertSeries extends EventEmitter {
       const cursors = await readCursors(this.options.pool, this.options.storeId);
       this.written = new Map(cursors);
       this.saved = new Map(cursors);
+      this.lastAt = await readCursorTimes(this.options.pool, this.options.storeId);
       const follower = new LogFollower(
         CHANGE_FEED_LOG,
         { ...this.options.follower, pool: this.options.pool, partitions: "listed", onGap: "skip" },
@@ -246,23 +298,48 @@ export class ClusterAlertSeries extends EventEmitter {
 
   private async write(follower: LogFollower<FeedChange>, entries: FeedChange[]): Promise<void> {
     const seqs = entries.filter((e) => e.change.kind !== "renotify").map((e) => e.change.seq);
+    const newest = new Map<number, number>();
+    const done = await this.retrying(follower, seqs.length, async () => {
+      const points: Point[] = [];
+      newest.clear();
+      for (const { row, alert } of await auditWithAlerts(this.options.pool, seqs)) {
+        if (alert) points.push(alertPoint(row, alert));
+        const p = partitionOf(row.site_id, this.options.partitions);
+        newest.set(p, Math.max(newest.get(p) ?? row.at, row.at));
+      }
+      if (points.length > 0) await this.options.store.write(points);
+      this.counters.pointsWritten += points.length;
+      this.emit("written", { points: points.length, rows: entries.length });
+    });
+    if (!done) return;
+    for (const e of entries)
+      if (e.position > (this.written.get(e.partition) ?? 0)) this.written.set(e.partition, e.position);
+    for (const [p, at] of newest) this.lastAt.set(p, Math.max(this.lastAt.get(p) ?? at, at));
+    this.lastError = null;
+    await this.save().catch((err: Error) => this.fail(err, "alert series cursor"));
+  }
+
+  /**
+   * Runs one write until it succeeds, retrying with backoff, or until the store refuses its points
+   * for good (`count` of them counted and skipped). False when this node stopped writing meanwhile.
+   */
+  private async retrying(
+    follower: LogFollower<FeedChange>,
+    count: number,
+    attempt: () => Promise<void>,
+  ): Promise<boolean> {
     let delay = this.retryInitialMs;
     for (;;) {
-      if (this.follower !== follower) return;
+      if (this.follower !== follower) return false;
       try {
-        const points: Point[] = [];
-        for (const { row, alert } of await auditWithAlerts(this.options.pool, seqs))
-          if (alert) points.push(alertPoint(row, alert));
-        if (points.length > 0) await this.options.store.write(points);
-        this.counters.pointsWritten += points.length;
-        this.emit("written", { points: points.length, rows: entries.length });
-        break;
+        await attempt();
+        return true;
       } catch (err) {
         if (isPermanentWriteError(err)) {
           // As the single process's sink: one bad batch must not stall everything behind it.
-          this.counters.pointsRejected += seqs.length;
+          this.counters.pointsRejected += count;
           this.fail(err as Error, "alert points refused by the store, skipped");
-          break;
+          return true;
         }
         this.fail(err as Error, "alert points not written, retrying");
         await new Promise<void>((resolve) => {
@@ -276,32 +353,101 @@ export class ClusterAlertSeries extends EventEmitter {
         delay = Math.min(delay * 2, this.retryMaxMs);
       }
     }
-    for (const e of entries)
-      if (e.position > (this.written.get(e.partition) ?? 0)) this.written.set(e.partition, e.position);
-    this.lastError = null;
-    await this.save().catch((err: Error) => this.fail(err, "alert series cursor"));
+  }
+
+  /**
+   * Writes the points of every audit entry of the cut partitions in their windows (header), page by
+   * page; then the cursors may pass the cuts. False when this node stopped writing meanwhile.
+   */
+  private async fill(follower: LogFollower<FeedChange>, cuts: ReadonlyMap<number, number>): Promise<boolean> {
+    const windows = new Map<number, { from: number; to: number }>();
+    const found = await this.retrying(follower, 0, async () => {
+      for (const [p, through] of cuts) {
+        const last = this.lastAt.get(p);
+        const first = await firstTransitionAt(this.options.pool, p, through);
+        windows.set(p, {
+          from: last === undefined ? Number.MIN_SAFE_INTEGER : last - this.fillMarginMs,
+          to: first === null ? Number.MAX_SAFE_INTEGER : first + this.fillMarginMs,
+        });
+      }
+    });
+    if (!found || windows.size === 0) return found;
+    const from = Math.min(...[...windows.values()].map((w) => w.from));
+    const to = Math.max(...[...windows.values()].map((w) => w.to));
+    const shown = (t: number) =>
+      Number.isSafeInteger(t) && Math.abs(t) < Number.MAX_SAFE_INTEGER ? t : null;
+    this.options.log.info(
+      { partitions: [...windows.keys()], from: shown(from), to: shown(to) },
+      "filling in the alert points cut from the change feed from alert_audit",
+    );
+    let after: AuditMark | null = null;
+    let points = 0;
+    let unfilled = 0;
+    for (;;) {
+      let page: Awaited<ReturnType<typeof auditByTime>> = [];
+      const done = await this.retrying(follower, 0, async () => {
+        page = await auditByTime(this.options.pool, from, to, after, this.fillPage);
+        const batch: Point[] = [];
+        let missing = 0;
+        for (const { row, alert } of page) {
+          const w = windows.get(partitionOf(row.site_id, this.options.partitions));
+          if (!w || row.at < w.from || row.at > w.to) continue;
+          if (alert) batch.push(alertPoint(row, alert));
+          else missing++;
+        }
+        try {
+          if (batch.length > 0) await this.options.store.write(batch);
+        } catch (err) {
+          if (isPermanentWriteError(err)) this.counters.pointsRejected += batch.length;
+          throw err;
+        }
+        points += batch.length;
+        unfilled += missing;
+        this.counters.filled += batch.length;
+        this.counters.unfilled += missing;
+      });
+      if (!done) return false;
+      const last = page[page.length - 1];
+      if (!last || page.length < this.fillPage) break;
+      after = { at: last.row.at, id: last.row.id };
+      // A long outage is many pages: the feed's other partitions and the node's own work go on between them.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    const log =
+      unfilled > 0
+        ? this.options.log.warn.bind(this.options.log)
+        : this.options.log.info.bind(this.options.log);
+    log(
+      { partitions: [...windows.keys()], points, unfilled },
+      unfilled > 0
+        ? "alert points filled in from alert_audit; some entries have no alert row and make no point"
+        : "alert points filled in from alert_audit",
+    );
+    this.emit("filled", { partitions: [...windows.keys()], from, to, points, unfilled });
+    return true;
   }
 
   /** Cursors moved since they were last saved. */
   private async save(): Promise<void> {
     const moved = new Map([...this.written].filter(([p, n]) => n > (this.saved.get(p) ?? -1)));
     if (moved.size === 0) return;
-    await advanceCursors(this.options.pool, this.options.storeId, moved);
+    await advanceCursors(this.options.pool, this.options.storeId, moved, this.lastAt);
     for (const [p, n] of moved) if (n > (this.saved.get(p) ?? -1)) this.saved.set(p, n);
   }
 
   private gap(partitions: number[], reason: "pruned" | "unknown", at: ReadonlyMap<number, number>): void {
+    const cuts = new Map<number, number>();
     for (const p of partitions) {
       const from = this.written.get(p) ?? 0;
       const through = at.get(p) ?? 0;
       if (reason === "pruned") {
-        const lost = Math.max(0, through - from);
-        this.counters.lost += lost;
+        const pruned = Math.max(0, through - from);
+        this.counters.pruned += pruned;
         this.options.log.warn(
-          { partition: p, after: from, through, lost },
-          "alert change feed pruned before these transitions reached the time series: their points are missing",
+          { partition: p, after: from, through, pruned },
+          "alert change feed pruned before these transitions reached the time series: filling them in from alert_audit",
         );
-        this.written.set(p, through);
+        cuts.set(p, through);
       } else {
         this.options.log.warn(
           { partition: p, cursor: from, head: through },
@@ -318,7 +464,16 @@ export class ClusterAlertSeries extends EventEmitter {
         reason,
         from,
         through,
-        lost: reason === "pruned" ? through - from : 0,
+        pruned: reason === "pruned" ? through - from : 0,
+      });
+    }
+    const follower = this.follower;
+    if (cuts.size > 0 && follower) {
+      // Before the batches after the cut (which queue behind it), and before the cursor passes it.
+      this.work = this.work.then(async () => {
+        if (!(await this.fill(follower, cuts))) return;
+        for (const [p, through] of cuts)
+          if (through > (this.written.get(p) ?? 0)) this.written.set(p, through);
       });
     }
     this.work = this.work

@@ -137,6 +137,8 @@ async function owners(url: string) {
   const log = silentLogger();
   const managers: AlertManager[] = [];
   const states: PgPartitionState[] = [];
+  /** Each partition's owner's wall clock: the audit's `at`. */
+  const clocks = [...Array(PARTITIONS).keys()].map((p) => T0 + 1500 * p);
   for (let p = 0; p < PARTITIONS; p++) {
     const state = await PgPartitionState.load({
       pool,
@@ -151,7 +153,7 @@ async function owners(url: string) {
       ["console", new ConsoleChannel({ connected: () => [staff] })],
     ]);
     const timers = new DurableTimers(state.timers, log, () => T0);
-    managers.push(new AlertManager({ store: state.alerts, timers, log, channels, now: () => T0 + 1500 * p }));
+    managers.push(new AlertManager({ store: state.alerts, timers, log, channels, now: () => clocks[p]! }));
     states.push(state);
   }
   let n = 0;
@@ -191,10 +193,20 @@ async function owners(url: string) {
       appendChanges(c, p, [renotifyEntry(alert, Number(rows[0]!.id))]),
     );
   };
-  return { pool, fallCycle, renotify };
+  /** The partition's owner is now a node whose clock reads `at` (clocks of nodes disagree). */
+  const setClock = (p: number, at: number) => {
+    clocks[p] = at;
+  };
+  return { pool, fallCycle, renotify, setClock };
 }
 
-function writer(url: string, name: string, store: TimeSeriesStore, retryMs = 100): ClusterAlertSeries {
+function writer(
+  url: string,
+  name: string,
+  store: TimeSeriesStore,
+  retryMs = 100,
+  tuning: { fillPage?: number; fillMarginMs?: number } = {},
+): ClusterAlertSeries {
   const w = new ClusterAlertSeries({
     pool: newPool(url, name),
     store,
@@ -203,6 +215,7 @@ function writer(url: string, name: string, store: TimeSeriesStore, retryMs = 100
     log: silentLogger(),
     retryMs,
     follower: { pollMs: 200 },
+    ...tuning,
   });
   pgdb.cleanup(() => w.stop());
   return w;
@@ -261,6 +274,34 @@ async function singleProcessPoints(pool: pg.Pool): Promise<unknown[]> {
   return stored(ref.db);
 }
 
+/** The audit id a point was made from: the low digits of its time (alertPoint). */
+function auditId(p: Point): number {
+  return Number(p.timeNs % 1_000_000n);
+}
+
+/** Every audit entry's point written, and a point written more than once always the same. */
+function expectEveryOneIdentical(written: Point[], audit: number): Map<string, Point[]> {
+  const byKey = new Map<string, Point[]>();
+  for (const p of written) byKey.set(key(p), [...(byKey.get(key(p)) ?? []), p]);
+  expect(byKey.size).toBe(audit);
+  for (const same of byKey.values()) for (const p of same) expect(p).toEqual(same[0]);
+  return byKey;
+}
+
+/** The audit ids of the transitions still in the change feed. */
+async function inFeed(pool: pg.Pool): Promise<Set<number>> {
+  const { rows } = await pool.query<{ seq: number }>(
+    "SELECT (message->>'seq')::int AS seq FROM change_feed WHERE message->>'kind' IS DISTINCT FROM 'renotify'",
+  );
+  return new Set(rows.map((r) => r.seq));
+}
+
+/** Every feed entry so old that a prune with an hour's retention takes it. */
+async function ageFeed(pool: pg.Pool): Promise<number> {
+  await pool.query("UPDATE change_feed SET appended_at = now() - interval '2 hours'");
+  return pruneChanges(pool, 3_600_000);
+}
+
 function expectOnceEach(written: Point[], audit: number): void {
   const keys = written.map(key);
   expect(new Set(keys).size).toBe(keys.length);
@@ -304,7 +345,7 @@ describe("the alerts' time series on a cluster", () => {
     );
     // The same measurement, tags, time and fields as the single process's sink.
     expect(stored(db)).toEqual(await singleProcessPoints(o.pool));
-    expect(a.status()).toMatchObject({ pointsWritten: audit, lost: 0, pointsRejected: 0 });
+    expect(a.status()).toMatchObject({ pointsWritten: audit, pruned: 0, filled: 0, pointsRejected: 0 });
     expect(await a.backlog()).toBe(0);
   });
 
@@ -451,33 +492,119 @@ describe("the alerts' time series on a cluster", () => {
     expect(keys.length).toBe(audit + inFlight);
   });
 
-  it("a feed pruned past the cursor is reported with what is missing, and writing goes on after the cut", async () => {
+  it("a feed pruned before any writer: every transition is filled in from the audit, as a single process writes them, and writing goes on after the cut", async () => {
     const url = await pgdb.fresh();
     const o = await owners(url);
     await o.fallCycle(0);
     await o.fallCycle(1);
     // Nobody wrote these before the retention ran out.
-    await o.pool.query("UPDATE change_feed SET appended_at = now() - interval '2 hours'");
-    const pruned = await pruneChanges(o.pool, 3_600_000);
+    const pruned = await ageFeed(o.pool);
     expect(pruned).toBeGreaterThan(0);
-    const { store, written } = await recordingStore();
+    expect(await inFeed(o.pool)).toEqual(new Set());
+    const { store, db, written } = await recordingStore();
     const a = writer(url, "node-a", store);
-    const gaps: { partition: number; lost: number }[] = [];
+    const gaps: { partition: number; pruned: number }[] = [];
     a.on("gap", (g) => gaps.push(g));
     await a.start();
-    await until(
-      () => `${gaps.length} gaps`,
-      () => gaps.length === 2,
-    );
-    expect(gaps.reduce((s, g) => s + g.lost, 0)).toBe(pruned);
-    expect(a.status().lost).toBe(pruned);
-    const before = await auditCount(o.pool);
-    await o.fallCycle(0);
     const audit = await auditCount(o.pool);
     await until(
-      () => `${written.length} points of ${audit - before}`,
+      () => `${written.length} points of ${audit}`,
       () => caughtUp(o.pool),
     );
-    expectOnceEach(written, audit - before);
+    expect(gaps.reduce((s, g) => s + g.pruned, 0)).toBe(pruned);
+    // No cursor, so no lower bound; nothing left in the feed, so no upper one: the whole audit, once.
+    expectOnceEach(written, audit);
+    expect(a.status()).toMatchObject({ pruned, filled: audit, unfilled: 0, pointsWritten: 0 });
+    await o.fallCycle(0);
+    const more = await auditCount(o.pool);
+    await until(
+      () => `${written.length} points of ${more}`,
+      () => caughtUp(o.pool),
+    );
+    expectOnceEach(written, more);
+    expect(stored(db)).toEqual(await singleProcessPoints(o.pool));
+  });
+
+  it("a writer stopped past the feed's retention: the next fills in every pruned transition across owners' clocks, duplicates only in the overlap, identical", async () => {
+    const url = await pgdb.fresh();
+    const o = await owners(url);
+    const { store, db, written } = await recordingStore();
+    const a = writer(url, "node-a", store);
+    await a.start();
+    await o.fallCycle(0);
+    await o.fallCycle(1);
+    await until(
+      () => `${written.length} points`,
+      () => caughtUp(o.pool),
+    );
+    const before = written.slice();
+    expect(before).toHaveLength(await auditCount(o.pool));
+    /** Audit entries of one fall's cycle. */
+    const cycle = before.length / 2;
+    await a.stop();
+    // While nobody writes, partition 0 moves to a node whose clock is a minute behind the first
+    // owner's (its transitions' at is below what was written last), partition 1 to one an hour ahead.
+    o.setClock(0, T0 - 60_000);
+    o.setClock(1, T0 + 3_600_000);
+    const renotified = await o.fallCycle(0);
+    await o.fallCycle(1);
+    await o.fallCycle(0);
+    await o.renotify(0, renotified);
+    await o.fallCycle(1);
+    const pruned = await ageFeed(o.pool);
+    const cutIds = (await o.pool.query<{ id: number }>("SELECT id::int FROM alert_audit")).rows
+      .map((r) => r.id)
+      .filter((id) => !before.some((p) => auditId(p) === id));
+    expect(cutIds).toHaveLength(4 * cycle);
+    expect(await inFeed(o.pool)).toEqual(new Set());
+    // Then partition 0's owner is one whose clock is two minutes behind: the first transition still
+    // in the feed is older, by its at, than the pruned ones before it.
+    o.setClock(0, T0 - 120_000);
+    await o.fallCycle(0);
+    const kept = await inFeed(o.pool);
+    expect(kept.size).toBe(cycle);
+    // The clocks as the window must cover them: in partition 0 the pruned transitions are older by
+    // their at than the last written one, and the first one kept is older than the pruned ones.
+    const atOf = async (ids: number[]) =>
+      (
+        await o.pool.query<{ at: string }>(
+          "SELECT at::text FROM alert_audit WHERE id = ANY($1::bigint[]) AND site_id = $2",
+          [ids, SITES[0]],
+        )
+      ).rows.map((r) => Number(r.at));
+    const lastWritten = Math.max(
+      ...before.filter((p) => p.tags.site === SITES[0]).map((p) => Number(p.timeNs / 1_000_000n)),
+    );
+    const cutAt = await atOf(cutIds);
+    expect(cutAt).toHaveLength(2 * cycle);
+    expect(Math.max(...cutAt)).toBeLessThan(lastWritten);
+    expect(Math.max(...(await atOf([...kept])))).toBeLessThan(Math.min(...cutAt));
+    const b = writer(url, "node-b", store, 100, { fillPage: 2 });
+    const gaps: { partition: number; pruned: number }[] = [];
+    const fills: { partitions: number[]; points: number; unfilled: number }[] = [];
+    b.on("gap", (g) => gaps.push(g));
+    b.on("filled", (f) => fills.push(f));
+    await b.start();
+    const audit = await auditCount(o.pool);
+    await until(
+      () => `${written.length} points of ${audit}: ${JSON.stringify(b.status())}`,
+      () => caughtUp(o.pool),
+    );
+    // The prune took the entries written before the stop too; the cut is what came after them.
+    const cut = pruned - before.length;
+    expect(gaps.reduce((s, g) => s + g.pruned, 0)).toBe(cut);
+    expect(new Set(fills.flatMap((f) => f.partitions))).toEqual(new Set([0, 1]));
+    expect(fills.reduce((s, f) => s + f.unfilled, 0)).toBe(0);
+    // Every transition's point, each as a single process makes it.
+    const byKey = expectEveryOneIdentical(written, audit);
+    expect(stored(db)).toEqual(await singleProcessPoints(o.pool));
+    // Written again only what lies in the window's margins: points written before the stop, and
+    // transitions still in the feed after the cut.
+    const overlap = new Set([...before.map(auditId), ...kept]);
+    const twice = [...byKey.values()].filter((ps) => ps.length > 1).map((ps) => auditId(ps[0]!));
+    expect(twice.filter((id) => !overlap.has(id))).toEqual([]);
+    expect([...byKey.values()].every((ps) => ps.length <= 2)).toBe(true);
+    expect(b.status()).toMatchObject({ pruned: cut, unfilled: 0, pointsRejected: 0 });
+    expect(b.status().filled).toBeGreaterThanOrEqual(cutIds.length);
   });
 });

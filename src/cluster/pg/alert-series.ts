@@ -10,6 +10,10 @@
  *
  * The points themselves are made from `alert_audit` and `alerts`, the rows the feed's entries were
  * appended with in the same fenced transaction, so an entry that is visible has its audit row.
+ *
+ * Migration 14 keeps, beside each cursor, the latest audit time (`last_at`, the owner's clock) among
+ * the entries written up to it, and indexes the audit by (at, id): after a cut in the feed the writer
+ * reads the audit by time, in pages, from a little before `last_at` (src/cluster/alert-series.ts).
  */
 import type pg from "pg";
 import type { AlertFacts, AuditRow } from "../../alerts/series.js";
@@ -30,6 +34,15 @@ export const ALERT_SERIES_MIGRATION: PgMigration = {
   `,
 };
 
+export const ALERT_SERIES_FILL_MIGRATION: PgMigration = {
+  version: 14,
+  name: "alert_series_fill",
+  sql: `
+    ALTER TABLE alert_series_cursors ADD COLUMN last_at BIGINT;  -- newest audit at written up to position
+    CREATE INDEX alert_audit_at ON alert_audit (at, id);
+  `,
+};
+
 /** The store's cursors: partition -> the last feed position written to it. */
 export async function readCursors(db: pg.Pool | pg.PoolClient, store: string): Promise<Map<number, number>> {
   const r = await rows<{ partition: number; position: number }>(
@@ -40,19 +53,37 @@ export async function readCursors(db: pg.Pool | pg.PoolClient, store: string): P
   return new Map(r.map((c) => [c.partition, c.position]));
 }
 
-/** Moves the store's cursors forward (never back) in one statement. */
+/** The store's cursors' `last_at`: partition -> the newest audit time written (header), where known. */
+export async function readCursorTimes(
+  db: pg.Pool | pg.PoolClient,
+  store: string,
+): Promise<Map<number, number>> {
+  const r = await rows<{ partition: number; last_at: number }>(
+    db,
+    "SELECT partition, last_at FROM alert_series_cursors WHERE store = $1 AND last_at IS NOT NULL",
+    [store],
+  );
+  return new Map(r.map((c) => [c.partition, c.last_at]));
+}
+
+/**
+ * Moves the store's cursors forward (never back) in one statement, and each one's `last_at` with it
+ * where given (never back either: GREATEST ignores a NULL).
+ */
 export async function advanceCursors(
   db: pg.Pool | pg.PoolClient,
   store: string,
   at: ReadonlyMap<number, number>,
+  lastAt: ReadonlyMap<number, number> = new Map(),
 ): Promise<void> {
   if (at.size === 0) return;
   await db.query(
-    `INSERT INTO alert_series_cursors AS c (store, partition, position)
-       SELECT $1, p, n FROM unnest($2::int[], $3::bigint[]) AS a(p, n)
+    `INSERT INTO alert_series_cursors AS c (store, partition, position, last_at)
+       SELECT $1, p, n, t FROM unnest($2::int[], $3::bigint[], $4::bigint[]) AS a(p, n, t)
      ON CONFLICT (store, partition) DO UPDATE
-       SET position = GREATEST(c.position, EXCLUDED.position), updated_at = now()`,
-    [store, [...at.keys()], [...at.values()]],
+       SET position = GREATEST(c.position, EXCLUDED.position),
+           last_at = GREATEST(c.last_at, EXCLUDED.last_at), updated_at = now()`,
+    [store, [...at.keys()], [...at.values()], [...at.keys()].map((p) => lastAt.get(p) ?? null)],
   );
 }
 
@@ -84,6 +115,58 @@ export async function seriesBacklog(db: pg.Pool, store: string): Promise<number>
     [store],
   );
   return r[0]?.backlog ?? 0;
+}
+
+/**
+ * The audit time of the partition's first transition still in the feed after `position` (renotify
+ * entries passed: their `seq` is an earlier transition's), or null when there is none.
+ */
+export async function firstTransitionAt(
+  db: pg.Pool | pg.PoolClient,
+  partition: number,
+  position: number,
+): Promise<number | null> {
+  const r = await rows<{ at: number }>(
+    db,
+    `SELECT au.at FROM change_feed AS f JOIN alert_audit AS au ON au.id = (f.message->>'seq')::bigint
+      WHERE f.partition = $1 AND f.position > $2 AND f.message->>'kind' IS DISTINCT FROM 'renotify'
+      ORDER BY f.position LIMIT 1`,
+    [partition, position],
+  );
+  return r[0]?.at ?? null;
+}
+
+/** Where a page of the audit by time ends: the (at, id) of its last entry. */
+export interface AuditMark {
+  at: number;
+  id: number;
+}
+
+/**
+ * At most `limit` audit entries with `from <= at <= to`, after `after` in (at, id) order, each with
+ * its alert's facts (none for an alert not found): every site's, the caller keeps its partitions'.
+ */
+export async function auditByTime(
+  db: pg.Pool | pg.PoolClient,
+  from: number,
+  to: number,
+  after: AuditMark | null,
+  limit: number,
+): Promise<{ row: AuditRow; alert: AlertFacts | null }[]> {
+  const r = await rows<AuditRow & { type: string | null; room_id: string | null; raised_at: number | null }>(
+    db,
+    `SELECT au.id, au.alert_id, au.at, au.action, au.site_id, au.unit_id, au.state_after,
+            a.type, a.room_id, a.raised_at
+       FROM alert_audit AS au LEFT JOIN alerts AS a ON a.id = au.alert_id
+      WHERE au.at >= $1 AND au.at <= $2 AND (au.at, au.id) > ($3::bigint, $4::bigint)
+      ORDER BY au.at, au.id
+      LIMIT $5`,
+    [from, to, after?.at ?? Number.MIN_SAFE_INTEGER, after?.id ?? Number.MIN_SAFE_INTEGER, limit],
+  );
+  return r.map(({ type, room_id, raised_at, ...row }) => ({
+    row,
+    alert: type === null || raised_at === null ? null : { type, room_id, raised_at },
+  }));
 }
 
 /** The audit entries with these ids, each with its alert's facts (none for an alert not found). */

@@ -8,7 +8,7 @@
  * transactional in PostgreSQL, so a failed migration leaves no half-made table behind.
  */
 import type pg from "pg";
-import { ALERT_SERIES_MIGRATION } from "./alert-series.js";
+import { ALERT_SERIES_FILL_MIGRATION, ALERT_SERIES_MIGRATION } from "./alert-series.js";
 import { BASELINES_MIGRATION } from "./baselines.js";
 import { CHANGE_FEED_MIGRATION } from "./change-feed.js";
 import { ENROLMENT_CLAIMS_MIGRATION } from "./enrolment-claims.js";
@@ -40,6 +40,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   ENROLMENT_CLAIMS_MIGRATION,
   ALERT_SERIES_MIGRATION,
   PRESENCE_MIGRATION,
+  ALERT_SERIES_FILL_MIGRATION,
 ];
 
 /** The advisory lock's key (first of two int4s) for migrations: "ATA" in ASCII. */
