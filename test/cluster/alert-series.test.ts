@@ -607,4 +607,43 @@ describe("the alerts' time series on a cluster", () => {
     expect(b.status()).toMatchObject({ pruned: cut, unfilled: 0, pointsRejected: 0 });
     expect(b.status().filled).toBeGreaterThanOrEqual(cutIds.length);
   });
+
+  it("a writer cut off in the middle of a fill-in leaves its cursor before the cut, and the next writer fills the window in", async () => {
+    const url = await pgdb.fresh();
+    const o = await owners(url);
+    await o.fallCycle(0);
+    await o.fallCycle(1);
+    expect(await ageFeed(o.pool)).toBeGreaterThan(0);
+    const { store, db, written, holdNext } = await recordingStore();
+    const a = writer(url, "node-a", store);
+    const b = writer(url, "node-b", store);
+    const hold = holdNext();
+    await a.start();
+    await b.start();
+    expect([a.isWriter, b.isWriter]).toEqual([true, false]);
+    // a is inside the fill-in's first write, nothing of it accepted, when its lock goes.
+    const inFlight = await hold.entered;
+    expect(inFlight).toBeGreaterThan(0);
+    expect(written).toHaveLength(0);
+    await o.pool.query(
+      "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND objid = 3 AND granted",
+    );
+    await until(
+      () => "b is not the writer",
+      () => b.isWriter,
+    );
+    const audit = await auditCount(o.pool);
+    await until(
+      () => `${written.length} points of ${audit}: ${JSON.stringify(b.status())}`,
+      () => caughtUp(o.pool),
+    );
+    // b found the cut itself (a's cursor did not pass it) and wrote the whole window.
+    expect(b.status()).toMatchObject({ filled: audit, unfilled: 0 });
+    expectOnceEach(written, audit);
+    const aDone = new Promise((r) => a.once("writer", r));
+    hold.release();
+    expect(await aDone).toBe(false);
+    expectEveryOneIdentical(written, audit);
+    expect(stored(db)).toEqual(await singleProcessPoints(o.pool));
+  });
 });
