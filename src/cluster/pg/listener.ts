@@ -3,8 +3,10 @@
  * leases, the log followers (change feed, event log, replication), the owner commands, the staff
  * presence.
  *
- * The connection is taken from the pool and never given back (it is destroyed), so no other user of
- * the pool inherits the subscription. A notification is delivered only to a session listening when
+ * The connection is opened with the pool's settings but outside it: it is held for as long as the
+ * owner runs, and counted against the pool's `max` it would leave the pool's work (a partition's
+ * flush, an owner command) fewer connections than configured (six listeners held six of a node's
+ * ten, measured), and nobody else could inherit the subscription anyway. A notification is delivered only to a session listening when
  * the sending transaction commits (PostgreSQL, NOTIFY), so what commits while the connection is down
  * is never announced: after a drop the connection is opened again after `reconnectMs`, LISTENs again,
  * and only then calls `onListening(true)`, where the owner reads everything. That order (listen, then
@@ -12,7 +14,7 @@
  * is either read or announced. The owner keeps a slow poll of its own for a connection that hangs
  * without failing.
  */
-import type pg from "pg";
+import pg from "pg";
 
 export interface PgListenerOptions {
   pool: pg.Pool;
@@ -165,7 +167,7 @@ export class PgListener {
       client?.release(true);
     };
     const work = (async () => {
-      const c = await this.o.pool.connect();
+      const c = await openOutside(this.o.pool);
       if (done) {
         c.release(true);
         throw new Error("abandoned");
@@ -201,4 +203,25 @@ export class PgListener {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * A connection with the pool's settings (URL, application_name) that is not the pool's, shaped as
+ * the pool's clients are: `release(true)` ends it.
+ */
+async function openOutside(pool: pg.Pool): Promise<pg.PoolClient> {
+  const client = new pg.Client(pool.options);
+  // A failure before the caller attaches its own listener must not be an uncaught "error".
+  client.on("error", ignoreDropped);
+  try {
+    await client.connect();
+  } catch (err) {
+    client.end().catch(() => undefined);
+    throw err;
+  }
+  return Object.assign(client, {
+    release: () => {
+      client.end().catch(() => undefined);
+    },
+  }) as unknown as pg.PoolClient;
 }

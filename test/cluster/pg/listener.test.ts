@@ -108,6 +108,21 @@ describe("PgListener", () => {
     await until("the next row notified", () => seen.get("after") === "notified");
   });
 
+  it("holds a connection of its own, none of its pool's", async () => {
+    const { pool, listener } = await owner();
+    await listener.start();
+    const { rows } = await pgdb.admin.query<{ application_name: string }>(
+      "SELECT application_name FROM pg_stat_activity WHERE pid = $1",
+      [listener.status().backendPid],
+    );
+    expect(rows).toHaveLength(1);
+    // Every connection the pool may open is still its to open: a listener never takes one.
+    const all = await Promise.all(Array.from({ length: 4 }, () => pool.connect()));
+    expect(pool.totalCount).toBe(4);
+    for (const c of all) c.release();
+    expect(listener.status().connected).toBe(true);
+  });
+
   it("stop() destroys the connection", async () => {
     const { listener } = await owner();
     await listener.start();
