@@ -410,7 +410,8 @@ export class ClusterAlertSeries extends EventEmitter {
       const last = page[page.length - 1];
       if (!last || page.length < this.fillPage) break;
       after = { at: last.row.at, id: last.row.id };
-      // A long outage is many pages: the feed's other partitions and the node's own work go on between them.
+      // A long outage is many pages: the node's own work (a fall's path) runs between them. The other
+      // partitions' batches queue behind the fill-in, as behind any batch.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const log =
