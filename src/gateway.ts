@@ -26,6 +26,7 @@ import { ChangeFeed } from "./cluster/pg/change-feed.js";
 import { claimEnrolment } from "./cluster/pg/enrolment-claims.js";
 import { PgEventReads } from "./cluster/pg/event-reads.js";
 import { JOB_LOCKS, PgJobLock } from "./cluster/pg/job-lock.js";
+import { liveNodes } from "./cluster/pg/live-nodes.js";
 import { PgMaintenanceSchedule } from "./cluster/pg/maintenance.js";
 import { PgPresenceReads } from "./cluster/pg/presence-reads.js";
 import { RabbitAuth, rabbitAuthRoutes } from "./cluster/rabbit-auth.js";
@@ -679,6 +680,7 @@ export class Gateway {
     this.readiness.push(...this.bridges.readiness());
     const rabbitIngest = config.cluster.rabbitmq.ingest;
     if (rabbitIngest) {
+      const clusterPool = this.cluster?.pool;
       const ingest = new RabbitIngest({
         config: rabbitIngest,
         exchange: config.cluster.rabbitmq.exchange,
@@ -693,6 +695,15 @@ export class Gateway {
           const d = this.registry.peek(id);
           return !d ? "unknown" : d.enabled ? "yes" : "disabled";
         },
+        // The load spread over the cluster's live nodes (rabbit-ingest.ts, "Load spread").
+        ...(clusterPool && clusterConfig
+          ? {
+              balance: {
+                nodeId: clusterConfig.nodeId,
+                liveNodes: () => liveNodes(clusterPool, clusterConfig.leaseMs),
+              },
+            }
+          : {}),
         log: log.child({ component: "rabbitmq-ingest" }),
         metrics: this.metrics,
       });

@@ -102,6 +102,21 @@ export class Metrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  /**
+   * Cluster mode's ingest consumer with partitions: the queues this node is the active consumer of
+   * (it had deliveries from them lately), and the queues it gave up to the next consumer for the
+   * load spread (src/cluster/rabbit-ingest.ts, "Load spread").
+   */
+  readonly rabbitIngestActiveQueues: Gauge = new Gauge({
+    name: "ata_rabbitmq_ingest_active_queues",
+    help: "With partitioned ingest: queues this node is the active consumer of (it had deliveries from them within balance.activeMs), as of the last check (every balance.checkMs)",
+    registers: [this.registry],
+  });
+  readonly rabbitIngestGivenUp = new Counter({
+    name: "ata_rabbitmq_ingest_given_up_total",
+    help: "Ingest queues this node gave up to the next consumer because another live node is their preferred one (load spread)",
+    registers: [this.registry],
+  });
   readonly commitBatchSize = new Histogram({
     name: "ata_commit_batch_size",
     help: "Events and dead letters per group commit, by lane (urgent: events that can raise a high-priority alert)",

@@ -67,6 +67,24 @@ export const RabbitIngestConfig = z
      * hold its queue for ever (src/cluster/rabbit-ingest.ts, "Poison messages").
      */
     maxDeliveries: z.int().min(1).max(1000).default(5),
+    /**
+     * Load spread with partitions and a cluster (src/cluster/rabbit-ingest.ts, "Load spread"): a
+     * node active on a queue whose preferred node (rendezvous hashing over the live nodes) is
+     * another gives it up once the live nodes have been unchanged for `stableMs`. `checkMs`: how
+     * often the live nodes are read and the queues checked; `activeMs`: a queue counts as this
+     * node's while a delivery came on it within that time (RabbitMQ 3.10 says nothing else).
+     * Off by default: with rabbitmq_event_exchange, the node that hears a device's connections is
+     * then not always the one that gets its heartbeats, and its supervision would mark the device
+     * offline (docs/cluster.md, "Device presence from RabbitMQ's connections").
+     */
+    balance: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        stableMs: z.int().min(0).max(600_000).default(5_000),
+        checkMs: z.int().min(50).max(60_000).default(1_000),
+        activeMs: z.int().min(100).max(600_000).default(3_000),
+      })
+      .prefault({}),
     /** Waits between reconnects: doubling from minMs up to maxMs after each round of the URLs. */
     reconnect: z
       .strictObject({

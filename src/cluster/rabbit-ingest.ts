@@ -30,11 +30,33 @@
  *
  * Single active consumer on 3.10 (tested, test/cluster/rabbit-partitions.test.ts): the first consumer
  * registered on a queue is its active one, the others standby; nothing moves it to a later consumer.
- * Every gateway node consumes every queue, so the first node to start is active for all of them and
- * ingests alone (no load spread); any other node takes a queue over when the active one's channel or
- * connection goes. The messages the old one had not acked are returned and delivered to the new one
- * first, in queue order, before anything newer; what it had committed is dropped by dedupe, as above
- * (what newer RabbitMQ versions offer for spreading the load: docs/cluster.md, "Partitions").
+ * Every gateway node consumes every queue, each on a channel of its own; any node takes a queue over
+ * when the active one's channel or connection goes. The messages the old one had not acked are
+ * returned and delivered to the new one first, in queue order, before anything newer; what it had
+ * committed is dropped by dedupe, as above.
+ *
+ * Load spread (test/cluster/rabbit-balance.test.ts). Left alone, the first node to start would be
+ * active on every queue and ingest alone. With a cluster, each queue has a preferred node:
+ * rendezvous hashing of its name over the live gateway nodes, read from PostgreSQL (rabbit-balance.ts).
+ * A node that is active on a queue (it had deliveries on it within `balance.activeMs`: 3.10 tells a
+ * consumer nothing of its activation in AMQP 0-9-1) whose preferred node is another, once the live
+ * nodes have been unchanged for `balance.stableMs`, gives it up: it closes that queue's channel and
+ * registers again on a fresh one, at the back of the consumer line. The next consumer in line becomes
+ * active; with two nodes that is the other one, with more each non-preferred node gives up in turn
+ * until the preferred one has it. Give-ups are bounded per queue (rabbit-balance.ts), so a preferred
+ * node live in PostgreSQL but not consuming cannot make a queue bounce for ever. Off unless
+ * `balance.enabled`: the connection events' queue (followConnections) is not spread, so with the
+ * load spread a device's connections and its heartbeats can reach different nodes, and the one that
+ * heard it connect and hears nothing more marks it offline when its supervision window ends.
+ * Why the channel is closed at once, commits in flight and all: this is the takeover above, made on
+ * purpose. RabbitMQ returns what the channel had not acked and gives it to the next consumer first,
+ * in queue order; this node may still commit what it held, in its delivery order, and the next one
+ * commits the same messages again in the same order before anything newer. Of the two commits of a
+ * message the log keeps the earlier (dedupe), and each node's commits are in queue order, so the
+ * earlier commits are in queue order too. Waiting for the commits before closing would not make it
+ * safer and would hold the queue. A basic.cancel would be worse: the next consumer becomes active at
+ * once while this channel keeps what it holds unacked, so the next one can commit newer messages of a
+ * device before this one commits the older.
  * The changed queue layout does not move what is in the old one: a deployment going from one queue
  * to partitions drains `<queue>` first (docs/cluster.md).
  *
@@ -87,6 +109,7 @@ import { CommitError, type IngestResult, type SubmitOptions } from "../ingest/pi
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics.js";
 import type { RabbitIngestConfig } from "./config.js";
+import { IngestBalance } from "./rabbit-balance.js";
 import { CONNECTION_CLOSED, CONNECTION_CREATED, ConnectionEvents } from "./rabbit-connections.js";
 
 /** Where rabbitmq_event_exchange publishes RabbitMQ's events (the default vhost only). */
@@ -134,9 +157,20 @@ export interface RabbitIngestContext {
     connected(deviceId: string): void;
     disconnected(deviceId: string, reason: string): void;
   };
+  /**
+   * With partitions on a cluster: this node's id and the live gateway nodes (PostgreSQL's
+   * cluster_nodes), for the load spread (header) when `balance.enabled`. Without it the first node
+   * keeps every queue.
+   */
+  balance?: {
+    nodeId: string;
+    liveNodes(): Promise<readonly string[]>;
+  };
   log: Logger;
-  /** For ata_rabbitmq_ingest_isolated_total. */
+  /** For the ata_rabbitmq_ingest_* metrics. */
   metrics?: Metrics;
+  /** Monotonic milliseconds, for the load spread's waits. */
+  now?: () => number;
 }
 
 /** One queue the consumer takes device publishes from. */
@@ -146,6 +180,21 @@ export interface RabbitIngestQueueHealth {
   declared: boolean;
   /** A consumer of this process is registered on it (active or, with partitions, standby). */
   consuming: boolean;
+  /** This process had deliveries from it within `balance.activeMs`: its active consumer, as far as it can tell. */
+  active: boolean;
+  /** With the load spread: the node that should consume it (null: unknown, or no load spread). */
+  preferred: string | null;
+  /** Times this process gave it up to the next consumer (load spread). */
+  givenUp: number;
+}
+
+/** The load spread as this process sees it (null without partitions or a cluster). */
+export interface RabbitIngestBalanceHealth {
+  nodeId: string;
+  /** The live gateway nodes as last read, this one included (null: not read yet, or the read failed). */
+  liveNodes: string[] | null;
+  /** Milliseconds the live nodes have been unchanged. */
+  stableForMs: number | null;
 }
 
 export interface RabbitIngestHealth {
@@ -179,6 +228,23 @@ export interface RabbitIngestHealth {
   isolated: number;
   /** Of those, dead-lettered `commit_failed` because their commit alone failed too. */
   poisoned: number;
+  /** Queues given up to the next consumer for the load spread, since start. */
+  givenUp: number;
+  /** Deliveries held unacked at those give-ups: returned by RabbitMQ, delivered to the next consumer. */
+  givenUpUnacked: number;
+  balance: RabbitIngestBalanceHealth | null;
+}
+
+/** One ingest queue: its channel (one per queue, so one can be given up alone) and its deliveries. */
+interface QueueSlot {
+  name: string;
+  health: RabbitIngestQueueHealth;
+  /** The channel its consumer is registered on; null while none (connecting, giving up). */
+  channel: Channel | null;
+  /** When the current channel last had a delivery (monotonic ms); null: none yet. */
+  lastDelivery: number | null;
+  /** Deliveries of the current channel not yet acked or requeued. */
+  held: number;
 }
 
 /** The deliveries of a message so far, this one included: the quorum queue's count plus one. */
@@ -214,6 +280,11 @@ export class RabbitIngest {
 
   /** The queues consumed: `queue`, or `<queue>.<k>` behind the hash exchange. */
   private readonly queues: string[];
+  private readonly slots: QueueSlot[];
+  /** The load spread; null without partitions or a cluster. */
+  private readonly balance: IngestBalance | null;
+  private balanceTimer: NodeJS.Timeout | null = null;
+  private readonly now: () => number;
   /** A refused publish's reason, told on the device's errors topic as the embedded broker does. */
   private readonly replies: ErrorReplies;
   /** Devices' open connections, from the event exchange; kept across reconnects (pids are cluster-wide). */
@@ -239,7 +310,14 @@ export class RabbitIngest {
       urls: ctx.config.urls.map(shownUrl),
       queue: ctx.config.queue,
       declared: false,
-      queues: this.queues.map((name) => ({ name, declared: false, consuming: false })),
+      queues: this.queues.map((name) => ({
+        name,
+        declared: false,
+        consuming: false,
+        active: false,
+        preferred: null,
+        givenUp: 0,
+      })),
       connectedSince: null,
       lastError: null,
       lastErrorAt: null,
@@ -251,16 +329,47 @@ export class RabbitIngest {
       deadLettered: 0,
       isolated: 0,
       poisoned: 0,
+      givenUp: 0,
+      givenUpUnacked: 0,
+      balance: null,
     };
+    this.slots = this.health.queues.map((health) => ({
+      name: health.name,
+      health,
+      channel: null,
+      lastDelivery: null,
+      held: 0,
+    }));
+    this.now = ctx.now ?? (() => performance.now());
+    this.balance =
+      ctx.balance && partitions > 1 && ctx.config.balance.enabled
+        ? new IngestBalance(ctx.balance.nodeId, ctx.config.balance.stableMs)
+        : null;
   }
 
   status(): RabbitIngestHealth {
+    const now = this.now();
+    for (const slot of this.slots) slot.health.active = this.isActive(slot, now);
+    const balance = this.balance;
     return {
       ...this.health,
       urls: [...this.health.urls],
       queues: this.health.queues.map((q) => ({ ...q })),
       inFlight: this.inFlight.size,
+      balance: balance
+        ? {
+            nodeId: balance.nodeId,
+            liveNodes: balance.liveNodes ? [...balance.liveNodes] : null,
+            stableForMs: balance.stableFor(now),
+          }
+        : null,
     };
+  }
+
+  /** The names of the queues this process is active on now (load spread; see the header). */
+  activeQueues(): string[] {
+    const now = this.now();
+    return this.slots.filter((s) => this.isActive(s, now)).map((s) => s.name);
   }
 
   /** Whether the ingest queues and their bindings exist, so a device's publish is not confirmed unrouted. */
@@ -275,6 +384,8 @@ export class RabbitIngest {
    */
   async start(): Promise<void> {
     this.stopped = false;
+    // With partitions: which queues this node is active on (the gauge), and the load spread.
+    if (this.queues.length > 1) this.scheduleBalance();
     for (const _ of this.ctx.config.urls) {
       if (await this.connect(false)) return;
       if (this.stopped) return;
@@ -293,6 +404,8 @@ export class RabbitIngest {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    if (this.balanceTimer) clearTimeout(this.balanceTimer);
+    this.balanceTimer = null;
     await Promise.allSettled([...this.inFlight]);
     await this.close();
   }
@@ -321,18 +434,13 @@ export class RabbitIngest {
       this.connection = connection;
       connection.on("error", (err: Error) => this.failed(`connection: ${err.message}`));
       connection.on("close", () => this.lost(generation, "connection closed"));
+      // Declaring, and the replies on devices' errors topics; each queue is consumed on its own.
       const channel = await connection.createChannel();
       this.channel = channel;
       channel.on("error", (err: Error) => this.failed(`channel: ${err.message}`));
       channel.on("close", () => this.lost(generation, "channel closed"));
       await this.declare(channel);
-      // Per consumer (global: false): the deliveries in flight to this gateway from each queue, which
-      // one group commit takes together. One consumer on one channel receives in queue order.
-      await channel.prefetch(config.prefetch, false);
-      for (const [k, queue] of this.queues.entries()) {
-        await channel.consume(queue, (msg) => this.onDelivery(channel, msg), { noAck: false });
-        (this.health.queues[k] as RabbitIngestQueueHealth).consuming = true;
-      }
+      for (const slot of this.slots) await this.consume(connection, generation, slot);
       await this.followConnections(connection, generation);
       if (!this.backingOff) this.attempt = 0;
       this.health.ready = true;
@@ -386,9 +494,10 @@ export class RabbitIngest {
    * Devices' connects and disconnects from rabbitmq_event_exchange, on a channel of their own so
    * that nothing here can close the ingest's. One durable quorum queue for the cluster with single
    * active consumer, as the ingest partitions: the node that consumes devices' publishes (on 3.10
-   * the first to start, rabbit-ingest's header) is the one that hears their connections, so its
-   * presence and its heartbeat supervision agree; a per-node queue would mark a device online on
-   * every node, and the nodes that get none of its heartbeats would then mark it offline again. And
+   * the first to start, unless the load spread is on: header) is the one that hears their
+   * connections, so its presence and its heartbeat supervision agree; a per-node queue would mark a
+   * device online on every node, and the nodes that get none of its heartbeats would then mark it
+   * offline again. And
    * a close names only the connection's pid (rabbit-connections.ts), so the created and closed
    * events of one connection must reach one consumer, in order: one queue, one consumer at a time.
    * The queue keeps what happens while no gateway consumes, bounded (the oldest dropped).
@@ -459,17 +568,134 @@ export class RabbitIngest {
     }
   }
 
-  private onDelivery(channel: Channel, msg: ConsumeMessage | null): void {
+  /**
+   * A channel of the queue's own, so that giving it up closes nothing else. Its prefetch is per
+   * consumer (global: false): the deliveries in flight to this gateway from the queue, which one
+   * group commit takes together. One consumer on one channel receives in queue order.
+   */
+  private async consume(connection: ChannelModel, generation: number, slot: QueueSlot): Promise<void> {
+    const channel = await connection.createChannel();
+    channel.on("error", (err: Error) => this.failed(`channel of ${slot.name}: ${err.message}`));
+    // A channel given up is no longer the slot's: its close is the give-up's, not a loss.
+    channel.on("close", () => {
+      if (slot.channel === channel) this.lost(generation, `channel of ${slot.name} closed`);
+    });
+    await channel.prefetch(this.ctx.config.prefetch, false);
+    slot.channel = channel;
+    slot.lastDelivery = null;
+    slot.held = 0;
+    await channel.consume(slot.name, (msg) => this.onDelivery(slot, channel, msg), { noAck: false });
+    slot.health.consuming = true;
+  }
+
+  private onDelivery(slot: QueueSlot, channel: Channel, msg: ConsumeMessage | null): void {
     // null: RabbitMQ cancelled the consumer (the queue was deleted). Reconnecting declares it again.
     if (msg === null) {
-      this.failed("consumer cancelled by RabbitMQ (queue deleted?)");
+      this.failed(`consumer of ${slot.name} cancelled by RabbitMQ (queue deleted?)`);
       void channel.close().catch(() => undefined);
       return;
     }
-    // Stopping: left for the queue to give to the next consumer at the close (stop()).
-    if (this.stopped) return;
-    const done = this.handle(channel, msg).finally(() => this.inFlight.delete(done));
+    // Stopping: left for the queue to give to the next consumer at the close (stop()). A channel
+    // given up: it is closing, and what it is given goes back to the queue with it.
+    if (this.stopped || slot.channel !== channel) return;
+    slot.lastDelivery = this.now();
+    slot.held++;
+    const done = this.handle(channel, msg)
+      .finally(() => {
+        if (slot.channel === channel) slot.held--;
+      })
+      .finally(() => this.inFlight.delete(done));
     this.inFlight.add(done);
+  }
+
+  private isActive(slot: QueueSlot, now: number): boolean {
+    return (
+      slot.channel !== null &&
+      slot.lastDelivery !== null &&
+      now - slot.lastDelivery < this.ctx.config.balance.activeMs
+    );
+  }
+
+  private scheduleBalance(): void {
+    if (this.stopped || this.balanceTimer) return;
+    this.balanceTimer = setTimeout(() => {
+      this.balanceTimer = null;
+      void this.rebalance()
+        .catch((err: Error) => this.ctx.log.warn({ err: err.message }, "ingest load spread check failed"))
+        .finally(() => this.scheduleBalance());
+    }, this.ctx.config.balance.checkMs);
+  }
+
+  /** One check of the load spread: read the live nodes, give up what this node should not have. */
+  private async rebalance(): Promise<void> {
+    const balance = this.balance;
+    const source = this.ctx.balance;
+    if (!balance || !source) {
+      const now = this.now();
+      this.ctx.metrics?.rabbitIngestActiveQueues.set(this.slots.filter((s) => this.isActive(s, now)).length);
+      return;
+    }
+    let live: readonly string[] | null;
+    try {
+      live = await source.liveNodes();
+    } catch (err) {
+      // Not knowing who is alive, nothing is given up (and the stable wait starts again).
+      live = null;
+      this.ctx.log.warn({ err: (err as Error).message }, "could not read the live gateway nodes");
+    }
+    if (this.stopped) return;
+    const now = this.now();
+    balance.membership(live, now);
+    const active = this.slots.filter((s) => this.isActive(s, now));
+    for (const slot of this.slots) {
+      slot.health.active = active.includes(slot);
+      slot.health.preferred = balance.preferred(slot.name);
+    }
+    this.ctx.metrics?.rabbitIngestActiveQueues.set(active.length);
+    const due = new Set(
+      balance.due(
+        active.map((s) => s.name),
+        now,
+      ),
+    );
+    for (const slot of active) if (due.has(slot.name)) await this.giveUp(slot, balance);
+  }
+
+  /**
+   * Hand the queue to the next consumer in line: close its channel (RabbitMQ returns what it had not
+   * acked, to be delivered to the next consumer first; header, "Load spread") and register again on
+   * a fresh one, at the back of the line. Commits in flight finish; their acks find the channel
+   * closed, and of the two commits of each such message (this node's, the next consumer's) dedupe
+   * drops the second.
+   */
+  private async giveUp(slot: QueueSlot, balance: IngestBalance): Promise<void> {
+    const channel = slot.channel;
+    const connection = this.connection;
+    const generation = this.generation;
+    if (!channel || !connection || this.stopped) return;
+    const held = slot.held;
+    slot.channel = null;
+    slot.lastDelivery = null;
+    slot.held = 0;
+    slot.health.consuming = false;
+    slot.health.active = false;
+    balance.gaveUp(slot.name, this.now());
+    slot.health.givenUp++;
+    this.health.givenUp++;
+    this.health.givenUpUnacked += held;
+    this.ctx.metrics?.rabbitIngestGivenUp.inc();
+    this.ctx.log.info(
+      { queue: slot.name, preferred: balance.preferred(slot.name), unacked: held },
+      "giving an ingest queue up to the next consumer (load spread)",
+    );
+    await channel.close().catch(() => undefined);
+    if (this.stopped || generation !== this.generation || this.connection !== connection) return;
+    try {
+      await this.consume(connection, generation, slot);
+    } catch (err) {
+      this.failed(`consume ${slot.name} again: ${(err as Error).message}`);
+      this.lost(generation, "could not consume again after a give-up");
+    }
   }
 
   /**
@@ -572,7 +798,7 @@ export class RabbitIngest {
       // wait is over. A full disk must not become a redelivery loop.
       this.failed(`not committed, requeued: ${(err as Error).message}`);
       this.backingOff = true;
-      if (this.channel === channel) {
+      if (this.slots.some((s) => s.channel === channel)) {
         try {
           channel.nack(msg, false, true);
           this.health.requeued++;
@@ -647,7 +873,13 @@ export class RabbitIngest {
     this.channel = null;
     this.health.ready = false;
     this.health.connectionEvents = false;
-    for (const q of this.health.queues) q.consuming = false;
+    for (const slot of this.slots) {
+      slot.channel = null;
+      slot.lastDelivery = null;
+      slot.held = 0;
+      slot.health.consuming = false;
+      slot.health.active = false;
+    }
     if (connection) await connection.close().catch(() => undefined);
   }
 
