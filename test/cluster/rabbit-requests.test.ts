@@ -137,7 +137,7 @@ describe("cluster configuration", () => {
     ]);
   });
 
-  it("takes an AMQP URL with its user, and defaults the queue, partitions, prefetch, delivery limit and reconnect waits", () => {
+  it("takes an AMQP URL with its user, and defaults the queue, partitions, prefetch, delivery limit, reconnect waits and an idle load spread", () => {
     const cluster = {
       rabbitmq: { enabled: true, secret: "s".repeat(32), ingest: { url: "amqp://127.0.0.1" } },
     };
@@ -150,6 +150,7 @@ describe("cluster configuration", () => {
       prefetch: 500,
       maxDeliveries: 5,
       reconnect: { minMs: 500, maxMs: 30_000 },
+      balance: { enabled: false, checkMs: 1000, stableMs: 5000, activeMs: 3000 },
     });
   });
 
