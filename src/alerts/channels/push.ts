@@ -195,6 +195,15 @@ export class PushChannel implements AlertChannel {
   private readonly inFlight = new Set<Promise<void>>();
   /** Display names of an alert's place as last delivered, for the settled notification's text. */
   private readonly places = new Map<string, Delivery["place"]>();
+  /**
+   * Alert pushes waiting for the push service's answer, by alert: how many per subscription, and the
+   * alert as settled if it was settled meanwhile. The service may hand the notification to the phone
+   * before its answer gets here; an alert taken in that moment must still replace it on that phone.
+   */
+  private readonly sending = new Map<
+    string,
+    { subs: Map<string, number>; settled: { alert: AlertView; place: Delivery["place"] } | null }
+  >();
 
   constructor(private readonly ctx: PushChannelContext) {
     this.now = ctx.now ?? Date.now;
@@ -287,22 +296,45 @@ export class PushChannel implements AlertChannel {
     const sent = this.store.takeSent(alert.id);
     const place = this.places.get(alert.id) ?? { site: alert.site, unit: alert.unit };
     this.places.delete(alert.id);
-    for (const s of sent) {
-      const payload = settledPayload(alert, place, s.staffTokenId);
-      const p = this.push(s, payload, "normal")
-        .then((r) => {
-          if (r.ok) this.store.succeeded(s.id);
-          else if (r.gone) this.store.remove(s.id);
-          this.ctx.log.debug(
-            { alertId: alert.id, subscription: s.id, status: r.status },
-            "push settled update",
-          );
-        })
-        .catch((err: unknown) =>
-          this.ctx.log.error({ err, alertId: alert.id }, "push settled update failed"),
+    // Phones whose alarm push is still waiting for the service's answer get theirs after it (send).
+    const pending = this.sending.get(alert.id);
+    if (pending) pending.settled = { alert, place };
+    for (const s of sent) this.sendSettled(alert, place, s);
+  }
+
+  private sendSettled(alert: AlertView, place: Delivery["place"], s: PushSubscriptionRow): void {
+    const payload = settledPayload(alert, place, s.staffTokenId);
+    const p = this.push(s, payload, "normal")
+      .then((r) => {
+        if (r.ok) this.store.succeeded(s.id);
+        else if (r.gone) this.store.remove(s.id);
+        this.ctx.log.debug(
+          { alertId: alert.id, subscription: s.id, status: r.status },
+          "push settled update",
         );
-      this.track(p);
-    }
+      })
+      .catch((err: unknown) => this.ctx.log.error({ err, alertId: alert.id }, "push settled update failed"));
+    this.track(p);
+  }
+
+  private startSending(alertId: string, subscriptionId: string): void {
+    let entry = this.sending.get(alertId);
+    if (!entry) this.sending.set(alertId, (entry = { subs: new Map(), settled: null }));
+    entry.subs.set(subscriptionId, (entry.subs.get(subscriptionId) ?? 0) + 1);
+  }
+
+  /** One alert push answered; the alert as settled meanwhile, if it was. */
+  private doneSending(
+    alertId: string,
+    subscriptionId: string,
+  ): { alert: AlertView; place: Delivery["place"] } | null {
+    const entry = this.sending.get(alertId);
+    if (!entry) return null;
+    const left = (entry.subs.get(subscriptionId) ?? 1) - 1;
+    if (left > 0) entry.subs.set(subscriptionId, left);
+    else entry.subs.delete(subscriptionId);
+    if (entry.subs.size === 0) this.sending.delete(alertId);
+    return entry.settled;
   }
 
   // ---------------------------------------------------------------- from the phone
@@ -346,12 +378,21 @@ export class PushChannel implements AlertChannel {
       exp: Math.floor(this.now() / 1000) + this.ctx.options.actionTtlSeconds,
     });
     const payload = alertPayload(d, cap);
-    // RFC 8030 §5.3: "high" lets a phone in power saving wake for it; the rest can wait for it.
-    const r = await this.push(s, payload, d.alert.priority === "high" ? "high" : "normal");
+    this.startSending(d.alert.id, s.id);
+    let settledMeanwhile: { alert: AlertView; place: Delivery["place"] } | null = null;
+    let r: Awaited<ReturnType<PushChannel["push"]>>;
+    try {
+      // RFC 8030 §5.3: "high" lets a phone in power saving wake for it; the rest can wait for it.
+      r = await this.push(s, payload, d.alert.priority === "high" ? "high" : "normal");
+    } finally {
+      settledMeanwhile = this.doneSending(d.alert.id, s.id);
+    }
     const host = serviceHost(s.endpoint);
     if (r.ok) {
       this.store.succeeded(s.id);
-      this.store.markSent(d.alert.id, s.id);
+      // Taken while the service was answering: this phone shows the alarm; replace it now, after it.
+      if (settledMeanwhile) this.sendSettled(settledMeanwhile.alert, settledMeanwhile.place, s);
+      else this.store.markSent(d.alert.id, s.id);
       this.serviceSucceeded();
       this.reporter?.sent(d.attemptId, `push service ${host} accepted it (${r.status})`);
     } else if (r.gone) {

@@ -346,6 +346,28 @@ describe("the push channel", () => {
     expect(svc.for(anna.test).length + svc.for(bo.test).length).toBe(4);
   });
 
+  it("replaces the notification on a phone whose alarm reached it before the service answered", async () => {
+    const bo = phone("bo");
+    const a = alert();
+    // The service hands the alarm on at once but answers 400 ms later: the alert is taken between.
+    svc.plan(bo.test.id, { delayMs: 400 });
+    const d = delivery(a, { id: bo.id, name: "Bo", staffId: "bo" });
+    channel.deliver(d);
+    await svc.waitFor(() => svc.for(bo.test).length === 1);
+    channel.settled({ ...a, state: "accepted", acceptedBy: { id: "anna", name: "Anna" } });
+    expect(await reporter.next((x) => x.attemptId === d.attemptId)).toMatchObject({ kind: "sent" });
+    await svc.waitFor(() => svc.for(bo.test).length === 2);
+    expect(svc.for(bo.test).map((p) => p.json.kind)).toEqual(["alert", "settled"]);
+    expect(svc.for(bo.test)[1]).toMatchObject({
+      topic: svc.for(bo.test)[0]!.topic,
+      json: { tag: a.id, title: "Taget af Anna: Fald – Afsnit 1", state: "accepted" },
+    });
+    // Settled once: resolving later sends nothing more.
+    channel.settled({ ...a, state: "resolved" });
+    await channel.stop();
+    expect(svc.for(bo.test)).toHaveLength(2);
+  });
+
   it("confirms a receipt only with an authentic, unexpired capability of a phone that still exists", async () => {
     const anna = phone("anna");
     const a = alert();
