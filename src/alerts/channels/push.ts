@@ -319,7 +319,10 @@ export class PushChannel implements AlertChannel {
 
   private startSending(alertId: string, subscriptionId: string): void {
     let entry = this.sending.get(alertId);
-    if (!entry) this.sending.set(alertId, (entry = { subs: new Map(), settled: null }));
+    if (!entry) {
+      entry = { subs: new Map(), settled: null };
+      this.sending.set(alertId, entry);
+    }
     entry.subs.set(subscriptionId, (entry.subs.get(subscriptionId) ?? 0) + 1);
   }
 
