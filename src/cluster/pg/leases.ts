@@ -66,6 +66,7 @@ import type pg from "pg";
 import { DEFAULT_PARTITION_COUNT } from "../partitions.js";
 import { PgListener } from "./listener.js";
 import type { PgMigration } from "./migrate.js";
+import { ignoreDropped, session } from "./session.js";
 
 export const LEASES_MIGRATION: PgMigration = {
   version: 3,
@@ -238,14 +239,6 @@ const FENCE = `
    WHERE partition = $1 AND token = $2 AND owner = $3 AND expires_at > clock_timestamp()
      FOR KEY SHARE`;
 
-/**
- * node-postgres emits "error" on a checked-out client whose connection drops (PostgreSQL restarting,
- * or ending a fenced transaction left idle too long), and the pool listens only to idle ones: without
- * a listener that would take the process down. The statement in flight, or the next one, fails with
- * the error anyway, and that is where it is handled.
- */
-const ignoreDropped = (): void => undefined;
-
 export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   readonly nodeId: string;
   readonly partitions: number;
@@ -311,7 +304,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     try {
       // Listening before announcing, so the others' answer to the announcement is heard.
       await this.listener.start();
-      await this.session(this.leaseMs, async (c) => {
+      await session(this.pool, this.leaseMs, async (c) => {
         await c.query("BEGIN");
         await c.query("SELECT pg_advisory_xact_lock($1, 1)", [REGISTER_LOCK]);
         const { rows } = await c.query<{ n: number }>("SELECT count(*)::int AS n FROM partition_leases");
@@ -356,7 +349,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     for (const [p, token] of mine) if (this.held.get(p)?.token === token) this.lose(p, "stopped");
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.deadlineTimer = null;
-    await this.session(this.renewMs, async (c) => {
+    await session(this.pool, this.renewMs, async (c) => {
       await c.query("BEGIN");
       await c.query(RELEASE, [this.nodeId, mine.map((m) => m[0]), mine.map((m) => m[1])]);
       await c.query("UPDATE cluster_nodes SET leaving = true WHERE node_id = $1", [this.nodeId]);
@@ -460,7 +453,7 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
     this.expireOverdue();
     const mine = [...this.held].map(([p, h]) => [p, h.token] as const);
     const sent = this.now();
-    const { renewed, live } = await this.session(this.renewMs, async (c) => {
+    const { renewed, live } = await session(this.pool, this.renewMs, async (c) => {
       await c.query("BEGIN");
       await c.query(HEARTBEAT, [this.nodeId]);
       const r = await c.query<LeaseRow>(RENEW, [
@@ -512,13 +505,13 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
       }
     }
     if (strays.length > 0)
-      await this.session(this.renewMs, async (c) => {
+      await session(this.pool, this.renewMs, async (c) => {
         await c.query(RELEASE, [this.nodeId, strays.map((s) => s[0]), strays.map((s) => s[1])]);
         await c.query(NOTIFY, [CHANNEL, this.nodeId]);
       });
     if (surplus < 0 && this.running) {
       const claimSent = this.now();
-      const claimed = await this.session(this.renewMs, (c) =>
+      const claimed = await session(this.pool, this.renewMs, (c) =>
         c.query<LeaseRow>(CLAIM, [
           this.nodeId,
           this.leaseMs,
@@ -607,52 +600,5 @@ export class PartitionLeases extends EventEmitter<PartitionLeaseEvents> {
   private fail(err: Error): void {
     this.lastError = err.message;
     if (this.listenerCount("error") > 0) this.emit("error", err);
-  }
-
-  /**
-   * A pooled connection for the component's own statements, given up after timeoutMs: a connection
-   * that hangs (a network partition swallowing packets) is destroyed rather than waited on, so the
-   * next round starts on a fresh one. The local deadline does not depend on this: its own timer fires.
-   */
-  private async session<T>(timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient | null = null;
-    let done = false;
-    const finish = (destroy: boolean) => {
-      if (done) return;
-      done = true;
-      client?.off("error", ignoreDropped);
-      client?.release(destroy);
-    };
-    const work = (async () => {
-      const c = await this.pool.connect();
-      if (done) {
-        c.release(true);
-        throw new Error("abandoned");
-      }
-      client = c;
-      c.on("error", ignoreDropped);
-      try {
-        const result = await fn(c);
-        finish(false);
-        return result;
-      } catch (err) {
-        // The transaction, if any, dies with the connection.
-        finish(true);
-        throw err;
-      }
-    })();
-    work.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        finish(true);
-        reject(new Error(`no answer from PostgreSQL within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }

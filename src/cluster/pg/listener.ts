@@ -15,6 +15,7 @@
  * without failing.
  */
 import pg from "pg";
+import { ignoreDropped } from "./session.js";
 
 export interface PgListenerOptions {
   pool: pg.Pool;
@@ -47,12 +48,6 @@ export interface PgListenerStatus {
   /** LISTENs made again after a drop. */
   reconnects: number;
 }
-
-/**
- * node-postgres emits "error" on a checked-out client whose connection drops, and the pool listens
- * only to idle ones: without a listener that would take the process down.
- */
-const ignoreDropped = (): void => undefined;
 
 /** Constructing does nothing; `start()` listens; `stop()` releases the connection and the timer. */
 export class PgListener {

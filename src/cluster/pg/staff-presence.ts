@@ -57,6 +57,7 @@ import type pg from "pg";
 import type { StaffIdentity } from "../../staff/protocol.js";
 import { PgListener } from "./listener.js";
 import type { PgMigration } from "./migrate.js";
+import { session } from "./session.js";
 
 export const STAFF_PRESENCE_MIGRATION: PgMigration = {
   version: 8,
@@ -189,9 +190,6 @@ const LEAVE = `
   WITH gone AS (DELETE FROM staff_presence WHERE node_id = $1)
   SELECT pg_notify('${STAFF_PRESENCE_CHANNEL}', $1)`;
 
-/** A dropped connection emits "error" on its client; the statement in flight fails on its own. */
-const ignoreDropped = (): void => undefined;
-
 function sameIdentity(a: StaffIdentity, b: StaffIdentity): boolean {
   const sameList = (x: readonly string[] | null, y: readonly string[] | null) =>
     x === null || y === null ? x === y : x.length === y.length && x.every((v, i) => v === y[i]);
@@ -316,7 +314,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
     this.halt();
     await this.settle();
     try {
-      await this.session(async (c) => {
+      await session(this.pool, this.timeoutMs, async (c) => {
         await c.query(LEAVE, [this.nodeId]);
       });
     } catch (err) {
@@ -434,7 +432,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
     }));
     this.lastWriteAt = this.now();
     this.writes++;
-    await this.session((c) =>
+    await session(this.pool, this.timeoutMs, (c) =>
       c.query(WRITE, [this.nodeId, gone, base === null, [...target.keys()], JSON.stringify(rows)]),
     );
     this.written = target;
@@ -494,7 +492,7 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
     const writesBefore = this.writes;
     const quietBefore = this.writing === null;
     const sent = this.now();
-    const { rows } = await this.session((c) =>
+    const { rows } = await session(this.pool, this.timeoutMs, (c) =>
       c.query<PresenceRow>(READ, [this.leaseMs, this.nodeId, all, named, known]),
     );
     this.reads++;
@@ -586,51 +584,5 @@ export class StaffPresence extends EventEmitter<StaffPresenceEvents> {
   private fail(err: Error): void {
     this.lastError = err.message;
     if (this.listenerCount("error") > 0) this.emit("error", err);
-  }
-
-  /**
-   * A pooled connection for one piece of work, given up after timeoutMs: a connection that hangs (a
-   * network partition swallowing packets) is destroyed rather than waited on. A connection that
-   * arrives after the timeout is not used, so an abandoned write cannot run after a newer one.
-   */
-  private async session<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient | null = null;
-    let done = false;
-    const finish = (destroy: boolean) => {
-      if (done) return;
-      done = true;
-      client?.off("error", ignoreDropped);
-      client?.release(destroy);
-    };
-    const work = (async () => {
-      const c = await this.pool.connect();
-      if (done) {
-        c.release(true);
-        throw new Error("abandoned");
-      }
-      client = c;
-      c.on("error", ignoreDropped);
-      try {
-        const result = await fn(c);
-        finish(false);
-        return result;
-      } catch (err) {
-        finish(true);
-        throw err;
-      }
-    })();
-    work.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        finish(true);
-        reject(new Error(`no answer from PostgreSQL within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-    });
-    try {
-      return await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 }
