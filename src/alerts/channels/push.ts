@@ -177,6 +177,9 @@ interface Keys {
   capabilitySecret: Buffer;
 }
 
+/** An alert as settled, with the place its settled notification names. */
+type Settled = { alert: AlertView; place: Delivery["place"] };
+
 export class PushChannel implements AlertChannel {
   readonly name = "push" as const;
   private readonly now: () => number;
@@ -196,14 +199,11 @@ export class PushChannel implements AlertChannel {
   /** Display names of an alert's place as last delivered, for the settled notification's text. */
   private readonly places = new Map<string, Delivery["place"]>();
   /**
-   * Alert pushes waiting for the push service's answer, by alert: how many per subscription, and the
-   * alert as settled if it was settled meanwhile. The service may hand the notification to the phone
-   * before its answer gets here; an alert taken in that moment must still replace it on that phone.
+   * Alert pushes waiting for the push service's answer, by alert: how many, and the alert as settled
+   * if it was settled meanwhile. The service may hand the notification to the phone before its
+   * answer gets here; an alert taken in that moment must still replace it on that phone.
    */
-  private readonly sending = new Map<
-    string,
-    { subs: Map<string, number>; settled: { alert: AlertView; place: Delivery["place"] } | null }
-  >();
+  private readonly sending = new Map<string, { pushes: number; settled: Settled | null }>();
 
   constructor(private readonly ctx: PushChannelContext) {
     this.now = ctx.now ?? Date.now;
@@ -226,8 +226,9 @@ export class PushChannel implements AlertChannel {
     this.reporter = null;
     if (this.coolDownTimer) clearTimeout(this.coolDownTimer);
     this.coolDownTimer = null;
-    // Requests end by themselves within timeoutMs; waiting keeps the database open until then.
-    await Promise.allSettled([...this.inFlight]);
+    // Requests end by themselves within timeoutMs; waiting keeps the database open until then. An
+    // alarm push answered meanwhile may still owe its phone a settled update: wait for that too.
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     await this.sender.stop();
   }
 
@@ -317,26 +318,17 @@ export class PushChannel implements AlertChannel {
     this.track(p);
   }
 
-  private startSending(alertId: string, subscriptionId: string): void {
-    let entry = this.sending.get(alertId);
-    if (!entry) {
-      entry = { subs: new Map(), settled: null };
-      this.sending.set(alertId, entry);
-    }
-    entry.subs.set(subscriptionId, (entry.subs.get(subscriptionId) ?? 0) + 1);
+  private startSending(alertId: string): void {
+    const entry = this.sending.get(alertId);
+    if (entry) entry.pushes++;
+    else this.sending.set(alertId, { pushes: 1, settled: null });
   }
 
   /** One alert push answered; the alert as settled meanwhile, if it was. */
-  private doneSending(
-    alertId: string,
-    subscriptionId: string,
-  ): { alert: AlertView; place: Delivery["place"] } | null {
+  private doneSending(alertId: string): Settled | null {
     const entry = this.sending.get(alertId);
     if (!entry) return null;
-    const left = (entry.subs.get(subscriptionId) ?? 1) - 1;
-    if (left > 0) entry.subs.set(subscriptionId, left);
-    else entry.subs.delete(subscriptionId);
-    if (entry.subs.size === 0) this.sending.delete(alertId);
+    if (--entry.pushes === 0) this.sending.delete(alertId);
     return entry.settled;
   }
 
@@ -381,14 +373,14 @@ export class PushChannel implements AlertChannel {
       exp: Math.floor(this.now() / 1000) + this.ctx.options.actionTtlSeconds,
     });
     const payload = alertPayload(d, cap);
-    this.startSending(d.alert.id, s.id);
-    let settledMeanwhile: { alert: AlertView; place: Delivery["place"] } | null = null;
+    this.startSending(d.alert.id);
+    let settledMeanwhile: Settled | null = null;
     let r: Awaited<ReturnType<PushChannel["push"]>>;
     try {
       // RFC 8030 §5.3: "high" lets a phone in power saving wake for it; the rest can wait for it.
       r = await this.push(s, payload, d.alert.priority === "high" ? "high" : "normal");
     } finally {
-      settledMeanwhile = this.doneSending(d.alert.id, s.id);
+      settledMeanwhile = this.doneSending(d.alert.id);
     }
     const host = serviceHost(s.endpoint);
     if (r.ok) {

@@ -15,7 +15,7 @@
  * without failing.
  */
 import pg from "pg";
-import { ignoreDropped } from "./session.js";
+import { ignoreDropped, withDeadline } from "./session.js";
 
 export interface PgListenerOptions {
   pool: pg.Pool;
@@ -151,52 +151,20 @@ export class PgListener {
     c.on("end", () => dropped());
   }
 
-  /** A pooled connection that LISTENs on every channel, within `timeoutMs` if set. */
-  private async listen(): Promise<pg.PoolClient> {
-    let client: pg.PoolClient | null = null;
-    let done = false;
-    /** Destroys the connection once, whichever of the failure and the timeout comes first. */
-    const abandon = () => {
-      if (done) return;
-      done = true;
-      client?.release(true);
-    };
-    const work = (async () => {
-      const c = await openOutside(this.o.pool);
-      if (done) {
-        c.release(true);
-        throw new Error("abandoned");
-      }
-      client = c;
-      c.on("error", ignoreDropped);
-      try {
+  /** A connection of its own that LISTENs on every channel, within `timeoutMs` if set. */
+  private listen(): Promise<pg.PoolClient> {
+    return withDeadline(
+      () => openOutside(this.o.pool),
+      this.o.timeoutMs,
+      async (c) => {
         c.on("notification", (msg) => {
           if (this.o.channels.includes(msg.channel)) this.o.onNotification(msg);
         });
         await c.query(this.o.channels.map((ch) => `LISTEN ${ch}`).join("; "));
-      } catch (err) {
-        abandon();
-        throw err;
-      }
-      if (done) throw new Error("abandoned");
-      done = true;
-      return c;
-    })();
-    const { timeoutMs } = this.o;
-    if (timeoutMs === undefined) return work;
-    work.catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        abandon();
-        reject(new Error(`no answer from PostgreSQL within ${timeoutMs} ms`));
-      }, timeoutMs);
-    });
-    try {
-      return await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+        return c;
+      },
+      "keep",
+    );
   }
 }
 

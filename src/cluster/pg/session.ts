@@ -16,36 +16,48 @@ import type pg from "pg";
  */
 export const ignoreDropped = (): void => undefined;
 
-export async function session<T>(
-  pool: pg.Pool,
-  timeoutMs: number,
+/**
+ * `fn` on a connection from `open`, within `timeoutMs` if given. Past the deadline, or when `fn`
+ * fails, the connection is destroyed; one that arrives after the deadline is destroyed unused. When
+ * `fn` succeeds the connection goes back to its pool (`release`), or stays with the caller (`keep`:
+ * the listener's LISTEN connection, which `fn` returns).
+ */
+export async function withDeadline<T>(
+  open: () => Promise<pg.PoolClient>,
+  timeoutMs: number | undefined,
   fn: (c: pg.PoolClient) => Promise<T>,
+  after: "release" | "keep",
 ): Promise<T> {
   let client: pg.PoolClient | null = null;
   let done = false;
   const finish = (destroy: boolean) => {
     if (done) return;
     done = true;
-    client?.off("error", ignoreDropped);
-    client?.release(destroy);
+    if (!client || (!destroy && after === "keep")) return;
+    client.off("error", ignoreDropped);
+    client.release(destroy);
   };
   const work = (async () => {
-    const c = await pool.connect();
+    const c = await open();
     if (done) {
       c.release(true);
       throw new Error("abandoned");
     }
     client = c;
     c.on("error", ignoreDropped);
+    let result: T;
     try {
-      const result = await fn(c);
-      finish(false);
-      return result;
+      result = await fn(c);
     } catch (err) {
+      // The transaction, if any, dies with the connection.
       finish(true);
       throw err;
     }
+    if (done) throw new Error("abandoned");
+    finish(false);
+    return result;
   })();
+  if (timeoutMs === undefined) return work;
   work.catch(() => undefined);
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -59,4 +71,13 @@ export async function session<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A connection from `pool` for one piece of work within `timeoutMs`, returned to it after. */
+export function session<T>(
+  pool: pg.Pool,
+  timeoutMs: number,
+  fn: (c: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  return withDeadline(() => pool.connect(), timeoutMs, fn, "release");
 }

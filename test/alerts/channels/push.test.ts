@@ -368,6 +368,21 @@ describe("the push channel", () => {
     expect(svc.for(bo.test)).toHaveLength(2);
   });
 
+  it("stops only after the settled update an alarm push in flight still owes its phone", async () => {
+    const bo = phone("bo");
+    const a = alert();
+    svc.plan(bo.test.id, { delayMs: 300 });
+    channel.deliver(delivery(a, { id: bo.id, name: "Bo", staffId: "bo" }));
+    await svc.waitFor(() => svc.for(bo.test).length === 1);
+    channel.settled({ ...a, state: "cancelled" });
+    // Stopping at once: the alarm's answer comes during the stop, and its update after that.
+    await channel.stop();
+    expect(svc.for(bo.test).map((p) => [p.json.kind, p.json.state])).toEqual([
+      ["alert", undefined],
+      ["settled", "cancelled"],
+    ]);
+  });
+
   it("confirms a receipt only with an authentic, unexpired capability of a phone that still exists", async () => {
     const anna = phone("anna");
     const a = alert();

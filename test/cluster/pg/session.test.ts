@@ -6,7 +6,7 @@
 import { createServer, type Socket } from "node:net";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
-import { session } from "../../../src/cluster/pg/session.js";
+import { session, withDeadline } from "../../../src/cluster/pg/session.js";
 import { pgTestDatabases } from "../../helpers/pg-databases.js";
 
 const pgdb = pgTestDatabases("session");
@@ -79,5 +79,39 @@ describe("a pooled PostgreSQL connection with a deadline", () => {
         async (c) => (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]!.pid,
       );
     expect(await pid()).toBe(await pid());
+  });
+  it("keeps a connection with the caller when asked, and still destroys it on failure or past the deadline", async () => {
+    const pool = newPool(await pgdb.fresh());
+    const kept = await withDeadline(
+      () => pool.connect(),
+      2000,
+      async (c) => c,
+      "keep",
+    );
+    // Still checked out: not idle in the pool, and usable by its holder.
+    expect(pool.totalCount).toBe(1);
+    expect(pool.idleCount).toBe(0);
+    expect((await kept.query<{ n: number }>("SELECT 1 AS n")).rows[0]!.n).toBe(1);
+    kept.release(true);
+    expect(pool.totalCount).toBe(0);
+
+    await expect(
+      withDeadline(
+        () => pool.connect(),
+        2000,
+        async () => Promise.reject(new Error("LISTEN failed")),
+        "keep",
+      ),
+    ).rejects.toThrow("LISTEN failed");
+    expect(pool.totalCount).toBe(0);
+    await expect(
+      withDeadline(
+        () => pool.connect(),
+        300,
+        (c) => c.query("SELECT pg_sleep(5)"),
+        "keep",
+      ),
+    ).rejects.toThrow(/within 300 ms/);
+    expect(pool.totalCount).toBe(0);
   });
 });
