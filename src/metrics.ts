@@ -132,7 +132,7 @@ export class Metrics {
   });
   readonly commitSeconds = new Histogram({
     name: "ata_commit_seconds",
-    help: "Time from handing a group to the event-log writer to its commit, by lane",
+    help: "Time from handing a group to the event-log writer to its commit (written and shown to the rules; its PUBACKs follow the fsync), by lane",
     labelNames: ["lane"],
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
     registers: [this.registry],

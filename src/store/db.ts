@@ -617,6 +617,22 @@ export const EVENT_LOG_MIGRATIONS: Migration[] = [
       CREATE INDEX log.dead_letters_device ON dead_letters(device_id);
     `,
   },
+  {
+    version: 5,
+    name: "writer state",
+    sql: `
+      -- The event log's writer thread shows a group to the rest of the gateway once it is written
+      -- and fsyncs it just after (store/sqlite-writer-worker.js). A power loss in between can take
+      -- back rows the rules or the sink had already seen; their positions must never be handed out
+      -- again. clean = 0 while a writer runs, 1 once it stopped with everything on disk; a start
+      -- that finds 0 numbers the next event past a gap as large as what can be in between.
+      CREATE TABLE log.writer_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        clean INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 /** The event log's file for a main database file (":memory:" stays in memory). */

@@ -5,7 +5,7 @@
 // each message's batches in one transaction (one fsync), answering with what each row changed.
 // The main thread keeps serving sockets while a batch waits for the disk.
 
-import { readlinkSync } from "node:fs";
+import { closeSync, fsync, fsyncSync, openSync, readlinkSync } from "node:fs";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 
@@ -17,7 +17,14 @@ try {
 
 const db = new Database(workerData.path);
 db.pragma("journal_mode = WAL");
-// As the main connections: what a writer acknowledges must survive power loss, not only a crash.
+// "commit" (the default): each transaction fsyncs the WAL before its answer, as the main
+// connections do, so what a writer acknowledges survives power loss, not only a crash.
+// "after-commit": a transaction is answered as soon as SQLite has written it (`done`, visible to
+// every connection, safe from a crash of the process), and the WAL is fsynced on libuv's thread
+// pool while this thread commits the next one; `durable` then names the last message on disk. One
+// fsync covers every commit written before it started. The event log uses it so that a fall's alert
+// waits for no disk, while its PUBACK still waits for the fsync (store/sqlite-writer.ts).
+const afterCommit = workerData.durability === "after-commit";
 db.pragma("synchronous = FULL");
 db.pragma("busy_timeout = 5000");
 // A burst (a device flooding dead letters, a backlog after an outage) grows the WAL past the
@@ -31,6 +38,29 @@ if (workerData.autoCheckpoint === false) db.pragma("wal_autocheckpoint = 0");
 /** @type {Record<string, import("better-sqlite3").Statement>} */
 const statements = {};
 for (const [name, sql] of Object.entries(workerData.statements)) statements[name] = db.prepare(sql);
+
+const maxUndurable = workerData.maxUndurable ?? 50_000;
+/**
+ * After-commit, with a sequence: this thread numbers the rows of one statement itself (the event
+ * log's seq), in the column named, and a row the statement ignored does not use its number. A
+ * start after a stop that was not clean (the writer_state row still says 0) continues past a gap of
+ * maxUndurable: a power loss may have taken back up to that many rows already shown, and a number a
+ * listener saw (the rules' cursor, an alert's event) must not come back for another event.
+ */
+const sequence = afterCommit ? workerData.sequence : undefined;
+let nextSeq = 0;
+if (sequence) {
+  const last = db.prepare(sequence.maxSql).pluck().get() ?? 0;
+  const state = db.prepare("SELECT clean FROM writer_state WHERE id = 1").pluck().get();
+  const gap = state === 0 ? maxUndurable : 0;
+  nextSeq = last + 1 + gap;
+  if (gap) parentPort.postMessage({ type: "gap", after: last, next: nextSeq });
+  // On disk before the first row is shown (this connection still commits with FULL here).
+  db.prepare(
+    "INSERT INTO writer_state (id, clean, updated_at) VALUES (1, 0, ?) ON CONFLICT(id) DO UPDATE SET clean = 0, updated_at = excluded.updated_at",
+  ).run(Date.now());
+}
+if (afterCommit) db.pragma("synchronous = NORMAL");
 
 /** Structured clone turns a Buffer into a Uint8Array; SQLite binds only Buffers as BLOBs. */
 function fixBlobs(row) {
@@ -61,9 +91,12 @@ const commit = db.transaction((batches) =>
     // Per row: the new rowid, or 0 when the row was ignored (INSERT OR IGNORE on a duplicate).
     const out = new Array(rows.length);
     const trace = ignored ? statements[ignored.stmt] : null;
+    const numbered = sequence && sequence.stmt === stmt ? sequence.column : -1;
     for (let i = 0; i < rows.length; i++) {
+      if (numbered >= 0) rows[i][numbered] = nextSeq;
       const info = s.run(fixBlobs(rows[i]));
       out[i] = info.changes === 0 ? 0 : Number(info.lastInsertRowid);
+      if (numbered >= 0 && info.changes > 0) nextSeq++;
       if (out[i] === 0 && trace) trace.run(ignored.columns.map((c) => rows[i][c]));
     }
     return out;
@@ -84,21 +117,120 @@ function failure(id, err) {
 /** Several messages in one transaction, in order: one fsync for all; each answered on its own. */
 const commitMany = db.transaction((msgs) => msgs.map((m) => commit(m.batches)));
 
+// ---- after-commit durability: the WAL's fsync off this thread's way.
+/** The last message committed, and the last one an fsync has covered. */
+let committedId = 0;
+let durableId = 0;
+/** Rows committed and not yet covered by an fsync: kept below `maxUndurable` (see below). */
+let undurableRows = 0;
+let syncing = false;
+/** The WAL file, opened at the first fsync (SQLite creates it at the first write). */
+let walFd = null;
+// At most maxUndurable rows are ever shown and not on disk: a commit that would leave more is
+// fsynced on this thread before it is answered. The sequence gap above relies on it.
+
+function walFile() {
+  if (walFd === null) walFd = openSync(`${workerData.path}-wal`, "r+");
+  return walFd;
+}
+
+function durableFailed(err) {
+  // As the main database's durability (store/durability.ts): after a failed fsync Linux may have
+  // dropped the dirty pages, and a retry that succeeds proves nothing. The owner stops.
+  parentPort.postMessage({
+    type: "durable-failed",
+    error: err instanceof Error ? err.message : String(err),
+    code: err && typeof err.code === "string" ? err.code : undefined,
+  });
+}
+
+/** Tests hold the fsync with it (WriterOptions.holdFsync): non-zero, it waits. */
+const held = workerData.holdFsync ? new Int32Array(workerData.holdFsync) : null;
+let retry = null;
+let closed = false;
+
+function syncWal() {
+  if (syncing || durableId === committedId) return;
+  if (held && Atomics.load(held, 0) !== 0) {
+    retry ??= setTimeout(() => {
+      retry = null;
+      syncWal();
+    }, 2);
+    return;
+  }
+  syncing = true;
+  const upTo = committedId;
+  const rows = undurableRows;
+  fsync(walFile(), (err) => {
+    syncing = false;
+    // close() made everything durable on this thread and closed the file meanwhile.
+    if (closed) return;
+    if (err) return durableFailed(err);
+    // syncWalNow() may have covered more meanwhile.
+    if (upTo > durableId) {
+      durableId = upTo;
+      undurableRows = Math.max(0, undurableRows - rows);
+      parentPort.postMessage({ type: "durable", upTo });
+    }
+    syncWal();
+  });
+}
+
+/** Everything committed on disk now, on this thread (the bound above, and at close). */
+function syncWalNow() {
+  if (durableId === committedId) return true;
+  try {
+    fsyncSync(walFile());
+  } catch (err) {
+    durableFailed(err);
+    return false;
+  }
+  durableId = committedId;
+  undurableRows = 0;
+  parentPort.postMessage({ type: "durable", upTo: durableId });
+  return true;
+}
+
+function rowCount(msgs) {
+  let n = 0;
+  for (const m of msgs) for (const b of m.batches) n += b.rows.length;
+  return n;
+}
+
 function write(msgs) {
   let results;
+  const next = nextSeq;
   try {
     results = msgs.length === 1 ? [commit(msgs[0].batches)] : commitMany(msgs);
   } catch (err) {
+    // Rolled back: the numbers it took are free again.
+    nextSeq = next;
     if (msgs.length === 1) parentPort.postMessage(failure(msgs[0].id, err));
     // One of them failed: each on its own, so the others are not failed with it.
     else for (const m of msgs) write([m]);
     return;
   }
+  if (afterCommit) {
+    committedId = msgs[msgs.length - 1].id;
+    undurableRows += rowCount(msgs);
+    if (undurableRows > maxUndurable && !syncWalNow()) return;
+  }
   for (let i = 0; i < msgs.length; i++)
     parentPort.postMessage({ type: "done", id: msgs[i].id, ok: true, results: results[i] });
+  if (afterCommit) syncWal();
 }
 
 function close() {
+  closed = true;
+  if (retry) clearTimeout(retry);
+  if (afterCommit && syncWalNow()) {
+    if (walFd !== null) closeSync(walFd);
+    // Everything is on disk: the next start needs no gap.
+    if (sequence) {
+      db.pragma("synchronous = FULL");
+      db.prepare("UPDATE writer_state SET clean = 1, updated_at = ? WHERE id = 1").run(Date.now());
+    }
+  }
   db.close();
   parentPort.postMessage({ type: "closed" });
 }

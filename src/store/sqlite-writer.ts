@@ -3,6 +3,11 @@
  * transaction on the thread's own connection. Used by the event log (the PUBACK waits for it) and
  * by the embedded time-series store, so that neither holds the event loop while SQLite inserts and
  * fsyncs. Reads stay on the main thread's connections (WAL lets them proceed meanwhile).
+ *
+ * Durability "commit" answers each run() once its transaction is on disk. "after-commit" (the
+ * event log) answers twice: `visible` as soon as the transaction is written (every connection sees
+ * it, a crash of the process keeps it), and the returned promise once an fsync has covered it; the
+ * fsync runs off the writer's way, so the next transaction does not wait for it.
  */
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../log.js";
@@ -28,26 +33,69 @@ export interface WriteBatch {
   repeat?: { tally?: string };
 }
 
+export type WriterDurability = "commit" | "after-commit";
+
+type Results = (number[] | null)[];
+
+interface Waiting {
+  resolve: (r: Results) => void;
+  reject: (e: Error) => void;
+  visible: ((r: Results) => void) | undefined;
+  /** After-commit: the results, once committed, until an fsync covers them. */
+  results?: Results;
+}
+
+export interface WriterOptions {
+  /** Told the thread's Linux id once it runs (per-thread CPU accounting). */
+  onThread?: (tid: number) => void;
+  /** false when a Checkpointer thread checkpoints this file. */
+  autoCheckpoint?: boolean;
+  /** See the class comment. Default "commit". */
+  durability?: WriterDurability;
+  /** After-commit: at most this many rows written and not yet on disk (see the worker). */
+  maxUndurable?: number;
+  /**
+   * After-commit: the thread numbers the rows of `stmt` itself, in parameter `column` (0-based),
+   * from one past `maxSql`'s answer, past a gap after a stop that was not clean (the file needs a
+   * `writer_state` table; see the worker).
+   */
+  sequence?: { stmt: string; column: number; maxSql: string };
+  /** After-commit: a failed fsync. Default: logged as fatal, and the process exits (70). */
+  onFatal?: (err: Error) => void;
+  /** Tests: an Int32Array's buffer; while its first element is not 0, the background fsync waits. */
+  holdFsync?: SharedArrayBuffer;
+}
+
 export class SqliteWriterThread {
   private readonly worker: Worker;
-  private readonly waiting = new Map<
-    number,
-    { resolve: (r: (number[] | null)[]) => void; reject: (e: Error) => void }
-  >();
+  /** In id order: run() hands the thread messages in order, and it answers them in order. */
+  private readonly waiting = new Map<number, Waiting>();
   private nextId = 1;
   private failed: Error | null = null;
+  private readonly durability: WriterDurability;
+  /** After-commit: the last message an fsync has covered. */
+  private durableUpTo = 0;
 
-  constructor(
-    path: string,
-    statements: Record<string, string>,
-    log: Logger,
-    /** Told the thread's Linux id once it runs (per-thread CPU accounting). */
-    onThread?: (tid: number) => void,
-    /** false when a Checkpointer thread checkpoints this file. */
-    autoCheckpoint = true,
-  ) {
+  constructor(path: string, statements: Record<string, string>, log: Logger, options: WriterOptions = {}) {
+    const { onThread, autoCheckpoint = true, durability = "commit", maxUndurable, sequence } = options;
+    this.durability = durability;
+    const onFatal =
+      options.onFatal ??
+      ((err: Error) => {
+        log.fatal({ err, path }, "fsync of the WAL failed; stopping");
+        process.exit(70);
+      });
     this.worker = new Worker(new URL("./sqlite-writer-worker.js", import.meta.url), {
-      workerData: { path, statements, autoCheckpoint, walSizeLimit: WAL_SIZE_LIMIT },
+      workerData: {
+        path,
+        statements,
+        autoCheckpoint,
+        walSizeLimit: WAL_SIZE_LIMIT,
+        durability,
+        maxUndurable,
+        sequence,
+        holdFsync: options.holdFsync,
+      },
     });
     this.worker.on(
       "message",
@@ -55,17 +103,32 @@ export class SqliteWriterThread {
         type: string;
         id: number;
         ok: boolean;
-        results: (number[] | null)[];
+        results: Results;
+        upTo: number;
         error?: string;
         code?: string;
       }) => {
         if (m.type === "thread") onThread?.((m as unknown as { tid: number }).tid);
-        if (m.type !== "done") return;
-        const w = this.waiting.get(m.id);
-        this.waiting.delete(m.id);
-        if (!w) return;
-        if (m.ok) w.resolve(m.results);
-        else w.reject(Object.assign(new Error(m.error), m.code ? { code: m.code } : {}));
+        else if (m.type === "done") this.done(m.id, m.ok ? m.results : null, m);
+        else if (m.type === "durable") this.durable(m.upTo);
+        else if (m.type === "gap")
+          log.warn(
+            {
+              after: (m as unknown as { after: number }).after,
+              next: (m as unknown as { next: number }).next,
+            },
+            "the last stop was not clean: numbering resumes past a gap, so that no position already shown comes back",
+          );
+        else if (m.type === "durable-failed") {
+          // What was shown as written may not be on disk, and nothing later can prove it is: as a
+          // failed fsync of the main database (store/durability.ts), fatal.
+          const err = Object.assign(
+            new Error(`fsync of the WAL failed: ${m.error}`),
+            m.code ? { code: m.code } : {},
+          );
+          fail(err);
+          onFatal(err);
+        }
       },
     );
     const fail = (err: Error) => {
@@ -80,14 +143,47 @@ export class SqliteWriterThread {
     });
   }
 
-  /** Commit the batches in one transaction; rejects (and nothing is committed) if any row fails. */
-  run(batches: WriteBatch[]): Promise<(number[] | null)[]> {
+  /**
+   * Commit the batches in one transaction; rejects (and nothing is committed) if any row fails.
+   * Resolves once the transaction is on disk. After-commit: `visible` is called before, as soon as
+   * the transaction is written; a failed fsync after it rejects (and the thread is done).
+   */
+  run(batches: WriteBatch[], visible?: (results: Results) => void): Promise<Results> {
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      this.waiting.set(id, { resolve, reject, visible });
       this.worker.postMessage({ type: "write", id, batches });
     });
+  }
+
+  private done(id: number, results: Results | null, m: { error?: string; code?: string }): void {
+    const w = this.waiting.get(id);
+    if (!w) return;
+    if (results === null) {
+      this.waiting.delete(id);
+      w.reject(Object.assign(new Error(m.error), m.code ? { code: m.code } : {}));
+    } else if (this.durability === "commit") {
+      this.waiting.delete(id);
+      w.resolve(results);
+    } else {
+      w.results = results;
+      w.visible?.(results);
+      // Answered after an fsync on the writer's own thread already covered it (its bound).
+      if (id <= this.durableUpTo) this.durable(this.durableUpTo);
+    }
+  }
+
+  /** After-commit: every message up to `upTo` is on disk. */
+  private durable(upTo: number): void {
+    this.durableUpTo = Math.max(this.durableUpTo, upTo);
+    for (const [id, w] of this.waiting) {
+      if (id > upTo) break;
+      // Not committed yet (a later answer): it stays. Ids only reach here once answered.
+      if (!w.results) continue;
+      this.waiting.delete(id);
+      w.resolve(w.results);
+    }
   }
 
   async close(): Promise<void> {
