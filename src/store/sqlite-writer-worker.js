@@ -5,8 +5,8 @@
 // each message's batches in one transaction (one fsync), answering with what each row changed.
 // The main thread keeps serving sockets while a batch waits for the disk.
 
-import { closeSync, fsync, fsyncSync, openSync, readlinkSync } from "node:fs";
-import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import { closeSync, fsyncSync, openSync, readlinkSync } from "node:fs";
+import { parentPort, receiveMessageOnPort, Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 
 // This thread's Linux id, for per-thread CPU accounting (Linux only).
@@ -20,8 +20,8 @@ db.pragma("journal_mode = WAL");
 // "commit" (the default): each transaction fsyncs the WAL before its answer, as the main
 // connections do, so what a writer acknowledges survives power loss, not only a crash.
 // "after-commit": a transaction is answered as soon as SQLite has written it (`done`, visible to
-// every connection, safe from a crash of the process), and the WAL is fsynced on libuv's thread
-// pool while this thread commits the next one; `durable` then names the last message on disk. One
+// every connection, safe from a crash of the process), and the WAL is fsynced on a thread of its
+// own while this thread commits the next one; `durable` then names the last message on disk. One
 // fsync covers every commit written before it started. The event log uses it so that a fall's alert
 // waits for no disk, while its PUBACK still waits for the fsync (store/sqlite-writer.ts).
 const afterCommit = workerData.durability === "after-commit";
@@ -117,17 +117,16 @@ function failure(id, err) {
 /** Several messages in one transaction, in order: one fsync for all; each answered on its own. */
 const commitMany = db.transaction((msgs) => msgs.map((m) => commit(m.batches)));
 
-// ---- after-commit durability: the WAL's fsync off this thread's way.
+// ---- after-commit durability: the WAL's fsync on a thread of its own (sqlite-fsync-worker.js).
 /** The last message committed, and the last one an fsync has covered. */
 let committedId = 0;
 let durableId = 0;
-/** Rows committed and not yet covered by an fsync: kept below `maxUndurable` (see below). */
+/** Rows committed and not yet covered by an fsync, with the messages they came in. */
 let undurableRows = 0;
-let syncing = false;
-/** The WAL file, opened at the first fsync (SQLite creates it at the first write). */
+const undurable = [];
+/** The WAL file, for the fsyncs this thread does itself (the bound, and at close). */
 let walFd = null;
-// At most maxUndurable rows are ever shown and not on disk: a commit that would leave more is
-// fsynced on this thread before it is answered. The sequence gap above relies on it.
+let closed = false;
 
 function walFile() {
   if (walFd === null) walFd = openSync(`${workerData.path}-wal`, "r+");
@@ -144,39 +143,28 @@ function durableFailed(err) {
   });
 }
 
-/** Tests hold the fsync with it (WriterOptions.holdFsync): non-zero, it waits. */
-const held = workerData.holdFsync ? new Int32Array(workerData.holdFsync) : null;
-let retry = null;
-let closed = false;
-
-function syncWal() {
-  if (syncing || durableId === committedId) return;
-  if (held && Atomics.load(held, 0) !== 0) {
-    retry ??= setTimeout(() => {
-      retry = null;
-      syncWal();
-    }, 2);
-    return;
-  }
-  syncing = true;
-  const upTo = committedId;
-  const rows = undurableRows;
-  fsync(walFile(), (err) => {
-    syncing = false;
-    // close() made everything durable on this thread and closed the file meanwhile.
-    if (closed) return;
-    if (err) return durableFailed(err);
-    // syncWalNow() may have covered more meanwhile.
-    if (upTo > durableId) {
-      durableId = upTo;
-      undurableRows = Math.max(0, undurableRows - rows);
-      parentPort.postMessage({ type: "durable", upTo });
-    }
-    syncWal();
-  });
+function covered(upTo) {
+  if (upTo <= durableId) return;
+  durableId = upTo;
+  while (undurable.length && undurable[0].id <= upTo) undurableRows -= undurable.shift().rows;
+  parentPort.postMessage({ type: "durable", upTo });
 }
 
-/** Everything committed on disk now, on this thread (the bound above, and at close). */
+const fsyncThread = afterCommit
+  ? new Worker(new URL("./sqlite-fsync-worker.js", import.meta.url), {
+      workerData: { walPath: `${workerData.path}-wal`, holdFsync: workerData.holdFsync },
+    })
+  : null;
+fsyncThread?.on("message", (m) => {
+  if (closed) return;
+  if (m.type === "durable") covered(m.upTo);
+  else if (m.type === "failed") durableFailed(Object.assign(new Error(m.error), { code: m.code }));
+});
+fsyncThread?.on("error", (err) => {
+  if (!closed) durableFailed(err);
+});
+
+/** Everything committed on disk now, on this thread (the bound, and at close). */
 function syncWalNow() {
   if (durableId === committedId) return true;
   try {
@@ -185,9 +173,7 @@ function syncWalNow() {
     durableFailed(err);
     return false;
   }
-  durableId = committedId;
-  undurableRows = 0;
-  parentPort.postMessage({ type: "durable", upTo: durableId });
+  covered(committedId);
   return true;
 }
 
@@ -212,17 +198,18 @@ function write(msgs) {
   }
   if (afterCommit) {
     committedId = msgs[msgs.length - 1].id;
-    undurableRows += rowCount(msgs);
+    const rows = rowCount(msgs);
+    undurable.push({ id: committedId, rows });
+    undurableRows += rows;
+    // The bound: past it, on disk before it is shown.
     if (undurableRows > maxUndurable && !syncWalNow()) return;
   }
   for (let i = 0; i < msgs.length; i++)
     parentPort.postMessage({ type: "done", id: msgs[i].id, ok: true, results: results[i] });
-  if (afterCommit) syncWal();
+  if (afterCommit && committedId > durableId) fsyncThread.postMessage({ type: "sync", upTo: committedId });
 }
 
 function close() {
-  closed = true;
-  if (retry) clearTimeout(retry);
   if (afterCommit && syncWalNow()) {
     if (walFd !== null) closeSync(walFd);
     // Everything is on disk: the next start needs no gap.
@@ -231,6 +218,8 @@ function close() {
       db.prepare("UPDATE writer_state SET clean = 1, updated_at = ? WHERE id = 1").run(Date.now());
     }
   }
+  closed = true;
+  fsyncThread?.postMessage({ type: "close" });
   db.close();
   parentPort.postMessage({ type: "closed" });
 }

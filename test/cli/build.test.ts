@@ -83,6 +83,7 @@ describe("the production build", () => {
   it("emits the worker threads' plain JavaScript beside their owners, and nothing from tests", () => {
     for (const f of [
       "src/store/sqlite-writer-worker.js",
+      "src/store/sqlite-fsync-worker.js",
       "src/store/checkpointer-worker.js",
       "devices/index.js",
     ])

@@ -72,7 +72,12 @@ describe("ingest lanes", () => {
     ingest.start();
     open.push({ ingest, db });
     const logged: LoggedEvent[] = [];
-    ingest.on("events", (events: LoggedEvent[]) => logged.push(...events));
+    /** The event ids of each group as the listeners got it. */
+    const groups: string[][] = [];
+    ingest.on("events", (events: LoggedEvent[]) => {
+      logged.push(...events);
+      groups.push(events.map((e) => e.eventId));
+    });
     const settled = new Map<string, number>();
     const t0 = performance.now();
     const submit = (device: string, eventId: string, type: string): Promise<IngestResult> =>
@@ -89,16 +94,19 @@ describe("ingest lanes", () => {
           settled.set(eventId, performance.now() - t0);
           return r;
         });
-    return { ingest, metrics, logged, settled, submit, elapsed: () => performance.now() - t0 };
+    return { ingest, metrics, logged, groups, settled, submit, elapsed: () => performance.now() - t0 };
   }
 
   it("a fall is committed at once while heartbeats wait for their group", async () => {
-    const { metrics, logged, settled, submit } = build(["fall.detected"]);
+    const { metrics, logged, groups, settled, submit } = build(["fall.detected"]);
     const heartbeat = submit("a", "hb-1", "device.heartbeat");
     await submit("b", "fall-1", "fall.detected");
     expect(settled.get("fall-1")).toBeLessThan(AT_ONCE_MS);
-    expect(settled.has("hb-1")).toBe(false); // still waiting for companions
+    // The fall went to the listeners alone; the heartbeat was still waiting for companions. (Their
+    // answers may come together: one fsync covers every group written before it started.)
+    expect(groups[0]).toEqual(["fall-1"]);
     await heartbeat; // (with the next group: after the fall's commit, what waits goes next)
+    expect(groups).toEqual([["fall-1"], ["hb-1"]]);
     expect(logged.map((e) => e.eventId)).toEqual(["fall-1", "hb-1"]);
     const text = await metrics.registry.metrics();
     expect(text).toMatch(/ata_commit_seconds_count\{lane="urgent"\} 1/);
@@ -132,17 +140,19 @@ describe("ingest lanes", () => {
   });
 
   it("a device's earlier publishes still waiting go with its fall, ahead of it", async () => {
-    const { logged, settled, submit } = build(["fall.detected"]);
+    const { logged, groups, settled, submit } = build(["fall.detected"]);
     const before = submit("c", "hb-c", "device.heartbeat");
     const other = submit("a", "hb-a", "device.heartbeat");
     await submit("c", "fall-c", "fall.detected");
     await before;
     expect(settled.get("hb-c")).toBeLessThan(AT_ONCE_MS);
-    expect(settled.has("hb-a")).toBe(false); // another device's heartbeat keeps its group
+    // Another device's heartbeat keeps its group: not in the fall's.
+    expect(groups[0]).toEqual(["hb-c", "fall-c"]);
     const c = logged.filter((e) => e.deviceId === "c");
     expect(c.map((e) => e.eventId)).toEqual(["hb-c", "fall-c"]);
     expect(c[0]!.logSeq).toBeLessThan(c[1]!.logSeq);
     await other;
+    expect(groups).toEqual([["hb-c", "fall-c"], ["hb-a"]]);
   });
 
   it("a type no rule raises a high-priority alert on takes the background lane", async () => {

@@ -49,6 +49,8 @@
  * | observe_samples,      |               |                                                                                       |
  * | observe_totals        |               |                                                                                       |
  * | schema_migrations     | not mirrored  | each database's own migration record                                                  |
+ * | writer_state          | not mirrored  | whether this file's event-log writer stopped with everything on disk (its numbering   |
+ * |                       |               | resumes past a gap otherwise); PostgreSQL's log numbers its own rows                  |
  * | replication_outbox,   | not mirrored  | a cluster node's own: changes to the replicated tables on their way to PostgreSQL,    |
  * | replication_applying, |               | the guard that keeps applied changes from being captured again, its origin id         |
  * | replication_meta      |               | (made at a cluster node's start, ../replicated-tables.ts)                             |
@@ -65,6 +67,7 @@ export const NOT_MIRRORED: Readonly<Record<string, string>> = {
   observe_samples: "observe mode: onboarding on one gateway's embedded broker",
   observe_totals: "observe mode: onboarding on one gateway's embedded broker",
   schema_migrations: "each database's own migration record",
+  writer_state: "whether this file's event-log writer stopped cleanly",
   replication_outbox: "a cluster node's changes on their way to PostgreSQL",
   replication_applying: "a cluster node's guard against capturing applied changes",
   replication_meta: "a cluster node's origin id in the replication",
