@@ -177,10 +177,11 @@ export class SqliteWriterThread {
   /** After-commit: every message up to `upTo` is on disk. */
   private durable(upTo: number): void {
     this.durableUpTo = Math.max(this.durableUpTo, upTo);
+    // In id order, and no further than the first not yet answered `done` (the writer's own fsync
+    // names its groups before it answers them): devices get their PUBACKs in the order they
+    // published (MQTT 3.1.1, 4.6), and done() picks up from there.
     for (const [id, w] of this.waiting) {
-      if (id > upTo) break;
-      // Not committed yet (a later answer): it stays. Ids only reach here once answered.
-      if (!w.results) continue;
+      if (id > upTo || !w.results) break;
       this.waiting.delete(id);
       w.resolve(w.results);
     }
