@@ -531,11 +531,13 @@ export class Ingest extends EventEmitter {
     // answered (PUBACK, dead-letter replies) once it is on disk: a fall's alert waits for no fsync.
     let shown = false;
     let release: () => void = () => {};
+    /** Each submission's outcome, known once the group is written, given once it is on disk. */
+    let outcomes: IngestResult[] = [];
     const show = (result: WriteResult) => {
       if (shown) return;
       shown = true;
       release();
-      this.committed(batch, result, t0, lane);
+      outcomes = this.committed(batch, result, t0, lane);
       if (this.queue.length) this.flush();
     };
     let written: WriteResult | Promise<WriteResult>;
@@ -547,7 +549,7 @@ export class Ingest extends EventEmitter {
     }
     if (!(written instanceof Promise)) {
       show(written);
-      this.acknowledge(batch, written);
+      this.acknowledge(batch, outcomes);
       return;
     }
     // Until the group is written it holds one of the writer's PIPELINE_DEPTH places; until it is on
@@ -564,7 +566,7 @@ export class Ingest extends EventEmitter {
       (result) => {
         this.unacknowledged.delete(acked);
         show(result);
-        this.acknowledge(batch, result);
+        this.acknowledge(batch, outcomes);
       },
       (err: Error) => {
         this.unacknowledged.delete(acked);
@@ -614,9 +616,10 @@ export class Ingest extends EventEmitter {
 
   /**
    * The group is written: its events go to the listeners. `t0`: when it went to the writer
-   * (performance.now()). Its submitters are answered by acknowledge(), once it is on disk.
+   * (performance.now()). Returns each submission's outcome, which acknowledge() gives once the group
+   * is on disk.
    */
-  private committed(batch: Pending[], result: WriteResult, t0: number, lane: Lane): void {
+  private committed(batch: Pending[], result: WriteResult, t0: number, lane: Lane): IngestResult[] {
     const committedAt = performance.now();
     const seconds = (committedAt - t0) / 1000;
     this.ctx.storage?.succeeded();
@@ -626,11 +629,19 @@ export class Ingest extends EventEmitter {
     this.stats.commits++;
     this.stats.maxBatch = Math.max(this.stats.maxBatch, batch.length);
     const logged: LoggedEvent[] = [];
+    const outcomes: IngestResult[] = [];
     if (result.dropped.device) m.deadLettersDropped.inc({ reason: "device_quota" }, result.dropped.device);
     if (result.dropped.total) m.deadLettersDropped.inc({ reason: "total_quota" }, result.dropped.total);
     let e = 0;
+    let d = 0;
     for (const p of batch) {
-      if (p.kind === "dead") continue;
+      if (p.kind === "dead") {
+        outcomes.push({
+          ok: false,
+          rejection: { code: p.code, message: p.message, deadLetterId: result.deadIds[d++]! },
+        });
+        continue;
+      }
       let duplicates = 0;
       const redelivered = p.redelivered.length;
       for (const ev of p.events) {
@@ -647,6 +658,7 @@ export class Ingest extends EventEmitter {
       if (duplicates) m.eventsDuplicate.inc({ reason: "event_id" }, duplicates);
       if (redelivered) m.eventsDuplicate.inc({ reason: "redelivery" }, redelivered);
       this.stats.duplicates += duplicates + redelivered;
+      outcomes.push({ ok: true, events: p.events.length - duplicates, duplicates: duplicates + redelivered });
     }
     this.stats.committedEvents += logged.length;
     // One labelled increment per type and batch, not per event: label lookup is the costly part.
@@ -655,26 +667,19 @@ export class Ingest extends EventEmitter {
     for (const [type, n] of perType) m.eventsAccepted.inc({ type }, n);
     if (logged.length) this.safeEmit("events", logged);
     if (lane === "urgent") this.urgentStages(batch, t0, seconds, committedAt);
+    return outcomes;
   }
 
   /** The group is on disk: each submission gets its outcome (the PUBACK, a dead letter's reply). */
-  private acknowledge(batch: Pending[], result: WriteResult): void {
-    const m = this.ctx.metrics;
-    let e = 0;
-    let d = 0;
-    for (const p of batch) {
-      if (p.kind === "dead") {
-        const rejection = { code: p.code, message: p.message, deadLetterId: result.deadIds[d++]! };
-        this.stats.deadLetters++;
-        m.eventsRejected.inc({ reason: p.code });
-        p.resolve({ ok: false, rejection });
-        this.safeEmit("rejected", { deviceId: p.deviceId, topic: p.topic, rejection });
-        continue;
-      }
-      let ignored = 0;
-      for (let i = 0; i < p.events.length; i++) if (result.seqs[e++] === 0) ignored++;
-      p.resolve({ ok: true, events: p.events.length - ignored, duplicates: ignored + p.redelivered.length });
-    }
+  private acknowledge(batch: Pending[], outcomes: IngestResult[]): void {
+    batch.forEach((p, i) => {
+      const outcome = outcomes[i]!;
+      p.resolve(outcome);
+      if (outcome.ok) return;
+      this.stats.deadLetters++;
+      this.ctx.metrics.eventsRejected.inc({ reason: outcome.rejection.code });
+      this.safeEmit("rejected", { deviceId: p.deviceId, topic: p.topic, rejection: outcome.rejection });
+    });
   }
 
   /**

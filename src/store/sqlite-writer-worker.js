@@ -103,15 +103,16 @@ const commit = db.transaction((batches) =>
   }),
 );
 
-function failure(id, err) {
+/** An error as a message carries it. code: SQLITE_FULL, SQLITE_IOERR_*, EIO: the main thread tells a full disk from a bug by it. */
+function errorFields(err) {
   return {
-    type: "done",
-    id,
-    ok: false,
     error: err instanceof Error ? err.message : String(err),
-    // SQLITE_FULL, SQLITE_IOERR_*: the main thread tells a full disk from a bug by it.
     code: err && typeof err.code === "string" ? err.code : undefined,
   };
+}
+
+function failure(id, err) {
+  return { type: "done", id, ok: false, ...errorFields(err) };
 }
 
 /** Several messages in one transaction, in order: one fsync for all; each answered on its own. */
@@ -136,11 +137,7 @@ function walFile() {
 function durableFailed(err) {
   // As the main database's durability (store/durability.ts): after a failed fsync Linux may have
   // dropped the dirty pages, and a retry that succeeds proves nothing. The owner stops.
-  parentPort.postMessage({
-    type: "durable-failed",
-    error: err instanceof Error ? err.message : String(err),
-    code: err && typeof err.code === "string" ? err.code : undefined,
-  });
+  parentPort.postMessage({ type: "durable-failed", ...errorFields(err) });
 }
 
 function covered(upTo) {

@@ -66,6 +66,11 @@ export interface WriterOptions {
   holdFsync?: SharedArrayBuffer;
 }
 
+/** An error the thread reported, with SQLite's or the system's code (SQLITE_FULL, EIO). */
+function threadError(m: { error?: string; code?: string }, prefix = ""): Error {
+  return Object.assign(new Error(`${prefix}${m.error}`), m.code ? { code: m.code } : {});
+}
+
 export class SqliteWriterThread {
   private readonly worker: Worker;
   /** In id order: run() hands the thread messages in order, and it answers them in order. */
@@ -122,11 +127,10 @@ export class SqliteWriterThread {
         else if (m.type === "durable-failed") {
           // What was shown as written may not be on disk, and nothing later can prove it is: as a
           // failed fsync of the main database (store/durability.ts), fatal.
-          const err = Object.assign(
-            new Error(`fsync of the WAL failed: ${m.error}`),
-            m.code ? { code: m.code } : {},
-          );
+          const err = threadError(m, "fsync of the WAL failed: ");
           fail(err);
+          // Nothing it writes can be trusted to reach the disk: it takes no more work.
+          void this.worker.terminate();
           onFatal(err);
         }
       },
@@ -162,7 +166,7 @@ export class SqliteWriterThread {
     if (!w) return;
     if (results === null) {
       this.waiting.delete(id);
-      w.reject(Object.assign(new Error(m.error), m.code ? { code: m.code } : {}));
+      w.reject(threadError(m));
     } else if (this.durability === "commit") {
       this.waiting.delete(id);
       w.resolve(results);

@@ -3,7 +3,7 @@
  * written it and answered once an fsync covered it; it numbers the log itself, and a start after a
  * stop that was not clean continues past a gap, so that no position already shown comes back.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Worker } from "node:worker_threads";
@@ -107,6 +107,30 @@ describe("writer thread, after-commit durability", () => {
     expect(await insert(w, ["c", "d"])).toEqual([[3, 4]]);
     await first;
     expect(firstAnswered).toBe(true);
+  });
+
+  it("a failed fsync after a group was shown is fatal: its answer is refused and the owner is told", async () => {
+    const path = file();
+    const hold = new Int32Array(new SharedArrayBuffer(4));
+    Atomics.store(hold, 0, 1);
+    const fatal: Error[] = [];
+    const w = writer(path, {
+      holdFsync: hold.buffer as SharedArrayBuffer,
+      onFatal: (err) => fatal.push(err),
+    });
+    let shown = false;
+    const done = insert(w, ["a"], () => {
+      shown = true;
+    });
+    await expect.poll(() => shown, { timeout: 5000 }).toBe(true);
+    // The fsync thread opens the WAL at its first fsync: without the file, that fsync fails.
+    unlinkSync(`${path}-wal`);
+    Atomics.store(hold, 0, 0);
+    await expect(done).rejects.toThrow(/fsync of the WAL failed/);
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatchObject({ code: "ENOENT" });
+    // Nothing more is taken: the writer is done.
+    await expect(insert(w, ["b"])).rejects.toThrow(/fsync of the WAL failed/);
   });
 
   it("numbers the log itself: an ignored row takes no number, a rolled-back group gives its numbers back", async () => {
