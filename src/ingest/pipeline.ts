@@ -570,8 +570,12 @@ export class Ingest extends EventEmitter {
       },
       (err: Error) => {
         this.unacknowledged.delete(acked);
-        shown = true;
-        release();
+        // A group shown and then refused its fsync gave its place back when shown: releasing it
+        // again would splice out another group's place (indexOf -1).
+        if (!shown) {
+          shown = true;
+          release();
+        }
         this.failed(batch, err);
         if (this.queue.length) this.flush();
       },
