@@ -344,7 +344,14 @@ export class StaffServer implements StaffDirectory {
   private commandFailed(s: Session, msg: ClientCommand, err: unknown): void {
     if (err instanceof ApiError) return this.fail(s, msg.id, err.code, err.message, err.details, false);
     if (isStorageError(err))
-      return this.fail(s, msg.id, "unavailable", "storage is full or read-only; try again", undefined, false);
+      return this.fail(
+        s,
+        msg.id,
+        "unavailable",
+        "storage does not take writes right now (full, read-only or locked); try again",
+        undefined,
+        false,
+      );
     this.log.error({ err, command: msg.type }, "staff command failed");
     this.fail(s, msg.id, "internal", undefined, undefined, false);
   }

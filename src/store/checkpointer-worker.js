@@ -41,12 +41,19 @@ function pass(force) {
     const t0 = performance.now();
     try {
       // A WAL past the ceiling: a writer that never pauses keeps PASSIVE behind for good. RESTART
-      // waits (busy_timeout) for the commit in progress, holds the next one while it copies, and
-      // lets the WAL start over, cut back to journal_size_limit. Only under a flood; it costs that
-      // writer one pause of the copy's length.
+      // waits (busy_timeout) for the commit in progress, holds the writers while it copies, and
+      // lets the WAL start over, cut back to journal_size_limit. Only under a flood. A PASSIVE pass
+      // first copies the bulk without holding anyone, so RESTART holds the writers (the main
+      // thread's alert steps among them) only for what was committed meanwhile.
       const mode = size > maxWalBytes ? "RESTART" : "PASSIVE";
-      db.pragma(`wal_checkpoint(${mode})`);
-      parentPort.postMessage({ type: "checkpoint", path, mode, ms: performance.now() - t0 });
+      let heldMs;
+      if (mode === "RESTART") {
+        db.pragma("wal_checkpoint(PASSIVE)");
+        const t1 = performance.now();
+        db.pragma("wal_checkpoint(RESTART)");
+        heldMs = performance.now() - t1;
+      } else db.pragma("wal_checkpoint(PASSIVE)");
+      parentPort.postMessage({ type: "checkpoint", path, mode, ms: performance.now() - t0, heldMs });
     } catch (err) {
       parentPort.postMessage({
         type: "failed",

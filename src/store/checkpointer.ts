@@ -15,8 +15,9 @@ export interface CheckpointerOptions {
   /** Below this WAL size a pass leaves the file alone (SQLite's own default is ~4 MiB). */
   minWalBytes?: number;
   /**
-   * Past this WAL size a pass checkpoints with RESTART instead of PASSIVE: it waits for the writer
-   * between two commits and holds the next one until the WAL is copied, so the WAL starts over. A
+   * Past this WAL size a pass checkpoints with RESTART after a PASSIVE one: it waits for the writer
+   * between two commits and holds the next one until the rest of the WAL is copied, so the WAL
+   * starts over (writers wait for the lock: store/db.ts writeLockFirst). A
    * writer committing without pause (a flood) never lets a PASSIVE pass catch up, and the file
    * grew without bound (2.6 GB in 60 s here). Default 64 MiB.
    */
@@ -45,14 +46,22 @@ export class Checkpointer {
     this.worker.unref();
     this.worker.on(
       "message",
-      (m: { type: string; path: string; mode?: string; ms: number; error?: string; tid?: number }) => {
+      (m: {
+        type: string;
+        path: string;
+        mode?: string;
+        ms: number;
+        heldMs?: number;
+        error?: string;
+        tid?: number;
+      }) => {
         if (m.type === "thread") metrics?.threads.set({ thread: "checkpointer", tid: String(m.tid) }, 1);
         else if (m.type === "checkpoint") {
           this.stats.checkpoints++;
           if (m.mode === "RESTART") {
             this.stats.restarts++;
             this.log.warn(
-              { path: m.path, ms: Math.round(m.ms) },
+              { path: m.path, ms: Math.round(m.ms), writersHeldMs: Math.round(m.heldMs ?? m.ms) },
               "WAL past its ceiling; checkpointed with RESTART",
             );
           }

@@ -685,7 +685,43 @@ export function openDb({
   // starts the WAL over, instead of keeping the high-water mark on disk for good.
   db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
   db.pragma(`${EVENT_LOG_SCHEMA}.journal_size_limit = ${WAL_SIZE_LIMIT}`);
+  writeLockFirst(db);
   return db;
+}
+
+/**
+ * Every transaction on the connection takes the main database's write lock as its first statement,
+ * waiting (busy_timeout) while another connection holds it.
+ *
+ * better-sqlite3 begins with a plain BEGIN (deferred): the lock is taken at the first write. A
+ * transaction that reads before it writes (an alert step looks the alert up first) then holds a
+ * read snapshot, and SQLite does not wait for a lock held elsewhere in that case: the write fails at
+ * once with SQLITE_BUSY, whatever busy_timeout says. The checkpointer thread holds that lock while a
+ * RESTART checkpoint copies the WAL, so a fall's rule step, a carer's accept or an escalation timer
+ * meeting one failed (the rules fell behind and raised the fall a second later). Measured here: the
+ * read-then-write fails after 0.4 ms with the lock held elsewhere; with the lock taken first it
+ * waits for it.
+ *
+ * BEGIN IMMEDIATE would lock every attached database too, the event log included, whose writer
+ * thread commits continuously: a no-op UPDATE of `meta` locks the main database alone. Nested
+ * transactions (savepoints) already hold it. A database without `meta` (a schema older than
+ * migration 3, opened only to be upgraded) keeps plain transactions.
+ */
+function writeLockFirst(db: Db): void {
+  const hasMeta = db.prepare("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+  if (!hasMeta) return;
+  const lock = db.prepare("UPDATE main.meta SET value = value WHERE key = 'write-lock'");
+  const transaction = db.transaction.bind(db);
+  let depth = 0;
+  db.transaction = (<F extends (...args: never[]) => unknown>(fn: F) =>
+    transaction(function (this: unknown, ...args: Parameters<F>) {
+      try {
+        if (depth++ === 0) lock.run();
+        return fn.apply(this, args);
+      } finally {
+        depth--;
+      }
+    } as unknown as F)) as Db["transaction"];
 }
 
 /** A database that has migrations this gateway does not know: written by a newer version. */

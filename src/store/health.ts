@@ -20,12 +20,14 @@ import type { Db } from "./db.js";
 /**
  * SQLite result codes that mean "the disk or the file refuses writes", as opposed to a bug or a
  * constraint: SQLITE_FULL (no space), SQLITE_IOERR_* (write or fsync failed), SQLITE_READONLY_*
- * (file or mount read-only), SQLITE_CANTOPEN (a journal or WAL file cannot be created), and the
+ * (file or mount read-only), SQLITE_CANTOPEN (a journal or WAL file cannot be created),
+ * SQLITE_BUSY (another connection held the write lock past busy_timeout: an operator's shell in a
+ * transaction, say; the work is retried like a full disk's, never skipped as a failed rule), and the
  * plain errno codes Node reports for its own files.
  */
-const STORAGE_CODE = /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN)|ENOSPC|EROFS|EIO|EDQUOT)/;
+const STORAGE_CODE = /^(SQLITE_(FULL|IOERR|READONLY|CANTOPEN|BUSY)|ENOSPC|EROFS|EIO|EDQUOT)/;
 const STORAGE_MESSAGE =
-  /database or disk is full|disk I\/O error|attempt to write a readonly database|unable to open database file/i;
+  /database or disk is full|disk I\/O error|attempt to write a readonly database|unable to open database file|database is locked/i;
 
 /** Does this error mean the storage refuses writes (rather than a bug in what was written)? */
 export function isStorageError(err: unknown): boolean {
@@ -42,6 +44,7 @@ export function storageCode(err: unknown): string {
   if (/disk is full/i.test(message)) return "SQLITE_FULL";
   if (/readonly/i.test(message)) return "SQLITE_READONLY";
   if (/I\/O/i.test(message)) return "SQLITE_IOERR";
+  if (/database is locked/i.test(message)) return "SQLITE_BUSY";
   return "unknown";
 }
 
