@@ -155,6 +155,7 @@ export class AlertManager extends EventEmitter {
     this.configured = new Set(ctx.channels.keys());
     ctx.timers.on<{ alertId: string; level: number }>("escalate", (t) => this.onEscalateTimer(t));
     ctx.timers.on<{ alertId: string }>("renotify", (t) => this.onRenotifyTimer(t));
+    ctx.timers.on<{ alertId: string; level: number }>("enter", (t) => this.onEnterTimer(t));
   }
 
   // ---------------------------------------------------------------- queries
@@ -306,7 +307,12 @@ export class AlertManager extends EventEmitter {
       });
       if (maintenance) return a;
       this.armRenotify(id, spec.renotifyMs);
-      this.enterLevel(id, 0, "raised");
+      // The first level's notifications follow in a step of their own, at once: the alert and its
+      // "raised" entry are committed, and on the staff screens, without waiting for them (about half
+      // of a fall's time in the rules). The step is a durable timer set in this transaction, so a
+      // crash in between cannot lose it; it has the escalation timer's id, which enterLevel() then
+      // moves to the level's deadline, and an accept or close cancels it with the alert's others.
+      this.ctx.timers.set(`alert:${id}:escalate`, "enter", now, { alertId: id, level: 0 });
       return this.get(id)!;
     });
   }
@@ -588,11 +594,18 @@ export class AlertManager extends EventEmitter {
     const now = this.now();
     const alert = view(row);
     const place = this.place(row);
+    // A screen may have confirmed the alert before its level was entered (raise()): its attempt is
+    // recorded as delivered, since that receipt found nothing to confirm.
+    const delivered = JSON.parse(row.delivered_to) as string[];
     for (const { channel, recipients } of reach) {
       if (!recipients.length) continue;
       const ids: number[] = [];
-      const status = channel.handsOverOnCommit ? "sent" : "pending";
       for (const r of recipients) {
+        const status = channel.handsOverOnCommit
+          ? delivered.includes(r.name)
+            ? "delivered"
+            : "sent"
+          : "pending";
         const attemptId = this.store.recordAttempt({
           alertId: row.id,
           channel: channel.name,
@@ -723,6 +736,15 @@ export class AlertManager extends EventEmitter {
   private bumpLevel(row: AlertRow, level: number, reason: string): number {
     this.transition(row, "escalated", { id: "system", name: "escalation" }, reason, { level });
     return level;
+  }
+
+  /** The first level of a raised alert (see raise()). */
+  private onEnterTimer(t: Timer<{ alertId: string; level: number }>): void {
+    return this.replayable(() => {
+      const row = this.row(t.payload.alertId);
+      if (row?.state !== "raised" || row.level !== t.payload.level) return;
+      this.enterLevel(row.id, t.payload.level, "raised");
+    });
   }
 
   private onEscalateTimer(t: Timer<{ alertId: string; level: number }>): void {

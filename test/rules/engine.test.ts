@@ -338,6 +338,50 @@ describe("commits before announcements", () => {
   });
 });
 
+describe("a raised alert's first level: a step of its own, after the raise is on the screens", () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: new Date(WINTER_NIGHT) });
+    h = buildHarness();
+  });
+
+  it("is announced before anyone is notified, its level waits in a committed timer, and a receipt in between counts", () => {
+    const seen: string[] = [];
+    h.alerts.on("change", (c: { change: string }) => seen.push(c.change));
+    h.emit("fall.detected", { device: DEVICES.radar.id, hold: true });
+    const [a] = h.all();
+    expect(a).toMatchObject({ state: "raised", level: 0, undelivered: true });
+    expect(seen).toEqual(["raised"]);
+    // The step is a row of the timers table, committed with the alert: a crash now loses nothing.
+    expect(
+      h.db.prepare("SELECT kind, payload FROM timers WHERE id = ?").get(`alert:${a!.id}:escalate`),
+    ).toEqual({
+      kind: "enter",
+      payload: JSON.stringify({ alertId: a!.id, level: 0 }),
+    });
+    // Anna's screen confirms the alert before its level is entered ...
+    h.alerts.received(a!.id, UNIT_STAFF);
+    vi.advanceTimersByTime(0);
+    expect(seen).toEqual(["raised", "delivered", "notified"]);
+    // ... so her console attempt is recorded as delivered, not left waiting for a receipt that came.
+    expect(
+      h.db.prepare("SELECT channel, staff_id, status FROM channel_attempts WHERE alert_id = ?").all(a!.id),
+    ).toEqual([{ channel: "console", staff_id: "anna", status: "delivered" }]);
+    // The escalation timer took the step's place.
+    expect(h.timers.get(`alert:${a!.id}:escalate`)).toMatchObject({ kind: "escalate" });
+  });
+
+  it("is not entered for an alert accepted before its turn", () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id, hold: true });
+    const [a] = h.all();
+    h.alerts.accept(a!.id, UNIT_STAFF);
+    vi.advanceTimersByTime(0);
+    expect(h.alerts.history(a!.id).map((x) => x.action)).toEqual(["raised", "accepted"]);
+    expect(h.db.prepare("SELECT count(*) AS n FROM channel_attempts WHERE alert_id = ?").get(a!.id)).toEqual({
+      n: 0,
+    });
+  });
+});
+
 describe("cancel and resolve", () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: new Date(WINTER_DAY) });

@@ -3,6 +3,7 @@
  * through the real ingest pipeline (commit per event, so rules run synchronously). Built after
  * `vi.useFakeTimers()` so every component's clock is the simulated one.
  */
+import { vi } from "vitest";
 import { PROFILES } from "../../devices/index.js";
 import type { AlertChannel, ChannelName } from "../../src/alerts/channels/channel.js";
 import { ConsoleChannel } from "../../src/alerts/channels/console.js";
@@ -40,7 +41,13 @@ export interface Harness {
   /** Log an event from a device (default: the bed mat of fall-risk resident R-0001) and run rules. */
   emit(
     type: EventType,
-    opts?: { device?: string; occurredAt?: string; data?: Record<string, unknown> },
+    opts?: {
+      device?: string;
+      occurredAt?: string;
+      data?: Record<string, unknown>;
+      /** Return before the event loop's next turn: what the rules made due at once has not run. */
+      hold?: boolean;
+    },
   ): LoggedEvent;
   /** A device's publish through the real decode/dedupe path (commit per publish: done on return). */
   publish(deviceId: string, channel: string, payload: string): Promise<IngestResult>;
@@ -171,6 +178,9 @@ export function buildHarness(
       // commitMaxEvents = 1: the commit, and the rules, run inside this call.
       void ingest.record(o.device ?? DEVICES.mat.id, [decoded]);
       ingest.off("events", grab);
+      // The event loop's next turn: what the rules made due at once runs (a raised alert's first
+      // level, AlertManager.raise()).
+      if (!o.hold) vi.advanceTimersByTime(0);
       if (!logged) throw new Error(`${type} was not logged`);
       return logged;
     },

@@ -220,3 +220,34 @@ describe("a rule batch the disk refuses is retried from the log, without a resta
     expect(h.all().map((a) => a.type)).toEqual(["fall", "repeated-falls"]);
   });
 });
+
+describe("a crash between a raised alert and its first level (AlertManager.raise())", () => {
+  it("enters the level at the next start, once: the step's timer was committed with the alert", () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id, hold: true });
+    const fall = h.all().find((a) => a.type === "fall")!;
+    const actions = () => h.alerts.history(fall.id).map((x) => x.action);
+    const attempts = () =>
+      h.db.prepare("SELECT count(*) AS n FROM channel_attempts WHERE alert_id = ?").get(fall.id) as {
+        n: number;
+      };
+    expect(actions()).toEqual(["raised"]);
+    expect(attempts().n).toBe(0);
+
+    restart(5_000);
+    // The step fired at start (before connections): the level is entered, its escalation armed.
+    expect(actions()).toEqual(["raised", "notified"]);
+    expect(attempts().n).toBeGreaterThan(0);
+    const escalation = h.timers.get(`alert:${fall.id}:escalate`);
+    expect(escalation).toMatchObject({ kind: "escalate" });
+
+    // Nothing of it runs twice.
+    const n = attempts().n;
+    restart(1_000);
+    expect(actions()).toEqual(["raised", "notified"]);
+    expect(attempts().n).toBe(n);
+    expect(h.timers.get(`alert:${fall.id}:escalate`)).toMatchObject({
+      kind: "escalate",
+      dueAt: escalation!.dueAt,
+    });
+  });
+});
