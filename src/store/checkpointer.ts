@@ -15,11 +15,11 @@ export interface CheckpointerOptions {
   /** Below this WAL size a pass leaves the file alone (SQLite's own default is ~4 MiB). */
   minWalBytes?: number;
   /**
-   * Past this WAL size a pass checkpoints with RESTART after a PASSIVE one: it waits for the writer
-   * between two commits and holds the next one until the rest of the WAL is copied, so the WAL
-   * starts over (writers wait for the lock: store/db.ts writeLockFirst). A
-   * writer committing without pause (a flood) never lets a PASSIVE pass catch up, and the file
-   * grew without bound (2.6 GB in 60 s here). Default 64 MiB.
+   * Past this WAL size, a WAL that PASSIVE passes could not copy whole is checkpointed with
+   * RESTART: it waits for the writer between two commits and holds the next one until the rest of
+   * the WAL is copied, so the WAL starts over (writers wait for the lock: store/db.ts
+   * writeLockFirst). Without it a writer committing without pause (a flood) could keep PASSIVE
+   * from ever catching up, and the file grew without bound (2.6 GB in 60 s here). Default 64 MiB.
    */
   maxWalBytes?: number;
 }
