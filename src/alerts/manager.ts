@@ -313,6 +313,9 @@ export class AlertManager extends EventEmitter {
       // crash in between cannot lose it; it has the escalation timer's id, which enterLevel() then
       // moves to the level's deadline, and an accept or close cancels it with the alert's others.
       this.ctx.timers.set(`alert:${id}:escalate`, "enter", now, { alertId: id, level: 0 });
+      // As soon as the task that raised it ends (its commit and its announcement made), not a turn of
+      // the event loop later behind the devices' traffic: push and paging wait for this step.
+      queueMicrotask(() => this.ctx.timers.fireDue());
       return this.get(id)!;
     });
   }

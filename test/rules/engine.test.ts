@@ -370,6 +370,14 @@ describe("a raised alert's first level: a step of its own, after the raise is on
     expect(h.timers.get(`alert:${a!.id}:escalate`)).toMatchObject({ kind: "escalate" });
   });
 
+  it("is entered as soon as the task that raised it ends, not a timer turn later (push and paging wait for it)", async () => {
+    h.emit("fall.detected", { device: DEVICES.radar.id, hold: true });
+    const [a] = h.all();
+    expect(h.alerts.history(a!.id).map((x) => x.action)).toEqual(["raised"]);
+    await Promise.resolve(); // the microtasks queued by the raising task; no timer has run
+    expect(h.alerts.history(a!.id).map((x) => x.action)).toEqual(["raised", "notified"]);
+  });
+
   it("is not entered for an alert accepted before its turn", () => {
     h.emit("fall.detected", { device: DEVICES.radar.id, hold: true });
     const [a] = h.all();
