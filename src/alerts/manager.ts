@@ -597,15 +597,14 @@ export class AlertManager extends EventEmitter {
     const now = this.now();
     const alert = view(row);
     const place = this.place(row);
-    // A screen may have confirmed the alert before its level was entered (raise()): its attempt is
-    // recorded as delivered, since that receipt found nothing to confirm.
-    const delivered = JSON.parse(row.delivered_to) as string[];
     for (const { channel, recipients } of reach) {
       if (!recipients.length) continue;
       const ids: number[] = [];
       for (const r of recipients) {
+        // A screen may have confirmed the alert before its level was entered (raise()): its
+        // attempt is recorded as delivered, since that receipt found nothing to confirm.
         const status = channel.handsOverOnCommit
-          ? delivered.includes(r.name)
+          ? alert.deliveredTo.includes(r.name)
             ? "delivered"
             : "sent"
           : "pending";

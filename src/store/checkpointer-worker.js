@@ -23,7 +23,8 @@ const dbs = paths.map((path) => {
   const db = new Database(path);
   db.pragma("busy_timeout = 5000");
   db.pragma("wal_autocheckpoint = 0");
-  return { path, db, wholeAndGrown: false };
+  // copiedWholeAt: the WAL's length in frames when the last pass copied it whole (null: it did not).
+  return { path, db, copiedWholeAt: null };
 });
 
 function walBytes(path) {
@@ -39,11 +40,12 @@ function walBytes(path) {
  * when it began, and a writer committing meanwhile leaves a remainder, smaller each time. Copied
  * whole, the WAL starts over at the next commit without anyone being held, so a steady writer
  * (the event log at thousands of events per second) does not grow it to the RESTART ceiling.
+ * Returns whether it was copied whole, and its length in frames.
  */
 function passive(db, rounds) {
   let r = db.pragma("wal_checkpoint(PASSIVE)")[0];
   for (let i = 1; i < rounds && r.log > r.checkpointed; i++) r = db.pragma("wal_checkpoint(PASSIVE)")[0];
-  return r.log <= r.checkpointed;
+  return { whole: r.log <= r.checkpointed, frames: r.log };
 }
 
 function pass(force) {
@@ -54,26 +56,31 @@ function pass(force) {
     const t0 = performance.now();
     try {
       // PASSIVE first, until the WAL is copied whole (passive() above): it holds nobody. A WAL past
-      // the ceiling that it could not copy whole (a reader pinning an old snapshot, a writer
-      // faster than the copy) gets RESTART, which waits (busy_timeout) for the commit in progress,
-      // holds the writers (the event log's, the main thread's alert steps) while it copies what is
-      // left and waits for old readers, and lets the WAL start over, cut back to
-      // journal_size_limit. Measured under `bench alert-latency` at 5k events/s: RESTART after a
-      // single PASSIVE pass held the event log's writer 9-52 ms.
-      let mode = "PASSIVE";
-      let heldMs;
-      const whole = passive(db, 4);
-      const grown = size > maxWalBytes;
-      // Copied whole, the WAL starts over at the next commit unless a reader still holds an older
-      // snapshot; still past the ceiling at the next pass, it did not, and RESTART waits for that.
-      if (grown && (!whole || entry.wholeAndGrown)) {
-        mode = "RESTART";
+      // the ceiling gets RESTART when PASSIVE could not copy it whole (a reader pinning an old
+      // snapshot, a writer faster than the copy), or when it has grown since a pass that did: a
+      // commit came and could not start it over, because a reader was still on it. RESTART waits
+      // (busy_timeout) for the commit in progress, holds the writers (the event log's, the main
+      // thread's alert steps) while it copies what is left and waits for old readers, and lets the
+      // WAL start over, cut back to journal_size_limit. Measured under `bench alert-latency` at 5k
+      // events/s: RESTART after a single PASSIVE pass held the event log's writer 9-52 ms.
+      const { whole, frames } = passive(db, 4);
+      const stuck = !whole || (entry.copiedWholeAt !== null && frames > entry.copiedWholeAt);
+      if (size > maxWalBytes && stuck) {
         const t1 = performance.now();
         db.pragma("wal_checkpoint(RESTART)");
-        heldMs = performance.now() - t1;
+        const heldMs = performance.now() - t1;
+        entry.copiedWholeAt = null;
+        parentPort.postMessage({
+          type: "checkpoint",
+          path,
+          mode: "RESTART",
+          ms: performance.now() - t0,
+          heldMs,
+        });
+      } else {
+        entry.copiedWholeAt = whole ? frames : null;
+        parentPort.postMessage({ type: "checkpoint", path, mode: "PASSIVE", ms: performance.now() - t0 });
       }
-      entry.wholeAndGrown = mode === "PASSIVE" && grown && whole;
-      parentPort.postMessage({ type: "checkpoint", path, mode, whole, ms: performance.now() - t0, heldMs });
     } catch (err) {
       parentPort.postMessage({
         type: "failed",

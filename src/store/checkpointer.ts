@@ -15,8 +15,8 @@ export interface CheckpointerOptions {
   /** Below this WAL size a pass leaves the file alone (SQLite's own default is ~4 MiB). */
   minWalBytes?: number;
   /**
-   * Past this WAL size, a WAL that PASSIVE passes could not copy whole is checkpointed with
-   * RESTART: it waits for the writer between two commits and holds the next one until the rest of
+   * Past this WAL size, a WAL that PASSIVE passes could not copy whole, or that grew again after
+   * one did without starting over, is checkpointed with RESTART: it waits for the writer between two commits and holds the next one until the rest of
    * the WAL is copied, so the WAL starts over (writers wait for the lock: store/db.ts
    * writeLockFirst). Without it a writer committing without pause (a flood) could keep PASSIVE
    * from ever catching up, and the file grew without bound (2.6 GB in 60 s here). Default 64 MiB.
@@ -61,7 +61,7 @@ export class Checkpointer {
           if (m.mode === "RESTART") {
             this.stats.restarts++;
             this.log.warn(
-              { path: m.path, ms: Math.round(m.ms), writersHeldMs: Math.round(m.heldMs ?? m.ms) },
+              { path: m.path, ms: Math.round(m.ms), writersHeldMs: Math.round(m.heldMs!) },
               "WAL past its ceiling; checkpointed with RESTART",
             );
           }

@@ -24,8 +24,8 @@ function slice(): number {
 const base = LOW + slice() * SLICE;
 // Start somewhere in the slice at random: the file before this one in the same worker may have
 // left a server shutting down on the first ports.
-let next = Math.floor(Math.random() * SLICE);
-let handedOut = 0;
+const start = Math.floor(Math.random() * SLICE);
+let next = start;
 
 function tryBind(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -38,10 +38,8 @@ function tryBind(port: number): Promise<boolean> {
 
 /** A port of this worker's slice that nothing has bound, and that this process has not handed out before. */
 export async function freePort(): Promise<number> {
-  while (handedOut < SLICE) {
-    const port = base + (next % SLICE);
-    next++;
-    handedOut++;
+  while (next - start < SLICE) {
+    const port = base + (next++ % SLICE);
     if (await tryBind(port)) return port;
   }
   throw new Error(`no free port left in ${base}-${base + SLICE - 1}`);

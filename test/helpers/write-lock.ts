@@ -13,7 +13,7 @@ const Database = require(workerData.module);
 const db = new Database(workerData.path);
 db.pragma("busy_timeout = 5000");
 db.exec("BEGIN IMMEDIATE");
-parentPort.postMessage({ type: "locked", at: performance.timeOrigin + performance.now() });
+parentPort.postMessage({ type: "locked" });
 setTimeout(() => {
   db.exec("COMMIT");
   db.close();
@@ -22,8 +22,6 @@ setTimeout(() => {
 `;
 
 export interface HeldLock {
-  /** When the lock was taken (epoch ms, fractional). */
-  lockedAt: number;
   /** Resolves with when it was let go (epoch ms, fractional). */
   released: Promise<number>;
 }
@@ -38,9 +36,9 @@ export async function holdWriteLock(path: string, holdMs: number): Promise<HeldL
     onReleased = resolve;
     onFailed = reject;
   });
-  const lockedAt = await new Promise<number>((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     worker.on("message", (m: { type: string; at: number }) => {
-      if (m.type === "locked") resolve(m.at);
+      if (m.type === "locked") resolve();
       else if (m.type === "released") {
         onReleased(m.at);
         void worker.terminate();
@@ -51,5 +49,5 @@ export async function holdWriteLock(path: string, holdMs: number): Promise<HeldL
       onFailed(err);
     });
   });
-  return { lockedAt, released };
+  return { released };
 }

@@ -110,6 +110,44 @@ describe("a WAL past its ceiling", () => {
     expect(c.stats.restarts).toBeGreaterThanOrEqual(1);
   }, 30_000);
 
+  it("copied whole and idle (no commit to start it over) is left alone, pass after pass", async () => {
+    const { path } = grow();
+    const c = new Checkpointer(
+      { paths: [path], intervalMs: 20, minWalBytes: 1 << 20, maxWalBytes: 4 << 20 },
+      silentLogger(),
+    );
+    const deadline = Date.now() + 5000;
+    while (c.stats.checkpoints < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(c.stats.checkpoints).toBeGreaterThanOrEqual(4);
+    await c.close();
+    expect(c.stats.restarts).toBe(0);
+  }, 30_000);
+
+  it("copied whole, then grown by a commit that a reader kept from starting it over, gets RESTART at the next pass", async () => {
+    // The reader takes its snapshot with frames in the WAL, so it holds a read mark on it: the first
+    // pass still copies everything (nothing was committed after the snapshot), but the commit after
+    // it must append instead of starting the WAL over. The reader has ended by the next pass, which
+    // copies the WAL whole again: only the WAL's growth since says it did not start over.
+    const { path, insert } = grow();
+    const reader = temp.track(new Database(path));
+    reader.exec("BEGIN");
+    reader.prepare("SELECT count(*) FROM cursors").get();
+    const c = new Checkpointer(
+      { paths: [path], intervalMs: 300, minWalBytes: 1 << 20, maxWalBytes: 4 << 20 },
+      silentLogger(),
+    );
+    await firstCheckpoint(c);
+    expect(c.stats.restarts).toBe(0);
+    const before = statSync(`${path}-wal`).size;
+    insert.run("pinned");
+    expect(statSync(`${path}-wal`).size).toBeGreaterThan(before); // appended: not started over
+    reader.exec("COMMIT");
+    const deadline = Date.now() + 5000;
+    while (c.stats.checkpoints < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await c.close();
+    expect(c.stats.restarts).toBe(1);
+  }, 30_000);
+
   it("below the ceiling is left to PASSIVE", async () => {
     const { path } = grow();
     const c = new Checkpointer(

@@ -4,6 +4,7 @@
  * wait for it and go on, whether they read before they write or not. Before, a transaction that had
  * read first failed at once with SQLITE_BUSY, and a fall's rule step fell behind for a second.
  */
+import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -95,8 +96,7 @@ describe("the gateway while the checkpointer holds its main database", () => {
   });
 
   it("raises a fall and takes a carer's accept once the lock is let go: no rule batch falls behind, no command fails", async () => {
-    const mainDb = `${t.dir}/ata.db`;
-    const metricsText = () => fetch(`${t.httpUrl}/metrics`).then((r) => r.text());
+    const mainDb = join(t.dir, "ata.db");
     const raised = anna.next((m) => m.type === "alert" && m.change === "raised" && m.alert.type === "fall");
 
     const held = await holdWriteLock(mainDb, HOLD_MS);
@@ -119,7 +119,7 @@ describe("the gateway while the checkpointer holds its main database", () => {
     expect(now()).toBeGreaterThanOrEqual(await heldAgain.released);
     expect(reply).toMatchObject({ ok: true, result: { alert: { state: "accepted" } } });
 
-    const metrics = await metricsText();
+    const metrics = await fetch(`${t.httpUrl}/metrics`).then((r) => r.text());
     expect(metrics).not.toMatch(/ata_storage_write_failures_total\{/);
     expect(metrics).toMatch(/ata_rules_replayed_events_total 0\b/);
   });
