@@ -18,12 +18,17 @@
  *
  * Baseline in the same run: bare aedes (no hooks) with the same background load from the same kind
  * of child, timing publish -> delivery to one subscriber for the same count and spacing.
+ * And the machine itself: a process that does nothing but hand a message to a worker thread and back
+ * every SPACING_MS, and time a timer of the same period (bench/_hop-probe.ts), over both runs' falls.
+ * Its tail is what the scheduler and the hypervisor do to any thread hop under that load.
  * Targets (DESIGN.md, issue "every alert reaches a person"): WebSocket p99 <= 10 ms; push and
  * paging p99 within 15 ms of the WebSocket p99.
  *
  * Inside the gateway, over the falls only: event-loop delay (timer resolution subtracted), garbage
  * collection pauses by kind (and bare aedes' over its own falls, beside them), event-log commits per lane (urgent / background), an urgent publish's
- * stages (handover to the writer, commit, rules), CPU per thread.
+ * stages (handover to the writer, commit, rules), CPU per thread and each thread's wait for a CPU
+ * (run queue, /proc schedstat), and how busy both cores were; bare aedes' CPU, its main thread's
+ * wait and the machine's busy share over its own falls beside them.
  *
  *   npm run bench -- alert-latency [devices=10000] [rate=2000] [falls=1000] [spacingMs=20] [writer=worker|inline]
  *
@@ -40,11 +45,13 @@ import type { MqttClient } from "mqtt";
 import WebSocket from "ws";
 import {
   type BenchDevice,
+  busyShare,
   type Child,
   connect,
   connectMany,
   cpuByThread,
   histogramDelta,
+  machineCpu,
   ONE_ADDRESS_LOAD,
   PIN,
   percentile,
@@ -56,6 +63,7 @@ import {
   startGatewayProcess,
   table,
   threadCpuSeconds,
+  threadRunQueue,
 } from "./lib.js";
 
 const SELF = new URL(import.meta.url).pathname;
@@ -116,6 +124,12 @@ const STAFF_TOKEN = "bench-staff-token-0123456789";
 interface BareGc {
   minor: { pauses: number; ms: number; over10ms: number };
   major: { pauses: number; ms: number; over10ms: number };
+}
+
+/** The hop probe's figures over one window (bench/_hop-probe.ts). */
+interface HopWindow {
+  roundTrip: { n: number; p50Ms: number; p99Ms: number; maxMs: number };
+  timerLate: { n: number; p50Ms: number; p99Ms: number; maxMs: number };
 }
 
 interface Load extends Child {
@@ -221,11 +235,33 @@ function maxOpenFiles(): string {
 }
 
 const children: Child[] = [];
+/** Runs through both windows, so outside `children`. */
+let probe: Child | null = null;
 async function stopAll(): Promise<void> {
   for (const c of children.reverse()) await c.stop().catch(() => {});
   children.length = 0;
 }
-process.on("SIGINT", () => void stopAll().then(() => process.exit(130)));
+const round3 = (x: number) => Math.round(x * 1000) / 1000;
+/** The sum over threads of what grew between two per-thread readings. */
+const sumDelta = (before: Map<number, number>, after: Map<number, number>) =>
+  [...after].reduce((s, [tid, v]) => s + v - (before.get(tid) ?? 0), 0);
+/** A thread's mean wait for a CPU per time it was put on one, in microseconds, between two readings. */
+const perSliceUs = (
+  before: ReturnType<typeof threadRunQueue>,
+  after: ReturnType<typeof threadRunQueue>,
+  tid: number,
+) => {
+  const n = (after.slices.get(tid) ?? 0) - (before.slices.get(tid) ?? 0);
+  const wait = (after.waitSeconds.get(tid) ?? 0) - (before.waitSeconds.get(tid) ?? 0);
+  return n > 0 ? (wait * 1e6) / n : Number.NaN;
+};
+process.on(
+  "SIGINT",
+  () =>
+    void stopAll()
+      .then(() => probe?.stop())
+      .then(() => process.exit(130)),
+);
 
 try {
   const fallCount = WARMUP + FALLS;
@@ -235,6 +271,24 @@ try {
   );
 
   pin(process.pid, "client");
+  // The machine's own thread hop and timer tail over each run's falls (bench/_hop-probe.ts).
+  probe = await spawnReady([join(dirname(SELF), "_hop-probe.ts"), String(SPACING_MS)]);
+  pin(probe.pid, "server");
+  const probeLines = createInterface({ input: probe.child.stdout! });
+  const hopWindow = (): Promise<HopWindow | null> => {
+    process.kill(probe!.pid, "SIGUSR2");
+    return Promise.race([
+      new Promise<HopWindow>((resolve) => {
+        const onLine = (line: string) => {
+          if (!line.includes('"hopWindow"')) return;
+          probeLines.off("line", onLine);
+          resolve((JSON.parse(line) as { hopWindow: HopWindow }).hopWindow);
+        };
+        probeLines.on("line", onLine);
+      }),
+      sleep(5000).then(() => null),
+    ]);
+  };
   // ---- baseline: bare aedes, same load, pub -> sub
   const bare = await startBareAedes();
   pin(bare.pid, "server");
@@ -255,6 +309,11 @@ try {
     bare.child.once("exit", () => resolve(null));
   });
   process.kill(bare.pid, "SIGUSR2");
+  process.kill(probe.pid, "SIGUSR2");
+  const bareCpuBefore = threadCpuSeconds(bare.pid);
+  const bareWaitBefore = threadRunQueue(bare.pid);
+  const bareMachineBefore = machineCpu();
+  const bareStart = performance.now();
   const bareResult = await run(
     bareFallClients,
     gwDevices.slice(0, fallCount),
@@ -268,6 +327,24 @@ try {
       }),
     bareLoad,
   );
+  // Bare aedes' CPU and its main thread's wait for a CPU over its falls, and how busy the machine was.
+  const bareSeconds = (performance.now() - bareStart) / 1000;
+  const bareCpuAfter = threadCpuSeconds(bare.pid);
+  const bareWaitAfter = threadRunQueue(bare.pid);
+  const bareSched = {
+    cpuShare: round3(sumDelta(bareCpuBefore, bareCpuAfter) / bareSeconds),
+    mainCpuShare: round3(
+      ((bareCpuAfter.get(bare.pid) ?? 0) - (bareCpuBefore.get(bare.pid) ?? 0)) / bareSeconds,
+    ),
+    mainRunQueueMsPerSec: round3(
+      (((bareWaitAfter.waitSeconds.get(bare.pid) ?? 0) - (bareWaitBefore.waitSeconds.get(bare.pid) ?? 0)) *
+        1000) /
+        bareSeconds,
+    ),
+    mainWaitPerSliceUs: perSliceUs(bareWaitBefore, bareWaitAfter, bare.pid),
+    machineBusyShare: busyShare(bareMachineBefore, machineCpu()),
+  };
+  const bareHop = await hopWindow();
   process.kill(bare.pid, "SIGUSR2");
   const bareGcWindow = await Promise.race([bareGc, sleep(5000).then(() => null)]);
   for (const c of [...bareFallClients, sub]) c.end(true);
@@ -369,6 +446,9 @@ try {
   // The gateway's own figures over the falls only: this scrape resets the event-loop delay.
   const metricsBefore = await scrapeSamples(gw.ports.http!);
   const cpuBefore = threadCpuSeconds(gw.pid);
+  const waitBefore = threadRunQueue(gw.pid);
+  const machineBefore = machineCpu();
+  process.kill(probe.pid, "SIGUSR2");
   const windowStart = performance.now();
   // A progress line, so a profiler attached to the gateway can sample the falls' window only.
   process.stderr.write(`gateway: ${FALLS} falls from now (pid ${gw.pid})\n`);
@@ -409,6 +489,11 @@ try {
   // commits per lane and CPU per thread, from /metrics and /proc.
   const metricsAfter = await scrapeSamples(gw.ports.http!);
   const cpu = cpuByThread(metricsAfter, cpuBefore, threadCpuSeconds(gw.pid));
+  const waitAfter = threadRunQueue(gw.pid);
+  const waited = cpuByThread(metricsAfter, waitBefore.waitSeconds, waitAfter.waitSeconds);
+  const mainWaitPerSliceUs = perSliceUs(waitBefore, waitAfter, gw.pid);
+  const machineBusy = busyShare(machineBefore, machineCpu());
+  const gatewayHop = await hopWindow();
   const windowSeconds = (performance.now() - windowStart) / 1000;
   const loop = (q: string) =>
     sampleValue(metricsAfter, "ata_event_loop_delay_seconds", { quantile: q }) * 1000;
@@ -506,9 +591,26 @@ try {
             ])
           : []),
         ...Object.entries(cpu).map(([t, sec]) => [
-          `cpu ${t} (% of one core)`,
-          `${Math.round((sec / windowSeconds) * 100)} %`,
+          `cpu ${t}: % of one core, waited for a CPU ms/s`,
+          `${Math.round((sec / windowSeconds) * 100)} %, ${Math.round(((waited[t] ?? 0) / windowSeconds) * 1000)}`,
         ]),
+        ["main thread's mean wait for a CPU per wake-up (us)", Math.round(mainWaitPerSliceUs)],
+        ["machine busy (both cores), gateway's window", `${Math.round(machineBusy * 100)} %`],
+        ...(
+          [
+            ["gateway's", gatewayHop],
+            ["bare aedes'", bareHop],
+          ] as const
+        ).map(([run, h]) => [
+          `idle probe in ${run} window: thread round trip / timer late p50, p99 (ms)`,
+          h
+            ? `${h.roundTrip.p50Ms}, ${h.roundTrip.p99Ms} / ${h.timerLate.p50Ms}, ${h.timerLate.p99Ms}`
+            : "no answer",
+        ]),
+        [
+          "bare aedes: cpu % of one core (main), main waited ms/s (us per wake-up), machine busy",
+          `${Math.round(bareSched.cpuShare * 100)} % (${Math.round(bareSched.mainCpuShare * 100)} %), ${Math.round(bareSched.mainRunQueueMsPerSec)} (${Math.round(bareSched.mainWaitPerSliceUs)}), ${Math.round(bareSched.machineBusyShare * 100)} %`,
+        ],
       ],
     )}\n`,
   );
@@ -540,6 +642,9 @@ try {
       commitsByLane: lanes,
       urgentStages: stages,
       cpuSecondsByThread: cpu,
+      runQueueSecondsByThread: waited,
+      mainWaitPerSliceUs: round3(mainWaitPerSliceUs),
+      machineBusyShare: machineBusy,
       windowSeconds: ms(windowSeconds),
     },
     push: {
@@ -562,7 +667,10 @@ try {
       p99Ms: ms(percentile(bareResult.e2e, 99)),
       maxMs: ms(Math.max(...bareResult.e2e)),
       gc: bareGcWindow,
+      sched: bareSched,
     },
+    // A process doing nothing but thread hops and timers, over each run's falls.
+    machineProbe: { gatewayWindow: gatewayHop, bareWindow: bareHop },
     targetP99Ms: 10,
     targetChannelsWithinMsOfWebSocket: 15,
     pass: gwResult.e2e.length === FALLS && percentile(gwResult.e2e, 99) <= 10,
@@ -575,4 +683,5 @@ try {
   process.stdout.write(`${JSON.stringify(summary)}\n`);
 } finally {
   await stopAll();
+  await probe?.stop();
 }

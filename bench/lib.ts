@@ -328,6 +328,47 @@ export function threadCpuSeconds(pid: number): Map<number, number> {
 }
 
 /**
+ * Per thread of a process, from /proc/<pid>/task/<tid>/schedstat (Linux, CONFIG_SCHEDSTATS): the
+ * seconds it has spent runnable but waiting for a CPU (the run queue), and how many times it was
+ * put on a CPU. On a saturated machine the wait is the time the scheduler, not the code, kept a
+ * thread from running; the wait per slice is what one wake-up costs.
+ */
+export function threadRunQueue(pid: number): {
+  waitSeconds: Map<number, number>;
+  slices: Map<number, number>;
+} {
+  const waitSeconds = new Map<number, number>();
+  const slices = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const [, wait, n] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").trim().split(" ");
+      waitSeconds.set(Number(tid), Number(wait) / 1e9);
+      slices.set(Number(tid), Number(n));
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return { waitSeconds, slices };
+}
+
+/** Jiffies busy and in all across the machine's CPUs (/proc/stat), for busyShare(). */
+export function machineCpu(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - f[4]!, total };
+}
+
+/** Share of the machine's CPU time busy between two machineCpu() readings (0..1). */
+export function busyShare(
+  before: { busy: number; total: number },
+  after: { busy: number; total: number },
+): number {
+  const total = after.total - before.total;
+  return total > 0 ? Math.round(((after.busy - before.busy) / total) * 1000) / 1000 : Number.NaN;
+}
+
+/**
  * CPU seconds per named thread of the gateway between two readings: the threads the gateway names
  * in ata_thread_info (main, event-log-writer, ...), and "other" for the rest (libuv's pool, V8's
  * garbage-collection helpers).
