@@ -283,6 +283,7 @@ export class Gateway {
         maxPayloadBytes: config.mqtt.maxPayloadBytes,
         dbPath: eventLogPath(dbPath),
         autoCheckpoint: this.checkpointer === null,
+        writerNice: config.priority.fallPathNice,
       },
     });
     this.ingest.start();

@@ -5,6 +5,7 @@
 
 // First: before aedes loads its MQTT parser (see the module).
 import "./util/quiet-debug.js";
+import { getPriority } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { applyEnv, ConfigError, DEFAULT_CONFIG_PATH, loadConfig, readConfigFile } from "./config/load.js";
@@ -15,6 +16,7 @@ import { configProfileIds } from "./profiles/config.js";
 import { formatRefusals } from "./profiles/loader.js";
 import { checkTimeModelSites, loadTimeModel, TimeModelError } from "./reports/model.js";
 import { checkRuleChannels, loadRuleFile } from "./rules/engine.js";
+import { reportFallPathNice, setThreadNice } from "./util/threads.js";
 
 const { values } = parseArgs({
   options: { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } },
@@ -127,6 +129,16 @@ process.on("uncaughtException", (err) => {
 
 try {
   await gateway.start();
+  // The main thread takes a fall from its socket to the rules and to staff: it runs at the raised
+  // priority the configuration asks for (the event-log writer raises its own). Only now, once the
+  // gateway's other threads are started: a thread inherits the priority of the one that starts it.
+  // Here and not in the Gateway, because the thread is the process's: a gateway embedded in another
+  // program (the tests) leaves its host's thread alone.
+  if (config.priority.fallPathNice !== 0) {
+    const refusal = setThreadNice(config.priority.fallPathNice);
+    gateway.metrics.threadNice.set({ thread: "main" }, getPriority());
+    reportFallPathNice(log, "main", config.priority.fallPathNice, refusal);
+  }
   const host = config.http.host === "0.0.0.0" ? "localhost" : config.http.host;
   const scheme = config.http.tls ? "https" : "http";
   const mqtt = gateway.listeners().filter((l) => l.service === "mqtt");

@@ -354,6 +354,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Each fall-path thread's nice value once set (config `priority.fallPathNice`); absent when left alone. */
+  readonly threadNice = new Gauge({
+    name: "ata_thread_nice",
+    help: "Nice value of the gateway's fall-path threads (main, event-log-writer), as set at start",
+    labelNames: ["thread"],
+    registers: [this.registry],
+  });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry, prefix: "ata_" });

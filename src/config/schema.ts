@@ -286,6 +286,15 @@ export const ConfigSchema = z.strictObject({
         .prefault({}),
     })
     .prefault({}),
+  /**
+   * The scheduling priority (Linux nice, -20..0) of the two threads a fall's way to staff crosses:
+   * the main thread (devices, rules, staff sockets) and the event-log writer (its commit). On a busy
+   * host a thread woken by a fall otherwise waits behind whatever holds the cores (docs/operations.md,
+   * "Sizing for a fall's latency"). Raising it needs CAP_SYS_NICE or an RLIMIT_NICE that allows it
+   * (systemd LimitNICE=, docker --ulimit nice=); where it is refused the gateway says so at start
+   * and runs at normal priority. 0 leaves both as they are.
+   */
+  priority: z.strictObject({ fallPathNice: z.number().int().min(-20).max(0).default(-10) }).prefault({}),
   influx: z
     .strictObject({
       url: z.url(),

@@ -34,7 +34,8 @@ import {
   TRIM_TOTAL,
 } from "../store/dead-letter-quota.js";
 import { isStorageError, type StorageHealth } from "../store/health.js";
-import { SqliteWriterThread } from "../store/sqlite-writer.js";
+import { SqliteWriterThread, type WriterOptions } from "../store/sqlite-writer.js";
+import { reportFallPathNice } from "../util/threads.js";
 import { parseDerivedId, RecentPayloads } from "./redelivery.js";
 
 export interface IngestOptions {
@@ -71,6 +72,11 @@ export interface IngestOptions {
   redeliveryWindowSec?: number;
   /** false when a Checkpointer thread checkpoints the log (the gateway runs one). */
   autoCheckpoint?: boolean;
+  /**
+   * The writer thread's nice value (a fall's commit runs there; config `priority.fallPathNice`).
+   * Absent or 0: left as it is.
+   */
+  writerNice?: number;
   /**
    * Publishes per device per second, sustained and in a burst; past it a publish is dead-lettered
    * with rate_limited (and the device told why), unless it carries an urgent event: a fall from a
@@ -237,6 +243,15 @@ export class Ingest extends EventEmitter {
             this.ctx.log,
             (tid) => this.ctx.metrics.threads.set({ thread: "event-log-writer", tid: String(tid) }, 1),
             options.autoCheckpoint ?? true,
+            options.writerNice
+              ? {
+                  nice: options.writerNice,
+                  onNice: (nice, refusal) => {
+                    this.ctx.metrics.threadNice.set({ thread: "event-log-writer" }, nice);
+                    reportFallPathNice(this.ctx.log, "event-log-writer", options.writerNice!, refusal);
+                  },
+                }
+              : {},
           )
         : new InlineWriter(db);
   }
@@ -935,7 +950,13 @@ class InlineWriter implements EventLogWriter {
 class WorkerWriter implements EventLogWriter {
   private readonly thread: SqliteWriterThread;
 
-  constructor(path: string, log: Logger, onThread: (tid: number) => void, autoCheckpoint: boolean) {
+  constructor(
+    path: string,
+    log: Logger,
+    onThread: (tid: number) => void,
+    autoCheckpoint: boolean,
+    priority: Pick<WriterOptions, "nice" | "onNice">,
+  ) {
     // After-commit: a group is shown to the listeners once written, answered once on disk.
     this.thread = new SqliteWriterThread(
       path,
@@ -952,6 +973,7 @@ class WorkerWriter implements EventLogWriter {
       log,
       {
         onThread,
+        ...priority,
         autoCheckpoint,
         durability: "after-commit",
         sequence: { stmt: "event", column: SEQ_COLUMN, maxSql: "SELECT max(seq) FROM events" },

@@ -6,6 +6,7 @@
 // The main thread keeps serving sockets while a batch waits for the disk.
 
 import { closeSync, fsyncSync, openSync, readlinkSync } from "node:fs";
+import { getPriority, setPriority } from "node:os";
 import { parentPort, receiveMessageOnPort, Worker, workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 
@@ -160,6 +161,21 @@ fsyncThread?.on("message", (m) => {
 fsyncThread?.on("error", (err) => {
   if (!closed) durableFailed(err);
 });
+
+// A raised priority, when asked (the event log: a fall's commit runs here). Linux keeps a nice
+// value per thread, so this changes this thread only; it comes after the fsync thread is started,
+// which would otherwise inherit it (a PUBACK waits for that fsync, a fall's alert does not).
+// Refused, it runs at normal priority and says why; `nice` is what the thread has either way.
+if (typeof workerData.nice === "number") {
+  let refusal = null;
+  try {
+    setPriority(workerData.nice);
+  } catch (err) {
+    // A SystemError: its code is ERR_SYSTEM_ERROR, the errno's name (EACCES) is in `info`.
+    refusal = err?.info?.code || err?.code || String(err);
+  }
+  parentPort.postMessage({ type: "nice", nice: getPriority(), refusal });
+}
 
 /** Everything committed on disk now, on this thread (the bound, and at close). */
 function syncWalNow() {

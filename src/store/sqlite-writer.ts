@@ -48,6 +48,10 @@ interface Waiting {
 export interface WriterOptions {
   /** Told the thread's Linux id once it runs (per-thread CPU accounting). */
   onThread?: (tid: number) => void;
+  /** The thread sets its own nice value to this at start (Linux: per thread); none leaves it. */
+  nice?: number;
+  /** Told the nice value the thread runs at, and why a wanted one was refused (null when it was not). */
+  onNice?: (nice: number, refusal: string | null) => void;
   /** false when a Checkpointer thread checkpoints this file. */
   autoCheckpoint?: boolean;
   /** See the class comment. Default "commit". */
@@ -82,7 +86,14 @@ export class SqliteWriterThread {
   private durableUpTo = 0;
 
   constructor(path: string, statements: Record<string, string>, log: Logger, options: WriterOptions = {}) {
-    const { onThread, autoCheckpoint = true, durability = "commit", maxUndurable, sequence } = options;
+    const {
+      onThread,
+      onNice,
+      autoCheckpoint = true,
+      durability = "commit",
+      maxUndurable,
+      sequence,
+    } = options;
     this.durability = durability;
     const onFatal =
       options.onFatal ??
@@ -100,6 +111,7 @@ export class SqliteWriterThread {
         maxUndurable,
         sequence,
         holdFsync: options.holdFsync,
+        nice: options.nice,
       },
     });
     this.worker.on(
@@ -114,7 +126,10 @@ export class SqliteWriterThread {
         code?: string;
       }) => {
         if (m.type === "thread") onThread?.((m as unknown as { tid: number }).tid);
-        else if (m.type === "done") this.done(m.id, m.ok ? m.results : null, m);
+        else if (m.type === "nice") {
+          const n = m as unknown as { nice: number; refusal: string | null };
+          onNice?.(n.nice, n.refusal);
+        } else if (m.type === "done") this.done(m.id, m.ok ? m.results : null, m);
         else if (m.type === "durable") this.durable(m.upTo);
         else if (m.type === "gap")
           log.warn(

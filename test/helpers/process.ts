@@ -43,16 +43,16 @@ export function spawnGateway(
   configPath: string,
   env: Record<string, string> = {},
   timeoutMs = 20_000,
+  /** A command the gateway runs under, with its arguments (setpriv ... to drop a capability). */
+  wrapper: string[] = [],
 ): Promise<GatewayProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
+  const command = [process.execPath, "--import", "tsx", join(ROOT, "src/main.ts"), "--config", configPath];
+  const [bin, ...args] = [...wrapper, ...command];
+  const child = spawn(bin!, args, {
+    cwd: ROOT,
+    env: { ...process.env, ATA_READY_LINE: "1", ATA_LOG_LEVEL: "warn", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const stderr: string[] = [];
   const stdout: string[] = [];
   child.stderr!.on("data", (d: Buffer) => stderr.push(d.toString()));

@@ -8,11 +8,19 @@
 // die in this thread's own heap.
 import { readlinkSync } from "node:fs";
 import { Agent } from "node:https";
+import { getPriority, setPriority } from "node:os";
 import { parentPort, workerData } from "node:worker_threads";
 import webpush from "web-push";
 
-/** @type {{ ca?: string }} */
+/** @type {{ ca?: string, nice?: number }} */
 const data = workerData ?? {};
+// Back to the process's own priority when started by a raised thread (push-sender.ts); lowering a
+// thread's priority is always allowed.
+if (typeof data.nice === "number" && getPriority() !== data.nice) {
+  try {
+    setPriority(data.nice);
+  } catch {}
+}
 // Connections to a push service are kept open between messages (one TLS handshake per service).
 const agent = new Agent({ keepAlive: true, ...(data.ca ? { ca: data.ca } : {}) });
 

@@ -12,6 +12,7 @@
  * answered as failed (the channel's retries and health take it from there) and the next request
  * starts a new one.
  */
+import { getPriority } from "node:os";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../../log.js";
 
@@ -54,6 +55,8 @@ export class PushSender {
   private worker: Worker | null = null;
   private ready: Promise<void> | null = null;
   private readonly pending = new Map<number, Pending>();
+  /** The nice value of the thread that built this sender, before any raise (see thread()). */
+  private readonly nice = getPriority();
   private nextId = 1;
   private running = false;
 
@@ -115,7 +118,10 @@ export class PushSender {
     const current = this.worker;
     if (current && this.ready) return this.ready.then(() => current);
     const worker = new Worker(this.o.entry ?? new URL("./push-sender-worker.js", import.meta.url), {
-      workerData: this.o.ca ? { ca: this.o.ca } : {},
+      // A thread inherits the nice value of the thread that starts it, and this one may start after
+      // the main thread raised its own (priority.fallPathNice): it goes back to the priority the
+      // process had, since encrypting a push is not on a fall's way to the staff screen.
+      workerData: { nice: this.nice, ...(this.o.ca ? { ca: this.o.ca } : {}) },
     });
     this.worker = worker;
     this.ready = new Promise<void>((resolve, reject) => {
