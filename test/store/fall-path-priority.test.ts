@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterAll, describe, expect, it } from "vitest";
 import { PushSender } from "../../src/alerts/channels/push-sender.js";
+import { ConfigError, validateConfig } from "../../src/config/load.js";
 import { silentLogger } from "../../src/log.js";
 import { currentThreadId, setThreadNice } from "../../src/util/threads.js";
 import { startGateway } from "../helpers/gateway.js";
@@ -94,6 +95,26 @@ describe("the fall path's priority", () => {
       expect((await metrics.threadNice.get()).values.some((x) => x.labels.thread === "main")).toBe(false);
     } finally {
       await gw.stop();
+    }
+  });
+
+  it("a fallPathNice outside -20..0 or not whole is a configuration error naming its path", () => {
+    for (const fallPathNice of [5, -21, -2.5, "high"]) {
+      let err: unknown;
+      try {
+        validateConfig(
+          {
+            sites: [{ id: "s1", name: "S1", units: [{ id: "u1", name: "U1" }] }],
+            priority: { fallPathNice },
+          },
+          "test",
+          new Set(),
+        );
+      } catch (e) {
+        err = e;
+      }
+      expect(err, String(fallPathNice)).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems.map((p) => p.path)).toContain("priority.fallPathNice");
     }
   });
 
